@@ -1,0 +1,1 @@
+//! galgo-metadata
