@@ -1,0 +1,248 @@
+//! A `galgo-server` child process for one test.
+//!
+//! The server prints exactly one line `galgo-server ready tcp=127.0.0.1:PORT` on stdout when it
+//! accepts connections; its logs go to stderr, which the harness sends to a file beside (not
+//! inside) the data dir and prints when the test fails.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+/// How long a server may take to print its ready line.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a graceful shutdown (flush and fsync of everything) may take.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the kernel may take to reap a SIGKILLed server.
+pub const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+const READY_PREFIX: &str = "galgo-server ready tcp=";
+
+/// One running (or stopped) server with its own temp dir. Killed with SIGKILL on drop.
+pub struct TestServer {
+    /// The TCP address from the ready line of the current run.
+    pub addr: SocketAddr,
+    /// The data dir, the same for every run of this server.
+    pub data_dir: PathBuf,
+    /// Holds `data/` and one `server-N.log` per run; removed on drop.
+    root: TempDir,
+    /// Arguments after the harness's own (`--data-dir`, `--tcp-address`, `--no-pin`).
+    args: Vec<String>,
+    process: Option<Process>,
+    runs: u32,
+}
+
+struct Process {
+    pid: libc::pid_t,
+    exit: mpsc::Receiver<ExitStatus>,
+    exited: Option<ExitStatus>,
+}
+
+impl Process {
+    /// The exit status, waiting at most `timeout` for it.
+    fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.exited.is_none() {
+            self.exited = self.exit.recv_timeout(timeout).ok();
+        }
+        self.exited
+    }
+
+    fn has_exited(&mut self) -> bool {
+        self.wait(Duration::ZERO).is_some()
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
+        // Only signal a pid we have not reaped yet: once reaped, the pid may belong to anyone.
+        if !self.has_exited() {
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(self.pid, signal) };
+        }
+    }
+}
+
+impl TestServer {
+    /// Starts a server with a fresh temp data dir. `args` are extra flags, for example
+    /// `["--set", "storage.fsync=always"]`; `--shards 2` is added unless `args` names `--shards`.
+    pub fn start(args: &[&str]) -> TestServer {
+        let root = tempfile::Builder::new()
+            .prefix("galgo-test-")
+            .tempdir()
+            .expect("create temp dir");
+        let data_dir = root.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("create data dir");
+        let mut args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        if !args.iter().any(|arg| arg == "--shards") {
+            args.extend(["--shards".to_string(), "2".to_string()]);
+        }
+        let mut server = TestServer {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            root,
+            args,
+            process: None,
+            runs: 0,
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts a new run on the same data dir with the same flags. A running server is stopped
+    /// gracefully first. The new run listens on a new port: read `addr` again.
+    pub fn restart(&mut self) {
+        if self.is_running() {
+            self.stop();
+        }
+        self.spawn();
+    }
+
+    /// Like [`TestServer::restart`], with `extra` flags appended for this run and later ones.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        if self.is_running() {
+            self.stop();
+        }
+        self.args.extend(extra.iter().map(|arg| arg.to_string()));
+        self.spawn();
+    }
+
+    /// SIGTERM, then waits for the exit and asserts it was a clean exit with code 0.
+    pub fn stop(&mut self) {
+        let process = self.process.as_mut().expect("server was started");
+        process.signal(libc::SIGTERM);
+        match process.wait(STOP_TIMEOUT) {
+            Some(status) => assert!(
+                status.success(),
+                "galgo-server exited with {status} after SIGTERM, expected exit code 0"
+            ),
+            None => panic!("galgo-server did not exit within {STOP_TIMEOUT:?} of SIGTERM"),
+        }
+    }
+
+    /// SIGKILL: a crash. Waits until the process is gone.
+    pub fn kill(&mut self) {
+        let process = self.process.as_mut().expect("server was started");
+        process.signal(libc::SIGKILL);
+        assert!(
+            process.wait(KILL_TIMEOUT).is_some(),
+            "galgo-server was not reaped within {KILL_TIMEOUT:?} of SIGKILL"
+        );
+    }
+
+    /// Whether the current run is still alive.
+    pub fn is_running(&mut self) -> bool {
+        self.process
+            .as_mut()
+            .is_some_and(|process| !process.has_exited())
+    }
+
+    /// The path of a partition's directory (PROTOCOL.md §9.1).
+    pub fn partition_dir(&self, stream_id: u32, topic_id: u32, partition_id: u32) -> PathBuf {
+        self.data_dir
+            .join("streams")
+            .join(stream_id.to_string())
+            .join("topics")
+            .join(topic_id.to_string())
+            .join("partitions")
+            .join(partition_id.to_string())
+    }
+
+    /// Everything the server wrote to stderr, over all runs so far.
+    pub fn logs(&self) -> String {
+        let mut logs = String::new();
+        for run in 1..=self.runs {
+            let path = self.log_path(run);
+            let text = std::fs::read(&path).unwrap_or_default();
+            logs.push_str(&format!("----- {} -----\n", path.display()));
+            logs.push_str(&String::from_utf8_lossy(&text));
+        }
+        logs
+    }
+
+    fn log_path(&self, run: u32) -> PathBuf {
+        self.root.path().join(format!("server-{run}.log"))
+    }
+
+    fn spawn(&mut self) {
+        self.runs += 1;
+        let log_path = self.log_path(self.runs);
+        let log = File::create(&log_path).expect("create server log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_galgo-server"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--tcp-address", "127.0.0.1:0", "--no-pin"])
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn galgo-server");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        let stdout = child.stdout.take().expect("piped stdout");
+
+        let (exit_tx, exit) = mpsc::channel();
+        thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = exit_tx.send(status);
+            }
+        });
+        self.process = Some(Process {
+            pid,
+            exit,
+            exited: None,
+        });
+
+        let (ready_tx, ready_rx) = mpsc::channel();
+        thread::spawn(move || read_stdout(stdout, ready_tx));
+        match ready_rx.recv_timeout(READY_TIMEOUT) {
+            Ok(addr) => self.addr = addr,
+            Err(error) => {
+                let status = self.process.as_mut().and_then(|p| p.wait(Duration::ZERO));
+                panic!(
+                    "galgo-server gave no ready line ({error}); exit status {status:?}; args {:?}; data dir {}",
+                    self.args,
+                    self.data_dir.display()
+                );
+            }
+        }
+    }
+}
+
+/// Sends the address of the ready line, then keeps draining stdout so the server never blocks
+/// on a full pipe. Anything else the server prints on stdout is echoed to our stderr.
+fn read_stdout(stdout: std::process::ChildStdout, ready: mpsc::Sender<SocketAddr>) {
+    let mut ready = Some(ready);
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        match line.strip_prefix(READY_PREFIX) {
+            Some(addr) if ready.is_some() => {
+                let addr = addr.trim().parse().unwrap_or_else(|error| {
+                    panic!("bad address in ready line {line:?}: {error}")
+                });
+                let _ = ready.take().expect("checked").send(addr);
+            }
+            _ => eprintln!("galgo-server stdout: {line}"),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(process) = self.process.as_mut() {
+            process.signal(libc::SIGKILL);
+            let _ = process.wait(KILL_TIMEOUT);
+        }
+        if thread::panicking() {
+            eprintln!("===== galgo-server logs =====\n{}", self.logs());
+        }
+    }
+}
+
+/// Reads a whole file, panicking with its path on error.
+pub fn read_file(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()))
+}
