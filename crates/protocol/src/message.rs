@@ -159,6 +159,7 @@ pub fn encode_message(
 
 /// Walks a block of back-to-back messages. Yields `Err(position)` once, at the byte position
 /// where the block stops holding a complete message, and then ends.
+#[derive(Clone, Debug)]
 pub struct MessageIter<'a> {
     block: &'a [u8],
     position: usize,
@@ -211,13 +212,22 @@ mod tests {
         stamp(&mut block, 42, 1_000, || 99);
         let view = MessageView::parse(&block).expect("complete");
         assert_eq!(
-            (view.offset(), view.timestamp(), view.id(), view.origin_timestamp()),
+            (
+                view.offset(),
+                view.timestamp(),
+                view.id(),
+                view.origin_timestamp()
+            ),
             (42, 1_000, 99, 7)
         );
         assert_eq!(view.payload(), b"hello");
         assert!(view.checksum_is_valid());
         block[MESSAGE_HEADER_BYTES] ^= 1;
-        assert!(!MessageView::parse(&block).expect("complete").checksum_is_valid());
+        assert!(
+            !MessageView::parse(&block)
+                .expect("complete")
+                .checksum_is_valid()
+        );
     }
 
     #[test]
