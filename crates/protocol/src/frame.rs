@@ -58,6 +58,19 @@ impl RequestHeader {
         self.length.checked_sub(CODE_BYTES)
     }
 
+    /// The payload length when the frame is acceptable: 3 `InvalidCommand` when `length < 4`,
+    /// or when a command other than SendMessages carries more than
+    /// [`CONTROL_PAYLOAD_BYTES_MAX`]. In the second case the payload is still on the wire: the
+    /// caller must drain it or close the connection to stay in sync.
+    pub fn checked_payload_len(&self) -> Result<u32, ErrorCode> {
+        let payload_len = self.payload_len().ok_or(ErrorCode::InvalidCommand)?;
+        let is_send = self.code == CommandCode::SendMessages.as_u32();
+        if !is_send && payload_len > CONTROL_PAYLOAD_BYTES_MAX {
+            return Err(ErrorCode::InvalidCommand);
+        }
+        Ok(payload_len)
+    }
+
     /// Appends the header.
     pub fn encode(&self, out: &mut BytesMut) {
         out.put_u32_le(self.length);
@@ -137,6 +150,32 @@ mod tests {
         for length in 0..4 {
             assert_eq!(RequestHeader { length, code: 1 }.payload_len(), None);
         }
+    }
+
+    #[test]
+    fn control_payloads_are_capped_but_send_messages_is_not() {
+        let big = CONTROL_PAYLOAD_BYTES_MAX + 4 + 1;
+        let header = |code: CommandCode, length| RequestHeader {
+            length,
+            code: code.as_u32(),
+        };
+        assert_eq!(
+            header(CommandCode::CreateStream, big).checked_payload_len(),
+            Err(ErrorCode::InvalidCommand)
+        );
+        assert_eq!(
+            header(CommandCode::CreateStream, big - 1).checked_payload_len(),
+            Ok(CONTROL_PAYLOAD_BYTES_MAX)
+        );
+        assert_eq!(
+            header(CommandCode::SendMessages, big).checked_payload_len(),
+            Ok(big - 4)
+        );
+        assert_eq!(
+            header(CommandCode::Ping, 3).checked_payload_len(),
+            Err(ErrorCode::InvalidCommand)
+        );
+        assert_eq!(RequestHeader::for_payload(1, usize::MAX), None);
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub mod request;
 pub mod writer;
 
 pub use code::CommandCode;
+pub use command::messages::{PollMessages, PolledMessagesHeader, SendMessages};
 pub use consumer::{Consumer, consumer_key};
 pub use error::ErrorCode;
 pub use frame::{
