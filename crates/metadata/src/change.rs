@@ -1,0 +1,152 @@
+//! Metadata changes: what shard 0 persists in the metadata log and broadcasts to every shard.
+
+use rkyv::{Archive, Deserialize, Serialize, rancor, util::AlignedVec};
+
+use crate::MetadataError;
+
+/// A topic's settings, already resolved against the server's defaults.
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// Compression code (1 = none, 2 = gzip); stored, not applied.
+    pub compression: u8,
+    /// Message expiry in µs; `u64::MAX` = never.
+    pub message_expiry_us: u64,
+    /// Topic size limit in bytes; `u64::MAX` = unlimited.
+    pub max_topic_size_bytes: u64,
+    /// Replication factor, at least 1.
+    pub replication_factor: u8,
+}
+
+/// One metadata change. Ids in it were assigned by shard 0 against the state it applies to.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A stream was created.
+    CreateStream {
+        /// Its id.
+        id: u32,
+        /// Its name.
+        name: String,
+        /// Creation time, µs since the epoch.
+        created_at_us: u64,
+    },
+    /// A stream was renamed.
+    UpdateStream {
+        /// Its id.
+        id: u32,
+        /// The new name.
+        name: String,
+    },
+    /// A stream and everything in it was deleted.
+    DeleteStream {
+        /// Its id.
+        id: u32,
+    },
+    /// A topic was created with `partitions_count` partitions.
+    CreateTopic {
+        /// The stream.
+        stream_id: u32,
+        /// The new topic's id.
+        id: u32,
+        /// Its name.
+        name: String,
+        /// Creation time, µs since the epoch.
+        created_at_us: u64,
+        /// Partitions to create, numbered 0..n-1.
+        partitions_count: u32,
+        /// Its settings.
+        settings: TopicSettings,
+    },
+    /// A topic's name or settings changed.
+    UpdateTopic {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        id: u32,
+        /// The new name.
+        name: String,
+        /// The new settings.
+        settings: TopicSettings,
+    },
+    /// A topic and its partitions were deleted.
+    DeleteTopic {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        id: u32,
+    },
+    /// Partitions were appended to a topic.
+    CreatePartitions {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        topic_id: u32,
+        /// How many.
+        count: u32,
+        /// Creation time, µs since the epoch.
+        created_at_us: u64,
+    },
+    /// The highest-numbered partitions of a topic were removed.
+    DeletePartitions {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        topic_id: u32,
+        /// How many.
+        count: u32,
+    },
+}
+
+/// A change with its place in the global order. Versions start at 1 and have no gaps.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The position of this change in the metadata log.
+    pub version: u64,
+    /// The change.
+    pub change: Change,
+}
+
+impl Event {
+    /// Serialises the event as one metadata-log record.
+    pub fn to_record(&self) -> Vec<u8> {
+        rkyv::to_bytes::<rancor::Error>(self)
+            .expect("serialising an event into memory cannot fail")
+            .into_vec()
+    }
+
+    /// Reads an event back from a record, validating the archive.
+    pub fn from_record(record: &[u8]) -> Result<Self, MetadataError> {
+        // rkyv needs aligned input; records come from arbitrary buffer positions.
+        let mut aligned = AlignedVec::<16>::with_capacity(record.len());
+        aligned.extend_from_slice(record);
+        rkyv::from_bytes::<Event, rancor::Error>(&aligned)
+            .map_err(|error| MetadataError::CorruptRecord(error.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_garbage_is_rejected() {
+        let event = Event {
+            version: 7,
+            change: Change::CreateTopic {
+                stream_id: 1,
+                id: 2,
+                name: "orders".into(),
+                created_at_us: 3,
+                partitions_count: 4,
+                settings: TopicSettings {
+                    compression: 1,
+                    message_expiry_us: u64::MAX,
+                    max_topic_size_bytes: u64::MAX,
+                    replication_factor: 1,
+                },
+            },
+        };
+        let record = event.to_record();
+        assert_eq!(Event::from_record(&record).expect("valid"), event);
+        assert!(Event::from_record(&record[..record.len() / 2]).is_err());
+    }
+}

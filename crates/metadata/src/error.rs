@@ -1,0 +1,35 @@
+//! Why a metadata change or lookup was refused.
+
+use thiserror::Error;
+
+/// A refused metadata change or a failed lookup. The server maps each to a protocol code.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum MetadataError {
+    /// No stream has that id or name.
+    #[error("stream not found")]
+    StreamNotFound,
+    /// Another stream already has that name.
+    #[error("stream name already exists")]
+    StreamNameExists,
+    /// No topic has that id or name in the stream.
+    #[error("topic not found")]
+    TopicNotFound,
+    /// Another topic of the stream already has that name.
+    #[error("topic name already exists")]
+    TopicNameExists,
+    /// A create asked for more than `PARTITIONS_PER_REQUEST_MAX` partitions, or for 0 to add.
+    #[error("too many partitions")]
+    TooManyPartitions,
+    /// A delete asked for more partitions than the topic has.
+    #[error("invalid partitions count")]
+    InvalidPartitionsCount,
+    /// No partition has that id in the topic.
+    #[error("partition not found")]
+    PartitionNotFound,
+    /// A custom topic size below the segment size.
+    #[error("invalid topic size")]
+    InvalidTopicSize,
+    /// A metadata-log record that does not decode.
+    #[error("corrupt metadata record: {0}")]
+    CorruptRecord(String),
+}

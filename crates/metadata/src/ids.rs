@@ -1,0 +1,51 @@
+//! Id newtypes with explicit widths.
+
+use std::fmt;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident($inner:ty)) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub $inner);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A stream's id: its slab key, 0-based.
+    StreamId(u32)
+);
+id_type!(
+    /// A topic's id within its stream: its slab key, 0-based.
+    TopicId(u32)
+);
+id_type!(
+    /// A partition's id within its topic: 0..n-1.
+    PartitionId(u32)
+);
+id_type!(
+    /// A shard: one thread, one io_uring ring, one inbox.
+    ShardId(u16)
+);
+
+/// The full address of a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionKey {
+    /// The stream.
+    pub stream: StreamId,
+    /// The topic within the stream.
+    pub topic: TopicId,
+    /// The partition within the topic.
+    pub partition: PartitionId,
+}
+
+impl fmt::Display for PartitionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.stream, self.topic, self.partition)
+    }
+}

@@ -1,0 +1,637 @@
+//! The replica: the whole metadata state of the server, one copy per shard.
+
+use std::collections::HashMap;
+
+use galgo_protocol::identifier::Identifier;
+
+use crate::{
+    Change, Event, MetadataError, PARTITIONS_PER_REQUEST_MAX, PartitionId, PartitionKey, ShardId,
+    StreamId, TopicId, TopicSettings, slab::Slab,
+};
+
+/// A partition as metadata knows it: its id, its birth and the shard that owns its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// Id within the topic.
+    pub id: PartitionId,
+    /// Creation time, µs since the epoch.
+    pub created_at_us: u64,
+    /// The shard that owns the log; every other shard forwards work for it there.
+    pub owner: ShardId,
+}
+
+/// A topic: settings and partitions 0..n-1.
+#[derive(Clone, Debug)]
+pub struct Topic {
+    /// Id within the stream.
+    pub id: TopicId,
+    /// Name, unique within the stream.
+    pub name: String,
+    /// Creation time, µs since the epoch.
+    pub created_at_us: u64,
+    /// Resolved settings.
+    pub settings: TopicSettings,
+    /// Partitions, index = partition id.
+    pub partitions: Vec<Partition>,
+}
+
+/// A stream and its topics.
+#[derive(Clone, Debug)]
+pub struct Stream {
+    /// Id.
+    pub id: StreamId,
+    /// Name, unique on the server.
+    pub name: String,
+    /// Creation time, µs since the epoch.
+    pub created_at_us: u64,
+    topics: Slab<Topic>,
+    topic_names: HashMap<String, u32>,
+}
+
+impl Stream {
+    /// Topics in id order.
+    pub fn topics(&self) -> impl Iterator<Item = &Topic> {
+        self.topics.values()
+    }
+    /// How many topics the stream has.
+    pub fn topics_count(&self) -> u32 {
+        self.topics.len() as u32
+    }
+    /// The topic an identifier names.
+    pub fn topic(&self, id: &Identifier) -> Result<&Topic, MetadataError> {
+        let key = match id {
+            Identifier::Numeric(key) => *key,
+            Identifier::Name(name) => *self
+                .topic_names
+                .get(name)
+                .ok_or(MetadataError::TopicNotFound)?,
+        };
+        self.topics.get(key).ok_or(MetadataError::TopicNotFound)
+    }
+}
+
+/// The metadata replica. Lives on every shard, each with its own copy; only shard 0 prepares
+/// changes, every shard applies them.
+#[derive(Clone, Debug)]
+pub struct Metadata {
+    version: u64,
+    segment_size_bytes: u64,
+    streams: Slab<Stream>,
+    stream_names: HashMap<String, u32>,
+    /// Partitions owned by each shard, the input of placement.
+    shard_loads: Vec<u32>,
+}
+
+impl Metadata {
+    /// An empty state for a server of `shard_count` shards whose segments hold
+    /// `segment_size_bytes` (custom topic sizes must not be smaller).
+    pub fn new(shard_count: u16, segment_size_bytes: u64) -> Self {
+        assert!(shard_count > 0, "a server has at least one shard");
+        Self {
+            version: 0,
+            segment_size_bytes,
+            streams: Slab::default(),
+            stream_names: HashMap::new(),
+            shard_loads: vec![0; usize::from(shard_count)],
+        }
+    }
+
+    /// The version of the last applied event (0 before any).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Number of shards partitions are spread over.
+    pub fn shard_count(&self) -> u16 {
+        self.shard_loads.len() as u16
+    }
+
+    /// Streams in id order.
+    pub fn streams(&self) -> impl Iterator<Item = &Stream> {
+        self.streams.values()
+    }
+
+    /// The stream an identifier names.
+    pub fn stream(&self, id: &Identifier) -> Result<&Stream, MetadataError> {
+        let key = match id {
+            Identifier::Numeric(key) => *key,
+            Identifier::Name(name) => *self
+                .stream_names
+                .get(name)
+                .ok_or(MetadataError::StreamNotFound)?,
+        };
+        self.streams.get(key).ok_or(MetadataError::StreamNotFound)
+    }
+
+    /// The topic two identifiers name.
+    pub fn topic(&self, stream: &Identifier, topic: &Identifier) -> Result<&Topic, MetadataError> {
+        self.stream(stream)?.topic(topic)
+    }
+
+    /// Every partition with its key, in key order.
+    pub fn partitions(&self) -> impl Iterator<Item = (PartitionKey, &Partition)> {
+        self.streams.values().flat_map(|stream| {
+            stream.topics().flat_map(move |topic| {
+                topic.partitions.iter().map(move |partition| {
+                    let key = PartitionKey {
+                        stream: stream.id,
+                        topic: topic.id,
+                        partition: partition.id,
+                    };
+                    (key, partition)
+                })
+            })
+        })
+    }
+
+    /// Partitions each shard owns, indexed by shard id.
+    pub fn shard_loads(&self) -> &[u32] {
+        &self.shard_loads
+    }
+
+    /// The owners that `count` new partitions will get, in order: each goes to the least-loaded
+    /// shard at that moment, ties to the lowest shard id. `apply` uses the same rule, so every
+    /// replica agrees without the owners being written down.
+    pub fn plan_placement(&self, count: u32) -> Vec<ShardId> {
+        let mut loads = self.shard_loads.clone();
+        (0..count).map(|_| place(&mut loads)).collect()
+    }
+
+    /// Validates a new stream and gives it an id.
+    pub fn prepare_create_stream(&self, name: &str, now_us: u64) -> Result<Change, MetadataError> {
+        if self.stream_names.contains_key(name) {
+            return Err(MetadataError::StreamNameExists);
+        }
+        Ok(Change::CreateStream {
+            id: self.streams.next_key(),
+            name: name.to_owned(),
+            created_at_us: now_us,
+        })
+    }
+
+    /// Validates a rename.
+    pub fn prepare_update_stream(
+        &self,
+        stream: &Identifier,
+        name: &str,
+    ) -> Result<Change, MetadataError> {
+        let id = self.stream(stream)?.id.0;
+        if self.stream_names.get(name).is_some_and(|&other| other != id) {
+            return Err(MetadataError::StreamNameExists);
+        }
+        Ok(Change::UpdateStream {
+            id,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Validates a stream deletion.
+    pub fn prepare_delete_stream(&self, stream: &Identifier) -> Result<Change, MetadataError> {
+        Ok(Change::DeleteStream {
+            id: self.stream(stream)?.id.0,
+        })
+    }
+
+    /// Validates a new topic, resolves its settings and gives it an id.
+    pub fn prepare_create_topic(
+        &self,
+        stream: &Identifier,
+        name: &str,
+        partitions_count: u32,
+        settings: TopicSettings,
+        now_us: u64,
+    ) -> Result<Change, MetadataError> {
+        let stream = self.stream(stream)?;
+        if stream.topic_names.contains_key(name) {
+            return Err(MetadataError::TopicNameExists);
+        }
+        if partitions_count > PARTITIONS_PER_REQUEST_MAX {
+            return Err(MetadataError::TooManyPartitions);
+        }
+        Ok(Change::CreateTopic {
+            stream_id: stream.id.0,
+            id: stream.topics.next_key(),
+            name: name.to_owned(),
+            created_at_us: now_us,
+            partitions_count,
+            settings: self.resolve_settings(settings)?,
+        })
+    }
+
+    /// Validates a topic update.
+    pub fn prepare_update_topic(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        name: &str,
+        settings: TopicSettings,
+    ) -> Result<Change, MetadataError> {
+        let stream = self.stream(stream)?;
+        let id = stream.topic(topic)?.id.0;
+        if stream.topic_names.get(name).is_some_and(|&other| other != id) {
+            return Err(MetadataError::TopicNameExists);
+        }
+        Ok(Change::UpdateTopic {
+            stream_id: stream.id.0,
+            id,
+            name: name.to_owned(),
+            settings: self.resolve_settings(settings)?,
+        })
+    }
+
+    /// Validates a topic deletion.
+    pub fn prepare_delete_topic(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<Change, MetadataError> {
+        let stream = self.stream(stream)?;
+        Ok(Change::DeleteTopic {
+            stream_id: stream.id.0,
+            id: stream.topic(topic)?.id.0,
+        })
+    }
+
+    /// Validates adding `count` partitions (1..=1000).
+    pub fn prepare_create_partitions(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        count: u32,
+        now_us: u64,
+    ) -> Result<Change, MetadataError> {
+        let topic_ref = self.topic(stream, topic)?;
+        if count == 0 || count > PARTITIONS_PER_REQUEST_MAX {
+            return Err(MetadataError::TooManyPartitions);
+        }
+        Ok(Change::CreatePartitions {
+            stream_id: self.stream(stream)?.id.0,
+            topic_id: topic_ref.id.0,
+            count,
+            created_at_us: now_us,
+        })
+    }
+
+    /// Validates removing the `count` highest-numbered partitions.
+    pub fn prepare_delete_partitions(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        count: u32,
+    ) -> Result<Change, MetadataError> {
+        let topic_ref = self.topic(stream, topic)?;
+        if count == 0 {
+            return Err(MetadataError::TooManyPartitions);
+        }
+        if count as usize > topic_ref.partitions.len() {
+            return Err(MetadataError::InvalidPartitionsCount);
+        }
+        Ok(Change::DeletePartitions {
+            stream_id: self.stream(stream)?.id.0,
+            topic_id: topic_ref.id.0,
+            count,
+        })
+    }
+
+    fn resolve_settings(&self, settings: TopicSettings) -> Result<TopicSettings, MetadataError> {
+        let max_topic_size_bytes = match settings.max_topic_size_bytes {
+            0 | u64::MAX => u64::MAX,
+            custom if custom < self.segment_size_bytes => {
+                return Err(MetadataError::InvalidTopicSize);
+            }
+            custom => custom,
+        };
+        Ok(TopicSettings {
+            compression: settings.compression,
+            message_expiry_us: match settings.message_expiry_us {
+                0 => u64::MAX,
+                expiry => expiry,
+            },
+            max_topic_size_bytes,
+            replication_factor: settings.replication_factor.max(1),
+        })
+    }
+
+    /// The partitions a change removes (with their owners), computed before applying it so
+    /// the caller knows which logs to delete.
+    pub fn partitions_removed_by(&self, change: &Change) -> Vec<(PartitionKey, ShardId)> {
+        let in_topic = |stream: &Stream, topic: &Topic, skip: usize| {
+            topic
+                .partitions
+                .iter()
+                .skip(skip)
+                .map(|partition| {
+                    let key = PartitionKey {
+                        stream: stream.id,
+                        topic: topic.id,
+                        partition: partition.id,
+                    };
+                    (key, partition.owner)
+                })
+                .collect::<Vec<_>>()
+        };
+        match change {
+            Change::DeleteStream { id } => self
+                .streams
+                .get(*id)
+                .map(|stream| {
+                    stream
+                        .topics()
+                        .flat_map(|topic| in_topic(stream, topic, 0))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Change::DeleteTopic { stream_id, id } => self
+                .streams
+                .get(*stream_id)
+                .and_then(|stream| Some(in_topic(stream, stream.topics.get(*id)?, 0)))
+                .unwrap_or_default(),
+            Change::DeletePartitions {
+                stream_id,
+                topic_id,
+                count,
+            } => self
+                .streams
+                .get(*stream_id)
+                .and_then(|stream| {
+                    let topic = stream.topics.get(*topic_id)?;
+                    let keep = topic.partitions.len().saturating_sub(*count as usize);
+                    Some(in_topic(stream, topic, keep))
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Applies the next event. Panics on a version gap or on a change that does not fit the
+    /// state: both mean the replicas diverged, and going on would corrupt data.
+    pub fn apply(&mut self, event: &Event) {
+        assert_eq!(
+            event.version,
+            self.version + 1,
+            "metadata events must be applied in order without gaps"
+        );
+        self.apply_change(&event.change);
+        self.version = event.version;
+    }
+
+    fn apply_change(&mut self, change: &Change) {
+        match change {
+            Change::CreateStream {
+                id,
+                name,
+                created_at_us,
+            } => {
+                self.streams.insert(
+                    *id,
+                    Stream {
+                        id: StreamId(*id),
+                        name: name.clone(),
+                        created_at_us: *created_at_us,
+                        topics: Slab::default(),
+                        topic_names: HashMap::new(),
+                    },
+                );
+                self.stream_names.insert(name.clone(), *id);
+            }
+            Change::UpdateStream { id, name } => {
+                let stream = self.streams.get_mut(*id).expect("stream to rename");
+                self.stream_names.remove(&stream.name);
+                stream.name = name.clone();
+                self.stream_names.insert(name.clone(), *id);
+            }
+            Change::DeleteStream { id } => {
+                let stream = self.streams.remove(*id).expect("stream to delete");
+                self.stream_names.remove(&stream.name);
+                for topic in stream.topics.values() {
+                    self.release(&topic.partitions);
+                }
+            }
+            Change::CreateTopic {
+                stream_id,
+                id,
+                name,
+                created_at_us,
+                partitions_count,
+                settings,
+            } => {
+                let partitions = self.place_new(0, *partitions_count, *created_at_us);
+                let stream = self.streams.get_mut(*stream_id).expect("topic's stream");
+                stream.topics.insert(
+                    *id,
+                    Topic {
+                        id: TopicId(*id),
+                        name: name.clone(),
+                        created_at_us: *created_at_us,
+                        settings: *settings,
+                        partitions,
+                    },
+                );
+                stream.topic_names.insert(name.clone(), *id);
+            }
+            Change::UpdateTopic {
+                stream_id,
+                id,
+                name,
+                settings,
+            } => {
+                let stream = self.streams.get_mut(*stream_id).expect("topic's stream");
+                let topic = stream.topics.get_mut(*id).expect("topic to update");
+                stream.topic_names.remove(&topic.name);
+                topic.name = name.clone();
+                topic.settings = *settings;
+                stream.topic_names.insert(name.clone(), *id);
+            }
+            Change::DeleteTopic { stream_id, id } => {
+                let stream = self.streams.get_mut(*stream_id).expect("topic's stream");
+                let topic = stream.topics.remove(*id).expect("topic to delete");
+                stream.topic_names.remove(&topic.name);
+                self.release(&topic.partitions);
+            }
+            Change::CreatePartitions {
+                stream_id,
+                topic_id,
+                count,
+                created_at_us,
+            } => {
+                let first = self.topic_mut(*stream_id, *topic_id).partitions.len() as u32;
+                let mut added = self.place_new(first, *count, *created_at_us);
+                self.topic_mut(*stream_id, *topic_id)
+                    .partitions
+                    .append(&mut added);
+            }
+            Change::DeletePartitions {
+                stream_id,
+                topic_id,
+                count,
+            } => {
+                let topic = self.topic_mut(*stream_id, *topic_id);
+                let keep = topic.partitions.len() - *count as usize;
+                let removed = topic.partitions.split_off(keep);
+                self.release(&removed);
+            }
+        }
+    }
+
+    fn topic_mut(&mut self, stream_id: u32, topic_id: u32) -> &mut Topic {
+        self.streams
+            .get_mut(stream_id)
+            .and_then(|stream| stream.topics.get_mut(topic_id))
+            .expect("topic of a partition change")
+    }
+
+    fn place_new(&mut self, first: u32, count: u32, created_at_us: u64) -> Vec<Partition> {
+        (first..first + count)
+            .map(|id| Partition {
+                id: PartitionId(id),
+                created_at_us,
+                owner: place(&mut self.shard_loads),
+            })
+            .collect()
+    }
+
+    fn release(&mut self, partitions: &[Partition]) {
+        for partition in partitions {
+            self.shard_loads[usize::from(partition.owner.0)] -= 1;
+        }
+    }
+
+    /// Counts for statistics: streams, topics, partitions.
+    pub fn counts(&self) -> (u32, u32, u32) {
+        let streams = self.streams.len() as u32;
+        let topics = self.streams.values().map(Stream::topics_count).sum();
+        let partitions = self.shard_loads.iter().sum();
+        (streams, topics, partitions)
+    }
+
+    /// Changes every topic's partition owners to a new shard count (the count changed between
+    /// runs). The disk layout does not depend on shards, so nothing moves on disk.
+    pub fn reshard(&mut self, shard_count: u16) {
+        assert!(shard_count > 0, "a server has at least one shard");
+        self.shard_loads = vec![0; usize::from(shard_count)];
+        let loads = &mut self.shard_loads;
+        for stream in self.streams.values_mut() {
+            for topic in stream.topics.values_mut() {
+                for partition in &mut topic.partitions {
+                    partition.owner = place(loads);
+                }
+            }
+        }
+    }
+}
+
+/// The least-loaded shard, ties to the lowest id; counts the new partition in.
+fn place(loads: &mut [u32]) -> ShardId {
+    let (index, load) = loads
+        .iter_mut()
+        .enumerate()
+        .min_by_key(|(index, load)| (**load, *index))
+        .expect("at least one shard");
+    *load += 1;
+    ShardId(index as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> TopicSettings {
+        TopicSettings {
+            compression: 1,
+            message_expiry_us: 0,
+            max_topic_size_bytes: 0,
+            replication_factor: 0,
+        }
+    }
+
+    fn commit(metadata: &mut Metadata, change: Change) {
+        let event = Event {
+            version: metadata.version() + 1,
+            change,
+        };
+        metadata.apply(&event);
+    }
+
+    #[test]
+    fn partitions_spread_over_shards_and_replicas_agree() {
+        let mut shard0 = Metadata::new(4, 1 << 20);
+        let change = shard0.prepare_create_stream("s", 1).expect("new stream");
+        commit(&mut shard0, change);
+        let s = Identifier::Numeric(0);
+        let change = shard0
+            .prepare_create_topic(&s, "t", 8, settings(), 2)
+            .expect("new topic");
+        let planned = shard0.plan_placement(8);
+        let mut replica = Metadata::new(4, 1 << 20);
+        replica.apply(&Event {
+            version: 1,
+            change: Change::CreateStream {
+                id: 0,
+                name: "s".into(),
+                created_at_us: 1,
+            },
+        });
+        commit(&mut shard0, change.clone());
+        replica.apply(&Event { version: 2, change });
+        let owners: Vec<_> = shard0.partitions().map(|(_, p)| p.owner).collect();
+        assert_eq!(owners, planned);
+        assert_eq!(shard0.shard_loads(), &[2, 2, 2, 2]);
+        let replica_owners: Vec<_> = replica.partitions().map(|(_, p)| p.owner).collect();
+        assert_eq!(owners, replica_owners);
+        let topic = shard0.topic(&s, &Identifier::Name("t".into())).expect("topic");
+        assert_eq!(topic.settings.message_expiry_us, u64::MAX);
+        assert_eq!(topic.settings.replication_factor, 1);
+    }
+
+    #[test]
+    fn deletes_release_partitions_and_names() {
+        let mut metadata = Metadata::new(2, 1 << 20);
+        let change = metadata.prepare_create_stream("s", 1).expect("new");
+        commit(&mut metadata, change);
+        let s = Identifier::Name("s".into());
+        let change = metadata
+            .prepare_create_topic(&s, "t", 3, settings(), 1)
+            .expect("new");
+        commit(&mut metadata, change);
+        let t = Identifier::Name("t".into());
+        let change = metadata.prepare_delete_partitions(&s, &t, 2).expect("fits");
+        assert_eq!(metadata.partitions_removed_by(&change).len(), 2);
+        commit(&mut metadata, change);
+        assert_eq!(metadata.counts(), (1, 1, 1));
+        assert_eq!(
+            metadata.prepare_delete_partitions(&s, &t, 2),
+            Err(MetadataError::InvalidPartitionsCount)
+        );
+        let change = metadata.prepare_delete_stream(&s).expect("exists");
+        commit(&mut metadata, change);
+        assert_eq!(metadata.counts(), (0, 0, 0));
+        assert!(metadata.prepare_create_stream("s", 2).is_ok());
+    }
+
+    #[test]
+    fn duplicate_names_and_small_topic_sizes_are_refused() {
+        let mut metadata = Metadata::new(1, 1 << 20);
+        let change = metadata.prepare_create_stream("s", 1).expect("new");
+        commit(&mut metadata, change);
+        assert_eq!(
+            metadata.prepare_create_stream("s", 1),
+            Err(MetadataError::StreamNameExists)
+        );
+        let mut small = settings();
+        small.max_topic_size_bytes = 1024;
+        assert_eq!(
+            metadata.prepare_create_topic(&Identifier::Numeric(0), "t", 1, small, 1),
+            Err(MetadataError::InvalidTopicSize)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "without gaps")]
+    fn a_version_gap_panics() {
+        let mut metadata = Metadata::new(1, 1 << 20);
+        metadata.apply(&Event {
+            version: 2,
+            change: Change::DeleteStream { id: 0 },
+        });
+    }
+}
