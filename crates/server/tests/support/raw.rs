@@ -96,6 +96,11 @@ impl RawConn {
         conn
     }
 
+    /// A second handle on the same socket, for writing from another thread.
+    pub fn try_clone_writer(&self) -> TcpStream {
+        self.stream.try_clone().expect("clone socket")
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.stream.local_addr().expect("local addr")
     }

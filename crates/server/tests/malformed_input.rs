@@ -1,0 +1,369 @@
+//! Malformed input over raw TCP: every case gets the error code of PROTOCOL.md §1.1 / §4.1 /
+//! §6.2, the same connection keeps answering (the whole declared payload is consumed), and a
+//! second connection is never disturbed. Only a frame whose payload the server will not read
+//! (a control payload over 10 MiB) may close the connection instead, and only that one.
+
+mod support;
+
+use std::io::Write;
+use std::thread;
+use std::time::Duration;
+
+use galgo_protocol::message::encode_message;
+use support::TestServer;
+use support::raw::{self, RawConn, SendMessages, code, error, frame, id_named, id_numeric, str8};
+
+const CONTROL_PAYLOAD_BYTES_MAX: usize = 10 * 1024 * 1024;
+
+/// Sends `code`/`payload`, expects error `status`, then a Ping on the same connection and on
+/// the bystander connection.
+#[track_caller]
+fn expect_error_then_ping(conn: &mut RawConn, bystander: &mut RawConn, code: u32, payload: &[u8], status: u32) {
+    let response = conn.request(code, payload);
+    assert_eq!(
+        (response.status, response.payload.len()),
+        (status, 0),
+        "command {code} with payload {:02x?}",
+        &payload[..payload.len().min(32)]
+    );
+    conn.ping();
+    bystander.ping();
+}
+
+#[test]
+fn framing_errors_keep_the_connection_in_sync() {
+    let server = TestServer::start(&[]);
+    let mut bystander = RawConn::connect_logged_in(server.addr);
+    let mut conn = RawConn::connect(server.addr);
+
+    // length < 4: error 3 after the 8 header bytes; the next bytes are a new frame.
+    for length in [0u32, 1, 3] {
+        let mut bytes = length.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&code::PING.to_le_bytes());
+        conn.send_bytes(&bytes);
+        conn.read_response().assert_error(error::INVALID_COMMAND);
+        conn.ping();
+        bystander.ping();
+    }
+
+    // An unknown command code with a payload: 3, and the payload is consumed.
+    expect_error_then_ping(&mut conn, &mut bystander, 7777, &[0xAB; 100], error::INVALID_COMMAND);
+    expect_error_then_ping(&mut conn, &mut bystander, 7777, &[], error::INVALID_COMMAND);
+    // Codes 30 and 40 do not exist either (PROTOCOL.md §3).
+    expect_error_then_ping(&mut conn, &mut bystander, 30, &[1, 2, 3], error::INVALID_COMMAND);
+    // Unknown codes are rejected as unknown even after login.
+    conn.login_root();
+    expect_error_then_ping(&mut conn, &mut bystander, 123_456, &[7; 13], error::INVALID_COMMAND);
+}
+
+#[test]
+fn decode_errors_map_to_invalid_command_or_invalid_format() {
+    let server = TestServer::start(&[]);
+    let mut bystander = RawConn::connect_logged_in(server.addr);
+    let mut conn = RawConn::connect_logged_in(server.addr);
+    let stream = raw::create_stream(&mut conn, "exists");
+    let cases: Vec<(&str, u32, Vec<u8>, u32)> = vec![
+        // Truncated fields: 3.
+        ("name8 longer than the payload", code::CREATE_STREAM, vec![5, b'a', b'b'], error::INVALID_COMMAND),
+        ("empty payload where a name is due", code::CREATE_STREAM, vec![], error::INVALID_COMMAND),
+        ("identifier cut inside its value", code::GET_STREAM, vec![1, 4, 0, 0], error::INVALID_COMMAND),
+        ("identifier with no length byte", code::GET_STREAM, vec![1], error::INVALID_COMMAND),
+        ("create topic cut after the stream id", code::CREATE_TOPIC, id_numeric(stream), error::INVALID_COMMAND),
+        ("login cut before the password", code::LOGIN_USER, str8(b"iggy"), error::INVALID_COMMAND),
+        ("poll cut inside the strategy", code::POLL_MESSAGES, {
+            let mut payload = raw::poll_payload(stream, 0, 0, 0, 1);
+            payload.truncate(payload.len() - 10);
+            payload
+        }, error::INVALID_COMMAND),
+        // Invalid UTF-8: 3.
+        ("invalid UTF-8 stream name", code::CREATE_STREAM, vec![2, 0xFF, 0xFE], error::INVALID_COMMAND),
+        ("invalid UTF-8 in a string identifier", code::GET_STREAM, vec![2, 2, 0xC3, 0x28], error::INVALID_COMMAND),
+        // Empty name: 4.
+        ("empty stream name", code::CREATE_STREAM, vec![0], error::INVALID_FORMAT),
+        ("empty topic name", code::CREATE_TOPIC, {
+            let mut payload = raw::create_topic_payload(&id_numeric(stream), "x", 1);
+            payload.truncate(payload.len() - 2);
+            payload.push(0);
+            payload
+        }, error::INVALID_FORMAT),
+        // Identifier kinds and lengths.
+        ("identifier of unknown kind 3", code::GET_STREAM, vec![3, 4, 0, 0, 0, 0], error::INVALID_COMMAND),
+        ("identifier of kind 0", code::GET_STREAM, vec![0, 4, 0, 0, 0, 0], error::INVALID_COMMAND),
+        ("numeric identifier of length 2", code::GET_STREAM, vec![1, 2, 0, 0], error::INVALID_FORMAT),
+        ("numeric identifier of length 8", code::GET_STREAM, vec![1, 8, 0, 0, 0, 0, 0, 0, 0, 0], error::INVALID_FORMAT),
+        ("empty string identifier", code::GET_STREAM, vec![2, 0], error::INVALID_FORMAT),
+        ("unknown consumer kind", code::POLL_MESSAGES, {
+            let mut payload = raw::poll_payload(stream, 0, 0, 0, 1);
+            payload[0] = 9;
+            payload
+        }, error::INVALID_COMMAND),
+        ("unknown polling strategy", code::POLL_MESSAGES, {
+            let mut payload = raw::poll_payload(stream, 0, 0, 0, 1);
+            let at = payload.len() - 14; // strategy kind: before value u64, count u32, auto_commit u8
+            payload[at] = 42;
+            payload
+        }, error::INVALID_COMMAND),
+        ("unknown compression algorithm", code::CREATE_TOPIC, {
+            let mut payload = raw::create_topic_payload(&id_numeric(stream), "t", 1);
+            payload[6 + 4] = 9;
+            payload
+        }, error::INVALID_COMMAND),
+    ];
+    for (what, command, payload, status) in cases {
+        let response = conn.request(command, &payload);
+        assert_eq!((response.status, response.payload.len()), (status, 0), "{what}");
+        conn.ping();
+        bystander.ping();
+    }
+
+    // Nothing was created by the rejected requests, and well-formed ones still work.
+    let streams = conn.request(code::GET_STREAMS, &[]).ok();
+    let name_len = streams[32] as usize;
+    assert_eq!(streams.len(), 33 + name_len, "exactly one stream: {streams:02x?}");
+    assert_eq!(&streams[33..], b"exists");
+    let found = conn.request(code::GET_STREAM, &id_named("exists")).ok();
+    assert_eq!(u32::from_le_bytes(found[0..4].try_into().unwrap()), stream);
+    // Trailing bytes after a valid payload are ignored (PROTOCOL.md §1.1).
+    let mut trailing = id_numeric(stream);
+    trailing.extend_from_slice(&[0xEE; 5]);
+    assert_eq!(conn.request(code::GET_STREAM, &trailing).ok(), found);
+}
+
+#[test]
+fn commands_need_login_first() {
+    let server = TestServer::start(&[]);
+    let mut bystander = RawConn::connect_logged_in(server.addr);
+    let stream = raw::create_stream(&mut bystander, "guarded");
+    let topic = raw::create_topic(&mut bystander, stream, "t", 1);
+
+    let mut conn = RawConn::connect(server.addr);
+    conn.ping();
+    let unauthenticated: Vec<(u32, Vec<u8>)> = vec![
+        (code::GET_STATS, vec![]),
+        (code::GET_ME, vec![]),
+        (code::GET_STREAMS, vec![]),
+        (code::GET_STREAM, id_numeric(stream)),
+        (code::CREATE_STREAM, str8(b"sneaky")),
+        (code::CREATE_TOPIC, raw::create_topic_payload(&id_numeric(stream), "sneaky", 1)),
+        (code::POLL_MESSAGES, raw::poll_payload(stream, topic, 0, 0, 10)),
+        // SendMessages with a whole batch: the server must consume it before answering 40.
+        (code::SEND_MESSAGES, SendMessages::new(stream, topic, 0, &[b"not logged in", &[0x55; 5000]]).encode()),
+        (code::GET_SHARD_STATS, vec![]),
+        (39, vec![]), // LogoutUser
+    ];
+    for (command, payload) in &unauthenticated {
+        let response = conn.request(*command, payload);
+        assert_eq!((response.status, response.payload.len()), (error::UNAUTHENTICATED, 0), "command {command}");
+        conn.ping();
+        bystander.ping();
+    }
+    // A failed login leaves the session unauthenticated.
+    conn.request(code::LOGIN_USER, &raw::login_payload("iggy", "wrong"))
+        .assert_error(error::INVALID_CREDENTIALS);
+    conn.request(code::GET_STREAMS, &[]).assert_error(error::UNAUTHENTICATED);
+
+    conn.login_root();
+    let polled = raw::poll(&mut conn, stream, topic, 0, 0, 10);
+    assert!(polled.messages.is_empty(), "the unauthenticated send stored nothing");
+    let streams = conn.request(code::GET_STREAMS, &[]).ok();
+    assert_eq!(streams.len(), 33 + "guarded".len(), "the unauthenticated create made nothing");
+}
+
+#[test]
+fn send_messages_validation_errors() {
+    let server = TestServer::start(&[]);
+    let mut bystander = RawConn::connect_logged_in(server.addr);
+    let mut conn = RawConn::connect_logged_in(server.addr);
+    let stream = raw::create_stream(&mut conn, "validated");
+    let topic = raw::create_topic(&mut conn, stream, "t", 1);
+    let good = || SendMessages::new(stream, topic, 0, &[b"first", b"second message", b"3"]);
+
+    conn.request(code::SEND_MESSAGES, &good().encode()).ok();
+
+    let mut cases: Vec<(&str, Vec<u8>, &[u32])> = Vec::new();
+    let mut batch = good();
+    batch.count = 0;
+    batch.index.clear();
+    batch.messages.clear();
+    cases.push(("zero messages", batch.encode(), &[error::INVALID_MESSAGES_COUNT]));
+
+    let mut batch = good();
+    batch.index[4..8].copy_from_slice(&(batch.messages.len() as u32 + 100).to_le_bytes());
+    cases.push(("a position past the end of the block", batch.encode(), &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE]));
+
+    let mut batch = good();
+    batch.index[16 + 4..16 + 8].copy_from_slice(&10u32.to_le_bytes());
+    cases.push(("a position inside the first message", batch.encode(), &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE]));
+
+    let mut batch = good();
+    batch.messages.extend_from_slice(&[0u8; 40]);
+    cases.push(("trailing bytes after the last message", batch.encode(), &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE]));
+
+    let mut batch = good();
+    batch.messages.truncate(batch.messages.len() - 1);
+    let end = batch.messages.len() as u32;
+    batch.index[32 + 4..32 + 8].copy_from_slice(&end.to_le_bytes());
+    cases.push(("the last message one byte short", batch.encode(), &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE]));
+
+    let mut batch = good();
+    batch.count = 4;
+    // The 4th "index entry" is then the first 16 bytes of the messages block: any rejection will do.
+    cases.push((
+        "count larger than the index",
+        batch.encode(),
+        &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE, 4034, 4035, error::NON_ZERO_OFFSET, error::NON_ZERO_TIMESTAMP, error::INVALID_COMMAND, error::INVALID_FORMAT],
+    ));
+
+    let mut batch = good();
+    batch.index[16..20].copy_from_slice(&1u32.to_le_bytes());
+    cases.push(("non-zero offset in the index", batch.encode(), &[error::NON_ZERO_OFFSET]));
+
+    let mut batch = good();
+    batch.index[8..16].copy_from_slice(&5u64.to_le_bytes());
+    cases.push(("non-zero timestamp in the index", batch.encode(), &[error::NON_ZERO_TIMESTAMP]));
+
+    let mut batch = good();
+    batch.count = 1;
+    batch.messages = vec![0u8; 32];
+    batch.index = [0u32.to_le_bytes(), 32u32.to_le_bytes()].concat();
+    batch.index.extend_from_slice(&0u64.to_le_bytes());
+    cases.push(("a message shorter than its 64-byte header", batch.encode(), &[error::TOO_SMALL_MESSAGE, error::MISSING_INDEX]));
+
+    let mut batch = good();
+    batch.messages[52..56].copy_from_slice(&u32::MAX.to_le_bytes());
+    cases.push(("a payload length far past the block", batch.encode(), &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE, 4022]));
+
+    let mut batch = good();
+    let mut huge_headers = Vec::new();
+    encode_message(0, 0, b"p", &vec![1u8; 100_001], &mut huge_headers);
+    batch.count = 1;
+    batch.index = [0u32.to_le_bytes(), (huge_headers.len() as u32).to_le_bytes()].concat();
+    batch.index.extend_from_slice(&0u64.to_le_bytes());
+    batch.messages = huge_headers;
+    cases.push(("user headers over 100,000 bytes", batch.encode(), &[4017]));
+
+    let mut batch = good();
+    batch.stream = vec![1, 2, 0, 0];
+    cases.push(("numeric stream identifier of length 2", batch.encode(), &[error::INVALID_IDENTIFIER]));
+
+    let mut batch = good();
+    batch.partitioning = vec![7, 0];
+    cases.push(("unknown partitioning kind", batch.encode(), &[error::INVALID_COMMAND, error::INVALID_FORMAT, error::INVALID_IDENTIFIER]));
+
+    let mut too_long_metadata = good().encode();
+    too_long_metadata[0..4].copy_from_slice(&100_000u32.to_le_bytes());
+    cases.push(("metadata_length larger than the payload", too_long_metadata, &[error::INVALID_COMMAND]));
+
+    cases.push(("payload shorter than metadata_length's own 4 bytes", vec![1, 0], &[error::INVALID_COMMAND]));
+
+    for (what, payload, allowed) in &cases {
+        let response = conn.request(code::SEND_MESSAGES, payload);
+        assert!(
+            allowed.contains(&response.status) && response.payload.is_empty(),
+            "{what}: got status {} (payload {} bytes), expected one of {allowed:?}",
+            response.status,
+            response.payload.len()
+        );
+        conn.ping();
+        bystander.ping();
+    }
+
+    // Only the good batches were stored, contiguous from 0.
+    conn.request(code::SEND_MESSAGES, &good().encode()).ok();
+    let polled = raw::poll(&mut conn, stream, topic, 0, 0, 100);
+    let offsets: Vec<u64> = polled.messages.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(offsets, (0..6).collect::<Vec<u64>>());
+    let payloads: Vec<&[u8]> = polled.messages.iter().map(|(_, payload)| payload.as_slice()).collect();
+    assert_eq!(payloads, [b"first".as_slice(), b"second message", b"3", b"first", b"second message", b"3"]);
+}
+
+#[test]
+fn oversized_control_payload_is_drained_or_closes_only_that_connection() {
+    let server = TestServer::start(&[]);
+    let mut bystander = RawConn::connect_logged_in(server.addr);
+    let mut conn = RawConn::connect_logged_in(server.addr);
+
+    let payload_len = CONTROL_PAYLOAD_BYTES_MAX + 1;
+    let mut header = ((4 + payload_len) as u32).to_le_bytes().to_vec();
+    header.extend_from_slice(&code::GET_STREAMS.to_le_bytes());
+    conn.send_bytes(&header);
+    // The payload goes out from another thread: the server may answer first, drain, or close.
+    let mut writer = conn.try_clone_writer();
+    let sender = thread::spawn(move || writer.write_all(&vec![0x5A; payload_len]).is_ok());
+    let response = conn.try_read_response();
+    let payload_sent = sender.join().expect("writer thread");
+    match response {
+        Ok(response) => {
+            response.assert_error(error::INVALID_COMMAND);
+            if payload_sent {
+                // Either the server drained the payload and still answers, or it closed.
+                conn.send_frame(code::PING, &[]);
+                match conn.try_read_response() {
+                    Ok(pong) => assert_eq!((pong.status, pong.payload.len()), (0, 0), "ping after a drained oversized frame"),
+                    Err(_) => conn.expect_closed(Duration::from_secs(10)),
+                }
+            } else {
+                conn.expect_closed(Duration::from_secs(10));
+            }
+        }
+        // Closing without an answer is tolerated only as a close, never as a hang.
+        Err(error) => assert!(
+            !matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            "no answer to an oversized control frame: {error}"
+        ),
+    }
+
+    bystander.ping();
+    let mut fresh = RawConn::connect_logged_in(server.addr);
+    fresh.ping();
+    raw::create_stream(&mut fresh, "still-works");
+    bystander.request(code::GET_STREAM, &id_named("still-works")).ok();
+}
+
+#[test]
+fn fragmented_pipelined_and_abandoned_frames() {
+    let server = TestServer::start(&[]);
+    let mut bystander = RawConn::connect_logged_in(server.addr);
+
+    // A login and a ping sent one byte per write.
+    let mut slow = RawConn::connect(server.addr);
+    let mut bytes = frame(code::LOGIN_USER, &raw::login_payload("iggy", "iggy"));
+    bytes.extend(frame(code::PING, &[]));
+    for byte in &bytes {
+        slow.send_bytes(std::slice::from_ref(byte));
+    }
+    assert_eq!(slow.read_response().ok(), 0u32.to_le_bytes());
+    assert!(slow.read_response().ok().is_empty());
+
+    // Many requests in one write get their answers in order.
+    let mut pipelined = RawConn::connect(server.addr);
+    let mut bytes = frame(code::GET_STREAMS, &[]); // 40: not logged in yet
+    bytes.extend(frame(code::LOGIN_USER, &raw::login_payload("iggy", "iggy")));
+    bytes.extend(frame(code::CREATE_STREAM, &str8(b"piped")));
+    bytes.extend(frame(7777, &[1, 2, 3]));
+    bytes.extend(frame(code::GET_STREAM, &id_named("piped")));
+    bytes.extend(frame(code::PING, &[]));
+    pipelined.send_bytes(&bytes);
+    pipelined.read_response().assert_error(error::UNAUTHENTICATED);
+    assert_eq!(pipelined.read_response().ok(), 0u32.to_le_bytes());
+    let created = pipelined.read_response().ok();
+    pipelined.read_response().assert_error(error::INVALID_COMMAND);
+    assert_eq!(pipelined.read_response().ok(), created, "GetStream returns what CreateStream did");
+    assert!(pipelined.read_response().ok().is_empty());
+
+    // Connections that vanish mid-frame harm nobody.
+    for cut in [3usize, 8, 20] {
+        let mut abandoned = RawConn::connect_logged_in(server.addr);
+        let batch = SendMessages::new(0, 0, 0, &[b"never completed"]).encode();
+        abandoned.send_bytes(&frame(code::SEND_MESSAGES, &batch)[..cut]);
+        drop(abandoned);
+        bystander.ping();
+    }
+    let mut header_only = RawConn::connect(server.addr);
+    header_only.send_bytes(&frame(code::CREATE_STREAM, &str8(b"half"))[..10]);
+    drop(header_only);
+
+    bystander.ping();
+    let streams = bystander.request(code::GET_STREAMS, &[]).ok();
+    assert_eq!(streams.len(), 33 + "piped".len(), "only the piped stream exists: {streams:02x?}");
+}
