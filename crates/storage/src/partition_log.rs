@@ -1,0 +1,723 @@
+//! A partition's log: segments on disk, the journal in memory, and the stored consumer offsets.
+//!
+//! Concurrency: a `PartitionLog` lives on its owning shard and is `!Send`; many tasks of that
+//! shard call it at once and interleave at every `.await`. Offsets, timestamps and the journal
+//! change only in synchronous sections (no `.await` while the state is borrowed), so the journal
+//! is always in offset order. All disk writes (flush, roll, purge) hold `flush_lock`, so one
+//! write is in flight at a time; batches being written stay in the journal, readable, until
+//! their write completes and they move into the active segment's index in one step. Every
+//! offset below `next_offset` is therefore always either in the journal or written to a file.
+//!
+//! Group commit (`fsync = "always"`): an appender pushes its batch and then waits until
+//! `synced_next_offset` passes its last offset. Whoever takes `flush_lock` first writes and
+//! fdatasyncs everything in the journal; the appenders that queued behind it find themselves
+//! covered and return without another write.
+
+use std::{
+    cell::RefCell,
+    path::{Path, PathBuf},
+    rc::Rc,
+};
+
+use async_lock::Mutex;
+use bytes::{Bytes, BytesMut};
+use galgo_protocol::message::{self, MessageView};
+
+use crate::{
+    FsyncMode, OffsetOwner, RecoveryReport, StorageConfig, StorageError,
+    consumer_offsets::ConsumerOffsets,
+    disk,
+    journal::{Journal, JournalBatch, Run},
+    offset_index::IndexEntry,
+    recovery,
+    segment::{self, ActiveSegment, SealedSegment},
+};
+
+/// Most bytes one poll returns (at least one message is always returned, however large). Bounds
+/// the memory a poll with a huge `count` can take; clients continue from the next offset.
+pub const POLL_BYTES_MAX: u64 = 32 << 20;
+
+/// Offsets given to an appended batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendReceipt {
+    /// Offset of the batch's first message.
+    pub first_offset: u64,
+    /// Offset of the batch's last message.
+    pub last_offset: u64,
+}
+
+/// Messages returned by a poll: stored bytes, exactly as they are sent to clients.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Polled {
+    /// Offset of the first message returned (the requested offset, or the first kept one).
+    pub first_offset: u64,
+    /// Number of messages in `chunks`.
+    pub messages_count: u32,
+    /// Whole messages back to back, in offset order, split into chunks at batch and read
+    /// boundaries.
+    pub chunks: Vec<Bytes>,
+}
+
+impl Polled {
+    /// Total size of the returned messages.
+    pub fn size_bytes(&self) -> u64 {
+        self.chunks.iter().map(|chunk| chunk.len() as u64).sum()
+    }
+}
+
+/// Counters of one partition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// Messages kept (journal included).
+    pub messages_count: u64,
+    /// Bytes of messages kept (journal included).
+    pub size_bytes: u64,
+    /// Segments, the active one included.
+    pub segments_count: u32,
+}
+
+/// Mutable state, borrowed only in synchronous sections.
+struct LogState {
+    sealed: Vec<SealedSegment>,
+    active: ActiveSegment,
+    journal: Journal,
+    /// Offset the next appended message gets.
+    next_offset: u64,
+    /// Every offset below this is covered by an fdatasync.
+    synced_next_offset: u64,
+    /// Timestamp of the newest message: timestamps never go back, which keeps every index
+    /// sorted by time for the binary searches of `offset_at_timestamp`.
+    last_timestamp: u64,
+    /// Bytes of all kept messages, journal included.
+    size_bytes: u64,
+    /// Bumped by `purge`, so that appenders waiting for durability of purged data stop waiting.
+    generation: u64,
+}
+
+impl LogState {
+    fn new(sealed: Vec<SealedSegment>, active: ActiveSegment, last_timestamp: u64) -> Self {
+        let next_offset = active.next_offset();
+        let size_bytes = sealed.iter().map(|s| s.size_bytes).sum::<u64>() + active.size_bytes;
+        Self {
+            journal: Journal::new(active.start_offset, active.size_bytes),
+            sealed,
+            active,
+            next_offset,
+            synced_next_offset: next_offset,
+            last_timestamp,
+            size_bytes,
+            generation: 0,
+        }
+    }
+
+    fn first_offset(&self) -> u64 {
+        self.sealed
+            .first()
+            .map_or(self.active.start_offset, |segment| segment.start_offset)
+    }
+}
+
+/// Where the next part of a poll comes from.
+enum ReadPlan {
+    /// Nothing more to read.
+    End,
+    /// Served from the journal: messages and bytes already pushed.
+    Served(u32, u64),
+    /// A range of the active segment's log.
+    Active {
+        log: compio::fs::File,
+        position: u32,
+        len: usize,
+        messages_count: u32,
+    },
+    /// From relative offset `k` of a sealed segment.
+    Sealed(SealedSegment, u32),
+}
+
+/// A partition's log. Lives on the partition's owning shard (`!Send`); call it from any task
+/// of that shard.
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: Rc<StorageConfig>,
+    state: RefCell<LogState>,
+    /// Serialises writes to the partition's segment files (flush, roll, purge).
+    flush_lock: Mutex<()>,
+    offsets: ConsumerOffsets,
+}
+
+impl PartitionLog {
+    /// Opens the partition in `dir` (creating the directory if absent) and recovers it: see
+    /// the `recovery` module for what is checked and repaired.
+    pub async fn open(
+        dir: PathBuf,
+        config: Rc<StorageConfig>,
+    ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
+        config.validate()?;
+        disk::create_dir_all(&dir).await?;
+        let mut report = RecoveryReport::default();
+        let (sealed, active, last_timestamp) = recover_segments(&dir, &config, &mut report).await?;
+        let state = LogState::new(sealed, active, last_timestamp);
+        let last_offset = state.next_offset.checked_sub(1);
+        let offsets = ConsumerOffsets::open(&dir, config.fsync).await?;
+        report.clamped_offsets = offsets.clamp(last_offset).await?;
+        if !report.is_clean() {
+            tracing::warn!(dir = %dir.display(), messages = report.messages_count(),
+                dropped_bytes = report.log_bytes_dropped(), "partition recovered with repairs");
+        }
+        let log = PartitionLog {
+            dir,
+            config,
+            state: RefCell::new(state),
+            flush_lock: Mutex::new(()),
+            offsets,
+        };
+        Ok((log, report))
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends a validated block of `count` messages (as the client sent them): assigns
+    /// consecutive offsets, the timestamp `now_us` (or the previous batch's, should the clock
+    /// have gone back), ids for id 0 and checksums, then journals the batch. Writes the journal
+    /// out when a threshold is reached or a segment rolls; with `fsync = "always"` returns only
+    /// once an fdatasync covers the batch.
+    pub async fn append(
+        &self,
+        messages: BytesMut,
+        count: u32,
+        now_us: u64,
+    ) -> Result<AppendReceipt, StorageError> {
+        check_block(&messages, count)?;
+        let (receipt, generation) = self.push_batch(messages, count, now_us)?;
+        if self.config.fsync == FsyncMode::Always {
+            self.wait_durable(receipt.last_offset, generation).await?;
+        } else if self.needs_flush() {
+            let _turn = self.flush_lock.lock().await;
+            if self.needs_flush() {
+                self.flush_locked(false).await?;
+            }
+        }
+        Ok(receipt)
+    }
+
+    /// Stamps the batch and pushes it to the journal, all in one synchronous step.
+    fn push_batch(
+        &self,
+        mut messages: BytesMut,
+        count: u32,
+        now_us: u64,
+    ) -> Result<(AppendReceipt, u64), StorageError> {
+        let mut state = self.state.borrow_mut();
+        let first_offset = state.next_offset;
+        let timestamp = now_us.max(state.last_timestamp);
+        let size_bytes = messages.len() as u64;
+        let placement =
+            state
+                .journal
+                .place(first_offset, size_bytes, self.config.segment_size_bytes);
+        if placement.position + size_bytes > u64::from(u32::MAX) {
+            return Err(StorageError::InvalidBatch(
+                "batch larger than a segment can hold",
+            ));
+        }
+        let relative_base = u32::try_from(first_offset - placement.segment_start)
+            .ok()
+            .filter(|base| base.checked_add(count).is_some())
+            .ok_or(StorageError::InvalidBatch(
+                "too many messages for one segment",
+            ))?;
+        let mut entries = BytesMut::with_capacity(count as usize * 16);
+        let mut at = 0;
+        for k in 0..count {
+            let size = MessageView::parse(&messages[at..]).expect("checked").size();
+            message::stamp(
+                &mut messages[at..at + size],
+                first_offset + u64::from(k),
+                timestamp,
+                || uuid::Uuid::new_v4().as_u128(),
+            );
+            at += size;
+            let entry = IndexEntry {
+                relative_offset: relative_base + k,
+                position: (placement.position + at as u64) as u32,
+                timestamp,
+            };
+            entries.extend_from_slice(&entry.encode());
+        }
+        state.journal.push(JournalBatch {
+            first_offset,
+            messages_count: count,
+            segment_start: placement.segment_start,
+            position: placement.position as u32,
+            timestamp,
+            messages: messages.freeze(),
+            entries: entries.freeze(),
+        });
+        state.next_offset += u64::from(count);
+        state.last_timestamp = timestamp;
+        state.size_bytes += size_bytes;
+        let receipt = AppendReceipt {
+            first_offset,
+            last_offset: state.next_offset - 1,
+        };
+        Ok((receipt, state.generation))
+    }
+
+    /// True when the journal holds enough not yet written to be written out now.
+    fn needs_flush(&self) -> bool {
+        let state = self.state.borrow();
+        let journal = &state.journal;
+        journal.pending_messages() >= u64::from(self.config.journal_messages_max)
+            || journal.pending_bytes() >= self.config.journal_bytes_max
+            || (journal.pending_messages() > 0
+                && journal.tail_segment_start() != state.active.start_offset)
+    }
+
+    /// Waits until an fdatasync covers `last_offset`, writing and syncing the journal itself
+    /// if no flush in flight will cover it.
+    async fn wait_durable(&self, last_offset: u64, generation: u64) -> Result<(), StorageError> {
+        let covered = || {
+            let state = self.state.borrow();
+            state.generation != generation || state.synced_next_offset > last_offset
+        };
+        while !covered() {
+            let _turn = self.flush_lock.lock().await;
+            if covered() {
+                break;
+            }
+            self.flush_locked(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Up to `count` messages from `start_offset`, in offset order, across segments, files,
+    /// batches being written and the journal. At most `POLL_BYTES_MAX` bytes unless the first
+    /// message alone is larger. An offset below the first kept one starts at the first kept one.
+    pub async fn poll(&self, start_offset: u64, count: u32) -> Result<Polled, StorageError> {
+        let start = start_offset.max(self.first_offset());
+        let mut polled = Polled {
+            first_offset: start,
+            ..Polled::default()
+        };
+        let mut bytes = 0u64;
+        while polled.messages_count < count {
+            let offset = start + u64::from(polled.messages_count);
+            let messages_max = count - polled.messages_count;
+            let at_least_one = polled.messages_count == 0;
+            let bytes_max = POLL_BYTES_MAX.saturating_sub(bytes);
+            if bytes_max == 0 && !at_least_one {
+                break;
+            }
+            let plan = self.plan_read(offset, messages_max, bytes_max, at_least_one, &mut polled);
+            let (messages, read) = match plan {
+                ReadPlan::End => break,
+                ReadPlan::Served(messages, read) => (messages, read),
+                ReadPlan::Active {
+                    log,
+                    position,
+                    len,
+                    messages_count,
+                } => {
+                    let chunk = disk::read_bytes_at(&log, len, u64::from(position)).await?;
+                    polled.chunks.push(chunk);
+                    (messages_count, len as u64)
+                }
+                ReadPlan::Sealed(segment, k) => {
+                    let read =
+                        segment::read_sealed(&self.dir, &segment, k, messages_max, bytes_max)
+                            .await?;
+                    let len = read.bytes.len() as u64;
+                    polled.chunks.push(read.bytes);
+                    (read.messages_count, len)
+                }
+            };
+            if messages == 0 {
+                break;
+            }
+            polled.messages_count += messages;
+            bytes += read;
+        }
+        Ok(polled)
+    }
+
+    /// Decides where `offset` is read from; serves it right away when it is in the journal.
+    fn plan_read(
+        &self,
+        offset: u64,
+        messages_max: u32,
+        bytes_max: u64,
+        at_least_one: bool,
+        polled: &mut Polled,
+    ) -> ReadPlan {
+        let state = self.state.borrow();
+        if offset >= state.next_offset {
+            return ReadPlan::End;
+        }
+        if let Some(journal_first) = state.journal.first_offset()
+            && offset >= journal_first
+        {
+            let (messages, bytes) = state.journal.read(
+                offset,
+                messages_max,
+                bytes_max,
+                at_least_one,
+                &mut polled.chunks,
+            );
+            return ReadPlan::Served(messages, bytes);
+        }
+        let active = &state.active;
+        if offset >= active.start_offset {
+            let k = (offset - active.start_offset) as u32;
+            debug_assert!(
+                k < active.index.len(),
+                "offsets below the journal are written"
+            );
+            let to = active.index.fit(k, messages_max, bytes_max, at_least_one);
+            if to == k {
+                return ReadPlan::Served(0, 0);
+            }
+            let position = active.index.start_position(k);
+            let end = active.index.get(to - 1).position;
+            return ReadPlan::Active {
+                log: active.log.clone(),
+                position,
+                len: (end - position) as usize,
+                messages_count: to - k,
+            };
+        }
+        let at = state
+            .sealed
+            .partition_point(|segment| segment.start_offset <= offset);
+        let segment = state.sealed[at.checked_sub(1).expect("offset ≥ first offset")];
+        debug_assert!(offset <= segment.end_offset());
+        ReadPlan::Sealed(segment, (offset - segment.start_offset) as u32)
+    }
+
+    /// Offset of the first message whose timestamp is ≥ `ts_us`, if any.
+    pub async fn offset_at_timestamp(&self, ts_us: u64) -> Result<Option<u64>, StorageError> {
+        let sealed = {
+            let state = self.state.borrow();
+            let at = state
+                .sealed
+                .partition_point(|segment| segment.end_timestamp < ts_us);
+            match state.sealed.get(at) {
+                Some(segment) => *segment,
+                None => {
+                    let active = &state.active;
+                    return Ok(match active.index.first_at_or_after(ts_us) {
+                        Some(k) => Some(active.start_offset + u64::from(k)),
+                        None => state.journal.offset_at_timestamp(ts_us),
+                    });
+                }
+            }
+        };
+        Ok(segment::sealed_offset_at_timestamp(&self.dir, &sealed, ts_us).await?)
+    }
+
+    /// Start offset of the first segment.
+    pub fn first_offset(&self) -> u64 {
+        self.state.borrow().first_offset()
+    }
+
+    /// The last assigned offset; `None` if the partition never had a message.
+    pub fn last_offset(&self) -> Option<u64> {
+        self.state.borrow().next_offset.checked_sub(1)
+    }
+
+    /// Messages, bytes and segments kept.
+    pub fn stats(&self) -> PartitionStats {
+        let state = self.state.borrow();
+        PartitionStats {
+            messages_count: state.next_offset - state.first_offset(),
+            size_bytes: state.size_bytes,
+            segments_count: state.sealed.len() as u32 + 1,
+        }
+    }
+
+    /// Messages in the journal (not yet written, or being written).
+    pub fn unflushed_messages(&self) -> u32 {
+        u32::try_from(self.state.borrow().journal.messages_count()).unwrap_or(u32::MAX)
+    }
+
+    /// Bytes written to the active segment's log but not yet covered by an fdatasync.
+    pub fn unsynced_bytes(&self) -> u64 {
+        let state = self.state.borrow();
+        state.active.size_bytes - state.active.synced_bytes
+    }
+
+    /// Writes the journal out; fdatasyncs the log when `fsync` is set.
+    pub async fn flush(&self, fsync: bool) -> Result<(), StorageError> {
+        let _turn = self.flush_lock.lock().await;
+        self.flush_locked(fsync).await
+    }
+
+    /// Graceful shutdown: writes the journal out and fdatasyncs the log and its index.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let _turn = self.flush_lock.lock().await;
+        self.flush_locked(true).await?;
+        let index_file = self.state.borrow().active.index_file.clone();
+        index_file.sync_data().await?;
+        Ok(())
+    }
+
+    /// Writes every batch journaled before the call; holds `flush_lock`.
+    async fn flush_locked(&self, fsync: bool) -> Result<(), StorageError> {
+        let end_offset = self.state.borrow().next_offset;
+        loop {
+            let Some(run) = self.state.borrow_mut().journal.take_run(end_offset) else {
+                break;
+            };
+            let mut in_flight = InFlight {
+                state: &self.state,
+                committed: false,
+            };
+            let active_start = self.state.borrow().active.start_offset;
+            if run.segment_start != active_start {
+                self.roll(run.segment_start, fsync).await?;
+            }
+            self.write_run(&run).await?;
+            in_flight.committed = true;
+        }
+        if fsync {
+            self.sync_active().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes one run to the active segment (one write to the log, one to the index), then
+    /// moves it from the journal to the segment's index.
+    async fn write_run(&self, run: &Run) -> Result<(), StorageError> {
+        let (log, index_file, index_position) = {
+            let state = self.state.borrow();
+            let active = &state.active;
+            assert_eq!(active.start_offset, run.segment_start);
+            assert_eq!(
+                active.next_offset(),
+                run.first_offset,
+                "runs are written in order"
+            );
+            assert_eq!(
+                active.size_bytes,
+                u64::from(run.position),
+                "runs are written back to back"
+            );
+            (
+                active.log.clone(),
+                active.index_file.clone(),
+                u64::from(active.index.len()) * 16,
+            )
+        };
+        disk::write_vectored_all_at(&log, run.messages.clone(), u64::from(run.position)).await?;
+        disk::write_vectored_all_at(&index_file, run.entries.clone(), index_position).await?;
+        let mut state = self.state.borrow_mut();
+        for entries in &run.entries {
+            state.active.index.extend_encoded(entries);
+        }
+        state.active.size_bytes += run.size_bytes;
+        state.journal.commit_run(run);
+        debug_assert_eq!(state.active.next_offset(), run.end_offset_exclusive);
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at `start_offset`. The sealed segment is
+    /// fdatasynced unless running with `fsync = "never"` and no fsync was asked.
+    async fn roll(&self, start_offset: u64, fsync: bool) -> Result<(), StorageError> {
+        let sync = fsync || self.config.fsync != FsyncMode::Never;
+        let (log, index_file) = {
+            let state = self.state.borrow();
+            assert_eq!(
+                state.active.next_offset(),
+                start_offset,
+                "a segment is sealed only once all its messages are written"
+            );
+            (state.active.log.clone(), state.active.index_file.clone())
+        };
+        if sync {
+            log.sync_data().await?;
+            index_file.sync_data().await?;
+        }
+        let next = ActiveSegment::create(&self.dir, start_offset).await?;
+        if self.config.fsync != FsyncMode::Never {
+            disk::sync_dir(&self.dir).await?;
+        }
+        let mut state = self.state.borrow_mut();
+        let sealed = std::mem::replace(&mut state.active, next).seal();
+        tracing::debug!(dir = %self.dir.display(), start = sealed.start_offset,
+            end = sealed.end_offset(), size = sealed.size_bytes, "segment sealed");
+        state.sealed.push(sealed);
+        Ok(())
+    }
+
+    /// fdatasyncs the active log; everything written is then durable.
+    async fn sync_active(&self) -> Result<(), StorageError> {
+        let (log, size_bytes, written_next_offset) = {
+            let state = self.state.borrow();
+            let active = &state.active;
+            (active.log.clone(), active.size_bytes, active.next_offset())
+        };
+        // No write can start meanwhile: the caller holds `flush_lock`.
+        log.sync_data().await?;
+        let mut state = self.state.borrow_mut();
+        state.active.synced_bytes = size_bytes;
+        state.synced_next_offset = state.synced_next_offset.max(written_next_offset);
+        Ok(())
+    }
+
+    /// Deletes every message (journal included) and every stored offset; the next message
+    /// gets offset 0. Appends racing with a purge are purged too.
+    pub async fn purge(&self) -> Result<(), StorageError> {
+        let _turn = self.flush_lock.lock().await;
+        let starts: Vec<u64> = {
+            let state = self.state.borrow();
+            let sealed = state.sealed.iter().map(|segment| segment.start_offset);
+            sealed.chain([state.active.start_offset]).collect()
+        };
+        for start in starts {
+            disk::remove_file_if_exists(&segment::log_path(&self.dir, start)).await?;
+            disk::remove_file_if_exists(&segment::index_path(&self.dir, start)).await?;
+        }
+        let active = ActiveSegment::create(&self.dir, 0).await?;
+        if self.config.fsync != FsyncMode::Never {
+            disk::sync_dir(&self.dir).await?;
+        }
+        self.offsets.purge().await?;
+        let mut state = self.state.borrow_mut();
+        let generation = state.generation + 1;
+        *state = LogState::new(Vec::new(), active, 0);
+        state.generation = generation;
+        tracing::info!(dir = %self.dir.display(), "partition purged");
+        Ok(())
+    }
+
+    /// The stored offset of a consumer or group.
+    pub fn stored_offset(&self, owner: OffsetOwner) -> Option<u64> {
+        self.offsets.get(owner)
+    }
+
+    /// Stores a consumer's or group's offset and persists it (`offsets/consumers/{id}` or
+    /// `offsets/groups/{id}`, replaced atomically; fsynced with `fsync = "always"`). The caller
+    /// validates the value against `last_offset`.
+    pub async fn store_offset(&self, owner: OffsetOwner, offset: u64) -> Result<(), StorageError> {
+        self.offsets.store(owner, offset).await
+    }
+
+    /// Removes a stored offset; false if nothing was stored.
+    pub async fn delete_offset(&self, owner: OffsetOwner) -> Result<bool, StorageError> {
+        self.offsets.delete(owner).await
+    }
+}
+
+/// Returns a run's batches to the journal's pending set unless its write was committed (on an
+/// error, or when the flushing task is dropped mid-write).
+struct InFlight<'a> {
+    state: &'a RefCell<LogState>,
+    committed: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.state.borrow_mut().journal.abort_run();
+        }
+    }
+}
+
+/// The block must be exactly `count` whole messages.
+fn check_block(messages: &[u8], count: u32) -> Result<(), StorageError> {
+    if count == 0 {
+        return Err(StorageError::InvalidBatch("no messages"));
+    }
+    let mut at = 0;
+    for _ in 0..count {
+        let view = MessageView::parse(&messages[at..]).ok_or(StorageError::InvalidBatch(
+            "block holds fewer messages than counted",
+        ))?;
+        at += view.size();
+    }
+    if at != messages.len() {
+        return Err(StorageError::InvalidBatch(
+            "bytes left after the counted messages",
+        ));
+    }
+    Ok(())
+}
+
+/// Recovers the segments of `dir`: returns the sealed ones, the active one and the newest
+/// timestamp. Creates segment 0 in an empty directory.
+async fn recover_segments(
+    dir: &Path,
+    config: &StorageConfig,
+    report: &mut RecoveryReport,
+) -> Result<(Vec<SealedSegment>, ActiveSegment, u64), StorageError> {
+    let starts = recovery::list_segments(dir, report).await?;
+    let mut sealed = Vec::new();
+    let mut last: Option<recovery::RecoveredSegment> = None;
+    for (at, &start) in starts.iter().enumerate() {
+        if let Some(previous) = &last {
+            let expected = previous.report.start_offset + u64::from(previous.report.messages_count);
+            if start != expected {
+                for &later in &starts[at..] {
+                    let reason = format!("segments must continue at offset {expected}");
+                    recovery::drop_segment(dir, later, &reason, report).await?;
+                }
+                break;
+            }
+        }
+        let is_last = at + 1 == starts.len();
+        let recovered = recovery::recover_segment(dir, start, is_last).await?;
+        report.segments.push(recovered.report.clone());
+        if let Some(previous) = last.replace(recovered) {
+            assert!(
+                previous.report.messages_count > 0,
+                "an empty segment is followed by none"
+            );
+            sealed.push(SealedSegment {
+                start_offset: previous.report.start_offset,
+                messages_count: previous.report.messages_count,
+                size_bytes: previous.report.size_bytes,
+                end_timestamp: previous.end_timestamp,
+            });
+        }
+    }
+    let Some(mut last) = last else {
+        let active = ActiveSegment::create(dir, 0).await?;
+        disk::sync_dir(dir).await?;
+        return Ok((sealed, active, 0));
+    };
+    if last.index.is_none() {
+        // Later segments were dropped: this one becomes the active one after all. It was just
+        // recovered, so this second pass only loads its index.
+        last = recovery::recover_segment(dir, last.report.start_offset, true).await?;
+    }
+    let start = last.report.start_offset;
+    let log = disk::open_read_write(&segment::log_path(dir, start), false).await?;
+    let index_file = disk::open_read_write(&segment::index_path(dir, start), false).await?;
+    let synced = config.fsync != FsyncMode::Never;
+    if synced {
+        // What survived may still sit in the page cache only (a process crash, not a machine
+        // crash): make it durable before acknowledging anything after it.
+        log.sync_data().await?;
+    }
+    let last_timestamp = last
+        .end_timestamp
+        .max(sealed.last().map_or(0, |s| s.end_timestamp));
+    let active = ActiveSegment {
+        start_offset: start,
+        log,
+        index_file,
+        index: last.index.expect("kept"),
+        size_bytes: last.report.size_bytes,
+        synced_bytes: if synced { last.report.size_bytes } else { 0 },
+    };
+    Ok((sealed, active, last_timestamp))
+}
+
+/// Deletes a partition's directory with everything in it (partition, topic or stream
+/// deletion). A missing directory is not an error.
+pub async fn remove_partition(dir: &Path) -> Result<(), StorageError> {
+    disk::remove_dir_all(dir).await?;
+    Ok(())
+}

@@ -1,0 +1,508 @@
+//! Recovery of a partition's segments at open. Never trusts bytes that were not proven written.
+//!
+//! For each segment, in offset order:
+//! 1. **Trusted prefix of the index**: the longest run of entries that are well formed (entry k
+//!    has relative offset k, each message is at least a header long, timestamps never go back)
+//!    and lie within the log. Zero-filled entries fail this at k = 1.
+//! 2. **Tail check and scan**: the end of that prefix is read back from the log and verified
+//!    message by message (checksum, offset `start + k`, exact size and timestamp of the entry):
+//!    the last message of a sealed segment, the last `ACTIVE_TAIL_VERIFY_BYTES` of the active
+//!    one. The scan then goes on past the prefix to the end of the log, verifying every further
+//!    message. The log is truncated at the first message that is incomplete, fails its
+//!    checksum or carries the wrong offset (torn, zero-filled, garbage); from the first entry
+//!    that disagrees with the scan, the index is rewritten from the log; entries beyond the
+//!    kept messages are cut.
+//!
+//! A healthy sealed segment therefore costs one index read and one message read; a missing
+//! index costs one scan. A segment that does not start where the previous one ended, and
+//! every segment after it, is removed: offsets stay contiguous.
+
+use std::path::Path;
+
+use compio::fs::File;
+use galgo_protocol::message::{
+    MESSAGE_HEADER_BYTES, MESSAGE_PAYLOAD_BYTES_MAX, MessageView, PAYLOAD_LENGTH_AT,
+    USER_HEADERS_BYTES_MAX, USER_HEADERS_LENGTH_AT,
+};
+
+use crate::{
+    StorageError,
+    consumer_offsets::ClampedOffset,
+    disk,
+    offset_index::{self, INDEX_ENTRY_BYTES, IndexEntry, OffsetIndex},
+    segment::{self, SegmentFile},
+};
+
+/// Bytes of log read at once while scanning (a larger message is read whole).
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+/// Index entries read at once while checking an index (1 MiB).
+const CHECK_CHUNK_ENTRIES: usize = 65_536;
+/// Bytes at the end of the active segment whose every message is re-verified at open, however
+/// healthy its index looks: the last flushes before a crash land there (the default journal
+/// writes out every 1 MiB), and a crash can leave holes inside them, not only a torn end.
+/// Sealed segments were fsynced when sealed; for them the last message is verified.
+const ACTIVE_TAIL_VERIFY_BYTES: u32 = 1 << 20;
+
+/// What recovery found and did, for the operator's log and for tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Every kept segment, in offset order.
+    pub segments: Vec<SegmentRecovery>,
+    /// Segments removed because they did not follow the previous one.
+    pub dropped_segments: Vec<DroppedSegment>,
+    /// Start offsets of `.index` files that had no `.log` and were removed.
+    pub orphan_indexes_removed: Vec<u64>,
+    /// Stored consumer offsets that pointed past the last message.
+    pub clamped_offsets: Vec<ClampedOffset>,
+}
+
+impl RecoveryReport {
+    /// True when nothing had to be repaired.
+    pub fn is_clean(&self) -> bool {
+        self.segments.iter().all(SegmentRecovery::is_clean)
+            && self.dropped_segments.is_empty()
+            && self.orphan_indexes_removed.is_empty()
+            && self.clamped_offsets.is_empty()
+    }
+
+    /// Messages kept.
+    pub fn messages_count(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|segment| u64::from(segment.messages_count))
+            .sum()
+    }
+
+    /// Bytes cut from logs, dropped segments included.
+    pub fn log_bytes_dropped(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|segment| segment.log_bytes_truncated)
+            .chain(
+                self.dropped_segments
+                    .iter()
+                    .map(|segment| segment.log_bytes),
+            )
+            .sum()
+    }
+}
+
+/// What recovery did to one segment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SegmentRecovery {
+    /// The segment's start offset.
+    pub start_offset: u64,
+    /// Messages kept.
+    pub messages_count: u32,
+    /// Size of the log after recovery.
+    pub size_bytes: u64,
+    /// Index entries trusted as found.
+    pub index_entries_trusted: u32,
+    /// Index entries written from a scan of the log.
+    pub index_entries_rebuilt: u32,
+    /// Index bytes dropped: entries beyond the log, malformed or unproven, and partial entries.
+    pub index_bytes_dropped: u64,
+    /// Bytes cut from the end of the log (torn, corrupt, zero-filled or garbage tail).
+    pub log_bytes_truncated: u64,
+}
+
+impl SegmentRecovery {
+    /// True when the segment was consistent as found.
+    pub fn is_clean(&self) -> bool {
+        self.index_entries_rebuilt == 0
+            && self.index_bytes_dropped == 0
+            && self.log_bytes_truncated == 0
+    }
+}
+
+/// A segment removed whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DroppedSegment {
+    /// Its start offset.
+    pub start_offset: u64,
+    /// Size of its log.
+    pub log_bytes: u64,
+}
+
+/// One recovered segment.
+pub(crate) struct RecoveredSegment {
+    pub report: SegmentRecovery,
+    /// Timestamp of the last message (0 when empty).
+    pub end_timestamp: u64,
+    /// The whole index, when asked for (the active segment's).
+    pub index: Option<OffsetIndex>,
+}
+
+/// Start offsets of the segments in `dir` that have a log, ascending. Indexes without a log
+/// are removed (nothing they describe exists).
+pub(crate) async fn list_segments(
+    dir: &Path,
+    report: &mut RecoveryReport,
+) -> Result<Vec<u64>, StorageError> {
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    for name in disk::list_dir(dir).await? {
+        match segment::parse_segment_file_name(&name) {
+            Some((start, SegmentFile::Log)) => logs.push(start),
+            Some((start, SegmentFile::Index)) => indexes.push(start),
+            None => {}
+        }
+    }
+    logs.sort_unstable();
+    for start in indexes {
+        if logs.binary_search(&start).is_err() {
+            tracing::warn!(dir = %dir.display(), start, "removing an index without its log");
+            disk::remove_file_if_exists(&segment::index_path(dir, start)).await?;
+            report.orphan_indexes_removed.push(start);
+        }
+    }
+    Ok(logs)
+}
+
+/// Removes a segment's files, recording it as dropped.
+pub(crate) async fn drop_segment(
+    dir: &Path,
+    start_offset: u64,
+    reason: &str,
+    report: &mut RecoveryReport,
+) -> Result<(), StorageError> {
+    let log_path = segment::log_path(dir, start_offset);
+    let log_bytes = match compio::fs::metadata(&log_path).await {
+        Ok(metadata) => metadata.len(),
+        Err(_) => 0,
+    };
+    tracing::warn!(dir = %dir.display(), start_offset, log_bytes, reason, "dropping a segment");
+    disk::remove_file_if_exists(&log_path).await?;
+    disk::remove_file_if_exists(&segment::index_path(dir, start_offset)).await?;
+    report.dropped_segments.push(DroppedSegment {
+        start_offset,
+        log_bytes,
+    });
+    Ok(())
+}
+
+/// Recovers one segment (see the module page). `is_active` verifies the last
+/// `ACTIVE_TAIL_VERIFY_BYTES` of the log rather than its last message only, and returns the
+/// whole index.
+pub(crate) async fn recover_segment(
+    dir: &Path,
+    start_offset: u64,
+    is_active: bool,
+) -> Result<RecoveredSegment, StorageError> {
+    let log = disk::open_read_write(&segment::log_path(dir, start_offset), false).await?;
+    let index = disk::open_read_write(&segment::index_path(dir, start_offset), true).await?;
+    let log_size = disk::file_len(&log).await?;
+    let index_size = disk::file_len(&index).await?;
+    let mut kept = is_active.then(Vec::new);
+    let prefix = trusted_prefix(&index, index_size, log_size, kept.as_mut()).await?;
+    let tail = Tail::of(&prefix, kept.as_deref());
+
+    // Re-verify the tail of the trusted prefix and scan on to the end of the log. Entries the
+    // scan produces must equal the index's; from the first that differs, the index is rewritten.
+    let mut scanner = LogScanner {
+        log: &log,
+        log_size,
+        start_offset,
+        position: tail.previous.map_or(0, |entry| u64::from(entry.position)),
+        previous: tail.previous,
+        next_k: tail.first_k,
+        need: 0,
+        stop: None,
+    };
+    let mut index_len = index_size;
+    let mut agreed = tail.first_k;
+    let mut diverged = false;
+    loop {
+        let first_k = scanner.next_k;
+        let entries = scanner.next_entries().await?;
+        if entries.is_empty() {
+            break;
+        }
+        let mut fresh = 0;
+        if !diverged {
+            while fresh < entries.len() {
+                let k = first_k + (fresh / INDEX_ENTRY_BYTES) as u32;
+                let entry = offset_index::entry_at(&entries[fresh..], 0);
+                if k >= prefix.count || tail.entry(k) != entry {
+                    diverged = true;
+                    break;
+                }
+                agreed = k + 1;
+                fresh += INDEX_ENTRY_BYTES;
+            }
+            if !diverged {
+                continue;
+            }
+            let trusted_bytes = u64::from(agreed) * INDEX_ENTRY_BYTES as u64;
+            index.set_len(trusted_bytes).await?;
+            index_len = trusted_bytes;
+            if let Some(kept) = kept.as_mut() {
+                kept.truncate(trusted_bytes as usize);
+            }
+        }
+        let entries = &entries[fresh..];
+        disk::write_all_at(&index, entries.to_vec(), index_len).await?;
+        index_len += entries.len() as u64;
+        if let Some(kept) = kept.as_mut() {
+            kept.extend_from_slice(entries);
+        }
+    }
+    if !diverged {
+        // The scan confirmed the tail up to `agreed` and found nothing beyond the prefix.
+        agreed = agreed.min(scanner.next_k);
+    }
+    let final_bytes = u64::from(scanner.next_k) * INDEX_ENTRY_BYTES as u64;
+    if index_len != final_bytes {
+        index.set_len(final_bytes).await?;
+    }
+    if let Some(kept) = kept.as_mut() {
+        kept.truncate(final_bytes as usize);
+    }
+    let trusted = if diverged { agreed } else { scanner.next_k };
+    let report = SegmentRecovery {
+        start_offset,
+        messages_count: scanner.next_k,
+        size_bytes: scanner.position,
+        index_entries_trusted: trusted,
+        index_entries_rebuilt: scanner.next_k - trusted,
+        index_bytes_dropped: index_size - u64::from(trusted) * INDEX_ENTRY_BYTES as u64,
+        log_bytes_truncated: log_size - scanner.position,
+    };
+    if let Some(reason) = &scanner.stop {
+        tracing::warn!(dir = %dir.display(), start_offset, kept_bytes = scanner.position,
+            dropped_bytes = report.log_bytes_truncated, reason = %reason,
+            "truncating a segment log at its first unproven message");
+        log.set_len(scanner.position).await?;
+        log.sync_data().await?;
+    }
+    if report.index_bytes_dropped > 0 || report.index_entries_rebuilt > 0 {
+        tracing::warn!(dir = %dir.display(), start_offset, trusted,
+            rebuilt = report.index_entries_rebuilt, dropped_bytes = report.index_bytes_dropped,
+            "rebuilt part of a segment index from its log");
+        index.sync_data().await?;
+    }
+    Ok(RecoveredSegment {
+        report,
+        end_timestamp: scanner.previous.map_or(0, |entry| entry.timestamp),
+        index: kept.map(OffsetIndex::from_encoded),
+    })
+}
+
+/// The longest run of well-formed index entries within the log.
+#[derive(Clone, Copy, Debug, Default)]
+struct Trusted {
+    count: u32,
+    last: Option<IndexEntry>,
+    before_last: Option<IndexEntry>,
+}
+
+async fn trusted_prefix(
+    index: &File,
+    index_size: u64,
+    log_size: u64,
+    mut kept: Option<&mut Vec<u8>>,
+) -> Result<Trusted, StorageError> {
+    let entries_total = index_size / INDEX_ENTRY_BYTES as u64;
+    let mut trusted = Trusted::default();
+    while u64::from(trusted.count) < entries_total {
+        let chunk = (entries_total - u64::from(trusted.count)).min(CHECK_CHUNK_ENTRIES as u64);
+        let encoded = disk::read_exact_at(
+            index,
+            chunk as usize * INDEX_ENTRY_BYTES,
+            u64::from(trusted.count) * INDEX_ENTRY_BYTES as u64,
+        )
+        .await?;
+        for at in 0..chunk as usize {
+            let entry = offset_index::entry_at(&encoded, at);
+            if !entry.follows(trusted.last.as_ref(), trusted.count)
+                || u64::from(entry.position) > log_size
+            {
+                return Ok(trusted);
+            }
+            if let Some(kept) = kept.as_deref_mut() {
+                kept.extend_from_slice(
+                    &encoded[at * INDEX_ENTRY_BYTES..(at + 1) * INDEX_ENTRY_BYTES],
+                );
+            }
+            trusted.before_last = trusted.last;
+            trusted.last = Some(entry);
+            trusted.count += 1;
+        }
+    }
+    Ok(trusted)
+}
+
+/// The end of a trusted prefix that recovery re-verifies against the log: the last message of
+/// a sealed segment, the last `ACTIVE_TAIL_VERIFY_BYTES` of the active one.
+struct Tail {
+    /// First entry re-verified.
+    first_k: u32,
+    /// The entry before it, where the scan starts.
+    previous: Option<IndexEntry>,
+    /// Entries `first_k..` of the prefix.
+    entries: Vec<IndexEntry>,
+}
+
+impl Tail {
+    fn of(prefix: &Trusted, kept: Option<&[u8]>) -> Self {
+        let Some(last) = prefix.last else {
+            return Self {
+                first_k: 0,
+                previous: None,
+                entries: Vec::new(),
+            };
+        };
+        let Some(kept) = kept else {
+            return Self {
+                first_k: prefix.count - 1,
+                previous: prefix.before_last,
+                entries: vec![last],
+            };
+        };
+        let from = last.position.saturating_sub(ACTIVE_TAIL_VERIFY_BYTES);
+        // First k whose message starts at or after `from`, but at least the last message.
+        let starts_before = |k: usize| k > 0 && offset_index::entry_at(kept, k - 1).position < from;
+        let (mut low, mut high) = (0usize, prefix.count as usize - 1);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if starts_before(middle) {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        Self {
+            first_k: low as u32,
+            previous: low.checked_sub(1).map(|k| offset_index::entry_at(kept, k)),
+            entries: (low..prefix.count as usize)
+                .map(|k| offset_index::entry_at(kept, k))
+                .collect(),
+        }
+    }
+
+    /// Entry `k` (≥ `first_k`) of the prefix.
+    fn entry(&self, k: u32) -> IndexEntry {
+        self.entries[(k - self.first_k) as usize]
+    }
+}
+
+/// Walks a log from a proven position, verifying each message.
+struct LogScanner<'a> {
+    log: &'a File,
+    log_size: u64,
+    start_offset: u64,
+    /// End of the last verified message.
+    position: u64,
+    previous: Option<IndexEntry>,
+    next_k: u32,
+    /// Size of a message that did not fit the last read.
+    need: usize,
+    /// Why the scan stopped before the end of the log.
+    stop: Option<String>,
+}
+
+impl LogScanner<'_> {
+    /// Entries of the next verified messages, encoded; empty at the end of the scan.
+    async fn next_entries(&mut self) -> Result<Vec<u8>, StorageError> {
+        let mut entries = Vec::new();
+        let remaining = self.log_size - self.position;
+        if self.stop.is_some() || remaining == 0 {
+            return Ok(entries);
+        }
+        let want = (SCAN_CHUNK_BYTES.max(self.need) as u64).min(remaining) as usize;
+        let buffer = disk::read_exact_at(self.log, want, self.position).await?;
+        let at_end_of_log = want as u64 == remaining;
+        let mut at = 0;
+        while at < buffer.len() {
+            match self.check(&buffer[at..], self.position + at as u64, at_end_of_log) {
+                Ok(entry_size) => {
+                    at += entry_size;
+                    let entry = IndexEntry {
+                        relative_offset: self.next_k,
+                        position: (self.position + at as u64) as u32,
+                        timestamp: MessageView::parse(&buffer[at - entry_size..])
+                            .expect("checked")
+                            .timestamp(),
+                    };
+                    if !entry.follows(self.previous.as_ref(), self.next_k) {
+                        self.stop = Some("the message timestamp goes back".into());
+                        break;
+                    }
+                    entries.extend_from_slice(&entry.encode());
+                    self.previous = Some(entry);
+                    self.next_k += 1;
+                }
+                Err(Incomplete::Need(size)) => {
+                    self.need = size;
+                    break;
+                }
+                Err(Incomplete::Stop(reason)) => {
+                    self.stop = Some(reason);
+                    break;
+                }
+            }
+        }
+        self.position += at as u64;
+        if at == 0 && self.stop.is_none() && self.need <= buffer.len() {
+            // Cannot happen: a short read of a complete message would loop forever.
+            self.stop = Some("the scan made no progress".into());
+        }
+        Ok(entries)
+    }
+
+    /// Checks the message at the start of `rest`; its size when it is good.
+    fn check(&self, rest: &[u8], position: u64, at_end_of_log: bool) -> Result<usize, Incomplete> {
+        if rest.len() < MESSAGE_HEADER_BYTES {
+            return Err(if at_end_of_log {
+                Incomplete::Stop(format!("a partial header of {} bytes", rest.len()))
+            } else {
+                Incomplete::Need(MESSAGE_HEADER_BYTES)
+            });
+        }
+        let payload = u32_at(rest, PAYLOAD_LENGTH_AT);
+        let headers = u32_at(rest, USER_HEADERS_LENGTH_AT);
+        if payload > MESSAGE_PAYLOAD_BYTES_MAX || headers > USER_HEADERS_BYTES_MAX {
+            return Err(Incomplete::Stop(format!(
+                "implausible lengths (payload {payload}, headers {headers})"
+            )));
+        }
+        let size = MESSAGE_HEADER_BYTES + payload as usize + headers as usize;
+        if position + size as u64 > u64::from(u32::MAX) {
+            return Err(Incomplete::Stop("the log goes past 4 GiB".into()));
+        }
+        let Some(view) = MessageView::parse(rest) else {
+            return Err(if at_end_of_log {
+                Incomplete::Stop(format!(
+                    "a message of {size} bytes cut after {} bytes",
+                    rest.len()
+                ))
+            } else {
+                Incomplete::Need(size)
+            });
+        };
+        let expected = self.start_offset + u64::from(self.next_k);
+        if !view.checksum_is_valid() {
+            return Err(Incomplete::Stop(format!(
+                "checksum mismatch at offset {expected}"
+            )));
+        }
+        if view.offset() != expected {
+            return Err(Incomplete::Stop(format!(
+                "offset {} where {expected} was due",
+                view.offset()
+            )));
+        }
+        Ok(size)
+    }
+}
+
+enum Incomplete {
+    /// The message is larger than what was read; read this many bytes from its start.
+    Need(usize),
+    /// The log is not to be trusted from here.
+    Stop(String),
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
