@@ -28,7 +28,9 @@ async fn ping_login_logout_and_credentials() {
         let client = sdk::client_without_login(server.addr).await;
         client.ping().await.expect("ping needs no login");
 
-        let wrong = client.login_user(DEFAULT_ROOT_USERNAME, "not-the-password").await;
+        let wrong = client
+            .login_user(DEFAULT_ROOT_USERNAME, "not-the-password")
+            .await;
         assert_eq!(error_code(wrong), IggyError::InvalidCredentials.as_code());
         let unknown = client.login_user("nobody", "iggy").await;
         assert_eq!(error_code(unknown), IggyError::InvalidCredentials.as_code());
@@ -39,13 +41,19 @@ async fn ping_login_logout_and_credentials() {
         assert_eq!(me.user_id, Some(0));
         client.logout_user().await.expect("logout");
         // Logging in again on the same connection works.
-        client.login_user("iggy", "iggy").await.expect("login again");
+        client
+            .login_user("iggy", "iggy")
+            .await
+            .expect("login again");
         client.ping().await.expect("ping after re-login");
 
         // The SDK's own connection-string path with its defaults (reconnection on).
         let default_client = sdk::client_from_connection_string(server.addr).await;
         default_client.ping().await.expect("ping");
-        assert_eq!(default_client.get_me().await.expect("get_me").user_id, Some(0));
+        assert_eq!(
+            default_client.get_me().await.expect("get_me").user_id,
+            Some(0)
+        );
     })
     .await;
 
@@ -70,7 +78,11 @@ async fn get_me_get_client_and_get_clients() {
         assert!(me.consumer_groups.is_empty());
         let address: SocketAddr = me.address.parse().expect("address is a socket address");
         assert_eq!(address.ip(), server.addr.ip());
-        assert_ne!(address.port(), server.addr.port(), "the client's port, not the server's");
+        assert_ne!(
+            address.port(),
+            server.addr.port(),
+            "the client's port, not the server's"
+        );
 
         let other_me = other.get_me().await.expect("get_me");
         assert_ne!(other_me.client_id, me.client_id);
@@ -98,7 +110,13 @@ async fn get_me_get_client_and_get_clients() {
         let unknown = (1..u32::MAX)
             .find(|candidate| !clients.iter().any(|c| c.client_id == *candidate))
             .expect("a free id");
-        assert!(client.get_client(unknown).await.expect("get_client").is_none());
+        assert!(
+            client
+                .get_client(unknown)
+                .await
+                .expect("get_client")
+                .is_none()
+        );
     })
     .await;
 
@@ -133,11 +151,21 @@ async fn stats_and_cluster_metadata() {
             .await
             .expect("third topic");
         client
-            .send_messages(&id(s0), &id(t0), &Partitioning::partition_id(0), &mut sdk::messages("m", 0..4))
+            .send_messages(
+                &id(s0),
+                &id(t0),
+                &Partitioning::partition_id(0),
+                &mut sdk::messages("m", 0..4),
+            )
             .await
             .expect("send");
         client
-            .send_messages(&id(s1), &id(t1), &Partitioning::partition_id(1), &mut sdk::messages("m", 0..6))
+            .send_messages(
+                &id(s1),
+                &id(t1),
+                &Partitioning::partition_id(1),
+                &mut sdk::messages("m", 0..6),
+            )
             .await
             .expect("send");
 
@@ -151,11 +179,18 @@ async fn stats_and_cluster_metadata() {
         assert!(stats.messages_size_bytes.as_bytes_u64() >= 10 * 64);
         assert!(stats.start_time.as_micros() > 0);
 
-        let stream = client.get_stream(&id(s1)).await.expect("get_stream").expect("exists");
+        let stream = client
+            .get_stream(&id(s1))
+            .await
+            .expect("get_stream")
+            .expect("exists");
         assert_eq!(stream.messages_count, 6);
         assert_eq!(stream.topics_count, 2);
 
-        let metadata = client.get_cluster_metadata().await.expect("get_cluster_metadata");
+        let metadata = client
+            .get_cluster_metadata()
+            .await
+            .expect("get_cluster_metadata");
         assert_eq!(metadata.nodes.len(), 1, "one node: {metadata:?}");
         let node = &metadata.nodes[0];
         assert_eq!(node.ip, server.addr.ip().to_string());
@@ -174,7 +209,10 @@ async fn streams_create_get_list_update_delete() {
         assert!(client.get_streams().await.expect("get_streams").is_empty());
 
         let alpha = client.create_stream("alpha").await.expect("create alpha");
-        assert_eq!((alpha.id, alpha.name.as_str(), alpha.topics_count), (0, "alpha", 0));
+        assert_eq!(
+            (alpha.id, alpha.name.as_str(), alpha.topics_count),
+            (0, "alpha", 0)
+        );
         let beta = client.create_stream("beta").await.expect("create beta");
         assert_eq!(beta.id, 1, "ids are 0-based slab keys");
         assert_eq!(
@@ -182,12 +220,26 @@ async fn streams_create_get_list_update_delete() {
             IggyError::StreamNameAlreadyExists(String::new()).as_code()
         );
 
-        let by_id = client.get_stream(&id(1)).await.expect("get").expect("beta by id");
-        let by_name = client.get_stream(&name("beta")).await.expect("get").expect("beta by name");
+        let by_id = client
+            .get_stream(&id(1))
+            .await
+            .expect("get")
+            .expect("beta by id");
+        let by_name = client
+            .get_stream(&name("beta"))
+            .await
+            .expect("get")
+            .expect("beta by name");
         assert_eq!((by_id.id, by_id.name.as_str()), (1, "beta"));
         assert_eq!((by_name.id, by_name.name.as_str()), (1, "beta"));
         assert!(client.get_stream(&id(99)).await.expect("get").is_none());
-        assert!(client.get_stream(&name("nope")).await.expect("get").is_none());
+        assert!(
+            client
+                .get_stream(&name("nope"))
+                .await
+                .expect("get")
+                .is_none()
+        );
 
         let names: Vec<(u32, String)> = client
             .get_streams()
@@ -196,14 +248,45 @@ async fn streams_create_get_list_update_delete() {
             .into_iter()
             .map(|s| (s.id, s.name))
             .collect();
-        assert_eq!(names, vec![(0, "alpha".to_string()), (1, "beta".to_string())]);
+        assert_eq!(
+            names,
+            vec![(0, "alpha".to_string()), (1, "beta".to_string())]
+        );
 
         // Rename by numeric id and by name.
-        client.update_stream(&id(1), "gamma").await.expect("rename by id");
-        assert!(client.get_stream(&name("beta")).await.expect("get").is_none());
-        assert_eq!(client.get_stream(&name("gamma")).await.expect("get").expect("gamma").id, 1);
-        client.update_stream(&name("gamma"), "delta").await.expect("rename by name");
-        assert_eq!(client.get_stream(&id(1)).await.expect("get").expect("delta").name, "delta");
+        client
+            .update_stream(&id(1), "gamma")
+            .await
+            .expect("rename by id");
+        assert!(
+            client
+                .get_stream(&name("beta"))
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert_eq!(
+            client
+                .get_stream(&name("gamma"))
+                .await
+                .expect("get")
+                .expect("gamma")
+                .id,
+            1
+        );
+        client
+            .update_stream(&name("gamma"), "delta")
+            .await
+            .expect("rename by name");
+        assert_eq!(
+            client
+                .get_stream(&id(1))
+                .await
+                .expect("get")
+                .expect("delta")
+                .name,
+            "delta"
+        );
         assert_eq!(
             error_code(client.update_stream(&id(1), "alpha").await),
             IggyError::StreamNameAlreadyExists(String::new()).as_code()
@@ -214,7 +297,10 @@ async fn streams_create_get_list_update_delete() {
         );
 
         // Delete by name and by id; a deleted stream is gone for both lookups.
-        client.delete_stream(&name("delta")).await.expect("delete by name");
+        client
+            .delete_stream(&name("delta"))
+            .await
+            .expect("delete by name");
         assert!(client.get_stream(&id(1)).await.expect("get").is_none());
         assert_eq!(
             error_code(client.delete_stream(&name("delta")).await),
@@ -227,7 +313,10 @@ async fn streams_create_get_list_update_delete() {
             IggyError::StreamIdNotFound(id(0)).as_code()
         );
         // A name freed by a delete can be used again.
-        client.create_stream("alpha").await.expect("re-create alpha");
+        client
+            .create_stream("alpha")
+            .await
+            .expect("re-create alpha");
     })
     .await;
 }
@@ -240,31 +329,75 @@ async fn purge_stream_removes_flushed_and_journal_messages() {
         let (stream, topic) = sdk::create_stream_and_topic(&client, "purge-s", "t", 2).await;
         for partition in 0..2 {
             client
-                .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(partition), &mut sdk::messages("flushed", 0..5))
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::partition_id(partition),
+                    &mut sdk::messages("flushed", 0..5),
+                )
                 .await
                 .expect("send");
-            client.flush_unsaved_buffer(&id(stream), &id(topic), partition, true).await.expect("flush");
             client
-                .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(partition), &mut sdk::messages("journal", 0..3))
+                .flush_unsaved_buffer(&id(stream), &id(topic), partition, true)
+                .await
+                .expect("flush");
+            client
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::partition_id(partition),
+                    &mut sdk::messages("journal", 0..3),
+                )
                 .await
                 .expect("send");
         }
-        assert_eq!(client.get_stream(&id(stream)).await.unwrap().unwrap().messages_count, 16);
+        assert_eq!(
+            client
+                .get_stream(&id(stream))
+                .await
+                .unwrap()
+                .unwrap()
+                .messages_count,
+            16
+        );
 
-        client.purge_stream(&name("purge-s")).await.expect("purge by name");
-        let details = client.get_stream(&id(stream)).await.unwrap().expect("stream survives purge");
+        client
+            .purge_stream(&name("purge-s"))
+            .await
+            .expect("purge by name");
+        let details = client
+            .get_stream(&id(stream))
+            .await
+            .unwrap()
+            .expect("stream survives purge");
         assert_eq!(details.messages_count, 0);
         assert_eq!(details.topics_count, 1, "purge keeps topics");
         for partition in 0..2 {
             let polled = sdk::poll_offset(&client, stream, topic, partition, 0, 100).await;
-            assert!(polled.messages.is_empty(), "partition {partition} after purge: {:?}", sdk::payload_strings(&polled.messages));
+            assert!(
+                polled.messages.is_empty(),
+                "partition {partition} after purge: {:?}",
+                sdk::payload_strings(&polled.messages)
+            );
             client
-                .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(partition), &mut sdk::messages("after", 0..2))
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::partition_id(partition),
+                    &mut sdk::messages("after", 0..2),
+                )
                 .await
                 .expect("send after purge");
             let polled = sdk::poll_offset(&client, stream, topic, partition, 0, 100).await;
-            assert_eq!(sdk::offsets(&polled.messages), vec![0, 1], "offsets restart at 0");
-            assert_eq!(sdk::payload_strings(&polled.messages), vec!["after-0", "after-1"]);
+            assert_eq!(
+                sdk::offsets(&polled.messages),
+                vec![0, 1],
+                "offsets restart at 0"
+            );
+            assert_eq!(
+                sdk::payload_strings(&polled.messages),
+                vec!["after-0", "after-1"]
+            );
         }
         assert_eq!(
             error_code(client.purge_stream(&id(77)).await),
@@ -279,23 +412,60 @@ async fn topics_create_get_list_update_delete() {
     let server = TestServer::start(&[]);
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
-        let stream = client.create_stream("topics").await.expect("create stream").id;
+        let stream = client
+            .create_stream("topics")
+            .await
+            .expect("create stream")
+            .id;
         let created = client
-            .create_topic(&name("topics"), "orders", 3, CompressionAlgorithm::None, None, IggyExpiry::ServerDefault, MaxTopicSize::ServerDefault)
+            .create_topic(
+                &name("topics"),
+                "orders",
+                3,
+                CompressionAlgorithm::None,
+                None,
+                IggyExpiry::ServerDefault,
+                MaxTopicSize::ServerDefault,
+            )
             .await
             .expect("create topic by stream name");
-        assert_eq!((created.id, created.name.as_str(), created.partitions_count), (0, "orders", 3));
-        assert_eq!(created.partitions.iter().map(|p| p.id).collect::<Vec<_>>(), vec![0, 1, 2]);
-        assert_eq!(created.replication_factor, 1, "replication factor 0 reports 1");
+        assert_eq!(
+            (created.id, created.name.as_str(), created.partitions_count),
+            (0, "orders", 3)
+        );
+        assert_eq!(
+            created.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            created.replication_factor, 1,
+            "replication factor 0 reports 1"
+        );
         let second = client
-            .create_topic(&id(stream), "payments", 0, CompressionAlgorithm::None, Some(1), IggyExpiry::NeverExpire, MaxTopicSize::Unlimited)
+            .create_topic(
+                &id(stream),
+                "payments",
+                0,
+                CompressionAlgorithm::None,
+                Some(1),
+                IggyExpiry::NeverExpire,
+                MaxTopicSize::Unlimited,
+            )
             .await
             .expect("create topic with 0 partitions");
         assert_eq!((second.id, second.partitions_count), (1, 0));
         assert_eq!(
             error_code(
                 client
-                    .create_topic(&id(stream), "orders", 1, CompressionAlgorithm::None, None, IggyExpiry::ServerDefault, MaxTopicSize::ServerDefault)
+                    .create_topic(
+                        &id(stream),
+                        "orders",
+                        1,
+                        CompressionAlgorithm::None,
+                        None,
+                        IggyExpiry::ServerDefault,
+                        MaxTopicSize::ServerDefault
+                    )
                     .await
             ),
             IggyError::TopicNameAlreadyExists(String::new(), id(0)).as_code()
@@ -303,19 +473,52 @@ async fn topics_create_get_list_update_delete() {
         assert_eq!(
             error_code(
                 client
-                    .create_topic(&id(55), "x", 1, CompressionAlgorithm::None, None, IggyExpiry::ServerDefault, MaxTopicSize::ServerDefault)
+                    .create_topic(
+                        &id(55),
+                        "x",
+                        1,
+                        CompressionAlgorithm::None,
+                        None,
+                        IggyExpiry::ServerDefault,
+                        MaxTopicSize::ServerDefault
+                    )
                     .await
             ),
             IggyError::StreamIdNotFound(id(55)).as_code()
         );
 
-        let by_name = client.get_topic(&id(stream), &name("orders")).await.unwrap().expect("by name");
-        let by_id = client.get_topic(&name("topics"), &id(0)).await.unwrap().expect("by id");
+        let by_name = client
+            .get_topic(&id(stream), &name("orders"))
+            .await
+            .unwrap()
+            .expect("by name");
+        let by_id = client
+            .get_topic(&name("topics"), &id(0))
+            .await
+            .unwrap()
+            .expect("by id");
         assert_eq!((by_name.id, by_id.name.as_str()), (0, "orders"));
         assert_eq!(by_id.partitions.len(), 3);
-        assert!(by_id.partitions.iter().all(|p| p.messages_count == 0 && p.current_offset == 0));
-        assert!(client.get_topic(&id(stream), &id(9)).await.unwrap().is_none());
-        assert!(client.get_topic(&id(stream), &name("none")).await.unwrap().is_none());
+        assert!(
+            by_id
+                .partitions
+                .iter()
+                .all(|p| p.messages_count == 0 && p.current_offset == 0)
+        );
+        assert!(
+            client
+                .get_topic(&id(stream), &id(9))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            client
+                .get_topic(&id(stream), &name("none"))
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert!(client.get_topic(&id(9), &id(0)).await.unwrap().is_none());
         let topics: Vec<(u32, String)> = client
             .get_topics(&id(stream))
@@ -324,57 +527,137 @@ async fn topics_create_get_list_update_delete() {
             .into_iter()
             .map(|t| (t.id, t.name))
             .collect();
-        assert_eq!(topics, vec![(0, "orders".to_string()), (1, "payments".to_string())]);
+        assert_eq!(
+            topics,
+            vec![(0, "orders".to_string()), (1, "payments".to_string())]
+        );
         assert!(client.get_topics(&id(9)).await.unwrap().is_empty());
-        assert_eq!(client.get_stream(&id(stream)).await.unwrap().unwrap().topics.len(), 2);
+        assert_eq!(
+            client
+                .get_stream(&id(stream))
+                .await
+                .unwrap()
+                .unwrap()
+                .topics
+                .len(),
+            2
+        );
 
         // Update: name, expiry, max size, replication factor.
         let expiry = IggyExpiry::ExpireDuration(IggyDuration::from(3_600_000_000));
         let max_size = MaxTopicSize::Custom(IggyByteSize::from(10 * 1024 * 1024 * 1024u64));
         client
-            .update_topic(&id(stream), &name("orders"), "orders-v2", CompressionAlgorithm::None, Some(1), expiry, max_size)
+            .update_topic(
+                &id(stream),
+                &name("orders"),
+                "orders-v2",
+                CompressionAlgorithm::None,
+                Some(1),
+                expiry,
+                max_size,
+            )
             .await
             .expect("update topic");
-        let updated = client.get_topic(&id(stream), &id(0)).await.unwrap().expect("updated");
+        let updated = client
+            .get_topic(&id(stream), &id(0))
+            .await
+            .unwrap()
+            .expect("updated");
         assert_eq!(updated.name, "orders-v2");
         assert_eq!(updated.message_expiry, expiry);
         assert_eq!(updated.max_topic_size, max_size);
         assert_eq!(updated.partitions_count, 3);
-        assert!(client.get_topic(&id(stream), &name("orders")).await.unwrap().is_none());
+        assert!(
+            client
+                .get_topic(&id(stream), &name("orders"))
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
             error_code(
                 client
-                    .update_topic(&id(stream), &id(0), "payments", CompressionAlgorithm::None, None, IggyExpiry::ServerDefault, MaxTopicSize::ServerDefault)
+                    .update_topic(
+                        &id(stream),
+                        &id(0),
+                        "payments",
+                        CompressionAlgorithm::None,
+                        None,
+                        IggyExpiry::ServerDefault,
+                        MaxTopicSize::ServerDefault
+                    )
                     .await
             ),
             IggyError::TopicNameAlreadyExists(String::new(), id(0)).as_code()
         );
 
         // Partitions: appended at the end, removed from the end.
-        client.create_partitions(&id(stream), &id(0), 2).await.expect("create partitions");
-        let grown = client.get_topic(&id(stream), &id(0)).await.unwrap().unwrap();
-        assert_eq!(grown.partitions.iter().map(|p| p.id).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
         client
-            .send_messages(&id(stream), &id(0), &Partitioning::partition_id(4), &mut sdk::messages("p4", 0..2))
+            .create_partitions(&id(stream), &id(0), 2)
+            .await
+            .expect("create partitions");
+        let grown = client
+            .get_topic(&id(stream), &id(0))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            grown.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
+        client
+            .send_messages(
+                &id(stream),
+                &id(0),
+                &Partitioning::partition_id(4),
+                &mut sdk::messages("p4", 0..2),
+            )
             .await
             .expect("send to a new partition");
-        client.delete_partitions(&id(stream), &id(0), 2).await.expect("delete partitions");
-        let shrunk = client.get_topic(&id(stream), &id(0)).await.unwrap().unwrap();
-        assert_eq!(shrunk.partitions.iter().map(|p| p.id).collect::<Vec<_>>(), vec![0, 1, 2]);
-        assert_eq!(shrunk.messages_count, 0, "deleted partitions take their messages");
+        client
+            .delete_partitions(&id(stream), &id(0), 2)
+            .await
+            .expect("delete partitions");
+        let shrunk = client
+            .get_topic(&id(stream), &id(0))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            shrunk.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            shrunk.messages_count, 0,
+            "deleted partitions take their messages"
+        );
         assert_eq!(
             error_code(client.delete_partitions(&id(stream), &id(0), 4).await),
             IggyError::InvalidPartitionsCount.as_code()
         );
         let error = error_code(
             client
-                .send_messages(&id(stream), &id(0), &Partitioning::partition_id(4), &mut sdk::messages("gone", 0..1))
+                .send_messages(
+                    &id(stream),
+                    &id(0),
+                    &Partitioning::partition_id(4),
+                    &mut sdk::messages("gone", 0..1),
+                )
                 .await,
         );
-        assert_eq!(error, 3007, "send to a deleted partition gives PartitionNotFound");
+        assert_eq!(
+            error, 3007,
+            "send to a deleted partition gives PartitionNotFound"
+        );
 
-        client.delete_topic(&id(stream), &name("orders-v2")).await.expect("delete by name");
-        client.delete_topic(&id(stream), &id(1)).await.expect("delete by id");
+        client
+            .delete_topic(&id(stream), &name("orders-v2"))
+            .await
+            .expect("delete by name");
+        client
+            .delete_topic(&id(stream), &id(1))
+            .await
+            .expect("delete by id");
         assert!(client.get_topics(&id(stream)).await.unwrap().is_empty());
         assert_eq!(
             error_code(client.delete_topic(&id(stream), &id(1)).await),
@@ -394,13 +677,21 @@ async fn purge_topic_removes_journal_too_and_offsets_restart() {
             let client = &client;
             async move {
                 client
-                    .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(0), &mut sdk::messages(prefix, 0..n))
+                    .send_messages(
+                        &id(stream),
+                        &id(topic),
+                        &Partitioning::partition_id(0),
+                        &mut sdk::messages(prefix, 0..n),
+                    )
                     .await
                     .expect("send")
             }
         };
         send("on-disk", 10).await;
-        client.flush_unsaved_buffer(&id(stream), &id(topic), 0, false).await.expect("flush");
+        client
+            .flush_unsaved_buffer(&id(stream), &id(topic), 0, false)
+            .await
+            .expect("flush");
         send("in-journal", 5).await;
         let consumer = Consumer::new(id(3));
         client
@@ -408,14 +699,34 @@ async fn purge_topic_removes_journal_too_and_offsets_restart() {
             .await
             .expect("store offset");
 
-        client.purge_topic(&id(stream), &name("purge-t")).await.expect("purge topic");
-        let details = client.get_topic(&id(stream), &id(topic)).await.unwrap().unwrap();
+        client
+            .purge_topic(&id(stream), &name("purge-t"))
+            .await
+            .expect("purge topic");
+        let details = client
+            .get_topic(&id(stream), &id(topic))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(details.messages_count, 0);
         assert_eq!(details.partitions[0].current_offset, 0);
         assert_eq!(details.partitions_count, 1, "purge keeps partitions");
-        for strategy in [PollingStrategy::offset(0), PollingStrategy::first(), PollingStrategy::last(), PollingStrategy::offset(12)] {
+        for strategy in [
+            PollingStrategy::offset(0),
+            PollingStrategy::first(),
+            PollingStrategy::last(),
+            PollingStrategy::offset(12),
+        ] {
             let polled = client
-                .poll_messages(&id(stream), &id(topic), Some(0), &Consumer::new(id(1)), &strategy, 100, false)
+                .poll_messages(
+                    &id(stream),
+                    &id(topic),
+                    Some(0),
+                    &Consumer::new(id(1)),
+                    &strategy,
+                    100,
+                    false,
+                )
                 .await
                 .expect("poll after purge");
             assert!(
@@ -428,18 +739,30 @@ async fn purge_topic_removes_journal_too_and_offsets_restart() {
         send("fresh", 3).await;
         let polled = sdk::poll_offset(&client, stream, topic, 0, 0, 100).await;
         assert_eq!(sdk::offsets(&polled.messages), vec![0, 1, 2]);
-        assert_eq!(sdk::payload_strings(&polled.messages), vec!["fresh-0", "fresh-1", "fresh-2"]);
+        assert_eq!(
+            sdk::payload_strings(&polled.messages),
+            vec!["fresh-0", "fresh-1", "fresh-2"]
+        );
         assert_eq!(polled.current_offset, 2);
     })
     .await;
 }
 
 /// The partition each payload landed on, found by reading every partition back.
-async fn partition_of_payloads(client: &IggyClient, stream: u32, topic: u32, partitions: u32) -> BTreeMap<String, u32> {
+async fn partition_of_payloads(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    partitions: u32,
+) -> BTreeMap<String, u32> {
     let mut map = BTreeMap::new();
     for partition in 0..partitions {
-        for payload in sdk::payload_strings(&sdk::poll_all(client, stream, topic, partition).await) {
-            assert!(map.insert(payload.clone(), partition).is_none(), "{payload} stored twice");
+        for payload in sdk::payload_strings(&sdk::poll_all(client, stream, topic, partition).await)
+        {
+            assert!(
+                map.insert(payload.clone(), partition).is_none(),
+                "{payload} stored twice"
+            );
         }
     }
     map
@@ -451,17 +774,25 @@ async fn send_balanced_partition_id_and_messages_key() {
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
         const PARTITIONS: u32 = 3;
-        let (stream, topic) = sdk::create_stream_and_topic(&client, "routing", "t", PARTITIONS).await;
+        let (stream, topic) =
+            sdk::create_stream_and_topic(&client, "routing", "t", PARTITIONS).await;
 
         // Balanced: one batch per send, dealt round-robin.
         for batch in 0..6u64 {
             client
-                .send_messages(&id(stream), &id(topic), &Partitioning::balanced(), &mut sdk::messages(&format!("balanced{batch}"), 0..2))
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::balanced(),
+                    &mut sdk::messages(&format!("balanced{batch}"), 0..2),
+                )
                 .await
                 .expect("send balanced");
         }
         let placed = partition_of_payloads(&client, stream, topic, PARTITIONS).await;
-        let batch_partition: Vec<u32> = (0..6).map(|batch| placed[&format!("balanced{batch}-0")]).collect();
+        let batch_partition: Vec<u32> = (0..6)
+            .map(|batch| placed[&format!("balanced{batch}-0")])
+            .collect();
         for batch in 0..6 {
             assert_eq!(
                 placed[&format!("balanced{batch}-1")],
@@ -470,15 +801,33 @@ async fn send_balanced_partition_id_and_messages_key() {
             );
         }
         let first_three: BTreeSet<u32> = batch_partition[0..3].iter().copied().collect();
-        assert_eq!(first_three.len(), 3, "round-robin covers every partition: {batch_partition:?}");
-        assert_eq!(batch_partition[0..3], batch_partition[3..6], "round-robin cycles: {batch_partition:?}");
+        assert_eq!(
+            first_three.len(),
+            3,
+            "round-robin covers every partition: {batch_partition:?}"
+        );
+        assert_eq!(
+            batch_partition[0..3],
+            batch_partition[3..6],
+            "round-robin cycles: {batch_partition:?}"
+        );
         for (i, pair) in batch_partition.windows(2).enumerate() {
-            assert_eq!(pair[1], (pair[0] + 1) % PARTITIONS, "batch {} follows batch {i}: {batch_partition:?}", i + 1);
+            assert_eq!(
+                pair[1],
+                (pair[0] + 1) % PARTITIONS,
+                "batch {} follows batch {i}: {batch_partition:?}",
+                i + 1
+            );
         }
 
         // PartitionId: exactly where asked.
         client
-            .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(2), &mut sdk::messages("explicit", 0..3))
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::partition_id(2),
+                &mut sdk::messages("explicit", 0..3),
+            )
             .await
             .expect("send to partition 2");
         let placed = partition_of_payloads(&client, stream, topic, PARTITIONS).await;
@@ -488,7 +837,12 @@ async fn send_balanced_partition_id_and_messages_key() {
         assert_eq!(
             error_code(
                 client
-                    .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(PARTITIONS), &mut sdk::messages("x", 0..1))
+                    .send_messages(
+                        &id(stream),
+                        &id(topic),
+                        &Partitioning::partition_id(PARTITIONS),
+                        &mut sdk::messages("x", 0..1)
+                    )
                     .await
             ),
             3007,
@@ -500,31 +854,56 @@ async fn send_balanced_partition_id_and_messages_key() {
         for round in 0..3 {
             for key in keys {
                 client
-                    .send_messages(&id(stream), &id(topic), &Partitioning::messages_key_str(key).unwrap(), &mut sdk::messages(&format!("{key}.r{round}"), 0..1))
+                    .send_messages(
+                        &id(stream),
+                        &id(topic),
+                        &Partitioning::messages_key_str(key).unwrap(),
+                        &mut sdk::messages(&format!("{key}.r{round}"), 0..1),
+                    )
                     .await
                     .expect("send keyed");
             }
             client
-                .send_messages(&id(stream), &id(topic), &Partitioning::messages_key_u64(42), &mut sdk::messages(&format!("u64.r{round}"), 0..1))
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::messages_key_u64(42),
+                    &mut sdk::messages(&format!("u64.r{round}"), 0..1),
+                )
                 .await
                 .expect("send keyed by u64");
         }
         let placed = partition_of_payloads(&client, stream, topic, PARTITIONS).await;
         let mut key_partitions = BTreeSet::new();
-        for key in keys.iter().map(|k| k.to_string()).chain(["u64".to_string()]) {
-            let partitions: BTreeSet<u32> = (0..3).map(|round| placed[&format!("{key}.r{round}-0")]).collect();
+        for key in keys
+            .iter()
+            .map(|k| k.to_string())
+            .chain(["u64".to_string()])
+        {
+            let partitions: BTreeSet<u32> = (0..3)
+                .map(|round| placed[&format!("{key}.r{round}-0")])
+                .collect();
             assert_eq!(partitions.len(), 1, "key {key} landed on {partitions:?}");
             key_partitions.extend(partitions);
         }
-        assert!(key_partitions.len() > 1, "7 keys should not all hash to one partition");
+        assert!(
+            key_partitions.len() > 1,
+            "7 keys should not all hash to one partition"
+        );
     })
     .await;
 }
 
 fn header_map() -> BTreeMap<HeaderKey, HeaderValue> {
     let entries: Vec<(&str, HeaderValue)> = vec![
-        ("string", HeaderValue::try_from("zażółć gęślą jaźń").unwrap()),
-        ("raw", HeaderValue::try_from(vec![0u8, 1, 2, 254, 255]).unwrap()),
+        (
+            "string",
+            HeaderValue::try_from("zażółć gęślą jaźń").unwrap(),
+        ),
+        (
+            "raw",
+            HeaderValue::try_from(vec![0u8, 1, 2, 254, 255]).unwrap(),
+        ),
         ("bool", true.into()),
         ("i8", (-8i8).into()),
         ("i16", (-1600i16).into()),
@@ -553,27 +932,62 @@ async fn payloads_and_user_headers_round_trip_byte_exact() {
         let (stream, topic) = sdk::create_stream_and_topic(&client, "bytes", "t", 1).await;
 
         let binary: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
-        let large: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let large: Vec<u8> = (0..1_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         let mut headers_only = header_map();
-        headers_only.insert(HeaderKey::try_from("k").unwrap(), HeaderValue::try_from("v").unwrap());
+        headers_only.insert(
+            HeaderKey::try_from("k").unwrap(),
+            HeaderValue::try_from("v").unwrap(),
+        );
         let sent = vec![
-            IggyMessage::builder().payload(Bytes::from_static(b"plain")).build().unwrap(),
-            IggyMessage::builder().id(0xDEAD_BEEF_u128 << 64 | 7).payload(Bytes::from(binary.clone())).user_headers(header_map()).build().unwrap(),
-            IggyMessage::builder().payload(Bytes::from(large.clone())).build().unwrap(),
-            IggyMessage::builder().payload(Bytes::from_static(&[0])).user_headers(headers_only).build().unwrap(),
-            IggyMessage::builder().id(u128::MAX).payload(Bytes::from_static(b"\xff\xfe\x00 tail")).user_headers(header_map()).build().unwrap(),
+            IggyMessage::builder()
+                .payload(Bytes::from_static(b"plain"))
+                .build()
+                .unwrap(),
+            IggyMessage::builder()
+                .id(0xDEAD_BEEF_u128 << 64 | 7)
+                .payload(Bytes::from(binary.clone()))
+                .user_headers(header_map())
+                .build()
+                .unwrap(),
+            IggyMessage::builder()
+                .payload(Bytes::from(large.clone()))
+                .build()
+                .unwrap(),
+            IggyMessage::builder()
+                .payload(Bytes::from_static(&[0]))
+                .user_headers(headers_only)
+                .build()
+                .unwrap(),
+            IggyMessage::builder()
+                .id(u128::MAX)
+                .payload(Bytes::from_static(b"\xff\xfe\x00 tail"))
+                .user_headers(header_map())
+                .build()
+                .unwrap(),
         ];
         let mut to_send: Vec<IggyMessage> = sent
             .iter()
             .map(|m| IggyMessage::from_bytes(m.to_bytes()).expect("copy"))
             .collect();
         client
-            .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(0), &mut to_send)
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::partition_id(0),
+                &mut to_send,
+            )
             .await
             .expect("send");
         // A second batch, so offsets continue across batches.
         client
-            .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(0), &mut sdk::messages("second", 0..2))
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::partition_id(0),
+                &mut sdk::messages("second", 0..2),
+            )
             .await
             .expect("send");
 
@@ -586,27 +1000,52 @@ async fn payloads_and_user_headers_round_trip_byte_exact() {
         for (i, (got, want)) in polled.messages.iter().zip(&sent).enumerate() {
             assert_eq!(got.payload, want.payload, "payload of message {i}");
             assert_eq!(got.header.payload_length as usize, want.payload.len());
-            assert_eq!(got.user_headers, want.user_headers, "user header bytes of message {i}");
-            assert_eq!(got.header.user_headers_length, want.header.user_headers_length);
-            assert_eq!(got.header.origin_timestamp, want.header.origin_timestamp, "origin timestamp kept");
-            assert_eq!(got.header.timestamp, batch_timestamp, "one timestamp per batch");
+            assert_eq!(
+                got.user_headers, want.user_headers,
+                "user header bytes of message {i}"
+            );
+            assert_eq!(
+                got.header.user_headers_length,
+                want.header.user_headers_length
+            );
+            assert_eq!(
+                got.header.origin_timestamp, want.header.origin_timestamp,
+                "origin timestamp kept"
+            );
+            assert_eq!(
+                got.header.timestamp, batch_timestamp,
+                "one timestamp per batch"
+            );
             assert_eq!(got.header.reserved, 0);
             if want.header.id != 0 {
                 assert_eq!(got.header.id, want.header.id, "client-chosen id kept");
             } else {
                 assert_ne!(got.header.id, 0, "server generates an id for id 0");
             }
-            assert_eq!(got.header.checksum, checksum(&got.to_bytes()), "checksum of message {i}");
+            assert_eq!(
+                got.header.checksum,
+                checksum(&got.to_bytes()),
+                "checksum of message {i}"
+            );
             if want.user_headers.is_some() {
-                assert_eq!(got.user_headers_map().unwrap(), want.user_headers_map().unwrap());
+                assert_eq!(
+                    got.user_headers_map().unwrap(),
+                    want.user_headers_map().unwrap()
+                );
             }
         }
         assert_eq!(polled.messages[2].payload.len(), 1_000_000);
         assert_eq!(&polled.messages[2].payload[..], &large[..]);
         assert_eq!(&polled.messages[1].payload[..], &binary[..]);
-        let generated: BTreeSet<u128> = [0, 2, 3].iter().map(|&i| polled.messages[i].header.id).collect();
+        let generated: BTreeSet<u128> = [0, 2, 3]
+            .iter()
+            .map(|&i| polled.messages[i].header.id)
+            .collect();
         assert_eq!(generated.len(), 3, "generated ids differ");
-        assert_eq!(sdk::payload_strings(&polled.messages[5..]), vec!["second-0", "second-1"]);
+        assert_eq!(
+            sdk::payload_strings(&polled.messages[5..]),
+            vec!["second-0", "second-1"]
+        );
         assert!(polled.messages[5].header.timestamp >= batch_timestamp);
 
         // Read back in small pages too: the big message must not break paging.
@@ -630,7 +1069,12 @@ async fn poll_by_offset_timestamp_first_last_next() {
         // Ten one-message batches, so each message has its own timestamp.
         for i in 0..10u64 {
             client
-                .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(1), &mut sdk::messages("m", i..i + 1))
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::partition_id(1),
+                    &mut sdk::messages("m", i..i + 1),
+                )
                 .await
                 .expect("send");
         }
@@ -638,39 +1082,97 @@ async fn poll_by_offset_timestamp_first_last_next() {
             let client = &client;
             async move {
                 client
-                    .poll_messages(&id(stream), &id(topic), Some(1), &Consumer::new(id(1)), &strategy, count, false)
+                    .poll_messages(
+                        &id(stream),
+                        &id(topic),
+                        Some(1),
+                        &Consumer::new(id(1)),
+                        &strategy,
+                        count,
+                        false,
+                    )
                     .await
                     .expect("poll")
             }
         };
         let all = poll(PollingStrategy::offset(0), 100).await;
         assert_eq!(sdk::offsets(&all.messages), (0..10).collect::<Vec<u64>>());
-        assert_eq!((all.partition_id, all.current_offset, all.count), (1, 9, 10));
+        assert_eq!(
+            (all.partition_id, all.current_offset, all.count),
+            (1, 9, 10)
+        );
         let timestamps: Vec<u64> = all.messages.iter().map(|m| m.header.timestamp).collect();
-        assert!(timestamps.windows(2).all(|w| w[0] <= w[1]), "timestamps never go back: {timestamps:?}");
+        assert!(
+            timestamps.windows(2).all(|w| w[0] <= w[1]),
+            "timestamps never go back: {timestamps:?}"
+        );
 
-        assert_eq!(sdk::offsets(&poll(PollingStrategy::offset(3), 4).await.messages), vec![3, 4, 5, 6]);
-        assert_eq!(sdk::offsets(&poll(PollingStrategy::offset(8), 100).await.messages), vec![8, 9]);
+        assert_eq!(
+            sdk::offsets(&poll(PollingStrategy::offset(3), 4).await.messages),
+            vec![3, 4, 5, 6]
+        );
+        assert_eq!(
+            sdk::offsets(&poll(PollingStrategy::offset(8), 100).await.messages),
+            vec![8, 9]
+        );
         let past_end = poll(PollingStrategy::offset(10), 5).await;
         assert!(past_end.messages.is_empty());
-        assert_eq!((past_end.partition_id, past_end.current_offset, past_end.count), (1, 9, 0));
-        assert_eq!(sdk::offsets(&poll(PollingStrategy::first(), 3).await.messages), vec![0, 1, 2]);
-        assert_eq!(sdk::offsets(&poll(PollingStrategy::last(), 3).await.messages), vec![7, 8, 9]);
-        assert_eq!(sdk::offsets(&poll(PollingStrategy::last(), 50).await.messages), (0..10).collect::<Vec<u64>>());
-        assert_eq!(sdk::offsets(&poll(PollingStrategy::next(), 2).await.messages), vec![0, 1], "Next with nothing stored = First");
+        assert_eq!(
+            (
+                past_end.partition_id,
+                past_end.current_offset,
+                past_end.count
+            ),
+            (1, 9, 0)
+        );
+        assert_eq!(
+            sdk::offsets(&poll(PollingStrategy::first(), 3).await.messages),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            sdk::offsets(&poll(PollingStrategy::last(), 3).await.messages),
+            vec![7, 8, 9]
+        );
+        assert_eq!(
+            sdk::offsets(&poll(PollingStrategy::last(), 50).await.messages),
+            (0..10).collect::<Vec<u64>>()
+        );
+        assert_eq!(
+            sdk::offsets(&poll(PollingStrategy::next(), 2).await.messages),
+            vec![0, 1],
+            "Next with nothing stored = First"
+        );
 
         for probe in [0usize, 4, 9] {
             let t = timestamps[probe];
-            let expected: Vec<u64> = (0..10u64).filter(|&o| timestamps[o as usize] >= t).take(3).collect();
+            let expected: Vec<u64> = (0..10u64)
+                .filter(|&o| timestamps[o as usize] >= t)
+                .take(3)
+                .collect();
             let got = poll(PollingStrategy::timestamp(IggyTimestamp::from(t)), 3).await;
             assert_eq!(sdk::offsets(&got.messages), expected, "Timestamp({t})");
         }
-        let future = poll(PollingStrategy::timestamp(IggyTimestamp::from(timestamps[9] + 1)), 3).await;
-        assert!(future.messages.is_empty(), "nothing is newer than the last message");
+        let future = poll(
+            PollingStrategy::timestamp(IggyTimestamp::from(timestamps[9] + 1)),
+            3,
+        )
+        .await;
+        assert!(
+            future.messages.is_empty(),
+            "nothing is newer than the last message"
+        );
 
         // The other partition is empty, and polling it says so.
         let empty = client
-            .poll_messages(&id(stream), &id(topic), Some(0), &Consumer::new(id(1)), &PollingStrategy::first(), 10, false)
+            .poll_messages(
+                &id(stream),
+                &id(topic),
+                Some(0),
+                &Consumer::new(id(1)),
+                &PollingStrategy::first(),
+                10,
+                false,
+            )
             .await
             .expect("poll empty partition");
         assert!(empty.messages.is_empty());
@@ -681,7 +1183,15 @@ async fn poll_by_offset_timestamp_first_last_next() {
         let mut seen = Vec::new();
         for _ in 0..4 {
             let page = client
-                .poll_messages(&id(stream), &id(topic), Some(1), &consumer, &PollingStrategy::next(), 3, true)
+                .poll_messages(
+                    &id(stream),
+                    &id(topic),
+                    Some(1),
+                    &consumer,
+                    &PollingStrategy::next(),
+                    3,
+                    true,
+                )
                 .await
                 .expect("poll next");
             seen.extend(sdk::offsets(&page.messages));
@@ -692,9 +1202,24 @@ async fn poll_by_offset_timestamp_first_last_next() {
             .await
             .unwrap()
             .expect("auto-commit stored an offset");
-        assert_eq!((stored.partition_id, stored.current_offset, stored.stored_offset), (1, 9, 9));
+        assert_eq!(
+            (
+                stored.partition_id,
+                stored.current_offset,
+                stored.stored_offset
+            ),
+            (1, 9, 9)
+        );
         let after = client
-            .poll_messages(&id(stream), &id(topic), Some(1), &consumer, &PollingStrategy::next(), 3, true)
+            .poll_messages(
+                &id(stream),
+                &id(topic),
+                Some(1),
+                &consumer,
+                &PollingStrategy::next(),
+                3,
+                true,
+            )
             .await
             .unwrap();
         assert!(after.messages.is_empty());
@@ -702,12 +1227,26 @@ async fn poll_by_offset_timestamp_first_last_next() {
         let other = Consumer::new(id(500));
         for _ in 0..2 {
             let page = client
-                .poll_messages(&id(stream), &id(topic), Some(1), &other, &PollingStrategy::next(), 3, false)
+                .poll_messages(
+                    &id(stream),
+                    &id(topic),
+                    Some(1),
+                    &other,
+                    &PollingStrategy::next(),
+                    3,
+                    false,
+                )
                 .await
                 .unwrap();
             assert_eq!(sdk::offsets(&page.messages), vec![0, 1, 2]);
         }
-        assert!(client.get_consumer_offset(&other, &id(stream), &id(topic), Some(1)).await.unwrap().is_none());
+        assert!(
+            client
+                .get_consumer_offset(&other, &id(stream), &id(topic), Some(1))
+                .await
+                .unwrap()
+                .is_none()
+        );
     })
     .await;
 }
@@ -719,20 +1258,41 @@ async fn flush_unsaved_buffer_writes_the_segment() {
         let client = sdk::client(server.addr).await;
         let (stream, topic) = sdk::create_stream_and_topic(&client, "flush", "t", 2).await;
         client
-            .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(1), &mut sdk::messages("m", 0..5))
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::partition_id(1),
+                &mut sdk::messages("m", 0..5),
+            )
             .await
             .unwrap();
-        client.flush_unsaved_buffer(&id(stream), &id(topic), 1, true).await.expect("flush with fsync");
-        client.flush_unsaved_buffer(&name("flush"), &name("t"), 0, false).await.expect("flush of an empty partition");
+        client
+            .flush_unsaved_buffer(&id(stream), &id(topic), 1, true)
+            .await
+            .expect("flush with fsync");
+        client
+            .flush_unsaved_buffer(&name("flush"), &name("t"), 0, false)
+            .await
+            .expect("flush of an empty partition");
         let dir = server.partition_dir(stream, topic, 1);
-        let log = std::fs::read(dir.join(format!("{:020}.log", 0))).expect("segment log after flush");
-        let index = std::fs::read(dir.join(format!("{:020}.index", 0))).expect("segment index after flush");
+        let log =
+            std::fs::read(dir.join(format!("{:020}.log", 0))).expect("segment log after flush");
+        let index =
+            std::fs::read(dir.join(format!("{:020}.index", 0))).expect("segment index after flush");
         let polled = sdk::poll_offset(&client, stream, topic, 1, 0, 10).await;
-        let wire: Vec<u8> = polled.messages.iter().flat_map(|m| m.to_bytes().to_vec()).collect();
+        let wire: Vec<u8> = polled
+            .messages
+            .iter()
+            .flat_map(|m| m.to_bytes().to_vec())
+            .collect();
         assert_eq!(log, wire, "the .log holds the messages exactly as served");
         assert_eq!(index.len(), 5 * 16, "one 16-byte index entry per message");
         assert_eq!(
-            error_code(client.flush_unsaved_buffer(&id(stream), &id(topic), 7, false).await),
+            error_code(
+                client
+                    .flush_unsaved_buffer(&id(stream), &id(topic), 7, false)
+                    .await
+            ),
             3007,
             "PartitionNotFound"
         );
@@ -750,30 +1310,85 @@ async fn consumer_offsets_store_get_delete() {
         let named = Consumer::new(name("reader"));
         let (s, t) = (id(stream), id(topic));
 
-        assert!(client.get_consumer_offset(&numeric, &s, &t, Some(0)).await.unwrap().is_none());
+        assert!(
+            client
+                .get_consumer_offset(&numeric, &s, &t, Some(0))
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
-            error_code(client.store_consumer_offset(&numeric, &s, &t, Some(0), 0).await),
+            error_code(
+                client
+                    .store_consumer_offset(&numeric, &s, &t, Some(0), 0)
+                    .await
+            ),
             IggyError::InvalidOffset(0).as_code(),
             "storing on a partition that never had a message"
         );
         client
-            .send_messages(&s, &t, &Partitioning::partition_id(0), &mut sdk::messages("m", 0..10))
+            .send_messages(
+                &s,
+                &t,
+                &Partitioning::partition_id(0),
+                &mut sdk::messages("m", 0..10),
+            )
             .await
             .unwrap();
 
-        client.store_consumer_offset(&numeric, &s, &t, Some(0), 5).await.expect("store numeric");
-        client.store_consumer_offset(&named, &name("offsets"), &name("t"), Some(0), 2).await.expect("store named");
-        let numeric_offset = client.get_consumer_offset(&numeric, &s, &t, Some(0)).await.unwrap().expect("stored");
+        client
+            .store_consumer_offset(&numeric, &s, &t, Some(0), 5)
+            .await
+            .expect("store numeric");
+        client
+            .store_consumer_offset(&named, &name("offsets"), &name("t"), Some(0), 2)
+            .await
+            .expect("store named");
+        let numeric_offset = client
+            .get_consumer_offset(&numeric, &s, &t, Some(0))
+            .await
+            .unwrap()
+            .expect("stored");
         assert_eq!(
-            (numeric_offset.partition_id, numeric_offset.current_offset, numeric_offset.stored_offset),
+            (
+                numeric_offset.partition_id,
+                numeric_offset.current_offset,
+                numeric_offset.stored_offset
+            ),
             (0, 9, 5)
         );
-        let named_offset = client.get_consumer_offset(&named, &s, &t, Some(0)).await.unwrap().expect("stored");
+        let named_offset = client
+            .get_consumer_offset(&named, &s, &t, Some(0))
+            .await
+            .unwrap()
+            .expect("stored");
         assert_eq!(named_offset.stored_offset, 2);
         // No partition given means partition 0 for a single consumer.
-        assert_eq!(client.get_consumer_offset(&named, &s, &t, None).await.unwrap().expect("partition 0").stored_offset, 2);
-        assert!(client.get_consumer_offset(&named, &s, &t, Some(1)).await.unwrap().is_none(), "offsets are per partition");
-        assert!(client.get_consumer_offset(&named, &id(9), &t, Some(0)).await.unwrap().is_none(), "unknown stream reads as none");
+        assert_eq!(
+            client
+                .get_consumer_offset(&named, &s, &t, None)
+                .await
+                .unwrap()
+                .expect("partition 0")
+                .stored_offset,
+            2
+        );
+        assert!(
+            client
+                .get_consumer_offset(&named, &s, &t, Some(1))
+                .await
+                .unwrap()
+                .is_none(),
+            "offsets are per partition"
+        );
+        assert!(
+            client
+                .get_consumer_offset(&named, &id(9), &t, Some(0))
+                .await
+                .unwrap()
+                .is_none(),
+            "unknown stream reads as none"
+        );
 
         // Next continues after the stored offset.
         let next = client
@@ -782,24 +1397,68 @@ async fn consumer_offsets_store_get_delete() {
             .unwrap();
         assert_eq!(sdk::offsets(&next.messages), vec![3, 4, 5]);
 
-        client.store_consumer_offset(&numeric, &s, &t, Some(0), 9).await.expect("overwrite");
-        assert_eq!(client.get_consumer_offset(&numeric, &s, &t, Some(0)).await.unwrap().unwrap().stored_offset, 9);
-        client.store_consumer_offset(&numeric, &s, &t, Some(0), 1).await.expect("move back");
-        assert_eq!(client.get_consumer_offset(&numeric, &s, &t, Some(0)).await.unwrap().unwrap().stored_offset, 1);
+        client
+            .store_consumer_offset(&numeric, &s, &t, Some(0), 9)
+            .await
+            .expect("overwrite");
         assert_eq!(
-            error_code(client.store_consumer_offset(&numeric, &s, &t, Some(0), 10).await),
+            client
+                .get_consumer_offset(&numeric, &s, &t, Some(0))
+                .await
+                .unwrap()
+                .unwrap()
+                .stored_offset,
+            9
+        );
+        client
+            .store_consumer_offset(&numeric, &s, &t, Some(0), 1)
+            .await
+            .expect("move back");
+        assert_eq!(
+            client
+                .get_consumer_offset(&numeric, &s, &t, Some(0))
+                .await
+                .unwrap()
+                .unwrap()
+                .stored_offset,
+            1
+        );
+        assert_eq!(
+            error_code(
+                client
+                    .store_consumer_offset(&numeric, &s, &t, Some(0), 10)
+                    .await
+            ),
             IggyError::InvalidOffset(10).as_code(),
             "offset past the partition's last offset"
         );
 
-        client.delete_consumer_offset(&numeric, &s, &t, Some(0)).await.expect("delete");
-        assert!(client.get_consumer_offset(&numeric, &s, &t, Some(0)).await.unwrap().is_none());
+        client
+            .delete_consumer_offset(&numeric, &s, &t, Some(0))
+            .await
+            .expect("delete");
+        assert!(
+            client
+                .get_consumer_offset(&numeric, &s, &t, Some(0))
+                .await
+                .unwrap()
+                .is_none()
+        );
         assert_eq!(
-            error_code(client.delete_consumer_offset(&numeric, &s, &t, Some(0)).await),
+            error_code(
+                client
+                    .delete_consumer_offset(&numeric, &s, &t, Some(0))
+                    .await
+            ),
             IggyError::ConsumerOffsetNotFound(0).as_code()
         );
         assert_eq!(
-            client.get_consumer_offset(&named, &s, &t, Some(0)).await.unwrap().unwrap().stored_offset,
+            client
+                .get_consumer_offset(&named, &s, &t, Some(0))
+                .await
+                .unwrap()
+                .unwrap()
+                .stored_offset,
             2,
             "deleting one consumer's offset leaves the others"
         );
@@ -814,25 +1473,53 @@ async fn users_tokens_groups_and_segments_are_feature_unavailable() {
         let client = sdk::client(server.addr).await;
         let (stream, topic) = sdk::create_stream_and_topic(&client, "later", "t", 1).await;
         let unavailable = IggyError::FeatureUnavailable.as_code();
-        assert_eq!(error_code(client.get_users().await), unavailable, "get_users");
         assert_eq!(
-            error_code(client.create_user("someone", "secret", UserStatus::Active, None).await),
+            error_code(client.get_users().await),
+            unavailable,
+            "get_users"
+        );
+        assert_eq!(
+            error_code(
+                client
+                    .create_user("someone", "secret", UserStatus::Active, None)
+                    .await
+            ),
             unavailable,
             "create_user"
         );
-        assert_eq!(error_code(client.get_personal_access_tokens().await), unavailable, "get_personal_access_tokens");
         assert_eq!(
-            error_code(client.create_personal_access_token("token", PersonalAccessTokenExpiry::NeverExpire).await),
+            error_code(client.get_personal_access_tokens().await),
+            unavailable,
+            "get_personal_access_tokens"
+        );
+        assert_eq!(
+            error_code(
+                client
+                    .create_personal_access_token("token", PersonalAccessTokenExpiry::NeverExpire)
+                    .await
+            ),
             unavailable,
             "create_personal_access_token"
         );
-        assert_eq!(error_code(client.get_consumer_groups(&id(stream), &id(topic)).await), unavailable, "get_consumer_groups");
         assert_eq!(
-            error_code(client.create_consumer_group(&id(stream), &id(topic), "group").await),
+            error_code(client.get_consumer_groups(&id(stream), &id(topic)).await),
+            unavailable,
+            "get_consumer_groups"
+        );
+        assert_eq!(
+            error_code(
+                client
+                    .create_consumer_group(&id(stream), &id(topic), "group")
+                    .await
+            ),
             unavailable,
             "create_consumer_group"
         );
-        assert_eq!(error_code(client.delete_segments(&id(stream), &id(topic), 0, 1).await), unavailable, "delete_segments");
+        assert_eq!(
+            error_code(client.delete_segments(&id(stream), &id(topic), 0, 1).await),
+            unavailable,
+            "delete_segments"
+        );
         // The connection is fine afterwards.
         client.ping().await.expect("ping");
         assert_eq!(client.get_me().await.expect("get_me").user_id, Some(0));

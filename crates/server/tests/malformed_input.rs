@@ -18,7 +18,13 @@ const CONTROL_PAYLOAD_BYTES_MAX: usize = 10 * 1024 * 1024;
 /// Sends `code`/`payload`, expects error `status`, then a Ping on the same connection and on
 /// the bystander connection.
 #[track_caller]
-fn expect_error_then_ping(conn: &mut RawConn, bystander: &mut RawConn, code: u32, payload: &[u8], status: u32) {
+fn expect_error_then_ping(
+    conn: &mut RawConn,
+    bystander: &mut RawConn,
+    code: u32,
+    payload: &[u8],
+    status: u32,
+) {
     let response = conn.request(code, payload);
     assert_eq!(
         (response.status, response.payload.len()),
@@ -47,13 +53,31 @@ fn framing_errors_keep_the_connection_in_sync() {
     }
 
     // An unknown command code with a payload: 3, and the payload is consumed.
-    expect_error_then_ping(&mut conn, &mut bystander, 7777, &[0xAB; 100], error::INVALID_COMMAND);
+    expect_error_then_ping(
+        &mut conn,
+        &mut bystander,
+        7777,
+        &[0xAB; 100],
+        error::INVALID_COMMAND,
+    );
     expect_error_then_ping(&mut conn, &mut bystander, 7777, &[], error::INVALID_COMMAND);
     // Codes 30 and 40 do not exist either (PROTOCOL.md §3).
-    expect_error_then_ping(&mut conn, &mut bystander, 30, &[1, 2, 3], error::INVALID_COMMAND);
+    expect_error_then_ping(
+        &mut conn,
+        &mut bystander,
+        30,
+        &[1, 2, 3],
+        error::INVALID_COMMAND,
+    );
     // Unknown codes are rejected as unknown even after login.
     conn.login_root();
-    expect_error_then_ping(&mut conn, &mut bystander, 123_456, &[7; 13], error::INVALID_COMMAND);
+    expect_error_then_ping(
+        &mut conn,
+        &mut bystander,
+        123_456,
+        &[7; 13],
+        error::INVALID_COMMAND,
+    );
 }
 
 #[test]
@@ -64,54 +88,153 @@ fn decode_errors_map_to_invalid_command_or_invalid_format() {
     let stream = raw::create_stream(&mut conn, "exists");
     let cases: Vec<(&str, u32, Vec<u8>, u32)> = vec![
         // Truncated fields: 3.
-        ("name8 longer than the payload", code::CREATE_STREAM, vec![5, b'a', b'b'], error::INVALID_COMMAND),
-        ("empty payload where a name is due", code::CREATE_STREAM, vec![], error::INVALID_COMMAND),
-        ("identifier cut inside its value", code::GET_STREAM, vec![1, 4, 0, 0], error::INVALID_COMMAND),
-        ("identifier with no length byte", code::GET_STREAM, vec![1], error::INVALID_COMMAND),
-        ("create topic cut after the stream id", code::CREATE_TOPIC, id_numeric(stream), error::INVALID_COMMAND),
-        ("login cut before the password", code::LOGIN_USER, str8(b"iggy"), error::INVALID_COMMAND),
-        ("poll cut inside the strategy", code::POLL_MESSAGES, {
-            let mut payload = raw::poll_payload(stream, 0, 0, 0, 1);
-            payload.truncate(payload.len() - 10);
-            payload
-        }, error::INVALID_COMMAND),
+        (
+            "name8 longer than the payload",
+            code::CREATE_STREAM,
+            vec![5, b'a', b'b'],
+            error::INVALID_COMMAND,
+        ),
+        (
+            "empty payload where a name is due",
+            code::CREATE_STREAM,
+            vec![],
+            error::INVALID_COMMAND,
+        ),
+        (
+            "identifier cut inside its value",
+            code::GET_STREAM,
+            vec![1, 4, 0, 0],
+            error::INVALID_COMMAND,
+        ),
+        (
+            "identifier with no length byte",
+            code::GET_STREAM,
+            vec![1],
+            error::INVALID_COMMAND,
+        ),
+        (
+            "create topic cut after the stream id",
+            code::CREATE_TOPIC,
+            id_numeric(stream),
+            error::INVALID_COMMAND,
+        ),
+        (
+            "login cut before the password",
+            code::LOGIN_USER,
+            str8(b"iggy"),
+            error::INVALID_COMMAND,
+        ),
+        (
+            "poll cut inside the strategy",
+            code::POLL_MESSAGES,
+            {
+                let mut payload = raw::poll_payload(stream, 0, 0, 0, 1);
+                payload.truncate(payload.len() - 10);
+                payload
+            },
+            error::INVALID_COMMAND,
+        ),
         // Invalid UTF-8: 3.
-        ("invalid UTF-8 stream name", code::CREATE_STREAM, vec![2, 0xFF, 0xFE], error::INVALID_COMMAND),
-        ("invalid UTF-8 in a string identifier", code::GET_STREAM, vec![2, 2, 0xC3, 0x28], error::INVALID_COMMAND),
+        (
+            "invalid UTF-8 stream name",
+            code::CREATE_STREAM,
+            vec![2, 0xFF, 0xFE],
+            error::INVALID_COMMAND,
+        ),
+        (
+            "invalid UTF-8 in a string identifier",
+            code::GET_STREAM,
+            vec![2, 2, 0xC3, 0x28],
+            error::INVALID_COMMAND,
+        ),
         // Empty name: 4.
-        ("empty stream name", code::CREATE_STREAM, vec![0], error::INVALID_FORMAT),
-        ("empty topic name", code::CREATE_TOPIC, {
-            let mut payload = raw::create_topic_payload(&id_numeric(stream), "x", 1);
-            payload.truncate(payload.len() - 2);
-            payload.push(0);
-            payload
-        }, error::INVALID_FORMAT),
+        (
+            "empty stream name",
+            code::CREATE_STREAM,
+            vec![0],
+            error::INVALID_FORMAT,
+        ),
+        (
+            "empty topic name",
+            code::CREATE_TOPIC,
+            {
+                let mut payload = raw::create_topic_payload(&id_numeric(stream), "x", 1);
+                payload.truncate(payload.len() - 2);
+                payload.push(0);
+                payload
+            },
+            error::INVALID_FORMAT,
+        ),
         // Identifier kinds and lengths.
-        ("identifier of unknown kind 3", code::GET_STREAM, vec![3, 4, 0, 0, 0, 0], error::INVALID_COMMAND),
-        ("identifier of kind 0", code::GET_STREAM, vec![0, 4, 0, 0, 0, 0], error::INVALID_COMMAND),
-        ("numeric identifier of length 2", code::GET_STREAM, vec![1, 2, 0, 0], error::INVALID_FORMAT),
-        ("numeric identifier of length 8", code::GET_STREAM, vec![1, 8, 0, 0, 0, 0, 0, 0, 0, 0], error::INVALID_FORMAT),
-        ("empty string identifier", code::GET_STREAM, vec![2, 0], error::INVALID_FORMAT),
-        ("unknown consumer kind", code::POLL_MESSAGES, {
-            let mut payload = raw::poll_payload(stream, 0, 0, 0, 1);
-            payload[0] = 9;
-            payload
-        }, error::INVALID_COMMAND),
-        ("unknown polling strategy", code::POLL_MESSAGES, {
-            let mut payload = raw::poll_payload(stream, 0, 0, 0, 1);
-            let at = payload.len() - 14; // strategy kind: before value u64, count u32, auto_commit u8
-            payload[at] = 42;
-            payload
-        }, error::INVALID_COMMAND),
-        ("unknown compression algorithm", code::CREATE_TOPIC, {
-            let mut payload = raw::create_topic_payload(&id_numeric(stream), "t", 1);
-            payload[6 + 4] = 9;
-            payload
-        }, error::INVALID_COMMAND),
+        (
+            "identifier of unknown kind 3",
+            code::GET_STREAM,
+            vec![3, 4, 0, 0, 0, 0],
+            error::INVALID_COMMAND,
+        ),
+        (
+            "identifier of kind 0",
+            code::GET_STREAM,
+            vec![0, 4, 0, 0, 0, 0],
+            error::INVALID_COMMAND,
+        ),
+        (
+            "numeric identifier of length 2",
+            code::GET_STREAM,
+            vec![1, 2, 0, 0],
+            error::INVALID_FORMAT,
+        ),
+        (
+            "numeric identifier of length 8",
+            code::GET_STREAM,
+            vec![1, 8, 0, 0, 0, 0, 0, 0, 0, 0],
+            error::INVALID_FORMAT,
+        ),
+        (
+            "empty string identifier",
+            code::GET_STREAM,
+            vec![2, 0],
+            error::INVALID_FORMAT,
+        ),
+        (
+            "unknown consumer kind",
+            code::POLL_MESSAGES,
+            {
+                let mut payload = raw::poll_payload(stream, 0, 0, 0, 1);
+                payload[0] = 9;
+                payload
+            },
+            error::INVALID_COMMAND,
+        ),
+        (
+            "unknown polling strategy",
+            code::POLL_MESSAGES,
+            {
+                let mut payload = raw::poll_payload(stream, 0, 0, 0, 1);
+                let at = payload.len() - 14; // strategy kind: before value u64, count u32, auto_commit u8
+                payload[at] = 42;
+                payload
+            },
+            error::INVALID_COMMAND,
+        ),
+        (
+            "unknown compression algorithm",
+            code::CREATE_TOPIC,
+            {
+                let mut payload = raw::create_topic_payload(&id_numeric(stream), "t", 1);
+                payload[6 + 4] = 9;
+                payload
+            },
+            error::INVALID_COMMAND,
+        ),
     ];
     for (what, command, payload, status) in cases {
         let response = conn.request(command, &payload);
-        assert_eq!((response.status, response.payload.len()), (status, 0), "{what}");
+        assert_eq!(
+            (response.status, response.payload.len()),
+            (status, 0),
+            "{what}"
+        );
         conn.ping();
         bystander.ping();
     }
@@ -119,7 +242,11 @@ fn decode_errors_map_to_invalid_command_or_invalid_format() {
     // Nothing was created by the rejected requests, and well-formed ones still work.
     let streams = conn.request(code::GET_STREAMS, &[]).ok();
     let name_len = streams[32] as usize;
-    assert_eq!(streams.len(), 33 + name_len, "exactly one stream: {streams:02x?}");
+    assert_eq!(
+        streams.len(),
+        33 + name_len,
+        "exactly one stream: {streams:02x?}"
+    );
     assert_eq!(&streams[33..], b"exists");
     let found = conn.request(code::GET_STREAM, &id_named("exists")).ok();
     assert_eq!(u32::from_le_bytes(found[0..4].try_into().unwrap()), stream);
@@ -144,29 +271,50 @@ fn commands_need_login_first() {
         (code::GET_STREAMS, vec![]),
         (code::GET_STREAM, id_numeric(stream)),
         (code::CREATE_STREAM, str8(b"sneaky")),
-        (code::CREATE_TOPIC, raw::create_topic_payload(&id_numeric(stream), "sneaky", 1)),
-        (code::POLL_MESSAGES, raw::poll_payload(stream, topic, 0, 0, 10)),
+        (
+            code::CREATE_TOPIC,
+            raw::create_topic_payload(&id_numeric(stream), "sneaky", 1),
+        ),
+        (
+            code::POLL_MESSAGES,
+            raw::poll_payload(stream, topic, 0, 0, 10),
+        ),
         // SendMessages with a whole batch: the server must consume it before answering 40.
-        (code::SEND_MESSAGES, SendMessages::new(stream, topic, 0, &[b"not logged in", &[0x55; 5000]]).encode()),
+        (
+            code::SEND_MESSAGES,
+            SendMessages::new(stream, topic, 0, &[b"not logged in", &[0x55; 5000]]).encode(),
+        ),
         (code::GET_SHARD_STATS, vec![]),
         (39, vec![]), // LogoutUser
     ];
     for (command, payload) in &unauthenticated {
         let response = conn.request(*command, payload);
-        assert_eq!((response.status, response.payload.len()), (error::UNAUTHENTICATED, 0), "command {command}");
+        assert_eq!(
+            (response.status, response.payload.len()),
+            (error::UNAUTHENTICATED, 0),
+            "command {command}"
+        );
         conn.ping();
         bystander.ping();
     }
     // A failed login leaves the session unauthenticated.
     conn.request(code::LOGIN_USER, &raw::login_payload("iggy", "wrong"))
         .assert_error(error::INVALID_CREDENTIALS);
-    conn.request(code::GET_STREAMS, &[]).assert_error(error::UNAUTHENTICATED);
+    conn.request(code::GET_STREAMS, &[])
+        .assert_error(error::UNAUTHENTICATED);
 
     conn.login_root();
     let polled = raw::poll(&mut conn, stream, topic, 0, 0, 10);
-    assert!(polled.messages.is_empty(), "the unauthenticated send stored nothing");
+    assert!(
+        polled.messages.is_empty(),
+        "the unauthenticated send stored nothing"
+    );
     let streams = conn.request(code::GET_STREAMS, &[]).ok();
-    assert_eq!(streams.len(), 33 + "guarded".len(), "the unauthenticated create made nothing");
+    assert_eq!(
+        streams.len(),
+        33 + "guarded".len(),
+        "the unauthenticated create made nothing"
+    );
 }
 
 #[test]
@@ -185,25 +333,45 @@ fn send_messages_validation_errors() {
     batch.count = 0;
     batch.index.clear();
     batch.messages.clear();
-    cases.push(("zero messages", batch.encode(), &[error::INVALID_MESSAGES_COUNT]));
+    cases.push((
+        "zero messages",
+        batch.encode(),
+        &[error::INVALID_MESSAGES_COUNT],
+    ));
 
     let mut batch = good();
     batch.index[4..8].copy_from_slice(&(batch.messages.len() as u32 + 100).to_le_bytes());
-    cases.push(("a position past the end of the block", batch.encode(), &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE]));
+    cases.push((
+        "a position past the end of the block",
+        batch.encode(),
+        &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE],
+    ));
 
     let mut batch = good();
     batch.index[16 + 4..16 + 8].copy_from_slice(&10u32.to_le_bytes());
-    cases.push(("a position inside the first message", batch.encode(), &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE]));
+    cases.push((
+        "a position inside the first message",
+        batch.encode(),
+        &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE],
+    ));
 
     let mut batch = good();
     batch.messages.extend_from_slice(&[0u8; 40]);
-    cases.push(("trailing bytes after the last message", batch.encode(), &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE]));
+    cases.push((
+        "trailing bytes after the last message",
+        batch.encode(),
+        &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE],
+    ));
 
     let mut batch = good();
     batch.messages.truncate(batch.messages.len() - 1);
     let end = batch.messages.len() as u32;
     batch.index[32 + 4..32 + 8].copy_from_slice(&end.to_le_bytes());
-    cases.push(("the last message one byte short", batch.encode(), &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE]));
+    cases.push((
+        "the last message one byte short",
+        batch.encode(),
+        &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE],
+    ));
 
     let mut batch = good();
     batch.count = 4;
@@ -211,50 +379,99 @@ fn send_messages_validation_errors() {
     cases.push((
         "count larger than the index",
         batch.encode(),
-        &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE, 4034, 4035, error::NON_ZERO_OFFSET, error::NON_ZERO_TIMESTAMP, error::INVALID_COMMAND, error::INVALID_FORMAT],
+        &[
+            error::MISSING_INDEX,
+            error::INVALID_MESSAGES_SIZE,
+            4034,
+            4035,
+            error::NON_ZERO_OFFSET,
+            error::NON_ZERO_TIMESTAMP,
+            error::INVALID_COMMAND,
+            error::INVALID_FORMAT,
+        ],
     ));
 
     let mut batch = good();
     batch.index[16..20].copy_from_slice(&1u32.to_le_bytes());
-    cases.push(("non-zero offset in the index", batch.encode(), &[error::NON_ZERO_OFFSET]));
+    cases.push((
+        "non-zero offset in the index",
+        batch.encode(),
+        &[error::NON_ZERO_OFFSET],
+    ));
 
     let mut batch = good();
     batch.index[8..16].copy_from_slice(&5u64.to_le_bytes());
-    cases.push(("non-zero timestamp in the index", batch.encode(), &[error::NON_ZERO_TIMESTAMP]));
+    cases.push((
+        "non-zero timestamp in the index",
+        batch.encode(),
+        &[error::NON_ZERO_TIMESTAMP],
+    ));
 
     let mut batch = good();
     batch.count = 1;
     batch.messages = vec![0u8; 32];
     batch.index = [0u32.to_le_bytes(), 32u32.to_le_bytes()].concat();
     batch.index.extend_from_slice(&0u64.to_le_bytes());
-    cases.push(("a message shorter than its 64-byte header", batch.encode(), &[error::TOO_SMALL_MESSAGE, error::MISSING_INDEX]));
+    cases.push((
+        "a message shorter than its 64-byte header",
+        batch.encode(),
+        &[error::TOO_SMALL_MESSAGE, error::MISSING_INDEX],
+    ));
 
     let mut batch = good();
     batch.messages[52..56].copy_from_slice(&u32::MAX.to_le_bytes());
-    cases.push(("a payload length far past the block", batch.encode(), &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE, 4022]));
+    cases.push((
+        "a payload length far past the block",
+        batch.encode(),
+        &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE, 4022],
+    ));
 
     let mut batch = good();
     let mut huge_headers = Vec::new();
     encode_message(0, 0, b"p", &vec![1u8; 100_001], &mut huge_headers);
     batch.count = 1;
-    batch.index = [0u32.to_le_bytes(), (huge_headers.len() as u32).to_le_bytes()].concat();
+    batch.index = [
+        0u32.to_le_bytes(),
+        (huge_headers.len() as u32).to_le_bytes(),
+    ]
+    .concat();
     batch.index.extend_from_slice(&0u64.to_le_bytes());
     batch.messages = huge_headers;
     cases.push(("user headers over 100,000 bytes", batch.encode(), &[4017]));
 
     let mut batch = good();
     batch.stream = vec![1, 2, 0, 0];
-    cases.push(("numeric stream identifier of length 2", batch.encode(), &[error::INVALID_IDENTIFIER]));
+    cases.push((
+        "numeric stream identifier of length 2",
+        batch.encode(),
+        &[error::INVALID_IDENTIFIER],
+    ));
 
     let mut batch = good();
     batch.partitioning = vec![7, 0];
-    cases.push(("unknown partitioning kind", batch.encode(), &[error::INVALID_COMMAND, error::INVALID_FORMAT, error::INVALID_IDENTIFIER]));
+    cases.push((
+        "unknown partitioning kind",
+        batch.encode(),
+        &[
+            error::INVALID_COMMAND,
+            error::INVALID_FORMAT,
+            error::INVALID_IDENTIFIER,
+        ],
+    ));
 
     let mut too_long_metadata = good().encode();
     too_long_metadata[0..4].copy_from_slice(&100_000u32.to_le_bytes());
-    cases.push(("metadata_length larger than the payload", too_long_metadata, &[error::INVALID_COMMAND]));
+    cases.push((
+        "metadata_length larger than the payload",
+        too_long_metadata,
+        &[error::INVALID_COMMAND],
+    ));
 
-    cases.push(("payload shorter than metadata_length's own 4 bytes", vec![1, 0], &[error::INVALID_COMMAND]));
+    cases.push((
+        "payload shorter than metadata_length's own 4 bytes",
+        vec![1, 0],
+        &[error::INVALID_COMMAND],
+    ));
 
     for (what, payload, allowed) in &cases {
         let response = conn.request(code::SEND_MESSAGES, payload);
@@ -273,8 +490,22 @@ fn send_messages_validation_errors() {
     let polled = raw::poll(&mut conn, stream, topic, 0, 0, 100);
     let offsets: Vec<u64> = polled.messages.iter().map(|(offset, _)| *offset).collect();
     assert_eq!(offsets, (0..6).collect::<Vec<u64>>());
-    let payloads: Vec<&[u8]> = polled.messages.iter().map(|(_, payload)| payload.as_slice()).collect();
-    assert_eq!(payloads, [b"first".as_slice(), b"second message", b"3", b"first", b"second message", b"3"]);
+    let payloads: Vec<&[u8]> = polled
+        .messages
+        .iter()
+        .map(|(_, payload)| payload.as_slice())
+        .collect();
+    assert_eq!(
+        payloads,
+        [
+            b"first".as_slice(),
+            b"second message",
+            b"3",
+            b"first",
+            b"second message",
+            b"3"
+        ]
+    );
 }
 
 #[test]
@@ -299,7 +530,11 @@ fn oversized_control_payload_is_drained_or_closes_only_that_connection() {
                 // Either the server drained the payload and still answers, or it closed.
                 conn.send_frame(code::PING, &[]);
                 match conn.try_read_response() {
-                    Ok(pong) => assert_eq!((pong.status, pong.payload.len()), (0, 0), "ping after a drained oversized frame"),
+                    Ok(pong) => assert_eq!(
+                        (pong.status, pong.payload.len()),
+                        (0, 0),
+                        "ping after a drained oversized frame"
+                    ),
                     Err(_) => conn.expect_closed(Duration::from_secs(10)),
                 }
             } else {
@@ -308,7 +543,10 @@ fn oversized_control_payload_is_drained_or_closes_only_that_connection() {
         }
         // Closing without an answer is tolerated only as a close, never as a hang.
         Err(error) => assert!(
-            !matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            !matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
             "no answer to an oversized control frame: {error}"
         ),
     }
@@ -317,7 +555,9 @@ fn oversized_control_payload_is_drained_or_closes_only_that_connection() {
     let mut fresh = RawConn::connect_logged_in(server.addr);
     fresh.ping();
     raw::create_stream(&mut fresh, "still-works");
-    bystander.request(code::GET_STREAM, &id_named("still-works")).ok();
+    bystander
+        .request(code::GET_STREAM, &id_named("still-works"))
+        .ok();
 }
 
 #[test]
@@ -344,11 +584,19 @@ fn fragmented_pipelined_and_abandoned_frames() {
     bytes.extend(frame(code::GET_STREAM, &id_named("piped")));
     bytes.extend(frame(code::PING, &[]));
     pipelined.send_bytes(&bytes);
-    pipelined.read_response().assert_error(error::UNAUTHENTICATED);
+    pipelined
+        .read_response()
+        .assert_error(error::UNAUTHENTICATED);
     assert_eq!(pipelined.read_response().ok(), 0u32.to_le_bytes());
     let created = pipelined.read_response().ok();
-    pipelined.read_response().assert_error(error::INVALID_COMMAND);
-    assert_eq!(pipelined.read_response().ok(), created, "GetStream returns what CreateStream did");
+    pipelined
+        .read_response()
+        .assert_error(error::INVALID_COMMAND);
+    assert_eq!(
+        pipelined.read_response().ok(),
+        created,
+        "GetStream returns what CreateStream did"
+    );
     assert!(pipelined.read_response().ok().is_empty());
 
     // Connections that vanish mid-frame harm nobody.
@@ -365,5 +613,9 @@ fn fragmented_pipelined_and_abandoned_frames() {
 
     bystander.ping();
     let streams = bystander.request(code::GET_STREAMS, &[]).ok();
-    assert_eq!(streams.len(), 33 + "piped".len(), "only the piped stream exists: {streams:02x?}");
+    assert_eq!(
+        streams.len(),
+        33 + "piped".len(),
+        "only the piped stream exists: {streams:02x?}"
+    );
 }

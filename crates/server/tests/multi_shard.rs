@@ -16,21 +16,37 @@ const PARTITIONS: u32 = 8;
 const PER_PARTITION: u64 = 20;
 
 fn expected_payloads(partition: u32) -> Vec<String> {
-    (0..PER_PARTITION).map(|i| format!("p{partition}-{i}")).collect()
+    (0..PER_PARTITION)
+        .map(|i| format!("p{partition}-{i}"))
+        .collect()
 }
 
-async fn assert_partitions(client: &IggyClient, stream: u32, topic: u32, which: impl Iterator<Item = u32>) {
+async fn assert_partitions(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    which: impl Iterator<Item = u32>,
+) {
     for partition in which {
         let messages = sdk::poll_all(client, stream, topic, partition).await;
-        assert_eq!(sdk::offsets(&messages), (0..PER_PARTITION).collect::<Vec<u64>>(), "offsets of partition {partition}");
-        assert_eq!(sdk::payload_strings(&messages), expected_payloads(partition), "partition {partition}");
+        assert_eq!(
+            sdk::offsets(&messages),
+            (0..PER_PARTITION).collect::<Vec<u64>>(),
+            "offsets of partition {partition}"
+        );
+        assert_eq!(
+            sdk::payload_strings(&messages),
+            expected_payloads(partition),
+            "partition {partition}"
+        );
     }
 }
 
 fn shard_stats(server: &TestServer) -> ShardStats {
     let mut conn = RawConn::connect_logged_in(server.addr);
     let payload = conn.request(code::GET_SHARD_STATS, &[]).ok();
-    ShardStats::decode(&payload).unwrap_or_else(|error| panic!("decode GetShardStats: {error:?} in {payload:02x?}"))
+    ShardStats::decode(&payload)
+        .unwrap_or_else(|error| panic!("decode GetShardStats: {error:?} in {payload:02x?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,14 +54,20 @@ async fn every_connection_reaches_every_partition_across_shards() {
     let server = TestServer::start(&["--shards", "4"]);
     within(TEST_TIMEOUT, async {
         let writer = sdk::client(server.addr).await;
-        let (stream, topic) = sdk::create_stream_and_topic(&writer, "sharded", "t", PARTITIONS).await;
+        let (stream, topic) =
+            sdk::create_stream_and_topic(&writer, "sharded", "t", PARTITIONS).await;
 
         // One connection writes every partition, wherever it lives.
         for partition in 0..PARTITIONS {
             for half in [0..PER_PARTITION / 2, PER_PARTITION / 2..PER_PARTITION] {
                 let mut batch = sdk::messages(&format!("p{partition}"), half);
                 writer
-                    .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(partition), &mut batch)
+                    .send_messages(
+                        &id(stream),
+                        &id(topic),
+                        &Partitioning::partition_id(partition),
+                        &mut batch,
+                    )
                     .await
                     .expect("send");
             }
@@ -72,32 +94,59 @@ async fn every_connection_reaches_every_partition_across_shards() {
         };
         let clients = reader.get_clients().await.expect("get_clients");
         for address in &addresses {
-            assert!(clients.iter().any(|c| &c.address == address), "get_clients lists {address} (every shard's clients)");
+            assert!(
+                clients.iter().any(|c| &c.address == address),
+                "get_clients lists {address} (every shard's clients)"
+            );
         }
 
         // Metadata reads agree on every connection, whichever shard serves it.
         for client in readers.iter().chain([&writer, &reader]) {
-            let details = client.get_topic(&id(stream), &id(topic)).await.unwrap().expect("topic");
+            let details = client
+                .get_topic(&id(stream), &id(topic))
+                .await
+                .unwrap()
+                .expect("topic");
             assert_eq!(details.partitions_count, PARTITIONS);
-            assert_eq!(details.messages_count, u64::from(PARTITIONS) * PER_PARTITION);
+            assert_eq!(
+                details.messages_count,
+                u64::from(PARTITIONS) * PER_PARTITION
+            );
             for partition in &details.partitions {
-                assert_eq!((partition.messages_count, partition.current_offset), (PER_PARTITION, PER_PARTITION - 1));
+                assert_eq!(
+                    (partition.messages_count, partition.current_offset),
+                    (PER_PARTITION, PER_PARTITION - 1)
+                );
             }
         }
         let stats = reader.get_stats().await.expect("get_stats");
-        assert_eq!((stats.partitions_count, stats.messages_count), (PARTITIONS, u64::from(PARTITIONS) * PER_PARTITION));
+        assert_eq!(
+            (stats.partitions_count, stats.messages_count),
+            (PARTITIONS, u64::from(PARTITIONS) * PER_PARTITION)
+        );
 
         // Stored offsets live with their partition and are visible from any connection.
         for (i, partition) in (0..PARTITIONS).enumerate() {
             let client = &readers[i % readers.len()];
             client
-                .store_consumer_offset(&Consumer::new(id(9)), &id(stream), &id(topic), Some(partition), u64::from(partition))
+                .store_consumer_offset(
+                    &Consumer::new(id(9)),
+                    &id(stream),
+                    &id(topic),
+                    Some(partition),
+                    u64::from(partition),
+                )
                 .await
                 .expect("store offset");
         }
         for partition in 0..PARTITIONS {
             let stored = writer
-                .get_consumer_offset(&Consumer::new(id(9)), &id(stream), &id(topic), Some(partition))
+                .get_consumer_offset(
+                    &Consumer::new(id(9)),
+                    &id(stream),
+                    &id(topic),
+                    Some(partition),
+                )
                 .await
                 .unwrap()
                 .expect("stored");
@@ -111,13 +160,35 @@ async fn every_connection_reaches_every_partition_across_shards() {
     let mut ids: Vec<u32> = stats.shards.iter().map(|s| s.shard_id).collect();
     ids.sort_unstable();
     assert_eq!(ids, (0..SHARDS).collect::<Vec<u32>>());
-    assert_eq!(stats.shards.iter().map(|s| s.partitions).sum::<u32>(), PARTITIONS, "{stats:?}");
+    assert_eq!(
+        stats.shards.iter().map(|s| s.partitions).sum::<u32>(),
+        PARTITIONS,
+        "{stats:?}"
+    );
     let owning = stats.shards.iter().filter(|s| s.partitions > 0).count();
-    assert!(owning > 1, "partitions spread over more than one shard: {stats:?}");
-    assert!(stats.shards.iter().all(|s| s.partitions <= PARTITIONS / SHARDS + 1), "placement is balanced: {stats:?}");
-    assert!(stats.shards.iter().map(|s| s.calls_sent).sum::<u64>() > 0, "cross-shard calls happened: {stats:?}");
-    assert!(stats.shards.iter().map(|s| s.calls_received).sum::<u64>() > 0, "{stats:?}");
-    assert!(stats.shards.iter().map(|s| s.connections).sum::<u32>() >= 1, "{stats:?}");
+    assert!(
+        owning > 1,
+        "partitions spread over more than one shard: {stats:?}"
+    );
+    assert!(
+        stats
+            .shards
+            .iter()
+            .all(|s| s.partitions <= PARTITIONS / SHARDS + 1),
+        "placement is balanced: {stats:?}"
+    );
+    assert!(
+        stats.shards.iter().map(|s| s.calls_sent).sum::<u64>() > 0,
+        "cross-shard calls happened: {stats:?}"
+    );
+    assert!(
+        stats.shards.iter().map(|s| s.calls_received).sum::<u64>() > 0,
+        "{stats:?}"
+    );
+    assert!(
+        stats.shards.iter().map(|s| s.connections).sum::<u32>() >= 1,
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +196,8 @@ async fn concurrent_writers_keep_per_writer_order_and_contiguous_offsets() {
     let server = TestServer::start(&["--shards", "4"]);
     within(TEST_TIMEOUT, async {
         let admin = sdk::client(server.addr).await;
-        let (stream, topic) = sdk::create_stream_and_topic(&admin, "concurrent", "t", PARTITIONS).await;
+        let (stream, topic) =
+            sdk::create_stream_and_topic(&admin, "concurrent", "t", PARTITIONS).await;
         const WRITERS: u32 = 4;
         const BATCHES: u32 = 40;
         let mut tasks = Vec::new();
@@ -136,7 +208,12 @@ async fn concurrent_writers_keep_per_writer_order_and_contiguous_offsets() {
                     let partition = (batch + writer) % PARTITIONS;
                     let mut messages = sdk::messages(&format!("w{writer}.b{batch}"), 0..3);
                     client
-                        .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(partition), &mut messages)
+                        .send_messages(
+                            &id(stream),
+                            &id(topic),
+                            &Partitioning::partition_id(partition),
+                            &mut messages,
+                        )
                         .await
                         .expect("concurrent send");
                 }
@@ -149,7 +226,12 @@ async fn concurrent_writers_keep_per_writer_order_and_contiguous_offsets() {
         let balanced = sdk::client(server.addr).await;
         for batch in 0..PARTITIONS {
             balanced
-                .send_messages(&id(stream), &id(topic), &Partitioning::balanced(), &mut sdk::messages(&format!("bal{batch}"), 0..1))
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::balanced(),
+                    &mut sdk::messages(&format!("bal{batch}"), 0..1),
+                )
                 .await
                 .expect("balanced send");
         }
@@ -157,7 +239,10 @@ async fn concurrent_writers_keep_per_writer_order_and_contiguous_offsets() {
         let mut total = 0;
         for partition in 0..PARTITIONS {
             let messages = sdk::poll_all(&admin, stream, topic, partition).await;
-            assert_eq!(sdk::offsets(&messages), (0..messages.len() as u64).collect::<Vec<u64>>());
+            assert_eq!(
+                sdk::offsets(&messages),
+                (0..messages.len() as u64).collect::<Vec<u64>>()
+            );
             total += messages.len();
             let mut last_batch: BTreeMap<String, i64> = BTreeMap::new();
             let mut balanced_here = 0;
@@ -169,9 +254,15 @@ async fn concurrent_writers_keep_per_writer_order_and_contiguous_offsets() {
                 let (writer, rest) = payload.split_once(".b").expect("w{writer}.b{batch}-{i}");
                 let batch: i64 = rest.split_once('-').expect("-i").0.parse().unwrap();
                 let previous = last_batch.insert(writer.to_string(), batch).unwrap_or(-1);
-                assert!(batch >= previous, "partition {partition}: {writer} batch {batch} after {previous}");
+                assert!(
+                    batch >= previous,
+                    "partition {partition}: {writer} batch {batch} after {previous}"
+                );
             }
-            assert_eq!(balanced_here, 1, "partition {partition} got one balanced batch");
+            assert_eq!(
+                balanced_here, 1,
+                "partition {partition} got one balanced batch"
+            );
         }
         assert_eq!(total, (WRITERS * BATCHES * 3 + PARTITIONS) as usize);
     })

@@ -24,25 +24,48 @@ struct TopicSnapshot {
 }
 
 async fn snapshot(client: &IggyClient, stream: u32, topic: u32) -> TopicSnapshot {
-    let details = client.get_topic(&id(stream), &id(topic)).await.unwrap().expect("topic exists");
+    let details = client
+        .get_topic(&id(stream), &id(topic))
+        .await
+        .unwrap()
+        .expect("topic exists");
     let mut messages = BTreeMap::new();
     for partition in &details.partitions {
         let polled = sdk::poll_all(client, stream, topic, partition.id).await;
-        assert_eq!(sdk::offsets(&polled), (0..polled.len() as u64).collect::<Vec<u64>>());
+        assert_eq!(
+            sdk::offsets(&polled),
+            (0..polled.len() as u64).collect::<Vec<u64>>()
+        );
         for message in &polled {
-            assert_eq!(message.header.checksum, checksum(&message.to_bytes()), "checksum at offset {}", message.header.offset);
+            assert_eq!(
+                message.header.checksum,
+                checksum(&message.to_bytes()),
+                "checksum at offset {}",
+                message.header.offset
+            );
         }
         messages.insert(partition.id, polled.iter().map(|m| m.to_bytes()).collect());
     }
     TopicSnapshot {
         name: details.name,
-        partitions: details.partitions.iter().map(|p| (p.id, p.current_offset, p.messages_count)).collect(),
+        partitions: details
+            .partitions
+            .iter()
+            .map(|p| (p.id, p.current_offset, p.messages_count))
+            .collect(),
         messages,
     }
 }
 
 /// Sends `count` messages of varied sizes (some with headers) to `partition`, in batches of 7.
-async fn send_varied(client: &IggyClient, stream: u32, topic: u32, partition: u32, prefix: &str, count: u64) {
+async fn send_varied(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    partition: u32,
+    prefix: &str,
+    count: u64,
+) {
     let mut i = 0;
     while i < count {
         let end = (i + 7).min(count);
@@ -54,7 +77,10 @@ async fn send_varied(client: &IggyClient, stream: u32, topic: u32, partition: u3
                 if n % 3 == 0 {
                     let headers = BTreeMap::from([
                         (HeaderKey::try_from("n").unwrap(), HeaderValue::from(n)),
-                        (HeaderKey::try_from("tag").unwrap(), HeaderValue::try_from(prefix).unwrap()),
+                        (
+                            HeaderKey::try_from("tag").unwrap(),
+                            HeaderValue::try_from(prefix).unwrap(),
+                        ),
                     ]);
                     builder.user_headers(headers).build().unwrap()
                 } else {
@@ -63,7 +89,12 @@ async fn send_varied(client: &IggyClient, stream: u32, topic: u32, partition: u3
             })
             .collect();
         client
-            .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(partition), &mut batch)
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::partition_id(partition),
+                &mut batch,
+            )
             .await
             .expect("send");
         i = end;
@@ -78,32 +109,53 @@ fn check_segments(dir: &Path) -> Vec<u64> {
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
         let file_name = entry.unwrap().file_name().into_string().unwrap();
         if let Some(stem) = file_name.strip_suffix(".log") {
-            assert_eq!(stem.len(), 20, "segment names are 20-digit offsets: {file_name}");
+            assert_eq!(
+                stem.len(),
+                20,
+                "segment names are 20-digit offsets: {file_name}"
+            );
             starts.push(stem.parse::<u64>().expect("numeric segment name"));
         }
     }
     starts.sort_unstable();
     let mut next_offset = starts.first().copied().unwrap_or(0);
     for &start in &starts {
-        assert_eq!(start, next_offset, "segments are contiguous in {}", dir.display());
+        assert_eq!(
+            start,
+            next_offset,
+            "segments are contiguous in {}",
+            dir.display()
+        );
         let log = std::fs::read(dir.join(format!("{start:020}.log"))).unwrap();
-        let index = std::fs::read(dir.join(format!("{start:020}.index"))).expect("every .log has its .index");
+        let index = std::fs::read(dir.join(format!("{start:020}.index")))
+            .expect("every .log has its .index");
         let mut entries = index.chunks_exact(16);
         assert_eq!(index.len() % 16, 0);
         for (k, view) in MessageIter::new(&log).enumerate() {
-            let view = view.unwrap_or_else(|at| panic!("torn message at byte {at} of segment {start}"));
+            let view =
+                view.unwrap_or_else(|at| panic!("torn message at byte {at} of segment {start}"));
             assert_eq!(view.offset(), start + k as u64);
             assert!(view.checksum_is_valid());
-            let entry = entries.next().unwrap_or_else(|| panic!("no index entry for offset {}", view.offset()));
+            let entry = entries
+                .next()
+                .unwrap_or_else(|| panic!("no index entry for offset {}", view.offset()));
             let relative = u32::from_le_bytes(entry[0..4].try_into().unwrap());
             let position = u32::from_le_bytes(entry[4..8].try_into().unwrap());
             let timestamp = u64::from_le_bytes(entry[8..16].try_into().unwrap());
             assert_eq!(relative, k as u32);
-            assert_eq!(position as usize, (view.as_bytes().as_ptr() as usize - log.as_ptr() as usize) + view.size(), "end position of offset {}", view.offset());
+            assert_eq!(
+                position as usize,
+                (view.as_bytes().as_ptr() as usize - log.as_ptr() as usize) + view.size(),
+                "end position of offset {}",
+                view.offset()
+            );
             assert_eq!(timestamp, view.timestamp());
             next_offset += 1;
         }
-        assert!(entries.next().is_none(), "index of segment {start} has more entries than messages");
+        assert!(
+            entries.next().is_none(),
+            "index of segment {start} has more entries than messages"
+        );
     }
     starts
 }
@@ -115,12 +167,28 @@ async fn graceful_restart_restores_metadata_messages_and_offsets() {
         let client = sdk::client(server.addr).await;
         let (stream, topic) = sdk::create_stream_and_topic(&client, "durable", "events", 3).await;
         let other_topic = client
-            .create_topic(&id(stream), "to-rename", 1, CompressionAlgorithm::None, None, IggyExpiry::NeverExpire, MaxTopicSize::ServerDefault)
+            .create_topic(
+                &id(stream),
+                "to-rename",
+                1,
+                CompressionAlgorithm::None,
+                None,
+                IggyExpiry::NeverExpire,
+                MaxTopicSize::ServerDefault,
+            )
             .await
             .unwrap()
             .id;
         client
-            .update_topic(&id(stream), &id(other_topic), "renamed", CompressionAlgorithm::None, None, IggyExpiry::NeverExpire, MaxTopicSize::ServerDefault)
+            .update_topic(
+                &id(stream),
+                &id(other_topic),
+                "renamed",
+                CompressionAlgorithm::None,
+                None,
+                IggyExpiry::NeverExpire,
+                MaxTopicSize::ServerDefault,
+            )
             .await
             .unwrap();
         let doomed = client.create_stream("doomed").await.unwrap().id;
@@ -128,7 +196,15 @@ async fn graceful_restart_restores_metadata_messages_and_offsets() {
         client.create_stream("kept-empty").await.unwrap();
 
         for (partition, count) in [(0u32, 120u64), (1, 75), (2, 3)] {
-            send_varied(&client, stream, topic, partition, &format!("p{partition}"), count).await;
+            send_varied(
+                &client,
+                stream,
+                topic,
+                partition,
+                &format!("p{partition}"),
+                count,
+            )
+            .await;
         }
         send_varied(&client, stream, other_topic, 0, "other", 10).await;
         let offsets = [
@@ -144,28 +220,61 @@ async fn graceful_restart_restores_metadata_messages_and_offsets() {
         }
         // auto-commit stores an offset too.
         client
-            .poll_messages(&id(stream), &id(topic), Some(1), &Consumer::new(id(77)), &PollingStrategy::next(), 10, true)
+            .poll_messages(
+                &id(stream),
+                &id(topic),
+                Some(1),
+                &Consumer::new(id(77)),
+                &PollingStrategy::next(),
+                10,
+                true,
+            )
             .await
             .unwrap();
-        (stream, topic, snapshot(&client, stream, topic).await, other_topic)
+        (
+            stream,
+            topic,
+            snapshot(&client, stream, topic).await,
+            other_topic,
+        )
     })
     .await;
 
     server.stop();
     let starts = check_segments(&server.partition_dir(stream, topic, 0));
-    assert!(starts.len() > 2, "120 messages in 4 KiB segments roll several segments: {starts:?}");
+    assert!(
+        starts.len() > 2,
+        "120 messages in 4 KiB segments roll several segments: {starts:?}"
+    );
     check_segments(&server.partition_dir(stream, topic, 1));
     check_segments(&server.partition_dir(stream, topic, 2));
 
     server.restart();
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
-        let streams: Vec<String> = client.get_streams().await.unwrap().into_iter().map(|s| s.name).collect();
-        assert_eq!(streams, vec!["durable", "kept-empty"], "the deleted stream stays deleted");
-        let renamed = client.get_topic(&id(stream), &id(other_topic)).await.unwrap().expect("renamed topic");
+        let streams: Vec<String> = client
+            .get_streams()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            streams,
+            vec!["durable", "kept-empty"],
+            "the deleted stream stays deleted"
+        );
+        let renamed = client
+            .get_topic(&id(stream), &id(other_topic))
+            .await
+            .unwrap()
+            .expect("renamed topic");
         assert_eq!(renamed.name, "renamed");
         assert_eq!(renamed.message_expiry, IggyExpiry::NeverExpire);
-        assert_eq!(sdk::poll_all(&client, stream, other_topic, 0).await.len(), 10);
+        assert_eq!(
+            sdk::poll_all(&client, stream, other_topic, 0).await.len(),
+            10
+        );
 
         let after = snapshot(&client, stream, topic).await;
         assert_eq!(after, before, "every message byte for byte, same offsets");
@@ -181,12 +290,27 @@ async fn graceful_restart_restores_metadata_messages_and_offsets() {
             }
         };
         assert_eq!(stored(Consumer::new(id(1)), 0).await, Some(100));
-        assert_eq!(stored(Consumer::new(name("named-reader")), 1).await, Some(42));
+        assert_eq!(
+            stored(Consumer::new(name("named-reader")), 1).await,
+            Some(42)
+        );
         assert_eq!(stored(Consumer::new(id(1)), 2).await, Some(2));
-        assert_eq!(stored(Consumer::new(id(77)), 1).await, Some(9), "auto-committed offset");
+        assert_eq!(
+            stored(Consumer::new(id(77)), 1).await,
+            Some(9),
+            "auto-committed offset"
+        );
         assert_eq!(stored(Consumer::new(id(1)), 1).await, None);
         let next = client
-            .poll_messages(&id(stream), &id(topic), Some(0), &Consumer::new(id(1)), &PollingStrategy::next(), 5, false)
+            .poll_messages(
+                &id(stream),
+                &id(topic),
+                Some(0),
+                &Consumer::new(id(1)),
+                &PollingStrategy::next(),
+                5,
+                false,
+            )
             .await
             .unwrap();
         assert_eq!(sdk::offsets(&next.messages), vec![101, 102, 103, 104, 105]);
@@ -196,10 +320,28 @@ async fn graceful_restart_restores_metadata_messages_and_offsets() {
         send_varied(&client, stream, topic, 2, "after", 1).await;
         let p0 = sdk::poll_offset(&client, stream, topic, 0, 118, 100).await;
         assert_eq!(sdk::offsets(&p0.messages), (118..130).collect::<Vec<u64>>());
-        assert!(sdk::payload_strings(&p0.messages[2..]).iter().all(|p| p.starts_with("after-")));
-        assert_eq!(sdk::offsets(&sdk::poll_offset(&client, stream, topic, 2, 0, 100).await.messages), vec![0, 1, 2, 3]);
+        assert!(
+            sdk::payload_strings(&p0.messages[2..])
+                .iter()
+                .all(|p| p.starts_with("after-"))
+        );
+        assert_eq!(
+            sdk::offsets(
+                &sdk::poll_offset(&client, stream, topic, 2, 0, 100)
+                    .await
+                    .messages
+            ),
+            vec![0, 1, 2, 3]
+        );
         let stats = client.get_stats().await.unwrap();
-        assert_eq!((stats.streams_count, stats.topics_count, stats.partitions_count), (2, 2, 4));
+        assert_eq!(
+            (
+                stats.streams_count,
+                stats.topics_count,
+                stats.partitions_count
+            ),
+            (2, 2, 4)
+        );
         assert_eq!(stats.messages_count, 120 + 75 + 3 + 10 + 11);
     })
     .await;
@@ -212,9 +354,19 @@ async fn graceful_restart_restores_metadata_messages_and_offsets() {
         assert_eq!(p0.len(), 130);
         let before_p0: Vec<Bytes> = p0[..120].iter().map(|m| m.to_bytes()).collect();
         assert_eq!(before_p0, before.messages[&0]);
-        let in_use: Vec<u32> = client.get_streams().await.unwrap().iter().map(|s| s.id).collect();
+        let in_use: Vec<u32> = client
+            .get_streams()
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
         let new = client.create_stream("after-two-restarts").await.unwrap();
-        assert!(!in_use.contains(&new.id), "a new stream gets an unused id: {} in {in_use:?}", new.id);
+        assert!(
+            !in_use.contains(&new.id),
+            "a new stream gets an unused id: {} in {in_use:?}",
+            new.id
+        );
         assert_eq!(client.get_streams().await.unwrap().len(), 3);
     })
     .await;
@@ -232,7 +384,12 @@ async fn sigkill_with_fsync_always_keeps_every_acknowledged_message() {
             for partition in 0..2 {
                 let mut batch = sdk::messages(&format!("p{partition}.r{round}"), 0..3);
                 client
-                    .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(partition), &mut batch)
+                    .send_messages(
+                        &id(stream),
+                        &id(topic),
+                        &Partitioning::partition_id(partition),
+                        &mut batch,
+                    )
                     .await
                     .expect("acknowledged send");
             }
@@ -242,13 +399,26 @@ async fn sigkill_with_fsync_always_keeps_every_acknowledged_message() {
             .await
             .unwrap();
         client
-            .poll_messages(&id(stream), &id(topic), Some(0), &Consumer::new(name("auto")), &PollingStrategy::next(), 31, true)
+            .poll_messages(
+                &id(stream),
+                &id(topic),
+                Some(0),
+                &Consumer::new(name("auto")),
+                &PollingStrategy::next(),
+                31,
+                true,
+            )
             .await
             .unwrap();
         // The last acknowledged send comes right before the crash.
         let mut last = vec![sdk::message("the last acknowledged message")];
         client
-            .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(1), &mut last)
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::partition_id(1),
+                &mut last,
+            )
             .await
             .unwrap();
         (stream, topic, snapshot(&client, stream, topic).await)
@@ -260,7 +430,10 @@ async fn sigkill_with_fsync_always_keeps_every_acknowledged_message() {
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
         let recovered = snapshot(&client, stream, topic).await;
-        assert_eq!(recovered, acknowledged, "every acknowledged message survives SIGKILL");
+        assert_eq!(
+            recovered, acknowledged,
+            "every acknowledged message survives SIGKILL"
+        );
         assert_eq!(recovered.messages[&1].len(), 91);
         let stored = client
             .get_consumer_offset(&Consumer::new(id(5)), &id(stream), &id(topic), Some(1))
@@ -269,16 +442,33 @@ async fn sigkill_with_fsync_always_keeps_every_acknowledged_message() {
             .expect("stored offset survives SIGKILL");
         assert_eq!(stored.stored_offset, 77);
         let auto = client
-            .get_consumer_offset(&Consumer::new(name("auto")), &id(stream), &id(topic), Some(0))
+            .get_consumer_offset(
+                &Consumer::new(name("auto")),
+                &id(stream),
+                &id(topic),
+                Some(0),
+            )
             .await
             .unwrap()
             .expect("auto-committed offset survives SIGKILL");
         assert_eq!(auto.stored_offset, 30);
         client
-            .send_messages(&id(stream), &id(topic), &Partitioning::partition_id(1), &mut sdk::messages("post-crash", 0..2))
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::partition_id(1),
+                &mut sdk::messages("post-crash", 0..2),
+            )
             .await
             .unwrap();
-        assert_eq!(sdk::offsets(&sdk::poll_offset(&client, stream, topic, 1, 90, 10).await.messages), vec![90, 91, 92]);
+        assert_eq!(
+            sdk::offsets(
+                &sdk::poll_offset(&client, stream, topic, 1, 90, 10)
+                    .await
+                    .messages
+            ),
+            vec![90, 91, 92]
+        );
     })
     .await;
 
@@ -289,7 +479,10 @@ async fn sigkill_with_fsync_always_keeps_every_acknowledged_message() {
         let client = sdk::client(server.addr).await;
         let messages = sdk::poll_all(&client, stream, topic, 1).await;
         assert_eq!(messages.len(), 93);
-        assert_eq!(sdk::payload_strings(&messages[91..]), vec!["post-crash-0", "post-crash-1"]);
+        assert_eq!(
+            sdk::payload_strings(&messages[91..]),
+            vec!["post-crash-0", "post-crash-1"]
+        );
     })
     .await;
 }

@@ -28,12 +28,19 @@ async fn written_and_stopped() -> (TestServer, Vec<Bytes>) {
             let mut messages: Vec<IggyMessage> = (batch * 5..batch * 5 + 5)
                 .map(|n| {
                     // Non-zero payload bytes all the way, so zero-filling is detectable.
-                    let payload: Vec<u8> = (0..100).map(|i| 1 + ((n as u8).wrapping_mul(31) ^ i) % 250).collect();
+                    let payload: Vec<u8> = (0..100)
+                        .map(|i| 1 + ((n as u8).wrapping_mul(31) ^ i) % 250)
+                        .collect();
                     sdk::message(payload)
                 })
                 .collect();
             client
-                .send_messages(&id(0), &id(0), &Partitioning::partition_id(0), &mut messages)
+                .send_messages(
+                    &id(0),
+                    &id(0),
+                    &Partitioning::partition_id(0),
+                    &mut messages,
+                )
                 .await
                 .expect("send");
         }
@@ -56,11 +63,23 @@ fn last_segment(server: &TestServer) -> (u64, PathBuf, PathBuf) {
     let dir = server.partition_dir(0, 0, 0);
     let start = std::fs::read_dir(&dir)
         .unwrap()
-        .filter_map(|entry| entry.unwrap().file_name().into_string().unwrap().strip_suffix(".log").map(|s| s.parse::<u64>().unwrap()))
+        .filter_map(|entry| {
+            entry
+                .unwrap()
+                .file_name()
+                .into_string()
+                .unwrap()
+                .strip_suffix(".log")
+                .map(|s| s.parse::<u64>().unwrap())
+        })
         .max()
         .expect("a segment");
     assert!(start > 0, "the test needs several segments");
-    (start, dir.join(format!("{start:020}.log")), dir.join(format!("{start:020}.index")))
+    (
+        start,
+        dir.join(format!("{start:020}.log")),
+        dir.join(format!("{start:020}.index")),
+    )
 }
 
 /// Byte range `[start, end)` of each message in a segment file.
@@ -81,34 +100,74 @@ fn message_ranges(log: &[u8]) -> Vec<(usize, usize)> {
 ///
 /// `start` is the first offset of the damaged segment, which must keep at least one message.
 async fn assert_recovered(server: &mut TestServer, original: &[Bytes], start: u64, intact: u64) {
-    assert!(start < intact, "the damaged segment keeps at least one message");
+    assert!(
+        start < intact,
+        "the damaged segment keeps at least one message"
+    );
     server.restart();
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
         let served = sdk::poll_all(&client, 0, 0, 0).await;
         for message in &served {
-            assert_eq!(message.header.checksum, checksum(&message.to_bytes()), "offset {} served corrupted", message.header.offset);
+            assert_eq!(
+                message.header.checksum,
+                checksum(&message.to_bytes()),
+                "offset {} served corrupted",
+                message.header.offset
+            );
         }
         let served_bytes: Vec<Bytes> = served.iter().map(|m| m.to_bytes()).collect();
-        assert_eq!(served_bytes.len() as u64, intact, "messages served after recovery");
-        assert_eq!(served_bytes, original[..intact as usize], "messages before the damage are intact");
+        assert_eq!(
+            served_bytes.len() as u64,
+            intact,
+            "messages served after recovery"
+        );
+        assert_eq!(
+            served_bytes,
+            original[..intact as usize],
+            "messages before the damage are intact"
+        );
 
         // Reads by offset in the damaged segment, by timestamp, and Last all agree.
         let tail = sdk::poll_offset(&client, 0, 0, 0, start, 1000).await;
         assert_eq!(tail.messages.len() as u64, intact - start);
         assert_eq!(tail.current_offset, intact - 1);
         let last = client
-            .poll_messages(&id(0), &id(0), Some(0), &Consumer::new(id(2)), &PollingStrategy::last(), 1, false)
+            .poll_messages(
+                &id(0),
+                &id(0),
+                Some(0),
+                &Consumer::new(id(2)),
+                &PollingStrategy::last(),
+                1,
+                false,
+            )
             .await
             .unwrap();
         assert_eq!(sdk::offsets(&last.messages), vec![intact - 1]);
         let t = served[start as usize].header.timestamp;
         let by_time = client
-            .poll_messages(&id(0), &id(0), Some(0), &Consumer::new(id(2)), &PollingStrategy::timestamp(t.into()), 1000, false)
+            .poll_messages(
+                &id(0),
+                &id(0),
+                Some(0),
+                &Consumer::new(id(2)),
+                &PollingStrategy::timestamp(t.into()),
+                1000,
+                false,
+            )
             .await
             .unwrap();
-        assert_eq!(by_time.messages.last().map(|m| m.header.offset), Some(intact - 1));
-        assert!(by_time.messages.first().is_some_and(|m| m.header.offset <= start));
+        assert_eq!(
+            by_time.messages.last().map(|m| m.header.offset),
+            Some(intact - 1)
+        );
+        assert!(
+            by_time
+                .messages
+                .first()
+                .is_some_and(|m| m.header.offset <= start)
+        );
 
         let stored = client
             .get_consumer_offset(&Consumer::new(id(1)), &id(0), &id(0), Some(0))
@@ -121,12 +180,24 @@ async fn assert_recovered(server: &mut TestServer, original: &[Bytes], start: u6
         );
 
         client
-            .send_messages(&id(0), &id(0), &Partitioning::partition_id(0), &mut sdk::messages("after-recovery", 0..2))
+            .send_messages(
+                &id(0),
+                &id(0),
+                &Partitioning::partition_id(0),
+                &mut sdk::messages("after-recovery", 0..2),
+            )
             .await
             .expect("send after recovery");
         let fresh = sdk::poll_offset(&client, 0, 0, 0, intact, 10).await;
-        assert_eq!(sdk::offsets(&fresh.messages), vec![intact, intact + 1], "new sends continue at the next offset");
-        assert_eq!(sdk::payload_strings(&fresh.messages), vec!["after-recovery-0", "after-recovery-1"]);
+        assert_eq!(
+            sdk::offsets(&fresh.messages),
+            vec![intact, intact + 1],
+            "new sends continue at the next offset"
+        );
+        assert_eq!(
+            sdk::payload_strings(&fresh.messages),
+            vec!["after-recovery-0", "after-recovery-1"]
+        );
     })
     .await;
 
@@ -136,7 +207,10 @@ async fn assert_recovered(server: &mut TestServer, original: &[Bytes], start: u6
         let client = sdk::client(server.addr).await;
         let served = sdk::poll_all(&client, 0, 0, 0).await;
         assert_eq!(served.len() as u64, intact + 2);
-        let served_bytes: Vec<Bytes> = served[..intact as usize].iter().map(|m| m.to_bytes()).collect();
+        let served_bytes: Vec<Bytes> = served[..intact as usize]
+            .iter()
+            .map(|m| m.to_bytes())
+            .collect();
         assert_eq!(served_bytes, original[..intact as usize]);
     })
     .await;
@@ -149,7 +223,12 @@ async fn log_truncated_inside_the_last_message() {
     let log = std::fs::read(&log_path).unwrap();
     let (last_start, last_end) = *message_ranges(&log).last().unwrap();
     let cut = last_start + (last_end - last_start) / 2;
-    OpenOptions::new().write(true).open(&log_path).unwrap().set_len(cut as u64).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&log_path)
+        .unwrap()
+        .set_len(cut as u64)
+        .unwrap();
     assert_recovered(&mut server, &original, start, MESSAGES - 1).await;
 }
 
@@ -159,7 +238,12 @@ async fn log_truncated_inside_the_last_header() {
     let (start, log_path, _) = last_segment(&server);
     let log = std::fs::read(&log_path).unwrap();
     let (last_start, _) = *message_ranges(&log).last().unwrap();
-    OpenOptions::new().write(true).open(&log_path).unwrap().set_len(last_start as u64 + 20).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&log_path)
+        .unwrap()
+        .set_len(last_start as u64 + 20)
+        .unwrap();
     assert_recovered(&mut server, &original, start, MESSAGES - 1).await;
 }
 
@@ -174,7 +258,12 @@ async fn garbage_appended_to_the_log() {
     fake[24..32].copy_from_slice(&MESSAGES.to_le_bytes());
     fake[0..8].copy_from_slice(&0xBAD_C0DEu64.to_le_bytes());
     file.write_all(&fake).unwrap();
-    file.write_all(&(0..77u32).map(|i| (i * 97 % 251) as u8).collect::<Vec<u8>>()).unwrap();
+    file.write_all(
+        &(0..77u32)
+            .map(|i| (i * 97 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
     drop(file);
     assert_recovered(&mut server, &original, start, MESSAGES).await;
 }
@@ -186,13 +275,22 @@ async fn index_deleted() {
     let expected = std::fs::read(&index_path).unwrap();
     std::fs::remove_file(&index_path).unwrap();
     // The first segment's index goes too: every index must be rebuildable from its log.
-    let first_index = server.partition_dir(0, 0, 0).join(format!("{:020}.index", 0));
+    let first_index = server
+        .partition_dir(0, 0, 0)
+        .join(format!("{:020}.index", 0));
     std::fs::remove_file(&first_index).unwrap();
     assert_recovered(&mut server, &original, start, MESSAGES).await;
     server.stop();
     let rebuilt = std::fs::read(&index_path).expect("the index is rebuilt");
-    assert!(rebuilt.len() >= expected.len(), "the rebuilt index covers the old messages");
-    assert_eq!(rebuilt[..expected.len()], expected[..], "the rebuilt index equals the original one");
+    assert!(
+        rebuilt.len() >= expected.len(),
+        "the rebuilt index covers the old messages"
+    );
+    assert_eq!(
+        rebuilt[..expected.len()],
+        expected[..],
+        "the rebuilt index equals the original one"
+    );
 }
 
 #[tokio::test]

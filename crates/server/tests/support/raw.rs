@@ -84,8 +84,12 @@ impl RawConn {
         let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)
             .unwrap_or_else(|error| panic!("connect to {addr}: {error}"));
         stream.set_nodelay(true).expect("nodelay");
-        stream.set_read_timeout(Some(READ_TIMEOUT)).expect("read timeout");
-        stream.set_write_timeout(Some(READ_TIMEOUT)).expect("write timeout");
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("read timeout");
+        stream
+            .set_write_timeout(Some(READ_TIMEOUT))
+            .expect("write timeout");
         RawConn { stream }
     }
 
@@ -163,7 +167,9 @@ impl RawConn {
     /// LoginUser iggy/iggy; asserts the root user id 0.
     #[track_caller]
     pub fn login_root(&mut self) {
-        let payload = self.request(code::LOGIN_USER, &login_payload("iggy", "iggy")).ok();
+        let payload = self
+            .request(code::LOGIN_USER, &login_payload("iggy", "iggy"))
+            .ok();
         assert_eq!(payload, 0u32.to_le_bytes(), "root logs in as user 0");
     }
 
@@ -175,13 +181,31 @@ impl RawConn {
         let mut buffer = [0u8; 64 * 1024];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "server did not close the connection within {timeout:?}");
-            self.stream.set_read_timeout(Some(left)).expect("read timeout");
+            assert!(
+                !left.is_zero(),
+                "server did not close the connection within {timeout:?}"
+            );
+            self.stream
+                .set_read_timeout(Some(left))
+                .expect("read timeout");
             match self.stream.read(&mut buffer) {
                 Ok(0) => return,
                 Ok(_) => continue,
-                Err(error) if matches!(error.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::ConnectionAborted) => return,
-                Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        ErrorKind::ConnectionReset
+                            | ErrorKind::BrokenPipe
+                            | ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    return;
+                }
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    continue;
+                }
                 Err(error) => panic!("waiting for close: {error}"),
             }
         }
@@ -245,7 +269,9 @@ pub fn create_topic_payload(stream: &[u8], name: &str, partitions: u32) -> Vec<u
 /// Creates stream `name` and returns its id (from the StreamHeader, PROTOCOL.md §5.2).
 #[track_caller]
 pub fn create_stream(conn: &mut RawConn, name: &str) -> u32 {
-    let header = conn.request(code::CREATE_STREAM, &str8(name.as_bytes())).ok();
+    let header = conn
+        .request(code::CREATE_STREAM, &str8(name.as_bytes()))
+        .ok();
     u32::from_le_bytes(header[0..4].try_into().expect("StreamHeader id"))
 }
 
@@ -277,7 +303,12 @@ pub struct SendMessages {
 
 impl SendMessages {
     /// A well-formed batch of messages with the given payloads, no user headers, id 0.
-    pub fn new(stream_id: u32, topic_id: u32, partition_id: u32, payloads: &[&[u8]]) -> SendMessages {
+    pub fn new(
+        stream_id: u32,
+        topic_id: u32,
+        partition_id: u32,
+        payloads: &[&[u8]],
+    ) -> SendMessages {
         let mut messages = Vec::new();
         let mut index = Vec::new();
         for payload in payloads {
@@ -311,7 +342,13 @@ impl SendMessages {
 }
 
 /// PollMessages payload for a single numeric consumer with an explicit partition.
-pub fn poll_payload(stream_id: u32, topic_id: u32, partition_id: u32, offset: u64, count: u32) -> Vec<u8> {
+pub fn poll_payload(
+    stream_id: u32,
+    topic_id: u32,
+    partition_id: u32,
+    offset: u64,
+    count: u32,
+) -> Vec<u8> {
     let mut payload = vec![1]; // Consumer
     payload.extend(id_numeric(1));
     payload.extend(id_numeric(stream_id));
@@ -337,18 +374,30 @@ pub struct Polled {
 /// Decodes a PollMessages response, asserting its internal consistency.
 #[track_caller]
 pub fn decode_polled(payload: &[u8]) -> Polled {
-    assert!(payload.len() >= 16, "poll response shorter than its 16-byte header");
+    assert!(
+        payload.len() >= 16,
+        "poll response shorter than its 16-byte header"
+    );
     let partition_id = u32::from_le_bytes(payload[0..4].try_into().expect("4"));
     let current_offset = u64::from_le_bytes(payload[4..12].try_into().expect("8"));
     let count = u32::from_le_bytes(payload[12..16].try_into().expect("4"));
     let mut messages = Vec::new();
     for view in MessageIter::new(&payload[16..]) {
-        let view: MessageView<'_> = view.unwrap_or_else(|at| panic!("torn message at byte {at} of a poll response"));
-        assert!(view.checksum_is_valid(), "bad checksum on offset {}", view.offset());
+        let view: MessageView<'_> =
+            view.unwrap_or_else(|at| panic!("torn message at byte {at} of a poll response"));
+        assert!(
+            view.checksum_is_valid(),
+            "bad checksum on offset {}",
+            view.offset()
+        );
         assert_eq!(view.reserved(), 0, "reserved must be 0");
         messages.push((view.offset(), view.payload().to_vec()));
     }
-    assert_eq!(messages.len(), count as usize, "messages_count vs messages in the response");
+    assert_eq!(
+        messages.len(),
+        count as usize,
+        "messages_count vs messages in the response"
+    );
     Polled {
         partition_id,
         current_offset,
@@ -358,9 +407,19 @@ pub fn decode_polled(payload: &[u8]) -> Polled {
 
 /// Polls `count` messages from `offset` of a partition over raw TCP.
 #[track_caller]
-pub fn poll(conn: &mut RawConn, stream_id: u32, topic_id: u32, partition_id: u32, offset: u64, count: u32) -> Polled {
+pub fn poll(
+    conn: &mut RawConn,
+    stream_id: u32,
+    topic_id: u32,
+    partition_id: u32,
+    offset: u64,
+    count: u32,
+) -> Polled {
     let payload = conn
-        .request(code::POLL_MESSAGES, &poll_payload(stream_id, topic_id, partition_id, offset, count))
+        .request(
+            code::POLL_MESSAGES,
+            &poll_payload(stream_id, topic_id, partition_id, offset, count),
+        )
         .ok();
     decode_polled(&payload)
 }

@@ -104,7 +104,11 @@ pub async fn create_stream_and_topic(
     topic: &str,
     partitions: u32,
 ) -> (u32, u32) {
-    let stream_id = client.create_stream(stream).await.expect("create stream").id;
+    let stream_id = client
+        .create_stream(stream)
+        .await
+        .expect("create stream")
+        .id;
     let topic = client
         .create_topic(
             &id(stream_id),
@@ -130,7 +134,7 @@ pub async fn poll_offset(
     offset: u64,
     count: u32,
 ) -> PolledMessages {
-    client
+    let polled = client
         .poll_messages(
             &id(stream_id),
             &id(topic_id),
@@ -141,15 +145,35 @@ pub async fn poll_offset(
             false,
         )
         .await
-        .expect("poll messages")
+        .expect("poll messages");
+    // The SDK silently stops at a short buffer, so compare the declared count ourselves.
+    assert_eq!(
+        polled.count as usize,
+        polled.messages.len(),
+        "messages_count vs messages in a poll response"
+    );
+    polled
 }
 
 /// Every message of a partition from offset 0, polled in pages.
-pub async fn poll_all(client: &IggyClient, stream_id: u32, topic_id: u32, partition_id: u32) -> Vec<IggyMessage> {
+pub async fn poll_all(
+    client: &IggyClient,
+    stream_id: u32,
+    topic_id: u32,
+    partition_id: u32,
+) -> Vec<IggyMessage> {
     const PAGE: u32 = 100;
     let mut all = Vec::new();
     loop {
-        let polled = poll_offset(client, stream_id, topic_id, partition_id, all.len() as u64, PAGE).await;
+        let polled = poll_offset(
+            client,
+            stream_id,
+            topic_id,
+            partition_id,
+            all.len() as u64,
+            PAGE,
+        )
+        .await;
         if polled.messages.is_empty() {
             return all;
         }

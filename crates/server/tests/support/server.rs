@@ -220,9 +220,10 @@ fn read_stdout(stdout: std::process::ChildStdout, ready: mpsc::Sender<SocketAddr
         let Ok(line) = line else { break };
         match line.strip_prefix(READY_PREFIX) {
             Some(addr) if ready.is_some() => {
-                let addr = addr.trim().parse().unwrap_or_else(|error| {
-                    panic!("bad address in ready line {line:?}: {error}")
-                });
+                let addr = addr
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|error| panic!("bad address in ready line {line:?}: {error}"));
                 let _ = ready.take().expect("checked").send(addr);
             }
             _ => eprintln!("galgo-server stdout: {line}"),
