@@ -171,7 +171,7 @@ impl TestServer {
         self.runs += 1;
         let log_path = self.log_path(self.runs);
         let log = File::create(&log_path).expect("create server log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_galgo-server"))
+        let mut child = Command::new(server_binary())
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--tcp-address", "127.0.0.1:0", "--no-pin"])
@@ -210,6 +210,14 @@ impl TestServer {
             }
         }
     }
+}
+
+/// The binary under test: `GALGO_SERVER_BIN` if set (to run the suite against another build),
+/// otherwise the `galgo-server` that cargo built for this test.
+fn server_binary() -> PathBuf {
+    std::env::var_os("GALGO_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_galgo-server")))
 }
 
 /// Sends the address of the ready line, then keeps draining stdout so the server never blocks
