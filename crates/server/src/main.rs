@@ -1,1 +1,174 @@
-fn main() {}
+//! galgo-server: the broker binary.
+//!
+//! Reads the configuration, checks io_uring, starts one shard per core and supervises them
+//! from this thread: SIGTERM or Ctrl-C means a graceful shutdown, a panic in any shard stops
+//! the whole server.
+
+mod config;
+mod connection;
+mod context;
+mod error;
+mod handler;
+mod host;
+mod listener;
+mod session;
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::Parser;
+use galgo_shards::{Engine, EngineError, ShutdownHandle, probe_io_uring};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+
+/// Exit code when a shard panicked.
+const EXIT_PANIC: u8 = 101;
+/// Exit code when the server could not start.
+const EXIT_STARTUP: u8 = 1;
+/// Exit code for an unusable configuration.
+const EXIT_CONFIG: u8 = 2;
+
+/// galgo: a thread-per-core, io_uring message-streaming broker that speaks Apache Iggy's protocol.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A TOML file whose keys override the embedded defaults (configs/server.toml).
+    #[arg(long, env = "GALGO_CONFIG")]
+    config: Option<PathBuf>,
+    /// Root of the data directory ([system] data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// TCP listen address ([tcp] address); port 0 picks a free one.
+    #[arg(long)]
+    tcp_address: Option<String>,
+    /// Number of shards ([shards] count).
+    #[arg(long)]
+    shards: Option<u16>,
+    /// Do not pin shards to CPUs ([shards] pin = false).
+    #[arg(long)]
+    no_pin: bool,
+    /// Override one configuration key, e.g. --set storage.fsync=always (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+impl Cli {
+    fn config(&self) -> Result<Config, config::ConfigError> {
+        let mut overrides = self.overrides.clone();
+        if let Some(dir) = &self.data_dir {
+            overrides.push(format!("system.data_dir={:?}", dir.display().to_string()));
+        }
+        if let Some(address) = &self.tcp_address {
+            overrides.push(format!("tcp.address={address:?}"));
+        }
+        if let Some(count) = self.shards {
+            overrides.push(format!("shards.count={count}"));
+        }
+        if self.no_pin {
+            overrides.push("shards.pin=false".to_owned());
+        }
+        Config::load(self.config.as_ref(), &overrides)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match cli.config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("galgo-server: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logging(&config.logging.level);
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => ExitCode::from(code),
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_thread_names(true)
+        .init();
+}
+
+fn run(config: Config) -> Result<(), u8> {
+    let shards = config.shard_settings().map_err(config_error)?;
+    let storage = config.storage_settings().map_err(config_error)?;
+    if let Err(unavailable) = probe_io_uring(shards[0].ring_entries, shards[0].coop_taskrun) {
+        tracing::error!("{unavailable}");
+        eprintln!("galgo-server: {unavailable}");
+        return Err(EXIT_STARTUP);
+    }
+    if let Err(error) = std::fs::create_dir_all(&storage.data_dir) {
+        tracing::error!(dir = %storage.data_dir.display(), %error, "cannot create the data directory");
+        return Err(EXIT_STARTUP);
+    }
+    let bound = Arc::new(std::sync::OnceLock::new());
+    let context = context::ContextSeed::new(&config, bound.clone());
+    tracing::info!(
+        shards = shards.len(),
+        pinned = shards.iter().any(|shard| shard.cpu.is_some()),
+        data_dir = %storage.data_dir.display(),
+        fsync = %config.storage.fsync,
+        "starting galgo-server {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut engine =
+        Engine::start(shards, storage, listener::serve(context)).map_err(|error| report(&error))?;
+    watch_signals(engine.shutdown_handle());
+    engine.wait_ready().map_err(|error| report(&error))?;
+    if let Some(address) = bound.get() {
+        println!("galgo-server ready tcp={address}");
+    }
+    engine.wait_stopped().map_err(|error| report(&error))?;
+    tracing::info!("galgo-server stopped");
+    Ok(())
+}
+
+fn config_error(error: config::ConfigError) -> u8 {
+    eprintln!("galgo-server: {error}");
+    EXIT_CONFIG
+}
+
+fn report(error: &EngineError) -> u8 {
+    tracing::error!("{error}");
+    match error {
+        EngineError::Panicked(_) => EXIT_PANIC,
+        _ => EXIT_STARTUP,
+    }
+}
+
+/// SIGTERM and SIGINT ask for a graceful shutdown; a second one ends the process at once.
+fn watch_signals(shutdown: ShutdownHandle) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(signals) => signals,
+        Err(error) => {
+            tracing::error!(%error, "cannot watch signals; stop the server with SIGKILL");
+            return;
+        }
+    };
+    std::thread::Builder::new()
+        .name("galgo-signals".into())
+        .spawn(move || {
+            let mut received = 0;
+            for signal in signals.forever() {
+                received += 1;
+                if received > 1 {
+                    tracing::warn!(
+                        signal,
+                        "second signal: exiting without finishing the shutdown"
+                    );
+                    std::process::exit(i32::from(EXIT_STARTUP));
+                }
+                tracing::info!(signal, "signal received: graceful shutdown");
+                shutdown.shutdown();
+            }
+        })
+        .expect("spawn the signal thread");
+}

@@ -1,0 +1,365 @@
+//! Configuration: the embedded defaults (configs/server.toml), an optional file over them,
+//! then `--set key=value` overrides and the command-line flags.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use galgo_shards::{ShardSettings, StorageSettings};
+use galgo_storage::FsyncMode;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The defaults, documented key by key.
+const DEFAULTS: &str = include_str!("../../../configs/server.toml");
+
+/// Largest allowed segment, as Iggy allows.
+pub const SEGMENT_SIZE_BYTES_MAX: u64 = 1 << 30;
+const _: () = assert!(SEGMENT_SIZE_BYTES_MAX % 512 == 0);
+
+/// A configuration that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// Not valid TOML, or keys and values that do not fit.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole server configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Paths.
+    pub system: SystemConfig,
+    /// The root user.
+    pub root: RootConfig,
+    /// The TCP listener.
+    pub tcp: TcpConfig,
+    /// Shards.
+    pub shards: ShardsConfig,
+    /// Storage.
+    pub storage: StorageConfigFile,
+    /// Logs.
+    pub logging: LoggingConfig,
+}
+
+/// `[system]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    /// Root of all stored data.
+    pub data_dir: PathBuf,
+}
+
+/// `[root]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootConfig {
+    /// Root's username.
+    pub username: String,
+    /// Root's password.
+    pub password: String,
+}
+
+/// `[tcp]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Serve plain TCP.
+    pub enabled: bool,
+    /// Listen address.
+    pub address: SocketAddr,
+    /// TCP_NODELAY on connections.
+    pub nodelay: bool,
+    /// Largest payload of a command other than send_messages.
+    pub control_payload_bytes_max: u32,
+    /// Largest send_messages payload.
+    pub send_payload_bytes_max: u32,
+    /// Connections one shard accepts at most.
+    pub connections_per_shard_max: usize,
+}
+
+/// `count = "all"` or a number.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ShardCount {
+    /// A fixed number of shards.
+    Fixed(u16),
+    /// "all": one per available CPU.
+    Named(String),
+}
+
+/// `[shards]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardsConfig {
+    /// How many shards.
+    pub count: ShardCount,
+    /// Pin threads to CPUs.
+    pub pin: bool,
+    /// CPUs to pin to.
+    pub cpus: Vec<usize>,
+    /// io_uring entries.
+    pub ring_entries: u32,
+    /// COOP_TASKRUN.
+    pub coop_taskrun: bool,
+    /// SQPOLL idle ms, 0 = off.
+    pub sqpoll_idle_ms: u32,
+    /// Inbox bound.
+    pub inbox_capacity: usize,
+    /// Per-shard overrides.
+    #[serde(default, rename = "override")]
+    pub overrides: Vec<ShardOverride>,
+}
+
+/// `[[shards.override]]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardOverride {
+    /// Which shard.
+    pub shard: u16,
+    /// Its CPU.
+    pub cpu: Option<usize>,
+    /// Its ring entries.
+    pub ring_entries: Option<u32>,
+    /// Its COOP_TASKRUN.
+    pub coop_taskrun: Option<bool>,
+    /// Its SQPOLL idle ms.
+    pub sqpoll_idle_ms: Option<u32>,
+    /// Its inbox bound.
+    pub inbox_capacity: Option<usize>,
+}
+
+/// `[storage]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfigFile {
+    /// Segment size.
+    pub segment_size_bytes: u64,
+    /// Journal threshold, messages.
+    pub journal_messages_max: u32,
+    /// Journal threshold, bytes.
+    pub journal_bytes_max: u64,
+    /// Saver period.
+    pub flush_interval_ms: u64,
+    /// Durability mode.
+    pub fsync: String,
+    /// fsync period in "interval" mode.
+    pub fsync_interval_ms: u64,
+}
+
+/// `[logging]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// Default level.
+    pub level: String,
+}
+
+impl Config {
+    /// Defaults, then `file` merged over them, then each `key=value` of `overrides`.
+    pub fn load(file: Option<&PathBuf>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = DEFAULTS
+            .parse()
+            .map_err(|error| ConfigError::Invalid(format!("embedded defaults: {error}")))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                path: path.clone(),
+                error,
+            })?;
+            let over: toml::Table = text
+                .parse()
+                .map_err(|error| ConfigError::Invalid(format!("{}: {error}", path.display())))?;
+            merge(&mut table, over);
+        }
+        for assignment in overrides {
+            set(&mut table, assignment)?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|error: toml::de::Error| ConfigError::Invalid(error.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let segment = self.storage.segment_size_bytes;
+        if segment == 0 || segment > SEGMENT_SIZE_BYTES_MAX {
+            return Err(ConfigError::Invalid(format!(
+                "storage.segment_size_bytes must be 1..={SEGMENT_SIZE_BYTES_MAX}, not {segment}"
+            )));
+        }
+        self.fsync_mode()?;
+        self.shard_count()?;
+        if self.shards.ring_entries == 0 {
+            return Err(ConfigError::Invalid(
+                "shards.ring_entries must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The durability mode.
+    pub fn fsync_mode(&self) -> Result<FsyncMode, ConfigError> {
+        self.storage.fsync.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "storage.fsync must be \"always\", \"interval\" or \"never\", not {:?}",
+                self.storage.fsync
+            ))
+        })
+    }
+
+    /// The number of shards to run.
+    pub fn shard_count(&self) -> Result<u16, ConfigError> {
+        match &self.shards.count {
+            ShardCount::Fixed(0) => {
+                Err(ConfigError::Invalid("shards.count must be positive".into()))
+            }
+            ShardCount::Fixed(count) => Ok(*count),
+            ShardCount::Named(name) if name == "all" => Ok(std::thread::available_parallelism()
+                .map(|count| count.get().min(usize::from(u16::MAX)) as u16)
+                .unwrap_or(1)),
+            ShardCount::Named(other) => Err(ConfigError::Invalid(format!(
+                "shards.count must be \"all\" or a number, not {other:?}"
+            ))),
+        }
+    }
+
+    /// One settings entry per shard, overrides applied.
+    pub fn shard_settings(&self) -> Result<Vec<ShardSettings>, ConfigError> {
+        let count = self.shard_count()?;
+        let shards = &self.shards;
+        let cpus: Vec<usize> = if shards.cpus.is_empty() {
+            core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|core| core.id)
+                .collect()
+        } else {
+            shards.cpus.clone()
+        };
+        let settings = (0..count).map(|index| {
+            let pinned_cpu =
+                (shards.pin && !cpus.is_empty()).then(|| cpus[usize::from(index) % cpus.len()]);
+            let mut settings = ShardSettings {
+                cpu: pinned_cpu,
+                ring_entries: shards.ring_entries,
+                coop_taskrun: shards.coop_taskrun,
+                sqpoll_idle_ms: shards.sqpoll_idle_ms,
+                inbox_capacity: shards.inbox_capacity,
+            };
+            for over in shards.overrides.iter().filter(|over| over.shard == index) {
+                settings.cpu = over.cpu.filter(|_| shards.pin).or(settings.cpu);
+                settings.ring_entries = over.ring_entries.unwrap_or(settings.ring_entries);
+                settings.coop_taskrun = over.coop_taskrun.unwrap_or(settings.coop_taskrun);
+                settings.sqpoll_idle_ms = over.sqpoll_idle_ms.unwrap_or(settings.sqpoll_idle_ms);
+                settings.inbox_capacity = over.inbox_capacity.unwrap_or(settings.inbox_capacity);
+            }
+            settings
+        });
+        Ok(settings.collect())
+    }
+
+    /// What every shard's storage is built from.
+    pub fn storage_settings(&self) -> Result<StorageSettings, ConfigError> {
+        let storage = &self.storage;
+        Ok(StorageSettings {
+            data_dir: self.system.data_dir.clone(),
+            segment_size_bytes: storage.segment_size_bytes,
+            journal_messages_max: storage.journal_messages_max,
+            journal_bytes_max: storage.journal_bytes_max,
+            fsync: self.fsync_mode()?,
+            flush_interval_ms: storage.flush_interval_ms,
+            fsync_interval_ms: storage.fsync_interval_ms,
+        })
+    }
+}
+
+/// Merges `over` into `base`, table by table.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over_inner)) => {
+                merge(inner, over_inner)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Applies one `section.key=value`; the value is TOML (a bare word is taken as a string).
+fn set(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
+    let (path, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| ConfigError::Invalid(format!("--set {assignment}: expected key=value")))?;
+    let value = format!("value = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut parsed| parsed.remove("value"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let mut keys: Vec<&str> = path.trim().split('.').collect();
+    let last = keys
+        .pop()
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| ConfigError::Invalid(format!("--set {assignment}: empty key")))?;
+    let mut current = table;
+    for key in keys {
+        current = match current
+            .entry(key.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(inner) => inner,
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "--set {assignment}: {key} is not a section"
+                )));
+            }
+        };
+    }
+    current.insert(last.to_owned(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_load() {
+        let config = Config::load(None, &[]).expect("defaults are valid");
+        assert_eq!(config.tcp.address.to_string(), "127.0.0.1:8090");
+        assert_eq!(config.fsync_mode().expect("valid"), FsyncMode::Interval);
+        assert_eq!(config.root.username, "iggy");
+    }
+
+    #[test]
+    fn set_overrides_typed_values_and_bare_words() {
+        let overrides = [
+            "storage.segment_size_bytes=4096".to_owned(),
+            "storage.fsync=always".to_owned(),
+            "shards.count=3".to_owned(),
+            "shards.pin=false".to_owned(),
+        ];
+        let config = Config::load(None, &overrides).expect("valid");
+        assert_eq!(config.storage.segment_size_bytes, 4096);
+        assert_eq!(config.fsync_mode().expect("valid"), FsyncMode::Always);
+        let shards = config.shard_settings().expect("valid");
+        assert_eq!(shards.len(), 3);
+        assert!(shards.iter().all(|shard| shard.cpu.is_none()));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::load(None, &["storage.nope=1".to_owned()]).is_err());
+        assert!(Config::load(None, &["storage.fsync=sometimes".to_owned()]).is_err());
+        assert!(Config::load(None, &["shards.count=0".to_owned()]).is_err());
+    }
+}

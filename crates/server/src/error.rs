@@ -1,0 +1,62 @@
+//! Every error a command can end in, mapped to the protocol's numeric code in one place.
+
+use galgo_metadata::MetadataError;
+use galgo_protocol::ErrorCode;
+use galgo_shards::CallError;
+use galgo_storage::StorageError;
+use thiserror::Error;
+
+/// Why a command failed.
+#[derive(Debug, Error)]
+pub enum CommandError {
+    /// A protocol-level refusal with its code (bad input, missing login, not found, …).
+    #[error("{0}")]
+    Protocol(ErrorCode),
+    /// Metadata refused the change or the lookup failed.
+    #[error("{0}")]
+    Metadata(#[from] MetadataError),
+    /// The disk failed.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// Another shard could not be reached (the server is stopping).
+    #[error("{0}")]
+    Call(#[from] CallError),
+}
+
+impl From<ErrorCode> for CommandError {
+    fn from(code: ErrorCode) -> Self {
+        Self::Protocol(code)
+    }
+}
+
+impl CommandError {
+    /// The status code the client receives.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Protocol(code) => *code,
+            Self::Metadata(error) => metadata_code(error),
+            Self::Storage(_) => ErrorCode::IoError,
+            Self::Call(CallError::ShardStopped(_)) => ErrorCode::ShardNotFound,
+        }
+    }
+
+    /// True for errors an operator should see (the disk, the engine), false for a client's
+    /// own mistakes, which are logged at debug level only.
+    pub fn is_server_fault(&self) -> bool {
+        matches!(self, Self::Storage(_) | Self::Call(_))
+    }
+}
+
+fn metadata_code(error: &MetadataError) -> ErrorCode {
+    match error {
+        MetadataError::StreamNotFound => ErrorCode::StreamIdNotFound,
+        MetadataError::StreamNameExists => ErrorCode::StreamNameAlreadyExists,
+        MetadataError::TopicNotFound => ErrorCode::TopicIdNotFound,
+        MetadataError::TopicNameExists => ErrorCode::TopicNameAlreadyExists,
+        MetadataError::TooManyPartitions => ErrorCode::TooManyPartitions,
+        MetadataError::InvalidPartitionsCount => ErrorCode::InvalidPartitionsCount,
+        MetadataError::PartitionNotFound => ErrorCode::PartitionNotFound,
+        MetadataError::InvalidTopicSize => ErrorCode::InvalidTopicSize,
+        MetadataError::CorruptRecord(_) => ErrorCode::Error,
+    }
+}

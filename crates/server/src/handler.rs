@@ -1,0 +1,97 @@
+//! Command dispatch: a flat match calling one function per command, grouped by family in
+//! `handler/*.rs` like the protocol's `command/*.rs`.
+
+mod messages;
+mod metadata_change;
+mod offsets;
+mod partition_calls;
+mod streams;
+mod system;
+mod topics;
+mod users;
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use galgo_protocol::{ErrorCode, Request};
+use galgo_shards::Shard;
+
+use crate::{context::Context, error::CommandError, session::Session};
+
+/// A successful answer: payload chunks sent back to back after the response header.
+#[derive(Debug, Default)]
+pub struct Reply(Vec<Bytes>);
+
+impl Reply {
+    /// The empty OK.
+    pub fn empty() -> Self {
+        Self(Vec::new())
+    }
+    /// One contiguous payload.
+    pub fn bytes(payload: BytesMut) -> Self {
+        Self(vec![payload.freeze()])
+    }
+    /// A payload in pieces (stored messages are sent as they are).
+    pub fn chunks(chunks: Vec<Bytes>) -> Self {
+        Self(chunks)
+    }
+    /// Encodes a response type into a reply.
+    pub fn encoded(encode: impl FnOnce(&mut BytesMut)) -> Self {
+        let mut payload = BytesMut::new();
+        encode(&mut payload);
+        Self::bytes(payload)
+    }
+    /// The chunks.
+    pub fn into_chunks(self) -> Vec<Bytes> {
+        self.0
+    }
+}
+
+/// What a command ends in.
+pub type Outcome = Result<Reply, CommandError>;
+
+/// Runs one decoded request for a session.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    context: &Context,
+    session: &mut Session,
+    request: Request,
+) -> Outcome {
+    if request.code().requires_auth() {
+        session.user()?;
+    }
+    match request {
+        Request::Ping => Ok(Reply::empty()),
+        Request::LoginUser(login) => users::login(shard, context, session, login),
+        Request::LogoutUser => users::logout(shard, session),
+        Request::GetMe => system::get_me(session),
+        Request::GetStats => system::get_stats(shard, context).await,
+        Request::GetClient(get) => system::get_client(shard, get).await,
+        Request::GetClients => system::get_clients(shard).await,
+        Request::GetClusterMetadata => system::get_cluster_metadata(context),
+        Request::GetShardStats => system::get_shard_stats(shard).await,
+        Request::GetStream(get) => streams::get(shard, get.stream).await,
+        Request::GetStreams => streams::list(shard).await,
+        Request::CreateStream(create) => streams::create(shard, create).await,
+        Request::UpdateStream(update) => streams::update(shard, update).await,
+        Request::DeleteStream(delete) => streams::delete(shard, delete.stream).await,
+        Request::PurgeStream(purge) => streams::purge(shard, purge.stream).await,
+        Request::GetTopic(get) => topics::get(shard, get).await,
+        Request::GetTopics(get) => topics::list(shard, get.stream).await,
+        Request::CreateTopic(create) => topics::create(shard, create).await,
+        Request::UpdateTopic(update) => topics::update(shard, update).await,
+        Request::DeleteTopic(delete) => topics::delete(shard, delete).await,
+        Request::PurgeTopic(purge) => topics::purge(shard, purge).await,
+        Request::CreatePartitions(create) => topics::create_partitions(shard, create).await,
+        Request::DeletePartitions(delete) => topics::delete_partitions(shard, delete).await,
+        Request::SendMessages(send) => messages::send(shard, context, send).await,
+        Request::PollMessages(poll) => messages::poll(shard, poll).await,
+        Request::FlushUnsavedBuffer(flush) => messages::flush(shard, flush).await,
+        Request::GetConsumerOffset(get) => offsets::get(shard, get).await,
+        Request::StoreConsumerOffset(store) => offsets::store(shard, store).await,
+        Request::DeleteConsumerOffset(delete) => offsets::delete(shard, delete).await,
+        // Users, personal access tokens, consumer groups, segments and snapshots come with
+        // their own issue; until then they are refused, never answered wrongly.
+        _ => Err(ErrorCode::FeatureUnavailable.into()),
+    }
+}

@@ -1,0 +1,157 @@
+//! Messages: send, poll, flush. Work for a partition runs on the shard that owns it (in place
+//! when that is this shard); stored bytes travel back untouched.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use galgo_metadata::{PartitionId, PartitionKey, ShardId};
+use galgo_protocol::{
+    Consumer, ErrorCode, Identifier, Partitioning, PollingStrategy,
+    command::messages::{FlushUnsavedBuffer, PollMessages, PolledMessagesHeader, SendMessages},
+    consumer_key,
+    partitioning::partition_for_key,
+};
+use galgo_shards::Shard;
+use galgo_storage::{OffsetOwner, PartitionLog};
+
+use super::{Outcome, Reply, partition_calls::on_partition};
+use crate::{
+    context::{Context, now_us},
+    error::CommandError,
+};
+
+/// Resolves a partition of a topic to its key and owner.
+pub fn locate(
+    shard: &Shard,
+    stream: &Identifier,
+    topic: &Identifier,
+    partition: u32,
+) -> Result<(PartitionKey, ShardId), CommandError> {
+    let metadata = shard.metadata.borrow();
+    let stream_id = metadata.stream(stream)?.id;
+    let topic = metadata.topic(stream, topic)?;
+    let owner = topic
+        .partitions
+        .get(partition as usize)
+        .ok_or(ErrorCode::PartitionNotFound)?
+        .owner;
+    let key = PartitionKey {
+        stream: stream_id,
+        topic: topic.id,
+        partition: PartitionId(partition),
+    };
+    Ok((key, owner))
+}
+
+/// Picks the partition a send goes to.
+fn choose_partition(
+    shard: &Shard,
+    context: &Context,
+    send: &SendMessages,
+) -> Result<u32, CommandError> {
+    let metadata = shard.metadata.borrow();
+    let stream_id = metadata.stream(&send.stream)?.id;
+    let topic = metadata.topic(&send.stream, &send.topic)?;
+    let count = topic.partitions.len() as u32;
+    match &send.partitioning {
+        Partitioning::PartitionId(id) => Ok(*id),
+        _ if count == 0 => Err(ErrorCode::NoPartitions.into()),
+        Partitioning::Balanced => Ok(context.next_balanced(stream_id, topic.id, count)),
+        Partitioning::MessagesKey(key) => Ok(partition_for_key(key, count)),
+    }
+}
+
+/// SendMessages: answers once the owner accepted the batch (and, with fsync = "always",
+/// once it is on stable storage).
+pub async fn send(shard: &Rc<Shard>, context: &Context, send: SendMessages) -> Outcome {
+    let partition = choose_partition(shard, context, &send)?;
+    let (key, owner) = locate(shard, &send.stream, &send.topic, partition)?;
+    let (messages, count) = (send.messages, send.messages_count);
+    on_partition(shard, key, owner, move |_, log| async move {
+        // The owner's clock stamps the batch, so timestamps follow offsets per partition.
+        log.append(messages, count, now_us()).await?;
+        Ok(())
+    })
+    .await?;
+    Ok(Reply::empty())
+}
+
+/// PollMessages for a single consumer. Consumer groups come with their own issue.
+pub async fn poll(shard: &Rc<Shard>, poll: PollMessages) -> Outcome {
+    let Consumer::Single(consumer) = &poll.consumer else {
+        return Err(ErrorCode::FeatureUnavailable.into());
+    };
+    let owner_key = OffsetOwner::Consumer(consumer_key(consumer));
+    let partition = poll.partition_id.unwrap_or(0);
+    let (key, owner) = locate(shard, &poll.stream, &poll.topic, partition)?;
+    let (strategy, count, auto_commit) = (poll.strategy, poll.count, poll.auto_commit);
+    let chunks = on_partition(shard, key, owner, move |_, log| async move {
+        poll_partition(&log, partition, owner_key, strategy, count, auto_commit).await
+    })
+    .await?;
+    Ok(Reply::chunks(chunks))
+}
+
+/// Reads from one partition on its owner and commits the offset when asked.
+async fn poll_partition(
+    log: &PartitionLog,
+    partition: u32,
+    consumer: OffsetOwner,
+    strategy: PollingStrategy,
+    count: u32,
+    auto_commit: bool,
+) -> Result<Vec<Bytes>, CommandError> {
+    let last = log.last_offset();
+    let start = match (strategy, last) {
+        (_, None) => None,
+        (PollingStrategy::Offset(offset), _) => Some(offset.max(log.first_offset())),
+        (PollingStrategy::Timestamp(at), _) => log.offset_at_timestamp(at).await?,
+        (PollingStrategy::First, _) => Some(log.first_offset()),
+        (PollingStrategy::Last, Some(last)) => {
+            Some((last + 1 - u64::from(count).min(last + 1)).max(log.first_offset()))
+        }
+        (PollingStrategy::Next, _) => Some(
+            log.stored_offset(consumer)
+                .map_or(log.first_offset(), |stored| stored + 1),
+        ),
+    };
+    let current_offset = last.unwrap_or(0);
+    let polled = match start {
+        Some(start) if count > 0 && last.is_some_and(|last| start <= last) => {
+            Some(log.poll(start, count).await?)
+        }
+        _ => None,
+    };
+    let messages_count = polled.as_ref().map_or(0, |polled| polled.messages_count);
+    if auto_commit
+        && let Some(polled) = &polled
+        && polled.messages_count > 0
+    {
+        let last_returned = polled.first_offset + u64::from(polled.messages_count) - 1;
+        log.store_offset(consumer, last_returned).await?;
+    }
+    let mut header = BytesMut::with_capacity(16);
+    PolledMessagesHeader {
+        partition_id: partition,
+        current_offset,
+        messages_count,
+    }
+    .encode(&mut header);
+    let mut chunks = vec![header.freeze()];
+    if let Some(polled) = polled {
+        chunks.extend(polled.chunks);
+    }
+    Ok(chunks)
+}
+
+/// FlushUnsavedBuffer: writes the partition's journal out, and fsyncs it when asked.
+pub async fn flush(shard: &Rc<Shard>, flush: FlushUnsavedBuffer) -> Outcome {
+    let (key, owner) = locate(shard, &flush.stream, &flush.topic, flush.partition_id)?;
+    let fsync = flush.fsync;
+    on_partition(shard, key, owner, move |_, log| async move {
+        log.flush(fsync).await?;
+        Ok(())
+    })
+    .await?;
+    Ok(Reply::empty())
+}

@@ -1,0 +1,107 @@
+//! How a metadata command runs: on shard 0, under the metadata lock, validated against shard
+//! 0's replica, with the partition logs it creates opened on their owners *before* the change
+//! is persisted and the ones it removes deleted *after* (so an id reused by a later create
+//! never meets stale files), and broadcast to every shard before the reply.
+
+use std::rc::Rc;
+
+use galgo_metadata::{
+    Change, Metadata, MetadataError, PartitionId, PartitionKey, ShardId, StreamId, TopicId,
+};
+use galgo_shards::Shard;
+
+use super::partition_calls::by_owner;
+use crate::error::CommandError;
+
+/// Runs `prepare` against shard 0's replica and commits the change it returns. Returns the
+/// committed change (with the ids shard 0 assigned).
+pub async fn change_metadata<P>(shard: &Rc<Shard>, prepare: P) -> Result<Change, CommandError>
+where
+    P: FnOnce(&Metadata) -> Result<Change, MetadataError> + Send + 'static,
+{
+    shard
+        .call(ShardId(0), move |shard0| async move {
+            let log = shard0.lock_metadata().await;
+            let change = prepare(&shard0.metadata.borrow())?;
+            let created = partitions_created_by(&shard0.metadata.borrow(), &change);
+            open_partitions(&shard0, created).await?;
+            let removed = shard0.metadata.borrow().partitions_removed_by(&change);
+            let event = shard0.commit(&log, change).await?;
+            drop(log);
+            remove_partitions(&shard0, removed).await?;
+            Ok(event.change.clone())
+        })
+        .await?
+}
+
+/// The partitions a change creates, with the owners placement will give them.
+fn partitions_created_by(metadata: &Metadata, change: &Change) -> Vec<(PartitionKey, ShardId)> {
+    let (stream, topic, first, count) = match change {
+        Change::CreateTopic {
+            stream_id,
+            id,
+            partitions_count,
+            ..
+        } => (*stream_id, *id, 0, *partitions_count),
+        Change::CreatePartitions {
+            stream_id,
+            topic_id,
+            count,
+            ..
+        } => {
+            let existing = metadata
+                .streams()
+                .find(|stream| stream.id.0 == *stream_id)
+                .and_then(|stream| stream.topics().find(|topic| topic.id.0 == *topic_id))
+                .map_or(0, |topic| topic.partitions.len() as u32);
+            (*stream_id, *topic_id, existing, *count)
+        }
+        _ => return Vec::new(),
+    };
+    let owners = metadata.plan_placement(count);
+    (first..first + count)
+        .zip(owners)
+        .map(|(partition, owner)| {
+            let key = PartitionKey {
+                stream: StreamId(stream),
+                topic: TopicId(topic),
+                partition: PartitionId(partition),
+            };
+            (key, owner)
+        })
+        .collect()
+}
+
+async fn open_partitions(
+    shard0: &Rc<Shard>,
+    partitions: Vec<(PartitionKey, ShardId)>,
+) -> Result<(), CommandError> {
+    for (owner, keys) in by_owner(partitions) {
+        shard0
+            .call(owner, move |shard| async move {
+                for key in keys {
+                    shard.open_partition(key, true).await?;
+                }
+                Ok::<_, galgo_storage::StorageError>(())
+            })
+            .await??;
+    }
+    Ok(())
+}
+
+async fn remove_partitions(
+    shard0: &Rc<Shard>,
+    partitions: Vec<(PartitionKey, ShardId)>,
+) -> Result<(), CommandError> {
+    for (owner, keys) in by_owner(partitions) {
+        shard0
+            .call(owner, move |shard| async move {
+                for key in keys {
+                    shard.remove_partition(key).await?;
+                }
+                Ok::<_, galgo_storage::StorageError>(())
+            })
+            .await??;
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! Streams: get, list, create, update, delete, purge.
+
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use galgo_metadata::{Change, Metadata, PartitionKey, ShardId, Stream};
+use galgo_protocol::{
+    Identifier,
+    command::{
+        streams::{CreateStream, StreamDetails, StreamHeader, UpdateStream},
+        topics::TopicHeader,
+    },
+};
+use galgo_shards::Shard;
+
+use super::{
+    Outcome, Reply,
+    metadata_change::change_metadata,
+    partition_calls::{PartitionFigures, gather_figures, purge_all},
+    topics::topic_header,
+};
+use crate::context::now_us;
+
+/// Every partition of the streams `select` picks, with its owner.
+pub fn partitions_of(
+    metadata: &Metadata,
+    select: impl Fn(&Stream) -> bool,
+) -> Vec<(PartitionKey, ShardId)> {
+    metadata
+        .partitions()
+        .filter(|(key, _)| {
+            metadata
+                .stream(&Identifier::Numeric(key.stream.0))
+                .is_ok_and(&select)
+        })
+        .map(|(key, partition)| (key, partition.owner))
+        .collect()
+}
+
+fn stream_header(
+    stream: &Stream,
+    figures: &std::collections::BTreeMap<PartitionKey, PartitionFigures>,
+) -> StreamHeader {
+    let mine = figures.iter().filter(|(key, _)| key.stream == stream.id);
+    let (size_bytes, messages_count) = mine.fold((0, 0), |(size, count), (_, figures)| {
+        (
+            size + figures.stats.size_bytes,
+            count + figures.stats.messages_count,
+        )
+    });
+    StreamHeader {
+        id: stream.id.0,
+        created_at_us: stream.created_at_us,
+        topics_count: stream.topics_count(),
+        size_bytes,
+        messages_count,
+        name: stream.name.clone(),
+    }
+}
+
+/// GetStream: the stream and its topics, or the empty answer when it does not exist.
+pub async fn get(shard: &Rc<Shard>, stream: Identifier) -> Outcome {
+    let Ok(partitions) = ({
+        let metadata = shard.metadata.borrow();
+        metadata.stream(&stream).map(|found| {
+            let id = found.id;
+            partitions_of(&metadata, |candidate| candidate.id == id)
+        })
+    }) else {
+        return Ok(Reply::empty());
+    };
+    let figures = gather_figures(shard, partitions).await?;
+    let metadata = shard.metadata.borrow();
+    let Ok(stream) = metadata.stream(&stream) else {
+        return Ok(Reply::empty());
+    };
+    let details = StreamDetails {
+        header: stream_header(stream, &figures),
+        topics: stream
+            .topics()
+            .map(|topic| topic_header(stream.id, topic, &figures))
+            .collect::<Vec<TopicHeader>>(),
+    };
+    Ok(Reply::encoded(|out| details.encode(out)))
+}
+
+/// GetStreams: every stream, by id.
+pub async fn list(shard: &Rc<Shard>) -> Outcome {
+    let partitions = partitions_of(&shard.metadata.borrow(), |_| true);
+    let figures = gather_figures(shard, partitions).await?;
+    let metadata = shard.metadata.borrow();
+    let mut out = BytesMut::new();
+    for stream in metadata.streams() {
+        stream_header(stream, &figures).encode(&mut out);
+    }
+    Ok(Reply::bytes(out))
+}
+
+/// CreateStream: answers the new stream's header. The event reached this shard before the
+/// reply did, so the stream is read back through the ordinary path.
+pub async fn create(shard: &Rc<Shard>, create: CreateStream) -> Outcome {
+    let now = now_us();
+    let change = change_metadata(shard, move |metadata| {
+        metadata.prepare_create_stream(&create.name, now)
+    })
+    .await?;
+    let Change::CreateStream { id, .. } = change else {
+        unreachable!("prepare_create_stream prepares a CreateStream");
+    };
+    get(shard, Identifier::Numeric(id)).await
+}
+
+/// UpdateStream: renames.
+pub async fn update(shard: &Rc<Shard>, update: UpdateStream) -> Outcome {
+    change_metadata(shard, move |metadata| {
+        metadata.prepare_update_stream(&update.stream, &update.name)
+    })
+    .await?;
+    Ok(Reply::empty())
+}
+
+/// DeleteStream: the stream, its topics and their partitions' files.
+pub async fn delete(shard: &Rc<Shard>, stream: Identifier) -> Outcome {
+    change_metadata(shard, move |metadata| {
+        metadata.prepare_delete_stream(&stream)
+    })
+    .await?;
+    Ok(Reply::empty())
+}
+
+/// PurgeStream: every message of every topic, journals included.
+pub async fn purge(shard: &Rc<Shard>, stream: Identifier) -> Outcome {
+    let partitions = {
+        let metadata = shard.metadata.borrow();
+        let id = metadata.stream(&stream)?.id;
+        partitions_of(&metadata, |candidate| candidate.id == id)
+    };
+    purge_all(shard, partitions).await?;
+    Ok(Reply::empty())
+}

@@ -1,0 +1,65 @@
+//! The clients (connections) a shard accepted.
+
+use std::collections::HashMap;
+
+/// Transport codes as the protocol reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Transport {
+    /// Plain or TLS TCP.
+    Tcp = 1,
+    /// Plain or TLS WebSocket.
+    WebSocket = 4,
+}
+
+/// One client as GetClients reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientRecord {
+    /// XXH32 of the peer address text.
+    pub client_id: u32,
+    /// The logged-in user, if any.
+    pub user_id: Option<u32>,
+    /// How it connected.
+    pub transport: Transport,
+    /// Peer address as text, e.g. "127.0.0.1:53412".
+    pub address: String,
+}
+
+/// The clients of one shard. Lives on that shard only.
+#[derive(Debug, Default)]
+pub struct ClientTable {
+    clients: HashMap<u32, ClientRecord>,
+}
+
+impl ClientTable {
+    /// Registers a connection.
+    pub fn insert(&mut self, record: ClientRecord) {
+        self.clients.insert(record.client_id, record);
+    }
+    /// Forgets a connection.
+    pub fn remove(&mut self, client_id: u32) {
+        self.clients.remove(&client_id);
+    }
+    /// Records a login or logout.
+    pub fn set_user(&mut self, client_id: u32, user_id: Option<u32>) {
+        if let Some(record) = self.clients.get_mut(&client_id) {
+            record.user_id = user_id;
+        }
+    }
+    /// One client.
+    pub fn get(&self, client_id: u32) -> Option<&ClientRecord> {
+        self.clients.get(&client_id)
+    }
+    /// Every client of this shard.
+    pub fn all(&self) -> Vec<ClientRecord> {
+        self.clients.values().cloned().collect()
+    }
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+    /// True when none.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+}

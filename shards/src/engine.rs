@@ -1,0 +1,412 @@
+//! Starting, supervising and stopping the shards.
+//!
+//! The control thread (the server's `main`) starts one thread per shard and then only waits
+//! for [`Lifecycle`] news. Shard 0 drives start-up (replay the metadata log, have every shard
+//! open its partitions, start serving) and graceful shutdown (stop accepting, drain, flush and
+//! fsync every partition, stop every loop). A panic anywhere stops the server.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    rc::Rc,
+    sync::{Mutex, OnceLock, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use galgo_metadata::{Event, ShardId};
+use galgo_storage::MetadataLog;
+use thiserror::Error;
+
+use crate::{
+    Shard, ShardSettings, StorageSettings, message::ShardMessage, settings::INBOX_CAPACITY_MIN,
+};
+
+/// How long shutdown waits for connections to finish their request in flight.
+const CONNECTIONS_DRAIN_MS_MAX: u64 = 5_000;
+/// How often shutdown looks whether the connections have gone.
+const CONNECTIONS_DRAIN_POLL_MS: u64 = 5;
+
+/// What the server does once the shards are up: runs on shard 0 (it reaches other shards by
+/// calls) and returns once every listener is bound.
+pub type Serve =
+    Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = Result<(), String>>>> + Send>;
+
+/// News from the shards to the control thread.
+#[derive(Debug)]
+pub enum Lifecycle {
+    /// Every shard is serving.
+    Ready,
+    /// Start-up failed.
+    Failed(String),
+    /// A thread panicked; the message says where and why.
+    Panicked(String),
+    /// A shard left its loop.
+    Stopped(ShardId),
+}
+
+/// Why the engine did not run or stopped badly.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// Start-up failed.
+    #[error("start-up failed: {0}")]
+    Startup(String),
+    /// A shard panicked.
+    #[error("a shard panicked: {0}")]
+    Panicked(String),
+    /// A thread could not be spawned.
+    #[error("cannot spawn a shard thread: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
+/// The running shards, seen from the control thread.
+pub struct Engine {
+    threads: Vec<thread::JoinHandle<()>>,
+    shard0: flume::Sender<ShardMessage>,
+    news: mpsc::Receiver<Lifecycle>,
+    stopped: usize,
+}
+
+/// Panics are reported here by the hook [`Engine::start`] installs.
+static PANICS: OnceLock<Mutex<mpsc::Sender<Lifecycle>>> = OnceLock::new();
+
+impl Engine {
+    /// Starts one thread per entry of `shards` (shard i gets `shards[i]`).
+    pub fn start(
+        shards: Vec<ShardSettings>,
+        storage: StorageSettings,
+        serve: Serve,
+    ) -> Result<Self, EngineError> {
+        assert!(!shards.is_empty(), "a server has at least one shard");
+        let (news_tx, news) = mpsc::channel();
+        install_panic_hook(news_tx.clone());
+        let (senders, receivers): (Vec<_>, Vec<_>) = shards
+            .iter()
+            .map(|settings| flume::bounded(settings.inbox_capacity.max(INBOX_CAPACITY_MIN)))
+            .unzip();
+        let mut serve = Some(serve);
+        let mut threads = Vec::with_capacity(shards.len());
+        for (index, (settings, inbox)) in shards.into_iter().zip(receivers).enumerate() {
+            let id = ShardId(index as u16);
+            let context = ShardThread {
+                id,
+                settings,
+                inboxes: senders.clone(),
+                inbox,
+                storage: storage.clone(),
+                serve: if index == 0 { serve.take() } else { None },
+                news: news_tx.clone(),
+            };
+            let thread = thread::Builder::new()
+                .name(format!("galgo-shard-{index}"))
+                .spawn(move || context.run())?;
+            threads.push(thread);
+        }
+        Ok(Self {
+            threads,
+            shard0: senders[0].clone(),
+            news,
+            stopped: 0,
+        })
+    }
+
+    /// A handle that asks shard 0 for a graceful shutdown; usable from any thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shard0.clone())
+    }
+
+    /// Waits until every shard serves, or start-up fails.
+    pub fn wait_ready(&mut self) -> Result<(), EngineError> {
+        loop {
+            match self.next_news()? {
+                Lifecycle::Ready => return Ok(()),
+                Lifecycle::Stopped(_) => self.stopped += 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits until every shard has stopped.
+    pub fn wait_stopped(mut self) -> Result<(), EngineError> {
+        while self.stopped < self.threads.len() {
+            if let Lifecycle::Stopped(_) = self.next_news()? {
+                self.stopped += 1;
+            }
+        }
+        for thread in self.threads {
+            thread
+                .join()
+                .map_err(|_| EngineError::Panicked("join".into()))?;
+        }
+        Ok(())
+    }
+
+    fn next_news(&mut self) -> Result<Lifecycle, EngineError> {
+        match self.news.recv() {
+            Ok(Lifecycle::Failed(why)) => Err(EngineError::Startup(why)),
+            Ok(Lifecycle::Panicked(why)) => Err(EngineError::Panicked(why)),
+            Ok(news) => Ok(news),
+            Err(_) => Err(EngineError::Startup("every shard thread is gone".into())),
+        }
+    }
+}
+
+/// Asks shard 0 to stop the server gracefully.
+#[derive(Clone)]
+pub struct ShutdownHandle(flume::Sender<ShardMessage>);
+
+impl ShutdownHandle {
+    /// Requests the shutdown; a no-op if the server is already stopping.
+    pub fn shutdown(&self) {
+        let _ = self.0.try_send(ShardMessage::Shutdown);
+    }
+}
+
+fn install_panic_hook(news: mpsc::Sender<Lifecycle>) {
+    if PANICS.set(Mutex::new(news)).is_err() {
+        return;
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        let thread = thread::current();
+        let message = format!("thread '{}' {info}", thread.name().unwrap_or("unnamed"));
+        tracing::error!("{message}; stopping the server");
+        if let Some(news) = PANICS.get()
+            && let Ok(news) = news.lock()
+        {
+            let _ = news.send(Lifecycle::Panicked(message));
+        }
+    }));
+}
+
+/// Everything one shard thread starts from.
+struct ShardThread {
+    id: ShardId,
+    settings: ShardSettings,
+    inboxes: Vec<flume::Sender<ShardMessage>>,
+    inbox: flume::Receiver<ShardMessage>,
+    storage: StorageSettings,
+    serve: Option<Serve>,
+    news: mpsc::Sender<Lifecycle>,
+}
+
+impl ShardThread {
+    fn run(self) {
+        let id = self.id;
+        let news = self.news.clone();
+        if let Some(cpu) = self.settings.cpu
+            && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
+        {
+            tracing::warn!(
+                shard = id.0,
+                cpu,
+                "cannot pin the shard to its CPU; running unpinned"
+            );
+        }
+        match build_runtime(&self.settings) {
+            Ok(runtime) => runtime.block_on(self.serve_loop()),
+            Err(error) => {
+                let _ = news.send(Lifecycle::Failed(format!(
+                    "shard {}: cannot build its io_uring runtime: {error}",
+                    id.0
+                )));
+            }
+        }
+        let _ = news.send(Lifecycle::Stopped(id));
+    }
+
+    async fn serve_loop(self) {
+        let writer = if self.id.0 == 0 {
+            match open_metadata_log(&self.storage).await {
+                Ok(opened) => Some(opened),
+                Err(why) => {
+                    let _ = self.news.send(Lifecycle::Failed(why));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let (log, records) = match writer {
+            Some((log, records)) => (Some(log), records),
+            None => (None, Vec::new()),
+        };
+        let shard = Rc::new(Shard::new(self.id, self.inboxes, self.storage, log));
+        if let Some(serve) = self.serve {
+            let news = self.news.clone();
+            compio::runtime::spawn(bootstrap(shard.clone(), records, serve, news)).detach();
+        }
+        inbox_loop(shard, self.inbox).await;
+    }
+}
+
+fn build_runtime(settings: &ShardSettings) -> std::io::Result<compio::runtime::Runtime> {
+    let mut proactor = compio::driver::ProactorBuilder::new();
+    proactor
+        .capacity(settings.ring_entries)
+        .coop_taskrun(settings.coop_taskrun)
+        .taskrun_flag(settings.coop_taskrun);
+    if settings.sqpoll_idle_ms > 0 {
+        proactor.sqpoll_idle(Duration::from_millis(u64::from(settings.sqpoll_idle_ms)));
+    }
+    let runtime = compio::runtime::RuntimeBuilder::new()
+        .with_proactor(proactor)
+        .build()?;
+    assert!(
+        runtime.driver_type().is_iouring(),
+        "galgo runs its shards on io_uring only"
+    );
+    Ok(runtime)
+}
+
+async fn open_metadata_log(storage: &StorageSettings) -> Result<(MetadataLog, Vec<Event>), String> {
+    let path = storage.data_dir.join("state").join("metadata.log");
+    let (log, records) = MetadataLog::open(path.clone())
+        .await
+        .map_err(|error| format!("cannot open the metadata log {}: {error}", path.display()))?;
+    let events = records
+        .iter()
+        .map(|record| Event::from_record(record))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("the metadata log {} is unreadable: {error}", path.display()))?;
+    Ok((log, events))
+}
+
+/// Shard 0's start-up: replay metadata everywhere, open every partition on its owner, start
+/// the per-shard savers, then let the server bind its listeners.
+async fn bootstrap(
+    shard0: Rc<Shard>,
+    events: Vec<Event>,
+    serve: Serve,
+    news: mpsc::Sender<Lifecycle>,
+) {
+    let started = Instant::now();
+    let replayed = events.len();
+    for event in events {
+        shard0.apply_event(&event);
+        shard0.broadcast(&std::sync::Arc::new(event)).await;
+    }
+    for target in shard0.all_shards() {
+        let opened = shard0
+            .call(target, |shard| async move {
+                open_owned_partitions(&shard).await
+            })
+            .await
+            .unwrap_or_else(|error| Err(error.to_string()));
+        if let Err(why) = opened {
+            let _ = news.send(Lifecycle::Failed(why));
+            return;
+        }
+    }
+    for target in shard0.all_shards() {
+        let _ = shard0
+            .call(target, |shard| async move {
+                compio::runtime::spawn(crate::saver::run(shard)).detach();
+            })
+            .await;
+    }
+    if let Err(why) = serve(shard0.clone()).await {
+        let _ = news.send(Lifecycle::Failed(why));
+        return;
+    }
+    tracing::info!(
+        shard = 0,
+        shards = shard0.shard_count(),
+        metadata_events = replayed,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "galgo is serving"
+    );
+    let _ = news.send(Lifecycle::Ready);
+}
+
+async fn open_owned_partitions(shard: &Rc<Shard>) -> Result<(), String> {
+    let owned: Vec<_> = shard
+        .metadata
+        .borrow()
+        .partitions()
+        .filter(|(_, partition)| partition.owner == shard.id())
+        .map(|(key, _)| key)
+        .collect();
+    for key in owned {
+        shard.open_partition(key, false).await.map_err(|error| {
+            format!("shard {}: cannot open partition {key}: {error}", shard.id())
+        })?;
+    }
+    Ok(())
+}
+
+/// The loop every shard runs until it is told to stop. It never sends into another inbox
+/// itself (calls run as tasks), so full inboxes cannot deadlock two loops.
+async fn inbox_loop(shard: Rc<Shard>, inbox: flume::Receiver<ShardMessage>) {
+    while let Ok(message) = inbox.recv_async().await {
+        match message {
+            ShardMessage::Call { from, call_id, job } => {
+                crate::ShardCounters::bump(&shard.counters.calls_received);
+                let shard = shard.clone();
+                compio::runtime::spawn(async move {
+                    let value = job(shard.clone()).await;
+                    let _ = shard
+                        .send(from, ShardMessage::Reply { call_id, value })
+                        .await;
+                })
+                .detach();
+            }
+            ShardMessage::Reply { call_id, value } => shard.complete(call_id, value),
+            ShardMessage::Event(event) => shard.apply_event(&event),
+            ShardMessage::Shutdown => {
+                if !shard.is_stopping() {
+                    compio::runtime::spawn(shut_down(shard.clone())).detach();
+                }
+            }
+            ShardMessage::Stop => break,
+        }
+    }
+}
+
+/// Shard 0's graceful shutdown of the whole server.
+async fn shut_down(shard0: Rc<Shard>) {
+    tracing::info!(shard = 0, "shutting down: no new connections, draining");
+    for target in shard0.all_shards() {
+        let _ = shard0
+            .call(target, |shard| async move { stop_serving(&shard).await })
+            .await;
+    }
+    for target in shard0.all_shards() {
+        let _ = shard0
+            .call(
+                target,
+                |shard| async move { close_partitions(&shard).await },
+            )
+            .await;
+    }
+    for target in shard0.all_shards().filter(|&id| id != shard0.id()) {
+        let _ = shard0.send(target, ShardMessage::Stop).await;
+    }
+    let _ = shard0.send(shard0.id(), ShardMessage::Stop).await;
+}
+
+async fn stop_serving(shard: &Rc<Shard>) {
+    shard.begin_stopping();
+    let deadline = Instant::now() + Duration::from_millis(CONNECTIONS_DRAIN_MS_MAX);
+    while !shard.clients.borrow().is_empty() && Instant::now() < deadline {
+        compio::time::sleep(Duration::from_millis(CONNECTIONS_DRAIN_POLL_MS)).await;
+    }
+    let left = shard.clients.borrow().len();
+    if left > 0 {
+        tracing::warn!(
+            shard = shard.id().0,
+            connections = left,
+            "connections did not close in time"
+        );
+    }
+}
+
+async fn close_partitions(shard: &Rc<Shard>) {
+    for (key, log) in shard.owned_partitions() {
+        if let Err(error) = log.close().await {
+            tracing::error!(shard = shard.id().0, partition = %key, %error, "cannot flush partition at shutdown");
+        }
+    }
+    tracing::info!(shard = shard.id().0, "partitions flushed and synced");
+}

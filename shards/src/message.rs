@@ -1,0 +1,32 @@
+//! What travels through a shard's inbox. Every message is one-way.
+
+use std::{any::Any, future::Future, pin::Pin, rc::Rc, sync::Arc};
+
+use galgo_metadata::{Event, ShardId};
+
+use crate::Shard;
+
+/// The boxed value a call produced; its type is fixed by the call that made it.
+pub(crate) type ReplyValue = Box<dyn Any + Send>;
+
+/// Work sent to another shard: runs there, on that shard's state, and yields the reply.
+pub(crate) type Job =
+    Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ReplyValue>>> + Send>;
+
+/// One inbox message.
+pub(crate) enum ShardMessage {
+    /// Run `job` here and send its value back to `from` as a `Reply` with `call_id`.
+    Call {
+        from: ShardId,
+        call_id: u64,
+        job: Job,
+    },
+    /// The result of a call this shard made.
+    Reply { call_id: u64, value: ReplyValue },
+    /// A metadata change to apply, in version order.
+    Event(Arc<Event>),
+    /// Leave the inbox loop: the shard is done.
+    Stop,
+    /// Shard 0 only: stop the whole server gracefully.
+    Shutdown,
+}

@@ -1,0 +1,45 @@
+//! The per-shard saver: writes out journals that did not reach a flush threshold, and with
+//! `fsync = "interval"` syncs what was written, so that data never waits long in memory.
+
+use std::{
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use galgo_storage::FsyncMode;
+
+use crate::Shard;
+
+/// Runs until the shard stops. Each partition is flushed in a task of its own, so one slow
+/// disk operation never holds up the others.
+pub(crate) async fn run(shard: Rc<Shard>) {
+    let settings = shard.storage().clone();
+    let period = Duration::from_millis(settings.flush_interval_ms.max(1));
+    let fsync_every = Duration::from_millis(settings.fsync_interval_ms.max(1));
+    let mut last_sync = Instant::now();
+    let mut ticks = compio::time::interval(period);
+    loop {
+        ticks.tick().await;
+        if shard.is_stopping() {
+            return;
+        }
+        let sync_now = settings.fsync == FsyncMode::Interval && last_sync.elapsed() >= fsync_every;
+        if sync_now {
+            last_sync = Instant::now();
+        }
+        for (key, log) in shard.owned_partitions() {
+            let needs_write = log.unflushed_messages() > 0;
+            let needs_sync = sync_now && log.unsynced_bytes() > 0;
+            if !needs_write && !needs_sync {
+                continue;
+            }
+            let shard_id = shard.id().0;
+            compio::runtime::spawn(async move {
+                if let Err(error) = log.flush(needs_sync).await {
+                    tracing::error!(shard = shard_id, partition = %key, %error, "periodic flush failed");
+                }
+            })
+            .detach();
+        }
+    }
+}
