@@ -149,6 +149,11 @@ impl Journal {
         self.messages_count
     }
 
+    /// Bytes held, in flight included.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
     /// Messages not yet taken by a write.
     pub fn pending_messages(&self) -> u64 {
         self.messages_count - self.in_flight_messages

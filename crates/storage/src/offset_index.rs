@@ -153,20 +153,23 @@ impl OffsetIndex {
             .map_or(0, |previous| self.get(previous).position)
     }
 
-    /// Appends entries encoded the same way (a flushed batch), checking each on debug builds.
-    pub fn extend_encoded(&mut self, encoded: &[u8]) {
-        debug_assert_eq!(encoded.len() % INDEX_ENTRY_BYTES, 0);
-        if cfg!(debug_assertions) {
-            let mut previous = self.last();
-            for k in 0..entries_count(encoded) {
-                let entry = entry_at(encoded, k);
-                assert!(
-                    entry.follows(previous.as_ref(), self.len() + k as u32),
-                    "index entry {entry:?} does not follow {previous:?}"
-                );
-                previous = Some(entry);
+    /// True when `encoded` may be appended: each entry follows the one before it. Checked
+    /// before the entries are written to the `.index` (a `debug_assert!` on the flush path).
+    pub fn accepts(&self, encoded: &[u8]) -> bool {
+        let mut previous = self.last();
+        for (k, at) in (self.len()..).zip(0..entries_count(encoded)) {
+            let entry = entry_at(encoded, at);
+            if !entry.follows(previous.as_ref(), k) {
+                return false;
             }
+            previous = Some(entry);
         }
+        encoded.len().is_multiple_of(INDEX_ENTRY_BYTES)
+    }
+
+    /// Appends entries encoded the same way (a flushed batch, already written and checked).
+    pub fn extend_encoded(&mut self, encoded: &[u8]) {
+        debug_assert!(self.accepts(encoded), "index entries do not follow");
         self.encoded.extend_from_slice(encoded);
     }
 
@@ -266,10 +269,12 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "does not follow")]
+    #[should_panic(expected = "do not follow")]
     #[cfg(debug_assertions)]
     fn extending_with_a_broken_entry_panics_in_debug() {
         let mut index = OffsetIndex::default();
+        assert!(index.accepts(&entry(0, 64, 0).encode()));
+        assert!(!index.accepts(&entry(1, 64, 0).encode()));
         index.extend_encoded(&entry(1, 64, 0).encode());
     }
 }

@@ -30,8 +30,13 @@ use crate::{
     journal::{Journal, JournalBatch, Run},
     offset_index::IndexEntry,
     recovery,
-    segment::{self, ActiveSegment, SealedSegment},
+    segment::{self, ActiveSegment, SealedSegment, SegmentFiles},
 };
+
+/// How many times `journal_bytes_max` (and `journal_messages_max`) the journal may hold before
+/// an appender must first write it out itself, waiting for any write in flight: the journal's
+/// bound while the disk is slower than the appenders, or failing.
+pub const JOURNAL_BACKLOG_FACTOR: u64 = 4;
 
 /// Most bytes one poll returns (at least one message is always returned, however large). Bounds
 /// the memory a poll with a huge `count` can take; clients continue from the next offset.
@@ -74,6 +79,32 @@ pub struct PartitionStats {
     pub size_bytes: u64,
     /// Segments, the active one included.
     pub segments_count: u32,
+}
+
+/// One segment, as retention and operators see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Offset of its first message.
+    pub start_offset: u64,
+    /// Offset of its last message; `None` for an empty active segment.
+    pub end_offset: Option<u64>,
+    /// Timestamp of its last message (0 when empty).
+    pub end_timestamp: u64,
+    /// Bytes of its log written so far (the journal not included).
+    pub size_bytes: u64,
+    /// False for the active segment, which never expires.
+    pub sealed: bool,
+}
+
+/// What `remove_expired_segments` deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RemovedSegments {
+    /// Sealed segments deleted.
+    pub segments_count: u32,
+    /// Messages they held.
+    pub messages_count: u64,
+    /// Bytes they held.
+    pub size_bytes: u64,
 }
 
 /// Mutable state, borrowed only in synchronous sections.
@@ -143,6 +174,9 @@ pub struct PartitionLog {
     /// Serialises writes to the partition's segment files (flush, roll, purge).
     flush_lock: Mutex<()>,
     offsets: ConsumerOffsets,
+    /// Read handles on the sealed segment read last (at most one, so memory and open files
+    /// stay flat however many segments there are).
+    sealed_files: RefCell<Option<SegmentFiles>>,
 }
 
 impl PartitionLog {
@@ -170,6 +204,7 @@ impl PartitionLog {
             state: RefCell::new(state),
             flush_lock: Mutex::new(()),
             offsets,
+            sealed_files: RefCell::new(None),
         };
         Ok((log, report))
     }
@@ -191,6 +226,13 @@ impl PartitionLog {
         now_us: u64,
     ) -> Result<AppendReceipt, StorageError> {
         check_block(&messages, count)?;
+        if self.journal_is_full() {
+            let _turn = self.flush_lock.lock().await;
+            if self.journal_is_full() {
+                self.flush_locked(self.config.fsync == FsyncMode::Always)
+                    .await?;
+            }
+        }
         let (receipt, generation) = self.push_batch(messages, count, now_us)?;
         if self.config.fsync == FsyncMode::Always {
             self.wait_durable(receipt.last_offset, generation).await?;
@@ -247,6 +289,16 @@ impl PartitionLog {
             };
             entries.extend_from_slice(&entry.encode());
         }
+        debug_assert!(
+            entries
+                .chunks(16)
+                .zip(entries.chunks(16).skip(1))
+                .all(|(a, b)| {
+                    let (a, b) = (IndexEntry::decode(a), IndexEntry::decode(b));
+                    b.follows(Some(&a), a.relative_offset + 1)
+                }),
+            "a batch's entries follow each other"
+        );
         state.journal.push(JournalBatch {
             first_offset,
             messages_count: count,
@@ -264,6 +316,15 @@ impl PartitionLog {
             last_offset: state.next_offset - 1,
         };
         Ok((receipt, state.generation))
+    }
+
+    /// True when the journal is at its bound (`JOURNAL_BACKLOG_FACTOR`).
+    fn journal_is_full(&self) -> bool {
+        let state = self.state.borrow();
+        let journal = &state.journal;
+        journal.size_bytes() >= JOURNAL_BACKLOG_FACTOR * self.config.journal_bytes_max
+            || journal.messages_count()
+                >= JOURNAL_BACKLOG_FACTOR * u64::from(self.config.journal_messages_max)
     }
 
     /// True when the journal holds enough not yet written to be written out now.
@@ -326,12 +387,28 @@ impl PartitionLog {
                     (messages_count, len as u64)
                 }
                 ReadPlan::Sealed(segment, k) => {
-                    let read =
-                        segment::read_sealed(&self.dir, &segment, k, messages_max, bytes_max)
-                            .await?;
-                    let len = read.bytes.len() as u64;
-                    polled.chunks.push(read.bytes);
-                    (read.messages_count, len)
+                    let read = match self.sealed_files(segment.start_offset).await {
+                        Ok(files) => {
+                            segment::read_sealed(&files, &segment, k, messages_max, bytes_max).await
+                        }
+                        Err(error) => Err(error),
+                    };
+                    match read {
+                        Ok(read) => {
+                            let len = read.bytes.len() as u64;
+                            polled.chunks.push(read.bytes);
+                            (read.messages_count, len)
+                        }
+                        // Retention removed the segment while we were reading it: start
+                        // again from what is kept now, or return what was read so far.
+                        Err(_) if segment.start_offset < self.first_offset() => {
+                            if polled.messages_count > 0 {
+                                break;
+                            }
+                            return Box::pin(self.poll(self.first_offset(), count)).await;
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
                 }
             };
             if messages == 0 {
@@ -414,7 +491,96 @@ impl PartitionLog {
                 }
             }
         };
-        Ok(segment::sealed_offset_at_timestamp(&self.dir, &sealed, ts_us).await?)
+        let files = self.sealed_files(sealed.start_offset).await?;
+        Ok(segment::sealed_offset_at_timestamp(&files, &sealed, ts_us).await?)
+    }
+
+    /// Read handles on a sealed segment, from the one-entry cache or freshly opened.
+    async fn sealed_files(&self, start_offset: u64) -> std::io::Result<SegmentFiles> {
+        if let Some(files) = self.sealed_files.borrow().as_ref()
+            && files.start_offset == start_offset
+        {
+            return Ok(files.clone());
+        }
+        let files = SegmentFiles::open(&self.dir, start_offset).await?;
+        *self.sealed_files.borrow_mut() = Some(files.clone());
+        Ok(files)
+    }
+
+    /// The segments, oldest first, the active one last.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let state = self.state.borrow();
+        let sealed = state.sealed.iter().map(|segment| SegmentInfo {
+            start_offset: segment.start_offset,
+            end_offset: Some(segment.end_offset()),
+            end_timestamp: segment.end_timestamp,
+            size_bytes: segment.size_bytes,
+            sealed: true,
+        });
+        let active = &state.active;
+        let active = SegmentInfo {
+            start_offset: active.start_offset,
+            end_offset: active
+                .next_offset()
+                .checked_sub(1)
+                .filter(|_| !active.index.is_empty()),
+            end_timestamp: active.index.last().map_or(0, |entry| entry.timestamp),
+            size_bytes: active.size_bytes,
+            sealed: false,
+        };
+        sealed.chain([active]).collect()
+    }
+
+    /// Retention (PROTOCOL.md §9.5): deletes the oldest sealed segments that expired
+    /// (`end_timestamp + expiry_us ≤ now_us`) and, while the partition is larger than
+    /// `size_bytes_max`, the oldest sealed ones left. The active segment is never deleted.
+    /// Polls of deleted offsets continue from the new first offset.
+    pub async fn remove_expired_segments(
+        &self,
+        now_us: u64,
+        expiry_us: Option<u64>,
+        size_bytes_max: Option<u64>,
+    ) -> Result<RemovedSegments, StorageError> {
+        let removed: Vec<SealedSegment> = {
+            let mut state = self.state.borrow_mut();
+            let mut size_bytes = state.size_bytes;
+            let expired = |segment: &SealedSegment, size_bytes: u64| {
+                expiry_us
+                    .is_some_and(|expiry| segment.end_timestamp.saturating_add(expiry) <= now_us)
+                    || size_bytes_max.is_some_and(|max| size_bytes > max)
+            };
+            let mut count = 0;
+            for segment in &state.sealed {
+                if !expired(segment, size_bytes) {
+                    break;
+                }
+                size_bytes -= segment.size_bytes;
+                count += 1;
+            }
+            state.size_bytes = size_bytes;
+            state.sealed.drain(..count).collect()
+        };
+        let mut report = RemovedSegments::default();
+        for segment in &removed {
+            let cached = self
+                .sealed_files
+                .borrow()
+                .as_ref()
+                .is_some_and(|files| files.start_offset == segment.start_offset);
+            if cached {
+                self.sealed_files.borrow_mut().take();
+            }
+            disk::remove_file_if_exists(&segment::log_path(&self.dir, segment.start_offset))
+                .await?;
+            disk::remove_file_if_exists(&segment::index_path(&self.dir, segment.start_offset))
+                .await?;
+            report.segments_count += 1;
+            report.messages_count += u64::from(segment.messages_count);
+            report.size_bytes += segment.size_bytes;
+            tracing::info!(dir = %self.dir.display(), start = segment.start_offset,
+                end = segment.end_offset(), size = segment.size_bytes, "segment removed by retention");
+        }
+        Ok(report)
     }
 
     /// Start offset of the first segment.
@@ -504,6 +670,12 @@ impl PartitionLog {
                 u64::from(run.position),
                 "runs are written back to back"
             );
+            debug_assert!(
+                run.entries
+                    .first()
+                    .is_none_or(|first| active.index.accepts(&first[..16])),
+                "the run's first index entry follows the segment's last"
+            );
             (
                 active.log.clone(),
                 active.index_file.clone(),
@@ -584,6 +756,7 @@ impl PartitionLog {
             disk::sync_dir(&self.dir).await?;
         }
         self.offsets.purge().await?;
+        self.sealed_files.borrow_mut().take();
         let mut state = self.state.borrow_mut();
         let generation = state.generation + 1;
         *state = LogState::new(Vec::new(), active, 0);

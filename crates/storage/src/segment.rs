@@ -139,6 +139,29 @@ async fn create_truncated(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Read-only handles on a sealed segment's files, opened for a read and cached for the next
+/// one (a consumer catching up reads the same segment many times in a row).
+#[derive(Clone)]
+pub(crate) struct SegmentFiles {
+    /// Start offset of the segment.
+    pub start_offset: u64,
+    /// Its `.log`.
+    pub log: File,
+    /// Its `.index`.
+    pub index: File,
+}
+
+impl SegmentFiles {
+    /// Opens the files of the segment starting at `start_offset`.
+    pub async fn open(dir: &Path, start_offset: u64) -> io::Result<Self> {
+        Ok(Self {
+            start_offset,
+            log: disk::open_read(&log_path(dir, start_offset)).await?,
+            index: disk::open_read(&index_path(dir, start_offset)).await?,
+        })
+    }
+}
+
 /// Messages read from a sealed segment.
 pub(crate) struct SealedRead {
     /// The stored bytes of `messages_count` messages.
@@ -150,7 +173,7 @@ pub(crate) struct SealedRead {
 /// Reads up to `messages_max` messages from relative offset `k` of a sealed segment, stopping
 /// before `bytes_max` unless that would return nothing (one message always fits).
 pub(crate) async fn read_sealed(
-    dir: &Path,
+    files: &SegmentFiles,
     segment: &SealedSegment,
     k: u32,
     messages_max: u32,
@@ -164,9 +187,8 @@ pub(crate) async fn read_sealed(
     // Entry k-1 gives where message k starts; entries k.. give where each message ends.
     let first_entry = k.saturating_sub(1);
     let entries_count = (k + wanted - first_entry) as usize;
-    let index = disk::open_read(&index_path(dir, segment.start_offset)).await?;
     let encoded = disk::read_exact_at(
-        &index,
+        &files.index,
         entries_count * INDEX_ENTRY_BYTES,
         u64::from(first_entry) * INDEX_ENTRY_BYTES as u64,
     )
@@ -185,8 +207,7 @@ pub(crate) async fn read_sealed(
         taken += 1;
     }
     let end = ends[taken - 1].position;
-    let log = disk::open_read(&log_path(dir, segment.start_offset)).await?;
-    let bytes = disk::read_bytes_at(&log, (end - start) as usize, u64::from(start)).await?;
+    let bytes = disk::read_bytes_at(&files.log, (end - start) as usize, u64::from(start)).await?;
     Ok(SealedRead {
         bytes,
         messages_count: taken as u32,
@@ -224,19 +245,19 @@ fn check_read_back(
 /// The first message of a sealed segment with timestamp ≥ `timestamp`: a binary search over
 /// the `.index` on disk (16-byte reads, then one small window), never loading the whole index.
 pub(crate) async fn sealed_offset_at_timestamp(
-    dir: &Path,
+    files: &SegmentFiles,
     segment: &SealedSegment,
     timestamp: u64,
 ) -> io::Result<Option<u64>> {
     if segment.end_timestamp < timestamp {
         return Ok(None);
     }
-    let index = disk::open_read(&index_path(dir, segment.start_offset)).await?;
+    let index = &files.index;
     let (mut low, mut high) = (0u64, u64::from(segment.messages_count));
     while high - low > SEARCH_WINDOW_ENTRIES {
         let middle = low + (high - low) / 2;
         let encoded =
-            disk::read_exact_at(&index, INDEX_ENTRY_BYTES, middle * INDEX_ENTRY_BYTES as u64)
+            disk::read_exact_at(index, INDEX_ENTRY_BYTES, middle * INDEX_ENTRY_BYTES as u64)
                 .await?;
         let entry = IndexEntry::decode(&encoded);
         debug_assert_eq!(u64::from(entry.relative_offset), middle);
@@ -247,7 +268,7 @@ pub(crate) async fn sealed_offset_at_timestamp(
         }
     }
     let window = disk::read_exact_at(
-        &index,
+        index,
         ((high - low) as usize) * INDEX_ENTRY_BYTES,
         low * INDEX_ENTRY_BYTES as u64,
     )

@@ -685,3 +685,110 @@ async fn chunks_are_zero_copy_slices_of_the_journal() {
     );
     let _: &Bytes = &first.chunks[0];
 }
+
+#[compio::test]
+async fn retention_removes_the_oldest_sealed_segments_only() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = partition_dir(&temp);
+    let config = config(300, 1, FsyncMode::Interval);
+    let (log, _) = open(&dir, config.clone()).await;
+    // Batch b: 2 messages at time 100 b; four messages (two batches) per segment.
+    for b in 0..10u64 {
+        log.append(block(&format!("r{b}"), 2), 2, 100 * b)
+            .await
+            .unwrap();
+    }
+    let segments = log.segments();
+    assert_eq!(segments.len(), 5);
+    assert!(!segments.last().unwrap().sealed);
+    assert_eq!(segments[1].start_offset, 4);
+    assert_eq!(segments[1].end_timestamp, 300);
+
+    // Nothing expired yet.
+    let none = log
+        .remove_expired_segments(199, Some(100), None)
+        .await
+        .unwrap();
+    assert_eq!(none.segments_count, 0);
+    // Segments ending at 100 and 300 expire at 400 with a 100 µs expiry.
+    let removed = log
+        .remove_expired_segments(400, Some(100), None)
+        .await
+        .unwrap();
+    assert_eq!((removed.segments_count, removed.messages_count), (2, 8));
+    assert_eq!(log.first_offset(), 8);
+    assert_eq!(log.stats().messages_count, 12);
+    let polled = log.poll(0, 3).await.unwrap();
+    assert_eq!(polled.first_offset, 8);
+    assert_eq!(payloads(&polled), ["r4-0", "r4-1", "r5-0"]);
+    assert!(!dir.join("00000000000000000000.log").exists());
+
+    // Size: keep at most two segments' worth; the active segment always stays.
+    let size_max = log.stats().size_bytes - 1;
+    let removed = log
+        .remove_expired_segments(0, None, Some(size_max))
+        .await
+        .unwrap();
+    assert_eq!(removed.segments_count, 1);
+    let removed = log.remove_expired_segments(0, None, Some(0)).await.unwrap();
+    assert_eq!(removed.segments_count, 1);
+    assert_eq!(log.segments().len(), 1);
+    assert_eq!(log.first_offset(), 16);
+    log.close().await.unwrap();
+    drop(log);
+
+    let (log, report) = open(&dir, config).await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!((log.first_offset(), log.last_offset()), (16, Some(19)));
+    assert_eq!(
+        payloads(&log.poll(0, 10).await.unwrap()),
+        ["r8-0", "r8-1", "r9-0", "r9-1"]
+    );
+    assert_eq!(
+        log.append(block("x", 1), 1, 2_000)
+            .await
+            .unwrap()
+            .first_offset,
+        20
+    );
+}
+
+#[compio::test]
+async fn the_journal_is_bounded_while_a_write_is_in_flight() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = Rc::new(StorageConfig {
+        segment_size_bytes: 1 << 20,
+        journal_messages_max: 1_000,
+        journal_bytes_max: 1_000,
+        fsync: FsyncMode::Interval,
+    });
+    let (log, _) = open(&partition_dir(&temp), config).await;
+    log.append(block("a", 1), 1, 1).await.unwrap();
+    let mut flush = pin!(log.flush(false));
+    assert!(poll_once(flush.as_mut()).is_pending());
+    let mut appends: Vec<_> = (0..100)
+        .map(|_| Box::pin(log.append(block("b", 1), 1, 2)))
+        .collect();
+    let mut done = Vec::new();
+    for append in appends.iter_mut() {
+        done.push(poll_once(append.as_mut()).is_ready());
+    }
+    assert!(done[0], "below the thresholds an append returns at once");
+    let journaled = log.last_offset().unwrap() + 1;
+    assert!(
+        journaled < 100,
+        "appenders past the bound wait before journaling"
+    );
+    assert!(
+        journaled * MESSAGE_BYTES <= 4 * 1_000 + MESSAGE_BYTES,
+        "{journaled}"
+    );
+    flush.await.unwrap();
+    for (append, done) in appends.into_iter().zip(done) {
+        if !done {
+            append.await.unwrap();
+        }
+    }
+    assert_eq!(log.last_offset(), Some(100));
+    assert_eq!(log.poll(0, 1_000).await.unwrap().messages_count, 101);
+}
