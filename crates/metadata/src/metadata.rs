@@ -176,7 +176,11 @@ impl Metadata {
         name: &str,
     ) -> Result<Change, MetadataError> {
         let id = self.stream(stream)?.id.0;
-        if self.stream_names.get(name).is_some_and(|&other| other != id) {
+        if self
+            .stream_names
+            .get(name)
+            .is_some_and(|&other| other != id)
+        {
             return Err(MetadataError::StreamNameExists);
         }
         Ok(Change::UpdateStream {
@@ -228,7 +232,11 @@ impl Metadata {
     ) -> Result<Change, MetadataError> {
         let stream = self.stream(stream)?;
         let id = stream.topic(topic)?.id.0;
-        if stream.topic_names.get(name).is_some_and(|&other| other != id) {
+        if stream
+            .topic_names
+            .get(name)
+            .is_some_and(|&other| other != id)
+        {
             return Err(MetadataError::TopicNameExists);
         }
         Ok(Change::UpdateTopic {
@@ -578,7 +586,9 @@ mod tests {
         assert_eq!(shard0.shard_loads(), &[2, 2, 2, 2]);
         let replica_owners: Vec<_> = replica.partitions().map(|(_, p)| p.owner).collect();
         assert_eq!(owners, replica_owners);
-        let topic = shard0.topic(&s, &Identifier::Name("t".into())).expect("topic");
+        let topic = shard0
+            .topic(&s, &Identifier::Name("t".into()))
+            .expect("topic");
         assert_eq!(topic.settings.message_expiry_us, u64::MAX);
         assert_eq!(topic.settings.replication_factor, 1);
     }

@@ -143,7 +143,8 @@ fn report(error: &EngineError) -> u8 {
     }
 }
 
-/// SIGTERM and SIGINT ask for a graceful shutdown; a second one ends the process at once.
+/// SIGTERM and SIGINT ask for a graceful shutdown. A second Ctrl-C (SIGINT) ends the process
+/// at once; repeated SIGTERMs (process managers often send more than one) are ignored.
 fn watch_signals(shutdown: ShutdownHandle) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
@@ -156,18 +157,20 @@ fn watch_signals(shutdown: ShutdownHandle) {
     std::thread::Builder::new()
         .name("galgo-signals".into())
         .spawn(move || {
-            let mut received = 0;
+            let mut shutting_down = false;
             for signal in signals.forever() {
-                received += 1;
-                if received > 1 {
+                if shutting_down && signal == SIGINT {
                     tracing::warn!(
                         signal,
-                        "second signal: exiting without finishing the shutdown"
+                        "second interrupt: exiting without finishing the shutdown"
                     );
                     std::process::exit(i32::from(EXIT_STARTUP));
                 }
-                tracing::info!(signal, "signal received: graceful shutdown");
-                shutdown.shutdown();
+                if !shutting_down {
+                    tracing::info!(signal, "signal received: graceful shutdown");
+                    shutdown.shutdown();
+                }
+                shutting_down = true;
             }
         })
         .expect("spawn the signal thread");

@@ -320,11 +320,14 @@ async fn graceful_restart_restores_metadata_messages_and_offsets() {
         send_varied(&client, stream, topic, 2, "after", 1).await;
         let p0 = sdk::poll_offset(&client, stream, topic, 0, 118, 100).await;
         assert_eq!(sdk::offsets(&p0.messages), (118..130).collect::<Vec<u64>>());
-        assert!(
-            sdk::payload_strings(&p0.messages[2..])
-                .iter()
-                .all(|p| p.starts_with("after-"))
-        );
+        for (n, message) in p0.messages[2..].iter().enumerate() {
+            let prefix = format!("after-{n}-");
+            assert!(
+                message.payload.starts_with(prefix.as_bytes()),
+                "offset {}",
+                message.header.offset
+            );
+        }
         assert_eq!(
             sdk::offsets(
                 &sdk::poll_offset(&client, stream, topic, 2, 0, 100)
