@@ -277,4 +277,63 @@ mod tests {
         assert!(!index.accepts(&entry(1, 64, 0).encode()));
         index.extend_encoded(&entry(1, 64, 0).encode());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn index_of(steps: &[(u32, u64)]) -> Vec<u8> {
+            let (mut position, mut timestamp, mut encoded) = (0u32, 0u64, Vec::new());
+            for (k, &(size, tick)) in steps.iter().enumerate() {
+                position += 64 + size;
+                timestamp += tick;
+                let entry = IndexEntry {
+                    relative_offset: k as u32,
+                    position,
+                    timestamp,
+                };
+                encoded.extend_from_slice(&entry.encode());
+            }
+            encoded
+        }
+
+        proptest! {
+            #[test]
+            fn entries_round_trip(relative_offset: u32, position: u32, timestamp: u64) {
+                let entry = IndexEntry { relative_offset, position, timestamp };
+                prop_assert_eq!(IndexEntry::decode(&entry.encode()), entry);
+            }
+
+            #[test]
+            fn searches_agree_with_a_linear_scan(
+                steps in prop::collection::vec((0u32..200, 0u64..3), 0..60),
+                timestamp in 0u64..150,
+                from in 0usize..60,
+                messages_max in 0u32..70,
+                bytes_max in 0u64..5_000,
+                at_least_one: bool,
+            ) {
+                let encoded = index_of(&steps);
+                let entries: Vec<IndexEntry> =
+                    (0..steps.len()).map(|k| entry_at(&encoded, k)).collect();
+                let linear = entries.iter().position(|entry| entry.timestamp >= timestamp);
+                prop_assert_eq!(first_at_or_after(&encoded, timestamp), linear);
+
+                let index = OffsetIndex::from_encoded(encoded.clone());
+                prop_assert!(OffsetIndex::default().accepts(&encoded));
+                let from = from.min(steps.len()) as u32;
+                let start = index.start_position(from);
+                let mut to = from;
+                let to_max = (from + messages_max).min(index.len());
+                while to < to_max && u64::from(index.get(to).position - start) <= bytes_max {
+                    to += 1;
+                }
+                if to == from && at_least_one && to_max > from {
+                    to += 1;
+                }
+                prop_assert_eq!(index.fit(from, messages_max, bytes_max, at_least_one), to);
+            }
+        }
+    }
 }
