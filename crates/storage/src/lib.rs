@@ -51,7 +51,7 @@ pub use consumer_offsets::{ClampedOffset, OffsetOwner};
 pub use error::StorageError;
 pub use metadata_log::{METADATA_RECORD_BYTES_MAX, METADATA_RECORD_HEADER_BYTES, MetadataLog};
 pub use partition_log::{
-    AppendReceipt, JOURNAL_BACKLOG_FACTOR, POLL_BYTES_MAX, PartitionLog, PartitionStats, Polled,
-    RemovedSegments, SegmentInfo, remove_partition,
+    AppendReceipt, IoCounters, JOURNAL_BACKLOG_FACTOR, POLL_BYTES_MAX, PartitionLog,
+    PartitionStats, Polled, RemovedSegments, SegmentInfo, remove_partition,
 };
 pub use recovery::{DroppedSegment, RecoveryReport, SegmentRecovery};

@@ -14,7 +14,7 @@
 //! covered and return without another write.
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     path::{Path, PathBuf},
     rc::Rc,
 };
@@ -79,6 +79,15 @@ pub struct PartitionStats {
     pub size_bytes: u64,
     /// Segments, the active one included.
     pub segments_count: u32,
+}
+
+/// How hard the partition works its disk: evidence that group commit groups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// Journal runs written (one vectored write to the log and one to the index each).
+    pub writes_count: u64,
+    /// fdatasyncs of the active log by flushes (sealing a segment not included).
+    pub fsyncs_count: u64,
 }
 
 /// One segment, as retention and operators see it.
@@ -174,6 +183,7 @@ pub struct PartitionLog {
     /// Serialises writes to the partition's segment files (flush, roll, purge).
     flush_lock: Mutex<()>,
     offsets: ConsumerOffsets,
+    io_counters: Cell<IoCounters>,
     /// Read handles on the sealed segment read last (at most one, so memory and open files
     /// stay flat however many segments there are).
     sealed_files: RefCell<Option<SegmentFiles>>,
@@ -205,6 +215,7 @@ impl PartitionLog {
             flush_lock: Mutex::new(()),
             offsets,
             sealed_files: RefCell::new(None),
+            io_counters: Cell::new(IoCounters::default()),
         };
         Ok((log, report))
     }
@@ -603,6 +614,11 @@ impl PartitionLog {
         }
     }
 
+    /// Writes and fdatasyncs done since open.
+    pub fn io_counters(&self) -> IoCounters {
+        self.io_counters.get()
+    }
+
     /// Messages in the journal (not yet written, or being written).
     pub fn unflushed_messages(&self) -> u32 {
         u32::try_from(self.state.borrow().journal.messages_count()).unwrap_or(u32::MAX)
@@ -684,6 +700,9 @@ impl PartitionLog {
         };
         disk::write_vectored_all_at(&log, run.messages.clone(), u64::from(run.position)).await?;
         disk::write_vectored_all_at(&index_file, run.entries.clone(), index_position).await?;
+        let mut counters = self.io_counters.get();
+        counters.writes_count += 1;
+        self.io_counters.set(counters);
         let mut state = self.state.borrow_mut();
         for entries in &run.entries {
             state.active.index.extend_encoded(entries);
@@ -732,6 +751,9 @@ impl PartitionLog {
         };
         // No write can start meanwhile: the caller holds `flush_lock`.
         log.sync_data().await?;
+        let mut counters = self.io_counters.get();
+        counters.fsyncs_count += 1;
+        self.io_counters.set(counters);
         let mut state = self.state.borrow_mut();
         state.active.synced_bytes = size_bytes;
         state.synced_next_offset = state.synced_next_offset.max(written_next_offset);

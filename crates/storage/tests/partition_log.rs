@@ -371,6 +371,12 @@ async fn group_commit_serves_many_concurrent_appenders() {
         log.stats().segments_count > 1,
         "the run also rolled segments"
     );
+    let io = log.io_counters();
+    assert!(
+        io.fsyncs_count <= 8,
+        "64 appends shared a few fdatasyncs: {io:?}"
+    );
+    assert!(io.writes_count <= 16, "and a few writes: {io:?}");
     let polled = log.poll(0, 10_000).await.unwrap();
     assert_eq!(polled.messages_count as u64, next);
     messages(&polled);
