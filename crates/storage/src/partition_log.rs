@@ -199,7 +199,8 @@ impl PartitionLog {
         config.validate()?;
         disk::create_dir_all(&dir).await?;
         let mut report = RecoveryReport::default();
-        let (sealed, active, last_timestamp) = recover_segments(&dir, &config, &mut report).await?;
+        let (sealed, active, last_timestamp) =
+            recovery::recover_segments(&dir, &config, &mut report).await?;
         let state = LogState::new(sealed, active, last_timestamp);
         let last_offset = state.next_offset.checked_sub(1);
         let offsets = ConsumerOffsets::open(&dir, config.fsync).await?;
@@ -230,6 +231,11 @@ impl PartitionLog {
     /// have gone back), ids for id 0 and checksums, then journals the batch. Writes the journal
     /// out when a threshold is reached or a segment rolls; with `fsync = "always"` returns only
     /// once an fdatasync covers the batch.
+    ///
+    /// An error after the batch was journaled (a failed write or fdatasync) leaves it in the
+    /// journal with its offsets, and a later flush may still store it: as with any failed
+    /// write, the caller must treat its fate as unknown. Past the journal's bound
+    /// (`JOURNAL_BACKLOG_FACTOR`) a failing disk refuses the batch before journaling it.
     pub async fn append(
         &self,
         messages: BytesMut,
@@ -838,76 +844,6 @@ fn check_block(messages: &[u8], count: u32) -> Result<(), StorageError> {
         ));
     }
     Ok(())
-}
-
-/// Recovers the segments of `dir`: returns the sealed ones, the active one and the newest
-/// timestamp. Creates segment 0 in an empty directory.
-async fn recover_segments(
-    dir: &Path,
-    config: &StorageConfig,
-    report: &mut RecoveryReport,
-) -> Result<(Vec<SealedSegment>, ActiveSegment, u64), StorageError> {
-    let starts = recovery::list_segments(dir, report).await?;
-    let mut sealed = Vec::new();
-    let mut last: Option<recovery::RecoveredSegment> = None;
-    for (at, &start) in starts.iter().enumerate() {
-        if let Some(previous) = &last {
-            let expected = previous.report.start_offset + u64::from(previous.report.messages_count);
-            if start != expected {
-                for &later in &starts[at..] {
-                    let reason = format!("segments must continue at offset {expected}");
-                    recovery::drop_segment(dir, later, &reason, report).await?;
-                }
-                break;
-            }
-        }
-        let is_last = at + 1 == starts.len();
-        let recovered = recovery::recover_segment(dir, start, is_last).await?;
-        report.segments.push(recovered.report.clone());
-        if let Some(previous) = last.replace(recovered) {
-            assert!(
-                previous.report.messages_count > 0,
-                "an empty segment is followed by none"
-            );
-            sealed.push(SealedSegment {
-                start_offset: previous.report.start_offset,
-                messages_count: previous.report.messages_count,
-                size_bytes: previous.report.size_bytes,
-                end_timestamp: previous.end_timestamp,
-            });
-        }
-    }
-    let Some(mut last) = last else {
-        let active = ActiveSegment::create(dir, 0).await?;
-        disk::sync_dir(dir).await?;
-        return Ok((sealed, active, 0));
-    };
-    if last.index.is_none() {
-        // Later segments were dropped: this one becomes the active one after all. It was just
-        // recovered, so this second pass only loads its index.
-        last = recovery::recover_segment(dir, last.report.start_offset, true).await?;
-    }
-    let start = last.report.start_offset;
-    let log = disk::open_read_write(&segment::log_path(dir, start), false).await?;
-    let index_file = disk::open_read_write(&segment::index_path(dir, start), false).await?;
-    let synced = config.fsync != FsyncMode::Never;
-    if synced {
-        // What survived may still sit in the page cache only (a process crash, not a machine
-        // crash): make it durable before acknowledging anything after it.
-        log.sync_data().await?;
-    }
-    let last_timestamp = last
-        .end_timestamp
-        .max(sealed.last().map_or(0, |s| s.end_timestamp));
-    let active = ActiveSegment {
-        start_offset: start,
-        log,
-        index_file,
-        index: last.index.expect("kept"),
-        size_bytes: last.report.size_bytes,
-        synced_bytes: if synced { last.report.size_bytes } else { 0 },
-    };
-    Ok((sealed, active, last_timestamp))
 }
 
 /// Deletes a partition's directory with everything in it (partition, topic or stream

@@ -26,11 +26,11 @@ use galgo_protocol::message::{
 };
 
 use crate::{
-    StorageError,
+    FsyncMode, StorageConfig, StorageError,
     consumer_offsets::ClampedOffset,
     disk,
     offset_index::{self, INDEX_ENTRY_BYTES, IndexEntry, OffsetIndex},
-    segment::{self, SegmentFile},
+    segment::{self, ActiveSegment, SealedSegment, SegmentFile},
 };
 
 /// Bytes of log read at once while scanning (a larger message is read whole).
@@ -131,6 +131,76 @@ pub(crate) struct RecoveredSegment {
     pub end_timestamp: u64,
     /// The whole index, when asked for (the active segment's).
     pub index: Option<OffsetIndex>,
+}
+
+/// Recovers the segments of `dir`: returns the sealed ones, the active one and the newest
+/// timestamp. Creates segment 0 in an empty directory.
+pub(crate) async fn recover_segments(
+    dir: &Path,
+    config: &StorageConfig,
+    report: &mut RecoveryReport,
+) -> Result<(Vec<SealedSegment>, ActiveSegment, u64), StorageError> {
+    let starts = list_segments(dir, report).await?;
+    let mut sealed = Vec::new();
+    let mut last: Option<RecoveredSegment> = None;
+    for (at, &start) in starts.iter().enumerate() {
+        if let Some(previous) = &last {
+            let expected = previous.report.start_offset + u64::from(previous.report.messages_count);
+            if start != expected {
+                for &later in &starts[at..] {
+                    let reason = format!("segments must continue at offset {expected}");
+                    drop_segment(dir, later, &reason, report).await?;
+                }
+                break;
+            }
+        }
+        let is_last = at + 1 == starts.len();
+        let recovered = recover_segment(dir, start, is_last).await?;
+        report.segments.push(recovered.report.clone());
+        if let Some(previous) = last.replace(recovered) {
+            assert!(
+                previous.report.messages_count > 0,
+                "an empty segment is followed by none"
+            );
+            sealed.push(SealedSegment {
+                start_offset: previous.report.start_offset,
+                messages_count: previous.report.messages_count,
+                size_bytes: previous.report.size_bytes,
+                end_timestamp: previous.end_timestamp,
+            });
+        }
+    }
+    let Some(mut last) = last else {
+        let active = ActiveSegment::create(dir, 0).await?;
+        disk::sync_dir(dir).await?;
+        return Ok((sealed, active, 0));
+    };
+    if last.index.is_none() {
+        // Later segments were dropped: this one becomes the active one after all. It was just
+        // recovered, so this second pass only loads its index.
+        last = recover_segment(dir, last.report.start_offset, true).await?;
+    }
+    let start = last.report.start_offset;
+    let log = disk::open_read_write(&segment::log_path(dir, start), false).await?;
+    let index_file = disk::open_read_write(&segment::index_path(dir, start), false).await?;
+    let synced = config.fsync != FsyncMode::Never;
+    if synced {
+        // What survived may still sit in the page cache only (a process crash, not a machine
+        // crash): make it durable before acknowledging anything after it.
+        log.sync_data().await?;
+    }
+    let last_timestamp = last
+        .end_timestamp
+        .max(sealed.last().map_or(0, |s| s.end_timestamp));
+    let active = ActiveSegment {
+        start_offset: start,
+        log,
+        index_file,
+        index: last.index.expect("kept"),
+        size_bytes: last.report.size_bytes,
+        synced_bytes: if synced { last.report.size_bytes } else { 0 },
+    };
+    Ok((sealed, active, last_timestamp))
 }
 
 /// Start offsets of the segments in `dir` that have a log, ascending. Indexes without a log
