@@ -5,10 +5,9 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use galgo_protocol::command::system::ShardStats;
 use iggy::prelude::*;
 use support::TestServer;
-use support::raw::{RawConn, code};
+use support::raw;
 use support::sdk::{self, TEST_TIMEOUT, id, within};
 
 const SHARDS: u32 = 4;
@@ -40,13 +39,6 @@ async fn assert_partitions(
             "partition {partition}"
         );
     }
-}
-
-fn shard_stats(server: &TestServer) -> ShardStats {
-    let mut conn = RawConn::connect_logged_in(server.addr);
-    let payload = conn.request(code::GET_SHARD_STATS, &[]).ok();
-    ShardStats::decode(&payload)
-        .unwrap_or_else(|error| panic!("decode GetShardStats: {error:?} in {payload:02x?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +147,7 @@ async fn every_connection_reaches_every_partition_across_shards() {
     })
     .await;
 
-    let stats = shard_stats(&server);
+    let stats = raw::shard_stats(server.addr);
     assert_eq!(stats.shards.len(), SHARDS as usize, "{stats:?}");
     let mut ids: Vec<u32> = stats.shards.iter().map(|s| s.shard_id).collect();
     ids.sort_unstable();

@@ -489,3 +489,248 @@ async fn sigkill_with_fsync_always_keeps_every_acknowledged_message() {
     })
     .await;
 }
+
+/// The payload of message `k` of a writer that sends batches of 3 to `partition`.
+fn sequenced_payload(partition: u32, k: u64) -> String {
+    format!("p{partition}.b{}-{}", k / 3, k % 3)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_writes_keeps_every_acknowledged_batch_and_a_clean_prefix() {
+    const PARTITIONS: u32 = 2;
+    const ACKED_BEFORE_KILL: u64 = 40;
+    let mut server = TestServer::start(&["--set", SEGMENT_SIZE, "--set", "storage.fsync=always"]);
+    let (stream, topic, acked) = within(TEST_TIMEOUT, async {
+        let admin = sdk::client(server.addr).await;
+        let (stream, topic) =
+            sdk::create_stream_and_topic(&admin, "mid-write", "t", PARTITIONS).await;
+        let mut writers = Vec::new();
+        let mut progress = Vec::new();
+        for partition in 0..PARTITIONS {
+            let client = sdk::client(server.addr).await;
+            let (acked_tx, acked_rx) = tokio::sync::watch::channel(0u64);
+            progress.push(acked_rx);
+            writers.push(tokio::spawn(async move {
+                // One request in flight at a time: everything before it was acknowledged.
+                for batch in 0..1_000_000u64 {
+                    let mut messages: Vec<IggyMessage> = (batch * 3..batch * 3 + 3)
+                        .map(|k| sdk::message(sequenced_payload(partition, k)))
+                        .collect();
+                    let sent = client
+                        .send_messages(
+                            &id(stream),
+                            &id(topic),
+                            &Partitioning::partition_id(partition),
+                            &mut messages,
+                        )
+                        .await;
+                    if sent.is_err() {
+                        break;
+                    }
+                    acked_tx.send_replace(batch + 1);
+                }
+            }));
+        }
+        for rx in &mut progress {
+            rx.wait_for(|&acked| acked >= ACKED_BEFORE_KILL)
+                .await
+                .expect("writer alive");
+        }
+        // Crash while both writers still have sends in flight.
+        server.kill();
+        for writer in writers {
+            writer
+                .await
+                .expect("writer task ends once the server is gone");
+        }
+        let acked: Vec<u64> = progress.iter().map(|rx| *rx.borrow()).collect();
+        (stream, topic, acked)
+    })
+    .await;
+
+    server.restart();
+    within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        for partition in 0..PARTITIONS {
+            let messages = sdk::poll_all(&client, stream, topic, partition).await;
+            let acked_messages = acked[partition as usize] * 3;
+            assert!(
+                messages.len() as u64 >= acked_messages,
+                "partition {partition}: {} messages after the crash, {acked_messages} acknowledged",
+                messages.len()
+            );
+            assert!(
+                messages.len() as u64 <= acked_messages + 3,
+                "partition {partition}: at most the one unacknowledged batch may survive"
+            );
+            for (k, message) in messages.iter().enumerate() {
+                assert_eq!(message.header.offset, k as u64);
+                assert_eq!(message.header.checksum, checksum(&message.to_bytes()));
+                assert_eq!(
+                    message.payload,
+                    sequenced_payload(partition, k as u64).as_bytes(),
+                    "offset {k}"
+                );
+            }
+            let next = messages.len() as u64;
+            client
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::partition_id(partition),
+                    &mut sdk::messages("resumed", 0..1),
+                )
+                .await
+                .unwrap();
+            let resumed = sdk::poll_offset(&client, stream, topic, partition, next, 10).await;
+            assert_eq!(sdk::offsets(&resumed.messages), vec![next]);
+        }
+    })
+    .await;
+    server.stop();
+    check_segments(&server.partition_dir(stream, topic, 0));
+    check_segments(&server.partition_dir(stream, topic, 1));
+}
+
+#[tokio::test]
+async fn shard_count_may_change_between_runs() {
+    const PARTITIONS: u32 = 8;
+    let mut server = TestServer::start(&["--shards", "4", "--set", SEGMENT_SIZE]);
+    let (stream, topic) = within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        let (stream, topic) =
+            sdk::create_stream_and_topic(&client, "reshard", "t", PARTITIONS).await;
+        for partition in 0..PARTITIONS {
+            send_varied(
+                &client,
+                stream,
+                topic,
+                partition,
+                &format!("p{partition}"),
+                30,
+            )
+            .await;
+            client
+                .store_consumer_offset(
+                    &Consumer::new(id(4)),
+                    &id(stream),
+                    &id(topic),
+                    Some(partition),
+                    u64::from(partition),
+                )
+                .await
+                .unwrap();
+        }
+        (stream, topic)
+    })
+    .await;
+
+    let check = |server: &TestServer, written: u64| {
+        let addr = server.addr;
+        async move {
+            let client = sdk::client(addr).await;
+            for partition in 0..PARTITIONS {
+                let messages = sdk::poll_all(&client, stream, topic, partition).await;
+                assert_eq!(messages.len() as u64, written, "partition {partition}");
+                let prefix = format!("p{partition}-0-");
+                assert!(messages[0].payload.starts_with(prefix.as_bytes()));
+                let stored = client
+                    .get_consumer_offset(
+                        &Consumer::new(id(4)),
+                        &id(stream),
+                        &id(topic),
+                        Some(partition),
+                    )
+                    .await
+                    .unwrap()
+                    .expect("stored offset");
+                assert_eq!(stored.stored_offset, u64::from(partition));
+            }
+            client
+        }
+    };
+
+    for (shards, written) in [("2", 30u64), ("3", 31), ("1", 32)] {
+        server.restart_with_args(&["--shards", shards, "--set", SEGMENT_SIZE]);
+        within(TEST_TIMEOUT, async {
+            let client = check(&server, written).await;
+            for partition in 0..PARTITIONS {
+                send_varied(
+                    &client,
+                    stream,
+                    topic,
+                    partition,
+                    &format!("p{partition}"),
+                    1,
+                )
+                .await;
+            }
+        })
+        .await;
+        let stats = support::raw::shard_stats(server.addr);
+        assert_eq!(
+            stats.shards.len(),
+            shards.parse::<usize>().unwrap(),
+            "{stats:?}"
+        );
+        assert_eq!(
+            stats.shards.iter().map(|s| s.partitions).sum::<u32>(),
+            PARTITIONS,
+            "{stats:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn graceful_stop_with_open_idle_and_half_sent_connections() {
+    let mut server = TestServer::start(&[]);
+    let client = within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        let (stream, topic) = sdk::create_stream_and_topic(&client, "open", "t", 1).await;
+        client
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::partition_id(0),
+                &mut sdk::messages("m", 0..3),
+            )
+            .await
+            .unwrap();
+        client
+    })
+    .await;
+    let mut idle = support::raw::RawConn::connect_logged_in(server.addr);
+    let mut half = support::raw::RawConn::connect_logged_in(server.addr);
+    let batch = support::raw::SendMessages::new(0, 0, 0, &[b"half-sent"]).encode();
+    half.send_bytes(&support::raw::frame(support::raw::code::SEND_MESSAGES, &batch)[..30]);
+    let _never_logged_in = support::raw::RawConn::connect(server.addr);
+
+    server.stop();
+    // The idle connection is closed, at most after an unsolicited Disconnected (8) frame.
+    match idle.try_read_response() {
+        Ok(frame) => {
+            frame.assert_error(8);
+            idle.expect_closed(std::time::Duration::from_secs(5));
+        }
+        Err(error) => assert!(
+            !matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the idle connection was left open after the server exited: {error}"
+        ),
+    }
+    drop(client);
+
+    server.restart();
+    within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        let messages = sdk::poll_all(&client, 0, 0, 0).await;
+        assert_eq!(
+            sdk::payload_strings(&messages),
+            vec!["m-0", "m-1", "m-2"],
+            "the half-sent batch was not stored"
+        );
+    })
+    .await;
+}

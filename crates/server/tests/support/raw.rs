@@ -8,6 +8,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use galgo_protocol::command::system::ShardStats;
 use galgo_protocol::message::{MessageIter, MessageView, encode_message};
 
 /// How long a raw read waits for the server.
@@ -422,4 +423,13 @@ pub fn poll(
         )
         .ok();
     decode_polled(&payload)
+}
+
+/// GetShardStats (galgo's code 9000) over a fresh logged-in connection.
+#[track_caller]
+pub fn shard_stats(addr: SocketAddr) -> ShardStats {
+    let mut conn = RawConn::connect_logged_in(addr);
+    let payload = conn.request(code::GET_SHARD_STATS, &[]).ok();
+    ShardStats::decode(&payload)
+        .unwrap_or_else(|error| panic!("decode GetShardStats: {error:?} in {payload:02x?}"))
 }

@@ -76,10 +76,7 @@ impl TestServer {
             .expect("create temp dir");
         let data_dir = root.path().join("data");
         std::fs::create_dir_all(&data_dir).expect("create data dir");
-        let mut args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-        if !args.iter().any(|arg| arg == "--shards") {
-            args.extend(["--shards".to_string(), "2".to_string()]);
-        }
+        let args = with_default_shards(args);
         let mut server = TestServer {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
@@ -101,12 +98,13 @@ impl TestServer {
         self.spawn();
     }
 
-    /// Like [`TestServer::restart`], with `extra` flags appended for this run and later ones.
-    pub fn restart_with(&mut self, extra: &[&str]) {
+    /// Like [`TestServer::restart`], with `args` in place of the flags given so far (the same
+    /// rules as [`TestServer::start`]: `--shards 2` unless `args` names `--shards`).
+    pub fn restart_with_args(&mut self, args: &[&str]) {
         if self.is_running() {
             self.stop();
         }
-        self.args.extend(extra.iter().map(|arg| arg.to_string()));
+        self.args = with_default_shards(args);
         self.spawn();
     }
 
@@ -210,6 +208,14 @@ impl TestServer {
             }
         }
     }
+}
+
+fn with_default_shards(args: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    if !args.iter().any(|arg| arg == "--shards") {
+        args.extend(["--shards".to_string(), "2".to_string()]);
+    }
+    args
 }
 
 /// The binary under test: `GALGO_SERVER_BIN` if set (to run the suite against another build),
