@@ -1526,3 +1526,127 @@ async fn users_tokens_groups_and_segments_are_feature_unavailable() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn topic_without_partitions_rejects_sends() {
+    let server = TestServer::start(&[]);
+    within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        let (stream, topic) = sdk::create_stream_and_topic(&client, "empty", "none", 0).await;
+        let balanced = client
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::balanced(),
+                &mut sdk::messages("x", 0..1),
+            )
+            .await;
+        // Iggy 0.8.0 answers 2010 TopicIdNotFound here (PROTOCOL.md §6.3); 3008 NoPartitions, as
+        // for MessagesKey, is the clearer answer and the SDK treats both alike.
+        let code = error_code(balanced);
+        assert!(
+            [2010, 3008].contains(&code),
+            "Balanced over 0 partitions gave {code}"
+        );
+        let keyed = client
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::messages_key_str("k").unwrap(),
+                &mut sdk::messages("x", 0..1),
+            )
+            .await;
+        assert_eq!(
+            error_code(keyed),
+            3008,
+            "MessagesKey over 0 partitions gives NoPartitions"
+        );
+        let explicit = client
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::partition_id(0),
+                &mut sdk::messages("x", 0..1),
+            )
+            .await;
+        assert_eq!(error_code(explicit), 3007);
+        client
+            .create_partitions(&id(stream), &id(topic), 1)
+            .await
+            .expect("add a partition");
+        client
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::messages_key_str("k").unwrap(),
+                &mut sdk::messages("x", 0..1),
+            )
+            .await
+            .expect("now there is a partition");
+        assert_eq!(sdk::poll_all(&client, stream, topic, 0).await.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn high_level_producer_and_standalone_consumer() {
+    use futures_util::StreamExt;
+
+    let server = TestServer::start(&[]);
+    within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        let (stream, topic) =
+            sdk::create_stream_and_topic(&client, "high-level", "events", 2).await;
+        let producer = client
+            .producer("high-level", "events")
+            .unwrap()
+            .direct(DirectConfig::builder().batch_length(10).build())
+            .partitioning(Partitioning::partition_id(1))
+            .build();
+        producer.init().await.expect("producer init");
+        producer
+            .send(sdk::messages("hl", 0..25))
+            .await
+            .expect("producer send");
+
+        let mut consumer = client
+            .consumer("hl-reader", "high-level", "events", 1)
+            .unwrap()
+            .polling_strategy(PollingStrategy::next())
+            .batch_length(7)
+            .auto_commit(AutoCommit::When(AutoCommitWhen::PollingMessages))
+            .poll_interval(IggyDuration::from(1_000))
+            .build();
+        consumer.init().await.expect("consumer init");
+        let mut received = Vec::new();
+        while received.len() < 25 {
+            let message = consumer
+                .next()
+                .await
+                .expect("stream goes on")
+                .expect("consumed message");
+            assert_eq!(message.partition_id, 1);
+            received.push(message.message);
+        }
+        assert_eq!(sdk::offsets(&received), (0..25).collect::<Vec<u64>>());
+        assert_eq!(
+            sdk::payload_strings(&received),
+            sdk::payload_strings(&sdk::messages("hl", 0..25))
+        );
+        let stored = client
+            .get_consumer_offset(
+                &Consumer::new(name("hl-reader")),
+                &id(stream),
+                &id(topic),
+                Some(1),
+            )
+            .await
+            .unwrap()
+            .expect("auto-committed while polling");
+        assert_eq!(stored.stored_offset, 24);
+        drop(consumer);
+        drop(producer);
+        assert!(sdk::poll_all(&client, stream, topic, 0).await.is_empty());
+    })
+    .await;
+}
