@@ -261,88 +261,60 @@ pub(crate) async fn recover_segment(
 ) -> Result<RecoveredSegment, StorageError> {
     let log = disk::open_read_write(&segment::log_path(dir, start_offset), false).await?;
     let index = disk::open_read_write(&segment::index_path(dir, start_offset), true).await?;
-    let log_size = disk::file_len(&log).await?;
-    let index_size = disk::file_len(&index).await?;
-    let mut kept = is_active.then(Vec::new);
-    let prefix = trusted_prefix(&index, index_size, log_size, kept.as_mut()).await?;
-    let tail = Tail::of(&prefix, kept.as_deref());
-
-    // Re-verify the tail of the trusted prefix and scan on to the end of the log. Entries the
-    // scan produces must equal the index's; from the first that differs, the index is rewritten.
-    let mut scanner = LogScanner {
+    let files = Files {
         log: &log,
-        log_size,
+        index: &index,
+        log_size: disk::file_len(&log).await?,
+        index_size: disk::file_len(&index).await?,
         start_offset,
-        position: tail.previous.map_or(0, |entry| u64::from(entry.position)),
-        previous: tail.previous,
-        next_k: tail.first_k,
-        need: 0,
-        stop: None,
     };
-    let mut index_len = index_size;
-    let mut agreed = tail.first_k;
-    let mut diverged = false;
-    loop {
-        let first_k = scanner.next_k;
-        let entries = scanner.next_entries().await?;
-        if entries.is_empty() {
-            break;
-        }
-        let mut fresh = 0;
-        if !diverged {
-            while fresh < entries.len() {
-                let k = first_k + (fresh / INDEX_ENTRY_BYTES) as u32;
-                let entry = offset_index::entry_at(&entries[fresh..], 0);
-                if k >= prefix.count || tail.entry(k) != entry {
-                    diverged = true;
-                    break;
-                }
-                agreed = k + 1;
-                fresh += INDEX_ENTRY_BYTES;
-            }
-            if !diverged {
-                continue;
-            }
-            let trusted_bytes = u64::from(agreed) * INDEX_ENTRY_BYTES as u64;
-            index.set_len(trusted_bytes).await?;
-            index_len = trusted_bytes;
-            if let Some(kept) = kept.as_mut() {
-                kept.truncate(trusted_bytes as usize);
-            }
-        }
-        let entries = &entries[fresh..];
-        disk::write_all_at(&index, entries.to_vec(), index_len).await?;
-        index_len += entries.len() as u64;
+    let mut kept = is_active.then(Vec::new);
+    let prefix = trusted_prefix(&index, files.index_size, files.log_size, kept.as_mut()).await?;
+    let tail = Tail::of(&prefix, kept.as_deref());
+    let mut scan = scan_log(&files, prefix.count, &tail, kept.as_mut()).await?;
+    if scan.next_k == tail.first_k && tail.first_k > 0 && scan.stop.is_some() {
+        // No valid message starts where the index says the tail starts: the index, not the
+        // log, is wrong there. Trust none of it (the log must not be cut at a position only
+        // the index vouches for) and scan the whole log.
+        tracing::warn!(dir = %dir.display(), start_offset, k = tail.first_k,
+            "segment index points where no valid message starts; rescanning the whole log");
         if let Some(kept) = kept.as_mut() {
-            kept.extend_from_slice(entries);
+            kept.clear();
         }
+        scan = scan_log(
+            &files,
+            0,
+            &Tail::of(&Trusted::default(), None),
+            kept.as_mut(),
+        )
+        .await?;
     }
-    if !diverged {
-        // The scan confirmed the tail up to `agreed` and found nothing beyond the prefix.
-        agreed = agreed.min(scanner.next_k);
-    }
-    let final_bytes = u64::from(scanner.next_k) * INDEX_ENTRY_BYTES as u64;
-    if index_len != final_bytes {
+    let final_bytes = u64::from(scan.next_k) * INDEX_ENTRY_BYTES as u64;
+    if scan.index_len != final_bytes {
         index.set_len(final_bytes).await?;
     }
     if let Some(kept) = kept.as_mut() {
         kept.truncate(final_bytes as usize);
     }
-    let trusted = if diverged { agreed } else { scanner.next_k };
+    let trusted = if scan.diverged {
+        scan.agreed
+    } else {
+        scan.next_k
+    };
     let report = SegmentRecovery {
         start_offset,
-        messages_count: scanner.next_k,
-        size_bytes: scanner.position,
+        messages_count: scan.next_k,
+        size_bytes: scan.position,
         index_entries_trusted: trusted,
-        index_entries_rebuilt: scanner.next_k - trusted,
-        index_bytes_dropped: index_size - u64::from(trusted) * INDEX_ENTRY_BYTES as u64,
-        log_bytes_truncated: log_size - scanner.position,
+        index_entries_rebuilt: scan.next_k - trusted,
+        index_bytes_dropped: files.index_size - u64::from(trusted) * INDEX_ENTRY_BYTES as u64,
+        log_bytes_truncated: files.log_size - scan.position,
     };
-    if let Some(reason) = &scanner.stop {
-        tracing::warn!(dir = %dir.display(), start_offset, kept_bytes = scanner.position,
+    if let Some(reason) = &scan.stop {
+        tracing::warn!(dir = %dir.display(), start_offset, kept_bytes = scan.position,
             dropped_bytes = report.log_bytes_truncated, reason = %reason,
             "truncating a segment log at its first unproven message");
-        log.set_len(scanner.position).await?;
+        log.set_len(scan.position).await?;
         log.sync_data().await?;
     }
     if report.index_bytes_dropped > 0 || report.index_entries_rebuilt > 0 {
@@ -353,8 +325,96 @@ pub(crate) async fn recover_segment(
     }
     Ok(RecoveredSegment {
         report,
-        end_timestamp: scanner.previous.map_or(0, |entry| entry.timestamp),
+        end_timestamp: scan.previous.map_or(0, |entry| entry.timestamp),
         index: kept.map(OffsetIndex::from_encoded),
+    })
+}
+
+/// The two files of a segment being recovered.
+struct Files<'a> {
+    log: &'a File,
+    index: &'a File,
+    log_size: u64,
+    index_size: u64,
+    start_offset: u64,
+}
+
+/// Where a scan of a segment's log ended.
+struct Scan {
+    /// End of the last verified message: the log's size after recovery.
+    position: u64,
+    /// Number of verified messages.
+    next_k: u32,
+    /// Entry of the last verified message.
+    previous: Option<IndexEntry>,
+    /// Why the scan stopped before the end of the log.
+    stop: Option<String>,
+    /// Entries of the index confirmed by the scan (and the prefix before the tail).
+    agreed: u32,
+    /// True once an entry of the scan differed from the index (or went past it).
+    diverged: bool,
+    /// Length of the index file now.
+    index_len: u64,
+}
+
+/// Verifies the log from the tail of a trusted prefix of `prefix_count` entries to its end.
+/// Entries the scan produces must equal the index's; from the first that differs (or goes
+/// past the prefix), the index file and `kept` are rewritten with the scan's entries.
+async fn scan_log(
+    files: &Files<'_>,
+    prefix_count: u32,
+    tail: &Tail,
+    mut kept: Option<&mut Vec<u8>>,
+) -> Result<Scan, StorageError> {
+    let mut scanner = LogScanner {
+        log: files.log,
+        log_size: files.log_size,
+        start_offset: files.start_offset,
+        position: tail.previous.map_or(0, |entry| u64::from(entry.position)),
+        previous: tail.previous,
+        next_k: tail.first_k,
+        need: 0,
+        stop: None,
+    };
+    let mut index_len = files.index_size;
+    let mut agreed = tail.first_k;
+    let mut diverged = false;
+    while !scanner.finished() {
+        let first_k = scanner.next_k;
+        let entries = scanner.next_entries().await?;
+        let mut fresh = 0;
+        while !diverged && fresh < entries.len() {
+            let k = first_k + (fresh / INDEX_ENTRY_BYTES) as u32;
+            if k >= prefix_count || tail.entry(k) != offset_index::entry_at(&entries[fresh..], 0) {
+                diverged = true;
+                index_len = u64::from(agreed) * INDEX_ENTRY_BYTES as u64;
+                files.index.set_len(index_len).await?;
+                if let Some(kept) = kept.as_deref_mut() {
+                    kept.truncate(index_len as usize);
+                }
+                break;
+            }
+            agreed = k + 1;
+            fresh += INDEX_ENTRY_BYTES;
+        }
+        let entries = &entries[fresh..];
+        if entries.is_empty() {
+            continue;
+        }
+        disk::write_all_at(files.index, entries.to_vec(), index_len).await?;
+        index_len += entries.len() as u64;
+        if let Some(kept) = kept.as_deref_mut() {
+            kept.extend_from_slice(entries);
+        }
+    }
+    Ok(Scan {
+        position: scanner.position,
+        next_k: scanner.next_k,
+        previous: scanner.previous,
+        stop: scanner.stop,
+        agreed: agreed.min(scanner.next_k),
+        diverged,
+        index_len,
     })
 }
 
@@ -472,6 +532,11 @@ struct LogScanner<'a> {
 }
 
 impl LogScanner<'_> {
+    /// True once the scan reached the end of the log or stopped before it.
+    fn finished(&self) -> bool {
+        self.stop.is_some() || self.position == self.log_size
+    }
+
     /// Entries of the next verified messages, encoded; empty at the end of the scan.
     async fn next_entries(&mut self) -> Result<Vec<u8>, StorageError> {
         let mut entries = Vec::new();

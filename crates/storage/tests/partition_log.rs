@@ -798,3 +798,63 @@ async fn the_journal_is_bounded_while_a_write_is_in_flight() {
     assert_eq!(log.last_offset(), Some(100));
     assert_eq!(log.poll(0, 1_000).await.unwrap().messages_count, 101);
 }
+
+#[compio::test]
+async fn recovery_scans_messages_larger_than_its_read_chunk() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = partition_dir(&temp);
+    let big = |fill: u8| {
+        let mut raw = Vec::new();
+        encode_message(0, 0, &vec![fill; 1_500_000], b"", &mut raw);
+        BytesMut::from(&raw[..])
+    };
+    let config = config(16 << 20, 1024, FsyncMode::Interval);
+    let (log, _) = open(&dir, config.clone()).await;
+    for fill in 1..=3u8 {
+        log.append(big(fill), 1, u64::from(fill)).await.unwrap();
+    }
+    log.close().await.unwrap();
+    drop(log);
+    // No index, and the third message torn: two 1.5 MB messages must be found by the scan.
+    std::fs::remove_file(file(&dir, "index")).unwrap();
+    let size = std::fs::metadata(file(&dir, "log")).unwrap().len();
+    set_len(&file(&dir, "log"), size - 1_000);
+    let (log, report) = open(&dir, config).await;
+    assert_eq!(report.messages_count(), 2, "{report:?}");
+    assert_eq!(report.segments[0].log_bytes_truncated, size / 3 - 1_000);
+    let polled = log.poll(0, 10).await.unwrap();
+    let payloads: Vec<u8> = messages(&polled).iter().map(|m| m.2[0]).collect();
+    assert_eq!(payloads, [1, 2]);
+    assert_eq!(log.append(big(4), 1, 9).await.unwrap().first_offset, 2);
+}
+
+#[compio::test]
+async fn a_wrong_index_never_cuts_a_healthy_sealed_segment() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = partition_dir(&temp);
+    let config = config(300, 1, FsyncMode::Interval);
+    let (log, _) = open(&dir, config.clone()).await;
+    for _ in 0..10 {
+        log.append(block("w", 1), 1, 10).await.unwrap();
+    }
+    log.close().await.unwrap();
+    let segments = log.segments();
+    drop(log);
+    assert!(segments.len() >= 3);
+    // The first (sealed) segment's index: well formed, within the log, but every position is
+    // one byte short, so its last entry points where no message starts.
+    let path = file(&dir, "index");
+    let mut index = std::fs::read(&path).unwrap();
+    for entry in index.chunks_mut(INDEX_ENTRY_BYTES) {
+        let position = u32::from_le_bytes(entry[4..8].try_into().unwrap()) - 1;
+        entry[4..8].copy_from_slice(&position.to_le_bytes());
+    }
+    std::fs::write(&path, index).unwrap();
+    let (log, report) = open(&dir, config).await;
+    assert_eq!(report.log_bytes_dropped(), 0, "{report:?}");
+    assert!(report.dropped_segments.is_empty());
+    assert_eq!(report.segments[0].index_entries_trusted, 0);
+    assert!(report.segments[0].index_entries_rebuilt > 0);
+    assert_eq!(log.segments().len(), segments.len());
+    assert_eq!(log.poll(0, 100).await.unwrap().messages_count, 10);
+}
