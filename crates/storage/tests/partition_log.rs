@@ -858,3 +858,28 @@ async fn a_wrong_index_never_cuts_a_healthy_sealed_segment() {
     assert_eq!(log.segments().len(), segments.len());
     assert_eq!(log.poll(0, 100).await.unwrap().messages_count, 10);
 }
+
+#[compio::test]
+async fn broken_offset_files_are_removed_at_open() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = partition_dir(&temp);
+    let (log, _) = open(&dir, default_config()).await;
+    log.append(block("o", 3), 3, 1).await.unwrap();
+    log.store_offset(OffsetOwner::Consumer(1), 2).await.unwrap();
+    log.close().await.unwrap();
+    drop(log);
+    let consumers = dir.join("offsets").join("consumers");
+    assert_eq!(
+        std::fs::read(consumers.join("1")).unwrap(),
+        2u64.to_le_bytes()
+    );
+    // A torn offset file and a temporary file left by a crash mid-replace.
+    std::fs::write(consumers.join("5"), [1, 2, 3]).unwrap();
+    std::fs::write(consumers.join("6.tmp"), 9u64.to_le_bytes()).unwrap();
+    let (log, _) = open(&dir, default_config()).await;
+    assert_eq!(log.stored_offset(OffsetOwner::Consumer(1)), Some(2));
+    assert_eq!(log.stored_offset(OffsetOwner::Consumer(5)), None);
+    assert_eq!(log.stored_offset(OffsetOwner::Consumer(6)), None);
+    assert!(!consumers.join("5").exists());
+    assert!(!consumers.join("6.tmp").exists());
+}
