@@ -619,3 +619,45 @@ fn fragmented_pipelined_and_abandoned_frames() {
         "only the piped stream exists: {streams:02x?}"
     );
 }
+
+#[test]
+fn send_payload_over_the_configured_limit_is_drained_and_rejected() {
+    let server = TestServer::start(&["--set", "tcp.send_payload_bytes_max=65536"]);
+    let mut bystander = RawConn::connect_logged_in(server.addr);
+    let mut conn = RawConn::connect_logged_in(server.addr);
+    let stream = raw::create_stream(&mut conn, "limited");
+    let topic = raw::create_topic(&mut conn, stream, "t", 1);
+    let big = vec![0x42u8; 40_000];
+    let too_big = SendMessages::new(stream, topic, 0, &[&big, &big]).encode();
+    assert!(too_big.len() > 65_536);
+    conn.request(code::SEND_MESSAGES, &too_big)
+        .assert_error(error::INVALID_COMMAND);
+    conn.ping();
+    bystander.ping();
+    let fits = SendMessages::new(stream, topic, 0, &[&big]).encode();
+    conn.request(code::SEND_MESSAGES, &fits).ok();
+    let polled = raw::poll(&mut conn, stream, topic, 0, 0, 10);
+    assert_eq!(
+        polled.messages.len(),
+        1,
+        "only the batch within the limit was stored"
+    );
+}
+
+#[test]
+fn clients_that_vanish_after_an_absurd_length_harm_nobody() {
+    let server = TestServer::start(&[]);
+    let mut bystander = RawConn::connect_logged_in(server.addr);
+    for command in [code::GET_STREAMS, code::SEND_MESSAGES, 7777] {
+        let mut conn = RawConn::connect_logged_in(server.addr);
+        let mut header = u32::MAX.to_le_bytes().to_vec();
+        header.extend_from_slice(&command.to_le_bytes());
+        header.extend_from_slice(&[0u8; 1000]);
+        conn.send_bytes(&header);
+        drop(conn);
+        bystander.ping();
+    }
+    let mut fresh = RawConn::connect_logged_in(server.addr);
+    fresh.ping();
+    raw::create_stream(&mut fresh, "fine");
+}
