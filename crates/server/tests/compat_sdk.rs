@@ -117,6 +117,16 @@ async fn get_me_get_client_and_get_clients() {
                 .expect("get_client")
                 .is_none()
         );
+        assert_eq!(
+            error_code(client.get_client(0).await),
+            IggyError::InvalidClientId.as_code(),
+            "client id 0 is invalid"
+        );
+        // Iggy's client ids are XXH32 (seed 0) of the peer address text (PROTOCOL.md §8.2).
+        let hashed = galgo_protocol::consumer_key(&galgo_protocol::Identifier::Name(
+            me.address.clone().into(),
+        ));
+        assert_eq!(me.client_id, hashed);
     })
     .await;
 
@@ -174,10 +184,15 @@ async fn stats_and_cluster_metadata() {
         assert_eq!(stats.topics_count, 3);
         assert_eq!(stats.partitions_count, 6);
         assert_eq!(stats.messages_count, 10);
-        assert!(stats.clients_count >= 1);
+        assert_eq!(stats.clients_count, 1, "this test's only connection");
         assert_eq!(stats.consumer_groups_count, 0);
-        assert!(stats.messages_size_bytes.as_bytes_u64() >= 10 * 64);
-        assert!(stats.start_time.as_micros() > 0);
+        assert_eq!(stats.segments_count, 6, "one (open) segment per partition");
+        // Sizes count whole messages: 64-byte header + payload ("m-N" is 3 bytes).
+        assert_eq!(stats.messages_size_bytes.as_bytes_u64(), 10 * (64 + 3));
+        let now = IggyTimestamp::now().as_micros();
+        assert!(
+            stats.start_time.as_micros() <= now && stats.start_time.as_micros() > now - 600_000_000
+        );
 
         let stream = client
             .get_stream(&id(s1))
@@ -186,6 +201,24 @@ async fn stats_and_cluster_metadata() {
             .expect("exists");
         assert_eq!(stream.messages_count, 6);
         assert_eq!(stream.topics_count, 2);
+        assert_eq!(stream.size.as_bytes_u64(), 6 * (64 + 3));
+        let created = stream.created_at.as_micros();
+        assert!(
+            created <= now && created > now - 600_000_000,
+            "created_at is µs since the epoch"
+        );
+        let topic = client
+            .get_topic(&id(s1), &id(t1))
+            .await
+            .unwrap()
+            .expect("topic");
+        assert_eq!(topic.size.as_bytes_u64(), 6 * (64 + 3));
+        let sizes: Vec<(u64, u64, u64)> = topic
+            .partitions
+            .iter()
+            .map(|p| (p.messages_count, p.size.as_bytes_u64(), p.current_offset))
+            .collect();
+        assert_eq!(sizes, vec![(0, 0, 0), (6, 6 * 67, 5)]);
 
         let metadata = client
             .get_cluster_metadata()
@@ -1162,6 +1195,42 @@ async fn poll_by_offset_timestamp_first_last_next() {
             "nothing is newer than the last message"
         );
 
+        // Without a partition, a single consumer polls partition 0; unknown ids are errors.
+        let no_partition = client
+            .poll_messages(
+                &id(stream),
+                &id(topic),
+                None,
+                &Consumer::new(id(1)),
+                &PollingStrategy::first(),
+                10,
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!((no_partition.partition_id, no_partition.count), (0, 0));
+        let unknown = |s: u32, t: u32, p: u32| {
+            let client = &client;
+            async move {
+                error_code(
+                    client
+                        .poll_messages(
+                            &id(s),
+                            &id(t),
+                            Some(p),
+                            &Consumer::new(id(1)),
+                            &PollingStrategy::first(),
+                            10,
+                            false,
+                        )
+                        .await,
+                )
+            }
+        };
+        assert_eq!(unknown(stream, topic, 2).await, 3007, "PartitionNotFound");
+        assert_eq!(unknown(stream, 9, 0).await, 2010, "TopicIdNotFound");
+        assert_eq!(unknown(9, topic, 0).await, 1009, "StreamIdNotFound");
+
         // The other partition is empty, and polling it says so.
         let empty = client
             .poll_messages(
@@ -1649,4 +1718,43 @@ async fn high_level_producer_and_standalone_consumer() {
         assert!(sdk::poll_all(&client, stream, topic, 0).await.is_empty());
     })
     .await;
+}
+
+#[test]
+fn raw_poll_always_has_the_16_byte_header() {
+    let server = TestServer::start(&[]);
+    let mut conn = RawConn::connect_logged_in(server.addr);
+    let stream = raw::create_stream(&mut conn, "raw-poll");
+    let topic = raw::create_topic(&mut conn, stream, "t", 2);
+    let empty = raw::poll(&mut conn, stream, topic, 1, 0, 10);
+    assert_eq!(
+        (
+            empty.partition_id,
+            empty.current_offset,
+            empty.messages.len()
+        ),
+        (1, 0, 0)
+    );
+    let batch = raw::SendMessages::new(stream, topic, 1, &[b"a", b"b", b"c"]);
+    conn.request(raw::code::SEND_MESSAGES, &batch.encode()).ok();
+    // The SDK refuses count 0 itself; the server answers it with the bare header.
+    let zero = raw::poll(&mut conn, stream, topic, 1, 0, 0);
+    assert_eq!(
+        (zero.partition_id, zero.current_offset, zero.messages.len()),
+        (1, 2, 0)
+    );
+    let past_end = raw::poll(&mut conn, stream, topic, 1, 3, 10);
+    assert_eq!(
+        (
+            past_end.partition_id,
+            past_end.current_offset,
+            past_end.messages.len()
+        ),
+        (1, 2, 0)
+    );
+    let all = raw::poll(&mut conn, stream, topic, 1, 0, 10);
+    assert_eq!(
+        all.messages,
+        vec![(0, b"a".to_vec()), (1, b"b".to_vec()), (2, b"c".to_vec())]
+    );
 }

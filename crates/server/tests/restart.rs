@@ -734,3 +734,164 @@ async fn graceful_stop_with_open_idle_and_half_sent_connections() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn deleted_streams_topics_and_partitions_leave_nothing_behind() {
+    let mut server = TestServer::start(&[]);
+    let (stream, topic) = within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        let send = |s: u32, t: u32, p: u32, prefix: &'static str| {
+            let client = &client;
+            async move {
+                client
+                    .send_messages(
+                        &id(s),
+                        &id(t),
+                        &Partitioning::partition_id(p),
+                        &mut sdk::messages(prefix, 0..3),
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        // Partitions: delete the highest, create again under the same id: it starts empty.
+        let (stream, topic) = sdk::create_stream_and_topic(&client, "reuse", "t", 2).await;
+        send(stream, topic, 1, "old-partition").await;
+        client
+            .flush_unsaved_buffer(&id(stream), &id(topic), 1, true)
+            .await
+            .unwrap();
+        client
+            .store_consumer_offset(&Consumer::new(id(1)), &id(stream), &id(topic), Some(1), 2)
+            .await
+            .unwrap();
+        client
+            .delete_partitions(&id(stream), &id(topic), 1)
+            .await
+            .unwrap();
+        client
+            .create_partitions(&id(stream), &id(topic), 1)
+            .await
+            .unwrap();
+        assert!(
+            sdk::poll_all(&client, stream, topic, 1).await.is_empty(),
+            "a re-created partition starts empty"
+        );
+        assert!(
+            client
+                .get_consumer_offset(&Consumer::new(id(1)), &id(stream), &id(topic), Some(1))
+                .await
+                .unwrap()
+                .is_none(),
+            "a re-created partition has no stored offsets"
+        );
+        send(stream, topic, 1, "new-partition").await;
+
+        // Topics: delete and create another; whatever id it gets, it starts empty.
+        let doomed = client
+            .create_topic(
+                &id(stream),
+                "doomed",
+                1,
+                CompressionAlgorithm::None,
+                None,
+                IggyExpiry::ServerDefault,
+                MaxTopicSize::ServerDefault,
+            )
+            .await
+            .unwrap()
+            .id;
+        send(stream, doomed, 0, "old-topic").await;
+        client
+            .flush_unsaved_buffer(&id(stream), &id(doomed), 0, true)
+            .await
+            .unwrap();
+        client.delete_topic(&id(stream), &id(doomed)).await.unwrap();
+        let fresh = client
+            .create_topic(
+                &id(stream),
+                "fresh",
+                1,
+                CompressionAlgorithm::None,
+                None,
+                IggyExpiry::ServerDefault,
+                MaxTopicSize::ServerDefault,
+            )
+            .await
+            .unwrap();
+        assert_eq!(fresh.messages_count, 0);
+        assert!(
+            sdk::poll_all(&client, stream, fresh.id, 0).await.is_empty(),
+            "a new topic starts empty"
+        );
+
+        // Streams: the same.
+        let (old_stream, old_topic) =
+            sdk::create_stream_and_topic(&client, "old-stream", "t", 1).await;
+        send(old_stream, old_topic, 0, "old-stream").await;
+        client
+            .flush_unsaved_buffer(&id(old_stream), &id(old_topic), 0, true)
+            .await
+            .unwrap();
+        client.delete_stream(&id(old_stream)).await.unwrap();
+        let (new_stream, new_topic) =
+            sdk::create_stream_and_topic(&client, "new-stream", "t", 1).await;
+        assert!(
+            sdk::poll_all(&client, new_stream, new_topic, 0)
+                .await
+                .is_empty(),
+            "a new stream starts empty"
+        );
+        (stream, topic)
+    })
+    .await;
+
+    server.restart();
+    within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        let names: Vec<String> = client
+            .get_streams()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.contains(&"reuse".to_string()) && names.contains(&"new-stream".to_string()));
+        let topics: Vec<String> = client
+            .get_topics(&id(stream))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(topics.len(), 2, "{topics:?}");
+        assert!(topics.contains(&"t".to_string()) && topics.contains(&"fresh".to_string()));
+        assert_eq!(
+            sdk::payload_strings(&sdk::poll_all(&client, stream, topic, 1).await),
+            vec!["new-partition-0", "new-partition-1", "new-partition-2"]
+        );
+        for s in client.get_streams().await.unwrap() {
+            for t in client.get_topics(&id(s.id)).await.unwrap() {
+                for p in 0..t.partitions_count {
+                    for payload in
+                        sdk::payload_strings(&sdk::poll_all(&client, s.id, t.id, p).await)
+                    {
+                        assert!(
+                            !payload.starts_with("old-"),
+                            "{payload} came back in {}/{}/{p}",
+                            s.name,
+                            t.name
+                        );
+                    }
+                }
+            }
+        }
+        let stats = client.get_stats().await.unwrap();
+        assert_eq!(
+            stats.messages_count, 3,
+            "only the new partition's messages exist"
+        );
+    })
+    .await;
+}
