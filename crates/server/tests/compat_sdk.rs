@@ -1758,3 +1758,53 @@ fn raw_poll_always_has_the_16_byte_header() {
         vec![(0, b"a".to_vec()), (1, b"b".to_vec()), (2, b"c".to_vec())]
     );
 }
+
+#[tokio::test]
+async fn large_batches_of_small_messages() {
+    let server = TestServer::start(&[]);
+    within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        let (stream, topic) = sdk::create_stream_and_topic(&client, "bulk", "t", 1).await;
+        for round in 0..3u64 {
+            let mut batch = sdk::messages("bulk", round * 5_000..(round + 1) * 5_000);
+            client
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::partition_id(0),
+                    &mut batch,
+                )
+                .await
+                .expect("send 5000 messages in one batch");
+        }
+        let polled = sdk::poll_offset(&client, stream, topic, 0, 0, 15_000).await;
+        assert_eq!(
+            sdk::offsets(&polled.messages),
+            (0..15_000).collect::<Vec<u64>>()
+        );
+        let expected: Vec<String> = (0..15_000).map(|i| format!("bulk-{i}")).collect();
+        assert_eq!(sdk::payload_strings(&polled.messages), expected);
+        let middle = sdk::poll_offset(&client, stream, topic, 0, 4_990, 20).await;
+        assert_eq!(
+            sdk::offsets(&middle.messages),
+            (4_990..5_010).collect::<Vec<u64>>()
+        );
+        let last = client
+            .poll_messages(
+                &id(stream),
+                &id(topic),
+                Some(0),
+                &Consumer::new(id(1)),
+                &PollingStrategy::last(),
+                7_000,
+                false,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            sdk::offsets(&last.messages),
+            (8_000..15_000).collect::<Vec<u64>>()
+        );
+    })
+    .await;
+}

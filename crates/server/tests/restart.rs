@@ -895,3 +895,126 @@ async fn deleted_streams_topics_and_partitions_leave_nothing_behind() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn metadata_survives_sigkill_with_default_durability() {
+    let mut server = TestServer::start(&[]);
+    within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        let (stream, _) = sdk::create_stream_and_topic(&client, "meta", "first", 2).await;
+        client
+            .create_topic(
+                &id(stream),
+                "second",
+                1,
+                CompressionAlgorithm::None,
+                None,
+                IggyExpiry::NeverExpire,
+                MaxTopicSize::ServerDefault,
+            )
+            .await
+            .unwrap();
+        client
+            .create_partitions(&id(stream), &name("first"), 3)
+            .await
+            .unwrap();
+        client
+            .delete_partitions(&id(stream), &name("first"), 1)
+            .await
+            .unwrap();
+        client
+            .update_topic(
+                &id(stream),
+                &name("second"),
+                "second-renamed",
+                CompressionAlgorithm::None,
+                None,
+                IggyExpiry::NeverExpire,
+                MaxTopicSize::ServerDefault,
+            )
+            .await
+            .unwrap();
+        client
+            .update_stream(&id(stream), "meta-renamed")
+            .await
+            .unwrap();
+        let gone = client.create_stream("gone").await.unwrap().id;
+        client.delete_stream(&id(gone)).await.unwrap();
+    })
+    .await;
+    // Metadata changes are acknowledged only once they are durable (ARCHITECTURE.md).
+    server.kill();
+    server.restart();
+    within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        let streams = client.get_streams().await.unwrap();
+        assert_eq!(
+            streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            vec!["meta-renamed"]
+        );
+        let stream = client
+            .get_stream(&name("meta-renamed"))
+            .await
+            .unwrap()
+            .expect("stream");
+        let topics: Vec<(String, u32)> = stream
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), t.partitions_count))
+            .collect();
+        assert_eq!(
+            topics,
+            vec![("first".to_string(), 4), ("second-renamed".to_string(), 1)]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn config_file_and_messages_larger_than_a_segment() {
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("galgo.toml");
+    // The file says 1 MiB; --set overrides it with 4 KiB.
+    std::fs::write(
+        &config,
+        "[storage]\nsegment_size_bytes = 1048576\njournal_messages_max = 2\n",
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let mut server = TestServer::start(&["--config", config_arg, "--set", SEGMENT_SIZE]);
+    let sizes = [10_000usize, 3, 50_000, 4_000, 4_033, 1, 200_000, 7];
+    let (stream, topic, before) = within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        let (stream, topic) = sdk::create_stream_and_topic(&client, "big", "t", 1).await;
+        for (n, size) in sizes.iter().enumerate() {
+            let payload: Vec<u8> = (0..*size).map(|i| (i * 7 + n) as u8).collect();
+            client
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::partition_id(0),
+                    &mut [sdk::message(payload)],
+                )
+                .await
+                .unwrap();
+        }
+        (stream, topic, snapshot(&client, stream, topic).await)
+    })
+    .await;
+    server.stop();
+    let segments = check_segments(&server.partition_dir(stream, topic, 0));
+    assert!(
+        segments.len() >= 4,
+        "4 KiB segments (the --set value) rolled around big messages: {segments:?}"
+    );
+    server.restart();
+    within(TEST_TIMEOUT, async {
+        let client = sdk::client(server.addr).await;
+        assert_eq!(snapshot(&client, stream, topic).await, before);
+        for (n, size) in sizes.iter().enumerate() {
+            let one = sdk::poll_offset(&client, stream, topic, 0, n as u64, 1).await;
+            assert_eq!(one.messages[0].payload.len(), *size, "offset {n}");
+        }
+    })
+    .await;
+}
