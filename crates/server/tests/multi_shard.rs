@@ -260,3 +260,26 @@ async fn concurrent_writers_keep_per_writer_order_and_contiguous_offsets() {
     })
     .await;
 }
+
+#[test]
+fn acknowledged_metadata_changes_are_visible_on_every_connection() {
+    use support::raw::{RawConn, code, id_named};
+
+    let server = TestServer::start(&["--shards", "4"]);
+    // Eight connections: the kernel spreads them over the shards.
+    let mut conns: Vec<RawConn> = (0..8)
+        .map(|_| RawConn::connect_logged_in(server.addr))
+        .collect();
+    for i in 0..100usize {
+        let name = format!("visible-{i}");
+        let creator = i % conns.len();
+        let created = raw::create_stream(&mut conns[creator], &name);
+        for (reader, conn) in conns.iter_mut().enumerate() {
+            let found = conn.request(code::GET_STREAM, &id_named(&name)).ok();
+            assert!(
+                !found.is_empty() && u32::from_le_bytes(found[0..4].try_into().unwrap()) == created,
+                "stream {name} made on connection {creator} is not visible on connection {reader}"
+            );
+        }
+    }
+}
