@@ -67,8 +67,10 @@ pub struct Engine {
     stopped: usize,
 }
 
-/// Panics are reported here by the hook [`Engine::start`] installs.
-static PANICS: OnceLock<Mutex<mpsc::Sender<Lifecycle>>> = OnceLock::new();
+/// Panics are reported to every engine of the process (a panic anywhere is fatal) by the hook
+/// [`Engine::start`] installs once.
+static PANICS: Mutex<Vec<mpsc::Sender<Lifecycle>>> = Mutex::new(Vec::new());
+static PANIC_HOOK: OnceLock<()> = OnceLock::new();
 
 impl Engine {
     /// Starts one thread per entry of `shards` (shard i gets `shards[i]`).
@@ -163,21 +165,25 @@ impl ShutdownHandle {
 }
 
 fn install_panic_hook(news: mpsc::Sender<Lifecycle>) {
-    if PANICS.set(Mutex::new(news)).is_err() {
-        return;
-    }
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        previous(info);
-        let thread = thread::current();
-        let message = format!("thread '{}' {info}", thread.name().unwrap_or("unnamed"));
-        tracing::error!("{message}; stopping the server");
-        if let Some(news) = PANICS.get()
-            && let Ok(news) = news.lock()
-        {
-            let _ = news.send(Lifecycle::Panicked(message));
-        }
-    }));
+    PANICS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(news);
+    PANIC_HOOK.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            let thread = thread::current();
+            let message = format!("thread '{}' {info}", thread.name().unwrap_or("unnamed"));
+            tracing::error!("{message}; stopping the server");
+            let engines = PANICS
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for news in engines.iter() {
+                let _ = news.send(Lifecycle::Panicked(message.clone()));
+            }
+        }));
+    });
 }
 
 /// Everything one shard thread starts from.
