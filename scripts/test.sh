@@ -3,4 +3,5 @@
 # end-to-end server tests. Everything it needs comes from crates.io through cargo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
 cargo test --workspace --locked "$@"

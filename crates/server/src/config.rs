@@ -11,10 +11,6 @@ use thiserror::Error;
 /// The defaults, documented key by key.
 const DEFAULTS: &str = include_str!("../../../configs/server.toml");
 
-/// Largest allowed segment, as Iggy allows.
-pub const SEGMENT_SIZE_BYTES_MAX: u64 = 1 << 30;
-const _: () = assert!(SEGMENT_SIZE_BYTES_MAX % 512 == 0);
-
 /// A configuration that cannot be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -189,13 +185,15 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let segment = self.storage.segment_size_bytes;
-        if segment == 0 || segment > SEGMENT_SIZE_BYTES_MAX {
-            return Err(ConfigError::Invalid(format!(
-                "storage.segment_size_bytes must be 1..={SEGMENT_SIZE_BYTES_MAX}, not {segment}"
-            )));
-        }
-        self.fsync_mode()?;
+        let storage = galgo_storage::StorageConfig {
+            segment_size_bytes: self.storage.segment_size_bytes,
+            journal_messages_max: self.storage.journal_messages_max,
+            journal_bytes_max: self.storage.journal_bytes_max,
+            fsync: self.fsync_mode()?,
+        };
+        storage
+            .validate()
+            .map_err(|error| ConfigError::Invalid(format!("[storage]: {error}")))?;
         self.shard_count()?;
         if self.shards.ring_entries == 0 {
             return Err(ConfigError::Invalid(

@@ -100,11 +100,17 @@ impl Connection {
                     Err(ErrorCode::InvalidCommand.into())
                 }
                 Some(len) if len > payload_limit(context, header.code) => {
-                    tracing::warn!(shard = shard.id().0, peer = %session.peer, code = header.code, len, "payload over the frame limit; draining it");
+                    tracing::warn!(shard = shard.id().0, peer = %session.peer, code = header.code, len, "payload over the frame limit; answering, then draining it");
+                    // Answer at once (the client need not finish sending to learn its fate),
+                    // then consume the payload so the next frame is read in sync.
+                    let refused = encode_reply(Err(ErrorCode::InvalidCommand.into()));
+                    if let Err(error) = self.write(refused).await {
+                        return Ended::Io(error);
+                    }
                     if let Err(ended) = self.drain(len as usize).await {
                         return ended;
                     }
-                    Err(ErrorCode::InvalidCommand.into())
+                    continue;
                 }
                 Some(len) => {
                     if let Err(ended) = self.fill(len as usize).await {

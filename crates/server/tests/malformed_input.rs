@@ -661,3 +661,18 @@ fn clients_that_vanish_after_an_absurd_length_harm_nobody() {
     fresh.ping();
     raw::create_stream(&mut fresh, "fine");
 }
+
+#[test]
+fn an_oversized_frame_is_refused_before_its_payload_arrives() {
+    let server = TestServer::start(&[]);
+    let mut conn = RawConn::connect_logged_in(server.addr);
+    // Declares ~4 GiB and sends none of it: the answer must not wait for the payload.
+    let mut header = u32::MAX.to_le_bytes().to_vec();
+    header.extend_from_slice(&code::GET_STREAMS.to_le_bytes());
+    conn.send_bytes(&header);
+    conn.try_read_response()
+        .expect("answered before the payload arrives")
+        .assert_error(error::INVALID_COMMAND);
+    let mut other = RawConn::connect_logged_in(server.addr);
+    other.ping();
+}
