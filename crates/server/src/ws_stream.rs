@@ -89,9 +89,10 @@ impl<S: ByteStream> WsStream<S> {
                     }
                 }
                 Err(HandshakeError::Failure(error)) => {
-                    let _ = inner
-                        .write(vec![Bytes::from_static(NOT_AN_UPGRADE_RESPONSE)])
-                        .await;
+                    let refused = vec![Bytes::from_static(NOT_AN_UPGRADE_RESPONSE)];
+                    if inner.write(refused).await.is_ok() {
+                        let _ = inner.close().await;
+                    }
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("not a WebSocket upgrade: {error}"),
@@ -127,7 +128,9 @@ impl<S: ByteStream> ByteStream for WsStream<S> {
                     return BufResult(Ok(data.len()), buffer);
                 }
                 Ok(Message::Close(_)) => {
-                    // tungstenite queued the Close reply; send it before leaving.
+                    // tungstenite queued the Close reply; a flush writes it into our buffers
+                    // (an error only means the reply was already out), then we send it.
+                    let _ = self.ws.flush();
                     let sent = self.send_pending().await;
                     return BufResult(sent.map(|()| 0), buffer);
                 }
