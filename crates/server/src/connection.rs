@@ -72,8 +72,15 @@ pub async fn serve(
     // The socket was closed when its stream was dropped, just before this point, with no await
     // in between: no other task of this shard can have reused the fd number yet.
     shard.unregister_socket(fd);
-    if let Err(error) = served {
-        tracing::warn!(shard = shard.id().0, %peer, ?listener, %error, "handshake failed; connection closed");
+    match served {
+        Ok(()) => {}
+        // A shutdown ends pending handshakes by shutting their sockets' read side down.
+        Err(error) if shard.is_stopping() => {
+            tracing::debug!(shard = shard.id().0, %peer, ?listener, %error, "handshake ended by shutdown")
+        }
+        Err(error) => {
+            tracing::warn!(shard = shard.id().0, %peer, ?listener, %error, "handshake failed; connection closed")
+        }
     }
 }
 

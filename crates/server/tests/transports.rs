@@ -215,7 +215,7 @@ async fn big_message_round_trip(client: &IggyClient) {
             &id(stream),
             &id(topic),
             &Partitioning::partition_id(0),
-            &mut vec![sdk::message(payload.clone())],
+            &mut [sdk::message(payload.clone())],
         )
         .await
         .expect("send a 16 MB message");
@@ -365,14 +365,9 @@ fn websocket_input_is_a_byte_stream_and_control_frames_are_answered() {
     // Ping gets a Pong with the same data; Text is ignored.
     ws.send(Message::Ping(Bytes::from_static(b"are you there")))
         .expect("send ping");
-    loop {
-        match ws.read().expect("read the pong") {
-            Message::Pong(data) => {
-                assert_eq!(&data[..], b"are you there");
-                break;
-            }
-            other => panic!("expected a pong, got {other:?}"),
-        }
+    match ws.read().expect("read the pong") {
+        Message::Pong(data) => assert_eq!(&data[..], b"are you there"),
+        other => panic!("expected a pong, got {other:?}"),
     }
     ws.send(Message::text("ignored")).expect("send text");
     ws.send(Message::binary(ping)).expect("send ping request");
@@ -394,12 +389,10 @@ fn a_websocket_message_over_the_limit_closes_with_1009() {
     let mut bystander = raw_websocket(server.ws_addr);
     let mut ws = raw_websocket(server.ws_addr);
     ws.send(Message::binary(vec![0u8; 8192])).expect("send");
-    let close = loop {
-        match ws.read() {
-            Ok(Message::Close(frame)) => break frame,
-            Ok(other) => panic!("expected a close, got {other:?}"),
-            Err(error) => panic!("expected a close frame first, got {error}"),
-        }
+    let close = match ws.read() {
+        Ok(Message::Close(frame)) => frame,
+        Ok(other) => panic!("expected a close, got {other:?}"),
+        Err(error) => panic!("expected a close frame first, got {error}"),
     };
     assert_eq!(close.expect("a close frame").code, CloseCode::Size);
     bystander
