@@ -117,3 +117,52 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), String> {
     file.write_all(contents).map_err(fail)?;
     file.sync_all().map_err(fail)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(dir: &Path, self_signed: bool) -> TlsConfig {
+        TlsConfig {
+            enabled: true,
+            cert_file: dir.join("certs/cert.pem"),
+            key_file: dir.join("certs/key.pem"),
+            self_signed,
+        }
+    }
+
+    #[test]
+    fn self_signed_is_generated_once_then_loaded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = section(dir.path(), true);
+        server_config(&tls, "tcp").expect("generated");
+        let cert = std::fs::read(&tls.cert_file).expect("certificate written");
+        let key_mode = std::fs::metadata(&tls.key_file).expect("key written");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(key_mode.permissions().mode() & 0o777, 0o600);
+        server_config(&tls, "tcp").expect("loaded");
+        assert_eq!(std::fs::read(&tls.cert_file).expect("certificate"), cert);
+    }
+
+    #[test]
+    fn missing_or_unusable_files_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = section(dir.path(), false);
+        let error = server_config(&tls, "tcp").expect_err("no files");
+        assert!(
+            error.contains("[tcp.tls]") && error.contains("cert.pem"),
+            "{error}"
+        );
+
+        // A key without its certificate is not overwritten by a generated pair.
+        let tls = section(dir.path(), true);
+        std::fs::create_dir_all(tls.key_file.parent().expect("dir")).expect("dir");
+        std::fs::write(&tls.key_file, "not a key").expect("write");
+        let error = server_config(&tls, "websocket").expect_err("key without certificate");
+        assert!(error.contains("[websocket.tls]"), "{error}");
+        assert_eq!(std::fs::read(&tls.key_file).expect("key"), b"not a key");
+
+        std::fs::write(&tls.cert_file, "not a certificate").expect("write");
+        assert!(server_config(&tls, "tcp").is_err(), "junk PEM");
+    }
+}
