@@ -103,6 +103,8 @@ pub struct WebSocketConfigFile {
     pub read_buffer_bytes: usize,
     /// Accept client frames without a mask (RFC 6455 requires the mask).
     pub accept_unmasked_frames: bool,
+    /// Time a client has to complete the upgrade request.
+    pub handshake_timeout_ms: u64,
     /// TLS on this listener (WSS).
     pub tls: TlsConfig,
 }
@@ -119,6 +121,8 @@ pub struct TlsConfig {
     pub key_file: PathBuf,
     /// Generate a localhost certificate (into cert_file and key_file) when cert_file is missing.
     pub self_signed: bool,
+    /// Time a client has to complete the TLS handshake.
+    pub handshake_timeout_ms: u64,
 }
 
 /// `count = "all"` or a number.
@@ -249,6 +253,16 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "websocket.message_bytes_max and frame_bytes_max must be positive".into(),
             ));
+        }
+        let timeouts = [
+            ("tcp.tls", self.tcp.tls.handshake_timeout_ms),
+            ("websocket", websocket.handshake_timeout_ms),
+            ("websocket.tls", websocket.tls.handshake_timeout_ms),
+        ];
+        if let Some((section, _)) = timeouts.iter().find(|(_, timeout)| *timeout == 0) {
+            return Err(ConfigError::Invalid(format!(
+                "{section}.handshake_timeout_ms must be positive"
+            )));
         }
         if websocket.read_buffer_bytes == 0 {
             return Err(ConfigError::Invalid(

@@ -25,9 +25,6 @@ use crate::{
 
 /// Initial size of a connection's read buffer; it grows to hold the largest frame it sees.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
-/// Time a client has to finish its TLS handshake and WebSocket upgrade, so that silent or
-/// stalled peers do not hold sockets forever.
-const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 /// The listener that accepted a connection, which decides the adapters it is served through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,8 +81,9 @@ pub async fn serve(
     }
 }
 
-/// Wraps `stream` in the adapters of `listener`, each handshake bounded by
-/// [`HANDSHAKE_TIMEOUT_MS`], then runs the session; an error means a handshake failed.
+/// Wraps `stream` in the adapters of `listener`, each handshake bounded by its section's
+/// `handshake_timeout_ms` (so silent or stalled peers do not hold sockets), then runs the
+/// session; an error means a handshake failed.
 async fn handshake_and_serve(
     shard: &Rc<Shard>,
     context: &Rc<Context>,
@@ -94,38 +92,42 @@ async fn handshake_and_serve(
     listener: Listener,
 ) -> io::Result<()> {
     let seed = &context.seed;
-    let ws_config = || websocket_config(&seed.websocket);
+    let websocket = &seed.websocket;
     let (shard, context) = (shard.clone(), context.clone());
     match (listener, &seed.tcp_tls, &seed.websocket_tls) {
         (Listener::Tcp, None, _) => run_session(shard, context, stream, peer, listener).await,
         (Listener::Tcp, Some(tls), _) => {
-            let tls = in_time(TlsStream::accept(stream, tls.clone())).await?;
+            let limit = seed.tcp.tls.handshake_timeout_ms;
+            let tls = in_time(limit, TlsStream::accept(stream, tls.clone())).await?;
             run_session(shard, context, tls, peer, listener).await
         }
         (Listener::WebSocket, _, None) => {
-            let ws = in_time(WsStream::accept(stream, ws_config())).await?;
+            let upgrade = WsStream::accept(stream, websocket_config(websocket));
+            let ws = in_time(websocket.handshake_timeout_ms, upgrade).await?;
             run_session(shard, context, ws, peer, listener).await
         }
         (Listener::WebSocket, _, Some(tls)) => {
-            let wss = in_time(async {
-                let tls = TlsStream::accept(stream, tls.clone()).await?;
-                WsStream::accept(tls, ws_config()).await
-            })
-            .await?;
+            let limit = websocket.tls.handshake_timeout_ms;
+            let tls = in_time(limit, TlsStream::accept(stream, tls.clone())).await?;
+            let upgrade = WsStream::accept(tls, websocket_config(websocket));
+            let wss = in_time(websocket.handshake_timeout_ms, upgrade).await?;
             run_session(shard, context, wss, peer, listener).await
         }
     }
     Ok(())
 }
 
-/// A handshake, bounded by [`HANDSHAKE_TIMEOUT_MS`].
-async fn in_time<T>(handshake: impl Future<Output = io::Result<T>>) -> io::Result<T> {
-    compio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), handshake)
+/// A handshake, bounded by `limit_ms`.
+async fn in_time<T>(
+    limit_ms: u64,
+    handshake: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    compio::time::timeout(Duration::from_millis(limit_ms), handshake)
         .await
         .unwrap_or_else(|_| {
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "handshake not finished in time",
+                format!("handshake not finished within {limit_ms} ms"),
             ))
         })
 }

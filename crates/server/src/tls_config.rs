@@ -128,6 +128,7 @@ mod tests {
             cert_file: dir.join("certs/cert.pem"),
             key_file: dir.join("certs/key.pem"),
             self_signed,
+            handshake_timeout_ms: 1000,
         }
     }
 

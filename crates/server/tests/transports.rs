@@ -510,3 +510,33 @@ async fn broken_handshakes_and_plain_http_are_refused_without_harming_other_clie
     })
     .await;
 }
+
+#[test]
+fn silent_and_stalled_handshakes_are_dropped_after_their_timeout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCertificates::generate(dir.path());
+    let mut flags = certs.server_flags("tcp");
+    flags.extend(
+        [
+            "tcp.tls.handshake_timeout_ms=200",
+            "websocket.handshake_timeout_ms=200",
+        ]
+        .into_iter()
+        .flat_map(|assignment| ["--set".to_owned(), assignment.to_owned()]),
+    );
+    let server = start(&flags);
+    let mut bystander = raw_websocket(server.ws_addr);
+    // Nothing at all to the TLS port; half an upgrade request to the WebSocket port.
+    let mut silent = raw_tcp(server.addr);
+    let mut stalled = raw_tcp(server.ws_addr);
+    stalled
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .expect("send half a request");
+    assert!(read_until_closed(&mut silent).is_empty());
+    assert!(read_until_closed(&mut stalled).is_empty());
+    // A session that finished its handshake is not subject to the timeout.
+    bystander
+        .send(Message::binary(raw::frame(1, &[])))
+        .expect("send");
+    assert_eq!(next_binary(&mut bystander), PING_OK);
+}
