@@ -540,3 +540,18 @@ fn silent_and_stalled_handshakes_are_dropped_after_their_timeout() {
         .expect("send");
     assert_eq!(next_binary(&mut bystander), PING_OK);
 }
+
+#[test]
+fn a_graceful_shutdown_sends_disconnected_then_close_going_away() {
+    let mut server = TestServer::start(&[]);
+    let mut ws = raw_websocket(server.ws_addr);
+    ws.send(Message::binary(raw::frame(1, &[]))).expect("send");
+    assert_eq!(next_binary(&mut ws), PING_OK);
+    server.stop();
+    let disconnected = 8u32.to_le_bytes();
+    assert_eq!(next_binary(&mut ws), [&disconnected[..], &[0; 4]].concat());
+    match ws.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected Close 1001, got {other:?}"),
+    }
+}
