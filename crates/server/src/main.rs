@@ -97,6 +97,7 @@ fn init_logging(level: &str) {
 }
 
 fn run(config: Config) -> Result<(), u8> {
+    ignore_file_size_signal();
     let shards = config.shard_settings().map_err(config_error)?;
     let storage = config.storage_settings().map_err(config_error)?;
     if let Err(unavailable) = probe_io_uring(shards[0].ring_entries, shards[0].coop_taskrun) {
@@ -128,6 +129,14 @@ fn run(config: Config) -> Result<(), u8> {
     engine.wait_stopped().map_err(|error| report(&error))?;
     tracing::info!("galgo-server stopped");
     Ok(())
+}
+
+/// A write past RLIMIT_FSIZE raises SIGXFSZ, whose default action kills the process. Ignored,
+/// the write fails with EFBIG instead, which storage reports to the client and the log like
+/// any other disk error.
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
 }
 
 fn config_error(error: config::ConfigError) -> u8 {

@@ -220,7 +220,7 @@ fn with_default_shards(args: &[&str]) -> Vec<String> {
 
 /// The binary under test: `GALGO_SERVER_BIN` if set (to run the suite against another build),
 /// otherwise the `galgo-server` that cargo built for this test.
-fn server_binary() -> PathBuf {
+pub fn server_binary() -> PathBuf {
     std::env::var_os("GALGO_SERVER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_galgo-server")))
