@@ -64,7 +64,6 @@ fn start_with_file_size_limit() -> LimitedServer {
         .read_line(&mut line)
         .expect("ready line");
     let addr = line
-        .trim()
         .split_whitespace()
         .find_map(|word| word.strip_prefix("tcp="))
         .unwrap_or_else(|| panic!("no tcp address in {line:?}"))
