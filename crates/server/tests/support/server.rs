@@ -131,6 +131,18 @@ impl TestServer {
         );
     }
 
+    /// Resident set size of the current run, from /proc (VmRSS).
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.process.as_ref().expect("server was started").pid;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
     /// Whether the current run is still alive.
     pub fn is_running(&mut self) -> bool {
         self.process
