@@ -29,8 +29,9 @@ pub struct User {
     pub created_at_us: u64,
     /// What the user may do; `None` = nothing beyond its own account and tokens.
     pub permissions: Option<Permissions>,
-    /// The version of the event that created this user. A session remembers it, so a session
-    /// of a deleted user never carries over to a new user that reuses the id.
+    /// The version of the event that created this user or last deactivated it. A session
+    /// remembers it, so a session of a deleted user never carries over to a new user that
+    /// reuses the id, and a session ended by deactivation stays ended after reactivation.
     pub generation: u64,
     tokens: BTreeMap<String, PersonalAccessToken>,
 }
@@ -300,6 +301,9 @@ impl Users {
                 }
                 if let Some(active) = active {
                     user.active = *active;
+                    if !active {
+                        user.generation = version;
+                    }
                 }
             }
             Change::UpdatePermissions { id, permissions } => {
