@@ -751,6 +751,72 @@ mod tests {
     }
 
     #[test]
+    fn users_tokens_and_generations_follow_the_log() {
+        let mut metadata = Metadata::new(1, 1 << 20);
+        let root = Permissions::root();
+        let change = metadata
+            .prepare_create_user("iggy", "h0".into(), true, Some(&root), 1)
+            .expect("root");
+        commit(&mut metadata, change);
+        let change = metadata
+            .prepare_create_user("ann", "h1".into(), true, None, 2)
+            .expect("ann");
+        commit(&mut metadata, change);
+        assert_eq!(
+            metadata.prepare_create_user("ann", "h".into(), true, None, 3),
+            Err(MetadataError::UserNameExists)
+        );
+        let ann = metadata.user(&Identifier::Name("ann".into())).expect("ann");
+        let (ann_id, first_generation) = (ann.id, ann.generation);
+        let change = metadata
+            .prepare_create_token(ann_id, "ci", "digest".into(), Some(10), 1)
+            .expect("token");
+        commit(&mut metadata, change);
+        assert_eq!(
+            metadata.prepare_create_token(ann_id, "cd", "d2".into(), None, 1),
+            Err(MetadataError::TokensLimitReached)
+        );
+        assert_eq!(
+            metadata.token_by_hash("digest").expect("found").0.id,
+            ann_id
+        );
+        assert!(metadata.prepare_delete_expired_tokens(9).is_none());
+        let expired = metadata.prepare_delete_expired_tokens(10).expect("expired");
+        commit(&mut metadata, expired);
+        assert!(metadata.token_by_hash("digest").is_none());
+        let change = metadata
+            .prepare_create_token(ann_id, "ci", "digest".into(), None, 1)
+            .expect("token again");
+        commit(&mut metadata, change);
+        let root_id = Identifier::Numeric(0);
+        assert_eq!(
+            metadata.prepare_delete_user(&root_id),
+            Err(MetadataError::CannotDeleteRoot)
+        );
+        assert_eq!(
+            metadata.prepare_update_permissions(&root_id, None),
+            Err(MetadataError::CannotChangeRootPermissions)
+        );
+        let change = metadata
+            .prepare_delete_user(&Identifier::Numeric(ann_id.0))
+            .expect("delete ann");
+        commit(&mut metadata, change);
+        assert!(metadata.token_by_hash("digest").is_none());
+        let change = metadata
+            .prepare_create_user("bob", "h2".into(), true, None, 4)
+            .expect("bob");
+        commit(&mut metadata, change);
+        let bob = metadata.user_by_id(ann_id).expect("the id is reused");
+        assert_eq!(bob.username, "bob");
+        assert_ne!(bob.generation, first_generation);
+        assert_eq!(
+            metadata.prepare_change_password(ann_id, first_generation, "h".into()),
+            Err(MetadataError::UserNotFound)
+        );
+        assert_eq!(metadata.user_for_login("1").expect("by id").username, "bob");
+    }
+
+    #[test]
     #[should_panic(expected = "without gaps")]
     fn a_version_gap_panics() {
         let mut metadata = Metadata::new(1, 1 << 20);

@@ -376,14 +376,14 @@ async fn personal_access_tokens_work_with_the_sdk() {
             .expect("create user");
         let tina = client_as(server.addr, "tina", "tina-pass").await;
         let token = tina
-            .create_personal_access_token("ci", IggyExpiry::NeverExpire)
+            .create_personal_access_token("ci-token", IggyExpiry::NeverExpire)
             .await
             .expect("create token")
             .token;
         assert_eq!(token.len(), 68);
         assert_eq!(
             code(
-                tina.create_personal_access_token("ci", IggyExpiry::NeverExpire)
+                tina.create_personal_access_token("ci-token", IggyExpiry::NeverExpire)
                     .await
             ),
             51
@@ -431,7 +431,7 @@ async fn personal_access_tokens_work_with_the_sdk() {
             .token;
         let listed = tina.get_personal_access_tokens().await.expect("list");
         let names: Vec<_> = listed.iter().map(|token| token.name.as_str()).collect();
-        assert_eq!(names, ["ci", "short"]);
+        assert_eq!(names, ["ci-token", "short"]);
         assert!(listed[0].expiry_at.is_none());
         assert!(listed[1].expiry_at.is_some());
         tina.create_personal_access_token("third", IggyExpiry::ServerDefault)
@@ -460,10 +460,13 @@ async fn personal_access_tokens_work_with_the_sdk() {
         })
         .await;
 
-        tina.delete_personal_access_token("ci")
+        tina.delete_personal_access_token("ci-token")
             .await
             .expect("delete token");
-        assert_eq!(code(tina.delete_personal_access_token("ci").await), 20);
+        assert_eq!(
+            code(tina.delete_personal_access_token("ci-token").await),
+            20
+        );
         let fresh = sdk::client_without_login(server.addr).await;
         assert_eq!(
             code(fresh.login_with_personal_access_token(&token).await),
