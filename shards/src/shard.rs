@@ -160,6 +160,9 @@ impl Shard {
     /// Applies a metadata event from shard 0.
     pub(crate) fn apply_event(&self, event: &Event) {
         self.metadata.borrow_mut().apply(event);
+        if let Some(user) = event.change.ends_sessions_of() {
+            self.clients.borrow_mut().log_out_user(user.0);
+        }
         ShardCounters::bump(&self.counters.events_applied);
     }
 

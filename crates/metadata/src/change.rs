@@ -94,6 +94,83 @@ pub enum Change {
         /// How many.
         count: u32,
     },
+
+    // Users and personal access tokens (issue 4, users half). Secrets arrive hashed.
+    /// A user was created.
+    CreateUser {
+        /// Its id.
+        id: u32,
+        /// Its unique username.
+        username: String,
+        /// Argon2 PHC string of its password.
+        password_hash: String,
+        /// Whether it may log in.
+        active: bool,
+        /// Its permissions in wire layout (PROTOCOL.md §4.7), `None` = none.
+        permissions: Option<Vec<u8>>,
+        /// Creation time, µs since the epoch.
+        created_at_us: u64,
+    },
+    /// A user was renamed or (de)activated.
+    UpdateUser {
+        /// Its id.
+        id: u32,
+        /// The new username, if it changed.
+        username: Option<String>,
+        /// The new status, if it changed.
+        active: Option<bool>,
+    },
+    /// A user's permissions were replaced.
+    UpdatePermissions {
+        /// Its id.
+        id: u32,
+        /// The new permissions in wire layout, `None` = none.
+        permissions: Option<Vec<u8>>,
+    },
+    /// A user's password changed.
+    ChangePassword {
+        /// Its id.
+        id: u32,
+        /// Argon2 PHC string of the new password.
+        password_hash: String,
+    },
+    /// A user and its tokens were deleted; its sessions end.
+    DeleteUser {
+        /// Its id.
+        id: u32,
+    },
+    /// A personal access token was created.
+    CreatePersonalAccessToken {
+        /// Its owner.
+        user_id: u32,
+        /// Its name, unique per owner.
+        name: String,
+        /// Digest of the raw token.
+        token_hash: String,
+        /// Expiry, µs since the epoch; `None` = never.
+        expiry_at_us: Option<u64>,
+    },
+    /// Personal access tokens were deleted (one by its owner, or every expired one by the
+    /// cleaner).
+    DeletePersonalAccessTokens {
+        /// (owner, name) of each.
+        tokens: Vec<(u32, String)>,
+    },
+}
+
+impl Change {
+    /// The user whose sessions this change ends: a deleted or deactivated user.
+    pub fn ends_sessions_of(&self) -> Option<crate::UserId> {
+        match self {
+            Change::DeleteUser { id }
+            | Change::UpdateUser {
+                id,
+                active: Some(false),
+                ..
+            } => Some(crate::UserId(*id)),
+            _ => None,
+        }
+    }
 }
 
 /// A change with its place in the global order. Versions start at 1 and have no gaps.

@@ -29,6 +29,10 @@ id_type!(
     PartitionId(u32)
 );
 id_type!(
+    /// A user's id: its slab key, 0-based; the root user is 0.
+    UserId(u32)
+);
+id_type!(
     /// A shard: one thread, one io_uring ring, one inbox.
     ShardId(u16)
 );

@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use galgo_protocol::command::users::{PASSWORD_BYTES, USERNAME_BYTES};
 use galgo_shards::{ShardSettings, StorageSettings};
 use galgo_storage::FsyncMode;
 use serde::Deserialize;
@@ -41,6 +42,8 @@ pub struct Config {
     pub shards: ShardsConfig,
     /// Storage.
     pub storage: StorageConfigFile,
+    /// Personal access tokens.
+    pub personal_access_tokens: PersonalAccessTokensConfig,
     /// Logs.
     pub logging: LoggingConfig,
 }
@@ -54,13 +57,38 @@ pub struct SystemConfig {
 }
 
 /// `[root]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootConfig {
     /// Root's username.
     pub username: String,
     /// Root's password.
     pub password: String,
+}
+
+/// `[personal_access_tokens]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalAccessTokensConfig {
+    /// Tokens one user may hold at most.
+    pub tokens_per_user_max: u32,
+    /// How often shard 0 deletes expired tokens.
+    pub cleanup_interval_ms: u64,
+}
+
+/// The environment variables that set the root user's credentials; both or neither.
+pub const ROOT_USERNAME_ENV: &str = "IGGY_ROOT_USERNAME";
+/// See [`ROOT_USERNAME_ENV`].
+pub const ROOT_PASSWORD_ENV: &str = "IGGY_ROOT_PASSWORD";
+
+impl std::fmt::Debug for RootConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password never reaches a log.
+        f.debug_struct("RootConfig")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// `[tcp]`
@@ -177,11 +205,33 @@ impl Config {
         for assignment in overrides {
             set(&mut table, assignment)?;
         }
-        let config: Config = toml::Value::Table(table)
+        let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|error: toml::de::Error| ConfigError::Invalid(error.to_string()))?;
+        config.root_from_env(
+            std::env::var(ROOT_USERNAME_ENV).ok(),
+            std::env::var(ROOT_PASSWORD_ENV).ok(),
+        )?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// IGGY_ROOT_USERNAME and IGGY_ROOT_PASSWORD, set together, replace `[root]`.
+    fn root_from_env(
+        &mut self,
+        username: Option<String>,
+        password: Option<String>,
+    ) -> Result<(), ConfigError> {
+        match (username, password) {
+            (Some(username), Some(password)) => {
+                self.root = RootConfig { username, password };
+                Ok(())
+            }
+            (None, None) => Ok(()),
+            _ => Err(ConfigError::Invalid(format!(
+                "{ROOT_USERNAME_ENV} and {ROOT_PASSWORD_ENV} must be set together"
+            ))),
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -195,6 +245,25 @@ impl Config {
             .validate()
             .map_err(|error| ConfigError::Invalid(format!("[storage]: {error}")))?;
         self.shard_count()?;
+        if !USERNAME_BYTES.contains(&self.root.username.len()) {
+            return Err(ConfigError::Invalid(format!(
+                "the root username must be {}..={} bytes",
+                USERNAME_BYTES.start(),
+                USERNAME_BYTES.end()
+            )));
+        }
+        if !PASSWORD_BYTES.contains(&self.root.password.len()) {
+            return Err(ConfigError::Invalid(format!(
+                "the root password must be {}..={} bytes",
+                PASSWORD_BYTES.start(),
+                PASSWORD_BYTES.end()
+            )));
+        }
+        if self.personal_access_tokens.cleanup_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "personal_access_tokens.cleanup_interval_ms must be positive".into(),
+            ));
+        }
         if self.shards.ring_entries == 0 {
             return Err(ConfigError::Invalid(
                 "shards.ring_entries must be positive".into(),
@@ -352,6 +421,20 @@ mod tests {
         let shards = config.shard_settings().expect("valid");
         assert_eq!(shards.len(), 3);
         assert!(shards.iter().all(|shard| shard.cpu.is_none()));
+    }
+
+    #[test]
+    fn root_credentials_come_from_both_variables_or_neither() {
+        let mut config = Config::load(None, &[]).expect("defaults are valid");
+        config
+            .root_from_env(Some("admin".into()), Some("s3cret".into()))
+            .expect("both set");
+        assert_eq!(config.root.username, "admin");
+        assert_eq!(config.root.password, "s3cret");
+        assert!(!format!("{:?}", config.root).contains("s3cret"));
+        assert!(config.root_from_env(Some("admin".into()), None).is_err());
+        assert!(config.root_from_env(None, None).is_ok());
+        assert!(Config::load(None, &["root.password=ab".to_owned()]).is_err());
     }
 
     #[test]

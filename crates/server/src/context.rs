@@ -10,15 +10,20 @@ use std::{
 
 use galgo_metadata::{StreamId, TopicId};
 
-use crate::config::{Config, RootConfig, TcpConfig};
+use crate::{
+    config::{Config, PersonalAccessTokensConfig, RootConfig, TcpConfig},
+    credentials::Hasher,
+};
 
 /// The `Send` part, built once by `main` and handed to every shard.
 #[derive(Clone, Debug)]
 pub struct ContextSeed {
     /// TCP settings and limits.
     pub tcp: TcpConfig,
-    /// Root credentials.
+    /// Root credentials (used once, when the root user is first created).
     pub root: RootConfig,
+    /// Personal access token limits.
+    pub tokens: PersonalAccessTokensConfig,
     /// Root of the data directory (for disk figures).
     pub data_dir: std::path::PathBuf,
     /// The TCP address every shard listens on, once bound.
@@ -35,6 +40,7 @@ impl ContextSeed {
         Self {
             tcp: config.tcp.clone(),
             root: config.root.clone(),
+            tokens: config.personal_access_tokens.clone(),
             data_dir: config.system.data_dir.clone(),
             bound,
             started: Instant::now(),
@@ -51,6 +57,8 @@ pub struct Context {
     /// Round-robin counters of Balanced partitioning, per topic. Each shard keeps its own:
     /// balance over the messages a shard receives, with no shared counter.
     balanced: RefCell<HashMap<(StreamId, TopicId), u32>>,
+    /// Password hashing of this shard's connections, off the shard's thread and bounded.
+    pub hasher: Hasher,
 }
 
 impl Context {
@@ -59,6 +67,7 @@ impl Context {
         Self {
             seed,
             balanced: RefCell::default(),
+            hasher: Hasher::default(),
         }
     }
 

@@ -7,16 +7,21 @@ mod offsets;
 mod partition_calls;
 mod streams;
 mod system;
+mod tokens;
 mod topics;
 mod users;
+
+pub use tokens::clean_expired as clean_expired_tokens;
+pub use users::ensure_root;
 
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
+use galgo_metadata::UserId;
 use galgo_protocol::{ErrorCode, Request};
 use galgo_shards::Shard;
 
-use crate::{context::Context, error::CommandError, session::Session};
+use crate::{authorization, context::Context, error::CommandError, session::Session};
 
 /// A successful answer: payload chunks sent back to back after the response header.
 #[derive(Debug, Default)]
@@ -50,7 +55,8 @@ impl Reply {
 /// What a command ends in.
 pub type Outcome = Result<Reply, CommandError>;
 
-/// Runs one decoded request for a session.
+/// Runs one decoded request for a session. Every command but Ping and the two logins needs a
+/// live login and the permission `authorization::check` derives from the request.
 pub async fn handle(
     shard: &Rc<Shard>,
     context: &Context,
@@ -58,12 +64,29 @@ pub async fn handle(
     request: Request,
 ) -> Outcome {
     if request.code().requires_auth() {
-        session.user()?;
+        authorization::check(shard, session, &request)?;
     }
+    // Set by the check above for every command that needs it.
+    let user = || session.user().map(UserId);
     match request {
         Request::Ping => Ok(Reply::empty()),
-        Request::LoginUser(login) => users::login(shard, context, session, login),
+        Request::LoginUser(login) => users::login(shard, context, session, login).await,
+        Request::LoginWithPersonalAccessToken(login) => tokens::login(shard, session, login),
         Request::LogoutUser => users::logout(shard, session),
+        Request::GetUser(get) => users::get(shard, get.user),
+        Request::GetUsers => users::list(shard),
+        Request::CreateUser(create) => users::create(shard, context, create).await,
+        Request::UpdateUser(update) => users::update(shard, update).await,
+        Request::UpdatePermissions(update) => users::update_permissions(shard, update).await,
+        Request::DeleteUser(delete) => users::delete(shard, delete.user).await,
+        Request::ChangePassword(change) => {
+            users::change_password(shard, context, session, change).await
+        }
+        Request::GetPersonalAccessTokens => tokens::list(shard, user()?),
+        Request::CreatePersonalAccessToken(create) => {
+            tokens::create(shard, context, user()?, create).await
+        }
+        Request::DeletePersonalAccessToken(delete) => tokens::delete(shard, user()?, delete).await,
         Request::GetMe => system::get_me(session),
         Request::GetStats => system::get_stats(shard, context).await,
         Request::GetClient(get) => system::get_client(shard, get).await,
@@ -90,8 +113,15 @@ pub async fn handle(
         Request::GetConsumerOffset(get) => offsets::get(shard, get).await,
         Request::StoreConsumerOffset(store) => offsets::store(shard, store).await,
         Request::DeleteConsumerOffset(delete) => offsets::delete(shard, delete).await,
-        // Users, personal access tokens, consumer groups, segments and snapshots come with
-        // their own issue; until then they are refused, never answered wrongly.
-        _ => Err(ErrorCode::FeatureUnavailable.into()),
+        // Consumer groups, segments and snapshots come with their own issue; until then they
+        // are refused (after the permission check), never answered wrongly.
+        Request::GetSnapshotFile(_)
+        | Request::DeleteSegments(_)
+        | Request::GetConsumerGroup(_)
+        | Request::GetConsumerGroups(_)
+        | Request::CreateConsumerGroup(_)
+        | Request::DeleteConsumerGroup(_)
+        | Request::JoinConsumerGroup(_)
+        | Request::LeaveConsumerGroup(_) => Err(ErrorCode::FeatureUnavailable.into()),
     }
 }

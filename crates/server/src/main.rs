@@ -4,9 +4,11 @@
 //! from this thread: SIGTERM or Ctrl-C means a graceful shutdown, a panic in any shard stops
 //! the whole server.
 
+mod authorization;
 mod config;
 mod connection;
 mod context;
+mod credentials;
 mod error;
 mod handler;
 mod host;
@@ -16,7 +18,7 @@ mod session;
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Parser;
-use galgo_shards::{Engine, EngineError, ShutdownHandle, probe_io_uring};
+use galgo_shards::{Engine, EngineError, Serve, ShutdownHandle, probe_io_uring};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
@@ -120,7 +122,7 @@ fn run(config: Config) -> Result<(), u8> {
         env!("CARGO_PKG_VERSION")
     );
     let mut engine =
-        Engine::start(shards, storage, listener::serve(context)).map_err(|error| report(&error))?;
+        Engine::start(shards, storage, serve(context)).map_err(|error| report(&error))?;
     watch_signals(engine.shutdown_handle());
     engine.wait_ready().map_err(|error| report(&error))?;
     if let Some(address) = bound.get() {
@@ -137,6 +139,21 @@ fn run(config: Config) -> Result<(), u8> {
 fn ignore_file_size_signal() {
     // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+}
+
+/// What shard 0 does once metadata is replayed and partitions are open: make sure the root
+/// user exists, start the expired-token cleaner, then bind the listeners.
+fn serve(seed: context::ContextSeed) -> Serve {
+    let root = seed.root.clone();
+    let cleanup = std::time::Duration::from_millis(seed.tokens.cleanup_interval_ms);
+    let listen = listener::serve(seed);
+    Box::new(move |shard0| {
+        Box::pin(async move {
+            handler::ensure_root(&shard0, &root).await?;
+            compio::runtime::spawn(handler::clean_expired_tokens(shard0.clone(), cleanup)).detach();
+            listen(shard0).await
+        })
+    })
 }
 
 fn config_error(error: config::ConfigError) -> u8 {

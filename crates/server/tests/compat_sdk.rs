@@ -1535,40 +1535,12 @@ async fn consumer_offsets_store_get_delete() {
 }
 
 #[tokio::test]
-async fn users_tokens_groups_and_segments_are_feature_unavailable() {
+async fn groups_and_segments_are_feature_unavailable() {
     let server = TestServer::start(&[]);
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
         let (stream, topic) = sdk::create_stream_and_topic(&client, "later", "t", 1).await;
         let unavailable = IggyError::FeatureUnavailable.as_code();
-        assert_eq!(
-            error_code(client.get_users().await),
-            unavailable,
-            "get_users"
-        );
-        assert_eq!(
-            error_code(
-                client
-                    .create_user("someone", "secret", UserStatus::Active, None)
-                    .await
-            ),
-            unavailable,
-            "create_user"
-        );
-        assert_eq!(
-            error_code(client.get_personal_access_tokens().await),
-            unavailable,
-            "get_personal_access_tokens"
-        );
-        assert_eq!(
-            error_code(
-                client
-                    .create_personal_access_token("token", PersonalAccessTokenExpiry::NeverExpire)
-                    .await
-            ),
-            unavailable,
-            "create_personal_access_token"
-        );
         assert_eq!(
             error_code(client.get_consumer_groups(&id(stream), &id(topic)).await),
             unavailable,

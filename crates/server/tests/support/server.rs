@@ -34,6 +34,9 @@ pub struct TestServer {
     root: TempDir,
     /// Arguments after the harness's own (`--data-dir`, `--tcp-address`, `--no-pin`).
     args: Vec<String>,
+    /// Environment variables set for every run (the root credentials variables are otherwise
+    /// removed, so the caller's environment cannot change a test).
+    env: Vec<(String, String)>,
     process: Option<Process>,
     runs: u32,
 }
@@ -70,6 +73,11 @@ impl TestServer {
     /// Starts a server with a fresh temp data dir. `args` are extra flags, for example
     /// `["--set", "storage.fsync=always"]`; `--shards 2` is added unless `args` names `--shards`.
     pub fn start(args: &[&str]) -> TestServer {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like [`TestServer::start`], with environment variables for the server.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let root = tempfile::Builder::new()
             .prefix("galgo-test-")
             .tempdir()
@@ -82,6 +90,10 @@ impl TestServer {
             data_dir,
             root,
             args,
+            env: env
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
             process: None,
             runs: 0,
         };
@@ -186,6 +198,9 @@ impl TestServer {
             .arg(&self.data_dir)
             .args(["--tcp-address", "127.0.0.1:0", "--no-pin"])
             .args(&self.args)
+            .env_remove("IGGY_ROOT_USERNAME")
+            .env_remove("IGGY_ROOT_PASSWORD")
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
