@@ -33,7 +33,10 @@ fn bench(server: &GalgoServer, dir: &Path, args: &[&str]) -> Value {
     let page = std::fs::read_to_string(&html).expect("html report");
     assert!(page.contains("<svg") && page.contains("Latency by percentile"));
     for fetches in ["<script", "src=", "<link", "@import", "url("] {
-        assert!(!page.contains(fetches), "the HTML report must not fetch anything: {fetches}");
+        assert!(
+            !page.contains(fetches),
+            "the HTML report must not fetch anything: {fetches}"
+        );
     }
     serde_json::from_str(&std::fs::read_to_string(&json).expect("json report")).expect("json")
 }
