@@ -57,6 +57,9 @@ fn metadata_code(error: &MetadataError) -> ErrorCode {
         MetadataError::InvalidPartitionsCount => ErrorCode::InvalidPartitionsCount,
         MetadataError::PartitionNotFound => ErrorCode::PartitionNotFound,
         MetadataError::InvalidTopicSize => ErrorCode::InvalidTopicSize,
+        MetadataError::GroupNotFound => ErrorCode::ConsumerGroupIdNotFound,
+        MetadataError::GroupNameExists => ErrorCode::ConsumerGroupNameAlreadyExists,
+        MetadataError::NotGroupMember => ErrorCode::ConsumerGroupMemberNotFound,
         MetadataError::CorruptRecord(_) => ErrorCode::Error,
     }
 }

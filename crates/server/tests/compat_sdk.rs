@@ -123,9 +123,8 @@ async fn get_me_get_client_and_get_clients() {
             "client id 0 is invalid"
         );
         // Iggy's client ids are XXH32 (seed 0) of the peer address text (PROTOCOL.md §8.2).
-        let hashed = galgo_protocol::consumer_key(&galgo_protocol::Identifier::Name(
-            me.address.clone(),
-        ));
+        let hashed =
+            galgo_protocol::consumer_key(&galgo_protocol::Identifier::Name(me.address.clone()));
         assert_eq!(me.client_id, hashed);
     })
     .await;
