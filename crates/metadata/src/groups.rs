@@ -63,6 +63,12 @@ impl Metadata {
         found
     }
 
+    /// How many consumer groups exist, over all topics.
+    pub fn groups_count(&self) -> u32 {
+        let topics = self.streams().flat_map(|stream| stream.topics());
+        topics.map(|topic| topic.groups.len() as u32).sum()
+    }
+
     /// Validates a new group and gives it an id.
     pub fn prepare_create_group(
         &self,

@@ -77,7 +77,7 @@ pub async fn handle(
         Request::Ping => Ok(Reply::empty()),
         Request::LoginUser(login) => users::login(shard, context, session, login),
         Request::LogoutUser => users::logout(shard, session),
-        Request::GetMe => system::get_me(session),
+        Request::GetMe => system::get_me(shard, session),
         Request::GetStats => system::get_stats(shard, context).await,
         Request::GetClient(get) => system::get_client(shard, get).await,
         Request::GetClients => system::get_clients(shard).await,
