@@ -46,6 +46,15 @@ impl ClientTable {
             record.user_id = user_id;
         }
     }
+    /// Marks every client logged in as `user_id` as logged out (the user was deleted or
+    /// deactivated); each connection ends its own session at its next request.
+    pub fn log_out_user(&mut self, user_id: u32) {
+        for record in self.clients.values_mut() {
+            if record.user_id == Some(user_id) {
+                record.user_id = None;
+            }
+        }
+    }
     /// One client.
     pub fn get(&self, client_id: u32) -> Option<&ClientRecord> {
         self.clients.get(&client_id)

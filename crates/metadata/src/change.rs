@@ -94,6 +94,154 @@ pub enum Change {
         /// How many.
         count: u32,
     },
+
+    // Users and personal access tokens (issue 4, users half). Secrets arrive hashed.
+    /// A user was created.
+    CreateUser {
+        /// Its id.
+        id: u32,
+        /// Its unique username.
+        username: String,
+        /// Argon2 PHC string of its password.
+        password_hash: String,
+        /// Whether it may log in.
+        active: bool,
+        /// Its permissions in wire layout (PROTOCOL.md §4.7), `None` = none.
+        permissions: Option<Vec<u8>>,
+        /// Creation time, µs since the epoch.
+        created_at_us: u64,
+    },
+    /// A user was renamed or (de)activated.
+    UpdateUser {
+        /// Its id.
+        id: u32,
+        /// The new username, if it changed.
+        username: Option<String>,
+        /// The new status, if it changed.
+        active: Option<bool>,
+    },
+    /// A user's permissions were replaced.
+    UpdatePermissions {
+        /// Its id.
+        id: u32,
+        /// The new permissions in wire layout, `None` = none.
+        permissions: Option<Vec<u8>>,
+    },
+    /// A user's password changed.
+    ChangePassword {
+        /// Its id.
+        id: u32,
+        /// Argon2 PHC string of the new password.
+        password_hash: String,
+    },
+    /// A user and its tokens were deleted; its sessions end.
+    DeleteUser {
+        /// Its id.
+        id: u32,
+    },
+    /// A personal access token was created.
+    CreatePersonalAccessToken {
+        /// Its owner.
+        user_id: u32,
+        /// Its name, unique per owner.
+        name: String,
+        /// Digest of the raw token.
+        token_hash: String,
+        /// Expiry, µs since the epoch; `None` = never.
+        expiry_at_us: Option<u64>,
+    },
+    /// Personal access tokens were deleted (one by its owner, or every expired one by the
+    /// cleaner).
+    DeletePersonalAccessTokens {
+        /// (owner, name) of each.
+        tokens: Vec<(u32, String)>,
+    },
+    // Consumer groups. The groups persist; membership (join, leave, revocations) is
+    // broadcast to every shard but never written to the metadata log, because the clients it
+    // names do not survive a restart.
+    /// A consumer group was created.
+    CreateConsumerGroup {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        topic_id: u32,
+        /// The new group's id.
+        id: u32,
+        /// Its name.
+        name: String,
+    },
+    /// A consumer group was deleted.
+    DeleteConsumerGroup {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        topic_id: u32,
+        /// The group.
+        id: u32,
+    },
+    /// A client joined a group (cooperative rebalance). Not persisted.
+    JoinConsumerGroup {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        topic_id: u32,
+        /// The group.
+        group_id: u32,
+        /// The new member's id.
+        member_id: u32,
+        /// The client that joined.
+        client_id: u32,
+        /// When, µs since the epoch (revocations time out from here).
+        at_us: u64,
+    },
+    /// A member left or its client disconnected (full rebalance). Not persisted.
+    LeaveConsumerGroup {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        topic_id: u32,
+        /// The group.
+        group_id: u32,
+        /// The member.
+        member_id: u32,
+    },
+    /// Pending revocations completed: the partitions move to their new owners. Not persisted.
+    CompleteRevocations {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        topic_id: u32,
+        /// The group.
+        group_id: u32,
+        /// The partitions that move.
+        partitions: Vec<u32>,
+    },
+}
+
+impl Change {
+    /// The user whose sessions this change ends: a deleted or deactivated user.
+    pub fn ends_sessions_of(&self) -> Option<crate::UserId> {
+        match self {
+            Change::DeleteUser { id }
+            | Change::UpdateUser {
+                id,
+                active: Some(false),
+                ..
+            } => Some(crate::UserId(*id)),
+            _ => None,
+        }
+    }
+
+    /// False for changes that are broadcast but not written to the metadata log: group
+    /// membership, which names connections that a restart ends anyway.
+    pub fn is_durable(&self) -> bool {
+        !matches!(
+            self,
+            Self::JoinConsumerGroup { .. }
+                | Self::LeaveConsumerGroup { .. }
+                | Self::CompleteRevocations { .. }
+        )
+    }
 }
 
 /// A change with its place in the global order. Versions start at 1 and have no gaps.

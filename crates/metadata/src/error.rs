@@ -29,6 +29,42 @@ pub enum MetadataError {
     /// A custom topic size below the segment size.
     #[error("invalid topic size")]
     InvalidTopicSize,
+    /// No user has that id or name.
+    #[error("user not found")]
+    UserNotFound,
+    /// Another user already has that name.
+    #[error("username already exists")]
+    UserNameExists,
+    /// The root user cannot be deleted.
+    #[error("the root user cannot be deleted")]
+    CannotDeleteRoot,
+    /// The root user's permissions cannot be changed.
+    #[error("the root user's permissions cannot be changed")]
+    CannotChangeRootPermissions,
+    /// The root user cannot be deactivated (nobody could administer the server).
+    #[error("the root user cannot be deactivated")]
+    RootMustStayActive,
+    /// The user already has a token of that name.
+    #[error("personal access token name already exists")]
+    TokenNameExists,
+    /// The user has as many tokens as allowed.
+    #[error("personal access tokens limit reached")]
+    TokensLimitReached,
+    /// The user has no token of that name.
+    #[error("personal access token not found")]
+    TokenNotFound,
+    /// The user may not do what it asked.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// No consumer group has that id or name in the topic.
+    #[error("consumer group not found")]
+    GroupNotFound,
+    /// Another group of the topic already has that name.
+    #[error("consumer group name already exists")]
+    GroupNameExists,
+    /// The client is not a member of the group.
+    #[error("not a member of the consumer group")]
+    NotGroupMember,
     /// A metadata-log record that does not decode.
     #[error("corrupt metadata record: {0}")]
     CorruptRecord(String),

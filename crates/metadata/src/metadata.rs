@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 
-use galgo_protocol::identifier::Identifier;
+use galgo_protocol::{Permissions, identifier::Identifier};
 
 use crate::{
-    Change, Event, MetadataError, PARTITIONS_PER_REQUEST_MAX, PartitionId, PartitionKey, ShardId,
-    StreamId, TopicId, TopicSettings, slab::Slab,
+    Change, ConsumerGroup, Event, MetadataError, PARTITIONS_PER_REQUEST_MAX, PartitionId,
+    PartitionKey, PersonalAccessToken, ShardId, StreamId, TopicId, TopicSettings, User, UserId,
+    slab::Slab, users::Users,
 };
 
 /// A partition as metadata knows it: its id, its birth and the shard that owns its log.
@@ -33,6 +34,32 @@ pub struct Topic {
     pub settings: TopicSettings,
     /// Partitions, index = partition id.
     pub partitions: Vec<Partition>,
+    pub(crate) groups: Slab<ConsumerGroup>,
+    pub(crate) group_names: HashMap<String, u32>,
+}
+
+impl Topic {
+    /// Consumer groups in id order.
+    pub fn groups(&self) -> impl Iterator<Item = &ConsumerGroup> {
+        self.groups.values()
+    }
+
+    /// The consumer group an identifier names.
+    pub fn group(&self, id: &Identifier) -> Result<&ConsumerGroup, MetadataError> {
+        let key = match id {
+            Identifier::Numeric(key) => *key,
+            Identifier::Name(name) => *self
+                .group_names
+                .get(name)
+                .ok_or(MetadataError::GroupNotFound)?,
+        };
+        self.groups.get(key).ok_or(MetadataError::GroupNotFound)
+    }
+
+    /// Partitions count, as groups deal them.
+    pub fn partitions_count(&self) -> u32 {
+        self.partitions.len() as u32
+    }
 }
 
 /// A stream and its topics.
@@ -44,7 +71,7 @@ pub struct Stream {
     pub name: String,
     /// Creation time, µs since the epoch.
     pub created_at_us: u64,
-    topics: Slab<Topic>,
+    pub(crate) topics: Slab<Topic>,
     topic_names: HashMap<String, u32>,
 }
 
@@ -70,16 +97,37 @@ impl Stream {
     }
 }
 
+/// What a topic created or updated with "server default" (0) expiry or size gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicDefaults {
+    /// Message expiry in µs; `u64::MAX` = never.
+    pub message_expiry_us: u64,
+    /// Topic size limit in bytes; `u64::MAX` = unlimited.
+    pub max_topic_size_bytes: u64,
+}
+
+impl Default for TopicDefaults {
+    /// Iggy's defaults: messages never expire, topics are unlimited.
+    fn default() -> Self {
+        Self {
+            message_expiry_us: u64::MAX,
+            max_topic_size_bytes: u64::MAX,
+        }
+    }
+}
+
 /// The metadata replica. Lives on every shard, each with its own copy; only shard 0 prepares
 /// changes, every shard applies them.
 #[derive(Clone, Debug)]
 pub struct Metadata {
     version: u64,
     segment_size_bytes: u64,
-    streams: Slab<Stream>,
+    pub(crate) streams: Slab<Stream>,
     stream_names: HashMap<String, u32>,
+    topic_defaults: TopicDefaults,
     /// Partitions owned by each shard, the input of placement.
     shard_loads: Vec<u32>,
+    users: Users,
 }
 
 impl Metadata {
@@ -92,8 +140,17 @@ impl Metadata {
             segment_size_bytes,
             streams: Slab::default(),
             stream_names: HashMap::new(),
+            topic_defaults: TopicDefaults::default(),
             shard_loads: vec![0; usize::from(shard_count)],
+            users: Users::default(),
         }
+    }
+
+    /// Sets what "server default" expiry and size resolve to. They are resolved when a topic is
+    /// created or updated, and the resolved values are what the change records, so replicas and
+    /// replays never depend on the configuration.
+    pub fn set_topic_defaults(&mut self, defaults: TopicDefaults) {
+        self.topic_defaults = defaults;
     }
 
     /// The version of the last applied event (0 before any).
@@ -303,7 +360,8 @@ impl Metadata {
 
     fn resolve_settings(&self, settings: TopicSettings) -> Result<TopicSettings, MetadataError> {
         let max_topic_size_bytes = match settings.max_topic_size_bytes {
-            0 | u64::MAX => u64::MAX,
+            0 => self.topic_defaults.max_topic_size_bytes,
+            u64::MAX => u64::MAX,
             custom if custom < self.segment_size_bytes => {
                 return Err(MetadataError::InvalidTopicSize);
             }
@@ -312,7 +370,7 @@ impl Metadata {
         Ok(TopicSettings {
             compression: settings.compression,
             message_expiry_us: match settings.message_expiry_us {
-                0 => u64::MAX,
+                0 => self.topic_defaults.message_expiry_us,
                 expiry => expiry,
             },
             max_topic_size_bytes,
@@ -379,7 +437,9 @@ impl Metadata {
             self.version + 1,
             "metadata events must be applied in order without gaps"
         );
-        self.apply_change(&event.change);
+        if !self.users.apply(&event.change, event.version) {
+            self.apply_change(&event.change);
+        }
         self.version = event.version;
     }
 
@@ -433,6 +493,8 @@ impl Metadata {
                         created_at_us: *created_at_us,
                         settings: *settings,
                         partitions,
+                        groups: Slab::default(),
+                        group_names: HashMap::new(),
                     },
                 );
                 stream.topic_names.insert(name.clone(), *id);
@@ -464,9 +526,9 @@ impl Metadata {
             } => {
                 let first = self.topic_mut(*stream_id, *topic_id).partitions.len() as u32;
                 let mut added = self.place_new(first, *count, *created_at_us);
-                self.topic_mut(*stream_id, *topic_id)
-                    .partitions
-                    .append(&mut added);
+                let topic = self.topic_mut(*stream_id, *topic_id);
+                topic.partitions.append(&mut added);
+                topic.rebalance_groups_fully();
             }
             Change::DeletePartitions {
                 stream_id,
@@ -476,12 +538,23 @@ impl Metadata {
                 let topic = self.topic_mut(*stream_id, *topic_id);
                 let keep = topic.partitions.len() - *count as usize;
                 let removed = topic.partitions.split_off(keep);
+                topic.rebalance_groups_fully();
                 self.release(&removed);
             }
+            Change::CreateUser { .. }
+            | Change::UpdateUser { .. }
+            | Change::UpdatePermissions { .. }
+            | Change::ChangePassword { .. }
+            | Change::DeleteUser { .. }
+            | Change::CreatePersonalAccessToken { .. }
+            | Change::DeletePersonalAccessTokens { .. } => {
+                unreachable!("users and tokens changes are applied by Users")
+            }
+            group_change => self.apply_group_change(group_change),
         }
     }
 
-    fn topic_mut(&mut self, stream_id: u32, topic_id: u32) -> &mut Topic {
+    pub(crate) fn topic_mut(&mut self, stream_id: u32, topic_id: u32) -> &mut Topic {
         self.streams
             .get_mut(stream_id)
             .and_then(|stream| stream.topics.get_mut(topic_id))
@@ -502,6 +575,107 @@ impl Metadata {
         for partition in partitions {
             self.shard_loads[usize::from(partition.owner.0)] -= 1;
         }
+    }
+
+    /// Every user, by id.
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.users.all()
+    }
+
+    /// The user an identifier names.
+    pub fn user(&self, user: &Identifier) -> Result<&User, MetadataError> {
+        self.users.find(user)
+    }
+
+    /// The user with this id.
+    pub fn user_by_id(&self, id: UserId) -> Option<&User> {
+        self.users.by_id(id)
+    }
+
+    /// The user logging in with `username`: by name, or, when no user has that name and it is
+    /// all digits, by numeric id (Iggy's "string or number" login quirk, kept for clients that
+    /// rely on it without hiding users whose names are digits).
+    pub fn user_for_login(&self, username: &str) -> Option<&User> {
+        self.users.by_name(username).or_else(|| {
+            let id = username.parse::<u32>().ok()?;
+            self.users.by_id(UserId(id))
+        })
+    }
+
+    /// The token with this digest and its owner.
+    pub fn token_by_hash(&self, hash: &str) -> Option<(&User, &PersonalAccessToken)> {
+        self.users.by_token_hash(hash)
+    }
+
+    /// Validates a new user and gives it an id. The password arrives hashed.
+    pub fn prepare_create_user(
+        &self,
+        username: &str,
+        password_hash: String,
+        active: bool,
+        permissions: Option<&Permissions>,
+        now_us: u64,
+    ) -> Result<Change, MetadataError> {
+        self.users
+            .prepare_create(username, password_hash, active, permissions, now_us)
+    }
+
+    /// Validates a rename or status change (the root user stays active).
+    pub fn prepare_update_user(
+        &self,
+        user: &Identifier,
+        username: Option<&str>,
+        active: Option<bool>,
+    ) -> Result<Change, MetadataError> {
+        self.users.prepare_update(user, username, active)
+    }
+
+    /// Validates new permissions (never for the root user).
+    pub fn prepare_update_permissions(
+        &self,
+        user: &Identifier,
+        permissions: Option<&Permissions>,
+    ) -> Result<Change, MetadataError> {
+        self.users.prepare_update_permissions(user, permissions)
+    }
+
+    /// Validates a new password hash for the user of that id and generation.
+    pub fn prepare_change_password(
+        &self,
+        user: UserId,
+        generation: u64,
+        password_hash: String,
+    ) -> Result<Change, MetadataError> {
+        self.users
+            .prepare_change_password(user, generation, password_hash)
+    }
+
+    /// Validates a user deletion (never the root user).
+    pub fn prepare_delete_user(&self, user: &Identifier) -> Result<Change, MetadataError> {
+        self.users.prepare_delete(user)
+    }
+
+    /// Validates a new token of `user` (unique name, at most `tokens_per_user_max`).
+    pub fn prepare_create_token(
+        &self,
+        user: UserId,
+        name: &str,
+        token_hash: String,
+        expiry_at_us: Option<u64>,
+        tokens_per_user_max: u32,
+    ) -> Result<Change, MetadataError> {
+        self.users
+            .prepare_create_token(user, name, token_hash, expiry_at_us, tokens_per_user_max)
+    }
+
+    /// Validates deleting one of `user`'s tokens.
+    pub fn prepare_delete_token(&self, user: UserId, name: &str) -> Result<Change, MetadataError> {
+        self.users.prepare_delete_token(user, name)
+    }
+
+    /// The change that deletes every token expired at `now_us`, if any.
+    pub fn prepare_delete_expired_tokens(&self, now_us: u64) -> Option<Change> {
+        self.users.prepare_delete_expired_tokens(now_us)
     }
 
     /// Counts for statistics: streams, topics, partitions.
@@ -633,6 +807,72 @@ mod tests {
             metadata.prepare_create_topic(&Identifier::Numeric(0), "t", 1, small, 1),
             Err(MetadataError::InvalidTopicSize)
         );
+    }
+
+    #[test]
+    fn users_tokens_and_generations_follow_the_log() {
+        let mut metadata = Metadata::new(1, 1 << 20);
+        let root = Permissions::root();
+        let change = metadata
+            .prepare_create_user("iggy", "h0".into(), true, Some(&root), 1)
+            .expect("root");
+        commit(&mut metadata, change);
+        let change = metadata
+            .prepare_create_user("ann", "h1".into(), true, None, 2)
+            .expect("ann");
+        commit(&mut metadata, change);
+        assert_eq!(
+            metadata.prepare_create_user("ann", "h".into(), true, None, 3),
+            Err(MetadataError::UserNameExists)
+        );
+        let ann = metadata.user(&Identifier::Name("ann".into())).expect("ann");
+        let (ann_id, first_generation) = (ann.id, ann.generation);
+        let change = metadata
+            .prepare_create_token(ann_id, "ci", "digest".into(), Some(10), 1)
+            .expect("token");
+        commit(&mut metadata, change);
+        assert_eq!(
+            metadata.prepare_create_token(ann_id, "cd", "d2".into(), None, 1),
+            Err(MetadataError::TokensLimitReached)
+        );
+        assert_eq!(
+            metadata.token_by_hash("digest").expect("found").0.id,
+            ann_id
+        );
+        assert!(metadata.prepare_delete_expired_tokens(9).is_none());
+        let expired = metadata.prepare_delete_expired_tokens(10).expect("expired");
+        commit(&mut metadata, expired);
+        assert!(metadata.token_by_hash("digest").is_none());
+        let change = metadata
+            .prepare_create_token(ann_id, "ci", "digest".into(), None, 1)
+            .expect("token again");
+        commit(&mut metadata, change);
+        let root_id = Identifier::Numeric(0);
+        assert_eq!(
+            metadata.prepare_delete_user(&root_id),
+            Err(MetadataError::CannotDeleteRoot)
+        );
+        assert_eq!(
+            metadata.prepare_update_permissions(&root_id, None),
+            Err(MetadataError::CannotChangeRootPermissions)
+        );
+        let change = metadata
+            .prepare_delete_user(&Identifier::Numeric(ann_id.0))
+            .expect("delete ann");
+        commit(&mut metadata, change);
+        assert!(metadata.token_by_hash("digest").is_none());
+        let change = metadata
+            .prepare_create_user("bob", "h2".into(), true, None, 4)
+            .expect("bob");
+        commit(&mut metadata, change);
+        let bob = metadata.user_by_id(ann_id).expect("the id is reused");
+        assert_eq!(bob.username, "bob");
+        assert_ne!(bob.generation, first_generation);
+        assert_eq!(
+            metadata.prepare_change_password(ann_id, first_generation, "h".into()),
+            Err(MetadataError::UserNotFound)
+        );
+        assert_eq!(metadata.user_for_login("1").expect("by id").username, "bob");
     }
 
     #[test]

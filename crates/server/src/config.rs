@@ -3,8 +3,10 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use galgo_metadata::TopicDefaults;
+use galgo_protocol::command::users::{PASSWORD_BYTES, USERNAME_BYTES};
 use galgo_shards::{ShardSettings, StorageSettings};
-use galgo_storage::FsyncMode;
+use galgo_storage::{DeduplicationConfig, FsyncMode};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -43,6 +45,14 @@ pub struct Config {
     pub shards: ShardsConfig,
     /// Storage.
     pub storage: StorageConfigFile,
+    /// Personal access tokens.
+    pub personal_access_tokens: PersonalAccessTokensConfig,
+    /// Retention defaults and the cleaner.
+    pub retention: RetentionConfig,
+    /// Deduplication of messages by id.
+    pub deduplication: DeduplicationConfigFile,
+    /// Consumer-group rebalancing.
+    pub consumer_group: ConsumerGroupConfig,
     /// Logs.
     pub logging: LoggingConfig,
 }
@@ -56,13 +66,38 @@ pub struct SystemConfig {
 }
 
 /// `[root]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootConfig {
     /// Root's username.
     pub username: String,
     /// Root's password.
     pub password: String,
+}
+
+/// `[personal_access_tokens]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalAccessTokensConfig {
+    /// Tokens one user may hold at most.
+    pub tokens_per_user_max: u32,
+    /// How often shard 0 deletes expired tokens.
+    pub cleanup_interval_ms: u64,
+}
+
+/// The environment variables that set the root user's credentials; both or neither.
+pub const ROOT_USERNAME_ENV: &str = "IGGY_ROOT_USERNAME";
+/// See [`ROOT_USERNAME_ENV`].
+pub const ROOT_PASSWORD_ENV: &str = "IGGY_ROOT_PASSWORD";
+
+impl std::fmt::Debug for RootConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password never reaches a log.
+        f.debug_struct("RootConfig")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// `[tcp]`
@@ -194,6 +229,40 @@ pub struct StorageConfigFile {
     pub fsync_interval_ms: u64,
 }
 
+/// `[retention]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Server-default message expiry, 0 = never.
+    pub message_expiry_ms: u64,
+    /// Server-default topic size limit, 0 = unlimited.
+    pub max_topic_size_bytes: u64,
+    /// Cleaner period, 0 = off.
+    pub cleaner_interval_ms: u64,
+}
+
+/// `[deduplication]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeduplicationConfigFile {
+    /// On or off.
+    pub enabled: bool,
+    /// Ids remembered per partition.
+    pub ids_max: usize,
+    /// How long an id is remembered.
+    pub expiry_ms: u64,
+}
+
+/// `[consumer_group]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerGroupConfig {
+    /// When a pending revocation completes without a commit.
+    pub rebalancing_timeout_ms: u64,
+    /// How often that is checked.
+    pub rebalancing_check_interval_ms: u64,
+}
+
 /// `[logging]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,11 +290,33 @@ impl Config {
         for assignment in overrides {
             set(&mut table, assignment)?;
         }
-        let config: Config = toml::Value::Table(table)
+        let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|error: toml::de::Error| ConfigError::Invalid(error.to_string()))?;
+        config.root_from_env(
+            std::env::var(ROOT_USERNAME_ENV).ok(),
+            std::env::var(ROOT_PASSWORD_ENV).ok(),
+        )?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// IGGY_ROOT_USERNAME and IGGY_ROOT_PASSWORD, set together, replace `[root]`.
+    fn root_from_env(
+        &mut self,
+        username: Option<String>,
+        password: Option<String>,
+    ) -> Result<(), ConfigError> {
+        match (username, password) {
+            (Some(username), Some(password)) => {
+                self.root = RootConfig { username, password };
+                Ok(())
+            }
+            (None, None) => Ok(()),
+            _ => Err(ConfigError::Invalid(format!(
+                "{ROOT_USERNAME_ENV} and {ROOT_PASSWORD_ENV} must be set together"
+            ))),
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -239,6 +330,42 @@ impl Config {
             .validate()
             .map_err(|error| ConfigError::Invalid(format!("[storage]: {error}")))?;
         self.shard_count()?;
+        if !USERNAME_BYTES.contains(&self.root.username.len()) {
+            return Err(ConfigError::Invalid(format!(
+                "the root username must be {}..={} bytes",
+                USERNAME_BYTES.start(),
+                USERNAME_BYTES.end()
+            )));
+        }
+        if !PASSWORD_BYTES.contains(&self.root.password.len()) {
+            return Err(ConfigError::Invalid(format!(
+                "the root password must be {}..={} bytes",
+                PASSWORD_BYTES.start(),
+                PASSWORD_BYTES.end()
+            )));
+        }
+        if self.personal_access_tokens.cleanup_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "personal_access_tokens.cleanup_interval_ms must be positive".into(),
+            ));
+        }
+        let size_max = self.retention.max_topic_size_bytes;
+        if size_max != 0 && size_max < self.storage.segment_size_bytes {
+            return Err(ConfigError::Invalid(
+                "retention.max_topic_size_bytes must be 0 or at least storage.segment_size_bytes"
+                    .into(),
+            ));
+        }
+        if self.deduplication.enabled && self.deduplication.ids_max == 0 {
+            return Err(ConfigError::Invalid(
+                "deduplication.ids_max must be positive".into(),
+            ));
+        }
+        if self.consumer_group.rebalancing_check_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "consumer_group.rebalancing_check_interval_ms must be positive".into(),
+            ));
+        }
         if self.shards.ring_entries == 0 {
             return Err(ConfigError::Invalid(
                 "shards.ring_entries must be positive".into(),
@@ -354,7 +481,24 @@ impl Config {
             fsync: self.fsync_mode()?,
             flush_interval_ms: storage.flush_interval_ms,
             fsync_interval_ms: storage.fsync_interval_ms,
+            topic_defaults: self.topic_defaults(),
+            cleaner_interval_ms: self.retention.cleaner_interval_ms,
+            deduplication: self.deduplication.enabled.then(|| DeduplicationConfig {
+                ids_max: self.deduplication.ids_max,
+                expiry_us: self.deduplication.expiry_ms.saturating_mul(1000),
+            }),
         })
+    }
+
+    /// What "server default" expiry and size resolve to (0 in the file means never/unlimited,
+    /// which the protocol writes as `u64::MAX`).
+    fn topic_defaults(&self) -> TopicDefaults {
+        let retention = &self.retention;
+        let or_never = |value: u64| if value == 0 { u64::MAX } else { value };
+        TopicDefaults {
+            message_expiry_us: or_never(retention.message_expiry_ms.saturating_mul(1000)),
+            max_topic_size_bytes: or_never(retention.max_topic_size_bytes),
+        }
     }
 }
 
@@ -434,6 +578,20 @@ mod tests {
         let shards = config.shard_settings().expect("valid");
         assert_eq!(shards.len(), 3);
         assert!(shards.iter().all(|shard| shard.cpu.is_none()));
+    }
+
+    #[test]
+    fn root_credentials_come_from_both_variables_or_neither() {
+        let mut config = Config::load(None, &[]).expect("defaults are valid");
+        config
+            .root_from_env(Some("admin".into()), Some("s3cret".into()))
+            .expect("both set");
+        assert_eq!(config.root.username, "admin");
+        assert_eq!(config.root.password, "s3cret");
+        assert!(!format!("{:?}", config.root).contains("s3cret"));
+        assert!(config.root_from_env(Some("admin".into()), None).is_err());
+        assert!(config.root_from_env(None, None).is_ok());
+        assert!(Config::load(None, &["root.password=ab".to_owned()]).is_err());
     }
 
     #[test]

@@ -175,6 +175,7 @@ async fn run_session<S: ByteStream>(
         let _ = connection.stream.close().await;
     }
     shard.clients.borrow_mut().remove(session.client_id);
+    handler::client_gone(&shard, &context, session.client_id).await;
     match ended {
         Ended::Closed => {
             tracing::debug!(shard = shard.id().0, %peer, client_id = session.client_id, "client disconnected")

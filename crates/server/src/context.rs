@@ -8,10 +8,14 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use galgo_metadata::{StreamId, TopicId};
+use galgo_metadata::{GroupKey, StreamId, TopicId};
 
 use crate::{
-    config::{Config, RootConfig, TcpConfig, WebSocketConfigFile},
+    config::{
+        Config, ConsumerGroupConfig, PersonalAccessTokensConfig, RootConfig, TcpConfig,
+        WebSocketConfigFile,
+    },
+    credentials::Hasher,
     tls_config,
 };
 
@@ -36,8 +40,12 @@ pub struct ContextSeed {
     pub tcp_tls: Option<Arc<rustls::ServerConfig>>,
     /// TLS on the WebSocket listener (WSS).
     pub websocket_tls: Option<Arc<rustls::ServerConfig>>,
-    /// Root credentials.
+    /// Root credentials (used once, when the root user is first created).
     pub root: RootConfig,
+    /// Personal access token limits.
+    pub tokens: PersonalAccessTokensConfig,
+    /// Consumer-group rebalancing.
+    pub consumer_group: ConsumerGroupConfig,
     /// Root of the data directory (for disk figures).
     pub data_dir: std::path::PathBuf,
     /// The addresses every shard listens on, once bound.
@@ -71,6 +79,8 @@ impl ContextSeed {
             tcp: config.tcp.clone(),
             websocket: config.websocket.clone(),
             root: config.root.clone(),
+            tokens: config.personal_access_tokens.clone(),
+            consumer_group: config.consumer_group.clone(),
             data_dir: config.system.data_dir.clone(),
             bound,
             started: Instant::now(),
@@ -87,6 +97,12 @@ pub struct Context {
     /// Round-robin counters of Balanced partitioning, per topic. Each shard keeps its own:
     /// balance over the messages a shard receives, with no shared counter.
     balanced: RefCell<HashMap<(StreamId, TopicId), u32>>,
+    /// Password hashing of this shard's connections, off the shard's thread and bounded.
+    pub hasher: Hasher,
+    /// Per (client, group): the round-robin position of the member's last poll without an
+    /// explicit partition. A member's polls all come through its own connection, so its
+    /// cursor lives on that connection's shard.
+    group_cursors: RefCell<HashMap<(u32, GroupKey), u32>>,
 }
 
 impl Context {
@@ -95,6 +111,8 @@ impl Context {
         Self {
             seed,
             balanced: RefCell::default(),
+            hasher: Hasher::default(),
+            group_cursors: RefCell::default(),
         }
     }
 
@@ -106,6 +124,48 @@ impl Context {
         let partition = *counter % partitions_count;
         *counter = counter.wrapping_add(1);
         partition
+    }
+}
+
+impl Context {
+    /// The partition a member polls next among its `partitions` (round-robin), advancing the
+    /// cursor; `None` when it has none.
+    pub fn next_group_partition(
+        &self,
+        client_id: u32,
+        group: GroupKey,
+        partitions: &[u32],
+    ) -> Option<u32> {
+        if partitions.is_empty() {
+            return None;
+        }
+        let mut cursors = self.group_cursors.borrow_mut();
+        let cursor = cursors
+            .entry((client_id, group))
+            .and_modify(|cursor| *cursor = cursor.wrapping_add(1))
+            .or_insert(0);
+        Some(partitions[*cursor as usize % partitions.len()])
+    }
+
+    /// The partition of the member's last poll (the cursor is read, not advanced).
+    pub fn current_group_partition(
+        &self,
+        client_id: u32,
+        group: GroupKey,
+        partitions: &[u32],
+    ) -> Option<u32> {
+        let cursor = self
+            .group_cursors
+            .borrow()
+            .get(&(client_id, group))
+            .copied()
+            .unwrap_or(0);
+        (!partitions.is_empty()).then(|| partitions[cursor as usize % partitions.len()])
+    }
+
+    /// Forgets a member's cursor (it left the group).
+    pub fn forget_group_cursor(&self, client_id: u32, group: GroupKey) {
+        self.group_cursors.borrow_mut().remove(&(client_id, group));
     }
 }
 

@@ -57,6 +57,18 @@ fn metadata_code(error: &MetadataError) -> ErrorCode {
         MetadataError::InvalidPartitionsCount => ErrorCode::InvalidPartitionsCount,
         MetadataError::PartitionNotFound => ErrorCode::PartitionNotFound,
         MetadataError::InvalidTopicSize => ErrorCode::InvalidTopicSize,
+        MetadataError::UserNotFound => ErrorCode::ResourceNotFound,
+        MetadataError::UserNameExists => ErrorCode::UserAlreadyExists,
+        MetadataError::CannotDeleteRoot => ErrorCode::CannotDeleteUser,
+        MetadataError::CannotChangeRootPermissions => ErrorCode::CannotChangePermissions,
+        MetadataError::RootMustStayActive => ErrorCode::InvalidUserStatus,
+        MetadataError::TokenNameExists => ErrorCode::PersonalAccessTokenAlreadyExists,
+        MetadataError::TokensLimitReached => ErrorCode::PersonalAccessTokensLimitReached,
+        MetadataError::TokenNotFound => ErrorCode::ResourceNotFound,
+        MetadataError::Unauthorized => ErrorCode::Unauthorized,
+        MetadataError::GroupNotFound => ErrorCode::ConsumerGroupIdNotFound,
+        MetadataError::GroupNameExists => ErrorCode::ConsumerGroupNameAlreadyExists,
+        MetadataError::NotGroupMember => ErrorCode::ConsumerGroupMemberNotFound,
         MetadataError::CorruptRecord(_) => ErrorCode::Error,
     }
 }

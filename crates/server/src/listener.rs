@@ -27,6 +27,7 @@ const ACCEPT_RETRY_MS: u64 = 20;
 pub fn serve(seed: ContextSeed) -> Serve {
     Box::new(move |shard0: Rc<Shard>| {
         Box::pin(async move {
+            crate::handler::start_shard0_tasks(&shard0, &seed);
             let mut wanted = Vec::new();
             if seed.tcp.enabled {
                 wanted.push((Listener::Tcp, seed.tcp.address));

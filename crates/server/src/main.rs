@@ -4,10 +4,12 @@
 //! from this thread: SIGTERM or Ctrl-C means a graceful shutdown, a panic in any shard stops
 //! the whole server.
 
+mod authorization;
 mod byte_stream;
 mod config;
 mod connection;
 mod context;
+mod credentials;
 mod error;
 mod handler;
 mod host;
@@ -20,7 +22,7 @@ mod ws_stream;
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Parser;
-use galgo_shards::{Engine, EngineError, ShutdownHandle, probe_io_uring};
+use galgo_shards::{Engine, EngineError, Serve, ShutdownHandle, probe_io_uring};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
@@ -107,6 +109,7 @@ fn init_logging(level: &str) {
 }
 
 fn run(config: Config) -> Result<(), u8> {
+    ignore_file_size_signal();
     let shards = config.shard_settings().map_err(config_error)?;
     let storage = config.storage_settings().map_err(config_error)?;
     if let Err(unavailable) = probe_io_uring(shards[0].ring_entries, shards[0].coop_taskrun) {
@@ -133,7 +136,7 @@ fn run(config: Config) -> Result<(), u8> {
         env!("CARGO_PKG_VERSION")
     );
     let mut engine =
-        Engine::start(shards, storage, listener::serve(context)).map_err(|error| report(&error))?;
+        Engine::start(shards, storage, serve(context)).map_err(|error| report(&error))?;
     watch_signals(engine.shutdown_handle());
     engine.wait_ready().map_err(|error| report(&error))?;
     println!("{}", ready_line(&bound));
@@ -153,6 +156,29 @@ fn ready_line(bound: &context::BoundAddresses) -> String {
         line.push_str(&format!(" websocket={address}"));
     }
     line
+}
+
+/// A write past RLIMIT_FSIZE raises SIGXFSZ, whose default action kills the process. Ignored,
+/// the write fails with EFBIG instead, which storage reports to the client and the log like
+/// any other disk error.
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+}
+
+/// What shard 0 does once metadata is replayed and partitions are open: make sure the root
+/// user exists, start the expired-token cleaner, then bind the listeners.
+fn serve(seed: context::ContextSeed) -> Serve {
+    let root = seed.root.clone();
+    let cleanup = std::time::Duration::from_millis(seed.tokens.cleanup_interval_ms);
+    let listen = listener::serve(seed);
+    Box::new(move |shard0| {
+        Box::pin(async move {
+            handler::ensure_root(&shard0, &root).await?;
+            compio::runtime::spawn(handler::clean_expired_tokens(shard0.clone(), cleanup)).detach();
+            listen(shard0).await
+        })
+    })
 }
 
 fn config_error(error: config::ConfigError) -> u8 {

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use galgo_metadata::{Metadata, User, UserId};
 use galgo_protocol::ErrorCode;
 use galgo_shards::Transport;
 
@@ -16,6 +17,9 @@ pub struct Session {
     pub transport: Transport,
     /// The logged-in user.
     pub user_id: Option<u32>,
+    /// The generation of the logged-in user (see [`User::generation`]): a user deleted and
+    /// replaced by another with the same id does not inherit this session.
+    user_generation: u64,
 }
 
 impl Session {
@@ -26,12 +30,32 @@ impl Session {
             peer,
             transport,
             user_id: None,
+            user_generation: 0,
         }
     }
 
-    /// The logged-in user, or 40 Unauthenticated.
+    /// The logged-in user's id, or 40 Unauthenticated.
     pub fn user(&self) -> Result<u32, ErrorCode> {
         self.user_id.ok_or(ErrorCode::Unauthenticated)
+    }
+
+    /// Logs `user` in (whoever was logged in before is logged out).
+    pub fn log_in(&mut self, user: &User) {
+        self.user_id = Some(user.id.0);
+        self.user_generation = user.generation;
+    }
+
+    /// The session is anonymous again.
+    pub fn log_out(&mut self) {
+        self.user_id = None;
+        self.user_generation = 0;
+    }
+
+    /// The logged-in user as the replica knows it now, or `None` when nobody is logged in or
+    /// the user was deleted or deactivated since: that session has ended.
+    pub fn current_user<'a>(&self, metadata: &'a Metadata) -> Option<&'a User> {
+        let user = metadata.user_by_id(UserId(self.user_id?))?;
+        (user.generation == self.user_generation && user.active).then_some(user)
     }
 }
 

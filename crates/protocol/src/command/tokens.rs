@@ -88,7 +88,7 @@ impl DeletePersonalAccessToken {
 
 /// Logs in with a token (code 44): `token name8`. Needs no login. Response:
 /// [`LoginResponse`](super::users::LoginResponse).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct LoginWithPersonalAccessToken {
     /// The raw token.
     pub token: String,
@@ -148,7 +148,7 @@ impl PersonalAccessTokenInfo {
 }
 
 /// The CreatePersonalAccessToken response: the raw token as a `name8`, shown only once.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RawPersonalAccessToken {
     /// The token (68 characters of base64 in Iggy).
     pub token: String,
@@ -167,6 +167,23 @@ impl RawPersonalAccessToken {
                 token: reader.name8()?.to_owned(),
             })
         })
+    }
+}
+
+/// Raw tokens never reach a log, even through `{:?}` of a request or response.
+impl std::fmt::Debug for LoginWithPersonalAccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginWithPersonalAccessToken")
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RawPersonalAccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawPersonalAccessToken")
+            .field("token", &"<redacted>")
+            .finish()
     }
 }
 

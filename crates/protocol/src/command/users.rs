@@ -98,7 +98,7 @@ empty_request!(
 /// ```text
 /// username name8 | password str8 | status u8 | has_permissions u8 [len u32 | permissions]
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct CreateUser {
     pub username: String,
@@ -230,7 +230,7 @@ impl UpdatePermissions {
 /// ```text
 /// Id user | current_password str8 | new_password str8
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct ChangePassword {
     pub user: Identifier,
@@ -270,7 +270,7 @@ impl ChangePassword {
 /// username name8 | password str8 | version_len u32 [version] | context_len u32 [context]
 /// ```
 /// Both length fields are always present; 0 means absent. The server ignores both values.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct LoginUser {
     /// The username; all digits means a numeric user id (a server-side quirk).
     pub username: String,
@@ -402,6 +402,41 @@ impl UserDetails {
                 permissions: decode_response_permissions(reader)?,
             })
         })
+    }
+}
+
+/// Passwords never reach a log, even through `{:?}` of a request.
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for CreateUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUser")
+            .field("username", &self.username)
+            .field("password", &REDACTED)
+            .field("status", &self.status)
+            .field("permissions", &self.permissions)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ChangePassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangePassword")
+            .field("user", &self.user)
+            .field("current_password", &REDACTED)
+            .field("new_password", &REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LoginUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginUser")
+            .field("username", &self.username)
+            .field("password", &REDACTED)
+            .field("version", &self.version)
+            .field("context", &self.context)
+            .finish()
     }
 }
 

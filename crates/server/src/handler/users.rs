@@ -1,73 +1,246 @@
-//! Login and logout. Until users come with their own issue, the one user is root, whose
-//! credentials come from the configuration.
+//! Users: get, list, create, update, delete, permissions, password, login, logout; and the
+//! root user's creation at first start.
+//!
+//! Passwords are hashed and verified on the shard that accepted the connection, in compio's
+//! blocking pool (see `credentials.rs`); shard 0 receives only the hash. Neither a password
+//! nor a hash is ever logged.
 
 use std::rc::Rc;
 
+use bytes::BytesMut;
+use galgo_metadata::{Change, ROOT_USER_ID, User};
 use galgo_protocol::{
-    ErrorCode,
-    command::users::{LoginResponse, LoginUser},
+    ErrorCode, Identifier, Permissions,
+    command::users::{
+        ChangePassword, CreateUser, LoginResponse, LoginUser, UpdatePermissions, UpdateUser,
+        UserDetails, UserHeader, UserStatus,
+    },
 };
 use galgo_shards::Shard;
 
-use super::{Outcome, Reply};
-use crate::{context::Context, session::Session};
+use super::{Outcome, Reply, metadata_change::change_metadata};
+use crate::{
+    config::RootConfig,
+    context::{Context, now_us},
+    credentials,
+    error::CommandError,
+    session::Session,
+};
 
-/// The root user's id.
-const ROOT_USER_ID: u32 = 0;
-
-/// Compares without leaking, through timing, how long a matching prefix is.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    let mut difference = given.len() ^ expected.len();
-    for (index, byte) in expected.iter().enumerate() {
-        difference |= usize::from(byte ^ given.get(index).copied().unwrap_or(!byte));
+fn header(user: &User) -> UserHeader {
+    UserHeader {
+        id: user.id.0,
+        created_at_us: user.created_at_us,
+        status: if user.active {
+            UserStatus::Active
+        } else {
+            UserStatus::Inactive
+        },
+        username: user.username.clone(),
     }
-    difference == 0
+}
+
+fn details(user: &User) -> Reply {
+    let details = UserDetails {
+        header: header(user),
+        permissions: user.permissions.clone(),
+    };
+    Reply::encoded(|out| details.encode(out))
+}
+
+/// GetUser: the user, or the empty answer when there is none.
+pub fn get(shard: &Rc<Shard>, user: Identifier) -> Outcome {
+    let metadata = shard.metadata.borrow();
+    Ok(metadata
+        .user(&user)
+        .map_or_else(|_| Reply::empty(), details))
+}
+
+/// GetUsers: every user, by id.
+pub fn list(shard: &Rc<Shard>) -> Outcome {
+    let metadata = shard.metadata.borrow();
+    let mut out = BytesMut::new();
+    for user in metadata.users() {
+        header(user).encode(&mut out);
+    }
+    Ok(Reply::bytes(out))
+}
+
+/// CreateUser: hashes the password here, commits through shard 0, answers the new user.
+pub async fn create(shard: &Rc<Shard>, context: &Context, create: CreateUser) -> Outcome {
+    let CreateUser {
+        username,
+        password,
+        status,
+        permissions,
+    } = create;
+    let password_hash = context.hasher.hash(password).await;
+    let now = now_us();
+    let change = change_metadata(shard, move |metadata| {
+        metadata.prepare_create_user(
+            &username,
+            password_hash,
+            status == UserStatus::Active,
+            permissions.as_ref(),
+            now,
+        )
+    })
+    .await?;
+    let Change::CreateUser { id, .. } = change else {
+        unreachable!("prepare_create_user prepares a CreateUser");
+    };
+    tracing::info!(shard = shard.id().0, user_id = id, "user created");
+    get(shard, Identifier::Numeric(id))
+}
+
+/// UpdateUser: a new username and/or status. Deactivating a user ends its sessions.
+pub async fn update(shard: &Rc<Shard>, update: UpdateUser) -> Outcome {
+    change_metadata(shard, move |metadata| {
+        metadata.prepare_update_user(
+            &update.user,
+            update.username.as_deref(),
+            update.status.map(|status| status == UserStatus::Active),
+        )
+    })
+    .await?;
+    Ok(Reply::empty())
+}
+
+/// UpdatePermissions: replaces them (never root's).
+pub async fn update_permissions(shard: &Rc<Shard>, update: UpdatePermissions) -> Outcome {
+    change_metadata(shard, move |metadata| {
+        metadata.prepare_update_permissions(&update.user, update.permissions.as_ref())
+    })
+    .await?;
+    Ok(Reply::empty())
+}
+
+/// DeleteUser: the user and its tokens; its sessions on every shard end.
+pub async fn delete(shard: &Rc<Shard>, user: Identifier) -> Outcome {
+    let change =
+        change_metadata(shard, move |metadata| metadata.prepare_delete_user(&user)).await?;
+    if let Change::DeleteUser { id } = change {
+        tracing::info!(
+            shard = shard.id().0,
+            user_id = id,
+            "user deleted; its sessions end"
+        );
+    }
+    Ok(Reply::empty())
+}
+
+/// ChangePassword: the current password must match, whoever asks.
+pub async fn change_password(
+    shard: &Rc<Shard>,
+    context: &Context,
+    session: &Session,
+    change: ChangePassword,
+) -> Outcome {
+    let (id, generation, stored_hash) = {
+        let metadata = shard.metadata.borrow();
+        let user = metadata.user(&change.user)?;
+        (user.id, user.generation, user.password_hash.clone())
+    };
+    if !context
+        .hasher
+        .verify(change.current_password, stored_hash)
+        .await
+    {
+        tracing::warn!(shard = shard.id().0, peer = %session.peer, user_id = id.0, "password change refused: wrong current password");
+        return Err(ErrorCode::InvalidCredentials.into());
+    }
+    let new_hash = context.hasher.hash(change.new_password).await;
+    change_metadata(shard, move |metadata| {
+        metadata.prepare_change_password(id, generation, new_hash)
+    })
+    .await?;
+    tracing::info!(shard = shard.id().0, user_id = id.0, "password changed");
+    Ok(Reply::empty())
 }
 
 /// LoginUser: logs the session in (logging out whoever was in it first).
-pub fn login(
+pub async fn login(
     shard: &Rc<Shard>,
     context: &Context,
     session: &mut Session,
     login: LoginUser,
 ) -> Outcome {
-    let root = &context.seed.root;
-    let username_ok = same_secret(login.username.as_bytes(), root.username.as_bytes());
-    let password_ok = same_secret(login.password.as_bytes(), root.password.as_bytes());
-    if !(username_ok && password_ok) {
+    let found = shard
+        .metadata
+        .borrow()
+        .user_for_login(&login.username)
+        .map(|user| (user.id, user.generation, user.password_hash.clone()));
+    let verified = match &found {
+        Some((_, _, hash)) => context.hasher.verify(login.password, hash.clone()).await,
+        None => false,
+    };
+    let metadata = shard.metadata.borrow();
+    // The user must still be the one whose hash was checked (the verification yielded).
+    let user = found.filter(|_| verified).and_then(|(id, generation, _)| {
+        metadata
+            .user_by_id(id)
+            .filter(|user| user.generation == generation)
+    });
+    let Some(user) = user else {
         // The password is never logged; the name helps an operator spot a misconfigured client.
-        tracing::warn!(shard = shard.id().0, peer = %session.peer, username = %login.username, "failed login");
+        tracing::warn!(shard = shard.id().0, peer = %session.peer, username = %login.username, "failed login: invalid credentials");
         return Err(ErrorCode::InvalidCredentials.into());
+    };
+    if !user.active {
+        tracing::warn!(shard = shard.id().0, peer = %session.peer, user_id = user.id.0, "failed login: user inactive");
+        return Err(ErrorCode::UserInactive.into());
     }
-    session.user_id = Some(ROOT_USER_ID);
+    Ok(log_in(shard, session, user))
+}
+
+/// Logs `user` in on the session and answers its id (shared by both logins).
+pub fn log_in(shard: &Shard, session: &mut Session, user: &User) -> Reply {
+    session.log_in(user);
     shard
         .clients
         .borrow_mut()
         .set_user(session.client_id, session.user_id);
-    tracing::info!(shard = shard.id().0, peer = %session.peer, user_id = ROOT_USER_ID, "login");
-    let response = LoginResponse {
-        user_id: ROOT_USER_ID,
-    };
-    Ok(Reply::encoded(|out| response.encode(out)))
+    tracing::info!(shard = shard.id().0, peer = %session.peer, user_id = user.id.0, "login");
+    let response = LoginResponse { user_id: user.id.0 };
+    Reply::encoded(|out| response.encode(out))
 }
 
 /// LogoutUser: the session is anonymous again.
 pub fn logout(shard: &Rc<Shard>, session: &mut Session) -> Outcome {
-    session.user_id = None;
+    session.log_out();
     shard.clients.borrow_mut().set_user(session.client_id, None);
     Ok(Reply::empty())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::same_secret;
-
-    #[test]
-    fn secrets_match_only_exactly() {
-        assert!(same_secret(b"iggy", b"iggy"));
-        assert!(!same_secret(b"iggy2", b"iggy"));
-        assert!(!same_secret(b"igg", b"iggy"));
-        assert!(!same_secret(b"", b"iggy"));
-        assert!(!same_secret(b"iggx", b"iggy"));
+/// Start-up, on shard 0 before any listener: creates the root user (id 0, every permission)
+/// from `[root]` when the metadata has none, i.e. on a fresh data directory. Later the
+/// configured credentials are not used: root's password is whatever ChangePassword made it.
+pub async fn ensure_root(shard0: &Rc<Shard>, root: &RootConfig) -> Result<(), String> {
+    if let Some(existing) = shard0.metadata.borrow().user_by_id(ROOT_USER_ID) {
+        tracing::info!(username = %existing.username, "root user exists; [root] credentials are used only to create it");
+        return Ok(());
     }
+    let username = root.username.clone();
+    let password = root.password.clone();
+    let password_hash =
+        compio::runtime::spawn_blocking(move || credentials::hash_password(&password))
+            .await
+            .map_err(|_| "hashing the root password panicked".to_owned())?;
+    let change = change_metadata(shard0, move |metadata| {
+        metadata.prepare_create_user(
+            &username,
+            password_hash,
+            true,
+            Some(&Permissions::root()),
+            now_us(),
+        )
+    })
+    .await
+    .map_err(|error: CommandError| format!("cannot create the root user: {error}"))?;
+    assert!(
+        matches!(change, Change::CreateUser { id: 0, .. }),
+        "the first user is the root user, id 0"
+    );
+    tracing::info!(username = %root.username, "root user created");
+    Ok(())
 }

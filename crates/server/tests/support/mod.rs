@@ -16,4 +16,5 @@ pub mod raw;
 pub mod sdk;
 pub mod server;
 
+#[allow(unused_imports)]
 pub use server::TestServer;

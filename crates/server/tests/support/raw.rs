@@ -82,16 +82,30 @@ pub struct RawConn {
 
 impl RawConn {
     pub fn connect(addr: SocketAddr) -> RawConn {
-        let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)
-            .unwrap_or_else(|error| panic!("connect to {addr}: {error}"));
-        stream.set_nodelay(true).expect("nodelay");
-        stream
-            .set_read_timeout(Some(READ_TIMEOUT))
-            .expect("read timeout");
-        stream
-            .set_write_timeout(Some(READ_TIMEOUT))
-            .expect("write timeout");
-        RawConn { stream }
+        RawConn::try_connect(addr).unwrap_or_else(|error| panic!("connect to {addr}: {error}"))
+    }
+
+    /// Connects, or says why not (for tests where the server may be gone).
+    pub fn try_connect(addr: SocketAddr) -> std::io::Result<RawConn> {
+        let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(READ_TIMEOUT))?;
+        stream.set_write_timeout(Some(READ_TIMEOUT))?;
+        Ok(RawConn { stream })
+    }
+
+    /// Connects and logs in as root, or says why not (for tests where the server may be gone).
+    pub fn try_connect_logged_in(addr: SocketAddr) -> std::io::Result<RawConn> {
+        let mut conn = RawConn::try_connect(addr)?;
+        conn.try_send_bytes(&frame(code::LOGIN_USER, &login_payload("iggy", "iggy")))?;
+        let response = conn.try_read_response()?;
+        if response.status != 0 {
+            return Err(std::io::Error::other(format!(
+                "login refused: {}",
+                response.status
+            )));
+        }
+        Ok(conn)
     }
 
     /// A connection that has logged in as root.

@@ -44,6 +44,9 @@ pub struct TestServer {
     /// Arguments after the harness's own (`--data-dir`, `--tcp-address`, `--websocket-address`,
     /// `--no-pin`).
     args: Vec<String>,
+    /// Environment variables set for every run (the root credentials variables are otherwise
+    /// removed, so the caller's environment cannot change a test).
+    env: Vec<(String, String)>,
     process: Option<Process>,
     runs: u32,
 }
@@ -80,6 +83,11 @@ impl TestServer {
     /// Starts a server with a fresh temp data dir. `args` are extra flags, for example
     /// `["--set", "storage.fsync=always"]`; `--shards 2` is added unless `args` names `--shards`.
     pub fn start(args: &[&str]) -> TestServer {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like [`TestServer::start`], with environment variables for the server.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let root = tempfile::Builder::new()
             .prefix("galgo-test-")
             .tempdir()
@@ -93,6 +101,10 @@ impl TestServer {
             data_dir,
             root,
             args,
+            env: env
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
             process: None,
             runs: 0,
         };
@@ -142,6 +154,18 @@ impl TestServer {
         );
     }
 
+    /// Resident set size of the current run, from /proc (VmRSS).
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.process.as_ref().expect("server was started").pid;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
     /// Whether the current run is still alive.
     pub fn is_running(&mut self) -> bool {
         self.process
@@ -185,7 +209,13 @@ impl TestServer {
             .arg(&self.data_dir)
             .args(["--tcp-address", "127.0.0.1:0", "--no-pin"])
             .args(["--websocket-address", "127.0.0.1:0"])
+            // Small rings: io_uring charges ring memory to the user's RLIMIT_MEMLOCK, and the
+            // suite runs several servers at once.
+            .args(["--set", "shards.ring_entries=256"])
             .args(&self.args)
+            .env_remove("IGGY_ROOT_USERNAME")
+            .env_remove("IGGY_ROOT_PASSWORD")
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -236,7 +266,7 @@ fn with_default_shards(args: &[&str]) -> Vec<String> {
 
 /// The binary under test: `GALGO_SERVER_BIN` if set (to run the suite against another build),
 /// otherwise the `galgo-server` that cargo built for this test.
-fn server_binary() -> PathBuf {
+pub fn server_binary() -> PathBuf {
     std::env::var_os("GALGO_SERVER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_galgo-server")))

@@ -1,0 +1,149 @@
+//! [`Client`]: one connection, one request in flight, strict request/response order.
+
+use std::mem;
+
+use bytes::{Buf, BufMut, BytesMut};
+use compio::BufResult;
+use galgo_protocol::{
+    CommandCode, ErrorCode, RESPONSE_HEADER_BYTES, ResponseHeader, frame::REQUEST_HEADER_BYTES,
+};
+
+use crate::connection_string::{ConnectionString, Credentials};
+use crate::error::ClientError;
+use crate::transport::Transport;
+
+/// Spare room kept in the read buffer so that one receive can take a whole small response.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A connection to a server of the protocol. Lives on one compio runtime.
+pub struct Client {
+    transport: Transport,
+    /// Reused for every request frame built by a typed call.
+    write: BytesMut,
+    /// Bytes received and not yet handed out.
+    read: BytesMut,
+}
+
+impl Client {
+    /// Connects over `transport` without logging in.
+    pub fn new(transport: Transport) -> Self {
+        Self {
+            transport,
+            write: BytesMut::with_capacity(READ_BUFFER_BYTES),
+            read: BytesMut::with_capacity(READ_BUFFER_BYTES),
+        }
+    }
+
+    /// Connects as the connection string says and logs in with its credentials.
+    pub async fn connect(connection: &ConnectionString) -> Result<Self, ClientError> {
+        if connection.tls {
+            return Err(ClientError::UnsupportedOption("tls=true".into()));
+        }
+        let transport = Transport::connect(
+            connection.transport,
+            &connection.server_address,
+            connection.nodelay,
+        )
+        .await?;
+        let mut client = Self::new(transport);
+        match &connection.credentials {
+            Credentials::UsernamePassword { username, password } => {
+                client.login_user(username, password).await?;
+            }
+            Credentials::PersonalAccessToken(token) => {
+                client.login_with_personal_access_token(token).await?;
+            }
+        }
+        Ok(client)
+    }
+
+    /// Parses `text` and [`Client::connect`]s.
+    pub async fn from_connection_string(text: &str) -> Result<Self, ClientError> {
+        Self::connect(&ConnectionString::parse(text)?).await
+    }
+
+    /// Sends a request whose payload `encode` appends, and returns the response payload.
+    pub async fn request(
+        &mut self,
+        code: CommandCode,
+        encode: impl FnOnce(&mut BytesMut),
+    ) -> Result<BytesMut, ClientError> {
+        let mut frame = mem::take(&mut self.write);
+        frame.clear();
+        frame.put_u64_le(0);
+        encode(&mut frame);
+        patch_header(&mut frame, code);
+        let (result, frame) = self.request_frame(frame).await;
+        self.write = frame;
+        result
+    }
+
+    /// Sends a whole request frame (header included) and returns the response payload and the
+    /// frame, so a caller can send the same buffer again without allocating.
+    pub async fn request_frame(
+        &mut self,
+        frame: BytesMut,
+    ) -> (Result<BytesMut, ClientError>, BytesMut) {
+        debug_assert!(frame.len() >= REQUEST_HEADER_BYTES);
+        let BufResult(written, frame) = self.transport.write_all(frame).await;
+        if let Err(error) = written {
+            return (Err(error.into()), frame);
+        }
+        (self.read_response().await, frame)
+    }
+
+    async fn read_response(&mut self) -> Result<BytesMut, ClientError> {
+        self.fill(RESPONSE_HEADER_BYTES).await?;
+        let header = ResponseHeader::decode(
+            self.read[..RESPONSE_HEADER_BYTES]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        self.read.advance(RESPONSE_HEADER_BYTES);
+        header.result().map_err(ClientError::Server)?;
+        let length = header.length as usize;
+        self.fill(length).await?;
+        Ok(self.read.split_to(length))
+    }
+
+    /// Receives until the read buffer holds at least `wanted` bytes.
+    async fn fill(&mut self, wanted: usize) -> Result<(), ClientError> {
+        if self.read.len() >= wanted {
+            return Ok(());
+        }
+        let spare = self.read.capacity() - self.read.len();
+        let needed = wanted.max(READ_BUFFER_BYTES) - self.read.len();
+        if spare < needed {
+            self.read.reserve(needed);
+        }
+        while self.read.len() < wanted {
+            let buffer = mem::take(&mut self.read);
+            let BufResult(received, buffer) = self.transport.append(buffer).await;
+            self.read = buffer;
+            if received? == 0 {
+                return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the request header in the first 8 bytes of `frame`, counting what follows them.
+pub(crate) fn patch_header(frame: &mut BytesMut, code: CommandCode) {
+    let payload_len = frame.len() - REQUEST_HEADER_BYTES;
+    let length = u32::try_from(payload_len + 4).expect("request frame fits a u32 length");
+    frame[..4].copy_from_slice(&length.to_le_bytes());
+    frame[4..8].copy_from_slice(&code.as_u32().to_le_bytes());
+}
+
+/// Decodes a response with `decode`, naming the command when it fails.
+pub(crate) fn decoded<T>(
+    command: CommandCode,
+    bytes: &[u8],
+    decode: impl FnOnce(&[u8]) -> Result<T, ErrorCode>,
+) -> Result<T, ClientError> {
+    decode(bytes).map_err(|code| ClientError::MalformedResponse {
+        command: command.name(),
+        code,
+    })
+}

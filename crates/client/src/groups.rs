@@ -1,0 +1,62 @@
+//! Consumer group calls.
+
+use galgo_protocol::Identifier;
+use galgo_protocol::command::groups::{
+    CreateConsumerGroup, GroupDetails, JoinConsumerGroup, LeaveConsumerGroup,
+};
+
+use crate::client::{Client, decoded};
+use crate::error::ClientError;
+
+impl Client {
+    /// CreateConsumerGroup; the server assigns the id.
+    pub async fn create_consumer_group(
+        &mut self,
+        stream: &Identifier,
+        topic: &Identifier,
+        name: &str,
+    ) -> Result<GroupDetails, ClientError> {
+        let request = CreateConsumerGroup {
+            stream: stream.clone(),
+            topic: topic.clone(),
+            name: name.into(),
+        };
+        let code = CreateConsumerGroup::CODE;
+        let bytes = self.request(code, |out| request.encode(out)).await?;
+        decoded(code, &bytes, GroupDetails::decode)
+    }
+
+    /// JoinConsumerGroup: this connection becomes a member.
+    pub async fn join_consumer_group(
+        &mut self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+    ) -> Result<(), ClientError> {
+        let request = JoinConsumerGroup {
+            stream: stream.clone(),
+            topic: topic.clone(),
+            group: group.clone(),
+        };
+        self.request(JoinConsumerGroup::CODE, |out| request.encode(out))
+            .await
+            .map(drop)
+    }
+
+    /// LeaveConsumerGroup.
+    pub async fn leave_consumer_group(
+        &mut self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+    ) -> Result<(), ClientError> {
+        let request = LeaveConsumerGroup {
+            stream: stream.clone(),
+            topic: topic.clone(),
+            group: group.clone(),
+        };
+        self.request(LeaveConsumerGroup::CODE, |out| request.encode(out))
+            .await
+            .map(drop)
+    }
+}

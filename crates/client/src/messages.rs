@@ -1,0 +1,207 @@
+//! Message calls: SendMessages (typed and prepared), PollMessages, FlushUnsavedBuffer.
+//!
+//! A [`PreparedBatch`] is a whole SendMessages frame built once by galgo-protocol's encoder and
+//! sent many times: only the origin timestamps are rewritten in place between sends, so a
+//! producer's hot path neither allocates nor re-encodes.
+
+use bytes::{BufMut, BytesMut};
+use galgo_protocol::command::messages::{
+    FlushUnsavedBuffer, POLLED_MESSAGES_HEADER_BYTES, PolledMessagesHeader,
+};
+use galgo_protocol::message::{MessageIter, MessageView, ORIGIN_TIMESTAMP_AT};
+use galgo_protocol::{CommandCode, Identifier, Partitioning, PollMessages, SendMessages};
+
+use crate::client::{Client, decoded, patch_header};
+use crate::error::ClientError;
+
+/// A SendMessages request frame, ready to send again and again.
+#[derive(Clone, Debug)]
+pub struct PreparedBatch {
+    frame: BytesMut,
+    /// Byte position of each message in `frame`.
+    message_starts: Vec<usize>,
+    /// Bytes of the messages themselves (headers, payloads, user headers).
+    messages_bytes: u64,
+}
+
+impl PreparedBatch {
+    /// Builds the frame; each of `messages` is one whole message as
+    /// [`galgo_protocol::message::encode_message`] writes it. Panics on an empty batch.
+    pub fn new(
+        stream: &Identifier,
+        topic: &Identifier,
+        partitioning: &Partitioning,
+        messages: &[&[u8]],
+    ) -> Self {
+        assert!(!messages.is_empty(), "a batch holds at least one message");
+        let mut frame = BytesMut::new();
+        frame.put_u64_le(0);
+        SendMessages::encode_frame_payload(stream, topic, partitioning, messages, &mut frame);
+        patch_header(&mut frame, CommandCode::SendMessages);
+        let messages_bytes: usize = messages.iter().map(|message| message.len()).sum();
+        let block_start = frame.len() - messages_bytes;
+        let mut message_starts = Vec::with_capacity(messages.len());
+        let mut iter = MessageIter::new(&frame[block_start..]);
+        loop {
+            let start = block_start + iter.position();
+            match iter.next() {
+                Some(Ok(_)) => message_starts.push(start),
+                Some(Err(at)) => panic!("message at byte {at} of the batch is incomplete"),
+                None => break,
+            }
+        }
+        assert_eq!(message_starts.len(), messages.len(), "one view per message");
+        Self {
+            frame,
+            message_starts,
+            messages_bytes: messages_bytes as u64,
+        }
+    }
+
+    /// Messages in the batch.
+    pub fn messages_count(&self) -> u32 {
+        self.message_starts.len() as u32
+    }
+
+    /// Bytes of the messages (what a throughput figure counts), without the frame's metadata
+    /// and index.
+    pub fn messages_bytes(&self) -> u64 {
+        self.messages_bytes
+    }
+
+    /// Bytes of the whole request frame.
+    pub fn frame_bytes(&self) -> usize {
+        self.frame.len()
+    }
+
+    /// Sets every message's origin timestamp (µs since the epoch).
+    pub fn set_origin_timestamps(&mut self, timestamp_us: u64) {
+        let bytes = timestamp_us.to_le_bytes();
+        for &start in &self.message_starts {
+            let at = start + ORIGIN_TIMESTAMP_AT;
+            self.frame[at..at + 8].copy_from_slice(&bytes);
+        }
+    }
+
+    /// The whole frame.
+    pub fn frame(&self) -> &[u8] {
+        &self.frame
+    }
+}
+
+/// The answer to a poll: its header and the messages, back to back.
+#[derive(Debug)]
+pub struct PolledMessages {
+    /// Partition, current offset and count.
+    pub header: PolledMessagesHeader,
+    /// `header.messages_count` whole messages.
+    pub messages: BytesMut,
+}
+
+impl PolledMessages {
+    /// Walks the messages; a message the server cut short is an error.
+    pub fn iter(&self) -> impl Iterator<Item = Result<MessageView<'_>, ClientError>> {
+        MessageIter::new(&self.messages).map(|message| {
+            message.map_err(|_| ClientError::MalformedResponse {
+                command: CommandCode::PollMessages.name(),
+                code: galgo_protocol::ErrorCode::InvalidCommand,
+            })
+        })
+    }
+}
+
+impl Client {
+    /// SendMessages of `messages` (each one whole encoded message).
+    pub async fn send_messages(
+        &mut self,
+        stream: &Identifier,
+        topic: &Identifier,
+        partitioning: &Partitioning,
+        messages: &[&[u8]],
+    ) -> Result<(), ClientError> {
+        self.request(CommandCode::SendMessages, |out| {
+            SendMessages::encode_frame_payload(stream, topic, partitioning, messages, out)
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Sends a prepared batch and hands it back for the next send.
+    pub async fn send_prepared(
+        &mut self,
+        mut batch: PreparedBatch,
+    ) -> (Result<(), ClientError>, PreparedBatch) {
+        let (result, frame) = self.request_frame(std::mem::take(&mut batch.frame)).await;
+        batch.frame = frame;
+        (result.map(drop), batch)
+    }
+
+    /// PollMessages.
+    pub async fn poll_messages(
+        &mut self,
+        request: &PollMessages,
+    ) -> Result<PolledMessages, ClientError> {
+        let mut bytes = self
+            .request(PollMessages::CODE, |out| request.encode(out))
+            .await?;
+        let header = decoded(PollMessages::CODE, &bytes, PolledMessagesHeader::decode)?;
+        let messages = bytes.split_off(POLLED_MESSAGES_HEADER_BYTES.min(bytes.len()));
+        Ok(PolledMessages { header, messages })
+    }
+
+    /// FlushUnsavedBuffer: writes a partition's unsaved messages, and fsyncs them if asked.
+    pub async fn flush_unsaved_buffer(
+        &mut self,
+        stream: &Identifier,
+        topic: &Identifier,
+        partition_id: u32,
+        fsync: bool,
+    ) -> Result<(), ClientError> {
+        let request = FlushUnsavedBuffer {
+            stream: stream.clone(),
+            topic: topic.clone(),
+            partition_id,
+            fsync,
+        };
+        self.request(FlushUnsavedBuffer::CODE, |out| request.encode(out))
+            .await
+            .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use galgo_protocol::message::encode_message;
+
+    use super::*;
+
+    #[test]
+    fn prepared_batch_is_a_valid_send_frame_with_patched_timestamps() {
+        let mut one = Vec::new();
+        encode_message(0, 1, b"hello", b"", &mut one);
+        let mut two = Vec::new();
+        encode_message(7, 1, b"world!", b"", &mut two);
+        let mut batch = PreparedBatch::new(
+            &Identifier::Numeric(0),
+            &Identifier::Name("t".into()),
+            &Partitioning::PartitionId(2),
+            &[&one, &two],
+        );
+        batch.set_origin_timestamps(42);
+        assert_eq!(batch.messages_count(), 2);
+        assert_eq!(batch.messages_bytes(), (one.len() + two.len()) as u64);
+        let frame = batch.frame();
+        assert_eq!(frame.len(), batch.frame_bytes());
+        let length = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(length, frame.len() - 4);
+        let code = u32::from_le_bytes(frame[4..8].try_into().unwrap());
+        let request = SendMessages::decode(BytesMut::from(&frame[8..])).unwrap();
+        assert_eq!(code, CommandCode::SendMessages.as_u32());
+        assert_eq!(request.partitioning, Partitioning::PartitionId(2));
+        let origins: Vec<u64> = request
+            .iter_messages()
+            .map(|message| message.unwrap().origin_timestamp())
+            .collect();
+        assert_eq!(origins, [42, 42]);
+    }
+}

@@ -1,0 +1,351 @@
+//! Users and their personal access tokens, as every replica knows them.
+//!
+//! Secrets never reach this module in the clear: shard 0 is handed an Argon2 PHC string for a
+//! password and a digest for a token, and that is what the metadata log stores and what every
+//! replica keeps. Checking a password or a token is the server's job (it owns the hashing);
+//! this module only finds the stored hash.
+
+use std::collections::{BTreeMap, HashMap};
+
+use galgo_protocol::{Identifier, Permissions, Reader};
+
+use crate::{Change, MetadataError, UserId, slab::Slab};
+
+/// The root user's id: created at first start, never deleted, all permissions forever.
+pub const ROOT_USER_ID: UserId = UserId(0);
+
+/// A user.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// Id (slab key; freed ids are reused).
+    pub id: UserId,
+    /// Unique username.
+    pub username: String,
+    /// Argon2 PHC string of the password.
+    pub password_hash: String,
+    /// Inactive users cannot log in, and their sessions end.
+    pub active: bool,
+    /// Creation time, µs since the epoch.
+    pub created_at_us: u64,
+    /// What the user may do; `None` = nothing beyond its own account and tokens.
+    pub permissions: Option<Permissions>,
+    /// The version of the event that created this user or last deactivated it. A session
+    /// remembers it, so a session of a deleted user never carries over to a new user that
+    /// reuses the id, and a session ended by deactivation stays ended after reactivation.
+    pub generation: u64,
+    tokens: BTreeMap<String, PersonalAccessToken>,
+}
+
+impl User {
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: UserId, permissions: Option<Permissions>) -> Self {
+        Self {
+            id,
+            username: format!("user{}", id.0),
+            password_hash: String::new(),
+            active: true,
+            created_at_us: 0,
+            permissions,
+            generation: 1,
+            tokens: BTreeMap::new(),
+        }
+    }
+
+    /// The user's tokens, by name.
+    pub fn tokens(&self) -> impl Iterator<Item = &PersonalAccessToken> {
+        self.tokens.values()
+    }
+}
+
+/// A personal access token: a name, the digest of the secret and an optional expiry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonalAccessToken {
+    /// Name, unique per user.
+    pub name: String,
+    /// Digest of the raw token (the raw token is shown once, at creation, and never stored).
+    pub token_hash: String,
+    /// When it stops working, µs since the epoch; `None` = never.
+    pub expiry_at_us: Option<u64>,
+}
+
+impl PersonalAccessToken {
+    /// True once `now_us` reached the expiry.
+    pub fn is_expired(&self, now_us: u64) -> bool {
+        self.expiry_at_us.is_some_and(|expiry| expiry <= now_us)
+    }
+}
+
+/// The users part of the replica.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Users {
+    users: Slab<User>,
+    names: HashMap<String, u32>,
+    /// Token digest → (owner, token name), for logins with a token.
+    token_hashes: HashMap<String, (u32, String)>,
+}
+
+/// Encodes permissions for a `Change` (the metadata log stores them in wire layout).
+pub(crate) fn permissions_record(permissions: Option<&Permissions>) -> Option<Vec<u8>> {
+    permissions.map(|permissions| {
+        let mut out = bytes::BytesMut::new();
+        permissions.encode(&mut out);
+        out.to_vec()
+    })
+}
+
+fn permissions_from_record(record: Option<&Vec<u8>>) -> Option<Permissions> {
+    record.map(|bytes| {
+        Permissions::decode(&mut Reader::new(bytes))
+            .expect("permissions in a change were encoded by shard 0")
+    })
+}
+
+impl Users {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &User> {
+        self.users.values()
+    }
+
+    pub(crate) fn by_id(&self, id: UserId) -> Option<&User> {
+        self.users.get(id.0)
+    }
+
+    pub(crate) fn find(&self, user: &Identifier) -> Result<&User, MetadataError> {
+        let key = match user {
+            Identifier::Numeric(key) => *key,
+            Identifier::Name(name) => *self.names.get(name).ok_or(MetadataError::UserNotFound)?,
+        };
+        self.users.get(key).ok_or(MetadataError::UserNotFound)
+    }
+
+    pub(crate) fn by_name(&self, username: &str) -> Option<&User> {
+        self.names
+            .get(username)
+            .and_then(|&key| self.users.get(key))
+    }
+
+    pub(crate) fn by_token_hash(&self, hash: &str) -> Option<(&User, &PersonalAccessToken)> {
+        let (owner, name) = self.token_hashes.get(hash)?;
+        let user = self.users.get(*owner)?;
+        Some((user, user.tokens.get(name)?))
+    }
+
+    pub(crate) fn prepare_create(
+        &self,
+        username: &str,
+        password_hash: String,
+        active: bool,
+        permissions: Option<&Permissions>,
+        now_us: u64,
+    ) -> Result<Change, MetadataError> {
+        if self.names.contains_key(username) {
+            return Err(MetadataError::UserNameExists);
+        }
+        Ok(Change::CreateUser {
+            id: self.users.next_key(),
+            username: username.to_owned(),
+            password_hash,
+            active,
+            permissions: permissions_record(permissions),
+            created_at_us: now_us,
+        })
+    }
+
+    pub(crate) fn prepare_update(
+        &self,
+        user: &Identifier,
+        username: Option<&str>,
+        active: Option<bool>,
+    ) -> Result<Change, MetadataError> {
+        let id = self.find(user)?.id;
+        if let Some(name) = username
+            && self.names.get(name).is_some_and(|&other| other != id.0)
+        {
+            return Err(MetadataError::UserNameExists);
+        }
+        if id == ROOT_USER_ID && active == Some(false) {
+            return Err(MetadataError::RootMustStayActive);
+        }
+        Ok(Change::UpdateUser {
+            id: id.0,
+            username: username.map(str::to_owned),
+            active,
+        })
+    }
+
+    pub(crate) fn prepare_update_permissions(
+        &self,
+        user: &Identifier,
+        permissions: Option<&Permissions>,
+    ) -> Result<Change, MetadataError> {
+        let id = self.find(user)?.id;
+        if id == ROOT_USER_ID {
+            return Err(MetadataError::CannotChangeRootPermissions);
+        }
+        Ok(Change::UpdatePermissions {
+            id: id.0,
+            permissions: permissions_record(permissions),
+        })
+    }
+
+    pub(crate) fn prepare_change_password(
+        &self,
+        user: UserId,
+        expected_generation: u64,
+        password_hash: String,
+    ) -> Result<Change, MetadataError> {
+        // The caller checked the current password against this very user; if it was deleted
+        // (and its id perhaps reused) meanwhile, the change must not land on someone else.
+        match self.by_id(user) {
+            Some(found) if found.generation == expected_generation => Ok(Change::ChangePassword {
+                id: user.0,
+                password_hash,
+            }),
+            _ => Err(MetadataError::UserNotFound),
+        }
+    }
+
+    pub(crate) fn prepare_delete(&self, user: &Identifier) -> Result<Change, MetadataError> {
+        let id = self.find(user)?.id;
+        if id == ROOT_USER_ID {
+            return Err(MetadataError::CannotDeleteRoot);
+        }
+        Ok(Change::DeleteUser { id: id.0 })
+    }
+
+    pub(crate) fn prepare_create_token(
+        &self,
+        user: UserId,
+        name: &str,
+        token_hash: String,
+        expiry_at_us: Option<u64>,
+        tokens_per_user_max: u32,
+    ) -> Result<Change, MetadataError> {
+        let owner = self.by_id(user).ok_or(MetadataError::UserNotFound)?;
+        if owner.tokens.contains_key(name) {
+            return Err(MetadataError::TokenNameExists);
+        }
+        if owner.tokens.len() >= tokens_per_user_max as usize {
+            return Err(MetadataError::TokensLimitReached);
+        }
+        Ok(Change::CreatePersonalAccessToken {
+            user_id: user.0,
+            name: name.to_owned(),
+            token_hash,
+            expiry_at_us,
+        })
+    }
+
+    pub(crate) fn prepare_delete_token(
+        &self,
+        user: UserId,
+        name: &str,
+    ) -> Result<Change, MetadataError> {
+        let owner = self.by_id(user).ok_or(MetadataError::UserNotFound)?;
+        if !owner.tokens.contains_key(name) {
+            return Err(MetadataError::TokenNotFound);
+        }
+        Ok(Change::DeletePersonalAccessTokens {
+            tokens: vec![(user.0, name.to_owned())],
+        })
+    }
+
+    /// Every token expired at `now_us`, or `None` when there is none.
+    pub(crate) fn prepare_delete_expired_tokens(&self, now_us: u64) -> Option<Change> {
+        let tokens: Vec<(u32, String)> = self
+            .users
+            .values()
+            .flat_map(|user| {
+                user.tokens
+                    .values()
+                    .filter(move |token| token.is_expired(now_us))
+                    .map(move |token| (user.id.0, token.name.clone()))
+            })
+            .collect();
+        (!tokens.is_empty()).then_some(Change::DeletePersonalAccessTokens { tokens })
+    }
+
+    /// Applies a users or tokens change; returns false for any other change.
+    pub(crate) fn apply(&mut self, change: &Change, version: u64) -> bool {
+        match change {
+            Change::CreateUser {
+                id,
+                username,
+                password_hash,
+                active,
+                permissions,
+                created_at_us,
+            } => {
+                let user = User {
+                    id: UserId(*id),
+                    username: username.clone(),
+                    password_hash: password_hash.clone(),
+                    active: *active,
+                    created_at_us: *created_at_us,
+                    permissions: permissions_from_record(permissions.as_ref()),
+                    generation: version,
+                    tokens: BTreeMap::new(),
+                };
+                self.users.insert(*id, user);
+                self.names.insert(username.clone(), *id);
+            }
+            Change::UpdateUser {
+                id,
+                username,
+                active,
+            } => {
+                let user = self.users.get_mut(*id).expect("user to update");
+                if let Some(name) = username {
+                    self.names.remove(&user.username);
+                    user.username = name.clone();
+                    self.names.insert(name.clone(), *id);
+                }
+                if let Some(active) = active {
+                    user.active = *active;
+                    if !active {
+                        user.generation = version;
+                    }
+                }
+            }
+            Change::UpdatePermissions { id, permissions } => {
+                let user = self.users.get_mut(*id).expect("user to update");
+                user.permissions = permissions_from_record(permissions.as_ref());
+            }
+            Change::ChangePassword { id, password_hash } => {
+                let user = self.users.get_mut(*id).expect("user to update");
+                user.password_hash = password_hash.clone();
+            }
+            Change::DeleteUser { id } => {
+                let user = self.users.remove(*id).expect("user to delete");
+                self.names.remove(&user.username);
+                for token in user.tokens.values() {
+                    self.token_hashes.remove(&token.token_hash);
+                }
+            }
+            Change::CreatePersonalAccessToken {
+                user_id,
+                name,
+                token_hash,
+                expiry_at_us,
+            } => {
+                let user = self.users.get_mut(*user_id).expect("token's user");
+                let token = PersonalAccessToken {
+                    name: name.clone(),
+                    token_hash: token_hash.clone(),
+                    expiry_at_us: *expiry_at_us,
+                };
+                user.tokens.insert(name.clone(), token);
+                self.token_hashes
+                    .insert(token_hash.clone(), (*user_id, name.clone()));
+            }
+            Change::DeletePersonalAccessTokens { tokens } => {
+                for (user_id, name) in tokens {
+                    let user = self.users.get_mut(*user_id).expect("token's user");
+                    let token = user.tokens.remove(name).expect("token to delete");
+                    self.token_hashes.remove(&token.token_hash);
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+}

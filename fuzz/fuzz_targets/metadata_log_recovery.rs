@@ -1,0 +1,36 @@
+//! Arbitrary bytes after valid metadata records: opening never panics, the valid records
+//! come back first and in order, and every record returned decodes as an event or is refused
+//! with an error (never a panic).
+#![no_main]
+
+use galgo_metadata::{Change, Event};
+use galgo_storage::MetadataLog;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|tail: &[u8]| {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("metadata.log");
+    let runtime = compio::runtime::Runtime::new().expect("io_uring runtime");
+    runtime.block_on(async {
+        let event = Event {
+            version: 1,
+            change: Change::CreateStream {
+                id: 0,
+                name: "fuzz".into(),
+                created_at_us: 1,
+            },
+        };
+        let (log, _) = MetadataLog::open(path.clone()).await.expect("open");
+        log.append(&event.to_record()).await.expect("append");
+        drop(log);
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes.extend_from_slice(tail);
+        std::fs::write(&path, bytes).expect("damage");
+        let (_, records) = MetadataLog::open(path.clone()).await.expect("recover");
+        assert!(!records.is_empty(), "the valid record survives");
+        assert_eq!(Event::from_record(&records[0]).expect("valid"), event);
+        for record in &records[1..] {
+            let _ = Event::from_record(record);
+        }
+    });
+});
