@@ -116,6 +116,9 @@ pub struct TcpConfig {
     pub send_payload_bytes_max: u32,
     /// Connections one shard holds at most, over every transport.
     pub connections_per_shard_max: usize,
+    /// A response not written within this time ends the connection (a client that stopped
+    /// reading), over every transport.
+    pub write_timeout_ms: u64,
     /// TLS on this listener.
     pub tls: TlsConfig,
 }

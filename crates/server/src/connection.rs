@@ -164,6 +164,7 @@ async fn run_session<S: ByteStream>(
     let mut connection = Connection {
         stream,
         buffer: BytesMut::with_capacity(READ_BUFFER_BYTES),
+        write_timeout: Duration::from_millis(context.seed.tcp.write_timeout_ms),
     };
     let ended = connection.run(&shard, &context, &mut session).await;
     if shard.is_stopping() {
@@ -198,6 +199,8 @@ enum Ended {
 struct Connection<S> {
     stream: S,
     buffer: BytesMut,
+    /// How long one response may take to leave before the client counts as gone.
+    write_timeout: Duration,
 }
 
 impl<S: ByteStream> Connection<S> {
@@ -301,8 +304,16 @@ impl<S: ByteStream> Connection<S> {
         }
     }
 
+    /// Writes one response, or fails with TimedOut when the client does not take it in time
+    /// (the write is cancelled and the connection ends).
     async fn write(&mut self, chunks: Vec<Bytes>) -> io::Result<()> {
-        self.stream.write(chunks).await
+        match compio::time::timeout(self.write_timeout, self.stream.write(chunks)).await {
+            Ok(written) => written,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not read its response in time",
+            )),
+        }
     }
 }
 

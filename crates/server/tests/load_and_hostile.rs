@@ -200,8 +200,8 @@ fn slow_loris_and_idle_connections_do_not_block_others() {
 }
 
 #[test]
-fn a_client_that_never_reads_holds_bounded_memory() {
-    let server = TestServer::start(&[]);
+fn a_client_that_never_reads_holds_bounded_memory_and_is_cut_off() {
+    let server = TestServer::start(&["--set", "tcp.write_timeout_ms=500"]);
     let mut bystander = setup(&server);
     let payload = vec![0x42u8; 100_000];
     let send = SendMessages::new(0, 0, 0, &[payload.as_slice(); 10]).encode();
@@ -230,6 +230,15 @@ fn a_client_that_never_reads_holds_bounded_memory() {
         rss_after < rss_before + 64 * 1024 * 1024,
         "memory held for a client that never reads grows with what it asked for"
     );
+    // Once a response has waited write_timeout_ms, the server ends that connection.
+    wait_for("the non-reading client to be cut off", || {
+        clients_count(&mut bystander) == 1
+    });
+    assert!(
+        server.logs().contains("did not read its response in time"),
+        "the cut is logged"
+    );
+    drop(greedy);
 }
 
 #[test]
