@@ -256,6 +256,14 @@ impl<S: ByteStream> Connection<S> {
         code: u32,
         payload: BytesMut,
     ) -> handler::Outcome {
+        // As in Iggy, authentication comes before decoding: an anonymous client gets 40 for
+        // every command but Ping and the two logins, whatever its payload.
+        if CommandCode::from_u32(code).is_some_and(CommandCode::requires_auth)
+            && session.user().is_err()
+        {
+            tracing::warn!(shard = shard.id().0, peer = %session.peer, code, "refused: not logged in");
+            return Err(ErrorCode::Unauthenticated.into());
+        }
         let request = match Request::decode(code, payload) {
             Ok(request) => request,
             Err(error) => {

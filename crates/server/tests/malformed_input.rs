@@ -287,6 +287,20 @@ fn commands_need_login_first() {
         (code::GET_SHARD_STATS, vec![]),
         (39, vec![]), // LogoutUser
     ];
+    // Every command of the protocol but Ping and the two logins, with no payload at all:
+    // authentication is checked before the payload is decoded.
+    for command in galgo_protocol::CommandCode::ALL {
+        if command.requires_auth() {
+            conn.send_frame(command.as_u32(), &[]);
+            let response = conn.read_response();
+            assert_eq!(
+                response.status,
+                error::UNAUTHENTICATED,
+                "{} without login",
+                command.name()
+            );
+        }
+    }
     for (command, payload) in &unauthenticated {
         let response = conn.request(*command, payload);
         assert_eq!(
