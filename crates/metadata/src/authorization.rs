@@ -462,4 +462,376 @@ mod tests {
         assert!(authorize(&nobody, Action::GetStreams).is_err());
         assert_eq!(authorize(&nobody, Action::LogoutUser), Ok(()));
     }
+
+    /// Which action a variant is: an exhaustive match, so a new command's action cannot be
+    /// left out of the matrix below without this failing to compile.
+    fn variant_index(action: &Action) -> usize {
+        match action {
+            Action::GetStats => 0,
+            Action::GetSnapshotFile => 1,
+            Action::GetClusterMetadata => 2,
+            Action::GetMe => 3,
+            Action::GetClient => 4,
+            Action::GetClients => 5,
+            Action::GetShardStats => 6,
+            Action::GetUser { .. } => 7,
+            Action::GetUsers => 8,
+            Action::CreateUser => 9,
+            Action::DeleteUser => 10,
+            Action::UpdateUser => 11,
+            Action::UpdatePermissions => 12,
+            Action::ChangePassword { .. } => 13,
+            Action::LogoutUser => 14,
+            Action::GetPersonalAccessTokens => 15,
+            Action::CreatePersonalAccessToken => 16,
+            Action::DeletePersonalAccessToken => 17,
+            Action::GetStream { .. } => 18,
+            Action::GetStreams => 19,
+            Action::CreateStream => 20,
+            Action::UpdateStream { .. } => 21,
+            Action::DeleteStream { .. } => 22,
+            Action::PurgeStream { .. } => 23,
+            Action::GetTopic { .. } => 24,
+            Action::GetTopics { .. } => 25,
+            Action::CreateTopic { .. } => 26,
+            Action::UpdateTopic { .. } => 27,
+            Action::DeleteTopic { .. } => 28,
+            Action::PurgeTopic { .. } => 29,
+            Action::CreatePartitions { .. } => 30,
+            Action::DeletePartitions { .. } => 31,
+            Action::DeleteSegments { .. } => 32,
+            Action::PollMessages { .. } => 33,
+            Action::SendMessages { .. } => 34,
+            Action::FlushUnsavedBuffer { .. } => 35,
+            Action::GetConsumerOffset { .. } => 36,
+            Action::StoreConsumerOffset { .. } => 37,
+            Action::DeleteConsumerOffset { .. } => 38,
+            Action::GetConsumerGroup { .. } => 39,
+            Action::GetConsumerGroups { .. } => 40,
+            Action::CreateConsumerGroup { .. } => 41,
+            Action::DeleteConsumerGroup { .. } => 42,
+            Action::JoinConsumerGroup { .. } => 43,
+            Action::LeaveConsumerGroup { .. } => 44,
+        }
+    }
+
+    const ACTIONS_COUNT: usize = 45;
+    /// Allowed for every logged-in user, whatever the permissions.
+    const ANY: &[&str] = &["*"];
+    const GLOBAL_FLAGS: [&str; 10] = [
+        "manage_servers",
+        "read_servers",
+        "manage_users",
+        "read_users",
+        "manage_streams",
+        "read_streams",
+        "manage_topics",
+        "read_topics",
+        "poll_messages",
+        "send_messages",
+    ];
+
+    fn only_global(flag: &str) -> Permissions {
+        let mut global = GlobalPermissions::default();
+        let slot = match flag {
+            "manage_servers" => &mut global.manage_servers,
+            "read_servers" => &mut global.read_servers,
+            "manage_users" => &mut global.manage_users,
+            "read_users" => &mut global.read_users,
+            "manage_streams" => &mut global.manage_streams,
+            "read_streams" => &mut global.read_streams,
+            "manage_topics" => &mut global.manage_topics,
+            "read_topics" => &mut global.read_topics,
+            "poll_messages" => &mut global.poll_messages,
+            "send_messages" => &mut global.send_messages,
+            other => panic!("no global permission {other}"),
+        };
+        *slot = true;
+        Permissions {
+            global,
+            streams: BTreeMap::new(),
+        }
+    }
+
+    /// The matrix: every action (on stream 0, topic 0, another user) against a user with no
+    /// permissions, root, and a user holding exactly one global permission. The expected
+    /// column is the single global permissions that allow each action (PROTOCOL.md §5, with
+    /// manage ⊇ read ⊇ poll); per-stream and per-topic grants are the other tests' job.
+    #[test]
+    fn every_action_against_every_single_global_permission() {
+        let matrix: Vec<(Action, &[&str])> = vec![
+            (Action::GetStats, &["manage_servers", "read_servers"]),
+            (Action::GetSnapshotFile, &["manage_servers", "read_servers"]),
+            (Action::GetClusterMetadata, ANY),
+            (Action::GetMe, ANY),
+            (Action::GetClient, &["manage_servers", "read_servers"]),
+            (Action::GetClients, &["manage_servers", "read_servers"]),
+            (Action::GetShardStats, &["manage_servers", "read_servers"]),
+            (
+                Action::GetUser {
+                    target: Some(UserId(0)),
+                },
+                &["manage_users", "read_users"],
+            ),
+            (Action::GetUsers, &["manage_users", "read_users"]),
+            (Action::CreateUser, &["manage_users"]),
+            (Action::DeleteUser, &["manage_users"]),
+            (Action::UpdateUser, &["manage_users"]),
+            (Action::UpdatePermissions, &["manage_users"]),
+            (
+                Action::ChangePassword {
+                    target: Some(UserId(0)),
+                },
+                &["manage_users"],
+            ),
+            (Action::LogoutUser, ANY),
+            (Action::GetPersonalAccessTokens, ANY),
+            (Action::CreatePersonalAccessToken, ANY),
+            (Action::DeletePersonalAccessToken, ANY),
+            (
+                Action::GetStream { stream: S0 },
+                &["manage_streams", "read_streams"],
+            ),
+            (Action::GetStreams, &["manage_streams", "read_streams"]),
+            (Action::CreateStream, &["manage_streams"]),
+            (Action::UpdateStream { stream: S0 }, &["manage_streams"]),
+            (Action::DeleteStream { stream: S0 }, &["manage_streams"]),
+            (Action::PurgeStream { stream: S0 }, &["manage_streams"]),
+            (
+                Action::GetTopic {
+                    stream: S0,
+                    topic: T0,
+                },
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                Action::GetTopics { stream: S0 },
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                Action::CreateTopic { stream: S0 },
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                Action::UpdateTopic {
+                    stream: S0,
+                    topic: T0,
+                },
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                Action::DeleteTopic {
+                    stream: S0,
+                    topic: T0,
+                },
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                Action::PurgeTopic {
+                    stream: S0,
+                    topic: T0,
+                },
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                Action::CreatePartitions {
+                    stream: S0,
+                    topic: T0,
+                },
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                Action::DeletePartitions {
+                    stream: S0,
+                    topic: T0,
+                },
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                Action::DeleteSegments {
+                    stream: S0,
+                    topic: T0,
+                },
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                Action::PollMessages {
+                    stream: S0,
+                    topic: T0,
+                },
+                &[
+                    "poll_messages",
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                Action::SendMessages {
+                    stream: S0,
+                    topic: T0,
+                },
+                &["send_messages", "manage_streams", "manage_topics"],
+            ),
+            (
+                Action::FlushUnsavedBuffer {
+                    stream: S0,
+                    topic: T0,
+                },
+                &["send_messages", "manage_streams", "manage_topics"],
+            ),
+            (
+                Action::GetConsumerOffset {
+                    stream: S0,
+                    topic: T0,
+                },
+                &[
+                    "poll_messages",
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                Action::StoreConsumerOffset {
+                    stream: S0,
+                    topic: T0,
+                },
+                &[
+                    "poll_messages",
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                Action::DeleteConsumerOffset {
+                    stream: S0,
+                    topic: T0,
+                },
+                &[
+                    "poll_messages",
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                Action::GetConsumerGroup {
+                    stream: S0,
+                    topic: T0,
+                },
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                Action::GetConsumerGroups {
+                    stream: S0,
+                    topic: T0,
+                },
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                Action::CreateConsumerGroup {
+                    stream: S0,
+                    topic: T0,
+                },
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                Action::DeleteConsumerGroup {
+                    stream: S0,
+                    topic: T0,
+                },
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                Action::JoinConsumerGroup {
+                    stream: S0,
+                    topic: T0,
+                },
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                Action::LeaveConsumerGroup {
+                    stream: S0,
+                    topic: T0,
+                },
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+        ];
+        let mut covered: Vec<usize> = matrix
+            .iter()
+            .map(|(action, _)| variant_index(action))
+            .collect();
+        covered.sort_unstable();
+        assert_eq!(
+            covered,
+            (0..ACTIONS_COUNT).collect::<Vec<_>>(),
+            "every action once"
+        );
+        let nobody = user(7, None);
+        let root = user(0, Some(Permissions::root()));
+        for (action, allowed_by) in &matrix {
+            let anyone = *allowed_by == ANY;
+            assert_eq!(
+                authorize(&nobody, *action).is_ok(),
+                anyone,
+                "nobody: {action:?}"
+            );
+            assert_eq!(authorize(&root, *action), Ok(()), "root: {action:?}");
+            for flag in GLOBAL_FLAGS {
+                let holder = user(7, Some(only_global(flag)));
+                let expected = anyone || allowed_by.contains(&flag);
+                assert_eq!(
+                    authorize(&holder, *action).is_ok(),
+                    expected,
+                    "{flag} alone: {action:?}"
+                );
+            }
+        }
+    }
 }
