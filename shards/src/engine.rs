@@ -214,8 +214,9 @@ impl ShardThread {
             Ok(runtime) => runtime.block_on(self.serve_loop()),
             Err(error) => {
                 let _ = news.send(Lifecycle::Failed(format!(
-                    "shard {}: cannot build its io_uring runtime: {error}",
-                    id.0
+                    "shard {}: cannot build its io_uring runtime: {}",
+                    id.0,
+                    crate::uring_probe::explain(error)
                 )));
             }
         }
@@ -289,7 +290,10 @@ async fn bootstrap(
 ) {
     let started = Instant::now();
     let replayed = events.len();
-    for event in events {
+    for (index, mut event) in events.into_iter().enumerate() {
+        // Versions count the events of one run: membership changes were broadcast but not
+        // logged, so the logged versions may have gaps, and the log's order is what counts.
+        event.version = index as u64 + 1;
         shard0.apply_event(&event);
         shard0.broadcast(&std::sync::Arc::new(event)).await;
     }
@@ -308,7 +312,8 @@ async fn bootstrap(
     for target in shard0.all_shards() {
         let _ = shard0
             .call(target, |shard| async move {
-                compio::runtime::spawn(crate::saver::run(shard)).detach();
+                compio::runtime::spawn(crate::saver::run(shard.clone())).detach();
+                compio::runtime::spawn(crate::cleaner::run(shard)).detach();
             })
             .await;
     }

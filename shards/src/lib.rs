@@ -15,6 +15,7 @@
 //! the closure, and work for the calling shard itself runs in place with no hop.
 #![warn(missing_docs)]
 
+mod cleaner;
 mod clients;
 mod counters;
 mod engine;
@@ -24,6 +25,7 @@ mod settings;
 mod shard;
 mod uring_probe;
 
+pub use cleaner::clean_retention;
 pub use clients::{ClientRecord, ClientTable, Transport};
 pub use counters::ShardCounters;
 pub use engine::{Engine, EngineError, Lifecycle, Serve, ShutdownHandle};

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use galgo_storage::FsyncMode;
+use galgo_metadata::TopicDefaults;
+use galgo_storage::{DeduplicationConfig, FsyncMode};
 
 /// The smallest inbox a shard may have: a metadata broadcast sends one event to every
 /// inbox, and a call needs room for its reply.
@@ -40,4 +41,10 @@ pub struct StorageSettings {
     pub flush_interval_ms: u64,
     /// With `fsync = "interval"`: how often written data is fsynced.
     pub fsync_interval_ms: u64,
+    /// What "server default" message expiry and topic size resolve to.
+    pub topic_defaults: TopicDefaults,
+    /// How often each shard's retention cleaner runs; 0 = never.
+    pub cleaner_interval_ms: u64,
+    /// Deduplication of messages by id, or `None` (the default) for none.
+    pub deduplication: Option<DeduplicationConfig>,
 }

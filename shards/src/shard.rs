@@ -47,6 +47,10 @@ pub struct Shard {
     storage_config: Rc<StorageConfig>,
     /// Shard 0 only: the metadata log, behind the lock that serialises metadata changes.
     writer: Option<async_lock::Mutex<MetadataLog>>,
+    /// For each (partition this shard owns, consumer group): the last offset a poll served
+    /// the group. A pending revocation completes once the group's stored offset reaches it
+    /// (PROTOCOL.md §8.6). Memory only: membership does not survive a restart either.
+    served: RefCell<HashMap<(PartitionKey, u32), u64>>,
     /// Sockets (listeners and connections) whose reads end when the shard stops.
     sockets: RefCell<HashMap<RawFd, ()>>,
     stopping: Cell<bool>,
@@ -60,6 +64,8 @@ impl Shard {
         writer: Option<MetadataLog>,
     ) -> Self {
         let shard_count = inboxes.len() as u16;
+        let mut metadata = Metadata::new(shard_count, storage.segment_size_bytes);
+        metadata.set_topic_defaults(storage.topic_defaults);
         let storage_config = Rc::new(StorageConfig {
             segment_size_bytes: storage.segment_size_bytes,
             journal_messages_max: storage.journal_messages_max,
@@ -71,13 +77,14 @@ impl Shard {
             inboxes,
             pending: RefCell::default(),
             next_call_id: Cell::new(0),
-            metadata: RefCell::new(Metadata::new(shard_count, storage.segment_size_bytes)),
+            metadata: RefCell::new(metadata),
             partitions: RefCell::default(),
             clients: RefCell::default(),
             counters: Counters::default(),
             storage,
             storage_config,
             writer: writer.map(async_lock::Mutex::new),
+            served: RefCell::default(),
             sockets: RefCell::default(),
             stopping: Cell::new(false),
         }
@@ -176,8 +183,9 @@ impl Shard {
             .await
     }
 
-    /// Shard 0 only: persists `change` (fsynced), applies it here and broadcasts it to every
-    /// other shard before returning, so the caller's shard applies it before it sees the reply.
+    /// Shard 0 only: persists `change` (fsynced; membership changes are not persisted, see
+    /// [`Change::is_durable`]), applies it here and broadcasts it to every other shard before
+    /// returning, so the caller's shard applies it before it sees the reply.
     pub async fn commit(
         &self,
         log: &MetadataLog,
@@ -187,7 +195,9 @@ impl Shard {
             version: self.metadata.borrow().version() + 1,
             change,
         };
-        log.append(&event.to_record()).await?;
+        if event.change.is_durable() {
+            log.append(&event.to_record()).await?;
+        }
         self.apply_event(&event);
         let event = Arc::new(event);
         self.broadcast(&event).await;
@@ -231,6 +241,9 @@ impl Shard {
             galgo_storage::remove_partition(&dir).await?;
         }
         let (log, report) = PartitionLog::open(dir, self.storage_config.clone()).await?;
+        if let Some(deduplication) = self.storage.deduplication {
+            log.enable_deduplication(deduplication);
+        }
         tracing::debug!(shard = self.id.0, partition = %key, ?report, "partition opened");
         self.partitions.borrow_mut().insert(key, Rc::new(log));
         Ok(())
@@ -243,6 +256,21 @@ impl Shard {
             log.close().await?;
         }
         galgo_storage::remove_partition(&self.partition_dir(&key)).await
+    }
+
+    /// Records the last offset a poll served `group` from a partition this shard owns.
+    pub fn record_served(&self, key: PartitionKey, group: u32, offset: u64) {
+        self.served.borrow_mut().insert((key, group), offset);
+    }
+
+    /// The last offset a poll served `group` from a partition this shard owns, if any.
+    pub fn last_served(&self, key: PartitionKey, group: u32) -> Option<u64> {
+        self.served.borrow().get(&(key, group)).copied()
+    }
+
+    /// Forgets what was served to `group` from `key` (the group or its offsets were deleted).
+    pub fn forget_served(&self, key: PartitionKey, group: u32) {
+        self.served.borrow_mut().remove(&(key, group));
     }
 
     /// Registers a socket whose reads are shut down when the shard stops.

@@ -32,7 +32,9 @@ pub fn probe_io_uring(entries: u32, coop_taskrun: bool) -> Result<(), UringUnava
     }
 }
 
-fn explain(error: io::Error) -> UringUnavailable {
+/// Names the cause and the fix of a failed ring setup (also used when a shard's own ring
+/// fails after the probe passed, e.g. when many rings exhaust RLIMIT_MEMLOCK).
+pub(crate) fn explain(error: io::Error) -> UringUnavailable {
     let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .map(|value| value.trim().to_owned())
         .unwrap_or_default();

@@ -5,7 +5,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use galgo_metadata::ShardId;
+use galgo_metadata::{ShardId, TopicDefaults};
 use galgo_shards::{Engine, Serve, ShardSettings, StorageSettings};
 use galgo_storage::FsyncMode;
 
@@ -31,6 +31,9 @@ fn storage(dir: &Path) -> StorageSettings {
         fsync: FsyncMode::Interval,
         flush_interval_ms: 1000,
         fsync_interval_ms: 1000,
+        topic_defaults: TopicDefaults::default(),
+        cleaner_interval_ms: 0,
+        deduplication: None,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use galgo_metadata::ShardId;
+use galgo_metadata::{ShardId, TopicDefaults};
 use galgo_shards::{Engine, EngineError, Serve, ShardSettings, StorageSettings};
 use galgo_storage::FsyncMode;
 
@@ -29,6 +29,9 @@ fn storage(dir: &Path) -> StorageSettings {
         fsync: FsyncMode::Interval,
         flush_interval_ms: 1000,
         fsync_interval_ms: 1000,
+        topic_defaults: TopicDefaults::default(),
+        cleaner_interval_ms: 0,
+        deduplication: None,
     }
 }
 

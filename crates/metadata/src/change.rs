@@ -156,6 +156,66 @@ pub enum Change {
         /// (owner, name) of each.
         tokens: Vec<(u32, String)>,
     },
+    // Consumer groups. The groups persist; membership (join, leave, revocations) is
+    // broadcast to every shard but never written to the metadata log, because the clients it
+    // names do not survive a restart.
+    /// A consumer group was created.
+    CreateConsumerGroup {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        topic_id: u32,
+        /// The new group's id.
+        id: u32,
+        /// Its name.
+        name: String,
+    },
+    /// A consumer group was deleted.
+    DeleteConsumerGroup {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        topic_id: u32,
+        /// The group.
+        id: u32,
+    },
+    /// A client joined a group (cooperative rebalance). Not persisted.
+    JoinConsumerGroup {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        topic_id: u32,
+        /// The group.
+        group_id: u32,
+        /// The new member's id.
+        member_id: u32,
+        /// The client that joined.
+        client_id: u32,
+        /// When, µs since the epoch (revocations time out from here).
+        at_us: u64,
+    },
+    /// A member left or its client disconnected (full rebalance). Not persisted.
+    LeaveConsumerGroup {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        topic_id: u32,
+        /// The group.
+        group_id: u32,
+        /// The member.
+        member_id: u32,
+    },
+    /// Pending revocations completed: the partitions move to their new owners. Not persisted.
+    CompleteRevocations {
+        /// The stream.
+        stream_id: u32,
+        /// The topic.
+        topic_id: u32,
+        /// The group.
+        group_id: u32,
+        /// The partitions that move.
+        partitions: Vec<u32>,
+    },
 }
 
 impl Change {
@@ -170,6 +230,17 @@ impl Change {
             } => Some(crate::UserId(*id)),
             _ => None,
         }
+    }
+
+    /// False for changes that are broadcast but not written to the metadata log: group
+    /// membership, which names connections that a restart ends anyway.
+    pub fn is_durable(&self) -> bool {
+        !matches!(
+            self,
+            Self::JoinConsumerGroup { .. }
+                | Self::LeaveConsumerGroup { .. }
+                | Self::CompleteRevocations { .. }
+        )
     }
 }
 

@@ -56,6 +56,15 @@ pub enum MetadataError {
     /// The user may not do what it asked.
     #[error("unauthorized")]
     Unauthorized,
+    /// No consumer group has that id or name in the topic.
+    #[error("consumer group not found")]
+    GroupNotFound,
+    /// Another group of the topic already has that name.
+    #[error("consumer group name already exists")]
+    GroupNameExists,
+    /// The client is not a member of the group.
+    #[error("not a member of the consumer group")]
+    NotGroupMember,
     /// A metadata-log record that does not decode.
     #[error("corrupt metadata record: {0}")]
     CorruptRecord(String),

@@ -36,6 +36,14 @@ id_type!(
     /// A shard: one thread, one io_uring ring, one inbox.
     ShardId(u16)
 );
+id_type!(
+    /// A consumer group's id within its topic: its slab key, 0-based.
+    GroupId(u32)
+);
+id_type!(
+    /// A member's id within its group: 1 + the highest existing one, 0 for the first.
+    MemberId(u32)
+);
 
 /// The full address of a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

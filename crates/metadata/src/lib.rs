@@ -1,7 +1,8 @@
 //! galgo-metadata: the metadata state machine.
 //!
 //! Streams, topics and partitions (with the shard that owns each partition), users with their
-//! permissions and personal access tokens, kept as a replica
+//! permissions and personal access tokens, consumer groups (with their members and the
+//! partitions each owns), kept as a replica
 //! on every shard. Shard 0 is the only writer: it *prepares* a [`Change`] against its replica
 //! (validation, id assignment), persists it, and broadcasts it as an [`Event`]; every replica
 //! then [`Metadata::apply`]s events in version order. `apply` is pure and deterministic, so
@@ -19,7 +20,9 @@
 
 mod authorization;
 mod change;
+mod consumer_group;
 mod error;
+mod groups;
 mod ids;
 mod metadata;
 mod slab;
@@ -27,9 +30,11 @@ mod users;
 
 pub use authorization::{Action, authorize};
 pub use change::{Change, Event, TopicSettings};
+pub use consumer_group::{ConsumerGroup, Member, Revocation};
 pub use error::MetadataError;
-pub use ids::{PartitionId, PartitionKey, ShardId, StreamId, TopicId, UserId};
-pub use metadata::{Metadata, Partition, Stream, Topic};
+pub use groups::GroupKey;
+pub use ids::{GroupId, MemberId, PartitionId, PartitionKey, ShardId, StreamId, TopicId, UserId};
+pub use metadata::{Metadata, Partition, Stream, Topic, TopicDefaults};
 pub use users::{PersonalAccessToken, ROOT_USER_ID, User};
 
 /// Largest number of partitions one CreateTopic or CreatePartitions may ask for.

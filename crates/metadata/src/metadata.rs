@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use galgo_protocol::{Permissions, identifier::Identifier};
 
 use crate::{
-    Change, Event, MetadataError, PARTITIONS_PER_REQUEST_MAX, PartitionId, PartitionKey,
-    PersonalAccessToken, ShardId, StreamId, TopicId, TopicSettings, User, UserId, slab::Slab,
-    users::Users,
+    Change, ConsumerGroup, Event, MetadataError, PARTITIONS_PER_REQUEST_MAX, PartitionId,
+    PartitionKey, PersonalAccessToken, ShardId, StreamId, TopicId, TopicSettings, User, UserId,
+    slab::Slab, users::Users,
 };
 
 /// A partition as metadata knows it: its id, its birth and the shard that owns its log.
@@ -34,6 +34,32 @@ pub struct Topic {
     pub settings: TopicSettings,
     /// Partitions, index = partition id.
     pub partitions: Vec<Partition>,
+    pub(crate) groups: Slab<ConsumerGroup>,
+    pub(crate) group_names: HashMap<String, u32>,
+}
+
+impl Topic {
+    /// Consumer groups in id order.
+    pub fn groups(&self) -> impl Iterator<Item = &ConsumerGroup> {
+        self.groups.values()
+    }
+
+    /// The consumer group an identifier names.
+    pub fn group(&self, id: &Identifier) -> Result<&ConsumerGroup, MetadataError> {
+        let key = match id {
+            Identifier::Numeric(key) => *key,
+            Identifier::Name(name) => *self
+                .group_names
+                .get(name)
+                .ok_or(MetadataError::GroupNotFound)?,
+        };
+        self.groups.get(key).ok_or(MetadataError::GroupNotFound)
+    }
+
+    /// Partitions count, as groups deal them.
+    pub fn partitions_count(&self) -> u32 {
+        self.partitions.len() as u32
+    }
 }
 
 /// A stream and its topics.
@@ -45,7 +71,7 @@ pub struct Stream {
     pub name: String,
     /// Creation time, µs since the epoch.
     pub created_at_us: u64,
-    topics: Slab<Topic>,
+    pub(crate) topics: Slab<Topic>,
     topic_names: HashMap<String, u32>,
 }
 
@@ -71,14 +97,34 @@ impl Stream {
     }
 }
 
+/// What a topic created or updated with "server default" (0) expiry or size gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicDefaults {
+    /// Message expiry in µs; `u64::MAX` = never.
+    pub message_expiry_us: u64,
+    /// Topic size limit in bytes; `u64::MAX` = unlimited.
+    pub max_topic_size_bytes: u64,
+}
+
+impl Default for TopicDefaults {
+    /// Iggy's defaults: messages never expire, topics are unlimited.
+    fn default() -> Self {
+        Self {
+            message_expiry_us: u64::MAX,
+            max_topic_size_bytes: u64::MAX,
+        }
+    }
+}
+
 /// The metadata replica. Lives on every shard, each with its own copy; only shard 0 prepares
 /// changes, every shard applies them.
 #[derive(Clone, Debug)]
 pub struct Metadata {
     version: u64,
     segment_size_bytes: u64,
-    streams: Slab<Stream>,
+    pub(crate) streams: Slab<Stream>,
     stream_names: HashMap<String, u32>,
+    topic_defaults: TopicDefaults,
     /// Partitions owned by each shard, the input of placement.
     shard_loads: Vec<u32>,
     users: Users,
@@ -94,9 +140,17 @@ impl Metadata {
             segment_size_bytes,
             streams: Slab::default(),
             stream_names: HashMap::new(),
+            topic_defaults: TopicDefaults::default(),
             shard_loads: vec![0; usize::from(shard_count)],
             users: Users::default(),
         }
+    }
+
+    /// Sets what "server default" expiry and size resolve to. They are resolved when a topic is
+    /// created or updated, and the resolved values are what the change records, so replicas and
+    /// replays never depend on the configuration.
+    pub fn set_topic_defaults(&mut self, defaults: TopicDefaults) {
+        self.topic_defaults = defaults;
     }
 
     /// The version of the last applied event (0 before any).
@@ -306,7 +360,8 @@ impl Metadata {
 
     fn resolve_settings(&self, settings: TopicSettings) -> Result<TopicSettings, MetadataError> {
         let max_topic_size_bytes = match settings.max_topic_size_bytes {
-            0 | u64::MAX => u64::MAX,
+            0 => self.topic_defaults.max_topic_size_bytes,
+            u64::MAX => u64::MAX,
             custom if custom < self.segment_size_bytes => {
                 return Err(MetadataError::InvalidTopicSize);
             }
@@ -315,7 +370,7 @@ impl Metadata {
         Ok(TopicSettings {
             compression: settings.compression,
             message_expiry_us: match settings.message_expiry_us {
-                0 => u64::MAX,
+                0 => self.topic_defaults.message_expiry_us,
                 expiry => expiry,
             },
             max_topic_size_bytes,
@@ -438,6 +493,8 @@ impl Metadata {
                         created_at_us: *created_at_us,
                         settings: *settings,
                         partitions,
+                        groups: Slab::default(),
+                        group_names: HashMap::new(),
                     },
                 );
                 stream.topic_names.insert(name.clone(), *id);
@@ -469,9 +526,9 @@ impl Metadata {
             } => {
                 let first = self.topic_mut(*stream_id, *topic_id).partitions.len() as u32;
                 let mut added = self.place_new(first, *count, *created_at_us);
-                self.topic_mut(*stream_id, *topic_id)
-                    .partitions
-                    .append(&mut added);
+                let topic = self.topic_mut(*stream_id, *topic_id);
+                topic.partitions.append(&mut added);
+                topic.rebalance_groups_fully();
             }
             Change::DeletePartitions {
                 stream_id,
@@ -481,6 +538,7 @@ impl Metadata {
                 let topic = self.topic_mut(*stream_id, *topic_id);
                 let keep = topic.partitions.len() - *count as usize;
                 let removed = topic.partitions.split_off(keep);
+                topic.rebalance_groups_fully();
                 self.release(&removed);
             }
             Change::CreateUser { .. }
@@ -492,10 +550,11 @@ impl Metadata {
             | Change::DeletePersonalAccessTokens { .. } => {
                 unreachable!("users and tokens changes are applied by Users")
             }
+            group_change => self.apply_group_change(group_change),
         }
     }
 
-    fn topic_mut(&mut self, stream_id: u32, topic_id: u32) -> &mut Topic {
+    pub(crate) fn topic_mut(&mut self, stream_id: u32, topic_id: u32) -> &mut Topic {
         self.streams
             .get_mut(stream_id)
             .and_then(|stream| stream.topics.get_mut(topic_id))

@@ -3,9 +3,10 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use galgo_metadata::TopicDefaults;
 use galgo_protocol::command::users::{PASSWORD_BYTES, USERNAME_BYTES};
 use galgo_shards::{ShardSettings, StorageSettings};
-use galgo_storage::FsyncMode;
+use galgo_storage::{DeduplicationConfig, FsyncMode};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -44,6 +45,12 @@ pub struct Config {
     pub storage: StorageConfigFile,
     /// Personal access tokens.
     pub personal_access_tokens: PersonalAccessTokensConfig,
+    /// Retention defaults and the cleaner.
+    pub retention: RetentionConfig,
+    /// Deduplication of messages by id.
+    pub deduplication: DeduplicationConfigFile,
+    /// Consumer-group rebalancing.
+    pub consumer_group: ConsumerGroupConfig,
     /// Logs.
     pub logging: LoggingConfig,
 }
@@ -178,6 +185,40 @@ pub struct StorageConfigFile {
     pub fsync_interval_ms: u64,
 }
 
+/// `[retention]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Server-default message expiry, 0 = never.
+    pub message_expiry_ms: u64,
+    /// Server-default topic size limit, 0 = unlimited.
+    pub max_topic_size_bytes: u64,
+    /// Cleaner period, 0 = off.
+    pub cleaner_interval_ms: u64,
+}
+
+/// `[deduplication]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeduplicationConfigFile {
+    /// On or off.
+    pub enabled: bool,
+    /// Ids remembered per partition.
+    pub ids_max: usize,
+    /// How long an id is remembered.
+    pub expiry_ms: u64,
+}
+
+/// `[consumer_group]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerGroupConfig {
+    /// When a pending revocation completes without a commit.
+    pub rebalancing_timeout_ms: u64,
+    /// How often that is checked.
+    pub rebalancing_check_interval_ms: u64,
+}
+
 /// `[logging]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,6 +305,23 @@ impl Config {
                 "personal_access_tokens.cleanup_interval_ms must be positive".into(),
             ));
         }
+        let size_max = self.retention.max_topic_size_bytes;
+        if size_max != 0 && size_max < self.storage.segment_size_bytes {
+            return Err(ConfigError::Invalid(
+                "retention.max_topic_size_bytes must be 0 or at least storage.segment_size_bytes"
+                    .into(),
+            ));
+        }
+        if self.deduplication.enabled && self.deduplication.ids_max == 0 {
+            return Err(ConfigError::Invalid(
+                "deduplication.ids_max must be positive".into(),
+            ));
+        }
+        if self.consumer_group.rebalancing_check_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "consumer_group.rebalancing_check_interval_ms must be positive".into(),
+            ));
+        }
         if self.shards.ring_entries == 0 {
             return Err(ConfigError::Invalid(
                 "shards.ring_entries must be positive".into(),
@@ -344,7 +402,24 @@ impl Config {
             fsync: self.fsync_mode()?,
             flush_interval_ms: storage.flush_interval_ms,
             fsync_interval_ms: storage.fsync_interval_ms,
+            topic_defaults: self.topic_defaults(),
+            cleaner_interval_ms: self.retention.cleaner_interval_ms,
+            deduplication: self.deduplication.enabled.then(|| DeduplicationConfig {
+                ids_max: self.deduplication.ids_max,
+                expiry_us: self.deduplication.expiry_ms.saturating_mul(1000),
+            }),
         })
+    }
+
+    /// What "server default" expiry and size resolve to (0 in the file means never/unlimited,
+    /// which the protocol writes as `u64::MAX`).
+    fn topic_defaults(&self) -> TopicDefaults {
+        let retention = &self.retention;
+        let or_never = |value: u64| if value == 0 { u64::MAX } else { value };
+        TopicDefaults {
+            message_expiry_us: or_never(retention.message_expiry_ms.saturating_mul(1000)),
+            max_topic_size_bytes: or_never(retention.max_topic_size_bytes),
+        }
     }
 }
 

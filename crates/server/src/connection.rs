@@ -58,6 +58,7 @@ pub async fn serve_tcp(
     }
     shard.unregister_socket(fd);
     shard.clients.borrow_mut().remove(session.client_id);
+    handler::client_gone(&shard, &context, session.client_id).await;
     match ended {
         Ended::Closed => {
             tracing::debug!(shard = shard.id().0, %peer, client_id = session.client_id, "client disconnected")

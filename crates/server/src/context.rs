@@ -8,10 +8,10 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use galgo_metadata::{StreamId, TopicId};
+use galgo_metadata::{GroupKey, StreamId, TopicId};
 
 use crate::{
-    config::{Config, PersonalAccessTokensConfig, RootConfig, TcpConfig},
+    config::{Config, ConsumerGroupConfig, PersonalAccessTokensConfig, RootConfig, TcpConfig},
     credentials::Hasher,
 };
 
@@ -24,6 +24,8 @@ pub struct ContextSeed {
     pub root: RootConfig,
     /// Personal access token limits.
     pub tokens: PersonalAccessTokensConfig,
+    /// Consumer-group rebalancing.
+    pub consumer_group: ConsumerGroupConfig,
     /// Root of the data directory (for disk figures).
     pub data_dir: std::path::PathBuf,
     /// The TCP address every shard listens on, once bound.
@@ -41,6 +43,7 @@ impl ContextSeed {
             tcp: config.tcp.clone(),
             root: config.root.clone(),
             tokens: config.personal_access_tokens.clone(),
+            consumer_group: config.consumer_group.clone(),
             data_dir: config.system.data_dir.clone(),
             bound,
             started: Instant::now(),
@@ -59,6 +62,10 @@ pub struct Context {
     balanced: RefCell<HashMap<(StreamId, TopicId), u32>>,
     /// Password hashing of this shard's connections, off the shard's thread and bounded.
     pub hasher: Hasher,
+    /// Per (client, group): the round-robin position of the member's last poll without an
+    /// explicit partition. A member's polls all come through its own connection, so its
+    /// cursor lives on that connection's shard.
+    group_cursors: RefCell<HashMap<(u32, GroupKey), u32>>,
 }
 
 impl Context {
@@ -68,6 +75,7 @@ impl Context {
             seed,
             balanced: RefCell::default(),
             hasher: Hasher::default(),
+            group_cursors: RefCell::default(),
         }
     }
 
@@ -79,6 +87,48 @@ impl Context {
         let partition = *counter % partitions_count;
         *counter = counter.wrapping_add(1);
         partition
+    }
+}
+
+impl Context {
+    /// The partition a member polls next among its `partitions` (round-robin), advancing the
+    /// cursor; `None` when it has none.
+    pub fn next_group_partition(
+        &self,
+        client_id: u32,
+        group: GroupKey,
+        partitions: &[u32],
+    ) -> Option<u32> {
+        if partitions.is_empty() {
+            return None;
+        }
+        let mut cursors = self.group_cursors.borrow_mut();
+        let cursor = cursors
+            .entry((client_id, group))
+            .and_modify(|cursor| *cursor = cursor.wrapping_add(1))
+            .or_insert(0);
+        Some(partitions[*cursor as usize % partitions.len()])
+    }
+
+    /// The partition of the member's last poll (the cursor is read, not advanced).
+    pub fn current_group_partition(
+        &self,
+        client_id: u32,
+        group: GroupKey,
+        partitions: &[u32],
+    ) -> Option<u32> {
+        let cursor = self
+            .group_cursors
+            .borrow()
+            .get(&(client_id, group))
+            .copied()
+            .unwrap_or(0);
+        (!partitions.is_empty()).then(|| partitions[cursor as usize % partitions.len()])
+    }
+
+    /// Forgets a member's cursor (it left the group).
+    pub fn forget_group_cursor(&self, client_id: u32, group: GroupKey) {
+        self.group_cursors.borrow_mut().remove(&(client_id, group));
     }
 }
 

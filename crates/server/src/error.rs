@@ -66,6 +66,9 @@ fn metadata_code(error: &MetadataError) -> ErrorCode {
         MetadataError::TokensLimitReached => ErrorCode::PersonalAccessTokensLimitReached,
         MetadataError::TokenNotFound => ErrorCode::ResourceNotFound,
         MetadataError::Unauthorized => ErrorCode::Unauthorized,
+        MetadataError::GroupNotFound => ErrorCode::ConsumerGroupIdNotFound,
+        MetadataError::GroupNameExists => ErrorCode::ConsumerGroupNameAlreadyExists,
+        MetadataError::NotGroupMember => ErrorCode::ConsumerGroupMemberNotFound,
         MetadataError::CorruptRecord(_) => ErrorCode::Error,
     }
 }

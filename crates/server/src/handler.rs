@@ -1,10 +1,12 @@
 //! Command dispatch: a flat match calling one function per command, grouped by family in
 //! `handler/*.rs` like the protocol's `command/*.rs`.
 
+mod groups;
 mod messages;
 mod metadata_change;
 mod offsets;
 mod partition_calls;
+mod segments;
 mod streams;
 mod system;
 mod tokens;
@@ -52,6 +54,17 @@ impl Reply {
     }
 }
 
+/// A connection ended: its client leaves every consumer group it joined.
+pub async fn client_gone(shard: &Rc<Shard>, context: &Context, client_id: u32) {
+    groups::leave_all(shard, context, client_id).await;
+}
+
+/// Shard 0's own periodic tasks of the command layer: timed-out group revocations.
+pub fn start_shard0_tasks(shard0: &Rc<Shard>, seed: &crate::context::ContextSeed) {
+    let task = groups::expire_revocations(shard0.clone(), seed.consumer_group.clone());
+    compio::runtime::spawn(task).detach();
+}
+
 /// What a command ends in.
 pub type Outcome = Result<Reply, CommandError>;
 
@@ -87,7 +100,7 @@ pub async fn handle(
             tokens::create(shard, context, user()?, create).await
         }
         Request::DeletePersonalAccessToken(delete) => tokens::delete(shard, user()?, delete).await,
-        Request::GetMe => system::get_me(session),
+        Request::GetMe => system::get_me(shard, session),
         Request::GetStats => system::get_stats(shard, context).await,
         Request::GetClient(get) => system::get_client(shard, get).await,
         Request::GetClients => system::get_clients(shard).await,
@@ -108,20 +121,22 @@ pub async fn handle(
         Request::CreatePartitions(create) => topics::create_partitions(shard, create).await,
         Request::DeletePartitions(delete) => topics::delete_partitions(shard, delete).await,
         Request::SendMessages(send) => messages::send(shard, context, send).await,
-        Request::PollMessages(poll) => messages::poll(shard, poll).await,
+        Request::PollMessages(poll) => messages::poll(shard, context, session, poll).await,
         Request::FlushUnsavedBuffer(flush) => messages::flush(shard, flush).await,
         Request::GetConsumerOffset(get) => offsets::get(shard, get).await,
-        Request::StoreConsumerOffset(store) => offsets::store(shard, store).await,
-        Request::DeleteConsumerOffset(delete) => offsets::delete(shard, delete).await,
-        // Consumer groups, segments and snapshots come with their own issue; until then they
-        // are refused (after the permission check), never answered wrongly.
-        Request::GetSnapshotFile(_)
-        | Request::DeleteSegments(_)
-        | Request::GetConsumerGroup(_)
-        | Request::GetConsumerGroups(_)
-        | Request::CreateConsumerGroup(_)
-        | Request::DeleteConsumerGroup(_)
-        | Request::JoinConsumerGroup(_)
-        | Request::LeaveConsumerGroup(_) => Err(ErrorCode::FeatureUnavailable.into()),
+        Request::StoreConsumerOffset(store) => offsets::store(shard, context, session, store).await,
+        Request::DeleteConsumerOffset(delete) => {
+            offsets::delete(shard, context, session, delete).await
+        }
+        Request::DeleteSegments(delete) => segments::delete(shard, delete).await,
+        Request::GetConsumerGroup(get) => groups::get(shard, get),
+        Request::GetConsumerGroups(list) => groups::list(shard, list),
+        Request::CreateConsumerGroup(create) => groups::create(shard, create).await,
+        Request::DeleteConsumerGroup(delete) => groups::delete(shard, delete).await,
+        Request::JoinConsumerGroup(join) => groups::join(shard, session, join).await,
+        Request::LeaveConsumerGroup(leave) => groups::leave(shard, context, session, leave).await,
+        // Snapshots (a ZIP of diagnostics) are not built; PROTOCOL.md §5.1 allows refusing
+        // them with 5, after the permission check.
+        Request::GetSnapshotFile(_) => Err(ErrorCode::FeatureUnavailable.into()),
     }
 }

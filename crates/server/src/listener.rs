@@ -25,6 +25,7 @@ const ACCEPT_RETRY_MS: u64 = 20;
 pub fn serve(seed: ContextSeed) -> Serve {
     Box::new(move |shard0: Rc<Shard>| {
         Box::pin(async move {
+            crate::handler::start_shard0_tasks(&shard0, &seed);
             if !seed.tcp.enabled {
                 return Ok(());
             }

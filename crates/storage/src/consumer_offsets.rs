@@ -115,6 +115,11 @@ impl ConsumerOffsets {
         self.stored.borrow().get(&owner).copied()
     }
 
+    /// The lowest offset stored for anyone, if any is.
+    pub fn min(&self) -> Option<u64> {
+        self.stored.borrow().values().copied().min()
+    }
+
     /// Stores and persists `offset` for `owner`.
     pub async fn store(&self, owner: OffsetOwner, offset: u64) -> Result<(), StorageError> {
         self.stored.borrow_mut().insert(owner, offset);

@@ -37,6 +37,7 @@
 
 mod config;
 mod consumer_offsets;
+mod deduplication;
 mod disk;
 mod error;
 mod journal;
@@ -48,6 +49,7 @@ mod segment;
 
 pub use config::{FsyncMode, SEGMENT_SIZE_BYTES_MAX, StorageConfig};
 pub use consumer_offsets::{ClampedOffset, OffsetOwner};
+pub use deduplication::DeduplicationConfig;
 pub use error::StorageError;
 pub use metadata_log::{METADATA_RECORD_BYTES_MAX, METADATA_RECORD_HEADER_BYTES, MetadataLog};
 pub use partition_log::{

@@ -24,8 +24,9 @@ use bytes::{Bytes, BytesMut};
 use galgo_protocol::message::{self, MessageView};
 
 use crate::{
-    FsyncMode, OffsetOwner, RecoveryReport, StorageConfig, StorageError,
+    DeduplicationConfig, FsyncMode, OffsetOwner, RecoveryReport, StorageConfig, StorageError,
     consumer_offsets::ConsumerOffsets,
+    deduplication::Deduplicator,
     disk,
     journal::{Journal, JournalBatch, Run},
     offset_index::IndexEntry,
@@ -47,8 +48,11 @@ pub const POLL_BYTES_MAX: u64 = 32 << 20;
 pub struct AppendReceipt {
     /// Offset of the batch's first message.
     pub first_offset: u64,
-    /// Offset of the batch's last message.
+    /// Offset of the batch's last message; `first_offset - 1` (an empty range) when
+    /// deduplication dropped every message.
     pub last_offset: u64,
+    /// Messages deduplication dropped.
+    pub duplicates_count: u32,
 }
 
 /// Messages returned by a poll: stored bytes, exactly as they are sent to clients.
@@ -184,6 +188,8 @@ pub struct PartitionLog {
     flush_lock: Mutex<()>,
     offsets: ConsumerOffsets,
     io_counters: Cell<IoCounters>,
+    /// Ids appended recently, when deduplication is on.
+    deduplicator: RefCell<Option<Deduplicator>>,
     /// Read handles on the sealed segment read last (at most one, so memory and open files
     /// stay flat however many segments there are).
     sealed_files: RefCell<Option<SegmentFiles>>,
@@ -216,6 +222,7 @@ impl PartitionLog {
             flush_lock: Mutex::new(()),
             offsets,
             sealed_files: RefCell::new(None),
+            deduplicator: RefCell::new(None),
             io_counters: Cell::new(IoCounters::default()),
         };
         Ok((log, report))
@@ -224,6 +231,12 @@ impl PartitionLog {
     /// The partition's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Turns on deduplication by message id: from now on a message whose id this partition
+    /// appended within the configured bounds is dropped from its batch.
+    pub fn enable_deduplication(&self, config: DeduplicationConfig) {
+        *self.deduplicator.borrow_mut() = Some(Deduplicator::new(config));
     }
 
     /// Appends a validated block of `count` messages (as the client sent them): assigns
@@ -250,7 +263,17 @@ impl PartitionLog {
                     .await?;
             }
         }
-        let (receipt, generation) = self.push_batch(messages, count, now_us)?;
+        let (messages, count, duplicates_count) = self.deduplicate(messages, count, now_us);
+        if count == 0 {
+            let next_offset = self.state.borrow().next_offset;
+            return Ok(AppendReceipt {
+                first_offset: next_offset,
+                last_offset: next_offset.wrapping_sub(1),
+                duplicates_count,
+            });
+        }
+        let (mut receipt, generation) = self.push_batch(messages, count, now_us)?;
+        receipt.duplicates_count = duplicates_count;
         if self.config.fsync == FsyncMode::Always {
             self.wait_durable(receipt.last_offset, generation).await?;
         } else if self.needs_flush() {
@@ -260,6 +283,18 @@ impl PartitionLog {
             }
         }
         Ok(receipt)
+    }
+
+    /// Drops the messages whose ids were appended recently. Synchronous, like `push_batch`
+    /// right after it, so two racing batches with one id cannot both pass.
+    fn deduplicate(&self, messages: BytesMut, count: u32, now_us: u64) -> (BytesMut, u32, u32) {
+        match self.deduplicator.borrow_mut().as_mut() {
+            None => (messages, count, 0),
+            Some(deduplicator) => {
+                let (kept, kept_count) = deduplicator.filter(messages, count, now_us);
+                (kept, kept_count, count - kept_count)
+            }
+        }
     }
 
     /// Stamps the batch and pushes it to the journal, all in one synchronous step.
@@ -331,6 +366,7 @@ impl PartitionLog {
         let receipt = AppendReceipt {
             first_offset,
             last_offset: state.next_offset - 1,
+            duplicates_count: 0,
         };
         Ok((receipt, state.generation))
     }
@@ -577,6 +613,38 @@ impl PartitionLog {
             state.size_bytes = size_bytes;
             state.sealed.drain(..count).collect()
         };
+        self.delete_segment_files(removed).await
+    }
+
+    /// Deletes up to `count_max` of the oldest sealed segments, stopping at the first whose end
+    /// offset is past `end_offset_max`: the delete_segments command (which keeps what a
+    /// consumer has not committed yet) and a topic's size limit (which names the last segment
+    /// to go). The active segment is never deleted.
+    pub async fn remove_oldest_segments(
+        &self,
+        count_max: u32,
+        end_offset_max: u64,
+    ) -> Result<RemovedSegments, StorageError> {
+        let removed: Vec<SealedSegment> = {
+            let mut state = self.state.borrow_mut();
+            let count = state
+                .sealed
+                .iter()
+                .take(count_max as usize)
+                .take_while(|segment| segment.end_offset() <= end_offset_max)
+                .count();
+            let removed: Vec<SealedSegment> = state.sealed.drain(..count).collect();
+            state.size_bytes -= removed.iter().map(|s| s.size_bytes).sum::<u64>();
+            removed
+        };
+        self.delete_segment_files(removed).await
+    }
+
+    /// Removes the files of segments already taken out of the state.
+    async fn delete_segment_files(
+        &self,
+        removed: Vec<SealedSegment>,
+    ) -> Result<RemovedSegments, StorageError> {
         let mut report = RemovedSegments::default();
         for segment in &removed {
             let cached = self
@@ -595,7 +663,7 @@ impl PartitionLog {
             report.messages_count += u64::from(segment.messages_count);
             report.size_bytes += segment.size_bytes;
             tracing::info!(dir = %self.dir.display(), start = segment.start_offset,
-                end = segment.end_offset(), size = segment.size_bytes, "segment removed by retention");
+                end = segment.end_offset(), size = segment.size_bytes, "segment removed");
         }
         Ok(report)
     }
@@ -785,6 +853,9 @@ impl PartitionLog {
         }
         self.offsets.purge().await?;
         self.sealed_files.borrow_mut().take();
+        if let Some(deduplicator) = self.deduplicator.borrow_mut().as_mut() {
+            deduplicator.clear();
+        }
         let mut state = self.state.borrow_mut();
         let generation = state.generation + 1;
         *state = LogState::new(Vec::new(), active, 0);
@@ -803,6 +874,11 @@ impl PartitionLog {
     /// validates the value against `last_offset`.
     pub async fn store_offset(&self, owner: OffsetOwner, offset: u64) -> Result<(), StorageError> {
         self.offsets.store(owner, offset).await
+    }
+
+    /// The lowest offset stored for any consumer or group, if any is.
+    pub fn min_stored_offset(&self) -> Option<u64> {
+        self.offsets.min()
     }
 
     /// Removes a stored offset; false if nothing was stored.

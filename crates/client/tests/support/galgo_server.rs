@@ -40,6 +40,9 @@ impl GalgoServer {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--tcp-address", "127.0.0.1:0", "--no-pin", "--shards", "2"])
+            // Small rings: io_uring charges ring memory to the user's RLIMIT_MEMLOCK, and the
+            // suite runs several servers at once.
+            .args(["--set", "shards.ring_entries=256"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use galgo_metadata::{PartitionId, PartitionKey, ShardId};
+use galgo_metadata::{GroupKey, MetadataError, PartitionId, PartitionKey, ShardId};
 use galgo_protocol::{
     Consumer, ErrorCode, Identifier, Partitioning, PollingStrategy,
     command::messages::{FlushUnsavedBuffer, PollMessages, PolledMessagesHeader, SendMessages},
@@ -14,10 +14,11 @@ use galgo_protocol::{
 use galgo_shards::Shard;
 use galgo_storage::{OffsetOwner, PartitionLog};
 
-use super::{Outcome, Reply, partition_calls::on_partition};
+use super::{Outcome, Reply, groups::after_group_commit, partition_calls::on_partition};
 use crate::{
     context::{Context, now_us},
     error::CommandError,
+    session::Session,
 };
 
 /// Resolves a partition of a topic to its key and owner.
@@ -76,23 +77,96 @@ pub async fn send(shard: &Rc<Shard>, context: &Context, send: SendMessages) -> O
     Ok(Reply::empty())
 }
 
-/// PollMessages for a single consumer. Consumer groups come with their own issue.
-pub async fn poll(shard: &Rc<Shard>, poll: PollMessages) -> Outcome {
-    let Consumer::Single(consumer) = &poll.consumer else {
-        return Err(ErrorCode::FeatureUnavailable.into());
+/// PollMessages, for a single consumer (partition 0 unless given) or a group member.
+pub async fn poll(
+    shard: &Rc<Shard>,
+    context: &Context,
+    session: &Session,
+    poll: PollMessages,
+) -> Outcome {
+    let consumer = match &poll.consumer {
+        Consumer::Single(consumer) => consumer,
+        Consumer::Group(group) => return poll_group(shard, context, session, &poll, group).await,
     };
     let owner_key = OffsetOwner::Consumer(consumer_key(consumer));
     let partition = poll.partition_id.unwrap_or(0);
     let (key, owner) = locate(shard, &poll.stream, &poll.topic, partition)?;
     let (strategy, count, auto_commit) = (poll.strategy, poll.count, poll.auto_commit);
-    let chunks = on_partition(shard, key, owner, move |_, log| async move {
+    let (chunks, _) = on_partition(shard, key, owner, move |_, log| async move {
         poll_partition(&log, partition, owner_key, strategy, count, auto_commit).await
     })
     .await?;
     Ok(Reply::chunks(chunks))
 }
 
-/// Reads from one partition on its owner and commits the offset when asked.
+/// The partition a member's poll reads: the given one if the member owns it, otherwise the
+/// next of its partitions in round-robin order (skipping those pending revocation). `None`
+/// when it has none: members beyond the partition count get empty results, not errors.
+fn group_partition(
+    shard: &Shard,
+    context: &Context,
+    session: &Session,
+    poll: &PollMessages,
+    group: &Identifier,
+) -> Result<(GroupKey, Option<u32>), CommandError> {
+    let metadata = shard.metadata.borrow();
+    let (key, found) = metadata.group(&poll.stream, &poll.topic, group)?;
+    let member = found
+        .member_of_client(session.client_id)
+        .ok_or(MetadataError::NotGroupMember)?;
+    let partition = match poll.partition_id {
+        Some(partition) => Some(partition).filter(|&p| found.owns(member.id, p)),
+        None => {
+            let partitions = found.pollable_partitions(member.id);
+            context.next_group_partition(session.client_id, key, &partitions)
+        }
+    };
+    Ok((key, partition))
+}
+
+/// PollMessages as a group member. The owner remembers the last offset it served the group
+/// (a pending revocation waits for the commit of it), and an auto-commit may complete one.
+async fn poll_group(
+    shard: &Rc<Shard>,
+    context: &Context,
+    session: &Session,
+    poll: &PollMessages,
+    group: &Identifier,
+) -> Outcome {
+    let (group, partition) = group_partition(shard, context, session, poll, group)?;
+    let Some(partition) = partition else {
+        return Ok(no_partition_reply());
+    };
+    let (key, owner) = locate(shard, &poll.stream, &poll.topic, partition)?;
+    let (strategy, count, auto_commit) = (poll.strategy, poll.count, poll.auto_commit);
+    let owner_key = OffsetOwner::Group(group.group.0);
+    let chunks = on_partition(shard, key, owner, move |shard, log| async move {
+        let (chunks, last_returned) =
+            poll_partition(&log, partition, owner_key, strategy, count, auto_commit).await?;
+        if let Some(last_returned) = last_returned {
+            shard.record_served(key, group.group.0, last_returned);
+            if auto_commit {
+                after_group_commit(&shard, group, partition).await?;
+            }
+        }
+        Ok(chunks)
+    })
+    .await?;
+    Ok(Reply::chunks(chunks))
+}
+
+/// The answer of a member with no partition: OK, partition 0, offset 0, no messages.
+fn no_partition_reply() -> Reply {
+    let header = PolledMessagesHeader {
+        partition_id: 0,
+        current_offset: 0,
+        messages_count: 0,
+    };
+    Reply::encoded(|out| header.encode(out))
+}
+
+/// Reads from one partition on its owner and commits the offset when asked. Returns the
+/// response chunks and the offset of the last message returned, if any.
 async fn poll_partition(
     log: &PartitionLog,
     partition: u32,
@@ -100,7 +174,7 @@ async fn poll_partition(
     strategy: PollingStrategy,
     count: u32,
     auto_commit: bool,
-) -> Result<Vec<Bytes>, CommandError> {
+) -> Result<(Vec<Bytes>, Option<u64>), CommandError> {
     let last = log.last_offset();
     let start = match (strategy, last) {
         (_, None) => None,
@@ -123,11 +197,11 @@ async fn poll_partition(
         _ => None,
     };
     let messages_count = polled.as_ref().map_or(0, |polled| polled.messages_count);
-    if auto_commit
-        && let Some(polled) = &polled
-        && polled.messages_count > 0
-    {
-        let last_returned = polled.first_offset + u64::from(polled.messages_count) - 1;
+    let last_returned = polled
+        .as_ref()
+        .filter(|polled| polled.messages_count > 0)
+        .map(|polled| polled.first_offset + u64::from(polled.messages_count) - 1);
+    if auto_commit && let Some(last_returned) = last_returned {
         log.store_offset(consumer, last_returned).await?;
     }
     let mut header = BytesMut::with_capacity(16);
@@ -141,7 +215,7 @@ async fn poll_partition(
     if let Some(polled) = polled {
         chunks.extend(polled.chunks);
     }
-    Ok(chunks)
+    Ok((chunks, last_returned))
 }
 
 /// FlushUnsavedBuffer: writes the partition's journal out, and fsyncs it when asked.

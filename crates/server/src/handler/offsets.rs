@@ -1,8 +1,9 @@
-//! Consumer offsets of single consumers: get, store, delete. Stored on the partition's owner,
-//! beside its log. Group offsets come with consumer groups.
+//! Consumer offsets of single consumers and of consumer groups: get, store, delete. Stored on
+//! the partition's owner, beside its log (PROTOCOL.md §5.7).
 
 use std::rc::Rc;
 
+use galgo_metadata::{GroupKey, MetadataError};
 use galgo_protocol::{
     Consumer, ErrorCode,
     command::offsets::{
@@ -14,21 +15,75 @@ use galgo_protocol::{
 use galgo_shards::Shard;
 use galgo_storage::OffsetOwner;
 
-use super::{Outcome, Reply, messages::locate, partition_calls::on_partition};
-use crate::error::CommandError;
+use super::{
+    Outcome, Reply, groups::after_group_commit, messages::locate, partition_calls::on_partition,
+};
+use crate::{context::Context, error::CommandError, session::Session};
 
-fn single_consumer(target: &OffsetTarget) -> Result<OffsetOwner, CommandError> {
-    match &target.consumer {
-        Consumer::Single(id) => Ok(OffsetOwner::Consumer(consumer_key(id))),
-        Consumer::Group(_) => Err(ErrorCode::FeatureUnavailable.into()),
+/// Whose offset, on which partition; for a group member also the group (its commits may
+/// complete a pending revocation).
+struct Resolved {
+    owner_key: OffsetOwner,
+    partition: u32,
+    group: Option<GroupKey>,
+}
+
+/// For reading: a missing partition means 0, and a group needs no membership.
+fn resolve_for_read(shard: &Shard, target: &OffsetTarget) -> Result<Resolved, CommandError> {
+    let partition = target.partition_id.unwrap_or(0);
+    let (owner_key, group) = match &target.consumer {
+        Consumer::Single(id) => (OffsetOwner::Consumer(consumer_key(id)), None),
+        Consumer::Group(id) => {
+            let metadata = shard.metadata.borrow();
+            let (key, _) = metadata.group(&target.stream, &target.topic, id)?;
+            (OffsetOwner::Group(key.group.0), Some(key))
+        }
+    };
+    Ok(Resolved {
+        owner_key,
+        partition,
+        group,
+    })
+}
+
+/// For writing: a group requires membership (5006); the partition must be one the member
+/// owns (3022), and a missing one means the member's current round-robin partition.
+fn resolve_for_write(
+    shard: &Shard,
+    context: &Context,
+    session: &Session,
+    target: &OffsetTarget,
+) -> Result<Resolved, CommandError> {
+    let Consumer::Group(id) = &target.consumer else {
+        return resolve_for_read(shard, target);
+    };
+    let metadata = shard.metadata.borrow();
+    let (key, group) = metadata.group(&target.stream, &target.topic, id)?;
+    let member = group
+        .member_of_client(session.client_id)
+        .ok_or(MetadataError::NotGroupMember)?;
+    let partition = match target.partition_id {
+        Some(partition) => Some(partition).filter(|&p| group.owns(member.id, p)),
+        None => {
+            let partitions = group.pollable_partitions(member.id);
+            context.current_group_partition(session.client_id, key, &partitions)
+        }
     }
+    .ok_or(ErrorCode::NotResolvedConsumer)?;
+    Ok(Resolved {
+        owner_key: OffsetOwner::Group(key.group.0),
+        partition,
+        group: Some(key),
+    })
 }
 
 /// GetConsumerOffset: `{partition, current, stored}`, or the empty answer when nothing is
-/// stored or the stream, topic or partition does not exist.
+/// stored or the stream, topic, group or partition does not exist.
 pub async fn get(shard: &Rc<Shard>, get: GetConsumerOffset) -> Outcome {
-    let owner_key = single_consumer(&get.target)?;
-    let partition = get.target.partition_id.unwrap_or(0);
+    let Ok(resolved) = resolve_for_read(shard, &get.target) else {
+        return Ok(Reply::empty());
+    };
+    let (owner_key, partition) = (resolved.owner_key, resolved.partition);
     let Ok((key, owner)) = locate(shard, &get.target.stream, &get.target.topic, partition) else {
         return Ok(Reply::empty());
     };
@@ -50,26 +105,41 @@ pub async fn get(shard: &Rc<Shard>, get: GetConsumerOffset) -> Outcome {
     })
 }
 
-/// StoreConsumerOffset: the offset must not pass the partition's last offset.
-pub async fn store(shard: &Rc<Shard>, store: StoreConsumerOffset) -> Outcome {
-    let owner_key = single_consumer(&store.target)?;
-    let partition = store.target.partition_id.unwrap_or(0);
+/// StoreConsumerOffset: the offset must not pass the partition's last offset. A group's
+/// commit may complete a pending revocation of that partition.
+pub async fn store(
+    shard: &Rc<Shard>,
+    context: &Context,
+    session: &Session,
+    store: StoreConsumerOffset,
+) -> Outcome {
+    let resolved = resolve_for_write(shard, context, session, &store.target)?;
+    let (owner_key, partition, group) = (resolved.owner_key, resolved.partition, resolved.group);
     let (key, owner) = locate(shard, &store.target.stream, &store.target.topic, partition)?;
     let offset = store.offset;
-    on_partition(shard, key, owner, move |_, log| async move {
+    on_partition(shard, key, owner, move |shard, log| async move {
         match log.last_offset() {
-            Some(last) if offset <= last => Ok(log.store_offset(owner_key, offset).await?),
-            _ => Err(ErrorCode::InvalidOffset.into()),
+            Some(last) if offset <= last => log.store_offset(owner_key, offset).await?,
+            _ => return Err(ErrorCode::InvalidOffset.into()),
         }
+        if let Some(group) = group {
+            after_group_commit(&shard, group, partition).await?;
+        }
+        Ok(())
     })
     .await?;
     Ok(Reply::empty())
 }
 
 /// DeleteConsumerOffset: 3021 when nothing is stored.
-pub async fn delete(shard: &Rc<Shard>, delete: DeleteConsumerOffset) -> Outcome {
-    let owner_key = single_consumer(&delete.target)?;
-    let partition = delete.target.partition_id.unwrap_or(0);
+pub async fn delete(
+    shard: &Rc<Shard>,
+    context: &Context,
+    session: &Session,
+    delete: DeleteConsumerOffset,
+) -> Outcome {
+    let resolved = resolve_for_write(shard, context, session, &delete.target)?;
+    let (owner_key, partition) = (resolved.owner_key, resolved.partition);
     let (key, owner) = locate(
         shard,
         &delete.target.stream,

@@ -6,7 +6,8 @@ use bytes::BytesMut;
 use galgo_protocol::{
     ErrorCode,
     command::system::{
-        ClientInfo, ClusterMetadata, ClusterNode, GetClient, ShardCounters, ShardStats, Stats,
+        ClientInfo, ClusterMetadata, ClusterNode, ConsumerGroupRef, GetClient, ShardCounters,
+        ShardStats, Stats,
     },
 };
 use galgo_shards::{ClientRecord, Shard};
@@ -14,24 +15,37 @@ use galgo_shards::{ClientRecord, Shard};
 use super::{Outcome, Reply, partition_calls::figures_of};
 use crate::{context::Context, host, session::Session};
 
-fn client_info(record: &ClientRecord) -> ClientInfo {
+/// The groups a client joined, from this shard's replica (membership reaches every shard).
+fn joined_groups(shard: &Shard, client_id: u32) -> Vec<ConsumerGroupRef> {
+    let memberships = shard.metadata.borrow().memberships_of(client_id);
+    memberships
+        .into_iter()
+        .map(|(key, _)| ConsumerGroupRef {
+            stream_id: key.stream.0,
+            topic_id: key.topic.0,
+            group_id: key.group.0,
+        })
+        .collect()
+}
+
+fn client_info(shard: &Shard, record: &ClientRecord) -> ClientInfo {
     ClientInfo {
         client_id: record.client_id,
         user_id: record.user_id,
         transport: record.transport as u8,
         address: record.address.clone(),
-        consumer_groups: Vec::new(),
+        consumer_groups: joined_groups(shard, record.client_id),
     }
 }
 
 /// GetMe: the calling connection's record.
-pub fn get_me(session: &Session) -> Outcome {
+pub fn get_me(shard: &Shard, session: &Session) -> Outcome {
     let info = ClientInfo {
         client_id: session.client_id,
         user_id: session.user_id,
         transport: session.transport as u8,
         address: session.peer.to_string(),
-        consumer_groups: Vec::new(),
+        consumer_groups: joined_groups(shard, session.client_id),
     };
     Ok(Reply::encoded(|out| info.encode_details(out)))
 }
@@ -52,7 +66,7 @@ async fn all_clients(shard: &Rc<Shard>) -> Result<Vec<ClientRecord>, crate::erro
 pub async fn get_clients(shard: &Rc<Shard>) -> Outcome {
     let mut out = BytesMut::new();
     for record in all_clients(shard).await? {
-        client_info(&record).encode_summary(&mut out);
+        client_info(shard, &record).encode_summary(&mut out);
     }
     Ok(Reply::bytes(out))
 }
@@ -67,7 +81,7 @@ pub async fn get_client(shard: &Rc<Shard>, get: GetClient) -> Outcome {
         .into_iter()
         .find(|record| record.client_id == get.client_id);
     Ok(match found {
-        Some(record) => Reply::encoded(|out| client_info(&record).encode_details(out)),
+        Some(record) => Reply::encoded(|out| client_info(shard, &record).encode_details(out)),
         None => Reply::empty(),
     })
 }
@@ -138,7 +152,7 @@ pub async fn get_stats(shard: &Rc<Shard>, context: &Context) -> Outcome {
         segments_count: figures.iter().map(|shard| shard.segments_count).sum(),
         messages_count: figures.iter().map(|shard| shard.messages_count).sum(),
         clients_count: figures.iter().map(|shard| shard.connections).sum(),
-        consumer_groups_count: 0,
+        consumer_groups_count: shard.metadata.borrow().groups_count(),
         hostname: host.hostname,
         os_name: host.os_name,
         os_version: host.os_version.clone(),

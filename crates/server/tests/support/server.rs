@@ -197,6 +197,9 @@ impl TestServer {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--tcp-address", "127.0.0.1:0", "--no-pin"])
+            // Small rings: io_uring charges ring memory to the user's RLIMIT_MEMLOCK, and the
+            // suite runs several servers at once.
+            .args(["--set", "shards.ring_entries=256"])
             .args(&self.args)
             .env_remove("IGGY_ROOT_USERNAME")
             .env_remove("IGGY_ROOT_PASSWORD")

@@ -1,0 +1,270 @@
+//! Consumer-group changes: validation on shard 0 (`prepare_*`) and `apply` on every replica.
+//! The membership rules themselves are in `consumer_group`.
+
+use galgo_protocol::identifier::Identifier;
+
+use crate::{
+    Change, ConsumerGroup, GroupId, MemberId, Metadata, MetadataError, StreamId, Topic, TopicId,
+};
+
+/// A group's full address: stream, topic, group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupKey {
+    /// The stream.
+    pub stream: StreamId,
+    /// The topic.
+    pub topic: TopicId,
+    /// The group.
+    pub group: GroupId,
+}
+
+impl Metadata {
+    /// The group three identifiers name, with its address.
+    pub fn group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+    ) -> Result<(GroupKey, &ConsumerGroup), MetadataError> {
+        let stream_id = self.stream(stream)?.id;
+        let topic = self.topic(stream, topic)?;
+        let group = topic.group(group)?;
+        let key = GroupKey {
+            stream: stream_id,
+            topic: topic.id,
+            group: group.id,
+        };
+        Ok((key, group))
+    }
+
+    /// The group at an address, if it still exists.
+    pub fn group_at(&self, key: GroupKey) -> Option<(&Topic, &ConsumerGroup)> {
+        let topic = self.streams.get(key.stream.0)?.topics.get(key.topic.0)?;
+        Some((topic, topic.groups.get(key.group.0)?))
+    }
+
+    /// Every group a client is a member of, with its member id.
+    pub fn memberships_of(&self, client_id: u32) -> Vec<(GroupKey, MemberId)> {
+        let mut found = Vec::new();
+        for stream in self.streams() {
+            for topic in stream.topics() {
+                for group in topic.groups() {
+                    if let Some(member) = group.member_of_client(client_id) {
+                        let key = GroupKey {
+                            stream: stream.id,
+                            topic: topic.id,
+                            group: group.id,
+                        };
+                        found.push((key, member.id));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// How many consumer groups exist, over all topics.
+    pub fn groups_count(&self) -> u32 {
+        let topics = self.streams().flat_map(|stream| stream.topics());
+        topics.map(|topic| topic.groups.len() as u32).sum()
+    }
+
+    /// Validates a new group and gives it an id.
+    pub fn prepare_create_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        name: &str,
+    ) -> Result<Change, MetadataError> {
+        let stream_id = self.stream(stream)?.id.0;
+        let topic = self.topic(stream, topic)?;
+        if topic.group_names.contains_key(name) {
+            return Err(MetadataError::GroupNameExists);
+        }
+        Ok(Change::CreateConsumerGroup {
+            stream_id,
+            topic_id: topic.id.0,
+            id: topic.groups.next_key(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Validates a group deletion.
+    pub fn prepare_delete_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+    ) -> Result<Change, MetadataError> {
+        let (key, _) = self.group(stream, topic, group)?;
+        Ok(Change::DeleteConsumerGroup {
+            stream_id: key.stream.0,
+            topic_id: key.topic.0,
+            id: key.group.0,
+        })
+    }
+
+    /// Validates a join; `None` when the client is a member already (joining twice is a no-op).
+    pub fn prepare_join_group(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+        group: &Identifier,
+        client_id: u32,
+        now_us: u64,
+    ) -> Result<Option<Change>, MetadataError> {
+        let (key, found) = self.group(stream, topic, group)?;
+        if found.member_of_client(client_id).is_some() {
+            return Ok(None);
+        }
+        Ok(Some(Change::JoinConsumerGroup {
+            stream_id: key.stream.0,
+            topic_id: key.topic.0,
+            group_id: key.group.0,
+            member_id: found.next_member_id().0,
+            client_id,
+            at_us: now_us,
+        }))
+    }
+
+    /// Validates a leave: the client must be a member.
+    pub fn prepare_leave_group(
+        &self,
+        key: GroupKey,
+        client_id: u32,
+    ) -> Result<Change, MetadataError> {
+        let (_, group) = self.group_at(key).ok_or(MetadataError::GroupNotFound)?;
+        let member = group
+            .member_of_client(client_id)
+            .ok_or(MetadataError::NotGroupMember)?;
+        Ok(Change::LeaveConsumerGroup {
+            stream_id: key.stream.0,
+            topic_id: key.topic.0,
+            group_id: key.group.0,
+            member_id: member.id.0,
+        })
+    }
+
+    /// The listed partitions whose revocation is still pending, as a change; `None` if none is.
+    pub fn prepare_complete_revocations(
+        &self,
+        key: GroupKey,
+        partitions: &[u32],
+    ) -> Option<Change> {
+        let (_, group) = self.group_at(key)?;
+        let pending: Vec<u32> = partitions
+            .iter()
+            .copied()
+            .filter(|partition| group.is_pending(*partition))
+            .collect();
+        (!pending.is_empty()).then_some(Change::CompleteRevocations {
+            stream_id: key.stream.0,
+            topic_id: key.topic.0,
+            group_id: key.group.0,
+            partitions: pending,
+        })
+    }
+
+    /// Every group with a revocation that began at or before `before_us`, with those partitions.
+    pub fn revocations_begun_before(&self, before_us: u64) -> Vec<(GroupKey, Vec<u32>)> {
+        let mut found = Vec::new();
+        for stream in self.streams() {
+            for topic in stream.topics() {
+                for group in topic.groups() {
+                    let late: Vec<u32> = group
+                        .pending_revocations()
+                        .filter(|(_, revocation)| revocation.since_us <= before_us)
+                        .map(|(partition, _)| partition)
+                        .collect();
+                    if !late.is_empty() {
+                        let key = GroupKey {
+                            stream: stream.id,
+                            topic: topic.id,
+                            group: group.id,
+                        };
+                        found.push((key, late));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Applies a consumer-group change (called by `apply`).
+    pub(crate) fn apply_group_change(&mut self, change: &Change) {
+        match change {
+            Change::CreateConsumerGroup {
+                stream_id,
+                topic_id,
+                id,
+                name,
+            } => {
+                let topic = self.topic_mut(*stream_id, *topic_id);
+                let group = ConsumerGroup::new(GroupId(*id), name.clone());
+                topic.groups.insert(*id, group);
+                topic.group_names.insert(name.clone(), *id);
+            }
+            Change::DeleteConsumerGroup {
+                stream_id,
+                topic_id,
+                id,
+            } => {
+                let topic = self.topic_mut(*stream_id, *topic_id);
+                let group = topic.groups.remove(*id).expect("group to delete");
+                topic.group_names.remove(&group.name);
+            }
+            Change::JoinConsumerGroup {
+                stream_id,
+                topic_id,
+                group_id,
+                member_id,
+                client_id,
+                at_us,
+            } => {
+                let (count, group) = self.group_mut(*stream_id, *topic_id, *group_id);
+                group.join(MemberId(*member_id), *client_id, count, *at_us);
+            }
+            Change::LeaveConsumerGroup {
+                stream_id,
+                topic_id,
+                group_id,
+                member_id,
+            } => {
+                let (count, group) = self.group_mut(*stream_id, *topic_id, *group_id);
+                group.leave(MemberId(*member_id), count);
+            }
+            Change::CompleteRevocations {
+                stream_id,
+                topic_id,
+                group_id,
+                partitions,
+            } => {
+                let (_, group) = self.group_mut(*stream_id, *topic_id, *group_id);
+                group.complete_revocations(partitions);
+            }
+            other => unreachable!("not a consumer-group change: {other:?}"),
+        }
+    }
+
+    fn group_mut(
+        &mut self,
+        stream_id: u32,
+        topic_id: u32,
+        group_id: u32,
+    ) -> (u32, &mut ConsumerGroup) {
+        let topic = self.topic_mut(stream_id, topic_id);
+        let count = topic.partitions_count();
+        let group = topic.groups.get_mut(group_id).expect("group of a change");
+        (count, group)
+    }
+}
+
+impl Topic {
+    /// After a change of the partition count: every group starts over.
+    pub(crate) fn rebalance_groups_fully(&mut self) {
+        let count = self.partitions_count();
+        for group in self.groups.values_mut() {
+            group.rebalance_fully(count);
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! Consumer groups: get, list, create, delete, join, leave; leaving on disconnect; and the
+//! completion of pending revocations (PROTOCOL.md §5.8, §8.6).
+//!
+//! Groups and membership live in the metadata: every change is a call to shard 0, whose event
+//! reaches every shard before the reply, so a member's next poll is routed by the new
+//! assignment on whichever shard its connection is. Group offsets live beside each partition
+//! on its owner, which also remembers what it served each group: a revocation completes when
+//! the old owner's commit reaches that (checked on join, on store and on auto-commit), or when
+//! `[consumer_group] rebalancing_timeout_ms` passes.
+
+use std::{rc::Rc, time::Duration};
+
+use bytes::BytesMut;
+use galgo_metadata::{
+    ConsumerGroup, GroupKey, MetadataError, PartitionId, PartitionKey, ShardId, Topic,
+};
+use galgo_protocol::{
+    Identifier,
+    command::groups::{
+        CreateConsumerGroup, DeleteConsumerGroup, GetConsumerGroup, GetConsumerGroups,
+        GroupDetails, GroupHeader, GroupMember, JoinConsumerGroup, LeaveConsumerGroup,
+    },
+};
+use galgo_shards::Shard;
+use galgo_storage::OffsetOwner;
+
+use super::{Outcome, Reply, metadata_change::change_metadata, partition_calls::by_owner};
+use crate::{
+    config::ConsumerGroupConfig,
+    context::{Context, now_us},
+    error::CommandError,
+    session::Session,
+};
+
+fn header(topic: &Topic, group: &ConsumerGroup) -> GroupHeader {
+    GroupHeader {
+        id: group.id.0,
+        partitions_count: topic.partitions_count(),
+        members_count: group.members_count(),
+        name: group.name.clone(),
+    }
+}
+
+fn details(topic: &Topic, group: &ConsumerGroup) -> GroupDetails {
+    let members = group
+        .members()
+        .map(|member| GroupMember {
+            id: member.id.0,
+            partitions: member.partitions.clone(),
+        })
+        .collect();
+    GroupDetails {
+        header: header(topic, group),
+        members,
+    }
+}
+
+/// The partitions of a group's topic with their owners.
+pub fn group_partitions(shard: &Shard, key: GroupKey) -> Vec<(PartitionKey, ShardId)> {
+    let metadata = shard.metadata.borrow();
+    let Some((topic, _)) = metadata.group_at(key) else {
+        return Vec::new();
+    };
+    topic
+        .partitions
+        .iter()
+        .map(|partition| (partition_key(key, partition.id.0), partition.owner))
+        .collect()
+}
+
+/// The address of one partition of a group's topic.
+pub fn partition_key(group: GroupKey, partition: u32) -> PartitionKey {
+    PartitionKey {
+        stream: group.stream,
+        topic: group.topic,
+        partition: PartitionId(partition),
+    }
+}
+
+/// GetConsumerGroup: the group with its members, or the empty answer.
+pub fn get(shard: &Shard, get: GetConsumerGroup) -> Outcome {
+    let metadata = shard.metadata.borrow();
+    let Ok((key, _)) = metadata.group(&get.stream, &get.topic, &get.group) else {
+        return Ok(Reply::empty());
+    };
+    let (topic, group) = metadata.group_at(key).expect("just found");
+    let details = details(topic, group);
+    Ok(Reply::encoded(|out| details.encode(out)))
+}
+
+/// GetConsumerGroups: every group of a topic, or the empty answer.
+pub fn list(shard: &Shard, list: GetConsumerGroups) -> Outcome {
+    let metadata = shard.metadata.borrow();
+    let Ok(topic) = metadata.topic(&list.stream, &list.topic) else {
+        return Ok(Reply::empty());
+    };
+    let mut out = BytesMut::new();
+    for group in topic.groups() {
+        header(topic, group).encode(&mut out);
+    }
+    Ok(Reply::bytes(out))
+}
+
+/// CreateConsumerGroup: answers the new group's header (no members yet). Offsets an earlier
+/// group of the same id left behind (a crash between its deletion and their removal) are
+/// removed before the group exists.
+pub async fn create(shard: &Rc<Shard>, create: CreateConsumerGroup) -> Outcome {
+    let key = shard
+        .call(ShardId(0), move |shard0| async move {
+            let log = shard0.lock_metadata().await;
+            let change = shard0.metadata.borrow().prepare_create_group(
+                &create.stream,
+                &create.topic,
+                &create.name,
+            )?;
+            let galgo_metadata::Change::CreateConsumerGroup {
+                stream_id,
+                topic_id,
+                id,
+                ..
+            } = change
+            else {
+                unreachable!("prepare_create_group prepares a CreateConsumerGroup");
+            };
+            let key = GroupKey {
+                stream: galgo_metadata::StreamId(stream_id),
+                topic: galgo_metadata::TopicId(topic_id),
+                group: galgo_metadata::GroupId(id),
+            };
+            let partitions = topic_partitions(&shard0, key);
+            forget_group_offsets(&shard0, partitions, id).await?;
+            shard0.commit(&log, change).await?;
+            Ok::<_, CommandError>(key)
+        })
+        .await??;
+    let metadata = shard.metadata.borrow();
+    let (topic, group) = metadata
+        .group_at(key)
+        .ok_or(CommandError::Metadata(MetadataError::GroupNotFound))?;
+    let header = header(topic, group);
+    Ok(Reply::encoded(|out| header.encode(out)))
+}
+
+/// The partitions of the topic a (possibly not yet created) group belongs to.
+fn topic_partitions(shard: &Shard, key: GroupKey) -> Vec<(PartitionKey, ShardId)> {
+    let metadata = shard.metadata.borrow();
+    let topic = metadata.topic(
+        &Identifier::Numeric(key.stream.0),
+        &Identifier::Numeric(key.topic.0),
+    );
+    topic.map_or_else(
+        |_| Vec::new(),
+        |topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|partition| (partition_key(key, partition.id.0), partition.owner))
+                .collect()
+        },
+    )
+}
+
+/// DeleteConsumerGroup: the group goes, and so do its stored offsets.
+pub async fn delete(shard: &Rc<Shard>, delete: DeleteConsumerGroup) -> Outcome {
+    let (key, partitions) = {
+        let metadata = shard.metadata.borrow();
+        let (key, _) = metadata.group(&delete.stream, &delete.topic, &delete.group)?;
+        drop(metadata);
+        (key, group_partitions(shard, key))
+    };
+    let (stream, topic, group) = (delete.stream, delete.topic, delete.group);
+    change_metadata(shard, move |metadata| {
+        metadata.prepare_delete_group(&stream, &topic, &group)
+    })
+    .await?;
+    forget_group_offsets(shard, partitions, key.group.0).await?;
+    Ok(Reply::empty())
+}
+
+/// Removes a group's stored offsets (and what was served to it) from the given partitions.
+async fn forget_group_offsets(
+    shard: &Rc<Shard>,
+    partitions: Vec<(PartitionKey, ShardId)>,
+    group: u32,
+) -> Result<(), CommandError> {
+    for (owner, keys) in by_owner(partitions) {
+        shard
+            .call(owner, move |shard| async move {
+                for key in keys {
+                    shard.forget_served(key, group);
+                    if let Some(log) = shard.partition(&key) {
+                        log.delete_offset(OffsetOwner::Group(group)).await?;
+                    }
+                }
+                Ok::<_, galgo_storage::StorageError>(())
+            })
+            .await??;
+    }
+    Ok(())
+}
+
+/// JoinConsumerGroup: a cooperative rebalance; joining twice is a no-op.
+pub async fn join(shard: &Rc<Shard>, session: &Session, join: JoinConsumerGroup) -> Outcome {
+    let client_id = session.client_id;
+    shard
+        .call(ShardId(0), move |shard0| async move {
+            let log = shard0.lock_metadata().await;
+            let (key, _) =
+                shard0
+                    .metadata
+                    .borrow()
+                    .group(&join.stream, &join.topic, &join.group)?;
+            let change = shard0.metadata.borrow().prepare_join_group(
+                &join.stream,
+                &join.topic,
+                &join.group,
+                client_id,
+                now_us(),
+            )?;
+            if let Some(change) = change {
+                shard0.commit(&log, change).await?;
+            }
+            drop(log);
+            complete_ready_revocations(&shard0, key).await
+        })
+        .await??;
+    Ok(Reply::empty())
+}
+
+/// LeaveConsumerGroup: a full rebalance; 5006 when the caller is not a member.
+pub async fn leave(
+    shard: &Rc<Shard>,
+    context: &Context,
+    session: &Session,
+    leave: LeaveConsumerGroup,
+) -> Outcome {
+    let (key, _) = shard
+        .metadata
+        .borrow()
+        .group(&leave.stream, &leave.topic, &leave.group)?;
+    leave_group(shard, key, session.client_id).await?;
+    context.forget_group_cursor(session.client_id, key);
+    Ok(Reply::empty())
+}
+
+async fn leave_group(shard: &Rc<Shard>, key: GroupKey, client_id: u32) -> Result<(), CommandError> {
+    shard
+        .call(ShardId(0), move |shard0| async move {
+            let log = shard0.lock_metadata().await;
+            let change = shard0
+                .metadata
+                .borrow()
+                .prepare_leave_group(key, client_id)?;
+            shard0.commit(&log, change).await?;
+            Ok::<_, CommandError>(())
+        })
+        .await?
+}
+
+/// A client disconnected: it leaves every group it was in. Its shard's replica knows them
+/// all (a join is applied on the joining shard before it is answered).
+pub async fn leave_all(shard: &Rc<Shard>, context: &Context, client_id: u32) {
+    let memberships = shard.metadata.borrow().memberships_of(client_id);
+    for (key, _) in memberships {
+        context.forget_group_cursor(client_id, key);
+        match leave_group(shard, key, client_id).await {
+            Ok(()) => {
+                tracing::debug!(shard = shard.id().0, client_id, group = ?key, "disconnected member left its group")
+            }
+            Err(error) => {
+                tracing::debug!(shard = shard.id().0, client_id, group = ?key, %error, "disconnected member could not leave")
+            }
+        }
+    }
+}
+
+/// True when a revocation of `key` from `group` may complete now, as its owner sees it: the
+/// group was never served from it, or its stored offset reached what it was served. Runs on
+/// the partition's owner.
+pub fn revocation_ready(shard: &Shard, key: PartitionKey, group: u32) -> bool {
+    let Some(served) = shard.last_served(key, group) else {
+        return true;
+    };
+    shard
+        .partition(&key)
+        .and_then(|log| log.stored_offset(OffsetOwner::Group(group)))
+        .is_some_and(|stored| stored >= served)
+}
+
+/// On a partition's owner, after the group's offset moved: if the partition is pending
+/// revocation in this group and is now ready, asks shard 0 to complete it.
+pub async fn after_group_commit(
+    shard: &Rc<Shard>,
+    group: GroupKey,
+    partition: u32,
+) -> Result<(), CommandError> {
+    let pending = shard
+        .metadata
+        .borrow()
+        .group_at(group)
+        .is_some_and(|(_, found)| found.is_pending(partition));
+    if !pending || !revocation_ready(shard, partition_key(group, partition), group.group.0) {
+        return Ok(());
+    }
+    complete_revocations(shard, group, vec![partition]).await
+}
+
+/// Shard 0: asks each owner which of the group's pending revocations are ready and completes
+/// those.
+async fn complete_ready_revocations(shard0: &Rc<Shard>, key: GroupKey) -> Result<(), CommandError> {
+    let pending: Vec<(PartitionKey, ShardId)> = {
+        let metadata = shard0.metadata.borrow();
+        let Some((topic, group)) = metadata.group_at(key) else {
+            return Ok(());
+        };
+        group
+            .pending_revocations()
+            .filter_map(|(partition, _)| {
+                let owner = topic.partitions.get(partition as usize)?.owner;
+                Some((partition_key(key, partition), owner))
+            })
+            .collect()
+    };
+    let mut ready = Vec::new();
+    for (owner, keys) in by_owner(pending) {
+        let group = key.group.0;
+        let found = shard0
+            .call(owner, move |shard| async move {
+                keys.into_iter()
+                    .filter(|partition| revocation_ready(&shard, *partition, group))
+                    .map(|partition| partition.partition.0)
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        ready.extend(found);
+    }
+    complete_revocations(shard0, key, ready).await
+}
+
+/// Moves the listed partitions that are still pending to their new owners (on shard 0).
+async fn complete_revocations(
+    shard: &Rc<Shard>,
+    key: GroupKey,
+    partitions: Vec<u32>,
+) -> Result<(), CommandError> {
+    if partitions.is_empty() {
+        return Ok(());
+    }
+    shard
+        .call(ShardId(0), move |shard0| async move {
+            let log = shard0.lock_metadata().await;
+            let change = shard0
+                .metadata
+                .borrow()
+                .prepare_complete_revocations(key, &partitions);
+            if let Some(change) = change {
+                shard0.commit(&log, change).await?;
+            }
+            Ok::<_, CommandError>(())
+        })
+        .await?
+}
+
+/// Shard 0, until the server stops: completes revocations older than the timeout.
+pub async fn expire_revocations(shard0: Rc<Shard>, config: ConsumerGroupConfig) {
+    let period = Duration::from_millis(config.rebalancing_check_interval_ms);
+    let timeout_us = config.rebalancing_timeout_ms.saturating_mul(1000);
+    let mut ticks = compio::time::interval(period);
+    loop {
+        ticks.tick().await;
+        if shard0.is_stopping() {
+            return;
+        }
+        let late = shard0
+            .metadata
+            .borrow()
+            .revocations_begun_before(now_us().saturating_sub(timeout_us));
+        for (key, partitions) in late {
+            tracing::info!(group = ?key, ?partitions, "revocations timed out; moving the partitions");
+            if let Err(error) = complete_revocations(&shard0, key, partitions).await {
+                tracing::warn!(group = ?key, %error, "cannot complete timed-out revocations");
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+"""galgo with the official Python SDK (apache-iggy 0.8.0): log in, create a stream and a topic,
+send, poll, and consume as a consumer group. Usage: sdk_smoke.py HOST:PORT
+
+Exits 0 when every step did what Iggy would; raises (exit 1) at the first that did not.
+"""
+
+import asyncio
+import datetime
+import sys
+
+from apache_iggy import AutoCommit, AutoCommitWhen, IggyClient, PollingStrategy, SendMessage
+
+PARTITIONS = 2
+MESSAGES_PER_PARTITION = 10
+STEP_TIMEOUT_S = 30
+
+
+async def main(address: str) -> None:
+    client = IggyClient(address)
+    await client.connect()
+    await client.login_user("iggy", "iggy")
+    await client.ping()
+
+    await client.create_stream("py-stream")
+    stream = await client.get_stream("py-stream")
+    assert stream is not None and stream.name == "py-stream", stream
+    await client.create_topic("py-stream", "py-topic", PARTITIONS)
+    topic = await client.get_topic("py-stream", "py-topic")
+    assert topic is not None and topic.partitions_count == PARTITIONS, topic
+
+    sent = set()
+    for partition in range(PARTITIONS):
+        payloads = [f"p{partition}-m{i}" for i in range(MESSAGES_PER_PARTITION)]
+        sent.update(payloads)
+        await client.send_messages(
+            "py-stream", "py-topic", partition, [SendMessage(p) for p in payloads]
+        )
+    topic = await client.get_topic("py-stream", "py-topic")
+    assert topic.messages_count == len(sent), topic.messages_count
+
+    polled = await client.poll_messages(
+        "py-stream", "py-topic", 1, PollingStrategy.Offset(3), 4, False
+    )
+    assert [m.offset() for m in polled] == [3, 4, 5, 6], [m.offset() for m in polled]
+    assert polled[0].payload() == b"p1-m3", polled[0].payload()
+    assert all(m.partition_id() == 1 for m in polled)
+
+    consumer = await client.consumer_group(
+        "py-group",
+        "py-stream",
+        "py-topic",
+        polling_strategy=PollingStrategy.Next(),
+        batch_length=3,
+        auto_commit=AutoCommit.When(AutoCommitWhen.PollingMessages()),
+        poll_interval=datetime.timedelta(milliseconds=1),
+    )
+    received = set()
+    iterator = consumer.iter_messages()
+    while len(received) < len(sent):
+        message = await asyncio.wait_for(iterator.__anext__(), STEP_TIMEOUT_S)
+        payload = message.payload().decode()
+        assert payload not in received, f"{payload} came twice"
+        received.add(payload)
+    assert received == sent, sent - received
+    print(f"python sdk: {len(received)} messages consumed by the group")
+
+
+if __name__ == "__main__":
+    asyncio.run(asyncio.wait_for(main(sys.argv[1]), 120))
