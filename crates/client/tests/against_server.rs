@@ -1,6 +1,5 @@
 //! The client against a real galgo-server: connection strings, logins, metadata calls,
-//! prepared and typed sends and polls, and the management calls the CLI makes. (Consumer groups are not tested here: galgo answers
-//! them with FeatureUnavailable until they land.)
+//! prepared and typed sends and polls, and the management calls the CLI makes.
 
 mod support {
     pub mod galgo_server;

@@ -293,6 +293,12 @@ fn message_row(m: &MessageView<'_>, format: PayloadFormat) -> Vec<String> {
 
 async fn poll(client: &mut Client, args: PollArgs, format: OutputFormat) -> CliResult<Report> {
     let request = args.request();
+    if let Consumer::Group(group) = &request.consumer {
+        // Only members poll as a group; the membership ends with this connection.
+        client
+            .join_consumer_group(&request.stream, &request.topic, group)
+            .await?;
+    }
     if args.follow {
         return follow(client, request, &args, format).await;
     }
