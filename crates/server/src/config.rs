@@ -39,6 +39,8 @@ pub struct Config {
     pub root: RootConfig,
     /// The TCP listener.
     pub tcp: TcpConfig,
+    /// The WebSocket listener.
+    pub websocket: WebSocketConfigFile,
     /// Shards.
     pub shards: ShardsConfig,
     /// Storage.
@@ -112,8 +114,50 @@ pub struct TcpConfig {
     pub control_payload_bytes_max: u32,
     /// Largest send_messages payload.
     pub send_payload_bytes_max: u32,
-    /// Connections one shard accepts at most.
+    /// Connections one shard holds at most, over every transport.
     pub connections_per_shard_max: usize,
+    /// TLS on this listener.
+    pub tls: TlsConfig,
+}
+
+/// `[websocket]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocketConfigFile {
+    /// Serve the binary protocol over WebSocket.
+    pub enabled: bool,
+    /// Listen address.
+    pub address: SocketAddr,
+    /// TCP_NODELAY on connections.
+    pub nodelay: bool,
+    /// Largest incoming message (after reassembly of its frames).
+    pub message_bytes_max: usize,
+    /// Largest incoming frame payload.
+    pub frame_bytes_max: usize,
+    /// Size of each read tungstenite does from the connection's buffer.
+    pub read_buffer_bytes: usize,
+    /// Accept client frames without a mask (RFC 6455 requires the mask).
+    pub accept_unmasked_frames: bool,
+    /// Time a client has to complete the upgrade request.
+    pub handshake_timeout_ms: u64,
+    /// TLS on this listener (WSS).
+    pub tls: TlsConfig,
+}
+
+/// `[tcp.tls]`, `[websocket.tls]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Serve TLS instead of plain on this listener.
+    pub enabled: bool,
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// Generate a localhost certificate (into cert_file and key_file) when cert_file is missing.
+    pub self_signed: bool,
+    /// Time a client has to complete the TLS handshake.
+    pub handshake_timeout_ms: u64,
 }
 
 /// `count = "all"` or a number.
@@ -327,6 +371,41 @@ impl Config {
                 "shards.ring_entries must be positive".into(),
             ));
         }
+        self.validate_websocket()
+    }
+
+    fn validate_websocket(&self) -> Result<(), ConfigError> {
+        let websocket = &self.websocket;
+        if websocket.message_bytes_max == 0 || websocket.frame_bytes_max == 0 {
+            return Err(ConfigError::Invalid(
+                "websocket.message_bytes_max and frame_bytes_max must be positive".into(),
+            ));
+        }
+        let timeouts = [
+            ("tcp.tls", self.tcp.tls.handshake_timeout_ms),
+            ("websocket", websocket.handshake_timeout_ms),
+            ("websocket.tls", websocket.tls.handshake_timeout_ms),
+        ];
+        if let Some((section, _)) = timeouts.iter().find(|(_, timeout)| *timeout == 0) {
+            return Err(ConfigError::Invalid(format!(
+                "{section}.handshake_timeout_ms must be positive"
+            )));
+        }
+        if websocket.read_buffer_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "websocket.read_buffer_bytes must be positive".into(),
+            ));
+        }
+        if self.tcp.enabled
+            && websocket.enabled
+            && self.tcp.address.port() != 0
+            && self.tcp.address == websocket.address
+        {
+            return Err(ConfigError::Invalid(format!(
+                "tcp.address and websocket.address are both {}",
+                self.tcp.address
+            )));
+        }
         Ok(())
     }
 
@@ -480,6 +559,9 @@ mod tests {
         assert_eq!(config.tcp.address.to_string(), "127.0.0.1:8090");
         assert_eq!(config.fsync_mode().expect("valid"), FsyncMode::Interval);
         assert_eq!(config.root.username, "iggy");
+        assert_eq!(config.websocket.address.to_string(), "127.0.0.1:8092");
+        assert!(config.websocket.enabled);
+        assert!(!config.tcp.tls.enabled && !config.websocket.tls.enabled);
     }
 
     #[test]
@@ -517,5 +599,7 @@ mod tests {
         assert!(Config::load(None, &["storage.nope=1".to_owned()]).is_err());
         assert!(Config::load(None, &["storage.fsync=sometimes".to_owned()]).is_err());
         assert!(Config::load(None, &["shards.count=0".to_owned()]).is_err());
+        assert!(Config::load(None, &["websocket.tls.nope=1".to_owned()]).is_err());
+        assert!(Config::load(None, &["websocket.address=\"127.0.0.1:8090\"".to_owned()]).is_err());
     }
 }

@@ -4,46 +4,163 @@
 //! receive and one send, and a send_messages payload is handed to storage without a copy.
 //! The whole declared payload is always consumed, even when the answer is an error, so the
 //! byte stream never loses its framing.
+//!
+//! The loop is written once, over [`ByteStream`]; [`serve`] first wraps the accepted socket in
+//! the adapters its listener calls for (TLS, WebSocket, both, or none).
 
-use std::{net::SocketAddr, os::fd::AsRawFd, rc::Rc};
+use std::{io, net::SocketAddr, os::fd::AsRawFd, rc::Rc, time::Duration};
 
 use bytes::{Buf, Bytes, BytesMut};
-use compio::{
-    BufResult,
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use compio::{BufResult, net::TcpStream};
 use galgo_protocol::{
     CommandCode, ErrorCode, Request,
     frame::{REQUEST_HEADER_BYTES, RequestHeader, encode_response_header, error_response},
 };
 use galgo_shards::{ClientRecord, Shard, Transport};
 
-use crate::{context::Context, handler, session::Session};
+use crate::{
+    byte_stream::ByteStream, context::Context, handler, session::Session, tls_stream::TlsStream,
+    ws_stream::WsStream,
+};
 
 /// Initial size of a connection's read buffer; it grows to hold the largest frame it sees.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
-/// Serves one accepted TCP connection until the peer leaves or the shard stops.
-pub async fn serve_tcp(
+/// The listener that accepted a connection, which decides the adapters it is served through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// `[tcp]`: plain TCP, or TLS when `[tcp.tls]` is enabled.
+    Tcp,
+    /// `[websocket]`: WebSocket, or WSS when `[websocket.tls]` is enabled.
+    WebSocket,
+}
+
+impl Listener {
+    /// The transport code client records report.
+    pub fn transport(self) -> Transport {
+        match self {
+            Listener::Tcp => Transport::Tcp,
+            Listener::WebSocket => Transport::WebSocket,
+        }
+    }
+}
+
+/// Serves one accepted socket until the peer leaves or the shard stops: handshakes first
+/// (TLS, WebSocket upgrade), then the frame loop. A failed handshake ends only this socket.
+pub async fn serve(
     shard: Rc<Shard>,
     context: Rc<Context>,
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Listener,
 ) {
-    if context.seed.tcp.nodelay {
+    let nodelay = match listener {
+        Listener::Tcp => context.seed.tcp.nodelay,
+        Listener::WebSocket => context.seed.websocket.nodelay,
+    };
+    if nodelay {
         let _ = stream.set_nodelay(true);
     }
+    // Registered for the whole life of the socket, handshakes included, so that a shutdown
+    // (which shuts every registered socket's read side) also ends a pending handshake.
     let fd = stream.as_raw_fd();
-    let mut session = Session::new(peer, Transport::Tcp);
     shard.register_socket(fd);
+    let served = handshake_and_serve(&shard, &context, stream, peer, listener).await;
+    // The socket was closed when its stream was dropped, just before this point, with no await
+    // in between: no other task of this shard can have reused the fd number yet.
+    shard.unregister_socket(fd);
+    match served {
+        Ok(()) => {}
+        // A shutdown ends pending handshakes by shutting their sockets' read side down.
+        Err(error) if shard.is_stopping() => {
+            tracing::debug!(shard = shard.id().0, %peer, ?listener, %error, "handshake ended by shutdown")
+        }
+        Err(error) => {
+            tracing::warn!(shard = shard.id().0, %peer, ?listener, %error, "handshake failed; connection closed")
+        }
+    }
+}
+
+/// Wraps `stream` in the adapters of `listener`, each handshake bounded by its section's
+/// `handshake_timeout_ms` (so silent or stalled peers do not hold sockets), then runs the
+/// session; an error means a handshake failed.
+async fn handshake_and_serve(
+    shard: &Rc<Shard>,
+    context: &Rc<Context>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Listener,
+) -> io::Result<()> {
+    let seed = &context.seed;
+    let websocket = &seed.websocket;
+    let (shard, context) = (shard.clone(), context.clone());
+    match (listener, &seed.tcp_tls, &seed.websocket_tls) {
+        (Listener::Tcp, None, _) => run_session(shard, context, stream, peer, listener).await,
+        (Listener::Tcp, Some(tls), _) => {
+            let limit = seed.tcp.tls.handshake_timeout_ms;
+            let tls = in_time(limit, TlsStream::accept(stream, tls.clone())).await?;
+            run_session(shard, context, tls, peer, listener).await
+        }
+        (Listener::WebSocket, _, None) => {
+            let upgrade = WsStream::accept(stream, websocket_config(websocket));
+            let ws = in_time(websocket.handshake_timeout_ms, upgrade).await?;
+            run_session(shard, context, ws, peer, listener).await
+        }
+        (Listener::WebSocket, _, Some(tls)) => {
+            let limit = websocket.tls.handshake_timeout_ms;
+            let tls = in_time(limit, TlsStream::accept(stream, tls.clone())).await?;
+            let upgrade = WsStream::accept(tls, websocket_config(websocket));
+            let wss = in_time(websocket.handshake_timeout_ms, upgrade).await?;
+            run_session(shard, context, wss, peer, listener).await
+        }
+    }
+    Ok(())
+}
+
+/// A handshake, bounded by `limit_ms`.
+async fn in_time<T>(
+    limit_ms: u64,
+    handshake: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    compio::time::timeout(Duration::from_millis(limit_ms), handshake)
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("handshake not finished within {limit_ms} ms"),
+            ))
+        })
+}
+
+/// tungstenite's limits from `[websocket]`.
+fn websocket_config(
+    websocket: &crate::config::WebSocketConfigFile,
+) -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(websocket.read_buffer_bytes)
+        .max_message_size(Some(websocket.message_bytes_max))
+        .max_frame_size(Some(websocket.frame_bytes_max))
+        .accept_unmasked_frames(websocket.accept_unmasked_frames)
+}
+
+/// Registers the client, runs the frame loop over `stream`, says goodbye on shutdown and
+/// removes the client. The stream (and so the socket) is dropped on return.
+async fn run_session<S: ByteStream>(
+    shard: Rc<Shard>,
+    context: Rc<Context>,
+    stream: S,
+    peer: SocketAddr,
+    listener: Listener,
+) {
+    let transport = listener.transport();
+    let mut session = Session::new(peer, transport);
     shard.clients.borrow_mut().insert(ClientRecord {
         client_id: session.client_id,
         user_id: None,
-        transport: Transport::Tcp,
+        transport,
         address: peer.to_string(),
     });
-    tracing::debug!(shard = shard.id().0, %peer, client_id = session.client_id, "client connected");
+    tracing::debug!(shard = shard.id().0, %peer, ?transport, client_id = session.client_id, "client connected");
     let mut connection = Connection {
         stream,
         buffer: BytesMut::with_capacity(READ_BUFFER_BYTES),
@@ -55,8 +172,8 @@ pub async fn serve_tcp(
                 ErrorCode::Disconnected,
             ))])
             .await;
+        let _ = connection.stream.close().await;
     }
-    shard.unregister_socket(fd);
     shard.clients.borrow_mut().remove(session.client_id);
     handler::client_gone(&shard, &context, session.client_id).await;
     match ended {
@@ -78,12 +195,12 @@ enum Ended {
     Io(std::io::Error),
 }
 
-struct Connection {
-    stream: TcpStream,
+struct Connection<S> {
+    stream: S,
     buffer: BytesMut,
 }
 
-impl Connection {
+impl<S: ByteStream> Connection<S> {
     async fn run(&mut self, shard: &Rc<Shard>, context: &Context, session: &mut Session) -> Ended {
         loop {
             if let Err(ended) = self.fill(REQUEST_HEADER_BYTES).await {
@@ -160,7 +277,7 @@ impl Connection {
             .reserve(wanted.max(READ_BUFFER_BYTES) - self.buffer.len());
         while self.buffer.len() < wanted {
             let buffer = std::mem::take(&mut self.buffer);
-            let BufResult(read, buffer) = self.stream.append(buffer).await;
+            let BufResult(read, buffer) = self.stream.read(buffer).await;
             self.buffer = buffer;
             match read {
                 Ok(0) => return Err(Ended::Closed),
@@ -184,9 +301,8 @@ impl Connection {
         }
     }
 
-    async fn write(&mut self, chunks: Vec<Bytes>) -> std::io::Result<()> {
-        let BufResult(written, _) = self.stream.write_vectored_all(chunks).await;
-        written
+    async fn write(&mut self, chunks: Vec<Bytes>) -> io::Result<()> {
+        self.stream.write(chunks).await
     }
 }
 

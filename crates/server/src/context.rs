@@ -11,15 +11,35 @@ use std::{
 use galgo_metadata::{GroupKey, StreamId, TopicId};
 
 use crate::{
-    config::{Config, ConsumerGroupConfig, PersonalAccessTokensConfig, RootConfig, TcpConfig},
+    config::{
+        Config, ConsumerGroupConfig, PersonalAccessTokensConfig, RootConfig, TcpConfig,
+        WebSocketConfigFile,
+    },
     credentials::Hasher,
+    tls_config,
 };
+
+/// The addresses every shard listens on, set by shard 0 once it has bound them (a configured
+/// port 0 becomes a real one). Shared by all shards and `main`.
+#[derive(Debug, Default)]
+pub struct BoundAddresses {
+    /// The TCP (or TCP+TLS) listener.
+    pub tcp: OnceLock<SocketAddr>,
+    /// The WebSocket (or WSS) listener.
+    pub websocket: OnceLock<SocketAddr>,
+}
 
 /// The `Send` part, built once by `main` and handed to every shard.
 #[derive(Clone, Debug)]
 pub struct ContextSeed {
-    /// TCP settings and limits.
+    /// TCP settings and the frame limits of every transport.
     pub tcp: TcpConfig,
+    /// WebSocket settings.
+    pub websocket: WebSocketConfigFile,
+    /// TLS on the TCP listener, one configuration (and certificate) for all shards.
+    pub tcp_tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS on the WebSocket listener (WSS).
+    pub websocket_tls: Option<Arc<rustls::ServerConfig>>,
     /// Root credentials (used once, when the root user is first created).
     pub root: RootConfig,
     /// Personal access token limits.
@@ -28,8 +48,8 @@ pub struct ContextSeed {
     pub consumer_group: ConsumerGroupConfig,
     /// Root of the data directory (for disk figures).
     pub data_dir: std::path::PathBuf,
-    /// The TCP address every shard listens on, once bound.
-    pub bound: Arc<OnceLock<SocketAddr>>,
+    /// The addresses every shard listens on, once bound.
+    pub bound: Arc<BoundAddresses>,
     /// When the server started.
     pub started: Instant,
     /// The same, as µs since the epoch.
@@ -37,10 +57,27 @@ pub struct ContextSeed {
 }
 
 impl ContextSeed {
-    /// Takes what connections need from the configuration.
-    pub fn new(config: &Config, bound: Arc<OnceLock<SocketAddr>>) -> Self {
-        Self {
+    /// Takes what connections need from the configuration; loads or generates the TLS
+    /// certificates of the transports that use TLS.
+    pub fn new(config: &Config, bound: Arc<BoundAddresses>) -> Result<Self, String> {
+        let tls = |enabled: bool, section: &crate::config::TlsConfig, name: &str| {
+            enabled
+                .then(|| tls_config::server_config(section, name))
+                .transpose()
+        };
+        Ok(Self {
+            tcp_tls: tls(
+                config.tcp.enabled && config.tcp.tls.enabled,
+                &config.tcp.tls,
+                "tcp",
+            )?,
+            websocket_tls: tls(
+                config.websocket.enabled && config.websocket.tls.enabled,
+                &config.websocket.tls,
+                "websocket",
+            )?,
             tcp: config.tcp.clone(),
+            websocket: config.websocket.clone(),
             root: config.root.clone(),
             tokens: config.personal_access_tokens.clone(),
             consumer_group: config.consumer_group.clone(),
@@ -48,7 +85,7 @@ impl ContextSeed {
             bound,
             started: Instant::now(),
             started_at_us: now_us(),
-        }
+        })
     }
 }
 

@@ -1,4 +1,5 @@
-//! Listeners: every shard binds the same address with SO_REUSEPORT and accepts its share.
+//! Listeners: every shard binds the same addresses with SO_REUSEPORT and accepts its share;
+//! each accepted socket becomes a connection task on that shard (connection.rs).
 
 use std::{
     net::{SocketAddr, TcpListener as StdListener},
@@ -11,7 +12,7 @@ use galgo_shards::{Serve, Shard};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{
-    connection,
+    connection::{self, Listener},
     context::{Context, ContextSeed},
 };
 
@@ -20,34 +21,70 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_RETRY_MS: u64 = 20;
 
-/// The engine's `serve` step: shard 0 binds first (learning the real port when the address
-/// has port 0), then every other shard binds that same address.
+/// The engine's `serve` step for every enabled listener (TCP, WebSocket): shard 0 binds first
+/// (learning the real ports when an address has port 0), then every other shard binds the same
+/// addresses. Each shard has one server context for all its listeners.
 pub fn serve(seed: ContextSeed) -> Serve {
     Box::new(move |shard0: Rc<Shard>| {
         Box::pin(async move {
             crate::handler::start_shard0_tasks(&shard0, &seed);
-            if !seed.tcp.enabled {
-                return Ok(());
+            let mut wanted = Vec::new();
+            if seed.tcp.enabled {
+                wanted.push((Listener::Tcp, seed.tcp.address));
             }
-            let first = bind_reuseport(seed.tcp.address)?;
-            let address = first
-                .local_addr()
-                .map_err(|error| format!("cannot read the bound address: {error}"))?;
-            start_tcp(&shard0, seed.clone(), first)?;
+            if seed.websocket.enabled {
+                wanted.push((Listener::WebSocket, seed.websocket.address));
+            }
+            let first = bind_all(&wanted)?;
+            let bound = first
+                .iter()
+                .map(|(kind, socket)| {
+                    let address = socket
+                        .local_addr()
+                        .map_err(|error| format!("cannot read the bound address: {error}"))?;
+                    Ok((*kind, address))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            start_accepting(&shard0, seed.clone(), first)?;
             for target in shard0.all_shards().filter(|&id| id != shard0.id()) {
-                let seed = seed.clone();
+                let (seed, bound) = (seed.clone(), bound.clone());
                 shard0
                     .call(target, move |shard| async move {
-                        start_tcp(&shard, seed, bind_reuseport(address)?)
+                        start_accepting(&shard, seed, bind_all(&bound)?)
                     })
                     .await
                     .map_err(|error| error.to_string())??;
             }
-            let _ = seed.bound.set(address);
-            tracing::info!(%address, shards = shard0.shard_count(), "TCP listening on every shard");
+            for (kind, address) in bound {
+                publish(&shard0, &seed, kind, address);
+            }
             Ok(())
         })
     })
+}
+
+fn bind_all(wanted: &[(Listener, SocketAddr)]) -> Result<Vec<(Listener, StdListener)>, String> {
+    wanted
+        .iter()
+        .map(|&(kind, address)| Ok((kind, bind_reuseport(address)?)))
+        .collect()
+}
+
+/// Records a bound address for the ready line and GetClusterMetadata, and logs it.
+fn publish(shard0: &Shard, seed: &ContextSeed, kind: Listener, address: SocketAddr) {
+    let shards = shard0.shard_count();
+    match kind {
+        Listener::Tcp => {
+            let _ = seed.bound.tcp.set(address);
+            let tls = seed.tcp_tls.is_some();
+            tracing::info!(%address, tls, shards, "TCP listening on every shard");
+        }
+        Listener::WebSocket => {
+            let _ = seed.bound.websocket.set(address);
+            let tls = seed.websocket_tls.is_some();
+            tracing::info!(%address, tls, shards, "WebSocket listening on every shard");
+        }
+    }
 }
 
 fn bind_reuseport(address: SocketAddr) -> Result<StdListener, String> {
@@ -67,19 +104,32 @@ fn bind_reuseport(address: SocketAddr) -> Result<StdListener, String> {
     bind().map_err(|error| format!("cannot listen on {address}: {error}"))
 }
 
-fn start_tcp(shard: &Rc<Shard>, seed: ContextSeed, listener: StdListener) -> Result<(), String> {
-    let listener = compio::net::TcpListener::from_std(listener).map_err(|error| {
-        format!(
-            "shard {}: cannot register the listener: {error}",
-            shard.id()
-        )
-    })?;
+/// Starts this shard's accept loops, sharing one new server context.
+fn start_accepting(
+    shard: &Rc<Shard>,
+    seed: ContextSeed,
+    listeners: Vec<(Listener, StdListener)>,
+) -> Result<(), String> {
     let context = Rc::new(Context::new(seed));
-    compio::runtime::spawn(accept_loop(shard.clone(), context, listener)).detach();
+    for (kind, listener) in listeners {
+        let listener = compio::net::TcpListener::from_std(listener).map_err(|error| {
+            format!(
+                "shard {}: cannot register the listener: {error}",
+                shard.id()
+            )
+        })?;
+        let task = accept_loop(shard.clone(), context.clone(), kind, listener);
+        compio::runtime::spawn(task).detach();
+    }
     Ok(())
 }
 
-async fn accept_loop(shard: Rc<Shard>, context: Rc<Context>, listener: compio::net::TcpListener) {
+async fn accept_loop(
+    shard: Rc<Shard>,
+    context: Rc<Context>,
+    kind: Listener,
+    listener: compio::net::TcpListener,
+) {
     let fd = listener.as_raw_fd();
     shard.register_socket(fd);
     let connections_max = context.seed.tcp.connections_per_shard_max;
@@ -91,14 +141,14 @@ async fn accept_loop(shard: Rc<Shard>, context: Rc<Context>, listener: compio::n
         match accepted {
             Ok((stream, peer)) => {
                 if shard.clients.borrow().len() >= connections_max {
-                    tracing::warn!(shard = shard.id().0, %peer, connections_max, "connection refused: shard is full");
+                    tracing::warn!(shard = shard.id().0, %peer, ?kind, connections_max, "connection refused: shard is full");
                     continue;
                 }
-                let task = connection::serve_tcp(shard.clone(), context.clone(), stream, peer);
+                let task = connection::serve(shard.clone(), context.clone(), stream, peer, kind);
                 compio::runtime::spawn(task).detach();
             }
             Err(error) => {
-                tracing::warn!(shard = shard.id().0, %error, "accept failed");
+                tracing::warn!(shard = shard.id().0, ?kind, %error, "accept failed");
                 compio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
             }
         }

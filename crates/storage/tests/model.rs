@@ -102,7 +102,8 @@ fn run(
 
         // Tear the last segment's log at a random point.
         let path = dir.join(format!("{:020}.log", last.start_offset));
-        let size = std::fs::metadata(&path).unwrap().len();
+        let original = std::fs::read(&path).unwrap();
+        let size = original.len() as u64;
         let cut = size * cut_permille / 1000;
         std::fs::OpenOptions::new()
             .write(true)
@@ -110,8 +111,17 @@ fn run(
             .unwrap()
             .set_len(cut)
             .unwrap();
-        // And leave junk after it: zeros or random bytes, as a crash might.
+        // And leave junk after it: zeros or random bytes, as a crash might. Junk that starts
+        // with the very bytes that were cut off would rebuild the message exactly (and
+        // recovery rightly keeps a whole message whose checksum holds), so the first junk
+        // byte always differs from the byte it replaces.
         let mut torn = std::fs::read(&path).unwrap();
+        let mut junk = junk;
+        if let (Some(first), Some(&replaced)) = (junk.first_mut(), original.get(cut as usize))
+            && *first == replaced
+        {
+            *first = !replaced;
+        }
         torn.extend_from_slice(&junk);
         std::fs::write(&path, torn).unwrap();
         let mut kept = last.start_offset as usize;

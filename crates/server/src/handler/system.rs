@@ -1,6 +1,6 @@
 //! System commands: me, clients, stats, cluster metadata, and galgo's shard counters.
 
-use std::rc::Rc;
+use std::{net::SocketAddr, rc::Rc};
 
 use bytes::BytesMut;
 use galgo_protocol::{
@@ -182,12 +182,9 @@ fn semver(version: &str) -> u32 {
 
 /// GetClusterMetadata: galgo is a single node.
 pub fn get_cluster_metadata(context: &Context) -> Outcome {
-    let address = context
-        .seed
-        .bound
-        .get()
-        .copied()
-        .unwrap_or(context.seed.tcp.address);
+    let bound = &context.seed.bound;
+    let address = bound.tcp.get().copied().unwrap_or(context.seed.tcp.address);
+    let websocket_port = bound.websocket.get().map_or(0, SocketAddr::port);
     let metadata = ClusterMetadata {
         name: "single-node".to_owned(),
         nodes: vec![ClusterNode {
@@ -197,7 +194,7 @@ pub fn get_cluster_metadata(context: &Context) -> Outcome {
             // Transports galgo does not run report port 0.
             quic_port: 0,
             http_port: 0,
-            websocket_port: 0,
+            websocket_port,
             role: 0,
             status: 0,
         }],

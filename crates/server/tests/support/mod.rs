@@ -3,12 +3,15 @@
 //! * [`server`]: start a real `galgo-server` child process on `127.0.0.1:0` with a temp data dir,
 //!   wait for its ready line, stop it (SIGTERM), crash it (SIGKILL), restart it on the same dir.
 //! * [`raw`]: speak the wire protocol byte by byte over a blocking TCP socket with timeouts.
-//! * [`sdk`]: a connected, logged-in client of the official Iggy Rust SDK.
+//! * [`sdk`]: a connected, logged-in client of the official Iggy Rust SDK, over TCP, TCP+TLS,
+//!   WebSocket or WSS.
+//! * [`certs`]: a test CA and a localhost certificate as PEM files.
 //!
 //! Every wait here is a wait on a condition with a bounded timeout; nothing sleeps to wait.
 //! Each test binary uses only part of the harness, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod raw;
 pub mod sdk;
 pub mod server;

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,69 @@ async fn connect_with(config: TcpClientConfig) -> IggyClient {
         .await
         .expect("connect the SDK client");
     client
+}
+
+/// How a test client reaches the server.
+#[derive(Clone, Debug)]
+pub enum Via {
+    /// Plain TCP.
+    Tcp,
+    /// TCP + TLS, trusting `ca_file`, verifying the name `localhost`.
+    TcpTls { ca_file: PathBuf },
+    /// Plain WebSocket.
+    WebSocket,
+    /// WebSocket + TLS, trusting `ca_file`, verifying the name `localhost`.
+    Wss { ca_file: PathBuf },
+}
+
+/// A connected client over `via` to `addr`, logged in as root, reconnection off. TLS clients
+/// validate the certificate against the CA file for the name `localhost` (PROTOCOL.md §2.2).
+pub async fn client_via(addr: SocketAddr, via: &Via) -> IggyClient {
+    let wrapper = match via {
+        Via::Tcp => ClientWrapper::Tcp(tcp_client(config(addr, true))),
+        Via::TcpTls { ca_file } => {
+            let mut config = config(addr, true);
+            config.tls_enabled = true;
+            config.tls_domain = "localhost".to_owned();
+            config.tls_ca_file = Some(ca_file.display().to_string());
+            config.tls_validate_certificate = true;
+            ClientWrapper::Tcp(tcp_client(config))
+        }
+        Via::WebSocket => ClientWrapper::WebSocket(websocket_client(ws_config(addr, None))),
+        Via::Wss { ca_file } => {
+            ClientWrapper::WebSocket(websocket_client(ws_config(addr, Some(ca_file))))
+        }
+    };
+    let client = IggyClient::create(wrapper, None, None);
+    within(Duration::from_secs(20), client.connect())
+        .await
+        .unwrap_or_else(|error| panic!("connect the SDK client via {via:?}: {error}"));
+    client
+}
+
+fn tcp_client(config: TcpClientConfig) -> TcpClient {
+    TcpClient::create(Arc::new(config)).expect("create TCP client")
+}
+
+fn websocket_client(config: WebSocketClientConfig) -> WebSocketClient {
+    WebSocketClient::create(Arc::new(config)).expect("create WebSocket client")
+}
+
+fn ws_config(addr: SocketAddr, ca_file: Option<&PathBuf>) -> WebSocketClientConfig {
+    let mut config = WebSocketClientConfig {
+        server_address: addr.to_string(),
+        // Root's credentials, as the TCP connection string gives them.
+        auto_login: config(addr, true).auto_login,
+        ..WebSocketClientConfig::default()
+    };
+    config.reconnection.enabled = false;
+    if let Some(ca_file) = ca_file {
+        config.tls_enabled = true;
+        config.tls_domain = "localhost".to_owned();
+        config.tls_ca_file = Some(ca_file.display().to_string());
+        config.tls_validate_certificate = true;
+    }
+    config
 }
 
 /// A connected client, logged in as root `iggy`/`iggy`.

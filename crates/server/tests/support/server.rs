@@ -1,7 +1,7 @@
 //! A `galgo-server` child process for one test.
 //!
-//! The server prints exactly one line `galgo-server ready tcp=127.0.0.1:PORT` on stdout when it
-//! accepts connections; its logs go to stderr, which the harness sends to a file beside (not
+//! The server prints exactly one line `galgo-server ready tcp=127.0.0.1:PORT websocket=127.0.0.1:PORT`
+//! on stdout when it accepts connections (a disabled listener is left out); its logs go to stderr, which the harness sends to a file beside (not
 //! inside) the data dir and prints when the test fails.
 
 use std::fs::File;
@@ -22,17 +22,27 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the kernel may take to reap a SIGKILLed server.
 pub const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
-const READY_PREFIX: &str = "galgo-server ready tcp=";
+const READY_PREFIX: &str = "galgo-server ready";
+
+/// The listener addresses of one ready line.
+#[derive(Clone, Copy, Debug)]
+struct ReadyAddresses {
+    tcp: Option<SocketAddr>,
+    websocket: Option<SocketAddr>,
+}
 
 /// One running (or stopped) server with its own temp dir. Killed with SIGKILL on drop.
 pub struct TestServer {
-    /// The TCP address from the ready line of the current run.
+    /// The TCP (or TCP+TLS) address from the ready line of the current run.
     pub addr: SocketAddr,
+    /// The WebSocket (or WSS) address from the ready line of the current run.
+    pub ws_addr: SocketAddr,
     /// The data dir, the same for every run of this server.
     pub data_dir: PathBuf,
     /// Holds `data/` and one `server-N.log` per run; removed on drop.
     root: TempDir,
-    /// Arguments after the harness's own (`--data-dir`, `--tcp-address`, `--no-pin`).
+    /// Arguments after the harness's own (`--data-dir`, `--tcp-address`, `--websocket-address`,
+    /// `--no-pin`).
     args: Vec<String>,
     /// Environment variables set for every run (the root credentials variables are otherwise
     /// removed, so the caller's environment cannot change a test).
@@ -87,6 +97,7 @@ impl TestServer {
         let args = with_default_shards(args);
         let mut server = TestServer {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ws_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
             root,
             args,
@@ -197,6 +208,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--tcp-address", "127.0.0.1:0", "--no-pin"])
+            .args(["--websocket-address", "127.0.0.1:0"])
             // Small rings: io_uring charges ring memory to the user's RLIMIT_MEMLOCK, and the
             // suite runs several servers at once.
             .args(["--set", "shards.ring_entries=256"])
@@ -227,7 +239,11 @@ impl TestServer {
         let (ready_tx, ready_rx) = mpsc::channel();
         thread::spawn(move || read_stdout(stdout, ready_tx));
         match ready_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(addr) => self.addr = addr,
+            Ok(ready) => {
+                let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+                self.addr = ready.tcp.unwrap_or(unbound);
+                self.ws_addr = ready.websocket.unwrap_or(unbound);
+            }
             Err(error) => {
                 let status = self.process.as_mut().and_then(|p| p.wait(Duration::ZERO));
                 panic!(
@@ -256,23 +272,39 @@ pub fn server_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_galgo-server")))
 }
 
-/// Sends the address of the ready line, then keeps draining stdout so the server never blocks
+/// Sends the addresses of the ready line, then keeps draining stdout so the server never blocks
 /// on a full pipe. Anything else the server prints on stdout is echoed to our stderr.
-fn read_stdout(stdout: std::process::ChildStdout, ready: mpsc::Sender<SocketAddr>) {
+fn read_stdout(stdout: std::process::ChildStdout, ready: mpsc::Sender<ReadyAddresses>) {
     let mut ready = Some(ready);
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
         match line.strip_prefix(READY_PREFIX) {
-            Some(addr) if ready.is_some() => {
-                let addr = addr
-                    .trim()
-                    .parse()
-                    .unwrap_or_else(|error| panic!("bad address in ready line {line:?}: {error}"));
-                let _ = ready.take().expect("checked").send(addr);
+            Some(fields) if ready.is_some() => {
+                let addresses = parse_ready(fields)
+                    .unwrap_or_else(|error| panic!("bad ready line {line:?}: {error}"));
+                let _ = ready.take().expect("checked").send(addresses);
             }
             _ => eprintln!("galgo-server stdout: {line}"),
         }
     }
+}
+
+/// ` tcp=ADDR websocket=ADDR`; unknown keys are skipped (later listeners are appended).
+fn parse_ready(fields: &str) -> Result<ReadyAddresses, String> {
+    let mut addresses = ReadyAddresses {
+        tcp: None,
+        websocket: None,
+    };
+    for field in fields.split_whitespace() {
+        let (key, value) = field.split_once('=').ok_or("a field without '='")?;
+        let address = || value.parse().map_err(|error| format!("{key}: {error}"));
+        match key {
+            "tcp" => addresses.tcp = Some(address()?),
+            "websocket" => addresses.websocket = Some(address()?),
+            _ => {}
+        }
+    }
+    Ok(addresses)
 }
 
 impl Drop for TestServer {

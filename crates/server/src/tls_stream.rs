@@ -1,0 +1,168 @@
+//! TLS over any [`ByteStream`], driven by rustls's sans-I/O server connection.
+//!
+//! rustls never touches the socket: ciphertext the inner stream delivers is handed to
+//! `read_tls` and decrypted into the caller's buffer, and whatever rustls wants to send
+//! (handshake flights, records, alerts) is taken with `write_tls` and written by the inner
+//! stream. So TLS runs on compio's completion-based I/O with no compatibility layer, and the
+//! same adapter serves TCP+TLS and, under a WebSocket, WSS.
+
+use std::{
+    io::{self, Read, Write},
+    sync::Arc,
+};
+
+use bytes::{Buf, Bytes, BytesMut};
+use compio::BufResult;
+use rustls::{ServerConfig, ServerConnection};
+
+use crate::byte_stream::ByteStream;
+
+/// Encrypted bytes rustls may hold before we hand them to the socket: large responses leave in
+/// writes of this size rather than one per 16 KiB record.
+const TLS_SEND_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// A server-side TLS session over `S`. Lives in one connection task.
+pub struct TlsStream<S> {
+    inner: S,
+    tls: ServerConnection,
+    /// Ciphertext received and not yet handed to rustls.
+    received: BytesMut,
+    /// Plaintext that arrived with the end of the handshake, before anyone asked for it.
+    early: BytesMut,
+    /// The peer sent close_notify: nothing more will come.
+    peer_closed: bool,
+}
+
+impl<S: ByteStream> TlsStream<S> {
+    /// Runs the server handshake over `inner`. A peer that does not speak TLS, or fails the
+    /// handshake, gets an alert where rustls has one and an error here.
+    pub async fn accept(inner: S, config: Arc<ServerConfig>) -> io::Result<Self> {
+        let mut tls = ServerConnection::new(config).map_err(invalid_data)?;
+        tls.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
+        let mut stream = Self {
+            inner,
+            tls,
+            received: BytesMut::new(),
+            early: BytesMut::new(),
+            peer_closed: false,
+        };
+        while stream.tls.is_handshaking() {
+            stream.send_pending().await?;
+            if !stream.receive().await? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the peer left during the TLS handshake",
+                ));
+            }
+            let mut early = std::mem::take(&mut stream.early);
+            let decrypted = stream.decrypt(&mut early);
+            stream.early = early;
+            if let Err(error) = decrypted {
+                // Best effort: tell the peer why (the alert rustls queued) before closing.
+                let _ = stream.send_pending().await;
+                return Err(error);
+            }
+        }
+        // The last flight of the handshake (and TLS 1.3 session tickets).
+        stream.send_pending().await?;
+        Ok(stream)
+    }
+
+    /// Reads more ciphertext from the inner stream; `false` at its end.
+    async fn receive(&mut self) -> io::Result<bool> {
+        let buffer = std::mem::take(&mut self.received);
+        let BufResult(read, buffer) = self.inner.read(buffer).await;
+        self.received = buffer;
+        read.map(|count| count > 0)
+    }
+
+    /// Hands every received ciphertext byte to rustls and appends the plaintext to `out`.
+    fn decrypt(&mut self, out: &mut BytesMut) -> io::Result<()> {
+        while !self.received.is_empty() {
+            let mut ciphertext = &self.received[..];
+            let consumed = self.tls.read_tls(&mut ciphertext)?;
+            self.received.advance(consumed);
+            let state = self.tls.process_new_packets().map_err(invalid_data)?;
+            // Drained after every record batch: rustls holds only a little plaintext itself.
+            let plaintext = state.plaintext_bytes_to_read();
+            if plaintext > 0 {
+                let start = out.len();
+                out.resize(start + plaintext, 0);
+                self.tls.reader().read_exact(&mut out[start..])?;
+            }
+            if state.peer_has_closed() {
+                self.peer_closed = true;
+            }
+            if consumed == 0 {
+                // After close_notify rustls takes nothing more; what follows is ignored.
+                self.received.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes everything rustls has queued (records, handshake messages, alerts).
+    async fn send_pending(&mut self) -> io::Result<()> {
+        while self.tls.wants_write() {
+            let mut ciphertext = Vec::new();
+            while self.tls.wants_write() {
+                self.tls.write_tls(&mut ciphertext)?;
+            }
+            self.inner.write(vec![Bytes::from(ciphertext)]).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<S: ByteStream> ByteStream for TlsStream<S> {
+    async fn read(&mut self, mut buffer: BytesMut) -> BufResult<usize, BytesMut> {
+        if !self.early.is_empty() {
+            let count = self.early.len();
+            buffer.extend_from_slice(&self.early);
+            self.early.clear();
+            return BufResult(Ok(count), buffer);
+        }
+        let before = buffer.len();
+        loop {
+            let decrypted = self.decrypt(&mut buffer);
+            // Alerts, key updates: rustls may have something to say after any input.
+            let sent = self.send_pending().await;
+            if let Err(error) = decrypted.and(sent) {
+                return BufResult(Err(error), buffer);
+            }
+            if buffer.len() > before || self.peer_closed {
+                return BufResult(Ok(buffer.len() - before), buffer);
+            }
+            match self.receive().await {
+                Ok(true) => {}
+                Ok(false) => return BufResult(Ok(0), buffer),
+                Err(error) => return BufResult(Err(error), buffer),
+            }
+        }
+    }
+
+    async fn write(&mut self, chunks: Vec<Bytes>) -> io::Result<()> {
+        for chunk in &chunks {
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let taken = self.tls.writer().write(rest)?;
+                rest = &rest[taken..];
+                if !rest.is_empty() {
+                    // rustls's send buffer is full: let the socket take it.
+                    self.send_pending().await?;
+                }
+            }
+        }
+        self.send_pending().await
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        self.tls.send_close_notify();
+        self.send_pending().await?;
+        self.inner.close().await
+    }
+}
+
+fn invalid_data(error: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}

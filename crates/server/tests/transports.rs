@@ -1,0 +1,557 @@
+//! The transports besides plain TCP (which the other suites use): WebSocket, TCP+TLS and WSS.
+//!
+//! * The official SDK (`iggy` 0.10.0) drives the whole command set over each, with TLS clients
+//!   validating the server's certificate against a CA file for the name `localhost`.
+//! * A 16 MB message goes out and comes back over each.
+//! * Raw WebSocket frames check what the SDK does not exercise: requests split across messages
+//!   or sharing one, Ping/Pong, Text, Close, and the message size limit.
+//! * Broken TLS handshakes, plain frames to a TLS port and HTTP that is not an upgrade are
+//!   refused, and clients already connected do not notice.
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use iggy::prelude::*;
+use rustls_pki_types::{CertificateDer, pem::PemObject};
+use support::{
+    TestServer,
+    certs::TestCertificates,
+    raw,
+    sdk::{self, TEST_TIMEOUT, Via, id, within},
+};
+use tungstenite::{Message, protocol::frame::coding::CloseCode};
+
+/// How long a raw socket waits for the server in these tests.
+const RAW_TIMEOUT: Duration = Duration::from_secs(10);
+/// The big message: 16 MB (under tungstenite's default 16 MiB frame limit of the SDK's
+/// receiving side, with room for the poll response's headers).
+const BIG_MESSAGE_BYTES: usize = 16_000_000;
+
+fn start(flags: &[String]) -> TestServer {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    TestServer::start(&flags)
+}
+
+/// Every command of the core set, over one client, checking the session's transport code.
+async fn every_command(client: &IggyClient, server: &TestServer, transport: &str) {
+    client.ping().await.expect("ping");
+    check_session(client, server, transport).await;
+    let metadata = client
+        .get_cluster_metadata()
+        .await
+        .expect("get_cluster_metadata");
+    let endpoints = &metadata.nodes[0].endpoints;
+    assert_eq!(
+        (endpoints.tcp, endpoints.websocket),
+        (server.addr.port(), server.ws_addr.port()),
+        "cluster metadata reports the bound ports"
+    );
+
+    let stream = client.create_stream("s").await.expect("create stream").id;
+    client
+        .update_stream(&id(stream), "renamed")
+        .await
+        .expect("update stream");
+    let found = client.get_stream(&sdk::name("renamed")).await.unwrap();
+    assert_eq!(found.expect("stream by new name").id, stream);
+    assert_eq!(client.get_streams().await.unwrap().len(), 1);
+
+    let topic = topics_and_partitions(client, stream).await;
+    messages_and_offsets(client, stream, topic).await;
+
+    let stats = client.get_stats().await.expect("get_stats");
+    assert_eq!(
+        (
+            stats.streams_count,
+            stats.topics_count,
+            stats.partitions_count
+        ),
+        (1, 1, 3)
+    );
+    assert_eq!(stats.messages_count, 15);
+
+    client.purge_topic(&id(stream), &id(topic)).await.unwrap();
+    assert!(sdk::poll_all(client, stream, topic, 0).await.is_empty());
+    client.purge_stream(&id(stream)).await.unwrap();
+    client.delete_topic(&id(stream), &id(topic)).await.unwrap();
+    assert!(client.get_topics(&id(stream)).await.unwrap().is_empty());
+    client.delete_stream(&id(stream)).await.unwrap();
+    assert!(client.get_streams().await.unwrap().is_empty());
+}
+
+/// GetMe, GetClient, GetClients, logout and login: the record names this transport and peer.
+async fn check_session(client: &IggyClient, server: &TestServer, transport: &str) {
+    let me = client.get_me().await.expect("get_me");
+    assert_eq!(me.transport, transport);
+    assert_eq!(me.user_id, Some(0));
+    let peer: SocketAddr = me.address.parse().expect("the address is ip:port");
+    assert_eq!(peer.ip(), server.addr.ip());
+    assert!(
+        peer.port() != 0
+            && peer.port() != server.addr.port()
+            && peer.port() != server.ws_addr.port()
+    );
+    let clients = client.get_clients().await.expect("get_clients");
+    let listed = clients
+        .iter()
+        .find(|other| other.client_id == me.client_id)
+        .expect("GetClients lists this client");
+    assert_eq!(
+        (listed.transport.as_str(), listed.address.as_str()),
+        (transport, me.address.as_str())
+    );
+    let one = client.get_client(me.client_id).await.expect("get_client");
+    assert_eq!(one.expect("this client").transport, transport);
+    client.logout_user().await.expect("logout");
+    client
+        .login_user("iggy", "iggy")
+        .await
+        .expect("login again");
+}
+
+/// Creates, updates, grows and shrinks a topic; returns its id (3 partitions left).
+async fn topics_and_partitions(client: &IggyClient, stream: u32) -> u32 {
+    let topic = client
+        .create_topic(
+            &id(stream),
+            "t",
+            2,
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::ServerDefault,
+            MaxTopicSize::ServerDefault,
+        )
+        .await
+        .expect("create topic")
+        .id;
+    client
+        .update_topic(
+            &id(stream),
+            &id(topic),
+            "t2",
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::ServerDefault,
+            MaxTopicSize::ServerDefault,
+        )
+        .await
+        .expect("update topic");
+    client
+        .create_partitions(&id(stream), &id(topic), 2)
+        .await
+        .expect("create partitions");
+    client
+        .delete_partitions(&id(stream), &id(topic), 1)
+        .await
+        .expect("delete partitions");
+    let details = client
+        .get_topic(&id(stream), &sdk::name("t2"))
+        .await
+        .unwrap()
+        .expect("topic by new name");
+    assert_eq!((details.id, details.partitions_count), (topic, 3));
+    assert_eq!(client.get_topics(&id(stream)).await.unwrap().len(), 1);
+    topic
+}
+
+/// Sends (around a flush), polls, and stores, reads and deletes a consumer offset.
+async fn messages_and_offsets(client: &IggyClient, stream: u32, topic: u32) {
+    let send = |prefix: &'static str, count: u64| async move {
+        client
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::partition_id(0),
+                &mut sdk::messages(prefix, 0..count),
+            )
+            .await
+            .expect("send")
+    };
+    send("saved", 10).await;
+    client
+        .flush_unsaved_buffer(&id(stream), &id(topic), 0, true)
+        .await
+        .expect("flush");
+    send("journal", 5).await;
+    let all = sdk::poll_all(client, stream, topic, 0).await;
+    assert_eq!(sdk::offsets(&all), (0..15).collect::<Vec<u64>>());
+    let payloads = sdk::payload_strings(&all);
+    assert_eq!(
+        (payloads[0].as_str(), payloads[14].as_str()),
+        ("saved-0", "journal-4")
+    );
+
+    let consumer = Consumer::new(id(1));
+    let (s, t) = (id(stream), id(topic));
+    client
+        .store_consumer_offset(&consumer, &s, &t, Some(0), 7)
+        .await
+        .expect("store offset");
+    let stored = client.get_consumer_offset(&consumer, &s, &t, Some(0)).await;
+    assert_eq!(stored.unwrap().expect("stored").stored_offset, 7);
+    client
+        .delete_consumer_offset(&consumer, &s, &t, Some(0))
+        .await
+        .expect("delete offset");
+    let deleted = client.get_consumer_offset(&consumer, &s, &t, Some(0)).await;
+    assert!(deleted.unwrap().is_none());
+}
+
+/// Sends one 16 MB message and polls it back byte for byte.
+async fn big_message_round_trip(client: &IggyClient) {
+    let (stream, topic) = sdk::create_stream_and_topic(client, "big", "t", 1).await;
+    let payload: Bytes = (0..BIG_MESSAGE_BYTES)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    client
+        .send_messages(
+            &id(stream),
+            &id(topic),
+            &Partitioning::partition_id(0),
+            &mut [sdk::message(payload.clone())],
+        )
+        .await
+        .expect("send a 16 MB message");
+    let polled = sdk::poll_offset(client, stream, topic, 0, 0, 1).await;
+    assert_eq!(polled.messages.len(), 1);
+    assert!(
+        polled.messages[0].payload == payload,
+        "the 16 MB payload came back changed"
+    );
+}
+
+#[tokio::test]
+async fn every_command_and_a_16_mb_message_over_websocket() {
+    let server = TestServer::start(&[]);
+    within(TEST_TIMEOUT, async {
+        let client = sdk::client_via(server.ws_addr, &Via::WebSocket).await;
+        every_command(&client, &server, "WebSocket").await;
+        big_message_round_trip(&client).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_command_and_a_16_mb_message_over_tcp_tls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCertificates::generate(dir.path());
+    let server = start(&certs.server_flags("tcp"));
+    within(TEST_TIMEOUT, async {
+        let via = Via::TcpTls {
+            ca_file: certs.ca_file.clone(),
+        };
+        let client = sdk::client_via(server.addr, &via).await;
+        every_command(&client, &server, "TCP").await;
+        big_message_round_trip(&client).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_command_and_a_16_mb_message_over_wss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCertificates::generate(dir.path());
+    let server = start(&certs.server_flags("websocket"));
+    within(TEST_TIMEOUT, async {
+        let via = Via::Wss {
+            ca_file: certs.ca_file.clone(),
+        };
+        let client = sdk::client_via(server.ws_addr, &via).await;
+        every_command(&client, &server, "WebSocket").await;
+        big_message_round_trip(&client).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_self_signed_certificate_is_generated_once_and_trusted_by_clients() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert_file = dir.path().join("generated/cert.pem");
+    let key_file = dir.path().join("generated/key.pem");
+    let flags: Vec<String> = ["tcp", "websocket"]
+        .iter()
+        .flat_map(|section| {
+            [
+                format!("{section}.tls.enabled=true"),
+                format!("{section}.tls.self_signed=true"),
+                format!(
+                    "{section}.tls.cert_file={:?}",
+                    cert_file.display().to_string()
+                ),
+                format!(
+                    "{section}.tls.key_file={:?}",
+                    key_file.display().to_string()
+                ),
+            ]
+        })
+        .flat_map(|assignment| ["--set".to_owned(), assignment])
+        .collect();
+    let mut server = start(&flags);
+    let first = std::fs::read(&cert_file).expect("the certificate was written");
+    within(TEST_TIMEOUT, async {
+        let ca_file = cert_file.clone();
+        let tls = sdk::client_via(server.addr, &Via::TcpTls { ca_file }).await;
+        let ca_file = cert_file.clone();
+        let wss = sdk::client_via(server.ws_addr, &Via::Wss { ca_file }).await;
+        tls.ping().await.expect("ping over TCP+TLS");
+        wss.ping().await.expect("ping over WSS");
+    })
+    .await;
+    server.restart();
+    assert_eq!(
+        std::fs::read(&cert_file).expect("certificate"),
+        first,
+        "a restart presents the same certificate"
+    );
+    within(TEST_TIMEOUT, async {
+        let client = sdk::client_via(
+            server.addr,
+            &Via::TcpTls {
+                ca_file: cert_file.clone(),
+            },
+        )
+        .await;
+        client.ping().await.expect("ping after restart");
+    })
+    .await;
+}
+
+/// A connected raw WebSocket client (tungstenite, blocking) on any path.
+fn raw_websocket(addr: SocketAddr) -> tungstenite::WebSocket<TcpStream> {
+    let tcp = TcpStream::connect_timeout(&addr, RAW_TIMEOUT).expect("connect");
+    tcp.set_read_timeout(Some(RAW_TIMEOUT)).expect("timeout");
+    tcp.set_write_timeout(Some(RAW_TIMEOUT)).expect("timeout");
+    let (ws, response) =
+        tungstenite::client(format!("ws://{addr}/any/path"), tcp).expect("WebSocket upgrade");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+/// The next binary message, skipping control messages.
+fn next_binary(ws: &mut tungstenite::WebSocket<TcpStream>) -> Vec<u8> {
+    loop {
+        match ws.read().expect("read a message") {
+            Message::Binary(data) => return data.to_vec(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected a binary message, got {other:?}"),
+        }
+    }
+}
+
+const PING_OK: [u8; 8] = [0; 8];
+
+#[test]
+fn websocket_input_is_a_byte_stream_and_control_frames_are_answered() {
+    let server = TestServer::start(&[]);
+    let mut ws = raw_websocket(server.ws_addr);
+    let ping = raw::frame(1, &[]);
+    // One request split over three messages: one response.
+    for part in [&ping[..3], &ping[3..5], &ping[5..]] {
+        ws.send(Message::binary(part.to_vec())).expect("send part");
+    }
+    assert_eq!(next_binary(&mut ws), PING_OK);
+    // Two requests in one message: two responses, one message each.
+    ws.send(Message::binary([ping.clone(), ping.clone()].concat()))
+        .expect("send two");
+    assert_eq!(next_binary(&mut ws), PING_OK);
+    assert_eq!(next_binary(&mut ws), PING_OK);
+    // Ping gets a Pong with the same data; Text is ignored.
+    ws.send(Message::Ping(Bytes::from_static(b"are you there")))
+        .expect("send ping");
+    match ws.read().expect("read the pong") {
+        Message::Pong(data) => assert_eq!(&data[..], b"are you there"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    ws.send(Message::text("ignored")).expect("send text");
+    ws.send(Message::binary(ping)).expect("send ping request");
+    assert_eq!(next_binary(&mut ws), PING_OK);
+    // A Close is answered with a Close, then the connection ends.
+    ws.close(None).expect("close");
+    loop {
+        match ws.read() {
+            Ok(Message::Close(_)) | Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(error) => panic!("expected a clean close, got {error}"),
+        }
+    }
+}
+
+#[test]
+fn a_websocket_message_over_the_limit_closes_with_1009() {
+    let server = TestServer::start(&["--set", "websocket.message_bytes_max=4096"]);
+    let mut bystander = raw_websocket(server.ws_addr);
+    let mut ws = raw_websocket(server.ws_addr);
+    ws.send(Message::binary(vec![0u8; 8192])).expect("send");
+    let close = match ws.read() {
+        Ok(Message::Close(frame)) => frame,
+        Ok(other) => panic!("expected a close, got {other:?}"),
+        Err(error) => panic!("expected a close frame first, got {error}"),
+    };
+    assert_eq!(close.expect("a close frame").code, CloseCode::Size);
+    bystander
+        .send(Message::binary(raw::frame(1, &[])))
+        .expect("send");
+    assert_eq!(next_binary(&mut bystander), PING_OK);
+}
+
+/// Everything the server sends until it closes `stream` (EOF or reset), within RAW_TIMEOUT.
+fn read_until_closed(stream: &mut impl Read) -> Vec<u8> {
+    let deadline = Instant::now() + RAW_TIMEOUT;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the server kept the connection open"
+        );
+        match stream.read(&mut buffer) {
+            Ok(0) => return received,
+            Ok(count) => received.extend_from_slice(&buffer[..count]),
+            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("the server kept the connection open")
+            }
+            Err(_) => return received,
+        }
+    }
+}
+
+fn raw_tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, RAW_TIMEOUT).expect("connect");
+    stream.set_read_timeout(Some(RAW_TIMEOUT)).expect("timeout");
+    stream
+}
+
+/// Sends `bytes` to a TLS port and asserts the server closes without answering in plain.
+fn refused_by_tls_port(addr: SocketAddr, bytes: &[u8]) {
+    let mut stream = raw_tcp(addr);
+    stream.write_all(bytes).expect("send");
+    let answer = read_until_closed(&mut stream);
+    assert!(
+        answer.is_empty() || answer[0] == 0x15,
+        "a TLS port answered {answer:?} instead of an alert"
+    );
+}
+
+/// An HTTPS request that is not a WebSocket upgrade, to a WSS port; returns the raw answer.
+fn https_get(addr: SocketAddr, ca_file: &Path) -> String {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca_file).expect("CA file") {
+        roots.add(certificate.expect("CA PEM")).expect("add CA");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = "localhost".try_into().expect("server name");
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let mut tls = rustls::StreamOwned::new(connection, raw_tcp(addr));
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send the request");
+    String::from_utf8_lossy(&read_until_closed(&mut tls)).into_owned()
+}
+
+#[tokio::test]
+async fn broken_handshakes_and_plain_http_are_refused_without_harming_other_clients() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCertificates::generate(dir.path());
+    let mut flags = certs.server_flags("tcp");
+    flags.extend(certs.server_flags("websocket"));
+    let secure = start(&flags);
+    let plain = TestServer::start(&[]);
+    within(TEST_TIMEOUT, async {
+        let ca_file = certs.ca_file.clone();
+        let tls = sdk::client_via(secure.addr, &Via::TcpTls { ca_file }).await;
+        let ca_file = certs.ca_file.clone();
+        let wss = sdk::client_via(secure.ws_addr, &Via::Wss { ca_file }).await;
+        let ws = sdk::client_via(plain.ws_addr, &Via::WebSocket).await;
+
+        let (tls_addr, wss_addr, ws_addr) = (secure.addr, secure.ws_addr, plain.ws_addr);
+        let ca_file = certs.ca_file.clone();
+        tokio::task::spawn_blocking(move || {
+            // A record header that announces a handshake, then junk; then an Iggy frame in
+            // plain to a TLS port: no fallback to plain.
+            let junk = b"\x16\x03\x01\x00\x10this is no hello";
+            for addr in [tls_addr, wss_addr] {
+                refused_by_tls_port(addr, junk);
+                refused_by_tls_port(addr, &raw::frame(1, &[]));
+            }
+            let mut http = raw_tcp(ws_addr);
+            http.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .expect("send");
+            let answer = String::from_utf8_lossy(&read_until_closed(&mut http)).into_owned();
+            assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+            let answer = https_get(wss_addr, &ca_file);
+            assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        })
+        .await
+        .expect("raw clients");
+
+        for client in [&tls, &wss, &ws] {
+            client
+                .ping()
+                .await
+                .expect("an established client is unharmed");
+        }
+        let clients = tls.get_clients().await.expect("get_clients");
+        assert_eq!(
+            clients.len(),
+            2,
+            "refused connections never became clients: {clients:?}"
+        );
+    })
+    .await;
+}
+
+#[test]
+fn silent_and_stalled_handshakes_are_dropped_after_their_timeout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCertificates::generate(dir.path());
+    let mut flags = certs.server_flags("tcp");
+    flags.extend(
+        [
+            "tcp.tls.handshake_timeout_ms=200",
+            "websocket.handshake_timeout_ms=200",
+        ]
+        .into_iter()
+        .flat_map(|assignment| ["--set".to_owned(), assignment.to_owned()]),
+    );
+    let server = start(&flags);
+    let mut bystander = raw_websocket(server.ws_addr);
+    // Nothing at all to the TLS port; half an upgrade request to the WebSocket port.
+    let mut silent = raw_tcp(server.addr);
+    let mut stalled = raw_tcp(server.ws_addr);
+    stalled
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .expect("send half a request");
+    assert!(read_until_closed(&mut silent).is_empty());
+    assert!(read_until_closed(&mut stalled).is_empty());
+    // A session that finished its handshake is not subject to the timeout.
+    bystander
+        .send(Message::binary(raw::frame(1, &[])))
+        .expect("send");
+    assert_eq!(next_binary(&mut bystander), PING_OK);
+}
+
+#[test]
+fn a_graceful_shutdown_sends_disconnected_then_close_going_away() {
+    let mut server = TestServer::start(&[]);
+    let mut ws = raw_websocket(server.ws_addr);
+    ws.send(Message::binary(raw::frame(1, &[]))).expect("send");
+    assert_eq!(next_binary(&mut ws), PING_OK);
+    server.stop();
+    let disconnected = 8u32.to_le_bytes();
+    assert_eq!(next_binary(&mut ws), [&disconnected[..], &[0; 4]].concat());
+    match ws.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected Close 1001, got {other:?}"),
+    }
+}
