@@ -18,7 +18,7 @@ use tempfile::TempDir;
 
 /// How long a server may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
-const READY_PREFIX: &str = "galgo-server ready tcp=";
+const READY_PREFIX: &str = "galgo-server ready";
 
 /// One running server.
 pub struct GalgoServer {
@@ -40,6 +40,7 @@ impl GalgoServer {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--tcp-address", "127.0.0.1:0", "--no-pin", "--shards", "2"])
+            .args(["--websocket-address", "127.0.0.1:0"])
             // Small rings: io_uring charges ring memory to the user's RLIMIT_MEMLOCK, and the
             // suite runs several servers at once.
             .args(["--set", "shards.ring_entries=256"])
@@ -54,10 +55,14 @@ impl GalgoServer {
             let mut ready = Some(ready_tx);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix(READY_PREFIX)
+                // `galgo-server ready tcp=ADDR websocket=ADDR`: the fields may grow.
+                if let Some(fields) = line.strip_prefix(READY_PREFIX)
+                    && let Some(addr) = fields
+                        .split_whitespace()
+                        .find_map(|field| field.strip_prefix("tcp="))
                     && let Some(ready) = ready.take()
                 {
-                    let _ = ready.send(addr.trim().parse::<SocketAddr>().expect("ready address"));
+                    let _ = ready.send(addr.parse::<SocketAddr>().expect("ready address"));
                 }
             }
         });
