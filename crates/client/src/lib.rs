@@ -3,7 +3,7 @@
 //! What it is: a connection to any server of the protocol (galgo or Apache Iggy), opened from an
 //! SDK-style connection string (`iggy://user:pass@host:port`, `iggy+tcp://…`, `iggy+ws://…`,
 //! or a personal access token in place of the credentials), with one typed call per command
-//! the bench and the CLI need, and a raw frame path for prepared message batches. Every byte
+//! of the protocol the bench and the CLI use, and a raw frame path for prepared message batches. Every byte
 //! goes through galgo-protocol's encoders and decoders; this crate only moves frames.
 //!
 //! What it is not: thread-safe or shared. A [`Client`] lives on one compio runtime (one
@@ -21,8 +21,11 @@ pub mod connection_string;
 pub mod error;
 pub mod groups;
 pub mod messages;
+pub mod offsets;
+pub mod segments;
 pub mod streams;
 pub mod system;
+pub mod tokens;
 pub mod topics;
 pub mod transport;
 pub mod users;

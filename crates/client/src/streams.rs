@@ -2,7 +2,8 @@
 
 use galgo_protocol::Identifier;
 use galgo_protocol::command::streams::{
-    CreateStream, DeleteStream, GetStream, GetStreams, StreamDetails, StreamHeader,
+    CreateStream, DeleteStream, GetStream, GetStreams, PurgeStream, StreamDetails, StreamHeader,
+    UpdateStream,
 };
 
 use crate::client::{Client, decoded};
@@ -49,6 +50,31 @@ impl Client {
             stream: stream.clone(),
         };
         self.request(DeleteStream::CODE, |out| request.encode(out))
+            .await
+            .map(drop)
+    }
+
+    /// UpdateStream: renames the stream.
+    pub async fn update_stream(
+        &mut self,
+        stream: &Identifier,
+        name: &str,
+    ) -> Result<(), ClientError> {
+        let request = UpdateStream {
+            stream: stream.clone(),
+            name: name.into(),
+        };
+        self.request(UpdateStream::CODE, |out| request.encode(out))
+            .await
+            .map(drop)
+    }
+
+    /// PurgeStream: deletes every message of every topic, keeping the topics.
+    pub async fn purge_stream(&mut self, stream: &Identifier) -> Result<(), ClientError> {
+        let request = PurgeStream {
+            stream: stream.clone(),
+        };
+        self.request(PurgeStream::CODE, |out| request.encode(out))
             .await
             .map(drop)
     }

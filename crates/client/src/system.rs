@@ -1,7 +1,7 @@
-//! System calls: Ping and GetStats.
+//! System calls: Ping, GetStats, GetMe, GetClient and GetClients.
 
 use galgo_protocol::CommandCode;
-use galgo_protocol::command::system::Stats;
+use galgo_protocol::command::system::{ClientInfo, ClientSummary, GetClient, Stats};
 
 use crate::client::{Client, decoded};
 use crate::error::ClientError;
@@ -16,5 +16,33 @@ impl Client {
     pub async fn get_stats(&mut self) -> Result<Stats, ClientError> {
         let bytes = self.request(CommandCode::GetStats, |_| {}).await?;
         decoded(CommandCode::GetStats, &bytes, Stats::decode)
+    }
+
+    /// GetMe: this connection's own client record.
+    pub async fn get_me(&mut self) -> Result<ClientInfo, ClientError> {
+        let bytes = self.request(CommandCode::GetMe, |_| {}).await?;
+        decoded(CommandCode::GetMe, &bytes, ClientInfo::decode_details)
+    }
+
+    /// GetClient, or `None` when no connected client has that id.
+    pub async fn get_client(&mut self, client_id: u32) -> Result<Option<ClientInfo>, ClientError> {
+        let request = GetClient { client_id };
+        let bytes = self
+            .request(GetClient::CODE, |out| request.encode(out))
+            .await?;
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        decoded(GetClient::CODE, &bytes, ClientInfo::decode_details).map(Some)
+    }
+
+    /// GetClients: every connected client, without their group lists.
+    pub async fn get_clients(&mut self) -> Result<Vec<ClientSummary>, ClientError> {
+        let bytes = self.request(CommandCode::GetClients, |_| {}).await?;
+        decoded(
+            CommandCode::GetClients,
+            &bytes,
+            ClientInfo::decode_summary_list,
+        )
     }
 }

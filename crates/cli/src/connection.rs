@@ -1,0 +1,127 @@
+//! Which server to talk to and how to log in: flags, then environment variables, then the
+//! session saved by `galgo login`, then defaults.
+//!
+//! ```text
+//! --url / GALGO_URL            a whole connection string; nothing else is consulted
+//! --address / GALGO_ADDRESS    else the session's address, else 127.0.0.1:8090
+//! --transport / GALGO_TRANSPORT  else the session's, else tcp
+//! --token / GALGO_TOKEN        a personal access token
+//! --username, --password       (GALGO_USERNAME, GALGO_PASSWORD) a password is prompted for
+//!                              when only the username is given
+//! neither                      the saved session's token, else a usage error
+//! ```
+
+use clap::Args;
+use galgo_client::{Client, ConnectionString, Credentials, TransportKind};
+
+use crate::error::{CliError, CliResult};
+use crate::prompt::read_password;
+use crate::session::{self, Session};
+
+/// The address of a server started with its defaults.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8090";
+
+/// Connection flags, accepted by every subcommand.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ConnectionArgs {
+    /// A connection string, e.g. iggy://user:secret@host:8090 or iggy+tcp://TOKEN@host:8090.
+    #[arg(long, global = true, env = "GALGO_URL", hide_env_values = true)]
+    pub url: Option<String>,
+    /// The server's host:port [default: the saved session's, else 127.0.0.1:8090].
+    #[arg(long, global = true, env = "GALGO_ADDRESS")]
+    pub address: Option<String>,
+    /// tcp or ws [default: the saved session's, else tcp].
+    #[arg(long, global = true, env = "GALGO_TRANSPORT")]
+    pub transport: Option<String>,
+    /// Log in as this user.
+    #[arg(short, long, global = true, env = "GALGO_USERNAME")]
+    pub username: Option<String>,
+    /// The user's password (prompted for when --username is given without it).
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "GALGO_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// Log in with a personal access token.
+    #[arg(long, global = true, env = "GALGO_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ConnectionArgs {
+    /// The connection string these flags, the environment and the saved session describe.
+    pub fn resolve(&self) -> CliResult<ConnectionString> {
+        if let Some(url) = &self.url {
+            return Ok(ConnectionString::parse(url)?);
+        }
+        let saved = session::load()?;
+        let credentials = match self.explicit_credentials()? {
+            Some(credentials) => credentials,
+            None => match &saved {
+                Some(session) => Credentials::PersonalAccessToken(session.token.clone()),
+                None => return Err(not_logged_in()),
+            },
+        };
+        self.connection_string(credentials, saved.as_ref())
+    }
+
+    /// Username and password (prompting for the password) or a token, when given.
+    pub fn explicit_credentials(&self) -> CliResult<Option<Credentials>> {
+        if let Some(token) = &self.token {
+            return Ok(Some(Credentials::PersonalAccessToken(token.clone())));
+        }
+        let Some(username) = &self.username else {
+            if self.password.is_some() {
+                return Err(CliError::usage("--password needs --username"));
+            }
+            return Ok(None);
+        };
+        let password = match &self.password {
+            Some(password) => password.clone(),
+            None => read_password(&format!("Password for {username}: "))?,
+        };
+        Ok(Some(Credentials::UsernamePassword {
+            username: username.clone(),
+            password,
+        }))
+    }
+
+    /// A connection string with `credentials` and the address and transport of the flags,
+    /// else of `saved`, else the defaults.
+    pub fn connection_string(
+        &self,
+        credentials: Credentials,
+        saved: Option<&Session>,
+    ) -> CliResult<ConnectionString> {
+        let address = self
+            .address
+            .clone()
+            .or_else(|| saved.map(|session| session.address.clone()))
+            .unwrap_or_else(|| DEFAULT_ADDRESS.to_owned());
+        let transport = self
+            .transport
+            .clone()
+            .or_else(|| saved.map(|session| session.transport.clone()))
+            .unwrap_or_else(|| TransportKind::Tcp.to_string());
+        // Parsing a credential-free string checks the address and transport the same way a
+        // whole connection string is checked; the credentials are set afterwards so that a
+        // password may hold any character.
+        let mut parsed = ConnectionString::parse(&format!("iggy+{transport}://check@{address}"))?;
+        parsed.credentials = credentials;
+        Ok(parsed)
+    }
+}
+
+fn not_logged_in() -> CliError {
+    CliError::usage(
+        "no credentials: run `galgo login`, or pass --username (and --password), --token or \
+         --url (or set GALGO_USERNAME, GALGO_TOKEN or GALGO_URL)",
+    )
+}
+
+/// Connects and logs in as `connection` says.
+pub async fn connect(connection: &ConnectionString) -> CliResult<Client> {
+    Ok(Client::connect(connection).await?)
+}

@@ -1,0 +1,679 @@
+//! The `galgo` binary against a real galgo-server: every subcommand family, its table and
+//! JSON output, and its failures with their exit codes (2 usage, 3 server, 4 connection).
+
+mod support {
+    pub mod galgo;
+    pub mod galgo_server;
+}
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::galgo::{Galgo, fails, ok, run};
+
+/// How long a followed message may take to show up.
+const FOLLOW_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[test]
+fn system_commands() {
+    let galgo = Galgo::start();
+    assert!(
+        galgo
+            .ok(&["ping", "--count", "3"])
+            .starts_with("pong: 3 ping(s)")
+    );
+    let me = galgo.json(&["me"]);
+    assert_eq!(me["user_id"], 0, "{me}");
+    assert_eq!(me["transport"], "tcp");
+    let stats = galgo.json(&["stats"]);
+    assert!(!stats["server_version"].as_str().unwrap().is_empty());
+    assert!(galgo.ok(&["stats"]).contains("uptime"));
+    let clients = galgo.json(&["client", "list"]);
+    assert!(!clients.as_array().unwrap().is_empty(), "{clients}");
+    let id = clients[0]["client_id"].as_u64().unwrap().to_string();
+    // The listed connection has closed by now, or is another one: either is a real answer.
+    let output = galgo.run(&["client", "get", &id]);
+    assert!(matches!(output.status.code(), Some(0) | Some(3)));
+    let stderr = galgo.fails(&["client", "get", "4000000000"], 3);
+    assert!(stderr.contains("not found: client 4000000000"), "{stderr}");
+}
+
+#[test]
+fn streams_topics_partitions_and_segments() {
+    let galgo = Galgo::start();
+    let created = galgo.json(&["stream", "create", "orders"]);
+    assert_eq!(created["name"], "orders");
+    let stderr = galgo.fails(&["stream", "create", "orders"], 3);
+    assert!(
+        stderr.contains("StreamNameAlreadyExists (code 1012)"),
+        "{stderr}"
+    );
+    galgo.ok(&["stream", "update", "orders", "sales"]);
+    assert_eq!(galgo.json(&["stream", "list"])[0]["name"], "sales");
+
+    let topic = galgo.json(&[
+        "topic",
+        "create",
+        "sales",
+        "created",
+        "--partitions",
+        "2",
+        "--expiry",
+        "1h",
+        "--max-size",
+        "1GiB",
+        "--compression",
+        "gzip",
+    ]);
+    assert_eq!(topic["partitions_count"], 2);
+    assert_eq!(topic["message_expiry_us"], 3_600_000_000u64);
+    assert_eq!(topic["max_topic_size_bytes"], 1u64 << 30);
+    assert_eq!(topic["compression"], "gzip");
+    // An update changes what it names and keeps the rest.
+    let updated = galgo.json(&["topic", "update", "sales", "created", "--expiry", "2h"]);
+    assert_eq!(updated["message_expiry_us"], 7_200_000_000u64);
+    assert_eq!(updated["compression"], "gzip");
+    galgo.ok(&["topic", "update", "sales", "created", "--name", "placed"]);
+    let table = galgo.ok(&["topic", "list", "sales"]);
+    assert!(table.contains("placed") && table.contains("2h") && table.contains("1.0 GiB"));
+
+    let added = galgo.json(&["partition", "create", "sales", "placed", "3"]);
+    assert_eq!(added["partitions_count"], 5);
+    let removed = galgo.json(&["partition", "delete", "sales", "placed", "4"]);
+    assert_eq!(removed["partitions_count"], 1);
+    let topic = galgo.json(&["topic", "get", "sales", "placed"]);
+    assert_eq!(topic["partitions"].as_array().unwrap().len(), 1);
+    // One open segment and no sealed one: deleting segments deletes nothing and succeeds.
+    galgo.ok(&["segment", "delete", "sales", "placed", "0", "--count", "1"]);
+    galgo.fails(&["segment", "delete", "sales", "placed", "9"], 3);
+
+    galgo.ok(&["message", "send", "sales", "placed", "x"]);
+    galgo.ok(&["topic", "purge", "sales", "placed"]);
+    assert_eq!(
+        galgo.json(&["topic", "get", "sales", "placed"])["messages_count"],
+        0
+    );
+    galgo.ok(&["stream", "purge", "sales"]);
+    let stderr = galgo.fails(&["topic", "get", "sales", "missing"], 3);
+    assert!(stderr.contains("not found"), "{stderr}");
+    galgo.ok(&["topic", "delete", "sales", "placed"]);
+    galgo.ok(&["stream", "delete", "sales"]);
+    assert_eq!(galgo.json(&["stream", "list"]), Value::Array(vec![]));
+    assert_eq!(galgo.ok(&["stream", "list"]).trim(), "(none)");
+    galgo.fails(&["stream", "get", "sales"], 3);
+    galgo.fails(&["topic", "create", "s", "t", "--expiry", "soon"], 2);
+}
+
+fn payloads(polled: &Value) -> Vec<&str> {
+    polled["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["payload"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn messages_send_and_poll() {
+    let galgo = Galgo::start();
+    galgo.ok(&["stream", "create", "s"]);
+    galgo.ok(&["topic", "create", "s", "t", "--partitions", "2"]);
+    let sent = galgo.json(&[
+        "message",
+        "send",
+        "s",
+        "t",
+        "one",
+        "two",
+        "--partition",
+        "1",
+        "-H",
+        "zone=eu",
+        "-H",
+        "n:u32=7",
+    ]);
+    assert_eq!(sent["messages_count"], 2);
+    let stdin = ok(
+        galgo.root().args([
+            "message",
+            "send",
+            "s",
+            "t",
+            "--partition",
+            "1",
+            "--batch",
+            "2",
+        ]),
+        Some(b"three\nfour\nfive\n"),
+    );
+    assert!(stdin.starts_with("sent 3 message(s)"), "{stdin}");
+    let file = galgo.config.path().join("blob.bin");
+    std::fs::write(&file, [0u8, 1, 2, 255]).unwrap();
+    let file = file.to_str().unwrap();
+    galgo.ok(&[
+        "message",
+        "send",
+        "s",
+        "t",
+        "--partition",
+        "1",
+        "--file",
+        file,
+    ]);
+
+    let polled = galgo.json(&[
+        "message",
+        "poll",
+        "s",
+        "t",
+        "--partition",
+        "1",
+        "--count",
+        "5",
+    ]);
+    assert_eq!(payloads(&polled), ["one", "two", "three", "four", "five"]);
+    assert_eq!(polled["messages"][0]["headers"]["zone"], "eu");
+    assert_eq!(polled["messages"][0]["headers"]["n"], "7");
+    let hex = galgo.json(&[
+        "message",
+        "poll",
+        "s",
+        "t",
+        "--partition",
+        "1",
+        "--offset",
+        "5",
+        "--payload",
+        "hex",
+    ]);
+    assert_eq!(payloads(&hex), ["000102ff"]);
+    let last = galgo.json(&[
+        "message",
+        "poll",
+        "s",
+        "t",
+        "--partition",
+        "1",
+        "--last",
+        "-n",
+        "2",
+    ]);
+    assert_eq!(last["messages"][0]["offset"], 4);
+    let after = polled["messages"][2]["timestamp_us"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let since = galgo.json(&[
+        "message",
+        "poll",
+        "s",
+        "t",
+        "--partition",
+        "1",
+        "--timestamp",
+        &after,
+    ]);
+    assert_eq!(since["messages"][0]["offset"], 2);
+    let table = galgo.ok(&["message", "poll", "s", "t", "--partition", "1", "-n", "1"]);
+    assert!(
+        table.contains("n=7, zone=eu") && table.contains("one"),
+        "{table}"
+    );
+
+    // --next with --auto-commit walks forward as a consumer.
+    let next = [
+        "message",
+        "poll",
+        "s",
+        "t",
+        "--partition",
+        "1",
+        "--next",
+        "--consumer",
+        "9",
+        "--auto-commit",
+        "-n",
+        "2",
+    ];
+    assert_eq!(payloads(&galgo.json(&next)), ["one", "two"]);
+    assert_eq!(payloads(&galgo.json(&next)), ["three", "four"]);
+
+    // Equal keys land in one partition.
+    for _ in 0..2 {
+        galgo.ok(&["message", "send", "s", "t", "--key", "user-1", "k"]);
+    }
+    let p0 = galgo.json(&["message", "poll", "s", "t", "--partition", "0"]);
+    let p1 = galgo.json(&[
+        "message",
+        "poll",
+        "s",
+        "t",
+        "--partition",
+        "1",
+        "--offset",
+        "6",
+    ]);
+    let keyed = payloads(&p0).len() + payloads(&p1).len();
+    assert_eq!(keyed, 2);
+    assert!(
+        payloads(&p0).len() != 1,
+        "both keyed messages share a partition"
+    );
+
+    galgo.fails(&["message", "send", "s", "t", "x", "-H", "bad"], 2);
+    galgo.fails(
+        &[
+            "message",
+            "send",
+            "s",
+            "t",
+            "x",
+            "--partition",
+            "1",
+            "--key",
+            "k",
+        ],
+        2,
+    );
+    galgo.fails(&["message", "poll", "s", "t", "--first", "--last"], 2);
+    galgo.fails(&["message", "poll", "s", "missing"], 3);
+    galgo.fails(&["message", "send", "s", "t", "--partition", "9", "x"], 3);
+    let missing = galgo.config.path().join("missing.bin");
+    galgo.fails(
+        &[
+            "message",
+            "send",
+            "s",
+            "t",
+            "--file",
+            missing.to_str().unwrap(),
+        ],
+        1,
+    );
+}
+
+#[test]
+fn poll_follow_tails_new_messages() {
+    let galgo = Galgo::start();
+    galgo.ok(&["stream", "create", "s"]);
+    galgo.ok(&["topic", "create", "s", "t"]);
+    galgo.ok(&["message", "send", "s", "t", "old"]);
+    let mut child = galgo
+        .root()
+        .args([
+            "-o",
+            "json",
+            "message",
+            "poll",
+            "s",
+            "t",
+            "--follow",
+            "--interval",
+            "20ms",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let payload = |line: String| -> String {
+        let message: Value = serde_json::from_str(&line).unwrap();
+        message["payload"].as_str().unwrap().to_owned()
+    };
+    let first = lines
+        .recv_timeout(FOLLOW_TIMEOUT)
+        .expect("the stored message");
+    assert_eq!(payload(first), "old");
+    galgo.ok(&["message", "send", "s", "t", "new-1", "new-2"]);
+    for expected in ["new-1", "new-2"] {
+        let line = lines
+            .recv_timeout(FOLLOW_TIMEOUT)
+            .expect("a followed message");
+        assert_eq!(payload(line), expected);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn consumer_offsets_and_groups() {
+    let galgo = Galgo::start();
+    galgo.ok(&["stream", "create", "s"]);
+    galgo.ok(&["topic", "create", "s", "t", "--partitions", "2"]);
+    galgo.ok(&[
+        "message",
+        "send",
+        "s",
+        "t",
+        "--partition",
+        "1",
+        "a",
+        "b",
+        "c",
+    ]);
+    let stderr = galgo.fails(&["offset", "get", "s", "t", "--partition", "1"], 3);
+    assert!(
+        stderr.contains("no stored offset for consumer 1"),
+        "{stderr}"
+    );
+    galgo.ok(&["offset", "set", "s", "t", "1", "--partition", "1"]);
+    let stored = galgo.json(&["offset", "get", "s", "t", "--partition", "1"]);
+    assert_eq!(
+        (
+            stored["stored_offset"].as_u64(),
+            stored["current_offset"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert!(
+        galgo
+            .ok(&["offset", "get", "s", "t", "--partition", "1"])
+            .contains("lag             1")
+    );
+    galgo.ok(&["offset", "delete", "s", "t", "--partition", "1"]);
+    galgo.fails(&["offset", "get", "s", "t", "--partition", "1"], 3);
+    galgo.fails(
+        &[
+            "offset",
+            "set",
+            "s",
+            "t",
+            "1",
+            "--consumer",
+            "1",
+            "--group",
+            "g",
+        ],
+        2,
+    );
+
+    let group = galgo.json(&["group", "create", "s", "t", "billing"]);
+    assert_eq!(group["name"], "billing");
+    galgo.fails(&["group", "create", "s", "t", "billing"], 3);
+    let groups = galgo.json(&["group", "list", "s", "t"]);
+    assert_eq!(groups[0]["partitions_count"], 2, "{groups}");
+    let details = galgo.json(&["group", "get", "s", "t", "billing"]);
+    assert_eq!(details["members_count"], 0);
+    // A CLI poll joins the group for its one connection, reads and commits; with messages in
+    // both partitions, whichever partition the group hands out has some.
+    galgo.ok(&["message", "send", "s", "t", "--partition", "0", "x", "y"]);
+    let polled = galgo.json(&[
+        "message",
+        "poll",
+        "s",
+        "t",
+        "--group",
+        "billing",
+        "--next",
+        "--auto-commit",
+    ]);
+    let partition = polled["partition_id"].as_u64().unwrap().to_string();
+    let last = polled["messages"].as_array().unwrap().last().unwrap()["offset"].clone();
+    let offsets = galgo.json(&[
+        "offset",
+        "get",
+        "s",
+        "t",
+        "--group",
+        "billing",
+        "--partition",
+        &partition,
+    ]);
+    assert_eq!(offsets["stored_offset"], last, "{offsets}");
+    galgo.ok(&["group", "delete", "s", "t", "billing"]);
+    galgo.fails(&["group", "get", "s", "t", "billing"], 3);
+}
+
+#[test]
+fn users_permissions_and_tokens() {
+    let galgo = Galgo::start();
+    galgo.ok(&["stream", "create", "s"]);
+    let alice = galgo.json(&[
+        "user",
+        "create",
+        "alice",
+        "--user-password",
+        "secret1",
+        "--global",
+        "read-streams",
+        "--stream",
+        "0:poll-messages",
+        "--topic",
+        "0/0:send-messages",
+    ]);
+    assert_eq!(
+        alice["permissions"]["global"],
+        serde_json::json!(["read-streams"])
+    );
+    assert_eq!(
+        alice["permissions"]["streams"]["0"]["topics"]["0"],
+        serde_json::json!(["send-messages"])
+    );
+    galgo.fails(
+        &["user", "create", "alice", "--user-password", "secret1"],
+        3,
+    );
+    galgo.fails(
+        &[
+            "user",
+            "create",
+            "bob",
+            "--user-password",
+            "x1",
+            "--global",
+            "fly",
+        ],
+        2,
+    );
+    let as_alice = |args: &[&str]| {
+        let mut command = galgo.anonymous();
+        command.args(["-u", "alice", "-p", "secret1"]).args(args);
+        command
+    };
+    ok(&mut as_alice(&["stream", "list"]), None);
+    let stderr = fails(&mut as_alice(&["stream", "create", "mine"]), 3);
+    assert!(stderr.contains("Unauthorized (code 41)"), "{stderr}");
+    galgo.ok(&["user", "permissions", "alice", "--global", "manage-streams"]);
+    ok(&mut as_alice(&["stream", "create", "mine"]), None);
+    galgo.ok(&[
+        "user",
+        "password",
+        "alice",
+        "--current",
+        "secret1",
+        "--new",
+        "secret2",
+    ]);
+    let stderr = fails(&mut as_alice(&["ping"]), 3);
+    assert!(stderr.contains("InvalidCredentials (code 42)"), "{stderr}");
+    galgo.ok(&[
+        "user", "update", "alice", "--name", "alicia", "--status", "inactive",
+    ]);
+    let user = galgo.json(&["user", "get", "alicia"]);
+    assert_eq!(
+        (user["username"].as_str(), user["status"].as_str()),
+        (Some("alicia"), Some("inactive"))
+    );
+    assert_eq!(galgo.json(&["user", "list"]).as_array().unwrap().len(), 2);
+    galgo.fails(&["user", "update", "alicia"], 2);
+    galgo.ok(&["user", "delete", "alicia"]);
+    galgo.fails(&["user", "get", "alicia"], 3);
+
+    let token = galgo.json(&["token", "create", "ci-token", "--expiry", "1h"]);
+    let token = token["token"].as_str().unwrap().to_owned();
+    let tokens = galgo.json(&["token", "list"]);
+    assert_eq!(tokens[0]["name"], "ci-token");
+    assert!(tokens[0]["expiry_at_us"].as_u64().unwrap() > 0);
+    ok(galgo.anonymous().args(["--token", &token, "ping"]), None);
+    let url = format!("iggy://{token}@{}", galgo.server.addr);
+    ok(
+        galgo.anonymous().args(["--url", &url, "stream", "list"]),
+        None,
+    );
+    galgo.ok(&["token", "delete", "ci-token"]);
+    let stderr = fails(galgo.anonymous().args(["--token", &token, "ping"]), 3);
+    assert!(stderr.contains("server error: "), "{stderr}");
+    galgo.fails(&["token", "delete", "ci-token"], 3);
+}
+
+#[test]
+fn login_saves_a_token_session_and_logout_revokes_it() {
+    let galgo = Galgo::start();
+    fails(galgo.anonymous().arg("stream").arg("list"), 2);
+    let login = ok(
+        galgo
+            .anonymous()
+            .args(["login", "-u", "iggy", "--expiry", "1h"]),
+        Some(b"iggy\n"),
+    );
+    assert!(login.starts_with("logged in as iggy"), "{login}");
+    let file = galgo.config.path().join("session.json");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !saved.contains("\"iggy\"\n") && saved.contains("galgo-cli-"),
+        "{saved}"
+    );
+    let session: Value = serde_json::from_str(&saved).unwrap();
+    assert_ne!(session["token"], "iggy");
+
+    // No credentials given: the saved session logs in, even with another address flag absent.
+    let mut anonymous = galgo.anonymous();
+    anonymous.env_remove("GALGO_ADDRESS");
+    ok(anonymous.args(["stream", "create", "via-session"]), None);
+    let tokens = galgo.json(&["token", "list"]);
+    assert!(
+        tokens[0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("galgo-cli-")
+    );
+
+    let logout = ok(galgo.anonymous().arg("logout"), None);
+    assert!(logout.starts_with("logged out iggy"), "{logout}");
+    assert!(!file.exists());
+    assert_eq!(galgo.json(&["token", "list"]), Value::Array(vec![]));
+    fails(galgo.anonymous().args(["stream", "list"]), 2);
+    assert!(ok(galgo.anonymous().arg("logout"), None).contains("not logged in"));
+    // A wrong password saves nothing.
+    let output = run(
+        galgo
+            .anonymous()
+            .args(["login", "-u", "iggy", "-p", "nope"]),
+        None,
+    );
+    assert_eq!(output.status.code(), Some(3));
+    assert!(!file.exists());
+    fails(galgo.anonymous().args(["login", "--token", "t"]), 2);
+}
+
+#[test]
+fn usage_and_connection_failures_have_their_own_exit_codes() {
+    let galgo = Galgo::start();
+    fails(galgo.root().arg("bogus"), 2);
+    fails(galgo.root().args(["stream", "create"]), 2);
+    fails(galgo.anonymous().args(["--url", "http://x", "ping"]), 2);
+    fails(galgo.anonymous().args(["-p", "x", "ping"]), 2);
+    let stderr = fails(galgo.root().args(["--address", "127.0.0.1:1", "ping"]), 4);
+    assert!(stderr.contains("connection failed"), "{stderr}");
+    fails(galgo.root().args(["--transport", "quic", "ping"]), 4);
+    let stderr = fails(
+        galgo
+            .anonymous()
+            .args(["-u", "iggy", "-p", "wrong", "ping"]),
+        3,
+    );
+    assert!(stderr.contains("InvalidCredentials (code 42)"), "{stderr}");
+}
+
+/// Every subcommand, so that each one's help is checked for examples.
+const SUBCOMMANDS: &[&[&str]] = &[
+    &["ping"],
+    &["me"],
+    &["stats"],
+    &["client", "list"],
+    &["client", "get"],
+    &["stream", "list"],
+    &["stream", "get"],
+    &["stream", "create"],
+    &["stream", "update"],
+    &["stream", "delete"],
+    &["stream", "purge"],
+    &["topic", "list"],
+    &["topic", "get"],
+    &["topic", "create"],
+    &["topic", "update"],
+    &["topic", "delete"],
+    &["topic", "purge"],
+    &["partition", "create"],
+    &["partition", "delete"],
+    &["segment", "delete"],
+    &["message", "send"],
+    &["message", "poll"],
+    &["offset", "get"],
+    &["offset", "set"],
+    &["offset", "delete"],
+    &["group", "list"],
+    &["group", "get"],
+    &["group", "create"],
+    &["group", "delete"],
+    &["user", "list"],
+    &["user", "get"],
+    &["user", "create"],
+    &["user", "update"],
+    &["user", "permissions"],
+    &["user", "password"],
+    &["user", "delete"],
+    &["token", "list"],
+    &["token", "create"],
+    &["token", "delete"],
+    &["login"],
+    &["logout"],
+    &["completions"],
+    &[],
+];
+
+#[test]
+fn every_subcommand_has_help_with_examples_and_completions_exist() {
+    let galgo_binary = env!("CARGO_BIN_EXE_galgo");
+    for path in SUBCOMMANDS {
+        let output = std::process::Command::new(galgo_binary)
+            .args(*path)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{path:?}");
+        assert!(
+            help.contains("Examples:\n  galgo"),
+            "{path:?} help has no examples:\n{help}"
+        );
+    }
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let output = std::process::Command::new(galgo_binary)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && script.contains("galgo"),
+            "{shell}"
+        );
+        assert!(script.contains("stream"), "{shell} completes subcommands");
+    }
+}
