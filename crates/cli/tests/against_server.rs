@@ -3,6 +3,10 @@
 
 mod support {
     pub mod galgo;
+    // Shared with the client's and the bench's tests: one harness for crates that cannot
+    // depend on the server crate.
+    #[path = "../../../client/tests/support/galgo_server.rs"]
+    #[allow(dead_code)]
     pub mod galgo_server;
 }
 

@@ -1,6 +1,6 @@
 //! A real `galgo-server` child process for tests of crates that cannot depend on the server
-//! crate (the client and the bench): bound to 127.0.0.1:0, a temp data dir, unpinned, two
-//! shards; killed on drop.
+//! crate (the client, the bench and the CLI include this file): bound to 127.0.0.1:0, a temp
+//! data dir, unpinned, two shards; killed on drop.
 //!
 //! The binary is `GALGO_SERVER_BIN` when set (to test against another build or another server
 //! of the protocol), otherwise the `galgo-server` cargo built beside this test in the same
