@@ -44,8 +44,7 @@ impl Transport {
         ) {
             return Err(ClientError::UnsupportedTransport(connection.transport));
         }
-        let tcp = TcpStream::connect(address).await?;
-        tcp.set_nodelay(connection.nodelay)?;
+        let tcp = tcp_stream(address, connection.nodelay).await?;
         let websocket = connection.transport == TransportKind::WebSocket;
         if !connection.tls {
             return Ok(if websocket {
@@ -71,6 +70,12 @@ impl Transport {
         })
     }
 
+    /// Opens plain TCP to `address` (`host:port`): for peers that are not named by a connection
+    /// string, such as the bench's echo baseline.
+    pub async fn connect_tcp(address: &str, nodelay: bool) -> Result<Self, ClientError> {
+        Ok(Transport::Tcp(tcp_stream(address, nodelay).await?))
+    }
+
     /// Writes all of `buffer`, one whole request frame, and hands it back.
     pub async fn write_all(&mut self, buffer: BytesMut) -> BufResult<(), BytesMut> {
         match self {
@@ -91,4 +96,10 @@ impl Transport {
             Transport::SecureWebSocket(stream) => stream.read(buffer).await,
         }
     }
+}
+
+async fn tcp_stream(address: &str, nodelay: bool) -> Result<TcpStream, ClientError> {
+    let stream = TcpStream::connect(address).await?;
+    stream.set_nodelay(nodelay)?;
+    Ok(stream)
 }
