@@ -49,7 +49,8 @@ pub struct Args {
     /// What to measure.
     #[arg(long, value_enum, default_value = "pinned-producer")]
     pub mode: Mode,
-    /// Where and how to connect: iggy://user:password@host:port, iggy+tcp://…, iggy+ws://….
+    /// Where and how to connect: iggy://user:password@host:port, iggy+tcp://…, iggy+ws://…,
+    /// with ?tls=true&tls_domain=…&tls_ca_file=… for TLS or WSS.
     #[arg(
         long,
         default_value = "iggy://iggy:iggy@127.0.0.1:8090",

@@ -21,7 +21,7 @@ use galgo_client::protocol::message::MESSAGE_HEADER_BYTES;
 use galgo_client::protocol::{
     CommandCode, Consumer, Identifier, Partitioning, PollMessages, PollingStrategy,
 };
-use galgo_client::{Client, Transport, TransportKind};
+use galgo_client::{Client, Transport};
 
 use crate::actor::{ActorResult, Role, core_for, ns_between, spawn};
 use crate::args::Args;
@@ -74,7 +74,7 @@ async fn measure(
         Shape::Poll => Role::Consumer,
     };
     let mut result = ActorResult::new(role, index);
-    let transport = Transport::connect(TransportKind::Tcp, &addr.to_string(), true).await;
+    let transport = Transport::connect_tcp(&addr.to_string(), true).await;
     let mut client = match transport {
         Ok(transport) => Client::new(transport),
         Err(error) => {

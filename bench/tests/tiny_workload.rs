@@ -2,6 +2,7 @@
 //! expected counts; its HTML report is self-contained.
 
 #[path = "../../crates/client/tests/support/galgo_server.rs"]
+#[allow(dead_code)]
 mod galgo_server;
 
 use std::path::Path;
@@ -12,10 +13,15 @@ use serde_json::Value;
 
 /// Runs the bench binary with `args` plus the server and report paths; returns the JSON report.
 fn bench(server: &GalgoServer, dir: &Path, args: &[&str]) -> Value {
+    bench_at(&server.connection_string(), dir, args)
+}
+
+/// Runs the bench binary against the server `connection_string` names.
+fn bench_at(connection_string: &str, dir: &Path, args: &[&str]) -> Value {
     let json = dir.join("report.json");
     let html = dir.join("report.html");
     let output = Command::new(env!("CARGO_BIN_EXE_galgo-bench"))
-        .args(["--server", &server.connection_string()])
+        .args(["--server", connection_string])
         .args(["--baseline-secs", "0.2", "--idle-timeout-secs", "20"])
         .arg("--json")
         .arg(&json)
@@ -91,6 +97,35 @@ fn producer_and_consumer_counts_are_exact() {
         .map(|second| second["messages"].as_u64().unwrap())
         .sum();
     assert_eq!(series, 400, "the per-second series adds up to the total");
+}
+
+#[test]
+fn over_websocket() {
+    let server = GalgoServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let connection_string = format!("iggy+ws://iggy:iggy@{}", server.websocket_addr);
+    let report = bench_at(
+        &connection_string,
+        dir.path(),
+        &[
+            "--mode",
+            "pinned-producer-and-consumer",
+            "--producers",
+            "1",
+            "--consumers",
+            "1",
+            "--message-size",
+            "1000",
+            "--messages-per-batch",
+            "10",
+            "--batches",
+            "10",
+        ],
+    );
+    assert_eq!(report["server"]["transport"], "ws");
+    assert_eq!(count(&report, "producers", "messages"), 100);
+    assert_eq!(count(&report, "consumers", "messages"), 100);
+    assert!(report["errors"].as_array().unwrap().is_empty());
 }
 
 #[test]

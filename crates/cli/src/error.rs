@@ -66,10 +66,9 @@ impl From<ClientError> for CliError {
     fn from(error: ClientError) -> Self {
         match error {
             ClientError::Server(code) => CliError::Server(code),
-            ClientError::InvalidConnectionString(_) | ClientError::UnsupportedOption(_) => {
-                CliError::Usage(error.to_string())
-            }
+            ClientError::InvalidConnectionString(_) => CliError::Usage(error.to_string()),
             ClientError::UnsupportedTransport(_)
+            | ClientError::Tls(_)
             | ClientError::Io(_)
             | ClientError::MalformedResponse { .. } => CliError::Connection(error.to_string()),
         }

@@ -605,6 +605,62 @@ fn usage_and_connection_failures_have_their_own_exit_codes() {
     assert!(stderr.contains("InvalidCredentials (code 42)"), "{stderr}");
 }
 
+#[test]
+fn websocket_and_tls_connections() {
+    // TLS on the TCP port with a certificate the server makes for itself; plain WebSocket.
+    let config = tempfile::tempdir().expect("config dir");
+    let cert_file = config.path().join("cert.pem");
+    let key_file = config.path().join("key.pem");
+    let flags: Vec<String> = [
+        "tcp.tls.enabled=true".to_owned(),
+        "tcp.tls.self_signed=true".to_owned(),
+        format!("tcp.tls.cert_file={:?}", cert_file.display().to_string()),
+        format!("tcp.tls.key_file={:?}", key_file.display().to_string()),
+    ]
+    .into_iter()
+    .flat_map(|flag| ["--set".to_owned(), flag])
+    .collect();
+    let galgo = Galgo {
+        server: support::galgo_server::GalgoServer::start_with(&flags),
+        config,
+    };
+    let websocket = galgo.server.websocket_addr.to_string();
+    let over_ws = |args: &[&str]| {
+        let mut command = galgo.root();
+        command.args([
+            "--transport",
+            "ws",
+            "--address",
+            &websocket,
+            "--output",
+            "json",
+        ]);
+        let stdout = ok(command.args(args), None);
+        serde_json::from_str::<Value>(&stdout).unwrap_or_else(|error| panic!("{error}: {stdout}"))
+    };
+    assert_eq!(over_ws(&["me"])["transport"], "ws");
+    over_ws(&["stream", "create", "s"]);
+    over_ws(&["topic", "create", "s", "t"]);
+    over_ws(&["message", "send", "s", "t", "over-ws", "--partition", "0"]);
+
+    let url = format!(
+        "iggy+tcp://iggy:iggy@{}?tls=true&tls_domain=localhost&tls_ca_file={}",
+        galgo.server.addr,
+        cert_file.display()
+    );
+    let mut command = galgo.anonymous();
+    command.args([
+        "--url", &url, "--output", "json", "message", "poll", "s", "t",
+    ]);
+    let polled: Value =
+        serde_json::from_str(&ok(command.args(["--partition", "0"]), None)).expect("json");
+    assert_eq!(payloads(&polled), ["over-ws"]);
+    // Without the CA the self-signed certificate is refused: a connection failure.
+    let untrusted = format!("iggy+tcp://iggy:iggy@{}?tls=true", galgo.server.addr);
+    let stderr = fails(galgo.anonymous().args(["--url", &untrusted, "ping"]), 4);
+    assert!(stderr.contains("certificate"), "{stderr}");
+}
+
 /// Every subcommand, so that each one's help is checked for examples.
 const SUBCOMMANDS: &[&[&str]] = &[
     &["ping"],

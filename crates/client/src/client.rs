@@ -36,15 +36,7 @@ impl Client {
 
     /// Connects as the connection string says and logs in with its credentials.
     pub async fn connect(connection: &ConnectionString) -> Result<Self, ClientError> {
-        if connection.tls {
-            return Err(ClientError::UnsupportedOption("tls=true".into()));
-        }
-        let transport = Transport::connect(
-            connection.transport,
-            &connection.server_address,
-            connection.nodelay,
-        )
-        .await?;
+        let transport = Transport::connect(connection).await?;
         let mut client = Self::new(transport);
         match &connection.credentials {
             Credentials::UsernamePassword { username, password } => {

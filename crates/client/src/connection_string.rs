@@ -6,12 +6,15 @@
 //! iggy+ws://user:password@host:port[?options]       WebSocket
 //! iggy+quic://… and iggy+http://…                   recognised, refused when connecting
 //! iggy://personal-access-token@host:port            a token instead of credentials
-//! options: tls, tls_domain, tls_ca_file, nodelay, reconnection_retries,
-//!          reconnection_interval, reestablish_after, heartbeat_interval
+//! options: tls, tls_domain, tls_ca_file, tls_validate_certificate, nodelay,
+//!          reconnection_retries, reconnection_interval, reestablish_after, heartbeat_interval,
+//!          and the SDK's WebSocket tuning (read_buffer_size, write_buffer_size,
+//!          max_write_buffer_size, max_message_size, max_frame_size, accept_unmasked_frames)
 //! ```
+//! `tls_validate_certificate` defaults as in the SDK: true over TCP, false over WebSocket.
 //! Like the SDK, the string is split on `://`, `@`, `:` and `?` without percent-decoding, so
 //! a password cannot contain `@` or `:`. Options the SDK knows but this client does not act on
-//! (reconnection and heartbeat) are accepted and ignored, so every SDK string parses here.
+//! (reconnection, heartbeat and WebSocket tuning) are accepted and ignored, so every SDK string parses here.
 
 use std::fmt;
 
@@ -81,8 +84,14 @@ pub struct ConnectionString {
     pub credentials: Credentials,
     /// `tls=true`.
     pub tls: bool,
-    /// `tls_domain=…`, empty when absent.
+    /// `tls_domain=…`: the name the server's certificate must carry; empty when absent, and
+    /// then the host of `server_address`.
     pub tls_domain: String,
+    /// `tls_ca_file=…`: a PEM file of the roots to trust instead of the Mozilla roots.
+    pub tls_ca_file: Option<String>,
+    /// `tls_validate_certificate=…`: check the server's certificate chain and name. Defaults
+    /// to true over TCP and false over WebSocket, as in the SDK.
+    pub tls_validate_certificate: bool,
     /// `nodelay=true`: disable Nagle's algorithm on the socket.
     pub nodelay: bool,
 }
@@ -90,12 +99,17 @@ pub struct ConnectionString {
 const DEFAULT_PREFIX: &str = "iggy://";
 const TRANSPORT_PREFIX: &str = "iggy+";
 /// The options the SDK accepts that this client accepts and ignores.
-const IGNORED_OPTIONS: [&str; 5] = [
-    "tls_ca_file",
+const IGNORED_OPTIONS: [&str; 10] = [
     "reconnection_retries",
     "reconnection_interval",
     "reestablish_after",
     "heartbeat_interval",
+    "read_buffer_size",
+    "write_buffer_size",
+    "max_write_buffer_size",
+    "max_message_size",
+    "max_frame_size",
+    "accept_unmasked_frames",
 ];
 
 fn invalid(why: &str) -> ClientError {
@@ -127,6 +141,8 @@ impl ConnectionString {
             credentials,
             tls: false,
             tls_domain: String::new(),
+            tls_ca_file: None,
+            tls_validate_certificate: transport != TransportKind::WebSocket,
             nodelay: false,
         };
         if let Some(options) = options {
@@ -144,6 +160,8 @@ impl ConnectionString {
             match key {
                 "tls" => self.tls = value == "true",
                 "tls_domain" => self.tls_domain = value.to_owned(),
+                "tls_ca_file" => self.tls_ca_file = Some(value.to_owned()),
+                "tls_validate_certificate" => self.tls_validate_certificate = value == "true",
                 "nodelay" => self.nodelay = value == "true",
                 key if IGNORED_OPTIONS.contains(&key) => {}
                 key => return Err(invalid(&format!("unknown option {key:?}"))),
@@ -248,6 +266,22 @@ mod tests {
         let parsed = ConnectionString::parse(text).unwrap();
         assert!(parsed.tls);
         assert_eq!(parsed.tls_domain, "example.com");
+        assert_eq!(parsed.tls_ca_file.as_deref(), Some("ca.pem"));
+        assert!(parsed.tls_validate_certificate);
+    }
+
+    #[test]
+    fn certificate_validation_defaults_follow_the_sdk() {
+        let tcp = ConnectionString::parse("iggy+tcp://u:p@h:1?tls=true").unwrap();
+        assert!(tcp.tls_validate_certificate);
+        let ws = ConnectionString::parse("iggy+ws://u:p@h:1?tls=true&max_frame_size=1").unwrap();
+        assert!(!ws.tls_validate_certificate);
+        let checked =
+            ConnectionString::parse("iggy+ws://u:p@h:1?tls=true&tls_validate_certificate=true")
+                .unwrap();
+        assert!(checked.tls_validate_certificate);
+        let unchecked = ConnectionString::parse("iggy://u:p@h:1?tls_validate_certificate=false");
+        assert!(!unchecked.unwrap().tls_validate_certificate);
     }
 
     #[test]

@@ -13,9 +13,10 @@ pub enum ClientError {
     /// The transport is part of the protocol family but this client cannot speak it yet.
     #[error("transport not supported yet: {0}")]
     UnsupportedTransport(TransportKind),
-    /// An option (such as `tls=true`) asks for something this client cannot do yet.
-    #[error("option not supported yet: {0}")]
-    UnsupportedOption(String),
+    /// TLS could not be set up (an unreadable CA file, an invalid domain) or the handshake
+    /// failed (the server's certificate is not trusted or does not name it).
+    #[error("tls: {0}")]
+    Tls(String),
     /// The socket failed or the server closed it.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -33,6 +34,18 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// A failed TLS handshake: rustls's verdict becomes [`ClientError::Tls`], anything else
+    /// (the socket failed, the server left) stays an I/O error.
+    pub(crate) fn from_handshake(error: std::io::Error) -> Self {
+        match error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => ClientError::Tls(tls.to_string()),
+            None => ClientError::Io(error),
+        }
+    }
+
     /// The server's error code, when the server refused the request.
     pub fn server_code(&self) -> Option<ErrorCode> {
         match self {

@@ -11,11 +11,12 @@
 //! It does not reconnect on its own; a caller that wants a new connection makes a new client.
 //!
 //! ```text
-//! Client ──request frame──▶ Transport (Tcp today; WebSocket and TLS slot in as variants)
+//! Client ──request frame──▶ Transport (TCP, TCP+TLS, WebSocket or WSS; see transport.rs)
 //!        ◀─response frame── [status u32][length u32][payload]
 //! ```
 #![warn(missing_docs)]
 
+pub mod byte_stream;
 pub mod client;
 pub mod connection_string;
 pub mod error;
@@ -25,10 +26,13 @@ pub mod offsets;
 pub mod segments;
 pub mod streams;
 pub mod system;
+pub mod tls_config;
+pub mod tls_stream;
 pub mod tokens;
 pub mod topics;
 pub mod transport;
 pub mod users;
+pub mod ws_stream;
 
 pub use client::Client;
 pub use connection_string::{ConnectionString, Credentials, TransportKind};

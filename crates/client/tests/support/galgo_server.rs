@@ -22,8 +22,10 @@ const READY_PREFIX: &str = "galgo-server ready";
 
 /// One running server.
 pub struct GalgoServer {
-    /// Its TCP address.
+    /// Its TCP address (TCP+TLS when started with `tcp.tls.enabled=true`).
     pub addr: SocketAddr,
+    /// Its WebSocket address (WSS when started with `websocket.tls.enabled=true`).
+    pub websocket_addr: SocketAddr,
     child: Child,
     _dir: TempDir,
 }
@@ -31,6 +33,12 @@ pub struct GalgoServer {
 impl GalgoServer {
     /// Starts a server and waits for its ready line.
     pub fn start() -> GalgoServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with `extra` command-line arguments (e.g. `--set` flags) and waits for
+    /// its ready line.
+    pub fn start_with(extra: &[String]) -> GalgoServer {
         let dir = tempfile::Builder::new()
             .prefix("galgo-client-test-")
             .tempdir()
@@ -44,6 +52,7 @@ impl GalgoServer {
             // Small rings: io_uring charges ring memory to the user's RLIMIT_MEMLOCK, and the
             // suite runs several servers at once.
             .args(["--set", "shards.ring_entries=256"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -57,17 +66,16 @@ impl GalgoServer {
                 let Ok(line) = line else { break };
                 // `galgo-server ready tcp=ADDR websocket=ADDR`: the fields may grow.
                 if let Some(fields) = line.strip_prefix(READY_PREFIX)
-                    && let Some(addr) = fields
-                        .split_whitespace()
-                        .find_map(|field| field.strip_prefix("tcp="))
+                    && let Some(tcp) = ready_field(fields, "tcp=")
+                    && let Some(websocket) = ready_field(fields, "websocket=")
                     && let Some(ready) = ready.take()
                 {
-                    let _ = ready.send(addr.parse::<SocketAddr>().expect("ready address"));
+                    let _ = ready.send((tcp, websocket));
                 }
             }
         });
-        let addr = match ready_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(addr) => addr,
+        let (addr, websocket_addr) = match ready_rx.recv_timeout(READY_TIMEOUT) {
+            Ok(addrs) => addrs,
             Err(error) => {
                 let _ = child.kill();
                 panic!("galgo-server gave no ready line within {READY_TIMEOUT:?}: {error}");
@@ -75,6 +83,7 @@ impl GalgoServer {
         };
         GalgoServer {
             addr,
+            websocket_addr,
             child,
             _dir: dir,
         }
@@ -91,6 +100,13 @@ impl Drop for GalgoServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn ready_field(fields: &str, key: &str) -> Option<SocketAddr> {
+    let value = fields
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix(key))?;
+    Some(value.parse().expect("ready address"))
 }
 
 fn server_binary() -> PathBuf {
