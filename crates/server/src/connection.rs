@@ -23,7 +23,7 @@ use crate::{
     byte_stream::ByteStream,
     context::Context,
     handler,
-    migration::{self, Departure, Follower},
+    migration::{self, Follower, Stay},
     session::Session,
     tls_stream::TlsStream,
     ws_stream::WsStream,
@@ -195,20 +195,24 @@ pub async fn serve_tcp_session(
     let follower = (shard.shard_count() > 1).then(|| Follower::new(shard.id()));
     let mut connection = Connection::new(stream, buffer, &context, follower);
     let mut session = session;
-    match connection.run(&shard, &context, &mut session).await {
-        Ended::Moving(target) => {
-            let Connection { stream, buffer, .. } = connection;
-            // Reads and responses are all done: nothing of this session is in flight.
-            session.take_partition_owner();
-            let departure = Departure {
-                stream,
-                buffer,
-                session,
-                target,
-            };
-            migration::depart(&shard, &context, departure).await;
+    loop {
+        let target = match connection.run(&shard, &context, &mut session).await {
+            Ended::Moving(target) => target,
+            ended => return end_session(&shard, &context, connection, session, ended).await,
+        };
+        // Reads and responses are all done: nothing of this session is in flight.
+        let buffer = std::mem::take(&mut connection.buffer);
+        let stream = &connection.stream;
+        match migration::depart(&shard, &context, stream, buffer, session, target).await {
+            // The target serves its own copy of the socket; this one closes on return.
+            Ok(()) => return,
+            Err(Stay::Ended) => return,
+            Err(Stay::Refused(buffer, kept)) => {
+                // Served here from now on: a refused move is not retried at every request.
+                (connection.buffer, session) = (buffer, kept);
+                connection.follower = None;
+            }
         }
-        ended => end_session(&shard, &context, connection, session, ended).await,
     }
 }
 

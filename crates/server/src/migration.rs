@@ -62,36 +62,31 @@ impl Follower {
     }
 }
 
-/// A plain TCP session leaving its shard: everything the next shard needs to go on with it.
-pub struct Departure {
-    /// The socket, still open on this shard until the target has its own descriptor.
-    pub stream: TcpStream,
-    /// Bytes already read and not yet handled (a pipelining client's next frames).
-    pub buffer: BytesMut,
-    /// Who is connected and logged in.
-    pub session: Session,
-    /// Where it goes.
-    pub target: ShardId,
+/// Why a connection stays where it is.
+pub enum Stay {
+    /// The target refused it (full, or not serving); the session goes on here.
+    Refused(BytesMut, Session),
+    /// The target is gone (shutdown): the session has ended.
+    Ended,
 }
 
-/// Hands `departure` to its target shard. This shard forgets the client first; if the target
-/// cannot take it (it is stopping), the connection ends here as if the peer had left.
-pub async fn depart(shard: &Rc<Shard>, context: &context::Context, departure: Departure) {
-    let Departure {
-        stream,
-        buffer,
-        session,
-        target,
-    } = departure;
+/// Hands the session on `stream` to `target`. On success the target serves a duplicate of
+/// the socket and this shard has forgotten the client (the caller then drops `stream`); a
+/// target at `connections_per_shard_max` refuses, and the session goes on here.
+pub async fn depart(
+    shard: &Rc<Shard>,
+    context: &context::Context,
+    stream: &TcpStream,
+    buffer: BytesMut,
+    session: Session,
+    target: ShardId,
+) -> Result<(), Stay> {
     let client_id = session.client_id;
-    shard.clients.borrow_mut().remove(client_id);
-    context.forget_client(client_id);
     let copy = match stream.as_fd().try_clone_to_owned() {
         Ok(copy) => std::net::TcpStream::from(copy),
         Err(error) => {
-            tracing::warn!(shard = shard.id().0, client_id, %error, "cannot duplicate a socket to move it; connection closed");
-            handler::client_gone(shard, context, client_id).await;
-            return;
+            tracing::warn!(shard = shard.id().0, client_id, %error, "cannot duplicate a socket to move it; it stays");
+            return Err(Stay::Refused(buffer, session));
         }
     };
     let moved = shard
@@ -101,37 +96,56 @@ pub async fn depart(shard: &Rc<Shard>, context: &context::Context, departure: De
         .await;
     match moved {
         Ok(Ok(())) => {
+            shard.clients.borrow_mut().remove(client_id);
+            context.forget_client(client_id);
             tracing::debug!(
                 from = shard.id().0,
                 to = target.0,
                 client_id,
                 "connection moved to its partitions' shard"
             );
+            Ok(())
         }
-        Ok(Err(error)) => {
-            tracing::warn!(from = shard.id().0, to = target.0, client_id, %error, "connection could not move; closed");
-            handler::client_gone(shard, context, client_id).await;
+        Ok(Err((buffer, session, reason))) => {
+            tracing::debug!(
+                from = shard.id().0,
+                to = target.0,
+                client_id,
+                reason,
+                "connection not moved; it stays"
+            );
+            Err(Stay::Refused(buffer, session))
         }
         Err(error) => {
             tracing::debug!(from = shard.id().0, to = target.0, client_id, %error, "connection not moved: shard stopping");
+            shard.clients.borrow_mut().remove(client_id);
             handler::client_gone(shard, context, client_id).await;
+            Err(Stay::Ended)
         }
     }
-    // `stream` drops here, closing this shard's descriptor; the target serves its own copy.
 }
 
-/// On the target shard: registers the moved connection and serves it in a task of its own.
+/// On the target shard: registers the moved connection and serves it in a task of its own,
+/// or gives the session back with the reason it cannot take it.
 fn arrive(
     shard: Rc<Shard>,
     socket: std::net::TcpStream,
     buffer: BytesMut,
     session: Session,
-) -> Result<(), String> {
-    let context = context::installed().ok_or("this shard serves no connections")?;
+) -> Result<(), (BytesMut, Session, &'static str)> {
+    let Some(context) = context::installed() else {
+        return Err((buffer, session, "this shard serves no connections"));
+    };
     if shard.is_stopping() {
-        return Err("shard stopping".to_owned());
+        return Err((buffer, session, "shard stopping"));
     }
-    let stream = TcpStream::from_std(socket).map_err(|error| error.to_string())?;
+    if shard.clients.borrow().len() >= context.seed.tcp.connections_per_shard_max {
+        return Err((buffer, session, "shard is full"));
+    }
+    let stream = match TcpStream::from_std(socket) {
+        Ok(stream) => stream,
+        Err(_) => return Err((buffer, session, "cannot register the socket")),
+    };
     shard.clients.borrow_mut().insert(ClientRecord {
         client_id: session.client_id,
         user_id: session.user_id,
