@@ -12,6 +12,7 @@ use std::{io, net::SocketAddr, os::fd::AsRawFd, rc::Rc, time::Duration};
 
 use bytes::{Buf, Bytes, BytesMut};
 use compio::{BufResult, net::TcpStream};
+use galgo_metadata::ShardId;
 use galgo_protocol::{
     CommandCode, ErrorCode, Request,
     frame::{REQUEST_HEADER_BYTES, RequestHeader, encode_response_header, error_response},
@@ -19,7 +20,12 @@ use galgo_protocol::{
 use galgo_shards::{ClientRecord, Shard, Transport};
 
 use crate::{
-    byte_stream::ByteStream, context::Context, handler, session::Session, tls_stream::TlsStream,
+    byte_stream::ByteStream,
+    context::Context,
+    handler,
+    migration::{self, Follower, Stay},
+    session::Session,
+    tls_stream::TlsStream,
     ws_stream::WsStream,
 };
 
@@ -95,7 +101,11 @@ async fn handshake_and_serve(
     let websocket = &seed.websocket;
     let (shard, context) = (shard.clone(), context.clone());
     match (listener, &seed.tcp_tls, &seed.websocket_tls) {
-        (Listener::Tcp, None, _) => run_session(shard, context, stream, peer, listener).await,
+        (Listener::Tcp, None, _) => {
+            let session = open_session(&shard, peer, listener);
+            let buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+            serve_tcp_session(shard, context, stream, buffer, session).await
+        }
         (Listener::Tcp, Some(tls), _) => {
             let limit = seed.tcp.tls.handshake_timeout_ms;
             let tls = in_time(limit, TlsStream::accept(stream, tls.clone())).await?;
@@ -143,17 +153,10 @@ fn websocket_config(
         .accept_unmasked_frames(websocket.accept_unmasked_frames)
 }
 
-/// Registers the client, runs the frame loop over `stream`, says goodbye on shutdown and
-/// removes the client. The stream (and so the socket) is dropped on return.
-async fn run_session<S: ByteStream>(
-    shard: Rc<Shard>,
-    context: Rc<Context>,
-    stream: S,
-    peer: SocketAddr,
-    listener: Listener,
-) {
+/// A new session for a connection accepted from `peer`, registered with the shard's clients.
+fn open_session(shard: &Shard, peer: SocketAddr, listener: Listener) -> Session {
     let transport = listener.transport();
-    let mut session = Session::new(peer, transport);
+    let session = Session::new(peer, transport);
     shard.clients.borrow_mut().insert(ClientRecord {
         client_id: session.client_id,
         user_id: None,
@@ -161,12 +164,67 @@ async fn run_session<S: ByteStream>(
         address: peer.to_string(),
     });
     tracing::debug!(shard = shard.id().0, %peer, ?transport, client_id = session.client_id, "client connected");
-    let mut connection = Connection {
-        stream,
-        buffer: BytesMut::with_capacity(READ_BUFFER_BYTES),
-        write_timeout: Duration::from_millis(context.seed.tcp.write_timeout_ms),
-    };
+    session
+}
+
+/// Registers the client, runs the frame loop over `stream` and ends the session. The stream
+/// (and so the socket) is dropped on return.
+async fn run_session<S: ByteStream>(
+    shard: Rc<Shard>,
+    context: Rc<Context>,
+    stream: S,
+    peer: SocketAddr,
+    listener: Listener,
+) {
+    let mut session = open_session(&shard, peer, listener);
+    let buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let mut connection = Connection::new(stream, buffer, &context, None);
     let ended = connection.run(&shard, &context, &mut session).await;
+    end_session(&shard, &context, connection, session, ended).await;
+}
+
+/// Serves a plain TCP session (new, or moved here from another shard) until it ends or moves
+/// on to the shard that owns its partitions (migration.rs).
+pub async fn serve_tcp_session(
+    shard: Rc<Shard>,
+    context: Rc<Context>,
+    stream: TcpStream,
+    buffer: BytesMut,
+    session: Session,
+) {
+    let follower = (shard.shard_count() > 1).then(|| Follower::new(shard.id()));
+    let mut connection = Connection::new(stream, buffer, &context, follower);
+    let mut session = session;
+    loop {
+        let target = match connection.run(&shard, &context, &mut session).await {
+            Ended::Moving(target) => target,
+            ended => return end_session(&shard, &context, connection, session, ended).await,
+        };
+        // Reads and responses are all done: nothing of this session is in flight.
+        let buffer = std::mem::take(&mut connection.buffer);
+        let stream = &connection.stream;
+        match migration::depart(&shard, &context, stream, buffer, session, target).await {
+            // The target serves its own copy of the socket; this one closes on return.
+            Ok(()) => return,
+            Err(Stay::Ended) => return,
+            Err(Stay::Refused(buffer, kept)) => {
+                // Served here from now on: a refused move is not retried at every request.
+                (connection.buffer, session) = (buffer, kept);
+                connection.follower = None;
+            }
+        }
+    }
+}
+
+/// Says goodbye on shutdown, removes the client and logs how the connection ended.
+async fn end_session<S: ByteStream>(
+    shard: &Rc<Shard>,
+    context: &Context,
+    mut connection: Connection<S>,
+    session: Session,
+    ended: Ended,
+) {
+    let peer = session.peer;
     if shard.is_stopping() {
         let _ = connection
             .write(vec![Bytes::copy_from_slice(&error_response(
@@ -176,7 +234,7 @@ async fn run_session<S: ByteStream>(
         let _ = connection.stream.close().await;
     }
     shard.clients.borrow_mut().remove(session.client_id);
-    handler::client_gone(&shard, &context, session.client_id).await;
+    handler::client_gone(shard, context, session.client_id).await;
     match ended {
         Ended::Closed => {
             tracing::debug!(shard = shard.id().0, %peer, client_id = session.client_id, "client disconnected")
@@ -184,6 +242,7 @@ async fn run_session<S: ByteStream>(
         Ended::Io(error) => {
             tracing::info!(shard = shard.id().0, %peer, client_id = session.client_id, %error, "connection failed")
         }
+        Ended::Moving(_) => unreachable!("only serve_tcp_session moves, and it hands over instead"),
     }
 }
 
@@ -194,6 +253,8 @@ enum Ended {
     Closed,
     /// A socket error.
     Io(std::io::Error),
+    /// The session's requests go to another shard's partitions: it moves there.
+    Moving(ShardId),
 }
 
 struct Connection<S> {
@@ -201,9 +262,20 @@ struct Connection<S> {
     buffer: BytesMut,
     /// How long one response may take to leave before the client counts as gone.
     write_timeout: Duration,
+    /// Present when this connection may move to the shard of its partitions.
+    follower: Option<Follower>,
 }
 
 impl<S: ByteStream> Connection<S> {
+    fn new(stream: S, buffer: BytesMut, context: &Context, follower: Option<Follower>) -> Self {
+        Self {
+            stream,
+            buffer,
+            write_timeout: Duration::from_millis(context.seed.tcp.write_timeout_ms),
+            follower,
+        }
+    }
+
     async fn run(&mut self, shard: &Rc<Shard>, context: &Context, session: &mut Session) -> Ended {
         loop {
             if let Err(ended) = self.fill(REQUEST_HEADER_BYTES).await {
@@ -244,6 +316,10 @@ impl<S: ByteStream> Connection<S> {
             };
             if let Err(error) = self.write(encode_reply(reply)).await {
                 return Ended::Io(error);
+            }
+            let owner = session.take_partition_owner();
+            if let Some(target) = self.follower.as_mut().and_then(|f| f.observe(owner)) {
+                return Ended::Moving(target);
             }
         }
     }

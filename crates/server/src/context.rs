@@ -167,6 +167,33 @@ impl Context {
     pub fn forget_group_cursor(&self, client_id: u32, group: GroupKey) {
         self.group_cursors.borrow_mut().remove(&(client_id, group));
     }
+
+    /// Forgets every cursor of a client whose connection moved to another shard; its polls
+    /// start a new round there.
+    pub fn forget_client(&self, client_id: u32) {
+        self.group_cursors
+            .borrow_mut()
+            .retain(|(client, _), _| *client != client_id);
+    }
+}
+
+thread_local! {
+    /// The context of the shard running on this thread, for connections handed over from
+    /// another shard (a shard is one thread, so the thread names the shard).
+    static SHARD_CONTEXT: std::cell::OnceCell<std::rc::Rc<Context>> =
+        const { std::cell::OnceCell::new() };
+}
+
+/// Makes `context` the one of the shard on this thread (once, when it starts accepting).
+pub fn install(context: std::rc::Rc<Context>) {
+    SHARD_CONTEXT.with(|slot| {
+        let _ = slot.set(context);
+    });
+}
+
+/// The context of the shard on this thread, if it serves connections.
+pub fn installed() -> Option<std::rc::Rc<Context>> {
+    SHARD_CONTEXT.with(|slot| slot.get().cloned())
 }
 
 /// The wall clock in µs since the Unix epoch.

@@ -120,7 +120,7 @@ pub async fn handle(
         Request::PurgeTopic(purge) => topics::purge(shard, purge).await,
         Request::CreatePartitions(create) => topics::create_partitions(shard, create).await,
         Request::DeletePartitions(delete) => topics::delete_partitions(shard, delete).await,
-        Request::SendMessages(send) => messages::send(shard, context, send).await,
+        Request::SendMessages(send) => messages::send(shard, context, session, send).await,
         Request::PollMessages(poll) => messages::poll(shard, context, session, poll).await,
         Request::FlushUnsavedBuffer(flush) => messages::flush(shard, flush).await,
         Request::GetConsumerOffset(get) => offsets::get(shard, get).await,

@@ -111,6 +111,7 @@ fn start_accepting(
     listeners: Vec<(Listener, StdListener)>,
 ) -> Result<(), String> {
     let context = Rc::new(Context::new(seed));
+    crate::context::install(context.clone());
     for (kind, listener) in listeners {
         let listener = compio::net::TcpListener::from_std(listener).map_err(|error| {
             format!(

@@ -14,6 +14,7 @@ mod error;
 mod handler;
 mod host;
 mod listener;
+mod migration;
 mod session;
 mod tls_config;
 mod tls_stream;

@@ -1,12 +1,13 @@
 //! The state of one connection: who it is and who is logged in on it.
 
-use std::net::SocketAddr;
+use std::{cell::Cell, net::SocketAddr};
 
-use galgo_metadata::{Metadata, User, UserId};
+use galgo_metadata::{Metadata, ShardId, User, UserId};
 use galgo_protocol::ErrorCode;
 use galgo_shards::Transport;
 
-/// One connection's session. Lives in its connection task on the accepting shard.
+/// One connection's session. Lives in its connection task, on the accepting shard or the
+/// shard the connection moved to.
 #[derive(Debug)]
 pub struct Session {
     /// XXH32 (seed 0) of the peer address text, as Iggy computes client ids.
@@ -20,6 +21,9 @@ pub struct Session {
     /// The generation of the logged-in user (see [`User::generation`]): a user deleted and
     /// replaced by another with the same id does not inherit this session.
     user_generation: u64,
+    /// The shard that owned the partition of the last send or poll, taken by the frame loop
+    /// after each request (see migration.rs).
+    partition_owner: Cell<Option<ShardId>>,
 }
 
 impl Session {
@@ -31,7 +35,18 @@ impl Session {
             transport,
             user_id: None,
             user_generation: 0,
+            partition_owner: Cell::new(None),
         }
+    }
+
+    /// Notes the shard that owned the partition a send or poll went to.
+    pub fn note_partition_owner(&self, owner: ShardId) {
+        self.partition_owner.set(Some(owner));
+    }
+
+    /// The owner noted by the last request, if it was a send or poll; clears it.
+    pub fn take_partition_owner(&self) -> Option<ShardId> {
+        self.partition_owner.take()
     }
 
     /// The logged-in user's id, or 40 Unauthenticated.

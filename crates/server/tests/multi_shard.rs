@@ -283,3 +283,56 @@ fn acknowledged_metadata_changes_are_visible_on_every_connection() {
         }
     }
 }
+
+/// Cross-shard calls counted by every shard so far.
+fn calls_sent(server: &TestServer) -> u64 {
+    let stats = raw::shard_stats(server.addr);
+    stats.shards.iter().map(|s| s.calls_sent).sum()
+}
+
+/// A plain TCP connection that keeps sending to one partition moves to that partition's shard
+/// (migration.rs): its later requests cost no cross-shard call, it stays logged in, requests it
+/// pipelined across the move are all answered in order, and everything it sent is stored.
+#[test]
+fn a_connection_moves_to_the_shard_of_its_partitions() {
+    const TWO_SHARDS_PARTITIONS: u32 = 4;
+    const BATCHES: u32 = 40;
+    let server = TestServer::start(&["--shards", "2"]);
+    let mut conn = raw::RawConn::connect_logged_in(server.addr);
+    let stream_id = raw::create_stream(&mut conn, "moving");
+    let topic_id = raw::create_topic(&mut conn, stream_id, "t", TWO_SHARDS_PARTITIONS);
+    // 4 partitions over 2 shards, at most 3 on one (balanced placement): whichever shard this
+    // connection landed on, some partition below lives on the other one.
+    for partition in 0..TWO_SHARDS_PARTITIONS {
+        let before = calls_sent(&server);
+        let mut pipelined = Vec::new();
+        for batch in 0..BATCHES {
+            let payload = format!("p{partition}-b{batch}");
+            let send =
+                raw::SendMessages::new(stream_id, topic_id, partition, &[payload.as_bytes()]);
+            pipelined.extend(raw::frame(raw::code::SEND_MESSAGES, &send.encode()));
+        }
+        // All frames in one write: the ones after a move arrive in the buffer it hands over.
+        conn.send_bytes(&pipelined);
+        for _ in 0..BATCHES {
+            conn.read_response().ok();
+        }
+        let spent = calls_sent(&server) - before;
+        assert!(
+            spent < u64::from(BATCHES) / 2,
+            "partition {partition}: {spent} cross-shard calls for {BATCHES} sends; the connection did not follow its partition"
+        );
+    }
+    for partition in 0..TWO_SHARDS_PARTITIONS {
+        let polled = raw::poll(&mut conn, stream_id, topic_id, partition, 0, BATCHES + 1);
+        let expected: Vec<(u64, Vec<u8>)> = (0..BATCHES)
+            .map(|batch| {
+                (
+                    u64::from(batch),
+                    format!("p{partition}-b{batch}").into_bytes(),
+                )
+            })
+            .collect();
+        assert_eq!(polled.messages, expected, "partition {partition}");
+    }
+}

@@ -883,3 +883,42 @@ async fn broken_offset_files_are_removed_at_open() {
     assert!(!consumers.join("5").exists());
     assert!(!consumers.join("6.tmp").exists());
 }
+
+/// Bound on the waits of the test below: its steps take microseconds.
+const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[compio::test]
+async fn a_flush_s_fdatasync_does_not_hold_up_other_writes() {
+    let temp = tempfile::tempdir().unwrap();
+    let (log, _) = open(&partition_dir(&temp), default_config()).await;
+    log.append(block("a", 3), 3, 1).await.unwrap();
+    let mut syncing = pin!(log.flush(true));
+    // Drive the flush until its write is done; it then waits on its fdatasync.
+    compio::time::timeout(STEP_TIMEOUT, async {
+        while poll_once(syncing.as_mut()).is_pending() && log.unflushed_messages() > 0 {
+            compio::runtime::spawn(async {}).await.unwrap();
+        }
+    })
+    .await
+    .expect("the write finishes");
+    assert!(
+        poll_once(syncing.as_mut()).is_pending(),
+        "the fdatasync is in flight (the runtime has not run since it was submitted)"
+    );
+    let a_bytes = log.stats().size_bytes;
+    // Another write, while the first flush is not even polled: it needs `flush_lock`.
+    log.append(block("b", 2), 2, 2).await.unwrap();
+    compio::time::timeout(STEP_TIMEOUT, log.flush(false))
+        .await
+        .expect("a write does not wait for another flush's fdatasync")
+        .unwrap();
+    assert_eq!(log.unflushed_messages(), 0);
+    syncing.await.unwrap();
+    assert_eq!(
+        log.unsynced_bytes(),
+        log.stats().size_bytes - a_bytes,
+        "the sync vouches only for what was written when it started"
+    );
+    log.flush(true).await.unwrap();
+    assert_eq!(log.unsynced_bytes(), 0);
+}

@@ -64,9 +64,15 @@ fn choose_partition(
 
 /// SendMessages: answers once the owner accepted the batch (and, with fsync = "always",
 /// once it is on stable storage).
-pub async fn send(shard: &Rc<Shard>, context: &Context, send: SendMessages) -> Outcome {
+pub async fn send(
+    shard: &Rc<Shard>,
+    context: &Context,
+    session: &Session,
+    send: SendMessages,
+) -> Outcome {
     let partition = choose_partition(shard, context, &send)?;
     let (key, owner) = locate(shard, &send.stream, &send.topic, partition)?;
+    session.note_partition_owner(owner);
     let (messages, count) = (send.messages, send.messages_count);
     on_partition(shard, key, owner, move |_, log| async move {
         // The owner's clock stamps the batch, so timestamps follow offsets per partition.
@@ -91,6 +97,7 @@ pub async fn poll(
     let owner_key = OffsetOwner::Consumer(consumer_key(consumer));
     let partition = poll.partition_id.unwrap_or(0);
     let (key, owner) = locate(shard, &poll.stream, &poll.topic, partition)?;
+    session.note_partition_owner(owner);
     let (strategy, count, auto_commit) = (poll.strategy, poll.count, poll.auto_commit);
     let (chunks, _) = on_partition(shard, key, owner, move |_, log| async move {
         poll_partition(&log, partition, owner_key, strategy, count, auto_commit).await
@@ -138,6 +145,7 @@ async fn poll_group(
         return Ok(no_partition_reply());
     };
     let (key, owner) = locate(shard, &poll.stream, &poll.topic, partition)?;
+    session.note_partition_owner(owner);
     let (strategy, count, auto_commit) = (poll.strategy, poll.count, poll.auto_commit);
     let owner_key = OffsetOwner::Group(group.group.0);
     let chunks = on_partition(shard, key, owner, move |shard, log| async move {

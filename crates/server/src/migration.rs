@@ -1,0 +1,201 @@
+//! Connections follow their partitions: a plain TCP connection whose sends and polls keep
+//! going to partitions of one other shard moves to that shard, so its requests stop paying a
+//! cross-shard hop each (two thread wake-ups through the inboxes).
+//!
+//! The kernel spreads connections over the shards' listeners (SO_REUSEPORT) without knowing
+//! which partitions they will use, so with N shards most connections start on the wrong one.
+//! Measured on 2 cores, one 100-byte message per request: with every partition on one shard
+//! (no hop possible) p50 was 1.5× the raw round trip against 2.9× with 2 shards
+//! (docs/benchmarks.md).
+//!
+//! A move happens only between requests (the response is written, nothing is in flight):
+//! the socket is duplicated, the copy, the session and any bytes already read are sent to the
+//! target shard in a call, and the target serves the connection from its next frame on. TLS
+//! and WebSocket connections keep their adapter's state in the task and never move.
+
+use std::{
+    net::SocketAddr,
+    os::fd::{AsFd, AsRawFd},
+    rc::Rc,
+};
+
+use bytes::BytesMut;
+use compio::net::TcpStream;
+use galgo_metadata::ShardId;
+use galgo_shards::{ClientRecord, Shard};
+
+use crate::{connection, context, handler, session::Session};
+
+/// Consecutive sends or polls served by one other shard before the connection moves there.
+/// More than one, so a client that spreads its requests over the shards' partitions (balanced
+/// partitioning, polls of many partitions) is not moved back and forth.
+pub const HOPS_BEFORE_MOVE: u32 = 3;
+
+/// Watches where a connection's partition requests go and says when to move.
+#[derive(Debug)]
+pub struct Follower {
+    /// The shard serving the connection now.
+    here: ShardId,
+    /// The other shard the recent requests went to, and how many in a row.
+    streak: Option<(ShardId, u32)>,
+}
+
+impl Follower {
+    /// A follower for a connection served by `here`.
+    pub fn new(here: ShardId) -> Self {
+        Self { here, streak: None }
+    }
+
+    /// Takes the owner of the last request's partition (`None`: it touched no partition) and
+    /// returns the shard to move to, once `HOPS_BEFORE_MOVE` requests in a row went there.
+    pub fn observe(&mut self, owner: Option<ShardId>) -> Option<ShardId> {
+        let owner = owner?;
+        if owner == self.here {
+            self.streak = None;
+            return None;
+        }
+        let count = match self.streak {
+            Some((shard, count)) if shard == owner => count + 1,
+            _ => 1,
+        };
+        self.streak = Some((owner, count));
+        (count >= HOPS_BEFORE_MOVE).then_some(owner)
+    }
+}
+
+/// Why a connection stays where it is.
+pub enum Stay {
+    /// The target refused it (full, or not serving); the session goes on here.
+    Refused(BytesMut, Session),
+    /// The target is gone (shutdown): the session has ended.
+    Ended,
+}
+
+/// Hands the session on `stream` to `target`. On success the target serves a duplicate of
+/// the socket and this shard has forgotten the client (the caller then drops `stream`); a
+/// target at `connections_per_shard_max` refuses, and the session goes on here.
+pub async fn depart(
+    shard: &Rc<Shard>,
+    context: &context::Context,
+    stream: &TcpStream,
+    buffer: BytesMut,
+    session: Session,
+    target: ShardId,
+) -> Result<(), Stay> {
+    let client_id = session.client_id;
+    let copy = match stream.as_fd().try_clone_to_owned() {
+        Ok(copy) => std::net::TcpStream::from(copy),
+        Err(error) => {
+            tracing::warn!(shard = shard.id().0, client_id, %error, "cannot duplicate a socket to move it; it stays");
+            return Err(Stay::Refused(buffer, session));
+        }
+    };
+    let moved = shard
+        .call(target, move |shard| async move {
+            arrive(shard, copy, buffer, session)
+        })
+        .await;
+    match moved {
+        Ok(Ok(())) => {
+            shard.clients.borrow_mut().remove(client_id);
+            context.forget_client(client_id);
+            tracing::debug!(
+                from = shard.id().0,
+                to = target.0,
+                client_id,
+                "connection moved to its partitions' shard"
+            );
+            Ok(())
+        }
+        Ok(Err((buffer, session, reason))) => {
+            tracing::debug!(
+                from = shard.id().0,
+                to = target.0,
+                client_id,
+                reason,
+                "connection not moved; it stays"
+            );
+            Err(Stay::Refused(buffer, session))
+        }
+        Err(error) => {
+            tracing::debug!(from = shard.id().0, to = target.0, client_id, %error, "connection not moved: shard stopping");
+            shard.clients.borrow_mut().remove(client_id);
+            handler::client_gone(shard, context, client_id).await;
+            Err(Stay::Ended)
+        }
+    }
+}
+
+/// On the target shard: registers the moved connection and serves it in a task of its own,
+/// or gives the session back with the reason it cannot take it.
+fn arrive(
+    shard: Rc<Shard>,
+    socket: std::net::TcpStream,
+    buffer: BytesMut,
+    session: Session,
+) -> Result<(), (BytesMut, Session, &'static str)> {
+    let Some(context) = context::installed() else {
+        return Err((buffer, session, "this shard serves no connections"));
+    };
+    if shard.is_stopping() {
+        return Err((buffer, session, "shard stopping"));
+    }
+    if shard.clients.borrow().len() >= context.seed.tcp.connections_per_shard_max {
+        return Err((buffer, session, "shard is full"));
+    }
+    let stream = match TcpStream::from_std(socket) {
+        Ok(stream) => stream,
+        Err(_) => return Err((buffer, session, "cannot register the socket")),
+    };
+    shard.clients.borrow_mut().insert(ClientRecord {
+        client_id: session.client_id,
+        user_id: session.user_id,
+        transport: session.transport,
+        address: session.peer.to_string(),
+    });
+    compio::runtime::spawn(serve_arrived(shard, context, stream, buffer, session)).detach();
+    Ok(())
+}
+
+/// Serves a moved connection until it ends or moves again; the socket is registered for
+/// shutdown like an accepted one.
+async fn serve_arrived(
+    shard: Rc<Shard>,
+    context: Rc<context::Context>,
+    stream: TcpStream,
+    buffer: BytesMut,
+    session: Session,
+) {
+    let fd = stream.as_raw_fd();
+    let peer: SocketAddr = session.peer;
+    shard.register_socket(fd);
+    connection::serve_tcp_session(shard.clone(), context, stream, buffer, session).await;
+    // As in connection::serve: the stream was dropped just before, with no await in between.
+    shard.unregister_socket(fd);
+    tracing::trace!(shard = shard.id().0, %peer, "moved connection done");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moves_after_enough_hops_in_a_row_to_one_shard() {
+        let mut follower = Follower::new(ShardId(0));
+        for _ in 1..HOPS_BEFORE_MOVE {
+            assert_eq!(follower.observe(Some(ShardId(1))), None);
+            assert_eq!(follower.observe(None), None, "other commands do not count");
+        }
+        assert_eq!(follower.observe(Some(ShardId(1))), Some(ShardId(1)));
+    }
+
+    #[test]
+    fn a_local_or_different_owner_restarts_the_count() {
+        let mut follower = Follower::new(ShardId(0));
+        for _ in 0..10 {
+            assert_eq!(follower.observe(Some(ShardId(1))), None);
+            assert_eq!(follower.observe(Some(ShardId(2))), None);
+            follower.observe(Some(ShardId(0)));
+        }
+    }
+}
