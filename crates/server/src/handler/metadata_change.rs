@@ -10,7 +10,7 @@ use galgo_metadata::{
 };
 use galgo_shards::Shard;
 
-use super::partition_calls::by_owner;
+use super::partition_calls::{PartitionOp, on_owners};
 use crate::error::CommandError;
 
 /// Runs `prepare` against shard 0's replica and commits the change it returns. Returns the
@@ -24,11 +24,11 @@ where
             let log = shard0.lock_metadata().await;
             let change = prepare(&shard0.metadata.borrow())?;
             let created = partitions_created_by(&shard0.metadata.borrow(), &change);
-            open_partitions(&shard0, created).await?;
+            on_owners(&shard0, created, PartitionOp::OpenFresh).await?;
             let removed = shard0.metadata.borrow().partitions_removed_by(&change);
             let event = shard0.commit(&log, change).await?;
             drop(log);
-            remove_partitions(&shard0, removed).await?;
+            on_owners(&shard0, removed, PartitionOp::Remove).await?;
             Ok(event.change.clone())
         })
         .await?
@@ -70,38 +70,4 @@ fn partitions_created_by(metadata: &Metadata, change: &Change) -> Vec<(Partition
             (key, owner)
         })
         .collect()
-}
-
-async fn open_partitions(
-    shard0: &Rc<Shard>,
-    partitions: Vec<(PartitionKey, ShardId)>,
-) -> Result<(), CommandError> {
-    for (owner, keys) in by_owner(partitions) {
-        shard0
-            .call(owner, move |shard| async move {
-                for key in keys {
-                    shard.open_partition(key, true).await?;
-                }
-                Ok::<_, galgo_storage::StorageError>(())
-            })
-            .await??;
-    }
-    Ok(())
-}
-
-async fn remove_partitions(
-    shard0: &Rc<Shard>,
-    partitions: Vec<(PartitionKey, ShardId)>,
-) -> Result<(), CommandError> {
-    for (owner, keys) in by_owner(partitions) {
-        shard0
-            .call(owner, move |shard| async move {
-                for key in keys {
-                    shard.remove_partition(key).await?;
-                }
-                Ok::<_, galgo_storage::StorageError>(())
-            })
-            .await??;
-    }
-    Ok(())
 }

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, future::Future, rc::Rc};
 use galgo_metadata::{PartitionKey, ShardId};
 use galgo_protocol::ErrorCode;
 use galgo_shards::Shard;
-use galgo_storage::{PartitionLog, PartitionStats};
+use galgo_storage::{PartitionLog, PartitionStats, StorageError};
 
 use crate::error::CommandError;
 
@@ -68,20 +68,43 @@ pub fn figures_of(log: &PartitionLog) -> PartitionFigures {
     }
 }
 
-/// Empties the given partitions (purge), one call per owning shard.
-pub async fn purge_all(
+/// What [`on_owners`] does to each partition on its owning shard.
+#[derive(Clone, Copy, Debug)]
+pub enum PartitionOp {
+    /// Open a new partition's log, wiping an orphan left by an unfinished change.
+    OpenFresh,
+    /// Close the log and delete its files.
+    Remove,
+    /// Delete every message (journal included) and the stored offsets.
+    Purge,
+}
+
+impl PartitionOp {
+    async fn run(self, shard: &Shard, key: PartitionKey) -> Result<(), StorageError> {
+        match self {
+            Self::OpenFresh => shard.open_partition(key, true).await,
+            Self::Remove => shard.remove_partition(key).await,
+            Self::Purge => match shard.partition(&key) {
+                Some(log) => log.purge().await,
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// Runs `op` on every given partition, with one call per owning shard.
+pub async fn on_owners(
     shard: &Rc<Shard>,
     partitions: Vec<(PartitionKey, ShardId)>,
+    op: PartitionOp,
 ) -> Result<(), CommandError> {
     for (owner, keys) in by_owner(partitions) {
         shard
             .call(owner, move |shard| async move {
                 for key in keys {
-                    if let Some(log) = shard.partition(&key) {
-                        log.purge().await?;
-                    }
+                    op.run(&shard, key).await?;
                 }
-                Ok::<_, galgo_storage::StorageError>(())
+                Ok::<_, StorageError>(())
             })
             .await??;
     }

@@ -16,7 +16,7 @@ use galgo_shards::Shard;
 use super::{
     Outcome, Reply,
     metadata_change::change_metadata,
-    partition_calls::{PartitionFigures, gather_figures, purge_all},
+    partition_calls::{PartitionFigures, PartitionOp, gather_figures, on_owners},
     topics::topic_header,
 };
 use crate::context::now_us;
@@ -135,6 +135,6 @@ pub async fn purge(shard: &Rc<Shard>, stream: Identifier) -> Outcome {
         let id = metadata.stream(&stream)?.id;
         partitions_of(&metadata, |candidate| candidate.id == id)
     };
-    purge_all(shard, partitions).await?;
+    on_owners(shard, partitions, PartitionOp::Purge).await?;
     Ok(Reply::empty())
 }

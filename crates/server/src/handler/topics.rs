@@ -17,7 +17,7 @@ use galgo_shards::Shard;
 use super::{
     Outcome, Reply,
     metadata_change::change_metadata,
-    partition_calls::{PartitionFigures, gather_figures, purge_all},
+    partition_calls::{PartitionFigures, PartitionOp, gather_figures, on_owners},
 };
 use crate::context::now_us;
 
@@ -222,7 +222,7 @@ pub async fn purge(shard: &Rc<Shard>, purge: PurgeTopic) -> Outcome {
         metadata.topic(&purge.stream, &purge.topic)?;
     }
     let partitions = topic_partitions(shard, &purge.stream, &purge.topic).unwrap_or_default();
-    purge_all(shard, partitions).await?;
+    on_owners(shard, partitions, PartitionOp::Purge).await?;
     Ok(Reply::empty())
 }
 
