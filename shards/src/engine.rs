@@ -45,6 +45,15 @@ pub enum Lifecycle {
     Stopped(ShardId),
 }
 
+/// How start-up ended, when it did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every shard serves.
+    Serving,
+    /// A shutdown came before the shards were ready, and every shard has stopped.
+    StoppedDuringStartup,
+}
+
 /// Why the engine did not run or stopped badly.
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -117,15 +126,18 @@ impl Engine {
         ShutdownHandle(self.shard0.clone())
     }
 
-    /// Waits until every shard serves, or start-up fails.
-    pub fn wait_ready(&mut self) -> Result<(), EngineError> {
-        loop {
+    /// Waits until every shard serves, or start-up fails, or a shutdown asked during start-up
+    /// has already stopped every shard (then nothing will ever be ready: a SIGTERM a few
+    /// milliseconds after start used to leave the process waiting here forever).
+    pub fn wait_ready(&mut self) -> Result<Readiness, EngineError> {
+        while self.stopped < self.threads.len() {
             match self.next_news()? {
-                Lifecycle::Ready => return Ok(()),
+                Lifecycle::Ready => return Ok(Readiness::Serving),
                 Lifecycle::Stopped(_) => self.stopped += 1,
                 _ => {}
             }
         }
+        Ok(Readiness::StoppedDuringStartup)
     }
 
     /// Waits until every shard has stopped.

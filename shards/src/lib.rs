@@ -28,7 +28,7 @@ mod uring_probe;
 pub use cleaner::clean_retention;
 pub use clients::{ClientRecord, ClientTable, Transport};
 pub use counters::ShardCounters;
-pub use engine::{Engine, EngineError, Lifecycle, Serve, ShutdownHandle};
+pub use engine::{Engine, EngineError, Lifecycle, Readiness, Serve, ShutdownHandle};
 pub use settings::{INBOX_CAPACITY_MIN, ShardSettings, StorageSettings};
 pub use shard::{CallError, Shard};
 pub use uring_probe::{UringUnavailable, probe_io_uring};

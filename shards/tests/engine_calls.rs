@@ -6,7 +6,7 @@ use std::{
 };
 
 use galgo_metadata::{ShardId, TopicDefaults};
-use galgo_shards::{Engine, Serve, ShardSettings, StorageSettings};
+use galgo_shards::{Engine, Readiness, Serve, ShardSettings, StorageSettings};
 use galgo_storage::FsyncMode;
 
 fn shards(count: usize) -> Vec<ShardSettings> {
@@ -62,7 +62,7 @@ fn calls_reach_their_shard_and_local_calls_do_not_hop() {
         })
     });
     let mut engine = Engine::start(shards(3), storage(dir.path()), serve).expect("start");
-    engine.wait_ready().expect("ready");
+    assert_eq!(engine.wait_ready().expect("ready"), Readiness::Serving);
     // Start-up itself calls every shard (open partitions, start savers); what matters is
     // that a call to shard 0 from shard 0 does not count as sent.
     let seen = seen.lock().expect("lock").clone();
@@ -78,4 +78,30 @@ fn calls_reach_their_shard_and_local_calls_do_not_hop() {
     engine.shutdown_handle().shutdown();
     engine.wait_stopped().expect("graceful stop");
     assert!(dir.path().join("state/metadata.log").exists());
+}
+
+/// A shutdown asked while shard 0 is still starting (a SIGTERM right after the process
+/// starts) stops every shard; waiting for readiness then returns instead of waiting forever.
+#[test]
+fn a_shutdown_during_startup_ends_the_wait_for_readiness() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (asked, asked_rx) = std::sync::mpsc::channel::<()>();
+    let serve: Serve = Box::new(move |_shard0| {
+        Box::pin(async move {
+            // Start-up is under way: tell the test, then never finish.
+            asked.send(()).expect("test waits");
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+    });
+    let mut engine = Engine::start(shards(2), storage(dir.path()), serve).expect("start");
+    asked_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("serve started");
+    engine.shutdown_handle().shutdown();
+    assert_eq!(
+        engine.wait_ready().expect("no failure"),
+        Readiness::StoppedDuringStartup
+    );
+    engine.wait_stopped().expect("graceful stop");
 }

@@ -23,7 +23,7 @@ mod ws_stream;
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::Parser;
-use galgo_shards::{Engine, EngineError, Serve, ShutdownHandle, probe_io_uring};
+use galgo_shards::{Engine, EngineError, Readiness, Serve, ShutdownHandle, probe_io_uring};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
@@ -140,8 +140,10 @@ fn run(config: Config) -> Result<(), u8> {
     let mut engine =
         Engine::start(shards, storage, serve(context)).map_err(|error| report(&error))?;
     watch_signals(engine.shutdown_handle());
-    engine.wait_ready().map_err(|error| report(&error))?;
-    println!("{}", ready_line(&bound));
+    match engine.wait_ready().map_err(|error| report(&error))? {
+        Readiness::Serving => println!("{}", ready_line(&bound)),
+        Readiness::StoppedDuringStartup => tracing::info!("shutdown requested during start-up"),
+    }
     engine.wait_stopped().map_err(|error| report(&error))?;
     tracing::info!("galgo-server stopped");
     Ok(())
