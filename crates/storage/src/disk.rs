@@ -8,8 +8,11 @@ use std::{
 };
 
 use bytes::Bytes;
+
+use crate::read_buffers;
 use compio::{
     BufResult,
+    buf::{IntoInner, IoBuf},
     fs::{File, OpenOptions},
     io::{AsyncReadAtExt, AsyncWriteAtExt},
 };
@@ -39,18 +42,32 @@ pub(crate) async fn file_len(file: &File) -> io::Result<u64> {
 
 /// Reads exactly `len` bytes at `position` into a fresh buffer.
 pub(crate) async fn read_exact_at(file: &File, len: usize, position: u64) -> io::Result<Vec<u8>> {
-    if len == 0 {
-        return Ok(Vec::new());
-    }
-    let BufResult(result, buffer) = file.read_exact_at(Vec::with_capacity(len), position).await;
-    result?;
-    debug_assert_eq!(buffer.len(), len);
-    Ok(buffer)
+    read_exact_into(file, Vec::with_capacity(len), len, position).await
 }
 
-/// Reads exactly `len` bytes at `position`, as `Bytes` ready to hand to a client.
+/// Reads exactly `len` bytes at `position`, as `Bytes` ready to hand to a client, into a
+/// reused buffer that goes back to its pool once the last handle is dropped (read_buffers.rs).
 pub(crate) async fn read_bytes_at(file: &File, len: usize, position: u64) -> io::Result<Bytes> {
-    read_exact_at(file, len, position).await.map(Bytes::from)
+    let buffer = read_exact_into(file, read_buffers::take(len), len, position).await?;
+    Ok(read_buffers::into_bytes(buffer))
+}
+
+/// Reads exactly `len` bytes at `position` into the empty `buffer`, which holds at least that.
+async fn read_exact_into(
+    file: &File,
+    buffer: Vec<u8>,
+    len: usize,
+    position: u64,
+) -> io::Result<Vec<u8>> {
+    debug_assert!(buffer.is_empty() && buffer.capacity() >= len);
+    if len == 0 {
+        return Ok(buffer);
+    }
+    let BufResult(result, buffer) = file.read_exact_at(buffer.slice(..len), position).await;
+    result?;
+    let buffer = buffer.into_inner();
+    debug_assert_eq!(buffer.len(), len);
+    Ok(buffer)
 }
 
 /// Writes all of `buffer` at `position`.

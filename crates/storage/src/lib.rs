@@ -44,6 +44,7 @@ mod journal;
 mod metadata_log;
 pub mod offset_index;
 mod partition_log;
+mod read_buffers;
 mod recovery;
 mod segment;
 
