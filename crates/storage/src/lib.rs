@@ -38,6 +38,7 @@
 mod config;
 mod consumer_offsets;
 mod deduplication;
+mod direct_io;
 mod disk;
 mod error;
 mod journal;
@@ -47,7 +48,7 @@ mod partition_log;
 mod recovery;
 mod segment;
 
-pub use config::{FsyncMode, SEGMENT_SIZE_BYTES_MAX, StorageConfig};
+pub use config::{DirectIo, FsyncMode, SEGMENT_SIZE_BYTES_MAX, StorageConfig};
 pub use consumer_offsets::{ClampedOffset, OffsetOwner};
 pub use deduplication::DeduplicationConfig;
 pub use error::StorageError;
