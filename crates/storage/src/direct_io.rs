@@ -49,7 +49,7 @@ pub(crate) const DIRECT_WRITE_BYTES_MAX: usize = 4 << 20;
 /// Write buffers each shard keeps for reuse; more are allocated while more writes are in
 /// flight at once, and dropped when they come back to a full pool.
 const FREE_BUFFERS_MAX: usize = 2;
-const _: () = assert!(DIRECT_WRITE_BYTES_MAX % DIRECT_IO_BLOCK_BYTES == 0);
+const _: () = assert!(DIRECT_WRITE_BYTES_MAX.is_multiple_of(DIRECT_IO_BLOCK_BYTES));
 const _: () = assert!(DIRECT_IO_BLOCK_BYTES.is_power_of_two());
 
 /// Set once "auto" fell back to buffered writes, so the warning is logged once per process.

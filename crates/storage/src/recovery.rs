@@ -359,7 +359,7 @@ pub(crate) async fn recover_segment(
 /// of an O_DIRECT write: fewer than a block, all zero, ending at a block boundary.
 async fn is_padding(log: &File, position: u64, log_size: u64) -> Result<bool, StorageError> {
     let block = DIRECT_IO_BLOCK_BYTES as u64;
-    if position % block == 0 || log_size != position.next_multiple_of(block) {
+    if position.is_multiple_of(block) || log_size != position.next_multiple_of(block) {
         return Ok(false);
     }
     let bytes = disk::read_exact_at(log, (log_size - position) as usize, position).await?;
