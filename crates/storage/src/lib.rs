@@ -23,7 +23,8 @@
 //! append ─▶ journal (Bytes batches, in memory, polled from memory)
 //!              │ flush: ≥ journal_messages_max | ≥ journal_bytes_max | segment roll | saver
 //!              ▼
-//!           active segment: one vectored write to .log, one to .index (+ fdatasync per mode)
+//!           active segment: one write to .log (O_DIRECT: whole 4 KiB blocks, the partial
+//!           last one kept in memory), one to .index (+ fdatasync per mode)
 //!              │ roll before a batch would take the log past segment_size_bytes
 //!              ▼
 //!           sealed segments: start/end offsets, end timestamp, size; no open file, no index
