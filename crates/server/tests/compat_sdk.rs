@@ -1361,7 +1361,7 @@ async fn flush_unsaved_buffer_writes_the_segment() {
             "the .log holds the messages exactly as served"
         );
         assert!(
-            padding.is_empty() || (log.len() % 4096 == 0 && padding.len() < 4096),
+            padding.is_empty() || (log.len().is_multiple_of(4096) && padding.len() < 4096),
             "only O_DIRECT padding follows them"
         );
         assert!(padding.iter().all(|&byte| byte == 0), "padding is zeros");
