@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use galgo_metadata::TopicDefaults;
-use galgo_storage::{DeduplicationConfig, FsyncMode};
+use galgo_storage::{DeduplicationConfig, DirectIo, FsyncMode};
 
 /// The smallest inbox a shard may have: a metadata broadcast sends one event to every
 /// inbox, and a call needs room for its reply.
@@ -37,6 +37,8 @@ pub struct StorageSettings {
     pub journal_bytes_max: u64,
     /// When data reaches stable storage.
     pub fsync: FsyncMode,
+    /// O_DIRECT writes of the active segments' logs.
+    pub direct_io: DirectIo,
     /// How often each shard writes out journals that did not reach a threshold.
     pub flush_interval_ms: u64,
     /// With `fsync = "interval"`: how often written data is fsynced.

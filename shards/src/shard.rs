@@ -71,6 +71,7 @@ impl Shard {
             journal_messages_max: storage.journal_messages_max,
             journal_bytes_max: storage.journal_bytes_max,
             fsync: storage.fsync,
+            direct_io: storage.direct_io,
         });
         Self {
             id,

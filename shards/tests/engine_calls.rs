@@ -7,7 +7,7 @@ use std::{
 
 use galgo_metadata::{ShardId, TopicDefaults};
 use galgo_shards::{Engine, Readiness, Serve, ShardSettings, StorageSettings};
-use galgo_storage::FsyncMode;
+use galgo_storage::{DirectIo, FsyncMode};
 
 fn shards(count: usize) -> Vec<ShardSettings> {
     vec![
@@ -29,6 +29,7 @@ fn storage(dir: &Path) -> StorageSettings {
         journal_messages_max: 1024,
         journal_bytes_max: 1 << 20,
         fsync: FsyncMode::Interval,
+        direct_io: DirectIo::Auto,
         flush_interval_ms: 1000,
         fsync_interval_ms: 1000,
         topic_defaults: TopicDefaults::default(),

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use galgo_metadata::TopicDefaults;
 use galgo_protocol::command::users::{PASSWORD_BYTES, USERNAME_BYTES};
 use galgo_shards::{ShardSettings, StorageSettings};
-use galgo_storage::{DeduplicationConfig, FsyncMode};
+use galgo_storage::{DeduplicationConfig, DirectIo, FsyncMode};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -230,6 +230,8 @@ pub struct StorageConfigFile {
     pub fsync: String,
     /// fsync period in "interval" mode.
     pub fsync_interval_ms: u64,
+    /// O_DIRECT writes of segment logs: "auto", "on" or "off".
+    pub direct_io: String,
 }
 
 /// `[retention]`
@@ -328,6 +330,7 @@ impl Config {
             journal_messages_max: self.storage.journal_messages_max,
             journal_bytes_max: self.storage.journal_bytes_max,
             fsync: self.fsync_mode()?,
+            direct_io: self.direct_io_mode()?,
         };
         storage
             .validate()
@@ -422,6 +425,16 @@ impl Config {
         })
     }
 
+    /// Whether segment logs are written with O_DIRECT.
+    pub fn direct_io_mode(&self) -> Result<DirectIo, ConfigError> {
+        self.storage.direct_io.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "storage.direct_io must be \"auto\", \"on\" or \"off\", not {:?}",
+                self.storage.direct_io
+            ))
+        })
+    }
+
     /// The number of shards to run.
     pub fn shard_count(&self) -> Result<u16, ConfigError> {
         match &self.shards.count {
@@ -482,6 +495,7 @@ impl Config {
             journal_messages_max: storage.journal_messages_max,
             journal_bytes_max: storage.journal_bytes_max,
             fsync: self.fsync_mode()?,
+            direct_io: self.direct_io_mode()?,
             flush_interval_ms: storage.flush_interval_ms,
             fsync_interval_ms: storage.fsync_interval_ms,
             topic_defaults: self.topic_defaults(),
@@ -561,6 +575,7 @@ mod tests {
         let config = Config::load(None, &[]).expect("defaults are valid");
         assert_eq!(config.tcp.address.to_string(), "127.0.0.1:8090");
         assert_eq!(config.fsync_mode().expect("valid"), FsyncMode::Interval);
+        assert_eq!(config.direct_io_mode().expect("valid"), DirectIo::Auto);
         assert_eq!(config.root.username, "iggy");
         assert_eq!(config.websocket.address.to_string(), "127.0.0.1:8092");
         assert!(config.websocket.enabled);
@@ -601,6 +616,7 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(Config::load(None, &["storage.nope=1".to_owned()]).is_err());
         assert!(Config::load(None, &["storage.fsync=sometimes".to_owned()]).is_err());
+        assert!(Config::load(None, &["storage.direct_io=maybe".to_owned()]).is_err());
         assert!(Config::load(None, &["shards.count=0".to_owned()]).is_err());
         assert!(Config::load(None, &["websocket.tls.nope=1".to_owned()]).is_err());
         assert!(Config::load(None, &["websocket.address=\"127.0.0.1:8090\"".to_owned()]).is_err());

@@ -134,6 +134,7 @@ fn run(config: Config) -> Result<(), u8> {
         pinned = shards.iter().any(|shard| shard.cpu.is_some()),
         data_dir = %storage.data_dir.display(),
         fsync = %config.storage.fsync,
+        direct_io = %config.storage.direct_io,
         "starting galgo-server {}",
         env!("CARGO_PKG_VERSION")
     );

@@ -46,6 +46,43 @@ impl fmt::Display for FsyncMode {
     }
 }
 
+/// Whether the active segment's `.log` is written with O_DIRECT (bypassing the page cache).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DirectIo {
+    /// Try O_DIRECT; where the file system refuses it (EINVAL at open, e.g. tmpfs), log one
+    /// warning and write through the page cache.
+    Auto,
+    /// O_DIRECT or nothing: opening a segment on a file system that refuses it is an error.
+    On,
+    /// Write through the page cache.
+    Off,
+}
+
+impl FromStr for DirectIo {
+    type Err = StorageError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            other => Err(StorageError::InvalidConfig(format!(
+                "direct_io must be \"auto\", \"on\" or \"off\", not {other:?}"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for DirectIo {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Self::Auto => "auto",
+            Self::On => "on",
+            Self::Off => "off",
+        })
+    }
+}
+
 /// Settings of every partition log on a shard.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageConfig {
@@ -58,6 +95,8 @@ pub struct StorageConfig {
     pub journal_bytes_max: u64,
     /// Durability mode.
     pub fsync: FsyncMode,
+    /// O_DIRECT writes of the active segment's log.
+    pub direct_io: DirectIo,
 }
 
 impl Default for StorageConfig {
@@ -68,6 +107,7 @@ impl Default for StorageConfig {
             journal_messages_max: 1024,
             journal_bytes_max: 1 << 20,
             fsync: FsyncMode::Interval,
+            direct_io: DirectIo::Auto,
         }
     }
 }
@@ -100,6 +140,14 @@ mod tests {
             assert_eq!(mode.to_string().parse::<FsyncMode>().unwrap(), mode);
         }
         assert!("sometimes".parse::<FsyncMode>().is_err());
+    }
+
+    #[test]
+    fn direct_io_parses_and_prints() {
+        for mode in [DirectIo::Auto, DirectIo::On, DirectIo::Off] {
+            assert_eq!(mode.to_string().parse::<DirectIo>().unwrap(), mode);
+        }
+        assert!("yes".parse::<DirectIo>().is_err());
     }
 
     #[test]

@@ -23,7 +23,8 @@
 //! append ─▶ journal (Bytes batches, in memory, polled from memory)
 //!              │ flush: ≥ journal_messages_max | ≥ journal_bytes_max | segment roll | saver
 //!              ▼
-//!           active segment: one vectored write to .log, one to .index (+ fdatasync per mode)
+//!           active segment: one write to .log (O_DIRECT: whole 4 KiB blocks, the partial
+//!           last one kept in memory), one to .index (+ fdatasync per mode)
 //!              │ roll before a batch would take the log past segment_size_bytes
 //!              ▼
 //!           sealed segments: start/end offsets, end timestamp, size; no open file, no index
@@ -38,6 +39,7 @@
 mod config;
 mod consumer_offsets;
 mod deduplication;
+mod direct_io;
 mod disk;
 mod error;
 mod journal;
@@ -48,7 +50,7 @@ mod read_buffers;
 mod recovery;
 mod segment;
 
-pub use config::{FsyncMode, SEGMENT_SIZE_BYTES_MAX, StorageConfig};
+pub use config::{DirectIo, FsyncMode, SEGMENT_SIZE_BYTES_MAX, StorageConfig};
 pub use consumer_offsets::{ClampedOffset, OffsetOwner};
 pub use deduplication::DeduplicationConfig;
 pub use error::StorageError;

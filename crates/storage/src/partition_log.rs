@@ -28,6 +28,7 @@ use crate::{
     DeduplicationConfig, FsyncMode, OffsetOwner, RecoveryReport, StorageConfig, StorageError,
     consumer_offsets::ConsumerOffsets,
     deduplication::Deduplicator,
+    direct_io::{self, DIRECT_IO_BLOCK_BYTES},
     disk,
     journal::{Journal, JournalBatch, Run},
     offset_index::IndexEntry,
@@ -513,7 +514,7 @@ impl PartitionLog {
             let position = active.index.start_position(k);
             let end = active.index.get(to - 1).position;
             return ReadPlan::Active {
-                log: active.log.clone(),
+                log: active.read_log.clone(),
                 position,
                 len: (end - position) as usize,
                 messages_count: to - k,
@@ -723,10 +724,13 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Graceful shutdown: writes the journal out and fdatasyncs the log and its index.
+    /// Graceful shutdown: writes the journal out, cuts the log's O_DIRECT padding and
+    /// fdatasyncs the log and its index.
     pub async fn close(&self) -> Result<(), StorageError> {
         let _turn = self.flush_lock.lock().await;
-        self.flush_locked(true).await?;
+        self.flush_locked(false).await?;
+        self.cut_padding().await?;
+        self.sync_active().await?;
         let index_file = self.state.borrow().active.index_file.clone();
         index_file.sync_data().await?;
         Ok(())
@@ -756,10 +760,24 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Cuts the active log back to its logical size: an O_DIRECT log ends with the zero
+    /// padding of its last block. Holds `flush_lock` (or the log takes no more writes).
+    async fn cut_padding(&self) -> Result<(), StorageError> {
+        let (log, size_bytes) = {
+            let state = self.state.borrow();
+            if !state.active.direct {
+                return Ok(());
+            }
+            (state.active.log.clone(), state.active.size_bytes)
+        };
+        log.set_len(size_bytes).await?;
+        Ok(())
+    }
+
     /// Writes one run to the active segment (one write to the log, one to the index), then
     /// moves it from the journal to the segment's index.
     async fn write_run(&self, run: &Run) -> Result<(), StorageError> {
-        let (log, index_file, index_position) = {
+        let (log, index_file, index_position, direct_tail) = {
             let state = self.state.borrow();
             let active = &state.active;
             assert_eq!(active.start_offset, run.segment_start);
@@ -783,9 +801,19 @@ impl PartitionLog {
                 active.log.clone(),
                 active.index_file.clone(),
                 u64::from(active.index.len()) * 16,
+                active.direct.then(|| active.tail.clone()),
             )
         };
-        disk::write_vectored_all_at(&log, run.messages.clone(), u64::from(run.position)).await?;
+        let position = u64::from(run.position);
+        let new_tail = match direct_tail {
+            Some(tail) => {
+                Some(direct_io::write_direct(&log, &tail, &run.messages, position).await?)
+            }
+            None => {
+                disk::write_vectored_all_at(&log, run.messages.clone(), position).await?;
+                None
+            }
+        };
         disk::write_vectored_all_at(&index_file, run.entries.clone(), index_position).await?;
         let mut counters = self.io_counters.get();
         counters.writes_count += 1;
@@ -795,6 +823,13 @@ impl PartitionLog {
             state.active.index.extend_encoded(entries);
         }
         state.active.size_bytes += run.size_bytes;
+        if let Some(new_tail) = new_tail {
+            debug_assert_eq!(
+                new_tail.len() as u64,
+                state.active.size_bytes % DIRECT_IO_BLOCK_BYTES as u64
+            );
+            state.active.tail = new_tail;
+        }
         state.journal.commit_run(run);
         debug_assert_eq!(state.active.next_offset(), run.end_offset_exclusive);
         Ok(())
@@ -804,6 +839,9 @@ impl PartitionLog {
     /// fdatasynced unless running with `fsync = "never"` and no fsync was asked.
     async fn roll(&self, start_offset: u64, fsync: bool) -> Result<(), StorageError> {
         let sync = fsync || self.config.fsync != FsyncMode::Never;
+        // A sealed segment has no padding: its readers and recovery take the file's end for
+        // the end of its messages.
+        self.cut_padding().await?;
         let (log, index_file) = {
             let state = self.state.borrow();
             assert_eq!(
@@ -817,7 +855,7 @@ impl PartitionLog {
             log.sync_data().await?;
             index_file.sync_data().await?;
         }
-        let next = ActiveSegment::create(&self.dir, start_offset).await?;
+        let next = ActiveSegment::create(&self.dir, start_offset, self.config.direct_io).await?;
         if self.config.fsync != FsyncMode::Never {
             disk::sync_dir(&self.dir).await?;
         }
@@ -875,7 +913,7 @@ impl PartitionLog {
             disk::remove_file_if_exists(&segment::log_path(&self.dir, start)).await?;
             disk::remove_file_if_exists(&segment::index_path(&self.dir, start)).await?;
         }
-        let active = ActiveSegment::create(&self.dir, 0).await?;
+        let active = ActiveSegment::create(&self.dir, 0, self.config.direct_io).await?;
         if self.config.fsync != FsyncMode::Never {
             disk::sync_dir(&self.dir).await?;
         }

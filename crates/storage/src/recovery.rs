@@ -13,6 +13,10 @@
 //!    that disagrees with the scan, the index is rewritten from the log; entries beyond the
 //!    kept messages are cut.
 //!
+//! A log written with O_DIRECT (see `direct_io`) and not closed ends with the zero padding of
+//! its last block: zeros from the last message to the next 4096-byte boundary. They are cut
+//! like any unproven tail, but reported as `padding_bytes_cut` and logged at debug level only.
+//!
 //! A healthy sealed segment therefore costs one index read and one message read; a missing
 //! index costs one scan. A segment that does not start where the previous one ended, and
 //! every segment after it, is removed: offsets stay contiguous.
@@ -28,6 +32,7 @@ use galgo_protocol::message::{
 use crate::{
     FsyncMode, StorageConfig, StorageError,
     consumer_offsets::ClampedOffset,
+    direct_io::{self, DIRECT_IO_BLOCK_BYTES},
     disk,
     offset_index::{self, INDEX_ENTRY_BYTES, IndexEntry, OffsetIndex},
     segment::{self, ActiveSegment, SealedSegment, SegmentFile},
@@ -104,6 +109,9 @@ pub struct SegmentRecovery {
     pub index_bytes_dropped: u64,
     /// Bytes cut from the end of the log (torn, corrupt, zero-filled or garbage tail).
     pub log_bytes_truncated: u64,
+    /// Zero padding of an O_DIRECT log cut from its end (less than a block, up to a block
+    /// boundary): what a log written with O_DIRECT and not closed leaves, not damage.
+    pub padding_bytes_cut: u64,
 }
 
 impl SegmentRecovery {
@@ -171,7 +179,7 @@ pub(crate) async fn recover_segments(
         }
     }
     let Some(mut last) = last else {
-        let active = ActiveSegment::create(dir, 0).await?;
+        let active = ActiveSegment::create(dir, 0, config.direct_io).await?;
         disk::sync_dir(dir).await?;
         return Ok((sealed, active, 0));
     };
@@ -181,24 +189,33 @@ pub(crate) async fn recover_segments(
         last = recover_segment(dir, last.report.start_offset, true).await?;
     }
     let start = last.report.start_offset;
-    let log = disk::open_read_write(&segment::log_path(dir, start), false).await?;
+    let log = direct_io::open_log(&segment::log_path(dir, start), false, config.direct_io).await?;
     let index_file = disk::open_read_write(&segment::index_path(dir, start), false).await?;
     let synced = config.fsync != FsyncMode::Never;
     if synced {
         // What survived may still sit in the page cache only (a process crash, not a machine
         // crash): make it durable before acknowledging anything after it.
-        log.sync_data().await?;
+        log.writer.sync_data().await?;
     }
+    let size_bytes = last.report.size_bytes;
+    let tail = if log.direct {
+        direct_io::read_tail(&log.reader, size_bytes).await?
+    } else {
+        Vec::new()
+    };
     let last_timestamp = last
         .end_timestamp
         .max(sealed.last().map_or(0, |s| s.end_timestamp));
     let active = ActiveSegment {
         start_offset: start,
-        log,
+        log: log.writer,
+        read_log: log.reader,
+        direct: log.direct,
+        tail,
         index_file,
         index: last.index.expect("kept"),
-        size_bytes: last.report.size_bytes,
-        synced_bytes: if synced { last.report.size_bytes } else { 0 },
+        size_bytes,
+        synced_bytes: if synced { size_bytes } else { 0 },
     };
     Ok((sealed, active, last_timestamp))
 }
@@ -301,6 +318,8 @@ pub(crate) async fn recover_segment(
     } else {
         scan.next_k
     };
+    let padding = scan.stop.is_some() && is_padding(&log, scan.position, files.log_size).await?;
+    let cut_bytes = files.log_size - scan.position;
     let report = SegmentRecovery {
         start_offset,
         messages_count: scan.next_k,
@@ -308,12 +327,18 @@ pub(crate) async fn recover_segment(
         index_entries_trusted: trusted,
         index_entries_rebuilt: scan.next_k - trusted,
         index_bytes_dropped: files.index_size - u64::from(trusted) * INDEX_ENTRY_BYTES as u64,
-        log_bytes_truncated: files.log_size - scan.position,
+        log_bytes_truncated: if padding { 0 } else { cut_bytes },
+        padding_bytes_cut: if padding { cut_bytes } else { 0 },
     };
     if let Some(reason) = &scan.stop {
-        tracing::warn!(dir = %dir.display(), start_offset, kept_bytes = scan.position,
-            dropped_bytes = report.log_bytes_truncated, reason = %reason,
-            "truncating a segment log at its first unproven message");
+        if padding {
+            tracing::debug!(dir = %dir.display(), start_offset, kept_bytes = scan.position,
+                padding_bytes = cut_bytes, "cutting the O_DIRECT padding of a segment log");
+        } else {
+            tracing::warn!(dir = %dir.display(), start_offset, kept_bytes = scan.position,
+                dropped_bytes = cut_bytes, reason = %reason,
+                "truncating a segment log at its first unproven message");
+        }
         log.set_len(scan.position).await?;
         log.sync_data().await?;
     }
@@ -328,6 +353,17 @@ pub(crate) async fn recover_segment(
         end_timestamp: scan.previous.map_or(0, |entry| entry.timestamp),
         index: kept.map(OffsetIndex::from_encoded),
     })
+}
+
+/// True when the bytes of the log from `position` to its end `log_size` are the zero padding
+/// of an O_DIRECT write: fewer than a block, all zero, ending at a block boundary.
+async fn is_padding(log: &File, position: u64, log_size: u64) -> Result<bool, StorageError> {
+    let block = DIRECT_IO_BLOCK_BYTES as u64;
+    if position.is_multiple_of(block) || log_size != position.next_multiple_of(block) {
+        return Ok(false);
+    }
+    let bytes = disk::read_exact_at(log, (log_size - position) as usize, position).await?;
+    Ok(bytes.iter().all(|&byte| byte == 0))
 }
 
 /// The two files of a segment being recovered.

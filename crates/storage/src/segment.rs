@@ -11,7 +11,7 @@ use bytes::Bytes;
 use compio::fs::File;
 
 use crate::{
-    disk,
+    DirectIo, StorageError, direct_io, disk,
     offset_index::{self, INDEX_ENTRY_BYTES, IndexEntry, OffsetIndex},
 };
 
@@ -85,8 +85,18 @@ impl SealedSegment {
 pub(crate) struct ActiveSegment {
     /// Offset of its first message.
     pub start_offset: u64,
-    /// Its `.log`, open for positional reads and writes.
+    /// Its `.log`, open for positional writes (with O_DIRECT when `direct`).
     pub log: File,
+    /// Its `.log`, buffered, for the reads of polls: O_DIRECT reads would need alignment.
+    /// Mixing the two is safe: Linux invalidates the cached pages over a direct write's range,
+    /// and a reader only reads bytes written before it planned the read, which a later rewrite
+    /// of the tail block rewrites with the same values.
+    pub read_log: File,
+    /// True when `log` was opened with O_DIRECT: writes then go through
+    /// `direct_io::write_direct`, starting with `tail`.
+    pub direct: bool,
+    /// With `direct`: the bytes of the log's partial last block (`size_bytes % 4096` of them).
+    pub tail: Vec<u8>,
     /// Its `.index`, open for positional reads and writes.
     pub index_file: File,
     /// Entries of every message written to `log`.
@@ -99,12 +109,20 @@ pub(crate) struct ActiveSegment {
 
 impl ActiveSegment {
     /// Creates the files of a new, empty segment (truncating leftovers of a crashed roll).
-    pub async fn create(dir: &Path, start_offset: u64) -> io::Result<Self> {
-        let log = create_truncated(&log_path(dir, start_offset)).await?;
+    pub async fn create(
+        dir: &Path,
+        start_offset: u64,
+        direct_io: DirectIo,
+    ) -> Result<Self, StorageError> {
+        let log = direct_io::open_log(&log_path(dir, start_offset), true, direct_io).await?;
+        log.writer.set_len(0).await?;
         let index_file = create_truncated(&index_path(dir, start_offset)).await?;
         Ok(Self {
             start_offset,
-            log,
+            log: log.writer,
+            read_log: log.reader,
+            direct: log.direct,
+            tail: Vec::new(),
             index_file,
             index: OffsetIndex::default(),
             size_bytes: 0,

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 use galgo_protocol::message::{MessageIter, encode_message};
-use galgo_storage::{FsyncMode, PartitionLog, StorageConfig};
+use galgo_storage::{DirectIo, FsyncMode, PartitionLog, StorageConfig};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -65,6 +65,7 @@ fn run(
             journal_messages_max,
             journal_bytes_max: 1 << 20,
             fsync: FsyncMode::Never,
+            direct_io: DirectIo::Auto,
         });
         let (log, _) = PartitionLog::open(dir.clone(), config.clone())
             .await
