@@ -246,7 +246,7 @@ impl Shard {
             log.enable_deduplication(deduplication);
         }
         tracing::debug!(shard = self.id.0, partition = %key, ?report, "partition opened");
-        self.partitions.borrow_mut().insert(key, Rc::new(log));
+        self.partitions.borrow_mut().insert(key, log);
         Ok(())
     }
 

@@ -17,7 +17,7 @@
 use std::{
     cell::{Cell, RefCell},
     path::{Path, PathBuf},
-    rc::Rc,
+    rc::{Rc, Weak},
 };
 
 use async_lock::Mutex;
@@ -188,6 +188,10 @@ pub struct PartitionLog {
     state: RefCell<LogState>,
     /// Serialises writes to the partition's segment files (flush, roll, purge).
     flush_lock: Mutex<()>,
+    /// This log, for the background journal writes `append` starts.
+    me: Weak<PartitionLog>,
+    /// True while a background journal write is queued or running.
+    writing: Cell<bool>,
     offsets: ConsumerOffsets,
     io_counters: Cell<IoCounters>,
     /// Ids appended recently, when deduplication is on.
@@ -203,7 +207,7 @@ impl PartitionLog {
     pub async fn open(
         dir: PathBuf,
         config: Rc<StorageConfig>,
-    ) -> Result<(PartitionLog, RecoveryReport), StorageError> {
+    ) -> Result<(Rc<PartitionLog>, RecoveryReport), StorageError> {
         config.validate()?;
         disk::create_dir_all(&dir).await?;
         let mut report = RecoveryReport::default();
@@ -217,16 +221,18 @@ impl PartitionLog {
             tracing::warn!(dir = %dir.display(), messages = report.messages_count(),
                 dropped_bytes = report.log_bytes_dropped(), "partition recovered with repairs");
         }
-        let log = PartitionLog {
+        let log = Rc::new_cyclic(|me| PartitionLog {
             dir,
             config,
             state: RefCell::new(state),
             flush_lock: Mutex::new(()),
+            me: me.clone(),
+            writing: Cell::new(false),
             offsets,
             sealed_files: RefCell::new(None),
             deduplicator: RefCell::new(None),
             io_counters: Cell::new(IoCounters::default()),
-        };
+        });
         Ok((log, report))
     }
 
@@ -279,12 +285,45 @@ impl PartitionLog {
         if self.config.fsync == FsyncMode::Always {
             self.wait_durable(receipt.last_offset, generation).await?;
         } else if self.needs_flush() {
-            let _turn = self.flush_lock.lock().await;
-            if self.needs_flush() {
-                self.flush_locked(false).await?;
-            }
+            self.write_in_background();
         }
         Ok(receipt)
+    }
+
+    /// Starts writing the journal out in a task of its own, unless one is already queued or
+    /// running, so the append that crossed a threshold is acknowledged without waiting for the
+    /// disk (with `fsync = "interval"` or `"never"` acknowledgement never waited for
+    /// durability, but it did wait for this write: with direct I/O that is the device's
+    /// latency on every threshold-crossing request). The journal's bound still holds: past
+    /// `JOURNAL_BACKLOG_FACTOR` times the thresholds an appender waits for the writes itself.
+    /// A failed write is logged and leaves its batches in the journal, where the next write
+    /// (or an appender at the bound, which then gets the error) retries them.
+    fn write_in_background(&self) {
+        if self.writing.get() {
+            return;
+        }
+        let Some(log) = self.me.upgrade() else {
+            return;
+        };
+        self.writing.set(true);
+        compio::runtime::spawn(async move {
+            let written = {
+                let _turn = log.flush_lock.lock().await;
+                // The flag is cleared before the write starts: batches journaled while it
+                // runs may queue the next one, which then waits for this one's lock.
+                log.writing.set(false);
+                if log.needs_flush() {
+                    log.flush_locked(false).await
+                } else {
+                    Ok(())
+                }
+            };
+            if let Err(error) = written {
+                tracing::error!(dir = %log.dir.display(), %error,
+                    "background journal write failed; its batches stay in the journal");
+            }
+        })
+        .detach();
     }
 
     /// Drops the messages whose ids were appended recently. Synchronous, like `push_batch`

@@ -59,7 +59,7 @@ fn payload(offset: u64, len: usize) -> Vec<u8> {
 
 /// A partition and the payloads it must hold, in offset order.
 struct Checked {
-    log: PartitionLog,
+    log: Rc<PartitionLog>,
     model: Vec<Vec<u8>>,
 }
 
@@ -130,7 +130,7 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
 
-async fn open(dir: &Path, config: Rc<StorageConfig>) -> (PartitionLog, RecoveryReport) {
+async fn open(dir: &Path, config: Rc<StorageConfig>) -> (Rc<PartitionLog>, RecoveryReport) {
     PartitionLog::open(dir.to_path_buf(), config)
         .await
         .expect("open")
@@ -142,6 +142,9 @@ async fn append_odd_batches(checked: &mut Checked, dir: &Path, direct: bool) {
     for lens in ODD_BATCHES {
         checked.append(lens).await;
         checked.check().await;
+        // Writes past a threshold run in the background: wait for them before looking at
+        // the file.
+        checked.log.flush(false).await.unwrap();
         let active = *checked.log.segments().last().unwrap();
         let on_disk = file_len(&log_file(dir, active.start_offset));
         let expected = if direct {

@@ -75,7 +75,7 @@ fn payloads(polled: &Polled) -> Vec<String> {
         .collect()
 }
 
-async fn open(dir: &Path, config: Rc<StorageConfig>) -> (PartitionLog, RecoveryReport) {
+async fn open(dir: &Path, config: Rc<StorageConfig>) -> (Rc<PartitionLog>, RecoveryReport) {
     PartitionLog::open(dir.to_path_buf(), config)
         .await
         .expect("open")
@@ -162,6 +162,8 @@ async fn polls_cross_segment_rolls() {
         .unwrap();
         expected.extend((0..count).map(|i| format!("m{batch}-{i}")));
     }
+    // Journal writes past a threshold (and the rolls they make) run in the background.
+    log.flush(false).await.unwrap();
     let stats = log.stats();
     assert!(stats.segments_count > 5, "{stats:?}");
     assert_eq!(stats.messages_count, expected.len() as u64);
@@ -714,6 +716,8 @@ async fn retention_removes_the_oldest_sealed_segments_only() {
             .await
             .unwrap();
     }
+    // Journal writes past a threshold (and the rolls they make) run in the background.
+    log.flush(false).await.unwrap();
     let segments = log.segments();
     assert_eq!(segments.len(), 5);
     assert!(!segments.last().unwrap().sealed);
@@ -932,4 +936,35 @@ async fn a_flush_s_fdatasync_does_not_hold_up_other_writes() {
     );
     log.flush(true).await.unwrap();
     assert_eq!(log.unsynced_bytes(), 0);
+}
+
+/// With `fsync = "interval"`, the append that crosses a journal threshold is acknowledged
+/// without waiting for the write it starts; the write then happens on its own, and until it
+/// completes the batches are polled from the journal.
+#[compio::test]
+async fn a_threshold_write_runs_after_the_append_returns() {
+    let temp = tempfile::tempdir().unwrap();
+    let (log, _) = open(
+        &partition_dir(&temp),
+        config(1 << 20, 4, FsyncMode::Interval),
+    )
+    .await;
+    log.append(block("t", 4), 4, 1).await.unwrap();
+    // No await point has let the background write run yet.
+    assert_eq!(log.io_counters().writes_count, 0);
+    assert_eq!(log.unflushed_messages(), 4);
+    assert_eq!(
+        payloads(&log.poll(0, 10).await.unwrap()),
+        ["t-0", "t-1", "t-2", "t-3"]
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.io_counters().writes_count == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background write never ran"
+        );
+        compio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert_eq!(log.unflushed_messages(), 0);
+    assert_eq!(payloads(&log.poll(2, 10).await.unwrap()), ["t-2", "t-3"]);
 }
