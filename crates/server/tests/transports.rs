@@ -5,7 +5,8 @@
 //! * A 16 MB message goes out and comes back over each.
 //! * Raw WebSocket frames check what the SDK does not exercise: requests split across messages
 //!   or sharing one, Ping/Pong, Text, Close, and the message size limit.
-//! * A plain WebSocket connection moves to the shard of its partitions, mid-message.
+//! * Fragmented messages with control frames between fragments, and a plain WebSocket
+//!   connection that moves to the shard of its partitions mid-message.
 //! * Broken TLS handshakes, plain frames to a TLS port and HTTP that is not an upgrade are
 //!   refused, and clients already connected do not notice.
 
@@ -26,7 +27,13 @@ use support::{
     raw,
     sdk::{self, TEST_TIMEOUT, Via, id, within},
 };
-use tungstenite::{Message, protocol::frame::coding::CloseCode};
+use tungstenite::{
+    Message,
+    protocol::frame::{
+        Frame,
+        coding::{CloseCode, Data, OpCode},
+    },
+};
 
 /// How long a raw socket waits for the server in these tests.
 const RAW_TIMEOUT: Duration = Duration::from_secs(10);
@@ -381,6 +388,53 @@ fn websocket_input_is_a_byte_stream_and_control_frames_are_answered() {
             Err(tungstenite::Error::ConnectionClosed) => break,
             Err(error) => panic!("expected a clean close, got {error}"),
         }
+    }
+}
+
+/// A data frame of `opcode`, final or not, as a raw client sends it (tungstenite masks it).
+fn data_frame(opcode: Data, payload: &[u8], is_final: bool) -> Message {
+    Message::Frame(Frame::message(
+        payload.to_vec(),
+        OpCode::Data(opcode),
+        is_final,
+    ))
+}
+
+/// Fragmented messages: a request split over the frames of one binary message with a Ping
+/// between them, a fragmented Text message (ignored), and then a new binary message started
+/// inside an unfinished one, which is a protocol violation (1002).
+#[test]
+fn fragmented_messages_and_control_frames_between_fragments() {
+    let server = TestServer::start(&[]);
+    let mut ws = raw_websocket(server.ws_addr);
+    let ping = raw::frame(1, &[]);
+    ws.send(data_frame(Data::Binary, &ping[..3], false))
+        .expect("first fragment");
+    ws.send(Message::Ping(Bytes::from_static(b"between")))
+        .expect("send ping");
+    ws.send(data_frame(Data::Continue, &ping[3..6], false))
+        .expect("middle fragment");
+    ws.send(data_frame(Data::Continue, &ping[6..], true))
+        .expect("last fragment");
+    match ws.read().expect("read the pong") {
+        Message::Pong(data) => assert_eq!(&data[..], b"between"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    assert_eq!(next_binary(&mut ws), PING_OK);
+    ws.send(data_frame(Data::Text, b"ignored ", false))
+        .expect("text start");
+    ws.send(data_frame(Data::Continue, b"text", true))
+        .expect("text end");
+    ws.send(Message::binary(ping.clone()))
+        .expect("send ping request");
+    assert_eq!(next_binary(&mut ws), PING_OK);
+    ws.send(data_frame(Data::Binary, &ping[..3], false))
+        .expect("unfinished message");
+    ws.send(data_frame(Data::Binary, &ping, true))
+        .expect("a new message inside it");
+    match ws.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Protocol),
+        other => panic!("expected Close 1002, got {other:?}"),
     }
 }
 
