@@ -7,19 +7,31 @@
 //! stream. Both buffers grow to whatever a message needs and are reused, so a 16 MB message
 //! costs a few large socket operations, not thousands of small ones.
 //!
-//! Each request frame leaves as exactly one masked binary message, as Iggy's SDK sends it;
-//! binary messages from the server are read as one byte stream (a response may span messages,
-//! or share one), as the server reads requests (PROTOCOL.md §2.1).
+//! Each request frame leaves as exactly one masked binary message, as Iggy's SDK sends it,
+//! framed here: the header and the masked payload are written straight into `outgoing`, one
+//! pass over the payload (tungstenite would copy it three times). Binary messages from the
+//! server are read through tungstenite as one byte stream (a response may span messages, or
+//! share one), as the server reads requests (PROTOCOL.md §2.1).
 
-use std::io::{self, Read, Write};
+use std::{
+    hash::{BuildHasher, RandomState},
+    io::{self, Read, Write},
+};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use compio::BufResult;
 use tungstenite::{
     HandshakeError, Message, WebSocket,
     client::IntoClientRequest,
+    error::ProtocolError,
     handshake::client::ClientHandshake,
-    protocol::{CloseFrame, WebSocketConfig, frame::coding::CloseCode},
+    protocol::{
+        CloseFrame, WebSocketConfig,
+        frame::{
+            FrameHeader,
+            coding::{CloseCode, Data, OpCode},
+        },
+    },
 };
 
 use crate::byte_stream::{ByteStream, receive, send_all};
@@ -69,6 +81,29 @@ fn websocket_config() -> WebSocketConfig {
 pub struct WsStream<S> {
     inner: S,
     ws: WebSocket<Buffers>,
+    masks: Masks,
+}
+
+/// Frame masks: SipHash of a counter, keyed with the process's random keys (std seeds them
+/// from the OS), so masks are unpredictable to a peer as RFC 6455 §5.3 asks, without a
+/// random-number crate or a system call per frame.
+struct Masks {
+    keys: RandomState,
+    count: u64,
+}
+
+impl Masks {
+    fn new() -> Self {
+        Self {
+            keys: RandomState::new(),
+            count: 0,
+        }
+    }
+
+    fn next(&mut self) -> [u8; 4] {
+        self.count += 1;
+        (self.keys.hash_one(self.count) as u32).to_ne_bytes()
+    }
 }
 
 impl<S: ByteStream> WsStream<S> {
@@ -82,7 +117,8 @@ impl<S: ByteStream> WsStream<S> {
         loop {
             match handshake.handshake() {
                 Ok((ws, _response)) => {
-                    let mut stream = Self { inner, ws };
+                    let masks = Masks::new();
+                    let mut stream = Self { inner, ws, masks };
                     stream.send_pending().await?;
                     return Ok(stream);
                 }
@@ -123,11 +159,27 @@ impl<S: ByteStream> WsStream<S> {
         io::Error::new(io::ErrorKind::InvalidData, reason)
     }
 
+    /// Sends `frame` as one masked binary message, after anything tungstenite queued (a Pong).
     async fn send_message(&mut self, frame: &[u8]) -> io::Result<()> {
-        // tungstenite masks the payload as it frames it, so it needs its own copy.
-        self.ws
-            .send(Message::Binary(Bytes::copy_from_slice(frame)))
-            .map_err(|error| io::Error::new(io::ErrorKind::BrokenPipe, error))?;
+        if !self.ws.can_write() {
+            let error = tungstenite::Error::Protocol(ProtocolError::SendAfterClosing);
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, error));
+        }
+        // An error only means the session is closing; what was queued is in `outgoing`.
+        let _ = self.ws.flush();
+        let mask = self.masks.next();
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Binary),
+            mask: Some(mask),
+            ..FrameHeader::default()
+        };
+        let outgoing = &mut self.ws.get_mut().outgoing;
+        header
+            .format(frame.len() as u64, &mut outgoing.writer())
+            .expect("formatting into memory cannot fail");
+        let start = outgoing.len();
+        outgoing.extend_from_slice(frame);
+        apply_mask(&mut outgoing[start..], mask);
         self.send_pending().await
     }
 }
@@ -174,6 +226,50 @@ impl<S: ByteStream> ByteStream for WsStream<S> {
     }
 }
 
+/// XORs `data` with `mask` repeated, eight bytes at a time (the copy just before left `data` in
+/// the cache, so this second pass is cheap). The server has the same few lines for unmasking.
+fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
+    let word = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut words = data.chunks_exact_mut(8);
+    for chunk in &mut words {
+        let value = u64::from_ne_bytes(chunk.try_into().expect("8 bytes")) ^ word;
+        chunk.copy_from_slice(&value.to_ne_bytes());
+    }
+    for (byte, key) in words.into_remainder().iter_mut().zip(mask.iter().cycle()) {
+        *byte ^= key;
+    }
+}
+
 fn invalid_data(error: tungstenite::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_matches_the_bytewise_definition() {
+        let mask = [0x6d, 0xb6, 0xb2, 0x80];
+        for len in 0..40 {
+            let plain: Vec<u8> = (0..len as u8).collect();
+            let mut masked = plain.clone();
+            apply_mask(&mut masked, mask);
+            let expected: Vec<u8> = plain
+                .iter()
+                .enumerate()
+                .map(|(index, byte)| byte ^ mask[index % 4])
+                .collect();
+            assert_eq!(masked, expected, "length {len}");
+        }
+    }
+
+    #[test]
+    fn masks_differ_from_frame_to_frame() {
+        let mut masks = Masks::new();
+        let first = masks.next();
+        assert!((0..16).any(|_| masks.next() != first));
+    }
 }

@@ -23,7 +23,7 @@ use crate::{
     byte_stream::ByteStream,
     context::Context,
     handler,
-    migration::{self, Follower, Stay},
+    migration::{self, Follower, Movable, Stay},
     session::Session,
     tls_stream::TlsStream,
     ws_stream::WsStream,
@@ -104,7 +104,7 @@ async fn handshake_and_serve(
         (Listener::Tcp, None, _) => {
             let session = open_session(&shard, peer, listener);
             let buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
-            serve_tcp_session(shard, context, stream, buffer, session).await
+            serve_movable(shard, context, stream, buffer, session).await
         }
         (Listener::Tcp, Some(tls), _) => {
             let limit = seed.tcp.tls.handshake_timeout_ms;
@@ -114,7 +114,9 @@ async fn handshake_and_serve(
         (Listener::WebSocket, _, None) => {
             let upgrade = WsStream::accept(stream, websocket_config(websocket));
             let ws = in_time(websocket.handshake_timeout_ms, upgrade).await?;
-            run_session(shard, context, ws, peer, listener).await
+            let session = open_session(&shard, peer, listener);
+            let buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+            serve_movable(shard, context, ws, buffer, session).await
         }
         (Listener::WebSocket, _, Some(tls)) => {
             let limit = websocket.tls.handshake_timeout_ms;
@@ -183,12 +185,12 @@ async fn run_session<S: ByteStream>(
     end_session(&shard, &context, connection, session, ended).await;
 }
 
-/// Serves a plain TCP session (new, or moved here from another shard) until it ends or moves
-/// on to the shard that owns its partitions (migration.rs).
-pub async fn serve_tcp_session(
+/// Serves a plain TCP or WebSocket session (new, or moved here from another shard) until it
+/// ends or moves on to the shard that owns its partitions (migration.rs).
+pub async fn serve_movable<S: Movable>(
     shard: Rc<Shard>,
     context: Rc<Context>,
-    stream: TcpStream,
+    stream: S,
     buffer: BytesMut,
     session: Session,
 ) {
@@ -201,16 +203,15 @@ pub async fn serve_tcp_session(
             ended => return end_session(&shard, &context, connection, session, ended).await,
         };
         // Reads and responses are all done: nothing of this session is in flight.
-        let buffer = std::mem::take(&mut connection.buffer);
-        let stream = &connection.stream;
+        let Connection { stream, buffer, .. } = connection;
         match migration::depart(&shard, &context, stream, buffer, session, target).await {
-            // The target serves its own copy of the socket; this one closes on return.
+            // The target serves its own copy of the socket; this one was closed on return.
             Ok(()) => return,
             Err(Stay::Ended) => return,
-            Err(Stay::Refused(buffer, kept)) => {
+            Err(Stay::Refused(stream, buffer, kept)) => {
                 // Served here from now on: a refused move is not retried at every request.
-                (connection.buffer, session) = (buffer, kept);
-                connection.follower = None;
+                connection = Connection::new(stream, buffer, &context, None);
+                session = kept;
             }
         }
     }
@@ -242,7 +243,7 @@ async fn end_session<S: ByteStream>(
         Ended::Io(error) => {
             tracing::info!(shard = shard.id().0, %peer, client_id = session.client_id, %error, "connection failed")
         }
-        Ended::Moving(_) => unreachable!("only serve_tcp_session moves, and it hands over instead"),
+        Ended::Moving(_) => unreachable!("only serve_movable moves, and it hands over instead"),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Connections follow their partitions: a plain TCP connection whose sends and polls keep
+//! Connections follow their partitions: a plain TCP or WebSocket connection whose sends and polls keep
 //! going to partitions of one other shard moves to that shard, so its requests stop paying a
 //! cross-shard hop each (two thread wake-ups through the inboxes).
 //!
@@ -9,13 +9,15 @@
 //! (docs/benchmarks.md).
 //!
 //! A move happens only between requests (the response is written, nothing is in flight):
-//! the socket is duplicated, the copy, the session and any bytes already read are sent to the
-//! target shard in a call, and the target serves the connection from its next frame on. TLS
-//! and WebSocket connections keep their adapter's state in the task and never move.
+//! the socket is duplicated, the copy, the session, any bytes already read and the transport's
+//! own state (a WebSocket's unparsed input and where it stands in a frame: [`WsState`]) are
+//! sent to the target shard in a call, and the target serves the connection from its next
+//! frame on. TLS connections (TCP+TLS, WSS) keep rustls's state, which cannot be rebuilt on
+//! another socket object, and never move.
 
 use std::{
     net::SocketAddr,
-    os::fd::{AsFd, AsRawFd},
+    os::fd::{AsFd, AsRawFd, RawFd},
     rc::Rc,
 };
 
@@ -24,7 +26,12 @@ use compio::net::TcpStream;
 use galgo_metadata::ShardId;
 use galgo_shards::{ClientRecord, Shard};
 
-use crate::{connection, context, handler, session::Session};
+use crate::{
+    byte_stream::ByteStream,
+    connection, context, handler,
+    session::Session,
+    ws_stream::{WsState, WsStream},
+};
 
 /// Consecutive sends or polls served by one other shard before the connection moves there.
 /// More than one, so a client that spreads its requests over the shards' partitions (balanced
@@ -63,36 +70,77 @@ impl Follower {
     }
 }
 
+/// A transport over a plain TCP socket, which can move with its connection: the socket is
+/// duplicated, and the transport's state (`Send`, unlike the stream) goes along.
+pub trait Movable: ByteStream + Sized + 'static {
+    /// Everything of the transport but its socket.
+    type State: Send + 'static;
+
+    /// Separates the socket from the state; nothing is in flight.
+    fn split(self) -> (TcpStream, Self::State);
+
+    /// Puts a socket (the original, or a copy on another shard) and a state back together.
+    fn join(socket: TcpStream, state: Self::State) -> Self;
+}
+
+impl Movable for TcpStream {
+    type State = ();
+
+    fn split(self) -> (TcpStream, ()) {
+        (self, ())
+    }
+
+    fn join(socket: TcpStream, (): ()) -> Self {
+        socket
+    }
+}
+
+impl Movable for WsStream<TcpStream> {
+    type State = WsState;
+
+    fn split(self) -> (TcpStream, WsState) {
+        self.into_parts()
+    }
+
+    fn join(socket: TcpStream, state: WsState) -> Self {
+        WsStream::from_parts(socket, state)
+    }
+}
+
 /// Why a connection stays where it is.
-pub enum Stay {
-    /// The target refused it (full, or not serving); the session goes on here.
-    Refused(BytesMut, Session),
+pub enum Stay<S> {
+    /// The target refused it (full, or not serving); the session goes on here over `S`.
+    Refused(S, BytesMut, Session),
     /// The target is gone (shutdown): the session has ended.
     Ended,
 }
 
+/// What the target gives back when it refuses a connection.
+type Refusal<T> = (T, BytesMut, Session, &'static str);
+
 /// Hands the session on `stream` to `target`. On success the target serves a duplicate of
-/// the socket and this shard has forgotten the client (the caller then drops `stream`); a
+/// the socket and this shard has forgotten the client (`stream` is dropped on return); a
 /// target at `connections_per_shard_max` refuses, and the session goes on here.
-pub async fn depart(
+pub async fn depart<S: Movable>(
     shard: &Rc<Shard>,
     context: &context::Context,
-    stream: &TcpStream,
+    stream: S,
     buffer: BytesMut,
     session: Session,
     target: ShardId,
-) -> Result<(), Stay> {
+) -> Result<(), Stay<S>> {
     let client_id = session.client_id;
-    let copy = match stream.as_fd().try_clone_to_owned() {
+    let (socket, state) = stream.split();
+    let copy = match socket.as_fd().try_clone_to_owned() {
         Ok(copy) => std::net::TcpStream::from(copy),
         Err(error) => {
             tracing::warn!(shard = shard.id().0, client_id, %error, "cannot duplicate a socket to move it; it stays");
-            return Err(Stay::Refused(buffer, session));
+            return Err(Stay::Refused(S::join(socket, state), buffer, session));
         }
     };
     let moved = shard
         .call(target, move |shard| async move {
-            arrive(shard, copy, buffer, session)
+            arrive::<S>(shard, copy, state, buffer, session)
         })
         .await;
     match moved {
@@ -107,7 +155,7 @@ pub async fn depart(
             );
             Ok(())
         }
-        Ok(Err((buffer, session, reason))) => {
+        Ok(Err((state, buffer, session, reason))) => {
             tracing::debug!(
                 from = shard.id().0,
                 to = target.0,
@@ -115,7 +163,7 @@ pub async fn depart(
                 reason,
                 "connection not moved; it stays"
             );
-            Err(Stay::Refused(buffer, session))
+            Err(Stay::Refused(S::join(socket, state), buffer, session))
         }
         Err(error) => {
             tracing::debug!(from = shard.id().0, to = target.0, client_id, %error, "connection not moved: shard stopping");
@@ -128,48 +176,52 @@ pub async fn depart(
 
 /// On the target shard: registers the moved connection and serves it in a task of its own,
 /// or gives the session back with the reason it cannot take it.
-fn arrive(
+fn arrive<S: Movable>(
     shard: Rc<Shard>,
     socket: std::net::TcpStream,
+    state: S::State,
     buffer: BytesMut,
     session: Session,
-) -> Result<(), (BytesMut, Session, &'static str)> {
+) -> Result<(), Refusal<S::State>> {
     let Some(context) = context::installed() else {
-        return Err((buffer, session, "this shard serves no connections"));
+        return Err((state, buffer, session, "this shard serves no connections"));
     };
     if shard.is_stopping() {
-        return Err((buffer, session, "shard stopping"));
+        return Err((state, buffer, session, "shard stopping"));
     }
     if shard.clients.borrow().len() >= context.seed.tcp.connections_per_shard_max {
-        return Err((buffer, session, "shard is full"));
+        return Err((state, buffer, session, "shard is full"));
     }
-    let stream = match TcpStream::from_std(socket) {
-        Ok(stream) => stream,
-        Err(_) => return Err((buffer, session, "cannot register the socket")),
+    let socket = match TcpStream::from_std(socket) {
+        Ok(socket) => socket,
+        Err(_) => return Err((state, buffer, session, "cannot register the socket")),
     };
+    let fd = socket.as_raw_fd();
+    let stream = S::join(socket, state);
     shard.clients.borrow_mut().insert(ClientRecord {
         client_id: session.client_id,
         user_id: session.user_id,
         transport: session.transport,
         address: session.peer.to_string(),
     });
-    compio::runtime::spawn(serve_arrived(shard, context, stream, buffer, session)).detach();
+    let task = serve_arrived(shard, context, fd, stream, buffer, session);
+    compio::runtime::spawn(task).detach();
     Ok(())
 }
 
 /// Serves a moved connection until it ends or moves again; the socket is registered for
 /// shutdown like an accepted one.
-async fn serve_arrived(
+async fn serve_arrived<S: Movable>(
     shard: Rc<Shard>,
     context: Rc<context::Context>,
-    stream: TcpStream,
+    fd: RawFd,
+    stream: S,
     buffer: BytesMut,
     session: Session,
 ) {
-    let fd = stream.as_raw_fd();
     let peer: SocketAddr = session.peer;
     shard.register_socket(fd);
-    connection::serve_tcp_session(shard.clone(), context, stream, buffer, session).await;
+    connection::serve_movable(shard.clone(), context, stream, buffer, session).await;
     // As in connection::serve: the stream was dropped just before, with no await in between.
     shard.unregister_socket(fd);
     tracing::trace!(shard = shard.id().0, %peer, "moved connection done");

@@ -5,6 +5,8 @@
 //! * A 16 MB message goes out and comes back over each.
 //! * Raw WebSocket frames check what the SDK does not exercise: requests split across messages
 //!   or sharing one, Ping/Pong, Text, Close, and the message size limit.
+//! * Fragmented messages with control frames between fragments, and a plain WebSocket
+//!   connection that moves to the shard of its partitions mid-message.
 //! * Broken TLS handshakes, plain frames to a TLS port and HTTP that is not an upgrade are
 //!   refused, and clients already connected do not notice.
 
@@ -25,7 +27,13 @@ use support::{
     raw,
     sdk::{self, TEST_TIMEOUT, Via, id, within},
 };
-use tungstenite::{Message, protocol::frame::coding::CloseCode};
+use tungstenite::{
+    Message,
+    protocol::frame::{
+        Frame,
+        coding::{CloseCode, Data, OpCode},
+    },
+};
 
 /// How long a raw socket waits for the server in these tests.
 const RAW_TIMEOUT: Duration = Duration::from_secs(10);
@@ -380,6 +388,137 @@ fn websocket_input_is_a_byte_stream_and_control_frames_are_answered() {
             Err(tungstenite::Error::ConnectionClosed) => break,
             Err(error) => panic!("expected a clean close, got {error}"),
         }
+    }
+}
+
+/// A data frame of `opcode`, final or not, as a raw client sends it (tungstenite masks it).
+fn data_frame(opcode: Data, payload: &[u8], is_final: bool) -> Message {
+    Message::Frame(Frame::message(
+        payload.to_vec(),
+        OpCode::Data(opcode),
+        is_final,
+    ))
+}
+
+/// Fragmented messages: a request split over the frames of one binary message with a Ping
+/// between them, a fragmented Text message (ignored), and then a new binary message started
+/// inside an unfinished one, which is a protocol violation (1002).
+#[test]
+fn fragmented_messages_and_control_frames_between_fragments() {
+    let server = TestServer::start(&[]);
+    let mut ws = raw_websocket(server.ws_addr);
+    let ping = raw::frame(1, &[]);
+    ws.send(data_frame(Data::Binary, &ping[..3], false))
+        .expect("first fragment");
+    ws.send(Message::Ping(Bytes::from_static(b"between")))
+        .expect("send ping");
+    ws.send(data_frame(Data::Continue, &ping[3..6], false))
+        .expect("middle fragment");
+    ws.send(data_frame(Data::Continue, &ping[6..], true))
+        .expect("last fragment");
+    match ws.read().expect("read the pong") {
+        Message::Pong(data) => assert_eq!(&data[..], b"between"),
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    assert_eq!(next_binary(&mut ws), PING_OK);
+    ws.send(data_frame(Data::Text, b"ignored ", false))
+        .expect("text start");
+    ws.send(data_frame(Data::Continue, b"text", true))
+        .expect("text end");
+    ws.send(Message::binary(ping.clone()))
+        .expect("send ping request");
+    assert_eq!(next_binary(&mut ws), PING_OK);
+    ws.send(data_frame(Data::Binary, &ping[..3], false))
+        .expect("unfinished message");
+    ws.send(data_frame(Data::Binary, &ping, true))
+        .expect("a new message inside it");
+    match ws.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(frame.code, CloseCode::Protocol),
+        other => panic!("expected Close 1002, got {other:?}"),
+    }
+}
+
+/// One request over a raw WebSocket: its response's payload, asserting status 0.
+fn ws_request(ws: &mut tungstenite::WebSocket<TcpStream>, code: u32, payload: &[u8]) -> Vec<u8> {
+    ws.send(Message::binary(raw::frame(code, payload)))
+        .expect("send a request");
+    let response = next_binary(ws);
+    assert_eq!(&response[0..4], &[0; 4], "status of request {code}");
+    response[8..].to_vec()
+}
+
+/// Cross-shard calls counted by every shard so far.
+fn calls_sent(server: &TestServer) -> u64 {
+    let stats = raw::shard_stats(server.addr);
+    stats.shards.iter().map(|s| s.calls_sent).sum()
+}
+
+/// A plain WebSocket connection that keeps sending to one partition moves to that partition's
+/// shard (migration.rs) like a TCP one, with its WebSocket state: the requests come in one
+/// message, so the move happens in the middle of a frame, and every request before and after
+/// it is answered in order and stored; the connection stays logged in and keeps working.
+#[test]
+fn a_websocket_connection_moves_to_the_shard_of_its_partitions_mid_message() {
+    const PARTITIONS: u32 = 4;
+    const BATCHES: u32 = 40;
+    let server = TestServer::start(&["--shards", "2"]);
+    let mut ws = raw_websocket(server.ws_addr);
+    ws_request(
+        &mut ws,
+        raw::code::LOGIN_USER,
+        &raw::login_payload("iggy", "iggy"),
+    );
+    let stream_id = {
+        let header = ws_request(&mut ws, raw::code::CREATE_STREAM, &raw::str8(b"moving"));
+        u32::from_le_bytes(header[0..4].try_into().expect("StreamHeader id"))
+    };
+    let topic_payload = raw::create_topic_payload(&raw::id_numeric(stream_id), "t", PARTITIONS);
+    let topic_header = ws_request(&mut ws, raw::code::CREATE_TOPIC, &topic_payload);
+    let topic_id = u32::from_le_bytes(topic_header[0..4].try_into().expect("TopicHeader id"));
+    // 4 partitions over 2 shards, at most 3 on one (balanced placement): whichever shard this
+    // connection is on, some partition below lives on the other one.
+    for partition in 0..PARTITIONS {
+        let before = calls_sent(&server);
+        let mut pipelined = Vec::new();
+        for batch in 0..BATCHES {
+            let payload = format!("p{partition}-b{batch}");
+            let send =
+                raw::SendMessages::new(stream_id, topic_id, partition, &[payload.as_bytes()]);
+            pipelined.extend(raw::frame(raw::code::SEND_MESSAGES, &send.encode()));
+        }
+        ws.send(Message::binary(pipelined))
+            .expect("send the batches");
+        for batch in 0..BATCHES {
+            let response = next_binary(&mut ws);
+            assert_eq!(
+                &response[0..4],
+                &[0; 4],
+                "partition {partition} batch {batch}"
+            );
+        }
+        let spent = calls_sent(&server) - before;
+        assert!(
+            spent < u64::from(BATCHES) / 2,
+            "partition {partition}: {spent} cross-shard calls for {BATCHES} sends; the connection did not follow its partition"
+        );
+    }
+    for partition in 0..PARTITIONS {
+        let poll = raw::poll_payload(stream_id, topic_id, partition, 0, BATCHES + 1);
+        let polled = raw::decode_polled(&ws_request(&mut ws, raw::code::POLL_MESSAGES, &poll));
+        let expected: Vec<(u64, Vec<u8>)> = (0..BATCHES)
+            .map(|batch| {
+                let payload = format!("p{partition}-b{batch}").into_bytes();
+                (u64::from(batch), payload)
+            })
+            .collect();
+        assert_eq!(polled.messages, expected, "partition {partition}");
+    }
+    // Control frames are still answered by the moved connection.
+    ws.send(Message::Ping(Bytes::from_static(b"still there")))
+        .expect("send ping");
+    match ws.read().expect("read the pong") {
+        Message::Pong(data) => assert_eq!(&data[..], b"still there"),
+        other => panic!("expected a pong, got {other:?}"),
     }
 }
 
