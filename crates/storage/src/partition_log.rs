@@ -10,9 +10,11 @@
 //! offset below `next_offset` is therefore always either in the journal or written to a file.
 //!
 //! Group commit (`fsync = "always"`): an appender pushes its batch and then waits until
-//! `synced_next_offset` passes its last offset. Whoever takes `flush_lock` first writes and
-//! fdatasyncs everything in the journal; the appenders that queued behind it find themselves
-//! covered and return without another write.
+//! `synced_next_offset` passes its last offset. Whoever takes `flush_lock` first writes
+//! everything in the journal; then whoever takes `sync_lock` first fdatasyncs everything
+//! written so far. The appenders queued behind either find themselves written, or covered,
+//! and skip that stage; writes of the next group proceed while the current group's fdatasync
+//! runs.
 
 use std::{
     cell::{Cell, RefCell},
@@ -188,6 +190,8 @@ pub struct PartitionLog {
     state: RefCell<LogState>,
     /// Serialises writes to the partition's segment files (flush, roll, purge).
     flush_lock: Mutex<()>,
+    /// Serialises the group-commit fdatasyncs of `fsync = "always"` (see `wait_durable`).
+    sync_lock: Mutex<()>,
     /// This log, for the background journal writes `append` starts.
     me: Weak<PartitionLog>,
     /// True while a background journal write is queued or running.
@@ -226,6 +230,7 @@ impl PartitionLog {
             config,
             state: RefCell::new(state),
             flush_lock: Mutex::new(()),
+            sync_lock: Mutex::new(()),
             me: me.clone(),
             writing: Cell::new(false),
             offsets,
@@ -432,18 +437,35 @@ impl PartitionLog {
     }
 
     /// Waits until an fdatasync covers `last_offset`, writing and syncing the journal itself
-    /// if no flush in flight will cover it.
+    /// if no write or sync in flight will cover it.
+    ///
+    /// Group commit in two stages, each with its own lock: the write of everything journaled
+    /// (`flush_lock`), then one fdatasync that covers everything written so far (`sync_lock`).
+    /// While one commit's fdatasync runs, the batches that arrived meanwhile are already being
+    /// written, and their appenders then share the next fdatasync. With a single lock over
+    /// both stages the disk sat idle during every fdatasync (measured with 8 producers of
+    /// 1 MB batches: 686 MB/s against 1.3 GB/s for `dd conv=fdatasync`).
     async fn wait_durable(&self, last_offset: u64, generation: u64) -> Result<(), StorageError> {
         let covered = || {
             let state = self.state.borrow();
             state.generation != generation || state.synced_next_offset > last_offset
         };
+        let written = || {
+            let state = self.state.borrow();
+            state.generation != generation || state.active.next_offset() > last_offset
+        };
         while !covered() {
-            let _turn = self.flush_lock.lock().await;
+            if !written() {
+                let _turn = self.flush_lock.lock().await;
+                if !written() {
+                    self.flush_locked(false).await?;
+                }
+            }
+            let _sync = self.sync_lock.lock().await;
             if covered() {
                 break;
             }
-            self.flush_locked(true).await?;
+            self.sync_active().await?;
         }
         Ok(())
     }
