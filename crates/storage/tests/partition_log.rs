@@ -968,3 +968,27 @@ async fn a_threshold_write_runs_after_the_append_returns() {
     assert_eq!(log.unflushed_messages(), 0);
     assert_eq!(payloads(&log.poll(2, 10).await.unwrap()), ["t-2", "t-3"]);
 }
+
+/// A roll starts the sealed log's fdatasync without waiting for it; with `fsync = "always"`
+/// every acknowledgement still comes after it (the next sync waits for it first).
+#[compio::test]
+async fn acknowledged_appends_wait_for_the_sealed_logs_fdatasync() {
+    let temp = tempfile::tempdir().unwrap();
+    let (log, _) = open(&partition_dir(&temp), config(300, 1024, FsyncMode::Always)).await;
+    for b in 0..12u32 {
+        log.append(block(&format!("s{b}"), 2), 2, 1_000)
+            .await
+            .unwrap();
+        let sealed = log
+            .segments()
+            .iter()
+            .filter(|segment| segment.sealed)
+            .count() as u64;
+        assert_eq!(
+            log.io_counters().sealed_fsyncs_count,
+            sealed,
+            "batch {b}: every sealed log was synced before the acknowledgement"
+        );
+    }
+    assert!(log.segments().len() > 3, "the run rolled segments");
+}
