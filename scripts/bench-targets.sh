@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Measures galgo against the performance targets of docs/benchmarks.md ("Where the targets
+# stand"), one workload after another, each on a fresh server and data directory, each with
+# its same-run reference: galgo-bench's loopback baseline, dd for the disk, TCP for WebSocket.
+#
+#   scripts/bench-targets.sh [OUT_DIR]
+#     OUT_DIR  reports and logs, default bench-reports/targets-<date-time>; the summary is
+#              OUT_DIR/summary.txt
+#   Environment: RUNS (repetitions of the short workloads, default 3), DATA_DIR (where the
+#   servers' data directories and dd's file go; must be on the disk under test, default
+#   $TMPDIR or /tmp), TARGET_DIR (cargo's target directory, default target), PORT (TCP port,
+#   default 18090; WebSocket uses PORT+2), SKIP_BUILD=1 to use the binaries as they are.
+#
+# Needs about 12 GB free in DATA_DIR (the 10 GB runs). Takes about 10 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-bench-reports/targets-$(date +%Y%m%d-%H%M%S)}
+RUNS=${RUNS:-3}
+DATA_DIR=${DATA_DIR:-${TMPDIR:-/tmp}}
+TARGET_DIR=${TARGET_DIR:-${CARGO_TARGET_DIR:-target}}
+PORT=${PORT:-18090}
+WS_PORT=$((PORT + 2))
+SERVER=$TARGET_DIR/release/galgo-server
+BENCH=$TARGET_DIR/release/galgo-bench
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  cargo build --release --locked -p galgo-server -p galgo-bench
+fi
+mkdir -p "$OUT"
+SUMMARY=$OUT/summary.txt
+: >"$SUMMARY"
+say() { echo "$*" | tee -a "$SUMMARY"; }
+
+# start_server NAME [--set ...]: a fresh server on a fresh data directory; sets SERVER_PID and
+# DATA. Waits for its ready line (bounded).
+start_server() {
+  local name=$1
+  shift
+  DATA=$(mktemp -d "$DATA_DIR/galgo-bench-data.XXXXXX")
+  LOG=$OUT/$name.server.log
+  "$SERVER" --data-dir "$DATA" --set "tcp.address=127.0.0.1:$PORT" \
+    --set "websocket.address=127.0.0.1:$WS_PORT" "$@" >"$LOG" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 300); do
+    grep -q "galgo-server ready" "$LOG" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "galgo-server did not start; see $LOG" >&2
+  exit 1
+}
+
+stop_server() {
+  say "  server RSS at the end: $(grep VmRSS /proc/"$SERVER_PID"/status | tr -s ' \t' ' ')"
+  kill "$SERVER_PID"
+  wait "$SERVER_PID" || true
+  rm -rf "$DATA"
+}
+
+# bench NAME URL DURABILITY ARGS...: one galgo-bench run; prints its summary lines.
+bench() {
+  local name=$1 url=$2 durability=$3
+  shift 3
+  "$BENCH" --server "$url" --durability "$durability" --label "$name" \
+    --json "$OUT/$name.json" "$@" >"$OUT/$name.txt" 2>&1
+  grep -E "^(producers|consumers|baseline)|^ratio .*(MB/s|p50|p99\.9)" "$OUT/$name.txt" |
+    sed "s/^/[$name] /" | tee -a "$SUMMARY"
+}
+
+dd_rate() {
+  local file=$DATA_DIR/galgo-bench-dd.$$
+  dd if=/dev/zero of="$file" bs=1M count=1024 "$@" 2>&1 | tail -1
+  rm -f "$file"
+}
+
+TCP=iggy://iggy:iggy@127.0.0.1:$PORT
+WS=iggy+ws://iggy:iggy@127.0.0.1:$WS_PORT
+BIG=(--message-size 1000 --messages-per-batch 1000 --warmup-secs 1)
+say "# galgo targets $(date -u +%FT%TZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+say "disk references (1 GiB): O_DIRECT $(dd_rate oflag=direct | awk -F', ' '{print $NF}'), buffered + fdatasync $(dd_rate conv=fdatasync | awk -F', ' '{print $NF}')"
+
+for mode in auto off; do
+  for i in $(seq "$RUNS"); do
+    say "== 1. producer 1 GB, direct_io=$mode, run $i"
+    start_server "producer-$mode-$i" --set "storage.direct_io=$mode"
+    bench "producer-$mode-$i" "$TCP" "fsync=interval,direct_io=$mode" \
+      --mode pinned-producer --producers 2 --partitions 1 --batches 500 "${BIG[@]}"
+    stop_server
+    say "== 2. consumer 1 GB, direct_io=$mode, run $i"
+    start_server "consumer-$mode-$i" --set "storage.direct_io=$mode"
+    bench "consumer-$mode-$i" "$TCP" "fsync=interval,direct_io=$mode" \
+      --mode pinned-consumer --consumers 2 --partitions 1 --batches 500 "${BIG[@]}"
+    stop_server
+  done
+  say "== 3. producer 10 GB, direct_io=$mode"
+  start_server "producer-10g-$mode" --set "storage.direct_io=$mode"
+  bench "producer-10g-$mode" "$TCP" "fsync=interval,direct_io=$mode" \
+    --mode pinned-producer --producers 2 --partitions 1 --batches 5000 "${BIG[@]}"
+  stop_server
+done
+
+for i in $(seq "$RUNS"); do
+  say "== 4. one 100-byte message per request, run $i"
+  start_server "small-$i"
+  bench "small-$i" "$TCP" "fsync=interval" --mode pinned-producer --producers 2 --partitions 1 \
+    --message-size 100 --messages-per-batch 1 --batches 20000 --warmup-secs 1
+  stop_server
+done
+
+for i in $(seq "$RUNS"); do
+  say "== 5. WebSocket then TCP producers, one server, pair $i"
+  start_server "ws-tcp-$i"
+  for transport in ws tcp; do
+    url=$TCP
+    [[ $transport == ws ]] && url=$WS
+    bench "ws-tcp-$i-$transport" "$url" "fsync=interval" --mode pinned-producer --producers 2 \
+      --partitions 1 --batches 500 --stream-prefix "bench-$transport" --baseline-secs 0 "${BIG[@]}"
+  done
+  stop_server
+done
+
+for i in $(seq "$RUNS"); do
+  say "== 6. fsync=always, 8 producers on one partition, pair $i"
+  say "  dd buffered + fdatasync: $(dd_rate conv=fdatasync | awk -F', ' '{print $NF}')"
+  start_server "always-$i" --set storage.fsync=always
+  bench "always-100k-$i" "$TCP" "fsync=always" --mode balanced-producer --producers 8 --streams 1 \
+    --partitions 1 --message-size 1000 --messages-per-batch 100 --batches 1000 --warmup-secs 1 \
+    --baseline-secs 0
+  bench "always-1m-$i" "$TCP" "fsync=always" --mode balanced-producer --producers 8 --streams 1 \
+    --partitions 1 --message-size 1000 --messages-per-batch 1000 --batches 100 --warmup-secs 1 \
+    --baseline-secs 0
+  stop_server
+done
+
+say "== 7. start: a first start (creates the root user), then 5 restarts on the same data"
+DATA=$(mktemp -d "$DATA_DIR/galgo-bench-data.XXXXXX")
+for i in 1 2 3 4 5 6; do
+  LOG=$OUT/start-$i.log
+  started=$(date +%s%N)
+  "$SERVER" --data-dir "$DATA" --set "tcp.address=127.0.0.1:$PORT" \
+    --set "websocket.address=127.0.0.1:$WS_PORT" >"$LOG" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 5000); do
+    grep -q "galgo-server ready" "$LOG" 2>/dev/null && break
+    sleep 0.001
+  done
+  ready=$(date +%s%N)
+  sleep 0.5
+  say "  start $i: $(((ready - started) / 1000000)) ms to the ready line, RSS $(grep VmRSS /proc/$SERVER_PID/status | tr -s ' \t' ' ')"
+  kill "$SERVER_PID"
+  wait "$SERVER_PID" || true
+done
+rm -rf "$DATA"
+say "# done $(date -u +%FT%TZ); reports in $OUT"
