@@ -23,7 +23,7 @@ WS_PORT=$((PORT + 2))
 SERVER=$TARGET_DIR/release/galgo-server
 BENCH=$TARGET_DIR/release/galgo-bench
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  cargo build --release --locked -p galgo-server -p galgo-bench
+  CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --locked -p galgo-server -p galgo-bench
 fi
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt
