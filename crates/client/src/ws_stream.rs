@@ -34,6 +34,8 @@ use tungstenite::{
     },
 };
 
+use galgo_protocol::websocket::apply_mask;
+
 use crate::byte_stream::{ByteStream, receive, send_all};
 
 /// What tungstenite reads from and writes to: bytes received but not yet parsed, and bytes it
@@ -226,22 +228,6 @@ impl<S: ByteStream> ByteStream for WsStream<S> {
     }
 }
 
-/// XORs `data` with `mask` repeated, eight bytes at a time (the copy just before left `data` in
-/// the cache, so this second pass is cheap). The server has the same few lines for unmasking.
-fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
-    let word = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
-    let mut words = data.chunks_exact_mut(8);
-    for chunk in &mut words {
-        let value = u64::from_ne_bytes(chunk.try_into().expect("8 bytes")) ^ word;
-        chunk.copy_from_slice(&value.to_ne_bytes());
-    }
-    for (byte, key) in words.into_remainder().iter_mut().zip(mask.iter().cycle()) {
-        *byte ^= key;
-    }
-}
-
 fn invalid_data(error: tungstenite::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error)
 }
@@ -249,22 +235,6 @@ fn invalid_data(error: tungstenite::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masking_matches_the_bytewise_definition() {
-        let mask = [0x6d, 0xb6, 0xb2, 0x80];
-        for len in 0..40 {
-            let plain: Vec<u8> = (0..len as u8).collect();
-            let mut masked = plain.clone();
-            apply_mask(&mut masked, mask);
-            let expected: Vec<u8> = plain
-                .iter()
-                .enumerate()
-                .map(|(index, byte)| byte ^ mask[index % 4])
-                .collect();
-            assert_eq!(masked, expected, "length {len}");
-        }
-    }
 
     #[test]
     fn masks_differ_from_frame_to_frame() {

@@ -34,6 +34,8 @@ use tungstenite::{
     },
 };
 
+use galgo_protocol::websocket::apply_mask;
+
 use crate::byte_stream::{ByteStream, READ_CHUNK_BYTES};
 
 /// The answer to an HTTP request that is not a WebSocket upgrade, before the connection closes.
@@ -419,22 +421,6 @@ fn unmask_into(out: &mut BytesMut, masked: &[u8], mask: Option<[u8; 4]>, offset:
         let mut phased = mask;
         phased.rotate_left(offset % 4);
         apply_mask(&mut out[start..], phased);
-    }
-}
-
-/// XORs `data` with `mask` repeated, eight bytes at a time (the copy just before left `data`
-/// in the cache, so this second pass is cheap).
-fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
-    let word = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
-    let mut words = data.chunks_exact_mut(8);
-    for chunk in &mut words {
-        let value = u64::from_ne_bytes(chunk.try_into().expect("8 bytes")) ^ word;
-        chunk.copy_from_slice(&value.to_ne_bytes());
-    }
-    for (byte, key) in words.into_remainder().iter_mut().zip(mask.iter().cycle()) {
-        *byte ^= key;
     }
 }
 
