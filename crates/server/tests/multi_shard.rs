@@ -284,12 +284,6 @@ fn acknowledged_metadata_changes_are_visible_on_every_connection() {
     }
 }
 
-/// Cross-shard calls counted by every shard so far.
-fn calls_sent(server: &TestServer) -> u64 {
-    let stats = raw::shard_stats(server.addr);
-    stats.shards.iter().map(|s| s.calls_sent).sum()
-}
-
 /// A plain TCP connection that keeps sending to one partition moves to that partition's shard
 /// (migration.rs): its later requests cost no cross-shard call, it stays logged in, requests it
 /// pipelined across the move are all answered in order, and everything it sent is stored.
@@ -304,7 +298,7 @@ fn a_connection_moves_to_the_shard_of_its_partitions() {
     // 4 partitions over 2 shards, at most 3 on one (balanced placement): whichever shard this
     // connection landed on, some partition below lives on the other one.
     for partition in 0..TWO_SHARDS_PARTITIONS {
-        let before = calls_sent(&server);
+        let before = raw::calls_sent(server.addr);
         let mut pipelined = Vec::new();
         for batch in 0..BATCHES {
             let payload = format!("p{partition}-b{batch}");
@@ -317,7 +311,7 @@ fn a_connection_moves_to_the_shard_of_its_partitions() {
         for _ in 0..BATCHES {
             conn.read_response().ok();
         }
-        let spent = calls_sent(&server) - before;
+        let spent = raw::calls_sent(server.addr) - before;
         assert!(
             spent < u64::from(BATCHES) / 2,
             "partition {partition}: {spent} cross-shard calls for {BATCHES} sends; the connection did not follow its partition"

@@ -447,12 +447,6 @@ fn ws_request(ws: &mut tungstenite::WebSocket<TcpStream>, code: u32, payload: &[
     response[8..].to_vec()
 }
 
-/// Cross-shard calls counted by every shard so far.
-fn calls_sent(server: &TestServer) -> u64 {
-    let stats = raw::shard_stats(server.addr);
-    stats.shards.iter().map(|s| s.calls_sent).sum()
-}
-
 /// A plain WebSocket connection that keeps sending to one partition moves to that partition's
 /// shard (migration.rs) like a TCP one, with its WebSocket state: the requests come in one
 /// message, so the move happens in the middle of a frame, and every request before and after
@@ -478,7 +472,7 @@ fn a_websocket_connection_moves_to_the_shard_of_its_partitions_mid_message() {
     // 4 partitions over 2 shards, at most 3 on one (balanced placement): whichever shard this
     // connection is on, some partition below lives on the other one.
     for partition in 0..PARTITIONS {
-        let before = calls_sent(&server);
+        let before = raw::calls_sent(server.addr);
         let mut pipelined = Vec::new();
         for batch in 0..BATCHES {
             let payload = format!("p{partition}-b{batch}");
@@ -496,7 +490,7 @@ fn a_websocket_connection_moves_to_the_shard_of_its_partitions_mid_message() {
                 "partition {partition} batch {batch}"
             );
         }
-        let spent = calls_sent(&server) - before;
+        let spent = raw::calls_sent(server.addr) - before;
         assert!(
             spent < u64::from(BATCHES) / 2,
             "partition {partition}: {spent} cross-shard calls for {BATCHES} sends; the connection did not follow its partition"

@@ -439,6 +439,16 @@ pub fn poll(
     decode_polled(&payload)
 }
 
+/// Cross-shard calls sent by every shard so far (GetShardStats).
+#[track_caller]
+pub fn calls_sent(addr: SocketAddr) -> u64 {
+    shard_stats(addr)
+        .shards
+        .iter()
+        .map(|shard| shard.calls_sent)
+        .sum()
+}
+
 /// GetShardStats (galgo's code 9000) over a fresh logged-in connection.
 #[track_caller]
 pub fn shard_stats(addr: SocketAddr) -> ShardStats {
