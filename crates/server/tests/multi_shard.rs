@@ -299,13 +299,7 @@ fn a_connection_moves_to_the_shard_of_its_partitions() {
     // connection landed on, some partition below lives on the other one.
     for partition in 0..TWO_SHARDS_PARTITIONS {
         let before = raw::calls_sent(server.addr);
-        let mut pipelined = Vec::new();
-        for batch in 0..BATCHES {
-            let payload = format!("p{partition}-b{batch}");
-            let send =
-                raw::SendMessages::new(stream_id, topic_id, partition, &[payload.as_bytes()]);
-            pipelined.extend(raw::frame(raw::code::SEND_MESSAGES, &send.encode()));
-        }
+        let pipelined = raw::pipelined_sends(stream_id, topic_id, partition, BATCHES);
         // All frames in one write: the ones after a move arrive in the buffer it hands over.
         conn.send_bytes(&pipelined);
         for _ in 0..BATCHES {

@@ -473,13 +473,7 @@ fn a_websocket_connection_moves_to_the_shard_of_its_partitions_mid_message() {
     // connection is on, some partition below lives on the other one.
     for partition in 0..PARTITIONS {
         let before = raw::calls_sent(server.addr);
-        let mut pipelined = Vec::new();
-        for batch in 0..BATCHES {
-            let payload = format!("p{partition}-b{batch}");
-            let send =
-                raw::SendMessages::new(stream_id, topic_id, partition, &[payload.as_bytes()]);
-            pipelined.extend(raw::frame(raw::code::SEND_MESSAGES, &send.encode()));
-        }
+        let pipelined = raw::pipelined_sends(stream_id, topic_id, partition, BATCHES);
         ws.send(Message::binary(pipelined))
             .expect("send the batches");
         for batch in 0..BATCHES {

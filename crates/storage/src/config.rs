@@ -15,7 +15,8 @@ pub enum FsyncMode {
     /// appends share one write and one fdatasync). Stored consumer offsets are fsynced too.
     Always,
     /// Appends are acknowledged from memory; the shard's periodic saver calls
-    /// `flush(fsync = true)`. Sealed segments are fsynced when they are sealed.
+    /// `flush(fsync = true)`. A sealed segment's fdatasync starts when it is sealed, and
+    /// every later sync waits for it before it reports anything durable.
     Interval,
     /// Nothing is fsynced unless a caller asks `flush(true)` or `close()`.
     Never,

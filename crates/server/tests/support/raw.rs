@@ -439,6 +439,18 @@ pub fn poll(
     decode_polled(&payload)
 }
 
+/// `batches` SendMessages frames back to back, one message `p{partition}-b{batch}` each: a
+/// pipeline to write in one go.
+pub fn pipelined_sends(stream_id: u32, topic_id: u32, partition: u32, batches: u32) -> Vec<u8> {
+    let mut pipelined = Vec::new();
+    for batch in 0..batches {
+        let payload = format!("p{partition}-b{batch}");
+        let send = SendMessages::new(stream_id, topic_id, partition, &[payload.as_bytes()]);
+        pipelined.extend(frame(code::SEND_MESSAGES, &send.encode()));
+    }
+    pipelined
+}
+
 /// Cross-shard calls sent by every shard so far (GetShardStats).
 #[track_caller]
 pub fn calls_sent(addr: SocketAddr) -> u64 {
