@@ -1,42 +1,12 @@
 //! The engine end to end: typed calls between real shard threads and graceful shutdown.
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-};
+mod support;
 
-use galgo_metadata::{ShardId, TopicDefaults};
-use galgo_shards::{Engine, Readiness, Serve, ShardSettings, StorageSettings};
-use galgo_storage::{DirectIo, FsyncMode};
+use std::sync::{Arc, Mutex};
 
-fn shards(count: usize) -> Vec<ShardSettings> {
-    vec![
-        ShardSettings {
-            cpu: None,
-            ring_entries: 64,
-            coop_taskrun: true,
-            sqpoll_idle_ms: 0,
-            inbox_capacity: 16,
-        };
-        count
-    ]
-}
-
-fn storage(dir: &Path) -> StorageSettings {
-    StorageSettings {
-        data_dir: dir.to_path_buf(),
-        segment_size_bytes: 1 << 20,
-        journal_messages_max: 1024,
-        journal_bytes_max: 1 << 20,
-        fsync: FsyncMode::Interval,
-        direct_io: DirectIo::Auto,
-        flush_interval_ms: 1000,
-        fsync_interval_ms: 1000,
-        topic_defaults: TopicDefaults::default(),
-        cleaner_interval_ms: 0,
-        deduplication: None,
-    }
-}
+use galgo_metadata::ShardId;
+use galgo_shards::{Engine, Readiness, Serve};
+use support::{shards, storage};
 
 #[test]
 fn calls_reach_their_shard_and_local_calls_do_not_hop() {

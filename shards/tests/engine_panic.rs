@@ -1,40 +1,11 @@
 //! A panicking shard stops the whole engine with a clear message. (A test binary of its own:
 //! a panic is fatal to every engine of the process.)
 
-use std::path::Path;
+mod support;
 
-use galgo_metadata::{ShardId, TopicDefaults};
-use galgo_shards::{Engine, EngineError, Serve, ShardSettings, StorageSettings};
-use galgo_storage::{DirectIo, FsyncMode};
-
-fn shards(count: usize) -> Vec<ShardSettings> {
-    vec![
-        ShardSettings {
-            cpu: None,
-            ring_entries: 64,
-            coop_taskrun: true,
-            sqpoll_idle_ms: 0,
-            inbox_capacity: 16,
-        };
-        count
-    ]
-}
-
-fn storage(dir: &Path) -> StorageSettings {
-    StorageSettings {
-        data_dir: dir.to_path_buf(),
-        segment_size_bytes: 1 << 20,
-        journal_messages_max: 1024,
-        journal_bytes_max: 1 << 20,
-        fsync: FsyncMode::Interval,
-        direct_io: DirectIo::Auto,
-        flush_interval_ms: 1000,
-        fsync_interval_ms: 1000,
-        topic_defaults: TopicDefaults::default(),
-        cleaner_interval_ms: 0,
-        deduplication: None,
-    }
-}
+use galgo_metadata::ShardId;
+use galgo_shards::{Engine, EngineError, Serve};
+use support::{shards, storage};
 
 #[test]
 fn a_panicking_shard_stops_the_engine_with_a_clear_message() {
