@@ -7,12 +7,13 @@
 //! same adapter serves TCP+TLS and, under a WebSocket, WSS.
 
 use std::{
-    io::{self, Read, Write},
+    io::{self, Write},
     sync::Arc,
 };
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use compio::BufResult;
+use galgo_tls::invalid_data;
 use rustls::{ServerConfig, ServerConnection};
 
 use crate::byte_stream::ByteStream;
@@ -78,25 +79,8 @@ impl<S: ByteStream> TlsStream<S> {
 
     /// Hands every received ciphertext byte to rustls and appends the plaintext to `out`.
     fn decrypt(&mut self, out: &mut BytesMut) -> io::Result<()> {
-        while !self.received.is_empty() {
-            let mut ciphertext = &self.received[..];
-            let consumed = self.tls.read_tls(&mut ciphertext)?;
-            self.received.advance(consumed);
-            let state = self.tls.process_new_packets().map_err(invalid_data)?;
-            // Drained after every record batch: rustls holds only a little plaintext itself.
-            let plaintext = state.plaintext_bytes_to_read();
-            if plaintext > 0 {
-                let start = out.len();
-                out.resize(start + plaintext, 0);
-                self.tls.reader().read_exact(&mut out[start..])?;
-            }
-            if state.peer_has_closed() {
-                self.peer_closed = true;
-            }
-            if consumed == 0 {
-                // After close_notify rustls takes nothing more; what follows is ignored.
-                self.received.clear();
-            }
+        if galgo_tls::decrypt(&mut self.tls, &mut self.received, out)? {
+            self.peer_closed = true;
         }
         Ok(())
     }
@@ -161,8 +145,4 @@ impl<S: ByteStream> ByteStream for TlsStream<S> {
         self.send_pending().await?;
         self.inner.close().await
     }
-}
-
-fn invalid_data(error: rustls::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, error)
 }
