@@ -131,22 +131,63 @@ for i in $(seq "$RUNS"); do
 done
 
 say "== 7. start: a first start (creates the root user), then 5 restarts on the same data"
+# start_probe LOG: starts the server on $DATA and prints how long after the spawn a Ping was
+# first answered (TCP accepted and served), the root login succeeded and the ready line came.
+start_probe() {
+  python3 - "$SERVER" "$DATA" "$PORT" "$WS_PORT" "$1" <<'PY'
+import socket, struct, subprocess, sys, threading, time
+server, data, port, ws_port, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+def exact(conn, size):
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise SystemExit("the server closed the connection")
+        data += chunk
+    return data
+def request(conn, code, payload=b""):
+    conn.sendall(struct.pack("<II", 4 + len(payload), code) + payload)
+    status, length = struct.unpack("<II", exact(conn, 8))
+    exact(conn, length)
+    return status
+started = time.monotonic()
+proc = subprocess.Popen([server, "--data-dir", data, "--set", f"tcp.address=127.0.0.1:{port}",
+                         "--set", f"websocket.address=127.0.0.1:{ws_port}"],
+                        stdout=subprocess.PIPE, stderr=open(log, "w"))
+ready = threading.Event()
+def watch():
+    for line in proc.stdout:
+        if line.startswith(b"galgo-server ready"):
+            ready.time = time.monotonic()
+            ready.set()
+threading.Thread(target=watch, daemon=True).start()
+deadline = started + 10
+while True:
+    try:
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            raise SystemExit("no TCP listener within 10 s")
+        time.sleep(0.0002)
+assert request(conn, 1) == 0, "ping failed"
+pinged = time.monotonic()
+login = bytes([4]) + b"iggy" + bytes([4]) + b"iggy" + struct.pack("<II", 0, 0)
+assert request(conn, 38, login) == 0, "root login failed"
+logged_in = time.monotonic()
+assert ready.wait(10), "no ready line within 10 s"
+ms = lambda at: f"{1000 * (at - started):.1f} ms"
+print(f"ping answered {ms(pinged)}, root login {ms(logged_in)}, ready line {ms(ready.time)}, pid {proc.pid}")
+PY
+}
 DATA=$(mktemp -d "$DATA_DIR/galgo-bench-data.XXXXXX")
 for i in 1 2 3 4 5 6; do
-  LOG=$OUT/start-$i.log
-  started=$(date +%s%N)
-  "$SERVER" --data-dir "$DATA" --set "tcp.address=127.0.0.1:$PORT" \
-    --set "websocket.address=127.0.0.1:$WS_PORT" >"$LOG" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 5000); do
-    grep -q "galgo-server ready" "$LOG" 2>/dev/null && break
-    sleep 0.001
-  done
-  ready=$(date +%s%N)
+  probe=$(start_probe "$OUT/start-$i.log")
+  SERVER_PID=${probe##* }
   sleep 0.5
-  say "  start $i: $(((ready - started) / 1000000)) ms to the ready line, RSS $(grep VmRSS /proc/$SERVER_PID/status | tr -s ' \t' ' ')"
+  say "  start $i: ${probe%, pid *}, RSS $(grep VmRSS /proc/"$SERVER_PID"/status | tr -s ' \t' ' ')"
   kill "$SERVER_PID"
-  wait "$SERVER_PID" || true
+  while kill -0 "$SERVER_PID" 2>/dev/null; do sleep 0.05; done
 done
 rm -rf "$DATA"
 say "# done $(date -u +%FT%TZ); reports in $OUT"

@@ -29,6 +29,10 @@ pub struct BoundAddresses {
     pub websocket: OnceLock<SocketAddr>,
 }
 
+/// Opened once shard 0's replica has the root user: at start-up on a restart, after the
+/// password hash on a first start (logins wait for it; see `handler::users::login`).
+pub type RootCreated = Arc<async_lock::OnceCell<()>>;
+
 /// The `Send` part, built once by `main` and handed to every shard.
 #[derive(Clone, Debug)]
 pub struct ContextSeed {
@@ -42,6 +46,8 @@ pub struct ContextSeed {
     pub websocket_tls: Option<Arc<rustls::ServerConfig>>,
     /// Root credentials (used once, when the root user is first created).
     pub root: RootConfig,
+    /// Whether the root user exists yet.
+    pub root_created: RootCreated,
     /// Personal access token limits.
     pub tokens: PersonalAccessTokensConfig,
     /// Consumer-group rebalancing.
@@ -79,6 +85,7 @@ impl ContextSeed {
             tcp: config.tcp.clone(),
             websocket: config.websocket.clone(),
             root: config.root.clone(),
+            root_created: RootCreated::default(),
             tokens: config.personal_access_tokens.clone(),
             consumer_group: config.consumer_group.clone(),
             data_dir: config.system.data_dir.clone(),

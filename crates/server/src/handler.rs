@@ -14,7 +14,7 @@ mod topics;
 mod users;
 
 pub use tokens::clean_expired as clean_expired_tokens;
-pub use users::ensure_root;
+pub use users::{ensure_root, start_root_creation};
 
 use std::rc::Rc;
 

@@ -102,8 +102,10 @@ fn main() -> ExitCode {
 
 fn init_logging(level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Colours only for a terminal: a log file or journald gets plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_thread_names(true)
         .init();
@@ -171,17 +173,21 @@ fn ignore_file_size_signal() {
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
 }
 
-/// What shard 0 does once metadata is replayed and partitions are open: make sure the root
-/// user exists, start the expired-token cleaner, then bind the listeners.
+/// What shard 0 does once metadata is replayed and partitions are open: start the root
+/// user's password hash if there is no root user yet (a first start), start the
+/// expired-token cleaner, bind the listeners, then create the root user. Connections are
+/// accepted while the hash runs; logins wait for root (`handler::users::login`).
 fn serve(seed: context::ContextSeed) -> Serve {
     let root = seed.root.clone();
+    let root_created = seed.root_created.clone();
     let cleanup = std::time::Duration::from_millis(seed.tokens.cleanup_interval_ms);
     let listen = listener::serve(seed);
     Box::new(move |shard0| {
         Box::pin(async move {
-            handler::ensure_root(&shard0, &root).await?;
+            let pending = handler::start_root_creation(&shard0, &root, &root_created);
             compio::runtime::spawn(handler::clean_expired_tokens(shard0.clone(), cleanup)).detach();
-            listen(shard0).await
+            listen(shard0.clone()).await?;
+            handler::ensure_root(&shard0, &root, pending, &root_created).await
         })
     })
 }

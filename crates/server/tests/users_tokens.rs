@@ -617,3 +617,38 @@ fn users_tokens_and_root_credentials_survive_restarts() {
     }
     assert!(logs.contains("root user created"));
 }
+
+/// A first start accepts connections while the root user's password is still being hashed
+/// (tens of milliseconds of Argon2): a ping is answered at once, and logins that arrive before
+/// root exists wait for it on whichever shard took the connection, then succeed (or fail, for
+/// a wrong password) as usual.
+#[test]
+fn a_first_start_accepts_connections_before_root_exists_and_logins_wait_for_it() {
+    let mut server = TestServer::launch(&["--shards", "2", "--set", "logging.level=debug"]);
+    let addr = server.wait_listening();
+    // Enough connections that the kernel spreads them over both shards.
+    let mut conns: Vec<RawConn> = (0..6).map(|_| RawConn::connect(addr)).collect();
+    for conn in &mut conns {
+        conn.ping();
+    }
+    for (index, conn) in conns.iter_mut().enumerate() {
+        let password = if index == 0 { "wrong" } else { "iggy" };
+        conn.send_frame(LOGIN_USER, &login_payload("iggy", password));
+    }
+    for (index, conn) in conns.iter_mut().enumerate() {
+        let response = conn.read_response();
+        if index == 0 {
+            response.assert_error(support::raw::error::INVALID_CREDENTIALS);
+        } else {
+            response.ok();
+            conn.request(GET_ME, &[]).ok();
+        }
+    }
+    server.wait_ready();
+    assert_eq!(
+        server.addr, addr,
+        "the ready line names the listener that was logged"
+    );
+    let mut late = RawConn::connect_logged_in(server.addr);
+    late.request(GET_ME, &[]).ok();
+}

@@ -8,7 +8,7 @@
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use galgo_metadata::{Change, ROOT_USER_ID, User};
+use galgo_metadata::{Change, ROOT_USER_ID, ShardId, User};
 use galgo_protocol::{
     ErrorCode, Identifier, Permissions,
     command::users::{
@@ -21,7 +21,7 @@ use galgo_shards::Shard;
 use super::{Outcome, Reply, metadata_change::change_metadata};
 use crate::{
     config::RootConfig,
-    context::{Context, now_us},
+    context::{Context, RootCreated, now_us},
     credentials,
     error::CommandError,
     session::Session,
@@ -165,11 +165,27 @@ pub async fn login(
     session: &mut Session,
     login: LoginUser,
 ) -> Outcome {
-    let found = shard
-        .metadata
-        .borrow()
-        .user_for_login(&login.username)
-        .map(|user| (user.id, user.generation, user.password_hash.clone()));
+    let lookup = || {
+        shard
+            .metadata
+            .borrow()
+            .user_for_login(&login.username)
+            .map(|user| (user.id, user.generation, user.password_hash.clone()))
+    };
+    let mut found = lookup();
+    if found.is_none() && !context.seed.root_created.is_initialized() {
+        // A first start accepts connections while the root user's password is still being
+        // hashed. Shard 0 answers once root exists; its creation event comes before that
+        // answer through this shard's inbox, so the replica has root when the call returns.
+        tracing::debug!(shard = shard.id().0, peer = %session.peer, "login waits for the root user's creation");
+        let created = context.seed.root_created.clone();
+        shard
+            .call(ShardId(0), move |_| async move {
+                created.wait().await;
+            })
+            .await?;
+        found = lookup();
+    }
     let verified = match &found {
         Some((_, _, hash)) => context.hasher.verify(login.password, hash.clone()).await,
         None => false,
@@ -212,20 +228,47 @@ pub fn logout(shard: &Rc<Shard>, session: &mut Session) -> Outcome {
     Ok(Reply::empty())
 }
 
-/// Start-up, on shard 0 before any listener: creates the root user (id 0, every permission)
-/// from `[root]` when the metadata has none, i.e. on a fresh data directory. Later the
-/// configured credentials are not used: root's password is whatever ChangePassword made it.
-pub async fn ensure_root(shard0: &Rc<Shard>, root: &RootConfig) -> Result<(), String> {
+/// The root user's password hash, started by [`start_root_creation`] before the listeners
+/// bind when the metadata has no root user (a fresh data directory).
+pub struct PendingRoot(compio::runtime::JoinHandle<String>);
+
+/// Start-up, on shard 0 before any listener: when the metadata has no root user, starts
+/// hashing `[root]`'s password in the blocking pool (tens of milliseconds of Argon2) so the
+/// listeners can bind meanwhile; [`ensure_root`] then creates the user. When root exists,
+/// opens `created` at once and returns `None`.
+pub fn start_root_creation(
+    shard0: &Shard,
+    root: &RootConfig,
+    created: &RootCreated,
+) -> Option<PendingRoot> {
     if let Some(existing) = shard0.metadata.borrow().user_by_id(ROOT_USER_ID) {
         tracing::info!(username = %existing.username, "root user exists; [root] credentials are used only to create it");
-        return Ok(());
+        let _ = created.set_blocking(());
+        return None;
     }
-    let username = root.username.clone();
     let password = root.password.clone();
-    let password_hash =
-        compio::runtime::spawn_blocking(move || credentials::hash_password(&password))
-            .await
-            .map_err(|_| "hashing the root password panicked".to_owned())?;
+    Some(PendingRoot(compio::runtime::spawn_blocking(move || {
+        credentials::hash_password(&password)
+    })))
+}
+
+/// Start-up, on shard 0 once the listeners accept: creates the root user (id 0, every
+/// permission) from `[root]` with the hash `pending` computed, then opens `created`, which
+/// logins that found no user wait for ([`login`]). Later starts find root and do nothing:
+/// root's password is whatever ChangePassword made it.
+pub async fn ensure_root(
+    shard0: &Rc<Shard>,
+    root: &RootConfig,
+    pending: Option<PendingRoot>,
+    created: &RootCreated,
+) -> Result<(), String> {
+    let Some(PendingRoot(hashing)) = pending else {
+        return Ok(());
+    };
+    let password_hash = hashing
+        .await
+        .map_err(|_| "hashing the root password panicked".to_owned())?;
+    let username = root.username.clone();
     let change = change_metadata(shard0, move |metadata| {
         metadata.prepare_create_user(
             &username,
@@ -241,6 +284,7 @@ pub async fn ensure_root(shard0: &Rc<Shard>, root: &RootConfig) -> Result<(), St
         matches!(change, Change::CreateUser { id: 0, .. }),
         "the first user is the root user, id 0"
     );
+    let _ = created.set(()).await;
     tracing::info!(username = %root.username, "root user created");
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! A `galgo-server` child process for one test.
 //!
 //! The server prints exactly one line `galgo-server ready tcp=127.0.0.1:PORT websocket=127.0.0.1:PORT`
-//! on stdout when it accepts connections (a disabled listener is left out); its logs go to stderr, which the harness sends to a file beside (not
-//! inside) the data dir and prints when the test fails.
+//! on stdout once it serves (a disabled listener is left out; on a first start the listeners
+//! accept a little earlier, while the root user is created); its logs go to stderr, which the
+//! harness sends to a file beside (not inside) the data dir and prints when the test fails.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -48,6 +49,8 @@ pub struct TestServer {
     /// removed, so the caller's environment cannot change a test).
     env: Vec<(String, String)>,
     process: Option<Process>,
+    /// The ready line of the current run, until [`TestServer::wait_ready`] takes it.
+    ready: Option<mpsc::Receiver<ReadyAddresses>>,
     runs: u32,
 }
 
@@ -88,6 +91,19 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with environment variables for the server.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut server = Self::launch_with_env(args, env);
+        server.wait_ready();
+        server
+    }
+
+    /// Starts a server like [`TestServer::start`] but returns at once, before its ready line:
+    /// for tests of what the server does while it starts. Call [`TestServer::wait_ready`] (or
+    /// [`TestServer::wait_listening`]) next.
+    pub fn launch(args: &[&str]) -> TestServer {
+        Self::launch_with_env(args, &[])
+    }
+
+    fn launch_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let root = tempfile::Builder::new()
             .prefix("galgo-test-")
             .tempdir()
@@ -106,10 +122,34 @@ impl TestServer {
                 .map(|(key, value)| (key.to_string(), value.to_string()))
                 .collect(),
             process: None,
+            ready: None,
             runs: 0,
         };
         server.spawn();
         server
+    }
+
+    /// The TCP address the current run logged when its listeners bound, which on a first
+    /// start comes before the ready line (the root user is created after). Waits for that log
+    /// line, at most [`READY_TIMEOUT`].
+    pub fn wait_listening(&mut self) -> SocketAddr {
+        const LISTENING: &str = "TCP listening on every shard address=";
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            let log = std::fs::read_to_string(self.log_path(self.runs)).unwrap_or_default();
+            if let Some((_, rest)) = log.split_once(LISTENING) {
+                let address = rest.split_whitespace().next().unwrap_or_default();
+                return address
+                    .parse()
+                    .unwrap_or_else(|error| panic!("bad listening address {address:?}: {error}"));
+            }
+            assert!(
+                self.is_running() && std::time::Instant::now() < deadline,
+                "galgo-server logged no TCP listener; logs:\n{}",
+                self.logs()
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Starts a new run on the same data dir with the same flags. A running server is stopped
@@ -119,6 +159,7 @@ impl TestServer {
             self.stop();
         }
         self.spawn();
+        self.wait_ready();
     }
 
     /// Like [`TestServer::restart`], with `args` in place of the flags given so far (the same
@@ -129,6 +170,7 @@ impl TestServer {
         }
         self.args = with_default_shards(args);
         self.spawn();
+        self.wait_ready();
     }
 
     /// SIGTERM, then waits for the exit and asserts it was a clean exit with code 0.
@@ -238,7 +280,17 @@ impl TestServer {
 
         let (ready_tx, ready_rx) = mpsc::channel();
         thread::spawn(move || read_stdout(stdout, ready_tx));
-        match ready_rx.recv_timeout(READY_TIMEOUT) {
+        self.ready = Some(ready_rx);
+    }
+
+    /// Waits for the current run's ready line and takes its addresses into `addr` and
+    /// `ws_addr`; panics after [`READY_TIMEOUT`].
+    pub fn wait_ready(&mut self) {
+        let ready = self
+            .ready
+            .take()
+            .expect("a run that has not printed its ready line");
+        match ready.recv_timeout(READY_TIMEOUT) {
             Ok(ready) => {
                 let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
                 self.addr = ready.tcp.unwrap_or(unbound);
