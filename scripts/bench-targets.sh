@@ -9,9 +9,11 @@
 #   Environment: RUNS (repetitions of the short workloads, default 3), DATA_DIR (where the
 #   servers' data directories and dd's file go; must be on the disk under test, default
 #   $TMPDIR or /tmp), TARGET_DIR (cargo's target directory, default target), PORT (TCP port,
-#   default 18090; WebSocket uses PORT+2), SKIP_BUILD=1 to use the binaries as they are.
+#   default 18090; WebSocket uses PORT+2), SKIP_BUILD=1 to use the binaries as they are,
+#   SHM_DIR (a tmpfs for the runs without a disk, default /dev/shm; skipped if missing).
 #
-# Needs about 12 GB free in DATA_DIR (the 10 GB runs). Takes about 10 minutes on 2 cores.
+# Needs about 12 GB free in DATA_DIR (the 10 GB runs) and 1 GB in SHM_DIR. Takes about 12
+# minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench-reports/targets-$(date +%Y%m%d-%H%M%S)}
@@ -71,11 +73,57 @@ dd_rate() {
   rm -f "$file"
 }
 
+# dd_rate_synced BLOCK COUNT: about 1 GB written with O_DIRECT, each BLOCK-sized write synced
+# before the next (O_DSYNC).
+dd_rate_synced() {
+  local file=$DATA_DIR/galgo-bench-dd.$$
+  dd if=/dev/zero of="$file" bs="$1" count="$2" oflag=direct,dsync 2>&1 | tail -1
+  rm -f "$file"
+}
+
+# dd_read_rate: writes 1 GiB with O_DIRECT, then reads it back with O_DIRECT (the disk's own
+# read rate, which a consumer of data written with direct I/O gets at best).
+dd_read_rate() {
+  local file=$DATA_DIR/galgo-bench-dd.$$
+  dd if=/dev/zero of="$file" bs=1M count=1024 oflag=direct 2>/dev/null
+  dd if="$file" of=/dev/null bs=1M iflag=direct 2>&1 | tail -1
+  rm -f "$file"
+}
+
 TCP=iggy://iggy:iggy@127.0.0.1:$PORT
 WS=iggy+ws://iggy:iggy@127.0.0.1:$WS_PORT
 BIG=(--message-size 1000 --messages-per-batch 1000 --warmup-secs 1)
 say "# galgo targets $(date -u +%FT%TZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-say "disk references (1 GiB): O_DIRECT $(dd_rate oflag=direct | awk -F', ' '{print $NF}'), buffered + fdatasync $(dd_rate conv=fdatasync | awk -F', ' '{print $NF}')"
+say "disk references (1 GiB): O_DIRECT $(dd_rate oflag=direct | awk -F', ' '{print $NF}'), buffered + fdatasync $(dd_rate conv=fdatasync | awk -F', ' '{print $NF}'), O_DIRECT read $(dd_read_rate | awk -F', ' '{print $NF}')"
+
+# What this machine allows without a disk: the producer and consumer workloads with the data
+# directory in memory (tmpfs), so the ratio is bounded only by the CPU work of the server
+# (receive, checksum, copy into the file, read, send) beside the client on the same cores.
+SHM_DIR=${SHM_DIR:-/dev/shm}
+if [[ -d $SHM_DIR && -w $SHM_DIR ]]; then
+  for i in $(seq "$RUNS"); do
+    say "== 0. without a disk: producer then consumer, data in $SHM_DIR, run $i"
+    DATA_DIR=$SHM_DIR start_server "tmpfs-producer-$i" --set storage.direct_io=off
+    bench "tmpfs-producer-$i" "$TCP" "fsync=interval,tmpfs" \
+      --mode pinned-producer --producers 2 --partitions 1 --batches 500 "${BIG[@]}"
+    stop_server
+    DATA_DIR=$SHM_DIR start_server "tmpfs-consumer-$i" --set storage.direct_io=off
+    bench "tmpfs-consumer-$i" "$TCP" "fsync=interval,tmpfs" \
+      --mode pinned-consumer --consumers 2 --partitions 1 --batches 500 "${BIG[@]}"
+    stop_server
+  done
+  # Target 6's workload where an fdatasync costs nothing: what the CPU allows it.
+  say "== 0. without a disk: fsync=always, 8 producers on one partition, data in $SHM_DIR"
+  DATA_DIR=$SHM_DIR start_server "tmpfs-always" --set storage.fsync=always \
+    --set storage.direct_io=off
+  bench "tmpfs-always-100k" "$TCP" "fsync=always,tmpfs" --mode balanced-producer --producers 8 \
+    --streams 1 --partitions 1 --message-size 1000 --messages-per-batch 100 --batches 1000 \
+    --warmup-secs 1 --baseline-secs 0
+  bench "tmpfs-always-1m" "$TCP" "fsync=always,tmpfs" --mode balanced-producer --producers 8 \
+    --streams 1 --partitions 1 --message-size 1000 --messages-per-batch 1000 --batches 100 \
+    --warmup-secs 1 --baseline-secs 0
+  stop_server
+fi
 
 for mode in auto off; do
   for i in $(seq "$RUNS"); do
@@ -120,6 +168,9 @@ done
 for i in $(seq "$RUNS"); do
   say "== 6. fsync=always, 8 producers on one partition, pair $i"
   say "  dd buffered + fdatasync: $(dd_rate conv=fdatasync | awk -F', ' '{print $NF}')"
+  # What group commit can do at best here: each group of 8 batches written and synced before
+  # the next (8 closed-loop producers never have more than 8 batches in flight).
+  say "  dd O_DIRECT + dsync, 800 KB writes (8 x 100 KB): $(dd_rate_synced 800k 1250 | awk -F', ' '{print $NF}'), 8 MB writes (8 x 1 MB): $(dd_rate_synced 8M 125 | awk -F', ' '{print $NF}')"
   start_server "always-$i" --set storage.fsync=always
   bench "always-100k-$i" "$TCP" "fsync=always" --mode balanced-producer --producers 8 --streams 1 \
     --partitions 1 --message-size 1000 --messages-per-batch 100 --batches 1000 --warmup-secs 1 \
