@@ -101,11 +101,7 @@ async fn handshake_and_serve(
     let websocket = &seed.websocket;
     let (shard, context) = (shard.clone(), context.clone());
     match (listener, &seed.tcp_tls, &seed.websocket_tls) {
-        (Listener::Tcp, None, _) => {
-            let session = open_session(&shard, peer, listener);
-            let buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
-            serve_movable(shard, context, stream, buffer, session).await
-        }
+        (Listener::Tcp, None, _) => run_session(shard, context, stream, peer, listener).await,
         (Listener::Tcp, Some(tls), _) => {
             let limit = seed.tcp.tls.handshake_timeout_ms;
             let tls = in_time(limit, TlsStream::accept(stream, tls.clone())).await?;
@@ -114,9 +110,7 @@ async fn handshake_and_serve(
         (Listener::WebSocket, _, None) => {
             let upgrade = WsStream::accept(stream, websocket_config(websocket));
             let ws = in_time(websocket.handshake_timeout_ms, upgrade).await?;
-            let session = open_session(&shard, peer, listener);
-            let buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
-            serve_movable(shard, context, ws, buffer, session).await
+            run_session(shard, context, ws, peer, listener).await
         }
         (Listener::WebSocket, _, Some(tls)) => {
             let limit = websocket.tls.handshake_timeout_ms;
@@ -169,23 +163,20 @@ fn open_session(shard: &Shard, peer: SocketAddr, listener: Listener) -> Session 
     session
 }
 
-/// Registers the client, runs the frame loop over `stream` and ends the session. The stream
-/// (and so the socket) is dropped on return.
-async fn run_session<S: ByteStream>(
+/// Opens the session of a new connection and serves it (it may move, see [`serve_movable`]).
+async fn run_session<S: Movable>(
     shard: Rc<Shard>,
     context: Rc<Context>,
     stream: S,
     peer: SocketAddr,
     listener: Listener,
 ) {
-    let mut session = open_session(&shard, peer, listener);
+    let session = open_session(&shard, peer, listener);
     let buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
-    let mut connection = Connection::new(stream, buffer, &context, None);
-    let ended = connection.run(&shard, &context, &mut session).await;
-    end_session(&shard, &context, connection, session, ended).await;
+    serve_movable(shard, context, stream, buffer, session).await
 }
 
-/// Serves a plain TCP or WebSocket session (new, or moved here from another shard) until it
+/// Serves a session over any transport (new, or moved here from another shard) until it
 /// ends or moves on to the shard that owns its partitions (migration.rs).
 pub async fn serve_movable<S: Movable>(
     shard: Rc<Shard>,
@@ -217,7 +208,8 @@ pub async fn serve_movable<S: Movable>(
     }
 }
 
-/// Says goodbye on shutdown, removes the client and logs how the connection ended.
+/// Says goodbye (on shutdown, or in answer to a peer that ended the stream), removes the
+/// client and logs how the connection ended.
 async fn end_session<S: ByteStream>(
     shard: &Rc<Shard>,
     context: &Context,
@@ -232,6 +224,11 @@ async fn end_session<S: ByteStream>(
                 ErrorCode::Disconnected,
             ))])
             .await;
+        let _ = connection.stream.close().await;
+    } else if matches!(ended, Ended::Closed) {
+        // The peer ended the stream (a TLS close_notify, a WebSocket Close, a TCP FIN): answer
+        // in kind where the transport has a word for it (RFC 8446 §6.1: each side sends
+        // close_notify before closing its write side). A peer already gone makes it fail.
         let _ = connection.stream.close().await;
     }
     shard.clients.borrow_mut().remove(session.client_id);

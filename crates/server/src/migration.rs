@@ -1,4 +1,4 @@
-//! Connections follow their partitions: a plain TCP or WebSocket connection whose sends and polls keep
+//! Connections follow their partitions: a connection whose sends and polls keep
 //! going to partitions of one other shard moves to that shard, so its requests stop paying a
 //! cross-shard hop each (two thread wake-ups through the inboxes).
 //!
@@ -10,10 +10,10 @@
 //!
 //! A move happens only between requests (the response is written, nothing is in flight):
 //! the socket is duplicated, the copy, the session, any bytes already read and the transport's
-//! own state (a WebSocket's unparsed input and where it stands in a frame: [`WsState`]) are
-//! sent to the target shard in a call, and the target serves the connection from its next
-//! frame on. TLS connections (TCP+TLS, WSS) keep rustls's state, which cannot be rebuilt on
-//! another socket object, and never move.
+//! own state (a WebSocket's unparsed input and where it stands in a frame: [`WsState`]; a TLS
+//! session's rustls connection with its keys, sequence numbers and undecrypted input:
+//! [`TlsState`]) are sent to the target shard in a call, and the target serves the connection
+//! from its next frame on. Every transport moves: TCP, TCP+TLS, WebSocket and WSS.
 
 use std::{
     net::SocketAddr,
@@ -30,6 +30,7 @@ use crate::{
     byte_stream::ByteStream,
     connection, context, handler,
     session::Session,
+    tls_stream::{TlsState, TlsStream},
     ws_stream::{WsState, WsStream},
 };
 
@@ -70,7 +71,7 @@ impl Follower {
     }
 }
 
-/// A transport over a plain TCP socket, which can move with its connection: the socket is
+/// A transport over a TCP socket, which can move with its connection: the socket is
 /// duplicated, and the transport's state (`Send`, unlike the stream) goes along.
 pub trait Movable: ByteStream + Sized + 'static {
     /// Everything of the transport but its socket.
@@ -95,15 +96,31 @@ impl Movable for TcpStream {
     }
 }
 
-impl Movable for WsStream<TcpStream> {
-    type State = WsState;
+impl<S: Movable> Movable for WsStream<S> {
+    type State = (WsState, S::State);
 
-    fn split(self) -> (TcpStream, WsState) {
-        self.into_parts()
+    fn split(self) -> (TcpStream, Self::State) {
+        let (inner, ws) = self.into_parts();
+        let (socket, state) = inner.split();
+        (socket, (ws, state))
     }
 
-    fn join(socket: TcpStream, state: WsState) -> Self {
-        WsStream::from_parts(socket, state)
+    fn join(socket: TcpStream, (ws, state): Self::State) -> Self {
+        WsStream::from_parts(S::join(socket, state), ws)
+    }
+}
+
+impl<S: Movable> Movable for TlsStream<S> {
+    type State = (TlsState, S::State);
+
+    fn split(self) -> (TcpStream, Self::State) {
+        let (inner, tls) = self.into_parts();
+        let (socket, state) = inner.split();
+        (socket, (tls, state))
+    }
+
+    fn join(socket: TcpStream, (tls, state): Self::State) -> Self {
+        TlsStream::from_parts(S::join(socket, state), tls)
     }
 }
 

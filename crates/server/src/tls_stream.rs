@@ -34,7 +34,39 @@ pub struct TlsStream<S> {
     peer_closed: bool,
 }
 
+/// Everything of a [`TlsStream`] but its inner stream: rustls is sans-I/O, so a session
+/// continues over a copy of the socket on another shard (migration.rs).
+pub struct TlsState {
+    tls: ServerConnection,
+    received: BytesMut,
+    early: BytesMut,
+    peer_closed: bool,
+}
+
 impl<S: ByteStream> TlsStream<S> {
+    /// Splits the stream into its inner stream and the TLS state; nothing is lost as long as
+    /// no read or write is in progress (each write ends with everything rustls queued sent).
+    pub fn into_parts(self) -> (S, TlsState) {
+        let state = TlsState {
+            tls: self.tls,
+            received: self.received,
+            early: self.early,
+            peer_closed: self.peer_closed,
+        };
+        (self.inner, state)
+    }
+
+    /// Rebuilds a stream from [`Self::into_parts`]'s state over `inner`, a copy of the socket.
+    pub fn from_parts(inner: S, state: TlsState) -> Self {
+        Self {
+            inner,
+            tls: state.tls,
+            received: state.received,
+            early: state.early,
+            peer_closed: state.peer_closed,
+        }
+    }
+
     /// Runs the server handshake over `inner`. A peer that does not speak TLS, or fails the
     /// handshake, gets an alert where rustls has one and an error here.
     pub async fn accept(inner: S, config: Arc<ServerConfig>) -> io::Result<Self> {

@@ -5,8 +5,8 @@
 //! * A 16 MB message goes out and comes back over each.
 //! * Raw WebSocket frames check what the SDK does not exercise: requests split across messages
 //!   or sharing one, Ping/Pong, Text, Close, and the message size limit.
-//! * Fragmented messages with control frames between fragments, and a plain WebSocket
-//!   connection that moves to the shard of its partitions mid-message.
+//! * Fragmented messages with control frames between fragments, and WebSocket, TCP+TLS and
+//!   WSS connections that move to the shard of their partitions mid-stream.
 //! * Broken TLS handshakes, plain frames to a TLS port and HTTP that is not an upgrade are
 //!   refused, and clients already connected do not notice.
 
@@ -333,17 +333,19 @@ async fn a_self_signed_certificate_is_generated_once_and_trusted_by_clients() {
 
 /// A connected raw WebSocket client (tungstenite, blocking) on any path.
 fn raw_websocket(addr: SocketAddr) -> tungstenite::WebSocket<TcpStream> {
-    let tcp = TcpStream::connect_timeout(&addr, RAW_TIMEOUT).expect("connect");
-    tcp.set_read_timeout(Some(RAW_TIMEOUT)).expect("timeout");
-    tcp.set_write_timeout(Some(RAW_TIMEOUT)).expect("timeout");
+    websocket_over(raw_tcp(addr), addr)
+}
+
+/// A WebSocket upgrade over `stream` (plain, or TLS for WSS).
+fn websocket_over<S: Read + Write>(stream: S, addr: SocketAddr) -> tungstenite::WebSocket<S> {
     let (ws, response) =
-        tungstenite::client(format!("ws://{addr}/any/path"), tcp).expect("WebSocket upgrade");
+        tungstenite::client(format!("ws://{addr}/any/path"), stream).expect("WebSocket upgrade");
     assert_eq!(response.status(), 101);
     ws
 }
 
 /// The next binary message, skipping control messages.
-fn next_binary(ws: &mut tungstenite::WebSocket<TcpStream>) -> Vec<u8> {
+fn next_binary<S: Read + Write>(ws: &mut tungstenite::WebSocket<S>) -> Vec<u8> {
     loop {
         match ws.read().expect("read a message") {
             Message::Binary(data) => return data.to_vec(),
@@ -438,53 +440,82 @@ fn fragmented_messages_and_control_frames_between_fragments() {
     }
 }
 
-/// One request over a raw WebSocket: its response's payload, asserting status 0.
-fn ws_request(ws: &mut tungstenite::WebSocket<TcpStream>, code: u32, payload: &[u8]) -> Vec<u8> {
-    ws.send(Message::binary(raw::frame(code, payload)))
-        .expect("send a request");
-    let response = next_binary(ws);
-    assert_eq!(&response[0..4], &[0; 4], "status of request {code}");
-    response[8..].to_vec()
+/// The binary protocol over some transport, for the tests of moving connections: frames
+/// out, whole response frames (status, length, payload) in.
+trait Wire {
+    fn send_frames(&mut self, frames: Vec<u8>);
+    fn response(&mut self) -> Vec<u8>;
+
+    /// One request; its response's payload, asserting status 0.
+    fn request(&mut self, code: u32, payload: &[u8]) -> Vec<u8> {
+        self.send_frames(raw::frame(code, payload));
+        let response = self.response();
+        assert_eq!(&response[0..4], &[0; 4], "status of request {code}");
+        response[8..].to_vec()
+    }
 }
 
-/// A plain WebSocket connection that keeps sending to one partition moves to that partition's
-/// shard (migration.rs) like a TCP one, with its WebSocket state: the requests come in one
-/// message, so the move happens in the middle of a frame, and every request before and after
-/// it is answered in order and stored; the connection stays logged in and keeps working.
-#[test]
-fn a_websocket_connection_moves_to_the_shard_of_its_partitions_mid_message() {
+/// Requests in binary WebSocket messages (plain or WSS).
+impl<S: Read + Write> Wire for tungstenite::WebSocket<S> {
+    fn send_frames(&mut self, frames: Vec<u8>) {
+        self.send(Message::binary(frames)).expect("send a message");
+    }
+
+    fn response(&mut self) -> Vec<u8> {
+        next_binary(self)
+    }
+}
+
+/// Requests as a TLS byte stream (TCP+TLS).
+impl Wire for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn send_frames(&mut self, frames: Vec<u8>) {
+        self.write_all(&frames).expect("send over TLS");
+    }
+
+    fn response(&mut self) -> Vec<u8> {
+        let mut response = vec![0; 8];
+        self.read_exact(&mut response)
+            .expect("read a response header");
+        let length = u32::from_le_bytes(response[4..8].try_into().expect("4 bytes"));
+        response.resize(8 + length as usize, 0);
+        self.read_exact(&mut response[8..])
+            .expect("read a response payload");
+        response
+    }
+}
+
+/// A logged-in connection over `wire` sends batches to each of 4 partitions on 2 shards, all
+/// of one partition's requests written at once, so the move happens in the middle of the
+/// transport's input (a WebSocket message, a TLS record): every request before and after it
+/// is answered in order and stored, and after a few requests the connection is served by the
+/// partition's own shard (`calls_sent`, the server's cross-shard calls so far, hardly grows).
+fn follows_its_partitions(wire: &mut impl Wire, calls_sent: impl Fn() -> u64) {
     const PARTITIONS: u32 = 4;
     const BATCHES: u32 = 40;
-    let server = TestServer::start(&["--shards", "2"]);
-    let mut ws = raw_websocket(server.ws_addr);
-    ws_request(
-        &mut ws,
-        raw::code::LOGIN_USER,
-        &raw::login_payload("iggy", "iggy"),
-    );
+    wire.request(raw::code::LOGIN_USER, &raw::login_payload("iggy", "iggy"));
     let stream_id = {
-        let header = ws_request(&mut ws, raw::code::CREATE_STREAM, &raw::str8(b"moving"));
+        let header = wire.request(raw::code::CREATE_STREAM, &raw::str8(b"moving"));
         u32::from_le_bytes(header[0..4].try_into().expect("StreamHeader id"))
     };
     let topic_payload = raw::create_topic_payload(&raw::id_numeric(stream_id), "t", PARTITIONS);
-    let topic_header = ws_request(&mut ws, raw::code::CREATE_TOPIC, &topic_payload);
+    let topic_header = wire.request(raw::code::CREATE_TOPIC, &topic_payload);
     let topic_id = u32::from_le_bytes(topic_header[0..4].try_into().expect("TopicHeader id"));
     // 4 partitions over 2 shards, at most 3 on one (balanced placement): whichever shard this
     // connection is on, some partition below lives on the other one.
     for partition in 0..PARTITIONS {
-        let before = raw::calls_sent(server.addr);
-        let pipelined = raw::pipelined_sends(stream_id, topic_id, partition, BATCHES);
-        ws.send(Message::binary(pipelined))
-            .expect("send the batches");
+        let before = calls_sent();
+        wire.send_frames(raw::pipelined_sends(
+            stream_id, topic_id, partition, BATCHES,
+        ));
         for batch in 0..BATCHES {
-            let response = next_binary(&mut ws);
+            let response = wire.response();
             assert_eq!(
                 &response[0..4],
                 &[0; 4],
                 "partition {partition} batch {batch}"
             );
         }
-        let spent = raw::calls_sent(server.addr) - before;
+        let spent = calls_sent() - before;
         assert!(
             spent < u64::from(BATCHES) / 2,
             "partition {partition}: {spent} cross-shard calls for {BATCHES} sends; the connection did not follow its partition"
@@ -492,7 +523,7 @@ fn a_websocket_connection_moves_to_the_shard_of_its_partitions_mid_message() {
     }
     for partition in 0..PARTITIONS {
         let poll = raw::poll_payload(stream_id, topic_id, partition, 0, BATCHES + 1);
-        let polled = raw::decode_polled(&ws_request(&mut ws, raw::code::POLL_MESSAGES, &poll));
+        let polled = raw::decode_polled(&wire.request(raw::code::POLL_MESSAGES, &poll));
         let expected: Vec<(u64, Vec<u8>)> = (0..BATCHES)
             .map(|batch| {
                 let payload = format!("p{partition}-b{batch}").into_bytes();
@@ -501,12 +532,68 @@ fn a_websocket_connection_moves_to_the_shard_of_its_partitions_mid_message() {
             .collect();
         assert_eq!(polled.messages, expected, "partition {partition}");
     }
-    // Control frames are still answered by the moved connection.
+}
+
+/// A plain WebSocket connection follows its partitions with its WebSocket state, and control
+/// frames are still answered once it moved.
+#[test]
+fn a_websocket_connection_moves_to_the_shard_of_its_partitions_mid_message() {
+    let server = TestServer::start(&["--shards", "2"]);
+    let mut ws = raw_websocket(server.ws_addr);
+    follows_its_partitions(&mut ws, || raw::calls_sent(server.addr));
     ws.send(Message::Ping(Bytes::from_static(b"still there")))
         .expect("send ping");
     match ws.read().expect("read the pong") {
         Message::Pong(data) => assert_eq!(&data[..], b"still there"),
         other => panic!("expected a pong, got {other:?}"),
+    }
+}
+
+/// A TCP+TLS connection moves with its rustls session (keys, sequence numbers, ciphertext
+/// not yet decrypted); the TLS session goes on and ends with close_notify as usual.
+#[test]
+fn a_tls_connection_moves_to_the_shard_of_its_partitions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCertificates::generate(dir.path());
+    let mut flags = certs.server_flags("tcp");
+    flags.extend(["--shards".to_owned(), "2".to_owned()]);
+    let server = start(&flags);
+    let mut tls = tls_client(server.addr, &certs.ca_file);
+    // The TCP listener speaks TLS; the plain WebSocket one answers the stats.
+    let calls_sent = || {
+        let mut ws = raw_websocket(server.ws_addr);
+        ws.request(raw::code::LOGIN_USER, &raw::login_payload("iggy", "iggy"));
+        raw::calls_sent_in(&ws.request(raw::code::GET_SHARD_STATS, &[]))
+    };
+    follows_its_partitions(&mut tls, calls_sent);
+    tls.conn.send_close_notify();
+    tls.flush().expect("send close_notify");
+    let mut rest = Vec::new();
+    tls.read_to_end(&mut rest)
+        .expect("the server ends the TLS session cleanly");
+    assert!(
+        rest.is_empty(),
+        "unexpected bytes after close_notify: {rest:?}"
+    );
+}
+
+/// A WSS connection moves with both its WebSocket and its TLS state.
+#[test]
+fn a_wss_connection_moves_to_the_shard_of_its_partitions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCertificates::generate(dir.path());
+    let mut flags = certs.server_flags("websocket");
+    flags.extend(["--shards".to_owned(), "2".to_owned()]);
+    let server = start(&flags);
+    let mut wss = websocket_over(tls_client(server.ws_addr, &certs.ca_file), server.ws_addr);
+    follows_its_partitions(&mut wss, || raw::calls_sent(server.addr));
+    wss.close(None).expect("send close");
+    loop {
+        match wss.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::ConnectionClosed) => break,
+            Err(error) => panic!("the WSS session did not close cleanly: {error}"),
+        }
     }
 }
 
@@ -553,6 +640,9 @@ fn raw_tcp(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, RAW_TIMEOUT).expect("connect");
     stream.set_read_timeout(Some(RAW_TIMEOUT)).expect("timeout");
     stream
+        .set_write_timeout(Some(RAW_TIMEOUT))
+        .expect("timeout");
+    stream
 }
 
 /// Sends `bytes` to a TLS port and asserts the server closes without answering in plain.
@@ -566,8 +656,11 @@ fn refused_by_tls_port(addr: SocketAddr, bytes: &[u8]) {
     );
 }
 
-/// An HTTPS request that is not a WebSocket upgrade, to a WSS port; returns the raw answer.
-fn https_get(addr: SocketAddr, ca_file: &Path) -> String {
+/// A TLS client session (rustls, blocking) with `addr`, trusting `ca_file` for `localhost`.
+fn tls_client(
+    addr: SocketAddr,
+    ca_file: &Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     for certificate in CertificateDer::pem_file_iter(ca_file).expect("CA file") {
         roots.add(certificate.expect("CA PEM")).expect("add CA");
@@ -580,7 +673,12 @@ fn https_get(addr: SocketAddr, ca_file: &Path) -> String {
         .with_no_client_auth();
     let name = "localhost".try_into().expect("server name");
     let connection = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
-    let mut tls = rustls::StreamOwned::new(connection, raw_tcp(addr));
+    rustls::StreamOwned::new(connection, raw_tcp(addr))
+}
+
+/// An HTTPS request that is not a WebSocket upgrade, to a WSS port; returns the raw answer.
+fn https_get(addr: SocketAddr, ca_file: &Path) -> String {
+    let mut tls = tls_client(addr, ca_file);
     tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("send the request");
     String::from_utf8_lossy(&read_until_closed(&mut tls)).into_owned()

@@ -454,7 +454,14 @@ pub fn pipelined_sends(stream_id: u32, topic_id: u32, partition: u32, batches: u
 /// Cross-shard calls sent by every shard so far (GetShardStats).
 #[track_caller]
 pub fn calls_sent(addr: SocketAddr) -> u64 {
-    shard_stats(addr)
+    let mut conn = RawConn::connect_logged_in(addr);
+    calls_sent_in(&conn.request(code::GET_SHARD_STATS, &[]).ok())
+}
+
+/// The cross-shard calls of every shard in a GetShardStats response's payload.
+#[track_caller]
+pub fn calls_sent_in(payload: &[u8]) -> u64 {
+    decode_shard_stats(payload)
         .shards
         .iter()
         .map(|shard| shard.calls_sent)
@@ -465,7 +472,11 @@ pub fn calls_sent(addr: SocketAddr) -> u64 {
 #[track_caller]
 pub fn shard_stats(addr: SocketAddr) -> ShardStats {
     let mut conn = RawConn::connect_logged_in(addr);
-    let payload = conn.request(code::GET_SHARD_STATS, &[]).ok();
-    ShardStats::decode(&payload)
+    decode_shard_stats(&conn.request(code::GET_SHARD_STATS, &[]).ok())
+}
+
+#[track_caller]
+fn decode_shard_stats(payload: &[u8]) -> ShardStats {
+    ShardStats::decode(payload)
         .unwrap_or_else(|error| panic!("decode GetShardStats: {error:?} in {payload:02x?}"))
 }
