@@ -549,15 +549,22 @@ fn a_websocket_connection_moves_to_the_shard_of_its_partitions_mid_message() {
     }
 }
 
+/// A server on 2 shards with TLS on `section`'s listener ("tcp" or "websocket"), its
+/// certificates, and the temp dir that holds them (keep it while the server runs).
+fn two_shards_with_tls(section: &str) -> (tempfile::TempDir, TestCertificates, TestServer) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certs = TestCertificates::generate(dir.path());
+    let mut flags = certs.server_flags(section);
+    flags.extend(["--shards".to_owned(), "2".to_owned()]);
+    let server = start(&flags);
+    (dir, certs, server)
+}
+
 /// A TCP+TLS connection moves with its rustls session (keys, sequence numbers, ciphertext
 /// not yet decrypted); the TLS session goes on and ends with close_notify as usual.
 #[test]
 fn a_tls_connection_moves_to_the_shard_of_its_partitions() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let certs = TestCertificates::generate(dir.path());
-    let mut flags = certs.server_flags("tcp");
-    flags.extend(["--shards".to_owned(), "2".to_owned()]);
-    let server = start(&flags);
+    let (_dir, certs, server) = two_shards_with_tls("tcp");
     let mut tls = tls_client(server.addr, &certs.ca_file);
     // The TCP listener speaks TLS; the plain WebSocket one answers the stats.
     let calls_sent = || {
@@ -580,11 +587,7 @@ fn a_tls_connection_moves_to_the_shard_of_its_partitions() {
 /// A WSS connection moves with both its WebSocket and its TLS state.
 #[test]
 fn a_wss_connection_moves_to_the_shard_of_its_partitions() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let certs = TestCertificates::generate(dir.path());
-    let mut flags = certs.server_flags("websocket");
-    flags.extend(["--shards".to_owned(), "2".to_owned()]);
-    let server = start(&flags);
+    let (_dir, certs, server) = two_shards_with_tls("websocket");
     let mut wss = websocket_over(tls_client(server.ws_addr, &certs.ca_file), server.ws_addr);
     follows_its_partitions(&mut wss, || raw::calls_sent(server.addr));
     wss.close(None).expect("send close");
