@@ -18,10 +18,6 @@ use rustls::{ClientConfig, ClientConnection, pki_types::ServerName};
 
 use crate::byte_stream::{ByteStream, receive, send_all};
 
-/// Encrypted bytes rustls may queue before we hand them to the socket: a large request leaves
-/// in writes of this size rather than one per 16 KiB record.
-const TLS_SEND_BUFFER_BYTES: usize = 1024 * 1024;
-
 /// A client-side TLS session over `S`. Lives on one compio runtime.
 pub struct TlsStream<S> {
     inner: S,
@@ -46,7 +42,7 @@ impl<S: ByteStream> TlsStream<S> {
         server_name: ServerName<'static>,
     ) -> io::Result<Self> {
         let mut tls = ClientConnection::new(config, server_name).map_err(invalid_data)?;
-        tls.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
+        tls.set_buffer_limit(Some(galgo_tls::SEND_BUFFER_BYTES));
         let mut stream = Self {
             inner,
             tls,

@@ -18,10 +18,6 @@ use rustls::{ServerConfig, ServerConnection};
 
 use crate::byte_stream::ByteStream;
 
-/// Encrypted bytes rustls may hold before we hand them to the socket: large responses leave in
-/// writes of this size rather than one per 16 KiB record.
-const TLS_SEND_BUFFER_BYTES: usize = 1024 * 1024;
-
 /// A server-side TLS session over `S`. Lives in one connection task.
 pub struct TlsStream<S> {
     inner: S,
@@ -71,7 +67,7 @@ impl<S: ByteStream> TlsStream<S> {
     /// handshake, gets an alert where rustls has one and an error here.
     pub async fn accept(inner: S, config: Arc<ServerConfig>) -> io::Result<Self> {
         let mut tls = ServerConnection::new(config).map_err(invalid_data)?;
-        tls.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
+        tls.set_buffer_limit(Some(galgo_tls::SEND_BUFFER_BYTES));
         let mut stream = Self {
             inner,
             tls,

@@ -9,6 +9,11 @@ use std::io::{self, Read};
 use bytes::{Buf, BytesMut};
 use rustls::ConnectionCommon;
 
+/// Encrypted bytes rustls may queue before an adapter hands them to the socket (its buffer
+/// limit): large requests and responses leave in writes of this size rather than one per
+/// 16 KiB record.
+pub const SEND_BUFFER_BYTES: usize = 1024 * 1024;
+
 /// Hands every byte of `received` to `tls` and appends the plaintext to `out`. Returns true
 /// once the peer has sent close_notify: nothing more will come, and whatever follows it in
 /// `received` is dropped.
