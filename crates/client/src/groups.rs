@@ -1,5 +1,6 @@
 //! Consumer group calls.
 
+use galgo_protocol::Command;
 use galgo_protocol::Identifier;
 use galgo_protocol::command::groups::{
     CreateConsumerGroup, DeleteConsumerGroup, GetConsumerGroup, GetConsumerGroups, GroupDetails,

@@ -5,6 +5,7 @@
 //! producer's hot path neither allocates nor re-encodes.
 
 use bytes::{BufMut, BytesMut};
+use galgo_protocol::Command;
 use galgo_protocol::command::messages::{
     FlushUnsavedBuffer, POLLED_MESSAGES_HEADER_BYTES, PolledMessagesHeader,
 };

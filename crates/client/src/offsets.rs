@@ -1,5 +1,6 @@
 //! Consumer offset calls.
 
+use galgo_protocol::Command;
 use galgo_protocol::command::offsets::{
     ConsumerOffsetInfo, DeleteConsumerOffset, GetConsumerOffset, OffsetTarget, StoreConsumerOffset,
 };

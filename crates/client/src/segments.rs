@@ -1,5 +1,6 @@
 //! Segment calls.
 
+use galgo_protocol::Command;
 use galgo_protocol::Identifier;
 use galgo_protocol::command::topics::DeleteSegments;
 

@@ -1,5 +1,6 @@
 //! Stream calls.
 
+use galgo_protocol::Command;
 use galgo_protocol::Identifier;
 use galgo_protocol::command::streams::{
     CreateStream, DeleteStream, GetStream, GetStreams, PurgeStream, StreamDetails, StreamHeader,

@@ -1,5 +1,6 @@
 //! System calls: Ping, GetStats, GetMe, GetClient and GetClients.
 
+use galgo_protocol::Command;
 use galgo_protocol::CommandCode;
 use galgo_protocol::command::system::{ClientInfo, ClientSummary, GetClient, Stats};
 

@@ -1,5 +1,6 @@
 //! Personal access token calls.
 
+use galgo_protocol::Command;
 use galgo_protocol::command::tokens::{
     CreatePersonalAccessToken, DeletePersonalAccessToken, GetPersonalAccessTokens,
     PersonalAccessTokenInfo, RawPersonalAccessToken,

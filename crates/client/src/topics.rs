@@ -1,5 +1,6 @@
 //! Topic and partition calls.
 
+use galgo_protocol::Command;
 use galgo_protocol::Identifier;
 use galgo_protocol::command::topics::{
     CompressionAlgorithm, CreatePartitions, CreateTopic, DeletePartitions, DeleteTopic,

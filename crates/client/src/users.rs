@@ -1,5 +1,6 @@
 //! Logins, logout and user management.
 
+use galgo_protocol::Command;
 use galgo_protocol::command::tokens::LoginWithPersonalAccessToken;
 use galgo_protocol::command::users::{
     ChangePassword, CreateUser, DeleteUser, GetUser, GetUsers, LoginResponse, LoginUser,

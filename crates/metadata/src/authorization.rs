@@ -1,4 +1,4 @@
-//! Who may do what: one [`Action`] per command, and the one function that decides,
+//! Who may do what: the [`Need`]s commands declare, and the one function that decides,
 //! [`authorize`].
 //!
 //! Grants nest, as the Iggy SDK documents them (`iggy_common` `GlobalPermissions`):
@@ -21,216 +21,48 @@ use galgo_protocol::{Permissions, StreamPermissions, TopicPermissions};
 
 use crate::{MetadataError, StreamId, TopicId, User, UserId};
 
-/// What a command asks to do, with the ids it names already resolved. One variant per command
-/// that needs a logged-in user; Ping and the two logins need none.
+/// The grant a command needs, at its scope, with the ids it names already resolved. Each
+/// command declares its need beside its handler in the server; this is the whole vocabulary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub enum Action {
-    // System.
-    GetStats,
-    GetSnapshotFile,
-    GetClusterMetadata,
-    GetMe,
-    GetClient,
-    GetClients,
-    /// galgo's own shard counters (code 9000).
-    GetShardStats,
-    // Users.
-    /// `target` is `None` when no such user exists.
-    GetUser {
-        target: Option<UserId>,
-    },
-    GetUsers,
-    CreateUser,
-    DeleteUser,
-    UpdateUser,
-    UpdatePermissions,
-    /// `target` is `None` when no such user exists.
-    ChangePassword {
-        target: Option<UserId>,
-    },
-    LogoutUser,
-    // Personal access tokens (always the caller's own).
-    GetPersonalAccessTokens,
-    CreatePersonalAccessToken,
-    DeletePersonalAccessToken,
-    // Streams.
-    GetStream {
-        stream: StreamId,
-    },
-    GetStreams,
-    CreateStream,
-    UpdateStream {
-        stream: StreamId,
-    },
-    DeleteStream {
-        stream: StreamId,
-    },
-    PurgeStream {
-        stream: StreamId,
-    },
-    // Topics, partitions, segments.
-    GetTopic {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    GetTopics {
-        stream: StreamId,
-    },
-    CreateTopic {
-        stream: StreamId,
-    },
-    UpdateTopic {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    DeleteTopic {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    PurgeTopic {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    CreatePartitions {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    DeletePartitions {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    DeleteSegments {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    // Messages and offsets.
-    PollMessages {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    SendMessages {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    FlushUnsavedBuffer {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    GetConsumerOffset {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    StoreConsumerOffset {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    DeleteConsumerOffset {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    // Consumer groups.
-    GetConsumerGroup {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    GetConsumerGroups {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    CreateConsumerGroup {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    DeleteConsumerGroup {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    JoinConsumerGroup {
-        stream: StreamId,
-        topic: TopicId,
-    },
-    LeaveConsumerGroup {
-        stream: StreamId,
-        topic: TopicId,
-    },
-}
-
-/// The grant an action needs, at its scope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Need {
+pub enum Need {
     /// Any logged-in user.
     LoggedIn,
-    /// The caller itself, or global read_users.
+    /// The caller itself, or global read_users; `None` when no such user exists.
     SelfOrReadUsers(Option<UserId>),
-    /// The caller itself, or global manage_users.
+    /// The caller itself, or global manage_users; `None` when no such user exists.
     SelfOrManageUsers(Option<UserId>),
+    /// Read the server's state (stats, clients).
     ReadServers,
+    /// Read every user.
     ReadUsers,
+    /// Create, change and delete users.
     ManageUsers,
+    /// List every stream.
     ReadAllStreams,
+    /// Create a stream.
     CreateStream,
+    /// Read one stream.
     ReadStream(StreamId),
+    /// Change, delete or purge one stream.
     ManageStream(StreamId),
+    /// Read every topic of a stream.
     ReadTopics(StreamId),
+    /// Create topics in a stream.
     ManageTopics(StreamId),
+    /// Read one topic (and its consumer groups).
     ReadTopic(StreamId, TopicId),
+    /// Change, delete or purge one topic, its partitions and segments.
     ManageTopic(StreamId, TopicId),
+    /// Poll a topic's messages and keep consumer offsets.
     Poll(StreamId, TopicId),
+    /// Send messages to a topic.
     Send(StreamId, TopicId),
 }
 
-impl Action {
-    fn need(self) -> Need {
-        use Action::*;
-        match self {
-            GetClusterMetadata | GetMe | LogoutUser => Need::LoggedIn,
-            GetPersonalAccessTokens | CreatePersonalAccessToken | DeletePersonalAccessToken => {
-                Need::LoggedIn
-            }
-            GetStats | GetSnapshotFile | GetClient | GetClients | GetShardStats => {
-                Need::ReadServers
-            }
-            GetUser { target } => Need::SelfOrReadUsers(target),
-            ChangePassword { target } => Need::SelfOrManageUsers(target),
-            GetUsers => Need::ReadUsers,
-            CreateUser | DeleteUser | UpdateUser | UpdatePermissions => Need::ManageUsers,
-            GetStreams => Need::ReadAllStreams,
-            CreateStream => Need::CreateStream,
-            GetStream { stream } => Need::ReadStream(stream),
-            UpdateStream { stream } | DeleteStream { stream } | PurgeStream { stream } => {
-                Need::ManageStream(stream)
-            }
-            GetTopics { stream } => Need::ReadTopics(stream),
-            CreateTopic { stream } => Need::ManageTopics(stream),
-            GetTopic { stream, topic }
-            | GetConsumerGroup { stream, topic }
-            | GetConsumerGroups { stream, topic }
-            | CreateConsumerGroup { stream, topic }
-            | DeleteConsumerGroup { stream, topic }
-            | JoinConsumerGroup { stream, topic }
-            | LeaveConsumerGroup { stream, topic } => Need::ReadTopic(stream, topic),
-            UpdateTopic { stream, topic }
-            | DeleteTopic { stream, topic }
-            | PurgeTopic { stream, topic }
-            | CreatePartitions { stream, topic }
-            | DeletePartitions { stream, topic }
-            | DeleteSegments { stream, topic } => Need::ManageTopic(stream, topic),
-            PollMessages { stream, topic }
-            | GetConsumerOffset { stream, topic }
-            | StoreConsumerOffset { stream, topic }
-            | DeleteConsumerOffset { stream, topic } => Need::Poll(stream, topic),
-            SendMessages { stream, topic } | FlushUnsavedBuffer { stream, topic } => {
-                Need::Send(stream, topic)
-            }
-        }
-    }
-}
-
-/// Decides whether `user` may perform `action`: `Ok` or [`MetadataError::Unauthorized`]
+/// Decides whether `user` holds what `need` asks for: `Ok` or [`MetadataError::Unauthorized`]
 /// (41). The only place galgo decides a permission.
-pub fn authorize(user: &User, action: Action) -> Result<(), MetadataError> {
-    let granted = match action.need() {
+pub fn authorize(user: &User, need: Need) -> Result<(), MetadataError> {
+    let granted = match need {
         Need::LoggedIn => true,
         Need::SelfOrReadUsers(Some(target)) | Need::SelfOrManageUsers(Some(target))
             if target == user.id =>
@@ -355,63 +187,36 @@ mod tests {
     fn a_stream_reader_polls_it_and_nothing_else() {
         let limited = user(5, Some(reader_of_stream(0)));
         let allowed = [
-            Action::PollMessages {
-                stream: S0,
-                topic: T0,
-            },
-            Action::GetStream { stream: S0 },
-            Action::GetTopic {
-                stream: S0,
-                topic: T0,
-            },
-            Action::StoreConsumerOffset {
-                stream: S0,
-                topic: T0,
-            },
-            Action::JoinConsumerGroup {
-                stream: S0,
-                topic: T0,
-            },
-            Action::GetMe,
-            Action::CreatePersonalAccessToken,
-            Action::GetUser {
-                target: Some(UserId(5)),
-            },
+            Need::Poll(S0, T0),
+            Need::ReadStream(S0),
+            Need::ReadTopic(S0, T0),
+            Need::Poll(S0, T0),
+            Need::ReadTopic(S0, T0),
+            Need::LoggedIn,
+            Need::LoggedIn,
+            Need::SelfOrReadUsers(Some(UserId(5))),
         ];
-        for action in allowed {
-            assert_eq!(authorize(&limited, action), Ok(()), "{action:?}");
+        for need in allowed {
+            assert_eq!(authorize(&limited, need), Ok(()), "{need:?}");
         }
         let refused = [
-            Action::SendMessages {
-                stream: S0,
-                topic: T0,
-            },
-            Action::PollMessages {
-                stream: S1,
-                topic: T0,
-            },
-            Action::GetStream { stream: S1 },
-            Action::GetStreams,
-            Action::CreateTopic { stream: S0 },
-            Action::DeleteStream { stream: S0 },
-            Action::DeleteSegments {
-                stream: S0,
-                topic: T0,
-            },
-            Action::GetStats,
-            Action::GetUsers,
-            Action::GetUser {
-                target: Some(UserId(0)),
-            },
-            Action::ChangePassword {
-                target: Some(UserId(0)),
-            },
+            Need::Send(S0, T0),
+            Need::Poll(S1, T0),
+            Need::ReadStream(S1),
+            Need::ReadAllStreams,
+            Need::ManageTopics(S0),
+            Need::ManageStream(S0),
+            Need::ManageTopic(S0, T0),
+            Need::ReadServers,
+            Need::ReadUsers,
+            Need::SelfOrReadUsers(Some(UserId(0))),
+            Need::SelfOrManageUsers(Some(UserId(0))),
         ];
-        for action in refused {
+        for need in refused {
             assert_eq!(
-                authorize(&limited, action),
+                authorize(&limited, need),
                 Err(MetadataError::Unauthorized),
-                "{action:?}"
+                "{need:?}"
             );
         }
     }
@@ -419,7 +224,7 @@ mod tests {
     #[test]
     fn grants_nest_from_global_to_topic() {
         let root = user(0, Some(Permissions::root()));
-        assert_eq!(authorize(&root, Action::CreateStream), Ok(()));
+        assert_eq!(authorize(&root, Need::CreateStream), Ok(()));
         let mut topic_sender = Permissions::default();
         let mut stream = StreamPermissions::default();
         stream.topics.insert(
@@ -431,19 +236,10 @@ mod tests {
         );
         topic_sender.streams.insert(1, stream);
         let sender = user(3, Some(topic_sender));
-        let send = |topic| Action::SendMessages { stream: S1, topic };
+        let send = |topic| Need::Send(S1, topic);
         assert_eq!(authorize(&sender, send(T0)), Ok(()));
         assert!(authorize(&sender, send(TopicId(1))).is_err());
-        assert!(
-            authorize(
-                &sender,
-                Action::PollMessages {
-                    stream: S1,
-                    topic: T0
-                }
-            )
-            .is_err()
-        );
+        assert!(authorize(&sender, Need::Poll(S1, T0)).is_err());
         let manager = Permissions {
             global: GlobalPermissions {
                 manage_topics: true,
@@ -453,69 +249,37 @@ mod tests {
         };
         let manager = user(4, Some(manager));
         assert_eq!(authorize(&manager, send(TopicId(9))), Ok(()));
-        assert_eq!(
-            authorize(&manager, Action::CreateTopic { stream: S0 }),
-            Ok(())
-        );
-        assert!(authorize(&manager, Action::CreateStream).is_err());
+        assert_eq!(authorize(&manager, Need::ManageTopics(S0)), Ok(()));
+        assert!(authorize(&manager, Need::CreateStream).is_err());
         let nobody = user(6, None);
-        assert!(authorize(&nobody, Action::GetStreams).is_err());
-        assert_eq!(authorize(&nobody, Action::LogoutUser), Ok(()));
+        assert!(authorize(&nobody, Need::ReadAllStreams).is_err());
+        assert_eq!(authorize(&nobody, Need::LoggedIn), Ok(()));
     }
 
-    /// Which action a variant is: an exhaustive match, so a new command's action cannot be
-    /// left out of the matrix below without this failing to compile.
-    fn variant_index(action: &Action) -> usize {
-        match action {
-            Action::GetStats => 0,
-            Action::GetSnapshotFile => 1,
-            Action::GetClusterMetadata => 2,
-            Action::GetMe => 3,
-            Action::GetClient => 4,
-            Action::GetClients => 5,
-            Action::GetShardStats => 6,
-            Action::GetUser { .. } => 7,
-            Action::GetUsers => 8,
-            Action::CreateUser => 9,
-            Action::DeleteUser => 10,
-            Action::UpdateUser => 11,
-            Action::UpdatePermissions => 12,
-            Action::ChangePassword { .. } => 13,
-            Action::LogoutUser => 14,
-            Action::GetPersonalAccessTokens => 15,
-            Action::CreatePersonalAccessToken => 16,
-            Action::DeletePersonalAccessToken => 17,
-            Action::GetStream { .. } => 18,
-            Action::GetStreams => 19,
-            Action::CreateStream => 20,
-            Action::UpdateStream { .. } => 21,
-            Action::DeleteStream { .. } => 22,
-            Action::PurgeStream { .. } => 23,
-            Action::GetTopic { .. } => 24,
-            Action::GetTopics { .. } => 25,
-            Action::CreateTopic { .. } => 26,
-            Action::UpdateTopic { .. } => 27,
-            Action::DeleteTopic { .. } => 28,
-            Action::PurgeTopic { .. } => 29,
-            Action::CreatePartitions { .. } => 30,
-            Action::DeletePartitions { .. } => 31,
-            Action::DeleteSegments { .. } => 32,
-            Action::PollMessages { .. } => 33,
-            Action::SendMessages { .. } => 34,
-            Action::FlushUnsavedBuffer { .. } => 35,
-            Action::GetConsumerOffset { .. } => 36,
-            Action::StoreConsumerOffset { .. } => 37,
-            Action::DeleteConsumerOffset { .. } => 38,
-            Action::GetConsumerGroup { .. } => 39,
-            Action::GetConsumerGroups { .. } => 40,
-            Action::CreateConsumerGroup { .. } => 41,
-            Action::DeleteConsumerGroup { .. } => 42,
-            Action::JoinConsumerGroup { .. } => 43,
-            Action::LeaveConsumerGroup { .. } => 44,
+    /// Which need a variant is: an exhaustive match, so a new need cannot be left out of the
+    /// matrix below without this failing to compile.
+    fn variant_index(need: &Need) -> usize {
+        match need {
+            Need::LoggedIn => 0,
+            Need::SelfOrReadUsers(_) => 1,
+            Need::SelfOrManageUsers(_) => 2,
+            Need::ReadServers => 3,
+            Need::ReadUsers => 4,
+            Need::ManageUsers => 5,
+            Need::ReadAllStreams => 6,
+            Need::CreateStream => 7,
+            Need::ReadStream(_) => 8,
+            Need::ManageStream(_) => 9,
+            Need::ReadTopics(_) => 10,
+            Need::ManageTopics(_) => 11,
+            Need::ReadTopic(..) => 12,
+            Need::ManageTopic(..) => 13,
+            Need::Poll(..) => 14,
+            Need::Send(..) => 15,
         }
     }
 
-    const ACTIONS_COUNT: usize = 45;
+    const NEEDS_COUNT: usize = 16;
     /// Allowed for every logged-in user, whatever the permissions.
     const ANY: &[&str] = &["*"];
     const GLOBAL_FLAGS: [&str; 10] = [
@@ -553,55 +317,43 @@ mod tests {
         }
     }
 
-    /// The matrix: every action (on stream 0, topic 0, another user) against a user with no
+    /// The matrix: every need, once for each command that asks for it (on stream 0, topic 0,
+    /// another user; the server tests that each command asks for its need), against a user with no
     /// permissions, root, and a user holding exactly one global permission. The expected
     /// column is the single global permissions that allow each action (PROTOCOL.md §5, with
     /// manage ⊇ read ⊇ poll); per-stream and per-topic grants are the other tests' job.
     #[test]
-    fn every_action_against_every_single_global_permission() {
-        let matrix: Vec<(Action, &[&str])> = vec![
-            (Action::GetStats, &["manage_servers", "read_servers"]),
-            (Action::GetSnapshotFile, &["manage_servers", "read_servers"]),
-            (Action::GetClusterMetadata, ANY),
-            (Action::GetMe, ANY),
-            (Action::GetClient, &["manage_servers", "read_servers"]),
-            (Action::GetClients, &["manage_servers", "read_servers"]),
-            (Action::GetShardStats, &["manage_servers", "read_servers"]),
+    fn every_need_against_every_single_global_permission() {
+        let matrix: Vec<(Need, &[&str])> = vec![
+            (Need::ReadServers, &["manage_servers", "read_servers"]),
+            (Need::ReadServers, &["manage_servers", "read_servers"]),
+            (Need::LoggedIn, ANY),
+            (Need::LoggedIn, ANY),
+            (Need::ReadServers, &["manage_servers", "read_servers"]),
+            (Need::ReadServers, &["manage_servers", "read_servers"]),
+            (Need::ReadServers, &["manage_servers", "read_servers"]),
             (
-                Action::GetUser {
-                    target: Some(UserId(0)),
-                },
+                Need::SelfOrReadUsers(Some(UserId(0))),
                 &["manage_users", "read_users"],
             ),
-            (Action::GetUsers, &["manage_users", "read_users"]),
-            (Action::CreateUser, &["manage_users"]),
-            (Action::DeleteUser, &["manage_users"]),
-            (Action::UpdateUser, &["manage_users"]),
-            (Action::UpdatePermissions, &["manage_users"]),
+            (Need::ReadUsers, &["manage_users", "read_users"]),
+            (Need::ManageUsers, &["manage_users"]),
+            (Need::ManageUsers, &["manage_users"]),
+            (Need::ManageUsers, &["manage_users"]),
+            (Need::ManageUsers, &["manage_users"]),
+            (Need::SelfOrManageUsers(Some(UserId(0))), &["manage_users"]),
+            (Need::LoggedIn, ANY),
+            (Need::LoggedIn, ANY),
+            (Need::LoggedIn, ANY),
+            (Need::LoggedIn, ANY),
+            (Need::ReadStream(S0), &["manage_streams", "read_streams"]),
+            (Need::ReadAllStreams, &["manage_streams", "read_streams"]),
+            (Need::CreateStream, &["manage_streams"]),
+            (Need::ManageStream(S0), &["manage_streams"]),
+            (Need::ManageStream(S0), &["manage_streams"]),
+            (Need::ManageStream(S0), &["manage_streams"]),
             (
-                Action::ChangePassword {
-                    target: Some(UserId(0)),
-                },
-                &["manage_users"],
-            ),
-            (Action::LogoutUser, ANY),
-            (Action::GetPersonalAccessTokens, ANY),
-            (Action::CreatePersonalAccessToken, ANY),
-            (Action::DeletePersonalAccessToken, ANY),
-            (
-                Action::GetStream { stream: S0 },
-                &["manage_streams", "read_streams"],
-            ),
-            (Action::GetStreams, &["manage_streams", "read_streams"]),
-            (Action::CreateStream, &["manage_streams"]),
-            (Action::UpdateStream { stream: S0 }, &["manage_streams"]),
-            (Action::DeleteStream { stream: S0 }, &["manage_streams"]),
-            (Action::PurgeStream { stream: S0 }, &["manage_streams"]),
-            (
-                Action::GetTopic {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::ReadTopic(S0, T0),
                 &[
                     "manage_streams",
                     "read_streams",
@@ -610,7 +362,7 @@ mod tests {
                 ],
             ),
             (
-                Action::GetTopics { stream: S0 },
+                Need::ReadTopics(S0),
                 &[
                     "manage_streams",
                     "read_streams",
@@ -618,57 +370,33 @@ mod tests {
                     "read_topics",
                 ],
             ),
+            (Need::ManageTopics(S0), &["manage_streams", "manage_topics"]),
             (
-                Action::CreateTopic { stream: S0 },
+                Need::ManageTopic(S0, T0),
                 &["manage_streams", "manage_topics"],
             ),
             (
-                Action::UpdateTopic {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::ManageTopic(S0, T0),
                 &["manage_streams", "manage_topics"],
             ),
             (
-                Action::DeleteTopic {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::ManageTopic(S0, T0),
                 &["manage_streams", "manage_topics"],
             ),
             (
-                Action::PurgeTopic {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::ManageTopic(S0, T0),
                 &["manage_streams", "manage_topics"],
             ),
             (
-                Action::CreatePartitions {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::ManageTopic(S0, T0),
                 &["manage_streams", "manage_topics"],
             ),
             (
-                Action::DeletePartitions {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::ManageTopic(S0, T0),
                 &["manage_streams", "manage_topics"],
             ),
             (
-                Action::DeleteSegments {
-                    stream: S0,
-                    topic: T0,
-                },
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                Action::PollMessages {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::Poll(S0, T0),
                 &[
                     "poll_messages",
                     "manage_streams",
@@ -678,24 +406,15 @@ mod tests {
                 ],
             ),
             (
-                Action::SendMessages {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::Send(S0, T0),
                 &["send_messages", "manage_streams", "manage_topics"],
             ),
             (
-                Action::FlushUnsavedBuffer {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::Send(S0, T0),
                 &["send_messages", "manage_streams", "manage_topics"],
             ),
             (
-                Action::GetConsumerOffset {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::Poll(S0, T0),
                 &[
                     "poll_messages",
                     "manage_streams",
@@ -705,10 +424,7 @@ mod tests {
                 ],
             ),
             (
-                Action::StoreConsumerOffset {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::Poll(S0, T0),
                 &[
                     "poll_messages",
                     "manage_streams",
@@ -718,10 +434,7 @@ mod tests {
                 ],
             ),
             (
-                Action::DeleteConsumerOffset {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::Poll(S0, T0),
                 &[
                     "poll_messages",
                     "manage_streams",
@@ -731,10 +444,7 @@ mod tests {
                 ],
             ),
             (
-                Action::GetConsumerGroup {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::ReadTopic(S0, T0),
                 &[
                     "manage_streams",
                     "read_streams",
@@ -743,10 +453,7 @@ mod tests {
                 ],
             ),
             (
-                Action::GetConsumerGroups {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::ReadTopic(S0, T0),
                 &[
                     "manage_streams",
                     "read_streams",
@@ -755,10 +462,7 @@ mod tests {
                 ],
             ),
             (
-                Action::CreateConsumerGroup {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::ReadTopic(S0, T0),
                 &[
                     "manage_streams",
                     "read_streams",
@@ -767,10 +471,7 @@ mod tests {
                 ],
             ),
             (
-                Action::DeleteConsumerGroup {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::ReadTopic(S0, T0),
                 &[
                     "manage_streams",
                     "read_streams",
@@ -779,10 +480,7 @@ mod tests {
                 ],
             ),
             (
-                Action::JoinConsumerGroup {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::ReadTopic(S0, T0),
                 &[
                     "manage_streams",
                     "read_streams",
@@ -791,10 +489,7 @@ mod tests {
                 ],
             ),
             (
-                Action::LeaveConsumerGroup {
-                    stream: S0,
-                    topic: T0,
-                },
+                Need::ReadTopic(S0, T0),
                 &[
                     "manage_streams",
                     "read_streams",
@@ -803,33 +498,31 @@ mod tests {
                 ],
             ),
         ];
-        let mut covered: Vec<usize> = matrix
-            .iter()
-            .map(|(action, _)| variant_index(action))
-            .collect();
+        let mut covered: Vec<usize> = matrix.iter().map(|(need, _)| variant_index(need)).collect();
         covered.sort_unstable();
+        covered.dedup();
         assert_eq!(
             covered,
-            (0..ACTIONS_COUNT).collect::<Vec<_>>(),
-            "every action once"
+            (0..NEEDS_COUNT).collect::<Vec<_>>(),
+            "every need at least once"
         );
         let nobody = user(7, None);
         let root = user(0, Some(Permissions::root()));
-        for (action, allowed_by) in &matrix {
+        for (need, allowed_by) in &matrix {
             let anyone = *allowed_by == ANY;
             assert_eq!(
-                authorize(&nobody, *action).is_ok(),
+                authorize(&nobody, *need).is_ok(),
                 anyone,
-                "nobody: {action:?}"
+                "nobody: {need:?}"
             );
-            assert_eq!(authorize(&root, *action), Ok(()), "root: {action:?}");
+            assert_eq!(authorize(&root, *need), Ok(()), "root: {need:?}");
             for flag in GLOBAL_FLAGS {
                 let holder = user(7, Some(only_global(flag)));
                 let expected = anyone || allowed_by.contains(&flag);
                 assert_eq!(
-                    authorize(&holder, *action).is_ok(),
+                    authorize(&holder, *need).is_ok(),
                     expected,
-                    "{flag} alone: {action:?}"
+                    "{flag} alone: {need:?}"
                 );
             }
         }

@@ -5,6 +5,7 @@ use galgo_protocol::identifier::Identifier;
 
 use crate::{
     Change, ConsumerGroup, GroupId, MemberId, Metadata, MetadataError, StreamId, Topic, TopicId,
+    TopicKey,
 };
 
 /// A group's full address: stream, topic, group.
@@ -32,6 +33,21 @@ impl Metadata {
         let key = GroupKey {
             stream: stream_id,
             topic: topic.id,
+            group: group.id,
+        };
+        Ok((key, group))
+    }
+
+    /// The group an identifier names in a topic already resolved, with its address.
+    pub fn group_in(
+        &self,
+        topic: TopicKey,
+        group: &Identifier,
+    ) -> Result<(GroupKey, &ConsumerGroup), MetadataError> {
+        let group = self.topic_by_key(topic)?.group(group)?;
+        let key = GroupKey {
+            stream: topic.stream,
+            topic: topic.topic,
             group: group.id,
         };
         Ok((key, group))

@@ -45,6 +45,26 @@ id_type!(
     MemberId(u32)
 );
 
+/// A topic by its ids: what a request's stream and topic identifiers resolve to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicKey {
+    /// The stream.
+    pub stream: StreamId,
+    /// The topic within it.
+    pub topic: TopicId,
+}
+
+impl TopicKey {
+    /// The key of partition `partition` of this topic.
+    pub fn partition(self, partition: u32) -> PartitionKey {
+        PartitionKey {
+            stream: self.stream,
+            topic: self.topic,
+            partition: PartitionId(partition),
+        }
+    }
+}
+
 /// The full address of a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PartitionKey {

@@ -13,7 +13,7 @@
 //!  shard 0:  prepare(request) ─▶ Change ─▶ log ─▶ apply ─▶ Event ─▶ every other shard: apply
 //! ```
 //!
-//! Permission checks live here too ([`authorize`] over one [`Action`] per command), so every
+//! Permission checks live here too ([`authorize`] over the [`Need`] each command declares), so every
 //! shard decides them against its own replica, with no hop. No I/O happens here, and no
 //! secret: passwords and tokens arrive already hashed.
 #![warn(missing_docs)]
@@ -28,12 +28,14 @@ mod metadata;
 mod slab;
 mod users;
 
-pub use authorization::{Action, authorize};
+pub use authorization::{Need, authorize};
 pub use change::{Change, Event, TopicSettings};
 pub use consumer_group::{ConsumerGroup, Member, Revocation};
 pub use error::MetadataError;
 pub use groups::GroupKey;
-pub use ids::{GroupId, MemberId, PartitionId, PartitionKey, ShardId, StreamId, TopicId, UserId};
+pub use ids::{
+    GroupId, MemberId, PartitionId, PartitionKey, ShardId, StreamId, TopicId, TopicKey, UserId,
+};
 pub use metadata::{Metadata, Partition, Stream, Topic, TopicDefaults};
 pub use users::{PersonalAccessToken, ROOT_USER_ID, User};
 

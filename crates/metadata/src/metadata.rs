@@ -6,8 +6,8 @@ use galgo_protocol::{Permissions, identifier::Identifier};
 
 use crate::{
     Change, ConsumerGroup, Event, MetadataError, PARTITIONS_PER_REQUEST_MAX, PartitionId,
-    PartitionKey, PersonalAccessToken, ShardId, StreamId, TopicId, TopicSettings, User, UserId,
-    slab::Slab, users::Users,
+    PartitionKey, PersonalAccessToken, ShardId, StreamId, TopicId, TopicKey, TopicSettings, User,
+    UserId, slab::Slab, users::Users,
 };
 
 /// A partition as metadata knows it: its id, its birth and the shard that owns its log.
@@ -183,6 +183,34 @@ impl Metadata {
     /// The topic two identifiers name.
     pub fn topic(&self, stream: &Identifier, topic: &Identifier) -> Result<&Topic, MetadataError> {
         self.stream(stream)?.topic(topic)
+    }
+
+    /// The ids of the topic two identifiers name: a request resolves them once, then looks
+    /// the topic up by key ([`Metadata::topic_by_key`]).
+    pub fn resolve_topic(
+        &self,
+        stream: &Identifier,
+        topic: &Identifier,
+    ) -> Result<TopicKey, MetadataError> {
+        let found = self.stream(stream)?;
+        Ok(TopicKey {
+            stream: found.id,
+            topic: found.topic(topic)?.id,
+        })
+    }
+
+    /// The stream with id `id`.
+    pub fn stream_by_id(&self, id: StreamId) -> Result<&Stream, MetadataError> {
+        self.streams.get(id.0).ok_or(MetadataError::StreamNotFound)
+    }
+
+    /// The topic a key names (it may have been deleted since the key was resolved).
+    pub fn topic_by_key(&self, key: TopicKey) -> Result<&Topic, MetadataError> {
+        let stream = self.stream_by_id(key.stream)?;
+        stream
+            .topics
+            .get(key.topic.0)
+            .ok_or(MetadataError::TopicNotFound)
     }
 
     /// Every partition with its key, in key order.

@@ -5,6 +5,7 @@
 //! the ones that travel as bare back-to-back lists have `decode_list`. Trailing bytes after a
 //! decoded request are ignored, as the server does (§1.1).
 
+use crate::code::CommandCode;
 use crate::error::ErrorCode;
 use crate::reader::Reader;
 
@@ -16,6 +17,13 @@ pub mod system;
 pub mod tokens;
 pub mod topics;
 pub mod users;
+
+/// A request type of the protocol, tied to its code by the one command table
+/// ([`for_each_command!`](crate::for_each_command)), which implements it for every request type.
+pub trait Command {
+    /// The command code.
+    const CODE: CommandCode;
+}
 
 /// Runs `read` over a whole payload.
 pub(crate) fn decode_with<T>(
@@ -47,9 +55,6 @@ macro_rules! empty_request {
         pub struct $name;
 
         impl $name {
-            /// The command code.
-            pub const CODE: $crate::code::CommandCode = $crate::code::CommandCode::$name;
-
             /// Accepts any payload: the command has none and trailing bytes are ignored.
             pub fn decode(_payload: &[u8]) -> Result<Self, $crate::error::ErrorCode> {
                 Ok($name)
@@ -72,9 +77,6 @@ macro_rules! identifiers_request {
         }
 
         impl $name {
-            /// The command code.
-            pub const CODE: $crate::code::CommandCode = $crate::code::CommandCode::$name;
-
             /// Reads the request payload.
             pub fn decode(payload: &[u8]) -> Result<Self, $crate::error::ErrorCode> {
                 $crate::command::decode_with(payload, |reader| {

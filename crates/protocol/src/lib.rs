@@ -45,6 +45,7 @@ pub mod websocket;
 pub mod writer;
 
 pub use code::CommandCode;
+pub use command::Command;
 pub use command::messages::{PollMessages, PolledMessagesHeader, SendMessages};
 pub use consumer::{Consumer, consumer_key};
 pub use error::ErrorCode;

@@ -3,6 +3,7 @@
 use bytes::BytesMut;
 
 use crate::code::CommandCode;
+use crate::command::Command;
 use crate::command::groups::*;
 use crate::command::messages::*;
 use crate::command::offsets::*;
@@ -13,22 +14,21 @@ use crate::command::topics::*;
 use crate::command::users::*;
 use crate::error::ErrorCode;
 
-/// Declares [`Request`] with its decoder, encoder and code from one table. Unit variants are the
-/// commands without payload; the others carry their request type of the same name.
+/// Declares [`Request`] with its decoder, encoder and code, and implements [`Command`] for
+/// every request type, from the one table ([`for_each_command!`](crate::for_each_command)).
 macro_rules! requests {
-    (
-        units { $($unit:ident),+ $(,)? }
-        payloads { $($name:ident),+ $(,)? }
-        hot { $hot:ident }
-    ) => {
-        /// One decoded request, one variant per [`CommandCode`].
+    ($($(#[$doc:meta])* $name:ident = $code:literal $($owned:ident)?,)+) => {
+        /// One decoded request, one variant per [`CommandCode`], carrying its request type of
+        /// the same name.
         #[derive(Clone, Debug, PartialEq, Eq)]
         #[allow(missing_docs)]
         pub enum Request {
-            $($unit,)+
             $($name($name),)+
-            $hot($hot),
         }
+
+        $(impl Command for $name {
+            const CODE: CommandCode = CommandCode::$name;
+        })+
 
         impl Request {
             /// Decodes the payload of a frame with command `code`. An unknown code is
@@ -37,52 +37,40 @@ macro_rules! requests {
             pub fn decode(code: u32, payload: BytesMut) -> Result<Request, ErrorCode> {
                 let code = CommandCode::from_u32(code).ok_or(ErrorCode::InvalidCommand)?;
                 match code {
-                    $(CommandCode::$unit => $unit::decode(&payload).map(|_| Request::$unit),)+
-                    $(CommandCode::$name => $name::decode(&payload).map(Request::$name),)+
-                    CommandCode::$hot => $hot::decode(payload).map(Request::$hot),
+                    $(CommandCode::$name => {
+                        decode_payload!($name, payload $(, $owned)?).map(Request::$name)
+                    })+
                 }
             }
 
             /// The command code of the request.
             pub fn code(&self) -> CommandCode {
                 match self {
-                    $(Request::$unit => CommandCode::$unit,)+
                     $(Request::$name(_) => CommandCode::$name,)+
-                    Request::$hot(_) => CommandCode::$hot,
                 }
             }
 
             /// Appends the request's payload (without the frame header), as a client sends it.
             pub fn encode(&self, out: &mut BytesMut) {
                 match self {
-                    $(Request::$unit => $unit.encode(out),)+
                     $(Request::$name(request) => request.encode(out),)+
-                    Request::$hot(request) => request.encode(out),
                 }
             }
         }
     };
 }
 
-requests! {
-    units {
-        Ping, GetStats, GetMe, GetClients, GetClusterMetadata, GetUsers, LogoutUser,
-        GetPersonalAccessTokens, GetStreams, GetShardStats,
-    }
-    payloads {
-        GetSnapshotFile, GetClient,
-        GetUser, CreateUser, DeleteUser, UpdateUser, UpdatePermissions, ChangePassword, LoginUser,
-        CreatePersonalAccessToken, DeletePersonalAccessToken, LoginWithPersonalAccessToken,
-        PollMessages, FlushUnsavedBuffer,
-        GetConsumerOffset, StoreConsumerOffset, DeleteConsumerOffset,
-        GetStream, CreateStream, DeleteStream, UpdateStream, PurgeStream,
-        GetTopic, GetTopics, CreateTopic, DeleteTopic, UpdateTopic, PurgeTopic,
-        CreatePartitions, DeletePartitions, DeleteSegments,
-        GetConsumerGroup, GetConsumerGroups, CreateConsumerGroup, DeleteConsumerGroup,
-        JoinConsumerGroup, LeaveConsumerGroup,
-    }
-    hot { SendMessages }
+/// One request type's decoder call: by reference, or (`owned`) taking the buffer.
+macro_rules! decode_payload {
+    ($name:ident, $payload:ident) => {
+        $name::decode(&$payload)
+    };
+    ($name:ident, $payload:ident, owned) => {
+        $name::decode($payload)
+    };
 }
+
+crate::for_each_command!(requests);
 
 #[cfg(test)]
 mod tests {
@@ -140,16 +128,16 @@ mod tests {
         };
         let (s, t, g) = (numeric(0), named("topic"), named("group"));
         vec![
-            Request::Ping,
-            Request::GetStats,
-            Request::GetMe,
-            Request::GetClients,
-            Request::GetClusterMetadata,
-            Request::GetUsers,
-            Request::LogoutUser,
-            Request::GetPersonalAccessTokens,
-            Request::GetStreams,
-            Request::GetShardStats,
+            Request::Ping(Ping),
+            Request::GetStats(GetStats),
+            Request::GetMe(GetMe),
+            Request::GetClients(GetClients),
+            Request::GetClusterMetadata(GetClusterMetadata),
+            Request::GetUsers(GetUsers),
+            Request::LogoutUser(LogoutUser),
+            Request::GetPersonalAccessTokens(GetPersonalAccessTokens),
+            Request::GetStreams(GetStreams),
+            Request::GetShardStats(GetShardStats),
             Request::GetSnapshotFile(GetSnapshotFile {
                 compression: 4,
                 snapshot_types: vec![100],

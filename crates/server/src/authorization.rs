@@ -1,150 +1,388 @@
-//! From a request to the [`Action`] it asks for, and the check every authenticated command
-//! passes before its handler runs. The rules themselves are `galgo_metadata::authorize`.
+//! The one place a session's login and permissions are checked. The rules themselves are
+//! `galgo_metadata::authorize`; the grant each command needs is declared beside its handler
+//! ([`Handler::need`](crate::handler::Handler::need)).
 //!
-//! Identifiers are resolved in this shard's replica. When one names nothing, no action is
-//! checked and the handler gives its usual answer (empty, or a not-found code), as Iggy does;
-//! nothing is created, changed or read in that case, so nothing is allowed that should not be.
+//! The login is checked before a request is decoded: as in Iggy, an anonymous client gets 40
+//! for every command but Ping and the two logins, whatever its payload. The permission is
+//! checked after, once the request's identifiers are resolved.
 
-use galgo_metadata::{Action, Metadata, StreamId, TopicId, authorize};
-use galgo_protocol::{ErrorCode, Identifier, Request};
+use galgo_metadata::{Need, authorize as decide};
+use galgo_protocol::{CommandCode, ErrorCode};
 use galgo_shards::Shard;
 
 use crate::{error::CommandError, session::Session};
 
-/// Checks that the session is logged in as a user who still exists and is active (else 40,
-/// and the session is logged out), and that this user may perform `request` (else 41).
-pub fn check(shard: &Shard, session: &mut Session, request: &Request) -> Result<(), CommandError> {
-    session.user()?;
+/// Before decoding a frame of command `code`: a command that needs a login must come from a
+/// session logged in as a user who still exists and is active (else 40, and a session whose
+/// user was deleted or deactivated is logged out). Unknown codes pass: decoding refuses them.
+pub fn authenticate(shard: &Shard, session: &mut Session, code: u32) -> Result<(), CommandError> {
+    if !CommandCode::from_u32(code).is_some_and(CommandCode::requires_auth) {
+        return Ok(());
+    }
+    if session.user().is_err() {
+        tracing::warn!(shard = shard.id().0, peer = %session.peer, code, "refused: not logged in");
+        return Err(ErrorCode::Unauthenticated.into());
+    }
     let metadata = shard.metadata.borrow();
-    let Some(user) = session.current_user(&metadata) else {
+    if session.current_user(&metadata).is_none() {
         tracing::info!(shard = shard.id().0, peer = %session.peer, user_id = session.user_id, "session ended: its user was deleted or deactivated");
         session.log_out();
         shard.clients.borrow_mut().set_user(session.client_id, None);
         return Err(ErrorCode::Unauthenticated.into());
-    };
-    match action_of(&metadata, request) {
-        Some(action) => authorize(user, action).map_err(CommandError::from),
-        None => Ok(()),
     }
+    Ok(())
 }
 
-fn stream(metadata: &Metadata, stream: &Identifier) -> Option<StreamId> {
-    metadata.stream(stream).ok().map(|found| found.id)
-}
-
-fn topic(metadata: &Metadata, s: &Identifier, t: &Identifier) -> Option<(StreamId, TopicId)> {
-    let found = metadata.stream(s).ok()?;
-    Some((found.id, found.topic(t).ok()?.id))
-}
-
-/// The action a request asks for, or `None` when an identifier in it names nothing (or the
-/// command needs no login at all).
-pub fn action_of(metadata: &Metadata, request: &Request) -> Option<Action> {
-    use Action as A;
-    use Request as R;
-    let on_topic = |s: &Identifier, t: &Identifier, make: fn(StreamId, TopicId) -> Action| {
-        topic(metadata, s, t).map(|(stream, topic)| make(stream, topic))
+/// Checks that the session's user holds `need` (else 41). `None` (the request names nothing
+/// that exists) checks nothing.
+pub fn authorize(shard: &Shard, session: &Session, need: Option<Need>) -> Result<(), CommandError> {
+    let Some(need) = need else {
+        return Ok(());
     };
-    let on_stream = |s: &Identifier, make: fn(StreamId) -> Action| stream(metadata, s).map(make);
-    Some(match request {
-        R::Ping | R::LoginUser(_) | R::LoginWithPersonalAccessToken(_) => return None,
-        R::GetStats => A::GetStats,
-        R::GetSnapshotFile(_) => A::GetSnapshotFile,
-        R::GetClusterMetadata => A::GetClusterMetadata,
-        R::GetMe => A::GetMe,
-        R::GetClient(_) => A::GetClient,
-        R::GetClients => A::GetClients,
-        R::GetShardStats => A::GetShardStats,
-        R::GetUser(get) => A::GetUser {
-            target: metadata.user(&get.user).ok().map(|user| user.id),
-        },
-        R::GetUsers => A::GetUsers,
-        R::CreateUser(_) => A::CreateUser,
-        R::DeleteUser(_) => A::DeleteUser,
-        R::UpdateUser(_) => A::UpdateUser,
-        R::UpdatePermissions(_) => A::UpdatePermissions,
-        R::ChangePassword(change) => A::ChangePassword {
-            target: metadata.user(&change.user).ok().map(|user| user.id),
-        },
-        R::LogoutUser => A::LogoutUser,
-        R::GetPersonalAccessTokens => A::GetPersonalAccessTokens,
-        R::CreatePersonalAccessToken(_) => A::CreatePersonalAccessToken,
-        R::DeletePersonalAccessToken(_) => A::DeletePersonalAccessToken,
-        R::GetStreams => A::GetStreams,
-        R::CreateStream(_) => A::CreateStream,
-        R::GetStream(get) => on_stream(&get.stream, |stream| A::GetStream { stream })?,
-        R::UpdateStream(update) => on_stream(&update.stream, |stream| A::UpdateStream { stream })?,
-        R::DeleteStream(delete) => on_stream(&delete.stream, |stream| A::DeleteStream { stream })?,
-        R::PurgeStream(purge) => on_stream(&purge.stream, |stream| A::PurgeStream { stream })?,
-        R::GetTopics(get) => on_stream(&get.stream, |stream| A::GetTopics { stream })?,
-        R::CreateTopic(create) => on_stream(&create.stream, |stream| A::CreateTopic { stream })?,
-        R::GetTopic(r) => on_topic(&r.stream, &r.topic, |stream, topic| A::GetTopic {
-            stream,
-            topic,
-        })?,
-        R::UpdateTopic(r) => on_topic(&r.stream, &r.topic, |stream, topic| A::UpdateTopic {
-            stream,
-            topic,
-        })?,
-        R::DeleteTopic(r) => on_topic(&r.stream, &r.topic, |stream, topic| A::DeleteTopic {
-            stream,
-            topic,
-        })?,
-        R::PurgeTopic(r) => on_topic(&r.stream, &r.topic, |stream, topic| A::PurgeTopic {
-            stream,
-            topic,
-        })?,
-        R::CreatePartitions(r) => on_topic(&r.stream, &r.topic, |stream, topic| {
-            A::CreatePartitions { stream, topic }
-        })?,
-        R::DeletePartitions(r) => on_topic(&r.stream, &r.topic, |stream, topic| {
-            A::DeletePartitions { stream, topic }
-        })?,
-        R::DeleteSegments(r) => on_topic(&r.stream, &r.topic, |stream, topic| A::DeleteSegments {
-            stream,
-            topic,
-        })?,
-        R::PollMessages(r) => on_topic(&r.stream, &r.topic, |stream, topic| A::PollMessages {
-            stream,
-            topic,
-        })?,
-        R::SendMessages(r) => on_topic(&r.stream, &r.topic, |stream, topic| A::SendMessages {
-            stream,
-            topic,
-        })?,
-        R::FlushUnsavedBuffer(r) => on_topic(&r.stream, &r.topic, |stream, topic| {
-            A::FlushUnsavedBuffer { stream, topic }
-        })?,
-        R::GetConsumerOffset(r) => on_topic(&r.target.stream, &r.target.topic, |stream, topic| {
-            A::GetConsumerOffset { stream, topic }
-        })?,
-        R::StoreConsumerOffset(r) => {
-            on_topic(&r.target.stream, &r.target.topic, |stream, topic| {
-                A::StoreConsumerOffset { stream, topic }
-            })?
+    let metadata = shard.metadata.borrow();
+    // Nothing awaits between `authenticate` and this check, so the user is still there.
+    let user = session
+        .current_user(&metadata)
+        .ok_or(ErrorCode::Unauthenticated)?;
+    decide(user, need).map_err(CommandError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use galgo_metadata::{Event, Metadata, Need, User};
+    use galgo_protocol::command::{
+        groups::*, messages::*, offsets::*, streams::*, system::*, tokens::*, topics::*, users::*,
+    };
+    use galgo_protocol::{CommandCode, GlobalPermissions, Permissions};
+
+    use crate::handler::Handler;
+
+    /// The scope every sample request resolves to: stream 0, topic 0, and user 0 (not the
+    /// caller, who is user 1).
+    trait Sample {
+        fn sample() -> Self;
+    }
+
+    impl Sample for () {
+        fn sample() {}
+    }
+
+    impl Sample for Result<galgo_metadata::StreamId, galgo_metadata::MetadataError> {
+        fn sample() -> Self {
+            Ok(galgo_metadata::StreamId(0))
         }
-        R::DeleteConsumerOffset(r) => {
-            on_topic(&r.target.stream, &r.target.topic, |stream, topic| {
-                A::DeleteConsumerOffset { stream, topic }
-            })?
+    }
+
+    impl Sample for Result<galgo_metadata::TopicKey, galgo_metadata::MetadataError> {
+        fn sample() -> Self {
+            Ok(galgo_metadata::TopicKey {
+                stream: galgo_metadata::StreamId(0),
+                topic: galgo_metadata::TopicId(0),
+            })
         }
-        R::GetConsumerGroup(r) => on_topic(&r.stream, &r.topic, |stream, topic| {
-            A::GetConsumerGroup { stream, topic }
-        })?,
-        R::GetConsumerGroups(r) => on_topic(&r.stream, &r.topic, |stream, topic| {
-            A::GetConsumerGroups { stream, topic }
-        })?,
-        R::CreateConsumerGroup(r) => on_topic(&r.stream, &r.topic, |stream, topic| {
-            A::CreateConsumerGroup { stream, topic }
-        })?,
-        R::DeleteConsumerGroup(r) => on_topic(&r.stream, &r.topic, |stream, topic| {
-            A::DeleteConsumerGroup { stream, topic }
-        })?,
-        R::JoinConsumerGroup(r) => on_topic(&r.stream, &r.topic, |stream, topic| {
-            A::JoinConsumerGroup { stream, topic }
-        })?,
-        R::LeaveConsumerGroup(r) => on_topic(&r.stream, &r.topic, |stream, topic| {
-            A::LeaveConsumerGroup { stream, topic }
-        })?,
-    })
+    }
+
+    impl Sample for Result<galgo_metadata::UserId, galgo_metadata::MetadataError> {
+        fn sample() -> Self {
+            Ok(galgo_metadata::UserId(0))
+        }
+    }
+
+    /// What command `C` declares it needs on the sample scope.
+    fn need_of<C: Handler>() -> (CommandCode, Option<Need>)
+    where
+        C::Scope: Sample,
+    {
+        (C::CODE, C::need(&C::Scope::sample()))
+    }
+
+    /// A command's declared need, and the single global permissions that allow it.
+    type Row = ((CommandCode, Option<Need>), &'static [&'static str]);
+
+    /// Allowed for every logged-in user, whatever the permissions.
+    const ANY: &[&str] = &["*"];
+    const GLOBAL_FLAGS: [&str; 10] = [
+        "manage_servers",
+        "read_servers",
+        "manage_users",
+        "read_users",
+        "manage_streams",
+        "read_streams",
+        "manage_topics",
+        "read_topics",
+        "poll_messages",
+        "send_messages",
+    ];
+
+    fn only_global(flag: &str) -> Permissions {
+        let mut global = GlobalPermissions::default();
+        let slot = match flag {
+            "manage_servers" => &mut global.manage_servers,
+            "read_servers" => &mut global.read_servers,
+            "manage_users" => &mut global.manage_users,
+            "read_users" => &mut global.read_users,
+            "manage_streams" => &mut global.manage_streams,
+            "read_streams" => &mut global.read_streams,
+            "manage_topics" => &mut global.manage_topics,
+            "read_topics" => &mut global.read_topics,
+            "poll_messages" => &mut global.poll_messages,
+            "send_messages" => &mut global.send_messages,
+            other => panic!("no global permission {other}"),
+        };
+        *slot = true;
+        Permissions {
+            global,
+            streams: Default::default(),
+        }
+    }
+
+    /// A replica holding user 0 and the caller, user 1, with `permissions`.
+    fn with_user(permissions: Option<Permissions>) -> Metadata {
+        let mut metadata = Metadata::new(1, 1 << 20);
+        for (version, (name, permissions)) in [("other", None), ("holder", permissions.as_ref())]
+            .into_iter()
+            .enumerate()
+        {
+            let change = metadata
+                .prepare_create_user(name, String::new(), true, permissions, 0)
+                .expect("a valid user");
+            metadata.apply(&Event {
+                version: version as u64 + 1,
+                change,
+            });
+        }
+        assert_eq!(holder(&metadata).id, galgo_metadata::UserId(1));
+        metadata
+    }
+
+    fn holder(metadata: &Metadata) -> &User {
+        metadata.user_for_login("holder").expect("created")
+    }
+
+    /// The matrix: every command that needs a login (on stream 0, topic 0, another user)
+    /// against a user with no permissions, root-like permissions, and a user holding exactly
+    /// one global permission. The expected column is the single global permissions that allow
+    /// each command (PROTOCOL.md §5, with manage ⊇ read ⊇ poll); per-stream and per-topic
+    /// grants are the metadata crate's tests.
+    #[test]
+    fn every_command_against_every_single_global_permission() {
+        let matrix: Vec<Row> = vec![
+            (need_of::<GetStats>(), &["manage_servers", "read_servers"]),
+            (
+                need_of::<GetSnapshotFile>(),
+                &["manage_servers", "read_servers"],
+            ),
+            (need_of::<GetClusterMetadata>(), ANY),
+            (need_of::<GetMe>(), ANY),
+            (need_of::<GetClient>(), &["manage_servers", "read_servers"]),
+            (need_of::<GetClients>(), &["manage_servers", "read_servers"]),
+            (
+                need_of::<GetShardStats>(),
+                &["manage_servers", "read_servers"],
+            ),
+            (need_of::<GetUser>(), &["manage_users", "read_users"]),
+            (need_of::<GetUsers>(), &["manage_users", "read_users"]),
+            (need_of::<CreateUser>(), &["manage_users"]),
+            (need_of::<DeleteUser>(), &["manage_users"]),
+            (need_of::<UpdateUser>(), &["manage_users"]),
+            (need_of::<UpdatePermissions>(), &["manage_users"]),
+            (need_of::<ChangePassword>(), &["manage_users"]),
+            (need_of::<LogoutUser>(), ANY),
+            (need_of::<GetPersonalAccessTokens>(), ANY),
+            (need_of::<CreatePersonalAccessToken>(), ANY),
+            (need_of::<DeletePersonalAccessToken>(), ANY),
+            (need_of::<GetStream>(), &["manage_streams", "read_streams"]),
+            (need_of::<GetStreams>(), &["manage_streams", "read_streams"]),
+            (need_of::<CreateStream>(), &["manage_streams"]),
+            (need_of::<UpdateStream>(), &["manage_streams"]),
+            (need_of::<DeleteStream>(), &["manage_streams"]),
+            (need_of::<PurgeStream>(), &["manage_streams"]),
+            (
+                need_of::<GetTopic>(),
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                need_of::<GetTopics>(),
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                need_of::<CreateTopic>(),
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                need_of::<UpdateTopic>(),
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                need_of::<DeleteTopic>(),
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                need_of::<PurgeTopic>(),
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                need_of::<CreatePartitions>(),
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                need_of::<DeletePartitions>(),
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                need_of::<DeleteSegments>(),
+                &["manage_streams", "manage_topics"],
+            ),
+            (
+                need_of::<PollMessages>(),
+                &[
+                    "poll_messages",
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                need_of::<SendMessages>(),
+                &["send_messages", "manage_streams", "manage_topics"],
+            ),
+            (
+                need_of::<FlushUnsavedBuffer>(),
+                &["send_messages", "manage_streams", "manage_topics"],
+            ),
+            (
+                need_of::<GetConsumerOffset>(),
+                &[
+                    "poll_messages",
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                need_of::<StoreConsumerOffset>(),
+                &[
+                    "poll_messages",
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                need_of::<DeleteConsumerOffset>(),
+                &[
+                    "poll_messages",
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                need_of::<GetConsumerGroup>(),
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                need_of::<GetConsumerGroups>(),
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                need_of::<CreateConsumerGroup>(),
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                need_of::<DeleteConsumerGroup>(),
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                need_of::<JoinConsumerGroup>(),
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+            (
+                need_of::<LeaveConsumerGroup>(),
+                &[
+                    "manage_streams",
+                    "read_streams",
+                    "manage_topics",
+                    "read_topics",
+                ],
+            ),
+        ];
+        let mut covered: Vec<CommandCode> = matrix.iter().map(|((code, _), _)| *code).collect();
+        covered.sort_by_key(|code| code.as_u32());
+        let needing_login: Vec<CommandCode> = CommandCode::ALL
+            .iter()
+            .copied()
+            .filter(|code| code.requires_auth())
+            .collect();
+        assert_eq!(
+            covered, needing_login,
+            "every command that needs a login, once"
+        );
+        for ((code, need), allowed_by) in &matrix {
+            let need = need.unwrap_or_else(|| panic!("{code}: the sample scope resolves"));
+            let anyone = *allowed_by == ANY;
+            let nobody = with_user(None);
+            let decided = |metadata: &Metadata| galgo_metadata::authorize(holder(metadata), need);
+            assert_eq!(decided(&nobody).is_ok(), anyone, "nobody: {code}");
+            let root = with_user(Some(Permissions::root()));
+            assert_eq!(decided(&root), Ok(()), "root: {code}");
+            for flag in GLOBAL_FLAGS {
+                let expected = anyone || allowed_by.contains(&flag);
+                let single = with_user(Some(only_global(flag)));
+                assert_eq!(decided(&single).is_ok(), expected, "{flag} alone: {code}");
+            }
+        }
+    }
+
+    /// Ping and the two logins need nothing: they run before any login.
+    #[test]
+    fn open_commands_need_nothing() {
+        for (code, need) in [
+            need_of::<Ping>(),
+            need_of::<LoginUser>(),
+            need_of::<LoginWithPersonalAccessToken>(),
+        ] {
+            assert!(!code.requires_auth(), "{code}");
+            assert_eq!(need, None, "{code}");
+        }
+    }
 }

@@ -20,6 +20,7 @@ use galgo_protocol::{
 use galgo_shards::{ClientRecord, Shard, Transport};
 
 use crate::{
+    authorization,
     byte_stream::ByteStream,
     context::Context,
     handler,
@@ -330,14 +331,7 @@ impl<S: ByteStream> Connection<S> {
         code: u32,
         payload: BytesMut,
     ) -> handler::Outcome {
-        // As in Iggy, authentication comes before decoding: an anonymous client gets 40 for
-        // every command but Ping and the two logins, whatever its payload.
-        if CommandCode::from_u32(code).is_some_and(CommandCode::requires_auth)
-            && session.user().is_err()
-        {
-            tracing::warn!(shard = shard.id().0, peer = %session.peer, code, "refused: not logged in");
-            return Err(ErrorCode::Unauthenticated.into());
-        }
+        authorization::authenticate(shard, session, code)?;
         let request = match Request::decode(code, payload) {
             Ok(request) => request,
             Err(error) => {
@@ -346,7 +340,12 @@ impl<S: ByteStream> Connection<S> {
             }
         };
         let command = request.code();
-        let outcome = handler::handle(shard, context, session, request).await;
+        let cx = handler::Cx {
+            shard,
+            context,
+            session,
+        };
+        let outcome = handler::handle(cx, request).await;
         if let Err(error) = &outcome {
             log_failure(shard, session, command, error);
         }

@@ -1,5 +1,6 @@
-//! Command dispatch: a flat match calling one function per command, grouped by family in
-//! `handler/*.rs` like the protocol's `command/*.rs`.
+//! Command dispatch: a flat match, generated from the protocol's one command table, calling
+//! each request type's [`Handler`]; the handlers are grouped by family in `handler/*.rs` like
+//! the protocol's `command/*.rs`.
 
 mod groups;
 mod messages;
@@ -19,8 +20,8 @@ pub use users::{ensure_root, start_root_creation};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use galgo_metadata::UserId;
-use galgo_protocol::{ErrorCode, Request};
+use galgo_metadata::{Metadata, MetadataError, Need, StreamId, TopicId, TopicKey};
+use galgo_protocol::{Command, Identifier, Request};
 use galgo_shards::Shard;
 
 use crate::{authorization, context::Context, error::CommandError, session::Session};
@@ -68,75 +69,90 @@ pub fn start_shard0_tasks(shard0: &Rc<Shard>, seed: &crate::context::ContextSeed
 /// What a command ends in.
 pub type Outcome = Result<Reply, CommandError>;
 
-/// Runs one decoded request for a session. Every command but Ping and the two logins needs a
-/// live login and the permission `authorization::check` derives from the request.
-pub async fn handle(
-    shard: &Rc<Shard>,
-    context: &Context,
-    session: &mut Session,
-    request: Request,
-) -> Outcome {
-    if request.code().requires_auth() {
-        authorization::check(shard, session, &request)?;
+/// What a handler runs with: its shard, the server's state on that shard, and the session of
+/// the connection that sent the request. Lives on the shard serving the connection.
+pub struct Cx<'a> {
+    /// The shard serving the connection.
+    pub shard: &'a Rc<Shard>,
+    /// The server's state on that shard.
+    pub context: &'a Context,
+    /// The connection's session.
+    pub session: &'a mut Session,
+}
+
+/// How the server runs one command, implemented once per request type beside its handler in
+/// `handler/*.rs`. Dispatch is generated from the protocol's one command table, so a request
+/// type without this impl does not compile.
+///
+/// A request's identifiers are resolved once, against this shard's replica, into its
+/// [`Handler::Scope`]; the permission check and the handler both use that scope. A scope that
+/// names nothing (a resolution error) needs no permission: the handler gives its usual
+/// answer, the empty one or a not-found code, as Iggy does, and nothing is created, changed or
+/// read in that case.
+pub trait Handler: Command + Sized {
+    /// The ids the request names, resolved (or why they could not be).
+    type Scope;
+
+    /// Resolves the request's identifiers against the replica.
+    fn resolve(&self, metadata: &Metadata) -> Self::Scope;
+
+    /// The grant the command needs in `scope`; `None` when the scope names nothing. Ignored
+    /// for the commands that need no login ([`CommandCode::requires_auth`]).
+    ///
+    /// [`CommandCode::requires_auth`]: galgo_protocol::CommandCode::requires_auth
+    fn need(scope: &Self::Scope) -> Option<Need>;
+
+    /// Runs the command.
+    async fn handle(self, cx: Cx<'_>, scope: Self::Scope) -> Outcome;
+}
+
+/// Resolves, checks and runs one request of type `C`. The login itself was checked before the
+/// request was decoded ([`authorization::authenticate`]).
+async fn run<C: Handler>(cx: Cx<'_>, request: C) -> Outcome {
+    let scope = request.resolve(&cx.shard.metadata.borrow());
+    if C::CODE.requires_auth() {
+        authorization::authorize(cx.shard, cx.session, C::need(&scope))?;
     }
-    // Set by the check above for every command that needs it.
-    let user = || session.user().map(UserId);
-    match request {
-        Request::Ping => Ok(Reply::empty()),
-        Request::LoginUser(login) => users::login(shard, context, session, login).await,
-        Request::LoginWithPersonalAccessToken(login) => tokens::login(shard, session, login),
-        Request::LogoutUser => users::logout(shard, session),
-        Request::GetUser(get) => users::get(shard, get.user),
-        Request::GetUsers => users::list(shard),
-        Request::CreateUser(create) => users::create(shard, context, create).await,
-        Request::UpdateUser(update) => users::update(shard, update).await,
-        Request::UpdatePermissions(update) => users::update_permissions(shard, update).await,
-        Request::DeleteUser(delete) => users::delete(shard, delete.user).await,
-        Request::ChangePassword(change) => {
-            users::change_password(shard, context, session, change).await
+    request.handle(cx, scope).await
+}
+
+/// Generates [`handle`] from the protocol's command table.
+macro_rules! dispatch {
+    ($($(#[$doc:meta])* $name:ident = $code:literal $($owned:ident)?,)+) => {
+        /// Runs one decoded request for a session: a flat match calling each request type's
+        /// [`Handler`].
+        pub async fn handle(cx: Cx<'_>, request: Request) -> Outcome {
+            match request {
+                $(Request::$name(request) => run(cx, request).await,)+
+            }
         }
-        Request::GetPersonalAccessTokens => tokens::list(shard, user()?),
-        Request::CreatePersonalAccessToken(create) => {
-            tokens::create(shard, context, user()?, create).await
-        }
-        Request::DeletePersonalAccessToken(delete) => tokens::delete(shard, user()?, delete).await,
-        Request::GetMe => system::get_me(shard, session),
-        Request::GetStats => system::get_stats(shard, context).await,
-        Request::GetClient(get) => system::get_client(shard, get).await,
-        Request::GetClients => system::get_clients(shard).await,
-        Request::GetClusterMetadata => system::get_cluster_metadata(context),
-        Request::GetShardStats => system::get_shard_stats(shard).await,
-        Request::GetStream(get) => streams::get(shard, get.stream).await,
-        Request::GetStreams => streams::list(shard).await,
-        Request::CreateStream(create) => streams::create(shard, create).await,
-        Request::UpdateStream(update) => streams::update(shard, update).await,
-        Request::DeleteStream(delete) => streams::delete(shard, delete.stream).await,
-        Request::PurgeStream(purge) => streams::purge(shard, purge.stream).await,
-        Request::GetTopic(get) => topics::get(shard, get).await,
-        Request::GetTopics(get) => topics::list(shard, get.stream).await,
-        Request::CreateTopic(create) => topics::create(shard, create).await,
-        Request::UpdateTopic(update) => topics::update(shard, update).await,
-        Request::DeleteTopic(delete) => topics::delete(shard, delete).await,
-        Request::PurgeTopic(purge) => topics::purge(shard, purge).await,
-        Request::CreatePartitions(create) => topics::create_partitions(shard, create).await,
-        Request::DeletePartitions(delete) => topics::delete_partitions(shard, delete).await,
-        Request::SendMessages(send) => messages::send(shard, context, session, send).await,
-        Request::PollMessages(poll) => messages::poll(shard, context, session, poll).await,
-        Request::FlushUnsavedBuffer(flush) => messages::flush(shard, flush).await,
-        Request::GetConsumerOffset(get) => offsets::get(shard, get).await,
-        Request::StoreConsumerOffset(store) => offsets::store(shard, context, session, store).await,
-        Request::DeleteConsumerOffset(delete) => {
-            offsets::delete(shard, context, session, delete).await
-        }
-        Request::DeleteSegments(delete) => segments::delete(shard, delete).await,
-        Request::GetConsumerGroup(get) => groups::get(shard, get),
-        Request::GetConsumerGroups(list) => groups::list(shard, list),
-        Request::CreateConsumerGroup(create) => groups::create(shard, create).await,
-        Request::DeleteConsumerGroup(delete) => groups::delete(shard, delete).await,
-        Request::JoinConsumerGroup(join) => groups::join(shard, session, join).await,
-        Request::LeaveConsumerGroup(leave) => groups::leave(shard, context, session, leave).await,
-        // Snapshots (a ZIP of diagnostics) are not built; PROTOCOL.md §5.1 allows refusing
-        // them with 5, after the permission check.
-        Request::GetSnapshotFile(_) => Err(ErrorCode::FeatureUnavailable.into()),
-    }
+    };
+}
+
+galgo_protocol::for_each_command!(dispatch);
+
+/// A stream named by a request, resolved.
+pub type StreamScope = Result<StreamId, MetadataError>;
+
+/// A topic named by a request, resolved.
+pub type TopicScope = Result<TopicKey, MetadataError>;
+
+/// Resolves a stream identifier.
+pub fn stream_scope(metadata: &Metadata, stream: &Identifier) -> StreamScope {
+    metadata.stream(stream).map(|found| found.id)
+}
+
+/// Resolves a stream and a topic identifier.
+pub fn topic_scope(metadata: &Metadata, stream: &Identifier, topic: &Identifier) -> TopicScope {
+    metadata.resolve_topic(stream, topic)
+}
+
+/// The need `make` builds from a resolved stream, if it resolved.
+pub fn on_stream(scope: &StreamScope, make: fn(StreamId) -> Need) -> Option<Need> {
+    scope.as_ref().ok().map(|&stream| make(stream))
+}
+
+/// The need `make` builds from a resolved topic, if it resolved.
+pub fn on_topic(scope: &TopicScope, make: fn(StreamId, TopicId) -> Need) -> Option<Need> {
+    scope.as_ref().ok().map(|key| make(key.stream, key.topic))
 }

@@ -3,7 +3,6 @@
 use bytes::{BufMut, BytesMut};
 
 use super::{decode_records, decode_with, identifiers_request};
-use crate::code::CommandCode;
 use crate::error::ErrorCode;
 use crate::identifier::Identifier;
 use crate::reader::Reader;
@@ -74,9 +73,6 @@ pub struct CreateConsumerGroup {
 }
 
 impl CreateConsumerGroup {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::CreateConsumerGroup;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {

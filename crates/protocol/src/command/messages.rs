@@ -13,7 +13,6 @@
 use bytes::{BufMut, BytesMut};
 
 use super::decode_with;
-use crate::code::CommandCode;
 use crate::consumer::Consumer;
 use crate::error::ErrorCode;
 use crate::identifier::Identifier;
@@ -58,9 +57,6 @@ struct SendLayout {
 }
 
 impl SendMessages {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::SendMessages;
-
     /// Reads and validates a SendMessages payload (§6.2), then splits the messages block off
     /// `payload` without copying.
     ///
@@ -281,9 +277,6 @@ pub struct PollMessages {
 }
 
 impl PollMessages {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::PollMessages;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {
@@ -360,9 +353,6 @@ pub struct FlushUnsavedBuffer {
 }
 
 impl FlushUnsavedBuffer {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::FlushUnsavedBuffer;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {
@@ -387,6 +377,7 @@ impl FlushUnsavedBuffer {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::command::Command;
     use crate::command::test_support::encoded;
     use crate::frame::encode_request;
     use crate::message::{ID_AT, encode_message};

@@ -6,7 +6,6 @@
 use bytes::{BufMut, BytesMut};
 
 use super::decode_with;
-use crate::code::CommandCode;
 use crate::consumer::Consumer;
 use crate::error::ErrorCode;
 use crate::identifier::Identifier;
@@ -60,9 +59,6 @@ pub struct DeleteConsumerOffset {
 }
 
 impl GetConsumerOffset {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::GetConsumerOffset;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {
@@ -79,9 +75,6 @@ impl GetConsumerOffset {
 }
 
 impl DeleteConsumerOffset {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::DeleteConsumerOffset;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {
@@ -107,9 +100,6 @@ pub struct StoreConsumerOffset {
 }
 
 impl StoreConsumerOffset {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::StoreConsumerOffset;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {

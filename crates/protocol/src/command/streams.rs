@@ -4,7 +4,6 @@ use bytes::{BufMut, BytesMut};
 
 use super::topics::TopicHeader;
 use super::{decode_records, decode_with, empty_request, identifiers_request};
-use crate::code::CommandCode;
 use crate::error::ErrorCode;
 use crate::identifier::Identifier;
 use crate::reader::Reader;
@@ -45,9 +44,6 @@ pub struct CreateStream {
 }
 
 impl CreateStream {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::CreateStream;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {
@@ -73,9 +69,6 @@ pub struct UpdateStream {
 }
 
 impl UpdateStream {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::UpdateStream;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {

@@ -3,7 +3,6 @@
 use bytes::{BufMut, BytesMut};
 
 use super::{decode_records, decode_with, empty_request};
-use crate::code::CommandCode;
 use crate::error::ErrorCode;
 use crate::reader::Reader;
 use crate::writer::put_str32;
@@ -42,9 +41,6 @@ pub struct GetClient {
 }
 
 impl GetClient {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::GetClient;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {
@@ -75,9 +71,6 @@ pub struct GetSnapshotFile {
 }
 
 impl GetSnapshotFile {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::GetSnapshotFile;
-
     /// Reads the request payload; an unknown compression or type is 3 `InvalidCommand`.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {
@@ -564,6 +557,7 @@ impl ShardStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::Command;
     use crate::command::test_support::encoded;
 
     fn client() -> ClientInfo {

@@ -5,7 +5,6 @@ use std::ops::RangeInclusive;
 use bytes::{BufMut, BytesMut};
 
 use super::{decode_records, decode_with, empty_request};
-use crate::code::CommandCode;
 use crate::error::ErrorCode;
 use crate::reader::Reader;
 use crate::writer::put_name8;
@@ -36,9 +35,6 @@ pub struct CreatePersonalAccessToken {
 }
 
 impl CreatePersonalAccessToken {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::CreatePersonalAccessToken;
-
     /// Reads and validates the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         let request = decode_with(payload, |reader| {
@@ -66,9 +62,6 @@ pub struct DeletePersonalAccessToken {
 }
 
 impl DeletePersonalAccessToken {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::DeletePersonalAccessToken;
-
     /// Reads and validates the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         let request = decode_with(payload, |reader| {
@@ -95,9 +88,6 @@ pub struct LoginWithPersonalAccessToken {
 }
 
 impl LoginWithPersonalAccessToken {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::LoginWithPersonalAccessToken;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {

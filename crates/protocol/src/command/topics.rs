@@ -3,7 +3,6 @@
 use bytes::{BufMut, BytesMut};
 
 use super::{decode_records, decode_with, identifiers_request};
-use crate::code::CommandCode;
 use crate::error::ErrorCode;
 use crate::identifier::Identifier;
 use crate::reader::Reader;
@@ -107,9 +106,6 @@ pub struct CreateTopic {
 }
 
 impl CreateTopic {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::CreateTopic;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {
@@ -156,9 +152,6 @@ pub struct UpdateTopic {
 }
 
 impl UpdateTopic {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::UpdateTopic;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {
@@ -201,9 +194,6 @@ macro_rules! partitions_request {
         }
 
         impl $name {
-            /// The command code.
-            pub const CODE: CommandCode = CommandCode::$name;
-
             /// Reads the request payload.
             pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
                 decode_with(payload, |reader| {
@@ -246,9 +236,6 @@ pub struct DeleteSegments {
 }
 
 impl DeleteSegments {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::DeleteSegments;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {

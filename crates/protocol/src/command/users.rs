@@ -9,7 +9,6 @@ use std::ops::RangeInclusive;
 use bytes::{BufMut, BytesMut};
 
 use super::{decode_records, decode_with, empty_request, identifiers_request};
-use crate::code::CommandCode;
 use crate::error::ErrorCode;
 use crate::identifier::Identifier;
 use crate::permissions::{
@@ -108,9 +107,6 @@ pub struct CreateUser {
 }
 
 impl CreateUser {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::CreateUser;
-
     /// Reads and validates the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         let request = decode_with(payload, |reader| {
@@ -149,9 +145,6 @@ pub struct UpdateUser {
 }
 
 impl UpdateUser {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::UpdateUser;
-
     /// Reads and validates the request payload; a flag counts only when it is exactly 1.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         let request = decode_with(payload, |reader| {
@@ -205,9 +198,6 @@ pub struct UpdatePermissions {
 }
 
 impl UpdatePermissions {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::UpdatePermissions;
-
     /// Reads the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         decode_with(payload, |reader| {
@@ -239,9 +229,6 @@ pub struct ChangePassword {
 }
 
 impl ChangePassword {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::ChangePassword;
-
     /// Reads and validates the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         let request = decode_with(payload, |reader| {
@@ -288,9 +275,6 @@ fn read_optional_str32(reader: &mut Reader<'_>) -> Result<Option<String>, ErrorC
 }
 
 impl LoginUser {
-    /// The command code.
-    pub const CODE: CommandCode = CommandCode::LoginUser;
-
     /// Reads and validates the request payload.
     pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
         let request = decode_with(payload, |reader| {
@@ -443,6 +427,7 @@ impl std::fmt::Debug for LoginUser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::Command;
     use crate::command::test_support::encoded;
     use crate::frame::encode_request;
 

@@ -12,7 +12,8 @@ use std::{rc::Rc, time::Duration};
 
 use bytes::BytesMut;
 use galgo_metadata::{
-    ConsumerGroup, GroupKey, MetadataError, PartitionId, PartitionKey, ShardId, Topic,
+    ConsumerGroup, GroupKey, Metadata, MetadataError, Need, PartitionId, PartitionKey, ShardId,
+    Topic, TopicKey,
 };
 use galgo_protocol::{
     Identifier,
@@ -24,7 +25,10 @@ use galgo_protocol::{
 use galgo_shards::Shard;
 use galgo_storage::OffsetOwner;
 
-use super::{Outcome, Reply, metadata_change::change_metadata, partition_calls::by_owner};
+use super::{
+    Cx, Handler, Outcome, Reply, TopicScope, metadata_change::change_metadata, on_topic,
+    partition_calls::by_owner, topic_scope,
+};
 use crate::{
     config::ConsumerGroupConfig,
     context::{Context, now_us},
@@ -78,9 +82,9 @@ pub fn partition_key(group: GroupKey, partition: u32) -> PartitionKey {
 }
 
 /// GetConsumerGroup: the group with its members, or the empty answer.
-pub fn get(shard: &Shard, get: GetConsumerGroup) -> Outcome {
+pub fn get(shard: &Shard, topic: Option<TopicKey>, get: GetConsumerGroup) -> Outcome {
     let metadata = shard.metadata.borrow();
-    let Ok((key, _)) = metadata.group(&get.stream, &get.topic, &get.group) else {
+    let Some(Ok((key, _))) = topic.map(|topic| metadata.group_in(topic, &get.group)) else {
         return Ok(Reply::empty());
     };
     let (topic, group) = metadata.group_at(key).expect("just found");
@@ -89,9 +93,9 @@ pub fn get(shard: &Shard, get: GetConsumerGroup) -> Outcome {
 }
 
 /// GetConsumerGroups: every group of a topic, or the empty answer.
-pub fn list(shard: &Shard, list: GetConsumerGroups) -> Outcome {
+pub fn list(shard: &Shard, topic: Option<TopicKey>) -> Outcome {
     let metadata = shard.metadata.borrow();
-    let Ok(topic) = metadata.topic(&list.stream, &list.topic) else {
+    let Some(Ok(topic)) = topic.map(|topic| metadata.topic_by_key(topic)) else {
         return Ok(Reply::empty());
     };
     let mut out = BytesMut::new();
@@ -161,10 +165,10 @@ fn topic_partitions(shard: &Shard, key: GroupKey) -> Vec<(PartitionKey, ShardId)
 }
 
 /// DeleteConsumerGroup: the group goes, and so do its stored offsets.
-pub async fn delete(shard: &Rc<Shard>, delete: DeleteConsumerGroup) -> Outcome {
+pub async fn delete(shard: &Rc<Shard>, topic: TopicKey, delete: DeleteConsumerGroup) -> Outcome {
     let (key, partitions) = {
         let metadata = shard.metadata.borrow();
-        let (key, _) = metadata.group(&delete.stream, &delete.topic, &delete.group)?;
+        let (key, _) = metadata.group_in(topic, &delete.group)?;
         drop(metadata);
         (key, group_partitions(shard, key))
     };
@@ -232,12 +236,10 @@ pub async fn leave(
     shard: &Rc<Shard>,
     context: &Context,
     session: &Session,
+    topic: TopicKey,
     leave: LeaveConsumerGroup,
 ) -> Outcome {
-    let (key, _) = shard
-        .metadata
-        .borrow()
-        .group(&leave.stream, &leave.topic, &leave.group)?;
+    let (key, _) = shard.metadata.borrow().group_in(topic, &leave.group)?;
     leave_group(shard, key, session.client_id).await?;
     context.forget_group_cursor(session.client_id, key);
     Ok(Reply::empty())
@@ -382,4 +384,34 @@ pub async fn expire_revocations(shard0: Rc<Shard>, config: ConsumerGroupConfig) 
             }
         }
     }
+}
+
+/// Every group command reads the topic's groups: read_topic over it is enough (as in Iggy).
+macro_rules! group_handler {
+    ($($name:ident => |$cx:ident, $request:ident, $scope:ident| $run:expr,)+) => {$(
+        impl Handler for $name {
+            type Scope = TopicScope;
+            fn resolve(&self, metadata: &Metadata) -> TopicScope {
+                topic_scope(metadata, &self.stream, &self.topic)
+            }
+            fn need(scope: &TopicScope) -> Option<Need> {
+                on_topic(scope, Need::ReadTopic)
+            }
+            async fn handle(self, $cx: Cx<'_>, $scope: TopicScope) -> Outcome {
+                let $request = self;
+                $run
+            }
+        }
+    )+};
+}
+
+group_handler! {
+    GetConsumerGroup => |cx, request, scope| get(cx.shard, scope.ok(), request),
+    GetConsumerGroups => |cx, _request, scope| list(cx.shard, scope.ok()),
+    CreateConsumerGroup => |cx, request, _scope| create(cx.shard, request).await,
+    DeleteConsumerGroup => |cx, request, scope| delete(cx.shard, scope?, request).await,
+    JoinConsumerGroup => |cx, request, _scope| join(cx.shard, cx.session, request).await,
+    LeaveConsumerGroup => |cx, request, scope| {
+        leave(cx.shard, cx.context, cx.session, scope?, request).await
+    },
 }

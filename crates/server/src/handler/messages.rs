@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use galgo_metadata::{GroupKey, MetadataError, PartitionId, PartitionKey, ShardId};
+use galgo_metadata::{GroupKey, Metadata, MetadataError, Need, PartitionKey, ShardId, TopicKey};
 use galgo_protocol::{
     Consumer, ErrorCode, Identifier, Partitioning, PollingStrategy,
     command::messages::{FlushUnsavedBuffer, PollMessages, PolledMessagesHeader, SendMessages},
@@ -14,52 +14,53 @@ use galgo_protocol::{
 use galgo_shards::Shard;
 use galgo_storage::{OffsetOwner, PartitionLog};
 
-use super::{Outcome, Reply, groups::after_group_commit, partition_calls::on_partition};
+use super::{
+    Cx, Handler, Outcome, Reply, TopicScope, groups::after_group_commit, on_topic,
+    partition_calls::on_partition, topic_scope,
+};
 use crate::{
     context::{Context, now_us},
     error::CommandError,
     session::Session,
 };
 
-/// Resolves a partition of a topic to its key and owner.
+/// A partition of a resolved topic: its key and owner.
 pub fn locate(
     shard: &Shard,
-    stream: &Identifier,
-    topic: &Identifier,
+    topic: TopicKey,
     partition: u32,
 ) -> Result<(PartitionKey, ShardId), CommandError> {
     let metadata = shard.metadata.borrow();
-    let stream_id = metadata.stream(stream)?.id;
-    let topic = metadata.topic(stream, topic)?;
-    let owner = topic
+    let owner = metadata
+        .topic_by_key(topic)?
         .partitions
         .get(partition as usize)
         .ok_or(ErrorCode::PartitionNotFound)?
         .owner;
-    let key = PartitionKey {
-        stream: stream_id,
-        topic: topic.id,
-        partition: PartitionId(partition),
-    };
-    Ok((key, owner))
+    Ok((topic.partition(partition), owner))
 }
 
-/// Picks the partition a send goes to.
-fn choose_partition(
+/// The partition a send goes to, with its owner, from one look at the topic.
+fn route(
     shard: &Shard,
     context: &Context,
-    send: &SendMessages,
-) -> Result<u32, CommandError> {
+    topic: TopicKey,
+    partitioning: &Partitioning,
+) -> Result<(PartitionKey, ShardId), CommandError> {
     let metadata = shard.metadata.borrow();
-    let stream_id = metadata.stream(&send.stream)?.id;
-    let topic = metadata.topic(&send.stream, &send.topic)?;
-    let count = topic.partitions.len() as u32;
-    match &send.partitioning {
-        Partitioning::PartitionId(id) => Ok(*id),
-        _ if count == 0 => Err(ErrorCode::NoPartitions.into()),
-        Partitioning::Balanced => Ok(context.next_balanced(stream_id, topic.id, count)),
-        Partitioning::MessagesKey(key) => Ok(partition_for_key(key, count)),
-    }
+    let partitions = &metadata.topic_by_key(topic)?.partitions;
+    let count = partitions.len() as u32;
+    let partition = match partitioning {
+        Partitioning::PartitionId(id) => *id,
+        _ if count == 0 => return Err(ErrorCode::NoPartitions.into()),
+        Partitioning::Balanced => context.next_balanced(topic.stream, topic.topic, count),
+        Partitioning::MessagesKey(key) => partition_for_key(key, count),
+    };
+    let owner = partitions
+        .get(partition as usize)
+        .ok_or(ErrorCode::PartitionNotFound)?
+        .owner;
+    Ok((topic.partition(partition), owner))
 }
 
 /// SendMessages: answers once the owner accepted the batch (and, with fsync = "always",
@@ -68,10 +69,10 @@ pub async fn send(
     shard: &Rc<Shard>,
     context: &Context,
     session: &Session,
+    topic: TopicKey,
     send: SendMessages,
 ) -> Outcome {
-    let partition = choose_partition(shard, context, &send)?;
-    let (key, owner) = locate(shard, &send.stream, &send.topic, partition)?;
+    let (key, owner) = route(shard, context, topic, &send.partitioning)?;
     session.note_partition_owner(owner);
     let (messages, count) = (send.messages, send.messages_count);
     on_partition(shard, key, owner, move |_, log| async move {
@@ -88,15 +89,18 @@ pub async fn poll(
     shard: &Rc<Shard>,
     context: &Context,
     session: &Session,
+    topic: TopicKey,
     poll: PollMessages,
 ) -> Outcome {
     let consumer = match &poll.consumer {
         Consumer::Single(consumer) => consumer,
-        Consumer::Group(group) => return poll_group(shard, context, session, &poll, group).await,
+        Consumer::Group(group) => {
+            return poll_group(shard, context, session, topic, &poll, group).await;
+        }
     };
     let owner_key = OffsetOwner::Consumer(consumer_key(consumer));
     let partition = poll.partition_id.unwrap_or(0);
-    let (key, owner) = locate(shard, &poll.stream, &poll.topic, partition)?;
+    let (key, owner) = locate(shard, topic, partition)?;
     session.note_partition_owner(owner);
     let (strategy, count, auto_commit) = (poll.strategy, poll.count, poll.auto_commit);
     let (chunks, _) = on_partition(shard, key, owner, move |_, log| async move {
@@ -113,11 +117,12 @@ fn group_partition(
     shard: &Shard,
     context: &Context,
     session: &Session,
+    topic: TopicKey,
     poll: &PollMessages,
     group: &Identifier,
 ) -> Result<(GroupKey, Option<u32>), CommandError> {
     let metadata = shard.metadata.borrow();
-    let (key, found) = metadata.group(&poll.stream, &poll.topic, group)?;
+    let (key, found) = metadata.group_in(topic, group)?;
     let member = found
         .member_of_client(session.client_id)
         .ok_or(MetadataError::NotGroupMember)?;
@@ -137,14 +142,15 @@ async fn poll_group(
     shard: &Rc<Shard>,
     context: &Context,
     session: &Session,
+    topic: TopicKey,
     poll: &PollMessages,
     group: &Identifier,
 ) -> Outcome {
-    let (group, partition) = group_partition(shard, context, session, poll, group)?;
+    let (group, partition) = group_partition(shard, context, session, topic, poll, group)?;
     let Some(partition) = partition else {
         return Ok(no_partition_reply());
     };
-    let (key, owner) = locate(shard, &poll.stream, &poll.topic, partition)?;
+    let (key, owner) = locate(shard, topic, partition)?;
     session.note_partition_owner(owner);
     let (strategy, count, auto_commit) = (poll.strategy, poll.count, poll.auto_commit);
     let owner_key = OffsetOwner::Group(group.group.0);
@@ -227,8 +233,8 @@ async fn poll_partition(
 }
 
 /// FlushUnsavedBuffer: writes the partition's journal out, and fsyncs it when asked.
-pub async fn flush(shard: &Rc<Shard>, flush: FlushUnsavedBuffer) -> Outcome {
-    let (key, owner) = locate(shard, &flush.stream, &flush.topic, flush.partition_id)?;
+pub async fn flush(shard: &Rc<Shard>, topic: TopicKey, flush: FlushUnsavedBuffer) -> Outcome {
+    let (key, owner) = locate(shard, topic, flush.partition_id)?;
     let fsync = flush.fsync;
     on_partition(shard, key, owner, move |_, log| async move {
         log.flush(fsync).await?;
@@ -236,4 +242,43 @@ pub async fn flush(shard: &Rc<Shard>, flush: FlushUnsavedBuffer) -> Outcome {
     })
     .await?;
     Ok(Reply::empty())
+}
+
+impl Handler for SendMessages {
+    type Scope = TopicScope;
+    fn resolve(&self, metadata: &Metadata) -> TopicScope {
+        topic_scope(metadata, &self.stream, &self.topic)
+    }
+    fn need(scope: &TopicScope) -> Option<Need> {
+        on_topic(scope, Need::Send)
+    }
+    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
+        send(cx.shard, cx.context, cx.session, scope?, self).await
+    }
+}
+
+impl Handler for PollMessages {
+    type Scope = TopicScope;
+    fn resolve(&self, metadata: &Metadata) -> TopicScope {
+        topic_scope(metadata, &self.stream, &self.topic)
+    }
+    fn need(scope: &TopicScope) -> Option<Need> {
+        on_topic(scope, Need::Poll)
+    }
+    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
+        poll(cx.shard, cx.context, cx.session, scope?, self).await
+    }
+}
+
+impl Handler for FlushUnsavedBuffer {
+    type Scope = TopicScope;
+    fn resolve(&self, metadata: &Metadata) -> TopicScope {
+        topic_scope(metadata, &self.stream, &self.topic)
+    }
+    fn need(scope: &TopicScope) -> Option<Need> {
+        on_topic(scope, Need::Send)
+    }
+    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
+        flush(cx.shard, scope?, self).await
+    }
 }

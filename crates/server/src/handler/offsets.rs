@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use galgo_metadata::{GroupKey, MetadataError};
+use galgo_metadata::{GroupKey, Metadata, MetadataError, Need, TopicKey};
 use galgo_protocol::{
     Consumer, ErrorCode,
     command::offsets::{
@@ -16,7 +16,8 @@ use galgo_shards::Shard;
 use galgo_storage::OffsetOwner;
 
 use super::{
-    Outcome, Reply, groups::after_group_commit, messages::locate, partition_calls::on_partition,
+    Cx, Handler, Outcome, Reply, TopicScope, groups::after_group_commit, messages::locate,
+    on_topic, partition_calls::on_partition, topic_scope,
 };
 use crate::{context::Context, error::CommandError, session::Session};
 
@@ -29,13 +30,17 @@ struct Resolved {
 }
 
 /// For reading: a missing partition means 0, and a group needs no membership.
-fn resolve_for_read(shard: &Shard, target: &OffsetTarget) -> Result<Resolved, CommandError> {
+fn resolve_for_read(
+    shard: &Shard,
+    topic: TopicKey,
+    target: &OffsetTarget,
+) -> Result<Resolved, CommandError> {
     let partition = target.partition_id.unwrap_or(0);
     let (owner_key, group) = match &target.consumer {
         Consumer::Single(id) => (OffsetOwner::Consumer(consumer_key(id)), None),
         Consumer::Group(id) => {
             let metadata = shard.metadata.borrow();
-            let (key, _) = metadata.group(&target.stream, &target.topic, id)?;
+            let (key, _) = metadata.group_in(topic, id)?;
             (OffsetOwner::Group(key.group.0), Some(key))
         }
     };
@@ -52,13 +57,14 @@ fn resolve_for_write(
     shard: &Shard,
     context: &Context,
     session: &Session,
+    topic: TopicKey,
     target: &OffsetTarget,
 ) -> Result<Resolved, CommandError> {
     let Consumer::Group(id) = &target.consumer else {
-        return resolve_for_read(shard, target);
+        return resolve_for_read(shard, topic, target);
     };
     let metadata = shard.metadata.borrow();
-    let (key, group) = metadata.group(&target.stream, &target.topic, id)?;
+    let (key, group) = metadata.group_in(topic, id)?;
     let member = group
         .member_of_client(session.client_id)
         .ok_or(MetadataError::NotGroupMember)?;
@@ -79,12 +85,15 @@ fn resolve_for_write(
 
 /// GetConsumerOffset: `{partition, current, stored}`, or the empty answer when nothing is
 /// stored or the stream, topic, group or partition does not exist.
-pub async fn get(shard: &Rc<Shard>, get: GetConsumerOffset) -> Outcome {
-    let Ok(resolved) = resolve_for_read(shard, &get.target) else {
+pub async fn get(shard: &Rc<Shard>, topic: Option<TopicKey>, get: GetConsumerOffset) -> Outcome {
+    let Some(topic) = topic else {
+        return Ok(Reply::empty());
+    };
+    let Ok(resolved) = resolve_for_read(shard, topic, &get.target) else {
         return Ok(Reply::empty());
     };
     let (owner_key, partition) = (resolved.owner_key, resolved.partition);
-    let Ok((key, owner)) = locate(shard, &get.target.stream, &get.target.topic, partition) else {
+    let Ok((key, owner)) = locate(shard, topic, partition) else {
         return Ok(Reply::empty());
     };
     let info = on_partition(shard, key, owner, move |_, log| async move {
@@ -111,11 +120,12 @@ pub async fn store(
     shard: &Rc<Shard>,
     context: &Context,
     session: &Session,
+    topic: TopicKey,
     store: StoreConsumerOffset,
 ) -> Outcome {
-    let resolved = resolve_for_write(shard, context, session, &store.target)?;
+    let resolved = resolve_for_write(shard, context, session, topic, &store.target)?;
     let (owner_key, partition, group) = (resolved.owner_key, resolved.partition, resolved.group);
-    let (key, owner) = locate(shard, &store.target.stream, &store.target.topic, partition)?;
+    let (key, owner) = locate(shard, topic, partition)?;
     let offset = store.offset;
     on_partition(shard, key, owner, move |shard, log| async move {
         match log.last_offset() {
@@ -136,16 +146,12 @@ pub async fn delete(
     shard: &Rc<Shard>,
     context: &Context,
     session: &Session,
+    topic: TopicKey,
     delete: DeleteConsumerOffset,
 ) -> Outcome {
-    let resolved = resolve_for_write(shard, context, session, &delete.target)?;
+    let resolved = resolve_for_write(shard, context, session, topic, &delete.target)?;
     let (owner_key, partition) = (resolved.owner_key, resolved.partition);
-    let (key, owner) = locate(
-        shard,
-        &delete.target.stream,
-        &delete.target.topic,
-        partition,
-    )?;
+    let (key, owner) = locate(shard, topic, partition)?;
     on_partition(shard, key, owner, move |_, log| async move {
         if log.delete_offset(owner_key).await? {
             Ok(())
@@ -155,4 +161,48 @@ pub async fn delete(
     })
     .await?;
     Ok(Reply::empty())
+}
+
+/// The topic an offset request names.
+fn target_scope(metadata: &Metadata, target: &OffsetTarget) -> TopicScope {
+    topic_scope(metadata, &target.stream, &target.topic)
+}
+
+impl Handler for GetConsumerOffset {
+    type Scope = TopicScope;
+    fn resolve(&self, metadata: &Metadata) -> TopicScope {
+        target_scope(metadata, &self.target)
+    }
+    fn need(scope: &TopicScope) -> Option<Need> {
+        on_topic(scope, Need::Poll)
+    }
+    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
+        get(cx.shard, scope.ok(), self).await
+    }
+}
+
+impl Handler for StoreConsumerOffset {
+    type Scope = TopicScope;
+    fn resolve(&self, metadata: &Metadata) -> TopicScope {
+        target_scope(metadata, &self.target)
+    }
+    fn need(scope: &TopicScope) -> Option<Need> {
+        on_topic(scope, Need::Poll)
+    }
+    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
+        store(cx.shard, cx.context, cx.session, scope?, self).await
+    }
+}
+
+impl Handler for DeleteConsumerOffset {
+    type Scope = TopicScope;
+    fn resolve(&self, metadata: &Metadata) -> TopicScope {
+        target_scope(metadata, &self.target)
+    }
+    fn need(scope: &TopicScope) -> Option<Need> {
+        on_topic(scope, Need::Poll)
+    }
+    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
+        delete(cx.shard, cx.context, cx.session, scope?, self).await
+    }
 }

@@ -2,16 +2,20 @@
 
 use std::rc::Rc;
 
+use galgo_metadata::{Metadata, Need, TopicKey};
 use galgo_protocol::command::topics::DeleteSegments;
 use galgo_shards::Shard;
 
-use super::{Outcome, Reply, messages::locate, partition_calls::on_partition};
+use super::{
+    Cx, Handler, Outcome, Reply, TopicScope, messages::locate, on_topic,
+    partition_calls::on_partition, topic_scope,
+};
 
 /// Deletes up to `segments_count` of the partition's oldest sealed segments, never the active
 /// one, and none holding a message past the lowest stored consumer or group offset (what a
 /// consumer has not committed yet stays).
-pub async fn delete(shard: &Rc<Shard>, delete: DeleteSegments) -> Outcome {
-    let (key, owner) = locate(shard, &delete.stream, &delete.topic, delete.partition_id)?;
+pub async fn delete(shard: &Rc<Shard>, topic: TopicKey, delete: DeleteSegments) -> Outcome {
+    let (key, owner) = locate(shard, topic, delete.partition_id)?;
     let count = delete.segments_count;
     let removed = on_partition(shard, key, owner, move |_, log| async move {
         let end_offset_max = log.min_stored_offset().unwrap_or(u64::MAX);
@@ -21,4 +25,17 @@ pub async fn delete(shard: &Rc<Shard>, delete: DeleteSegments) -> Outcome {
     tracing::info!(shard = shard.id().0, partition = %key, asked = count,
         deleted = removed.segments_count, messages = removed.messages_count, "segments deleted");
     Ok(Reply::empty())
+}
+
+impl Handler for DeleteSegments {
+    type Scope = TopicScope;
+    fn resolve(&self, metadata: &Metadata) -> TopicScope {
+        topic_scope(metadata, &self.stream, &self.topic)
+    }
+    fn need(scope: &TopicScope) -> Option<Need> {
+        on_topic(scope, Need::ManageTopic)
+    }
+    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
+        delete(cx.shard, scope?, self).await
+    }
 }

@@ -3,20 +3,25 @@
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use galgo_metadata::{Change, Metadata, PartitionKey, ShardId, Stream};
+use galgo_metadata::{Change, Metadata, Need, PartitionKey, ShardId, Stream, StreamId};
 use galgo_protocol::{
     Identifier,
     command::{
-        streams::{CreateStream, StreamDetails, StreamHeader, UpdateStream},
+        streams::{
+            CreateStream, DeleteStream, GetStream, GetStreams, PurgeStream, StreamDetails,
+            StreamHeader, UpdateStream,
+        },
         topics::TopicHeader,
     },
 };
 use galgo_shards::Shard;
 
 use super::{
-    Outcome, Reply,
+    Cx, Handler, Outcome, Reply, StreamScope,
     metadata_change::change_metadata,
+    on_stream,
     partition_calls::{PartitionFigures, PartitionOp, gather_figures, on_owners},
+    stream_scope,
     topics::topic_header,
 };
 use crate::context::now_us;
@@ -59,19 +64,15 @@ fn stream_header(
 }
 
 /// GetStream: the stream and its topics, or the empty answer when it does not exist.
-pub async fn get(shard: &Rc<Shard>, stream: Identifier) -> Outcome {
-    let Ok(partitions) = ({
-        let metadata = shard.metadata.borrow();
-        metadata.stream(&stream).map(|found| {
-            let id = found.id;
-            partitions_of(&metadata, |candidate| candidate.id == id)
-        })
-    }) else {
+pub async fn get(shard: &Rc<Shard>, stream: Option<StreamId>) -> Outcome {
+    let Some(id) = stream else {
         return Ok(Reply::empty());
     };
+    let partitions = partitions_of(&shard.metadata.borrow(), |candidate| candidate.id == id);
     let figures = gather_figures(shard, partitions).await?;
     let metadata = shard.metadata.borrow();
-    let Ok(stream) = metadata.stream(&stream) else {
+    // Gone while the figures were gathered: answered as if it never was.
+    let Ok(stream) = metadata.stream_by_id(id) else {
         return Ok(Reply::empty());
     };
     let details = StreamDetails {
@@ -107,7 +108,7 @@ pub async fn create(shard: &Rc<Shard>, create: CreateStream) -> Outcome {
     let Change::CreateStream { id, .. } = change else {
         unreachable!("prepare_create_stream prepares a CreateStream");
     };
-    get(shard, Identifier::Numeric(id)).await
+    get(shard, Some(StreamId(id))).await
 }
 
 /// UpdateStream: renames.
@@ -129,12 +130,82 @@ pub async fn delete(shard: &Rc<Shard>, stream: Identifier) -> Outcome {
 }
 
 /// PurgeStream: every message of every topic, journals included.
-pub async fn purge(shard: &Rc<Shard>, stream: Identifier) -> Outcome {
-    let partitions = {
-        let metadata = shard.metadata.borrow();
-        let id = metadata.stream(&stream)?.id;
-        partitions_of(&metadata, |candidate| candidate.id == id)
-    };
+pub async fn purge(shard: &Rc<Shard>, stream: StreamId) -> Outcome {
+    let partitions = partitions_of(&shard.metadata.borrow(), |candidate| candidate.id == stream);
     on_owners(shard, partitions, PartitionOp::Purge).await?;
     Ok(Reply::empty())
+}
+
+impl Handler for GetStream {
+    type Scope = StreamScope;
+    fn resolve(&self, metadata: &Metadata) -> StreamScope {
+        stream_scope(metadata, &self.stream)
+    }
+    fn need(scope: &StreamScope) -> Option<Need> {
+        on_stream(scope, Need::ReadStream)
+    }
+    async fn handle(self, cx: Cx<'_>, scope: StreamScope) -> Outcome {
+        get(cx.shard, scope.ok()).await
+    }
+}
+
+impl Handler for GetStreams {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::ReadAllStreams)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        list(cx.shard).await
+    }
+}
+
+impl Handler for CreateStream {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::CreateStream)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        create(cx.shard, self).await
+    }
+}
+
+impl Handler for UpdateStream {
+    type Scope = StreamScope;
+    fn resolve(&self, metadata: &Metadata) -> StreamScope {
+        stream_scope(metadata, &self.stream)
+    }
+    fn need(scope: &StreamScope) -> Option<Need> {
+        on_stream(scope, Need::ManageStream)
+    }
+    async fn handle(self, cx: Cx<'_>, _: StreamScope) -> Outcome {
+        update(cx.shard, self).await
+    }
+}
+
+impl Handler for DeleteStream {
+    type Scope = StreamScope;
+    fn resolve(&self, metadata: &Metadata) -> StreamScope {
+        stream_scope(metadata, &self.stream)
+    }
+    fn need(scope: &StreamScope) -> Option<Need> {
+        on_stream(scope, Need::ManageStream)
+    }
+    async fn handle(self, cx: Cx<'_>, _: StreamScope) -> Outcome {
+        delete(cx.shard, self.stream).await
+    }
+}
+
+impl Handler for PurgeStream {
+    type Scope = StreamScope;
+    fn resolve(&self, metadata: &Metadata) -> StreamScope {
+        stream_scope(metadata, &self.stream)
+    }
+    fn need(scope: &StreamScope) -> Option<Need> {
+        on_stream(scope, Need::ManageStream)
+    }
+    async fn handle(self, cx: Cx<'_>, scope: StreamScope) -> Outcome {
+        purge(cx.shard, scope?).await
+    }
 }

@@ -6,13 +6,16 @@ use bytes::BytesMut;
 use galgo_protocol::{
     ErrorCode,
     command::system::{
-        ClientInfo, ClusterMetadata, ClusterNode, ConsumerGroupRef, GetClient, ShardCounters,
+        ClientInfo, ClusterMetadata, ClusterNode, ConsumerGroupRef, GetClient, GetClients,
+        GetClusterMetadata, GetMe, GetShardStats, GetSnapshotFile, GetStats, Ping, ShardCounters,
         ShardStats, Stats,
     },
 };
 use galgo_shards::{ClientRecord, Shard};
 
-use super::{Outcome, Reply, partition_calls::figures_of};
+use galgo_metadata::{Metadata, Need};
+
+use super::{Cx, Handler, Outcome, Reply, partition_calls::figures_of};
 use crate::{context::Context, host, session::Session};
 
 /// The groups a client joined, from this shard's replica (membership reaches every shard).
@@ -219,4 +222,94 @@ pub async fn get_shard_stats(shard: &Rc<Shard>) -> Outcome {
         .collect();
     let stats = ShardStats { shards };
     Ok(Reply::encoded(|out| stats.encode(out)))
+}
+
+impl Handler for Ping {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        None
+    }
+    async fn handle(self, _: Cx<'_>, _: ()) -> Outcome {
+        Ok(Reply::empty())
+    }
+}
+
+impl Handler for GetStats {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::ReadServers)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        get_stats(cx.shard, cx.context).await
+    }
+}
+
+impl Handler for GetSnapshotFile {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::ReadServers)
+    }
+    /// Snapshots (a ZIP of diagnostics) are not built; PROTOCOL.md §5.1 allows refusing them
+    /// with 5, after the permission check.
+    async fn handle(self, _: Cx<'_>, _: ()) -> Outcome {
+        Err(ErrorCode::FeatureUnavailable.into())
+    }
+}
+
+impl Handler for GetClusterMetadata {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::LoggedIn)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        get_cluster_metadata(cx.context)
+    }
+}
+
+impl Handler for GetMe {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::LoggedIn)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        get_me(cx.shard, cx.session)
+    }
+}
+
+impl Handler for GetClient {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::ReadServers)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        get_client(cx.shard, self).await
+    }
+}
+
+impl Handler for GetClients {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::ReadServers)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        get_clients(cx.shard).await
+    }
+}
+
+impl Handler for GetShardStats {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::ReadServers)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        get_shard_stats(cx.shard).await
+    }
 }

@@ -7,17 +7,17 @@
 use std::{rc::Rc, time::Duration};
 
 use bytes::BytesMut;
-use galgo_metadata::UserId;
+use galgo_metadata::{Metadata, Need, UserId};
 use galgo_protocol::{
     ErrorCode,
     command::tokens::{
-        CreatePersonalAccessToken, DeletePersonalAccessToken, LoginWithPersonalAccessToken,
-        PersonalAccessTokenInfo, RawPersonalAccessToken,
+        CreatePersonalAccessToken, DeletePersonalAccessToken, GetPersonalAccessTokens,
+        LoginWithPersonalAccessToken, PersonalAccessTokenInfo, RawPersonalAccessToken,
     },
 };
 use galgo_shards::Shard;
 
-use super::{Outcome, Reply, metadata_change::change_metadata, users::log_in};
+use super::{Cx, Handler, Outcome, Reply, metadata_change::change_metadata, users::log_in};
 use crate::{
     context::{Context, now_us},
     credentials,
@@ -141,6 +141,50 @@ pub async fn clean_expired(shard0: Rc<Shard>, interval: Duration) {
                 tracing::error!(shard = 0, %error, "cannot delete expired personal access tokens")
             }
         }
+    }
+}
+
+impl Handler for GetPersonalAccessTokens {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::LoggedIn)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        list(cx.shard, UserId(cx.session.user()?))
+    }
+}
+
+impl Handler for CreatePersonalAccessToken {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::LoggedIn)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        create(cx.shard, cx.context, UserId(cx.session.user()?), self).await
+    }
+}
+
+impl Handler for DeletePersonalAccessToken {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::LoggedIn)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        delete(cx.shard, UserId(cx.session.user()?), self).await
+    }
+}
+
+impl Handler for LoginWithPersonalAccessToken {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        None
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        login(cx.shard, cx.session, self)
     }
 }
 

@@ -4,20 +4,21 @@
 use std::{collections::BTreeMap, rc::Rc};
 
 use bytes::BytesMut;
-use galgo_metadata::{Change, PartitionKey, StreamId, Topic, TopicSettings};
-use galgo_protocol::{
-    Identifier,
-    command::topics::{
-        CompressionAlgorithm, CreatePartitions, CreateTopic, DeletePartitions, DeleteTopic,
-        GetTopic, PartitionInfo, PurgeTopic, TopicDetails, TopicHeader, UpdateTopic,
-    },
+use galgo_metadata::{
+    Change, Metadata, Need, PartitionKey, StreamId, Topic, TopicId, TopicKey, TopicSettings,
+};
+use galgo_protocol::command::topics::{
+    CompressionAlgorithm, CreatePartitions, CreateTopic, DeletePartitions, DeleteTopic, GetTopic,
+    GetTopics, PartitionInfo, PurgeTopic, TopicDetails, TopicHeader, UpdateTopic,
 };
 use galgo_shards::Shard;
 
 use super::{
-    Outcome, Reply,
+    Cx, Handler, Outcome, Reply, StreamScope, TopicScope,
     metadata_change::change_metadata,
+    on_stream, on_topic,
     partition_calls::{PartitionFigures, PartitionOp, gather_figures, on_owners},
+    stream_scope, topic_scope,
 };
 use crate::context::now_us;
 
@@ -93,51 +94,45 @@ fn topic_details(stream: StreamId, topic: &Topic, figures: &Figures) -> TopicDet
 /// The partitions of one topic with their owners, if the topic exists.
 fn topic_partitions(
     shard: &Shard,
-    stream: &Identifier,
-    topic: &Identifier,
+    key: TopicKey,
 ) -> Option<Vec<(PartitionKey, galgo_metadata::ShardId)>> {
     let metadata = shard.metadata.borrow();
-    let stream_id = metadata.stream(stream).ok()?.id;
-    let topic = metadata.topic(stream, topic).ok()?;
+    let topic = metadata.topic_by_key(key).ok()?;
     Some(
         topic
             .partitions
             .iter()
-            .map(|partition| (key_of(stream_id, topic, partition.id.0), partition.owner))
+            .map(|partition| (key.partition(partition.id.0), partition.owner))
             .collect(),
     )
 }
 
 /// GetTopic: the topic and its partitions, or the empty answer.
-pub async fn get(shard: &Rc<Shard>, get: GetTopic) -> Outcome {
-    let Some(partitions) = topic_partitions(shard, &get.stream, &get.topic) else {
+pub async fn get(shard: &Rc<Shard>, key: Option<TopicKey>) -> Outcome {
+    let Some((key, partitions)) = key.and_then(|key| Some((key, topic_partitions(shard, key)?)))
+    else {
         return Ok(Reply::empty());
     };
     let figures = gather_figures(shard, partitions).await?;
     let metadata = shard.metadata.borrow();
-    let (Ok(stream), Ok(topic)) = (
-        metadata.stream(&get.stream),
-        metadata.topic(&get.stream, &get.topic),
-    ) else {
+    // Gone while the figures were gathered: answered as if it never was.
+    let Ok(topic) = metadata.topic_by_key(key) else {
         return Ok(Reply::empty());
     };
-    let details = topic_details(stream.id, topic, &figures);
+    let details = topic_details(key.stream, topic, &figures);
     Ok(Reply::encoded(|out| details.encode(out)))
 }
 
 /// GetTopics: every topic of a stream, or the empty answer.
-pub async fn list(shard: &Rc<Shard>, stream: Identifier) -> Outcome {
-    let partitions = {
-        let metadata = shard.metadata.borrow();
-        let Ok(found) = metadata.stream(&stream) else {
-            return Ok(Reply::empty());
-        };
-        let id = found.id;
-        super::streams::partitions_of(&metadata, |candidate| candidate.id == id)
+pub async fn list(shard: &Rc<Shard>, stream: Option<StreamId>) -> Outcome {
+    let Some(id) = stream else {
+        return Ok(Reply::empty());
     };
+    let partitions =
+        super::streams::partitions_of(&shard.metadata.borrow(), |candidate| candidate.id == id);
     let figures = gather_figures(shard, partitions).await?;
     let metadata = shard.metadata.borrow();
-    let Ok(stream) = metadata.stream(&stream) else {
+    let Ok(stream) = metadata.stream_by_id(id) else {
         return Ok(Reply::empty());
     };
     let mut out = BytesMut::new();
@@ -164,7 +159,6 @@ fn settings(
 /// CreateTopic: answers the new topic with its (empty) partitions.
 pub async fn create(shard: &Rc<Shard>, create: CreateTopic) -> Outcome {
     let now = now_us();
-    let stream = create.stream.clone();
     let change = change_metadata(shard, move |metadata| {
         let settings = settings(
             create.compression,
@@ -181,14 +175,14 @@ pub async fn create(shard: &Rc<Shard>, create: CreateTopic) -> Outcome {
         )
     })
     .await?;
-    let Change::CreateTopic { id, .. } = change else {
+    let Change::CreateTopic { stream_id, id, .. } = change else {
         unreachable!("prepare_create_topic prepares a CreateTopic");
     };
-    let get_new = GetTopic {
-        stream,
-        topic: Identifier::Numeric(id),
+    let key = TopicKey {
+        stream: StreamId(stream_id),
+        topic: TopicId(id),
     };
-    get(shard, get_new).await
+    get(shard, Some(key)).await
 }
 
 /// UpdateTopic: name and settings.
@@ -216,12 +210,8 @@ pub async fn delete(shard: &Rc<Shard>, delete: DeleteTopic) -> Outcome {
 }
 
 /// PurgeTopic: every message, journals included; offsets restart at 0.
-pub async fn purge(shard: &Rc<Shard>, purge: PurgeTopic) -> Outcome {
-    {
-        let metadata = shard.metadata.borrow();
-        metadata.topic(&purge.stream, &purge.topic)?;
-    }
-    let partitions = topic_partitions(shard, &purge.stream, &purge.topic).unwrap_or_default();
+pub async fn purge(shard: &Rc<Shard>, key: TopicKey) -> Outcome {
+    let partitions = topic_partitions(shard, key).unwrap_or_default();
     on_owners(shard, partitions, PartitionOp::Purge).await?;
     Ok(Reply::empty())
 }
@@ -248,4 +238,82 @@ pub async fn delete_partitions(shard: &Rc<Shard>, delete: DeletePartitions) -> O
     })
     .await?;
     Ok(Reply::empty())
+}
+
+impl Handler for GetTopic {
+    type Scope = TopicScope;
+    fn resolve(&self, metadata: &Metadata) -> TopicScope {
+        topic_scope(metadata, &self.stream, &self.topic)
+    }
+    fn need(scope: &TopicScope) -> Option<Need> {
+        on_topic(scope, Need::ReadTopic)
+    }
+    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
+        get(cx.shard, scope.ok()).await
+    }
+}
+
+impl Handler for GetTopics {
+    type Scope = StreamScope;
+    fn resolve(&self, metadata: &Metadata) -> StreamScope {
+        stream_scope(metadata, &self.stream)
+    }
+    fn need(scope: &StreamScope) -> Option<Need> {
+        on_stream(scope, Need::ReadTopics)
+    }
+    async fn handle(self, cx: Cx<'_>, scope: StreamScope) -> Outcome {
+        list(cx.shard, scope.ok()).await
+    }
+}
+
+impl Handler for CreateTopic {
+    type Scope = StreamScope;
+    fn resolve(&self, metadata: &Metadata) -> StreamScope {
+        stream_scope(metadata, &self.stream)
+    }
+    fn need(scope: &StreamScope) -> Option<Need> {
+        on_stream(scope, Need::ManageTopics)
+    }
+    async fn handle(self, cx: Cx<'_>, _: StreamScope) -> Outcome {
+        create(cx.shard, self).await
+    }
+}
+
+/// The commands that change one topic: they need manage_topic over it, and shard 0 resolves
+/// their identifiers again against the state it changes.
+macro_rules! manage_topic_handler {
+    ($($name:ident => $run:ident,)+) => {$(
+        impl Handler for $name {
+            type Scope = TopicScope;
+            fn resolve(&self, metadata: &Metadata) -> TopicScope {
+                topic_scope(metadata, &self.stream, &self.topic)
+            }
+            fn need(scope: &TopicScope) -> Option<Need> {
+                on_topic(scope, Need::ManageTopic)
+            }
+            async fn handle(self, cx: Cx<'_>, _: TopicScope) -> Outcome {
+                $run(cx.shard, self).await
+            }
+        }
+    )+};
+}
+
+manage_topic_handler! {
+    UpdateTopic => update,
+    DeleteTopic => delete,
+    CreatePartitions => create_partitions,
+    DeletePartitions => delete_partitions,
+}
+
+impl Handler for PurgeTopic {
+    type Scope = TopicScope;
+    fn resolve(&self, metadata: &Metadata) -> TopicScope {
+        topic_scope(metadata, &self.stream, &self.topic)
+    }
+    fn need(scope: &TopicScope) -> Option<Need> {
+        on_topic(scope, Need::ManageTopic)
+    }
+    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
+        purge(cx.shard, scope?).await
+    }
 }

@@ -8,17 +8,17 @@
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use galgo_metadata::{Change, ROOT_USER_ID, ShardId, User};
+use galgo_metadata::{Change, Metadata, MetadataError, Need, ROOT_USER_ID, ShardId, User, UserId};
 use galgo_protocol::{
     ErrorCode, Identifier, Permissions,
     command::users::{
-        ChangePassword, CreateUser, LoginResponse, LoginUser, UpdatePermissions, UpdateUser,
-        UserDetails, UserHeader, UserStatus,
+        ChangePassword, CreateUser, DeleteUser, GetUser, GetUsers, LoginResponse, LoginUser,
+        LogoutUser, UpdatePermissions, UpdateUser, UserDetails, UserHeader, UserStatus,
     },
 };
 use galgo_shards::Shard;
 
-use super::{Outcome, Reply, metadata_change::change_metadata};
+use super::{Cx, Handler, Outcome, Reply, metadata_change::change_metadata};
 use crate::{
     config::RootConfig,
     context::{Context, RootCreated, now_us},
@@ -49,11 +49,11 @@ fn details(user: &User) -> Reply {
 }
 
 /// GetUser: the user, or the empty answer when there is none.
-pub fn get(shard: &Rc<Shard>, user: Identifier) -> Outcome {
+pub fn get(shard: &Rc<Shard>, user: Option<UserId>) -> Outcome {
     let metadata = shard.metadata.borrow();
-    Ok(metadata
-        .user(&user)
-        .map_or_else(|_| Reply::empty(), details))
+    Ok(user
+        .and_then(|id| metadata.user_by_id(id))
+        .map_or_else(Reply::empty, details))
 }
 
 /// GetUsers: every user, by id.
@@ -90,7 +90,7 @@ pub async fn create(shard: &Rc<Shard>, context: &Context, create: CreateUser) ->
         unreachable!("prepare_create_user prepares a CreateUser");
     };
     tracing::info!(shard = shard.id().0, user_id = id, "user created");
-    get(shard, Identifier::Numeric(id))
+    get(shard, Some(UserId(id)))
 }
 
 /// UpdateUser: a new username and/or status. Deactivating a user ends its sessions.
@@ -134,11 +134,14 @@ pub async fn change_password(
     shard: &Rc<Shard>,
     context: &Context,
     session: &Session,
+    user: UserId,
     change: ChangePassword,
 ) -> Outcome {
     let (id, generation, stored_hash) = {
         let metadata = shard.metadata.borrow();
-        let user = metadata.user(&change.user)?;
+        let user = metadata
+            .user_by_id(user)
+            .ok_or(MetadataError::UserNotFound)?;
         (user.id, user.generation, user.password_hash.clone())
     };
     if !context
@@ -287,4 +290,114 @@ pub async fn ensure_root(
     let _ = created.set(()).await;
     tracing::info!(username = %root.username, "root user created");
     Ok(())
+}
+
+/// A user named by a request, resolved.
+type UserScope = Result<UserId, MetadataError>;
+
+fn user_scope(metadata: &Metadata, user: &Identifier) -> UserScope {
+    metadata.user(user).map(|found| found.id)
+}
+
+impl Handler for GetUser {
+    type Scope = UserScope;
+    fn resolve(&self, metadata: &Metadata) -> UserScope {
+        user_scope(metadata, &self.user)
+    }
+    fn need(scope: &UserScope) -> Option<Need> {
+        Some(Need::SelfOrReadUsers(scope.as_ref().ok().copied()))
+    }
+    async fn handle(self, cx: Cx<'_>, scope: UserScope) -> Outcome {
+        get(cx.shard, scope.ok())
+    }
+}
+
+impl Handler for GetUsers {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::ReadUsers)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        list(cx.shard)
+    }
+}
+
+impl Handler for CreateUser {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::ManageUsers)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        create(cx.shard, cx.context, self).await
+    }
+}
+
+impl Handler for UpdateUser {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::ManageUsers)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        update(cx.shard, self).await
+    }
+}
+
+impl Handler for UpdatePermissions {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::ManageUsers)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        update_permissions(cx.shard, self).await
+    }
+}
+
+impl Handler for DeleteUser {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::ManageUsers)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        delete(cx.shard, self.user).await
+    }
+}
+
+impl Handler for ChangePassword {
+    type Scope = UserScope;
+    fn resolve(&self, metadata: &Metadata) -> UserScope {
+        user_scope(metadata, &self.user)
+    }
+    fn need(scope: &UserScope) -> Option<Need> {
+        Some(Need::SelfOrManageUsers(scope.as_ref().ok().copied()))
+    }
+    async fn handle(self, cx: Cx<'_>, scope: UserScope) -> Outcome {
+        change_password(cx.shard, cx.context, cx.session, scope?, self).await
+    }
+}
+
+impl Handler for LoginUser {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        None
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        login(cx.shard, cx.context, cx.session, self).await
+    }
+}
+
+impl Handler for LogoutUser {
+    type Scope = ();
+    fn resolve(&self, _: &Metadata) {}
+    fn need(_: &()) -> Option<Need> {
+        Some(Need::LoggedIn)
+    }
+    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+        logout(cx.shard, cx.session)
+    }
 }
