@@ -34,7 +34,7 @@ use crate::{
     direct_io::{self, DIRECT_IO_BLOCK_BYTES},
     disk,
     journal::{Journal, JournalBatch, Run},
-    offset_index::IndexEntry,
+    offset_index::{INDEX_ENTRY_BYTES, IndexEntry},
     recovery,
     segment::{self, ActiveSegment, SealedSegment, SegmentFiles},
 };
@@ -375,7 +375,7 @@ impl PartitionLog {
             .ok_or(StorageError::InvalidBatch(
                 "too many messages for one segment",
             ))?;
-        let mut entries = BytesMut::with_capacity(count as usize * 16);
+        let mut entries = BytesMut::with_capacity(count as usize * INDEX_ENTRY_BYTES);
         let mut at = 0;
         for k in 0..count {
             let size = MessageView::parse(&messages[at..]).expect("checked").size();
@@ -395,8 +395,8 @@ impl PartitionLog {
         }
         debug_assert!(
             entries
-                .chunks(16)
-                .zip(entries.chunks(16).skip(1))
+                .chunks(INDEX_ENTRY_BYTES)
+                .zip(entries.chunks(INDEX_ENTRY_BYTES).skip(1))
                 .all(|(a, b)| {
                     let (a, b) = (IndexEntry::decode(a), IndexEntry::decode(b));
                     b.follows(Some(&a), a.relative_offset + 1)
@@ -861,13 +861,13 @@ impl PartitionLog {
             debug_assert!(
                 run.entries
                     .first()
-                    .is_none_or(|first| active.index.accepts(&first[..16])),
+                    .is_none_or(|first| active.index.accepts(&first[..INDEX_ENTRY_BYTES])),
                 "the run's first index entry follows the segment's last"
             );
             (
                 active.log.clone(),
                 active.index_file.clone(),
-                u64::from(active.index.len()) * 16,
+                u64::from(active.index.len()) * INDEX_ENTRY_BYTES as u64,
                 active.direct.then(|| active.tail.clone()),
             )
         };
