@@ -13,7 +13,8 @@ use galgo_protocol::{command::messages::SEND_INDEX_ENTRY_BYTES, message::encode_
 use support::TestServer;
 use support::raw::{self, RawConn, SendMessages, code, error, frame, id_named, id_numeric, str8};
 
-const CONTROL_PAYLOAD_BYTES_MAX: usize = 10 * 1024 * 1024;
+/// The server's default `[limits] control_payload_bytes_max`.
+const CONTROL_PAYLOAD_BYTES_MAX: usize = galgo_protocol::CONTROL_PAYLOAD_BYTES_MAX as usize;
 /// Bytes of one entry of a SendMessages index: offset u32 | position u32 | timestamp u64.
 const ENTRY: usize = SEND_INDEX_ENTRY_BYTES;
 
@@ -638,7 +639,7 @@ fn fragmented_pipelined_and_abandoned_frames() {
 
 #[test]
 fn send_payload_over_the_configured_limit_is_drained_and_rejected() {
-    let server = TestServer::start(&["--set", "tcp.send_payload_bytes_max=65536"]);
+    let server = TestServer::start(&["--set", "limits.send_payload_bytes_max=65536"]);
     let mut bystander = RawConn::connect_logged_in(server.addr);
     let mut conn = RawConn::connect_logged_in(server.addr);
     let stream = raw::create_stream(&mut conn, "limited");
