@@ -16,12 +16,33 @@ use crate::error::ErrorCode;
 pub const REQUEST_HEADER_BYTES: usize = 8;
 /// Size of a response header: status and length.
 pub const RESPONSE_HEADER_BYTES: usize = 8;
-/// Largest payload of any command but SendMessages (`MAX_CONTROL_FRAME_PAYLOAD`).
+/// Iggy's largest payload of any command but SendMessages (`MAX_CONTROL_FRAME_PAYLOAD`): the
+/// default of the server's `[limits] control_payload_bytes_max`, and its only source.
 pub const CONTROL_PAYLOAD_BYTES_MAX: u32 = 10 * 1024 * 1024;
 /// Width of the code field, which the request `length` counts.
 const CODE_BYTES: u32 = 4;
 /// An OK response with no payload.
 pub const EMPTY_OK_RESPONSE: [u8; RESPONSE_HEADER_BYTES] = [0; RESPONSE_HEADER_BYTES];
+
+/// The largest request payloads a server reads, by command: its `[limits]` configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayloadLimits {
+    /// Largest payload of any command but SendMessages.
+    pub control_bytes_max: u32,
+    /// Largest SendMessages payload (one batch).
+    pub send_bytes_max: u32,
+}
+
+impl PayloadLimits {
+    /// The largest payload a request of `code` may carry.
+    pub fn bytes_max(&self, code: u32) -> u32 {
+        if code == CommandCode::SendMessages.as_u32() {
+            self.send_bytes_max
+        } else {
+            self.control_bytes_max
+        }
+    }
+}
 
 /// The 8-byte header of a request frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,13 +80,12 @@ impl RequestHeader {
     }
 
     /// The payload length when the frame is acceptable: 3 `InvalidCommand` when `length < 4`,
-    /// or when a command other than SendMessages carries more than
-    /// [`CONTROL_PAYLOAD_BYTES_MAX`]. In the second case the payload is still on the wire: the
-    /// caller must drain it or close the connection to stay in sync.
-    pub fn checked_payload_len(&self) -> Result<u32, ErrorCode> {
+    /// or when the payload is over its command's limit in `limits`. In the second case the
+    /// payload is still on the wire: the caller must drain it or close the connection to stay
+    /// in sync.
+    pub fn checked_payload_len(&self, limits: &PayloadLimits) -> Result<u32, ErrorCode> {
         let payload_len = self.payload_len().ok_or(ErrorCode::InvalidCommand)?;
-        let is_send = self.code == CommandCode::SendMessages.as_u32();
-        if !is_send && payload_len > CONTROL_PAYLOAD_BYTES_MAX {
+        if payload_len > limits.bytes_max(self.code) {
             return Err(ErrorCode::InvalidCommand);
         }
         Ok(payload_len)
@@ -159,23 +179,45 @@ mod tests {
             length,
             code: code.as_u32(),
         };
+        let limits = PayloadLimits {
+            control_bytes_max: CONTROL_PAYLOAD_BYTES_MAX,
+            send_bytes_max: u32::MAX,
+        };
         assert_eq!(
-            header(CommandCode::CreateStream, big).checked_payload_len(),
+            header(CommandCode::CreateStream, big).checked_payload_len(&limits),
             Err(ErrorCode::InvalidCommand)
         );
         assert_eq!(
-            header(CommandCode::CreateStream, big - 1).checked_payload_len(),
+            header(CommandCode::CreateStream, big - 1).checked_payload_len(&limits),
             Ok(CONTROL_PAYLOAD_BYTES_MAX)
         );
         assert_eq!(
-            header(CommandCode::SendMessages, big).checked_payload_len(),
+            header(CommandCode::SendMessages, big).checked_payload_len(&limits),
             Ok(big - 4)
         );
         assert_eq!(
-            header(CommandCode::Ping, 3).checked_payload_len(),
+            header(CommandCode::Ping, 3).checked_payload_len(&limits),
             Err(ErrorCode::InvalidCommand)
         );
         assert_eq!(RequestHeader::for_payload(1, usize::MAX), None);
+    }
+
+    #[test]
+    fn send_messages_has_a_limit_of_its_own() {
+        let limits = PayloadLimits {
+            control_bytes_max: 8,
+            send_bytes_max: 100,
+        };
+        let send = |payload_len: u32| RequestHeader {
+            length: payload_len + 4,
+            code: CommandCode::SendMessages.as_u32(),
+        };
+        assert_eq!(send(100).checked_payload_len(&limits), Ok(100));
+        assert_eq!(
+            send(101).checked_payload_len(&limits),
+            Err(ErrorCode::InvalidCommand)
+        );
+        assert_eq!(limits.bytes_max(CommandCode::Ping.as_u32()), 8);
     }
 
     #[test]

@@ -50,8 +50,9 @@ pub use command::messages::{PollMessages, PolledMessagesHeader, SendMessages};
 pub use consumer::{Consumer, consumer_key};
 pub use error::ErrorCode;
 pub use frame::{
-    CONTROL_PAYLOAD_BYTES_MAX, EMPTY_OK_RESPONSE, REQUEST_HEADER_BYTES, RESPONSE_HEADER_BYTES,
-    RequestHeader, ResponseHeader, encode_request, encode_response_header, error_response,
+    CONTROL_PAYLOAD_BYTES_MAX, EMPTY_OK_RESPONSE, PayloadLimits, REQUEST_HEADER_BYTES,
+    RESPONSE_HEADER_BYTES, RequestHeader, ResponseHeader, encode_request, encode_response_header,
+    error_response,
 };
 pub use identifier::Identifier;
 pub use partitioning::{Partitioning, partition_for_key};

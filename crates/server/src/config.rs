@@ -1,10 +1,16 @@
 //! Configuration: the embedded defaults (configs/server.toml), an optional file over them,
-//! then `--set key=value` overrides and the command-line flags.
+//! then `--set key=value` overrides and the command-line flags. Keys that moved to another
+//! section are still read where they were (see `moved_keys`).
+
+mod moved_keys;
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use galgo_metadata::TopicDefaults;
-use galgo_protocol::command::users::{PASSWORD_BYTES, USERNAME_BYTES};
+use galgo_protocol::{
+    CONTROL_PAYLOAD_BYTES_MAX, PayloadLimits,
+    command::users::{PASSWORD_BYTES, USERNAME_BYTES},
+};
 use galgo_shards::{ShardSettings, StorageSettings};
 use galgo_storage::{DeduplicationConfig, DirectIo, FsyncMode};
 use serde::Deserialize;
@@ -37,6 +43,8 @@ pub struct Config {
     pub system: SystemConfig,
     /// The root user.
     pub root: RootConfig,
+    /// Limits of every connection, over every transport.
+    pub limits: LimitsConfig,
     /// The TCP listener.
     pub tcp: TcpConfig,
     /// The WebSocket listener.
@@ -55,6 +63,10 @@ pub struct Config {
     pub consumer_group: ConsumerGroupConfig,
     /// Logs.
     pub logging: LoggingConfig,
+    /// What the operator should change in the configuration (keys read under their old
+    /// names): logged once logging is set up, which the configuration itself decides.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `[system]`
@@ -100,6 +112,39 @@ impl std::fmt::Debug for RootConfig {
     }
 }
 
+/// `[limits]`: limits of every connection, whatever its transport (they were `[tcp]` keys,
+/// which are still read).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest payload of a command other than send_messages; Iggy's limit unless set.
+    #[serde(default = "control_payload_bytes_max_default")]
+    pub control_payload_bytes_max: u32,
+    /// Largest send_messages payload.
+    pub send_payload_bytes_max: u32,
+    /// Connections one shard holds at most.
+    pub connections_per_shard_max: usize,
+    /// A response not written within this time ends the connection (a client that stopped
+    /// reading).
+    pub write_timeout_ms: u64,
+}
+
+/// The protocol's constant is the one source of this default: Iggy's clients are built
+/// against it, so configs/server.toml does not repeat it.
+fn control_payload_bytes_max_default() -> u32 {
+    CONTROL_PAYLOAD_BYTES_MAX
+}
+
+impl LimitsConfig {
+    /// The request payload limits, for the frame decoder.
+    pub fn payload(&self) -> PayloadLimits {
+        PayloadLimits {
+            control_bytes_max: self.control_payload_bytes_max,
+            send_bytes_max: self.send_payload_bytes_max,
+        }
+    }
+}
+
 /// `[tcp]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,15 +155,6 @@ pub struct TcpConfig {
     pub address: SocketAddr,
     /// TCP_NODELAY on connections.
     pub nodelay: bool,
-    /// Largest payload of a command other than send_messages.
-    pub control_payload_bytes_max: u32,
-    /// Largest send_messages payload.
-    pub send_payload_bytes_max: u32,
-    /// Connections one shard holds at most, over every transport.
-    pub connections_per_shard_max: usize,
-    /// A response not written within this time ends the connection (a client that stopped
-    /// reading), over every transport.
-    pub write_timeout_ms: u64,
     /// TLS on this listener.
     pub tls: TlsConfig,
 }
@@ -282,22 +318,28 @@ impl Config {
         let mut table: toml::Table = DEFAULTS
             .parse()
             .map_err(|error| ConfigError::Invalid(format!("embedded defaults: {error}")))?;
+        let mut warnings = Vec::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
                 path: path.clone(),
                 error,
             })?;
-            let over: toml::Table = text
+            let mut over: toml::Table = text
                 .parse()
                 .map_err(|error| ConfigError::Invalid(format!("{}: {error}", path.display())))?;
+            moved_keys::move_keys(&mut over, &mut warnings)?;
             merge(&mut table, over);
         }
         for assignment in overrides {
-            set(&mut table, assignment)?;
+            set(
+                &mut table,
+                &moved_keys::rename_assignment(assignment, &mut warnings),
+            )?;
         }
         let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|error: toml::de::Error| ConfigError::Invalid(error.to_string()))?;
+        config.warnings = warnings;
         config.root_from_env(
             std::env::var(ROOT_USERNAME_ENV).ok(),
             std::env::var(ROOT_PASSWORD_ENV).ok(),
@@ -610,6 +652,54 @@ mod tests {
         assert!(config.root_from_env(Some("admin".into()), None).is_err());
         assert!(config.root_from_env(None, None).is_ok());
         assert!(Config::load(None, &["root.password=ab".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn control_payload_limit_defaults_to_the_protocol_constant() {
+        let config = Config::load(None, &[]).expect("defaults are valid");
+        assert_eq!(
+            config.limits.control_payload_bytes_max,
+            CONTROL_PAYLOAD_BYTES_MAX
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let set = ["limits.control_payload_bytes_max=4096".to_owned()];
+        let config = Config::load(None, &set).expect("valid");
+        assert_eq!(config.limits.payload().control_bytes_max, 4096);
+    }
+
+    #[test]
+    fn old_tcp_limit_keys_are_read_with_a_warning_naming_the_new_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("server.toml");
+        let text = "[tcp]\nconnections_per_shard_max = 7\ncontrol_payload_bytes_max = 4096\n";
+        std::fs::write(&file, text).expect("write the file");
+        let overrides = ["tcp.write_timeout_ms=500".to_owned()];
+        let config = Config::load(Some(&file), &overrides).expect("old keys are still read");
+        assert_eq!(config.limits.connections_per_shard_max, 7);
+        assert_eq!(config.limits.control_payload_bytes_max, 4096);
+        assert_eq!(config.limits.write_timeout_ms, 500);
+        let named = |key: &str| config.warnings.iter().any(|w| w.contains(key));
+        assert!(
+            named("limits.connections_per_shard_max"),
+            "{:?}",
+            config.warnings
+        );
+        assert!(
+            named("limits.control_payload_bytes_max"),
+            "{:?}",
+            config.warnings
+        );
+        assert!(named("limits.write_timeout_ms"), "{:?}", config.warnings);
+        assert_eq!(config.warnings.len(), 3);
+        std::fs::write(
+            &file,
+            "[tcp]\nwrite_timeout_ms = 1\n[limits]\nwrite_timeout_ms = 2\n",
+        )
+        .expect("write the file");
+        assert!(
+            Config::load(Some(&file), &[]).is_err(),
+            "set in both places"
+        );
     }
 
     #[test]

@@ -270,7 +270,7 @@ impl<S: ByteStream> Connection<S> {
         Self {
             stream,
             buffer,
-            write_timeout: Duration::from_millis(context.seed.tcp.write_timeout_ms),
+            write_timeout: Duration::from_millis(context.seed.limits.write_timeout_ms),
             follower,
         }
     }
@@ -291,7 +291,7 @@ impl<S: ByteStream> Connection<S> {
                     tracing::warn!(shard = shard.id().0, peer = %session.peer, length = header.length, "frame length below 4");
                     Err(ErrorCode::InvalidCommand.into())
                 }
-                Some(len) if len > payload_limit(context, header.code) => {
+                Some(len) if len > context.seed.limits.payload().bytes_max(header.code) => {
                     tracing::warn!(shard = shard.id().0, peer = %session.peer, code = header.code, len, "payload over the frame limit; answering, then draining it");
                     // Answer at once (the client need not finish sending to learn its fate),
                     // then consume the payload so the next frame is read in sync.
@@ -395,14 +395,6 @@ impl<S: ByteStream> Connection<S> {
                 "the client did not read its response in time",
             )),
         }
-    }
-}
-
-fn payload_limit(context: &Context, code: u32) -> u32 {
-    if code == CommandCode::SendMessages.as_u32() {
-        context.seed.tcp.send_payload_bytes_max
-    } else {
-        context.seed.tcp.control_payload_bytes_max
     }
 }
 

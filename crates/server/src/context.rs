@@ -12,8 +12,8 @@ use galgo_metadata::{GroupKey, StreamId, TopicId};
 
 use crate::{
     config::{
-        Config, ConsumerGroupConfig, PersonalAccessTokensConfig, RootConfig, TcpConfig,
-        WebSocketConfigFile,
+        Config, ConsumerGroupConfig, LimitsConfig, PersonalAccessTokensConfig, RootConfig,
+        TcpConfig, WebSocketConfigFile,
     },
     credentials::Hasher,
     tls_config,
@@ -36,7 +36,9 @@ pub type RootCreated = Arc<async_lock::OnceCell<()>>;
 /// The `Send` part, built once by `main` and handed to every shard.
 #[derive(Clone, Debug)]
 pub struct ContextSeed {
-    /// TCP settings and the frame limits of every transport.
+    /// Limits of every connection, over every transport.
+    pub limits: LimitsConfig,
+    /// TCP settings.
     pub tcp: TcpConfig,
     /// WebSocket settings.
     pub websocket: WebSocketConfigFile,
@@ -82,6 +84,7 @@ impl ContextSeed {
                 &config.websocket.tls,
                 "websocket",
             )?,
+            limits: config.limits.clone(),
             tcp: config.tcp.clone(),
             websocket: config.websocket.clone(),
             root: config.root.clone(),

@@ -133,7 +133,7 @@ async fn accept_loop(
 ) {
     let fd = listener.as_raw_fd();
     shard.register_socket(fd);
-    let connections_max = context.seed.tcp.connections_per_shard_max;
+    let connections_max = context.seed.limits.connections_per_shard_max;
     loop {
         let accepted = listener.accept().await;
         if shard.is_stopping() {

@@ -94,6 +94,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config.logging.level);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => ExitCode::from(code),

@@ -206,7 +206,7 @@ fn arrive<S: Movable>(
     if shard.is_stopping() {
         return Err((state, buffer, session, "shard stopping"));
     }
-    if shard.clients.borrow().len() >= context.seed.tcp.connections_per_shard_max {
+    if shard.clients.borrow().len() >= context.seed.limits.connections_per_shard_max {
         return Err((state, buffer, session, "shard is full"));
     }
     let socket = match TcpStream::from_std(socket) {

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use galgo_protocol::message::checksum;
+use galgo_storage::offset_index::INDEX_ENTRY_BYTES;
 use iggy::prelude::*;
 use support::TestServer;
 use support::raw::{self, RawConn};
@@ -1365,7 +1366,11 @@ async fn flush_unsaved_buffer_writes_the_segment() {
             "only O_DIRECT padding follows them"
         );
         assert!(padding.iter().all(|&byte| byte == 0), "padding is zeros");
-        assert_eq!(index.len(), 5 * 16, "one 16-byte index entry per message");
+        assert_eq!(
+            index.len(),
+            5 * INDEX_ENTRY_BYTES,
+            "one index entry per message"
+        );
         assert_eq!(
             error_code(
                 client

@@ -201,7 +201,7 @@ fn slow_loris_and_idle_connections_do_not_block_others() {
 
 #[test]
 fn a_client_that_never_reads_holds_bounded_memory_and_is_cut_off() {
-    let server = TestServer::start(&["--set", "tcp.write_timeout_ms=500"]);
+    let server = TestServer::start(&["--set", "limits.write_timeout_ms=500"]);
     let mut bystander = setup(&server);
     let payload = vec![0x42u8; 100_000];
     let send = SendMessages::new(0, 0, 0, &[payload.as_slice(); 10]).encode();

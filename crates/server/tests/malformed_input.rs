@@ -9,11 +9,14 @@ use std::io::Write;
 use std::thread;
 use std::time::Duration;
 
-use galgo_protocol::message::encode_message;
+use galgo_protocol::{command::messages::SEND_INDEX_ENTRY_BYTES, message::encode_message};
 use support::TestServer;
 use support::raw::{self, RawConn, SendMessages, code, error, frame, id_named, id_numeric, str8};
 
-const CONTROL_PAYLOAD_BYTES_MAX: usize = 10 * 1024 * 1024;
+/// The server's default `[limits] control_payload_bytes_max`.
+const CONTROL_PAYLOAD_BYTES_MAX: usize = galgo_protocol::CONTROL_PAYLOAD_BYTES_MAX as usize;
+/// Bytes of one entry of a SendMessages index: offset u32 | position u32 | timestamp u64.
+const ENTRY: usize = SEND_INDEX_ENTRY_BYTES;
 
 /// Sends `code`/`payload`, expects error `status`, then a Ping on the same connection and on
 /// the bystander connection.
@@ -362,7 +365,7 @@ fn send_messages_validation_errors() {
     ));
 
     let mut batch = good();
-    batch.index[16 + 4..16 + 8].copy_from_slice(&10u32.to_le_bytes());
+    batch.index[ENTRY + 4..ENTRY + 8].copy_from_slice(&10u32.to_le_bytes());
     cases.push((
         "a position inside the first message",
         batch.encode(),
@@ -380,7 +383,7 @@ fn send_messages_validation_errors() {
     let mut batch = good();
     batch.messages.truncate(batch.messages.len() - 1);
     let end = batch.messages.len() as u32;
-    batch.index[32 + 4..32 + 8].copy_from_slice(&end.to_le_bytes());
+    batch.index[2 * ENTRY + 4..2 * ENTRY + 8].copy_from_slice(&end.to_le_bytes());
     cases.push((
         "the last message one byte short",
         batch.encode(),
@@ -406,7 +409,7 @@ fn send_messages_validation_errors() {
     ));
 
     let mut batch = good();
-    batch.index[16..20].copy_from_slice(&1u32.to_le_bytes());
+    batch.index[ENTRY..ENTRY + 4].copy_from_slice(&1u32.to_le_bytes());
     cases.push((
         "non-zero offset in the index",
         batch.encode(),
@@ -636,7 +639,7 @@ fn fragmented_pipelined_and_abandoned_frames() {
 
 #[test]
 fn send_payload_over_the_configured_limit_is_drained_and_rejected() {
-    let server = TestServer::start(&["--set", "tcp.send_payload_bytes_max=65536"]);
+    let server = TestServer::start(&["--set", "limits.send_payload_bytes_max=65536"]);
     let mut bystander = RawConn::connect_logged_in(server.addr);
     let mut conn = RawConn::connect_logged_in(server.addr);
     let stream = raw::create_stream(&mut conn, "limited");

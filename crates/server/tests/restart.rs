@@ -9,6 +9,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use galgo_protocol::message::{MessageIter, checksum};
+use galgo_storage::offset_index::INDEX_ENTRY_BYTES;
 use iggy::prelude::*;
 use support::TestServer;
 use support::sdk::{self, TEST_TIMEOUT, id, name, within};
@@ -129,8 +130,8 @@ fn check_segments(dir: &Path) -> Vec<u64> {
         let log = std::fs::read(dir.join(format!("{start:020}.log"))).unwrap();
         let index = std::fs::read(dir.join(format!("{start:020}.index")))
             .expect("every .log has its .index");
-        let mut entries = index.chunks_exact(16);
-        assert_eq!(index.len() % 16, 0);
+        let mut entries = index.chunks_exact(INDEX_ENTRY_BYTES);
+        assert_eq!(index.len() % INDEX_ENTRY_BYTES, 0);
         for (k, view) in MessageIter::new(&log).enumerate() {
             let view =
                 view.unwrap_or_else(|at| panic!("torn message at byte {at} of segment {start}"));
@@ -139,6 +140,8 @@ fn check_segments(dir: &Path) -> Vec<u64> {
             let entry = entries
                 .next()
                 .unwrap_or_else(|| panic!("no index entry for offset {}", view.offset()));
+            // Read field by field as PROTOCOL.md §9.3 lays them out, not with the server's
+            // own decoder, so that a layout change shows here.
             let relative = u32::from_le_bytes(entry[0..4].try_into().unwrap());
             let position = u32::from_le_bytes(entry[4..8].try_into().unwrap());
             let timestamp = u64::from_le_bytes(entry[8..16].try_into().unwrap());

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use crate::{
     disk::WRITE_BUFFERS_MAX,
-    offset_index::{self, IndexEntry},
+    offset_index::{self, INDEX_ENTRY_BYTES, IndexEntry},
 };
 
 /// One appended batch.
@@ -136,7 +136,10 @@ impl Journal {
                 .is_none_or(|last| last.end_offset_exclusive() == batch.first_offset),
             "journal batches are contiguous"
         );
-        debug_assert_eq!(batch.entries.len(), batch.messages_count as usize * 16);
+        debug_assert_eq!(
+            batch.entries.len(),
+            batch.messages_count as usize * INDEX_ENTRY_BYTES
+        );
         self.tail_segment_start = batch.segment_start;
         self.tail_position = u64::from(batch.position) + batch.messages.len() as u64;
         self.messages_count += u64::from(batch.messages_count);

@@ -10,6 +10,15 @@ use galgo_protocol::message::MESSAGE_HEADER_BYTES;
 
 /// Size of one index entry on disk and in memory.
 pub const INDEX_ENTRY_BYTES: usize = 16;
+/// Where an entry's `relative_offset` (u32) starts.
+pub const RELATIVE_OFFSET_AT: usize = 0;
+/// Where an entry's `position` (u32) starts.
+pub const POSITION_AT: usize = 4;
+/// Where an entry's `timestamp` (u64) starts.
+pub const TIMESTAMP_AT: usize = 8;
+const _: () = assert!(RELATIVE_OFFSET_AT + 4 == POSITION_AT);
+const _: () = assert!(POSITION_AT + 4 == TIMESTAMP_AT);
+const _: () = assert!(TIMESTAMP_AT + 8 == INDEX_ENTRY_BYTES);
 
 /// One decoded index entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,21 +32,24 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
-    /// The 16 bytes stored for this entry.
+    /// The `INDEX_ENTRY_BYTES` stored for this entry.
     pub fn encode(&self) -> [u8; INDEX_ENTRY_BYTES] {
         let mut out = [0u8; INDEX_ENTRY_BYTES];
-        out[0..4].copy_from_slice(&self.relative_offset.to_le_bytes());
-        out[4..8].copy_from_slice(&self.position.to_le_bytes());
-        out[8..16].copy_from_slice(&self.timestamp.to_le_bytes());
+        out[RELATIVE_OFFSET_AT..POSITION_AT].copy_from_slice(&self.relative_offset.to_le_bytes());
+        out[POSITION_AT..TIMESTAMP_AT].copy_from_slice(&self.position.to_le_bytes());
+        out[TIMESTAMP_AT..INDEX_ENTRY_BYTES].copy_from_slice(&self.timestamp.to_le_bytes());
         out
     }
 
-    /// Decodes the entry at the start of `bytes` (at least 16 bytes).
+    /// Decodes the entry at the start of `bytes` (at least `INDEX_ENTRY_BYTES`).
     pub fn decode(bytes: &[u8]) -> Self {
+        let relative_offset = &bytes[RELATIVE_OFFSET_AT..POSITION_AT];
+        let position = &bytes[POSITION_AT..TIMESTAMP_AT];
+        let timestamp = &bytes[TIMESTAMP_AT..INDEX_ENTRY_BYTES];
         Self {
-            relative_offset: u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")),
-            position: u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes")),
-            timestamp: u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")),
+            relative_offset: u32::from_le_bytes(relative_offset.try_into().expect("4 bytes")),
+            position: u32::from_le_bytes(position.try_into().expect("4 bytes")),
+            timestamp: u64::from_le_bytes(timestamp.try_into().expect("8 bytes")),
         }
     }
 
@@ -215,6 +227,7 @@ mod tests {
     fn entry_round_trips_through_its_16_bytes() {
         let original = entry(7, 0x0102_0304, 0x1122_3344_5566_7788);
         let bytes = original.encode();
+        assert_eq!(bytes.len(), 16, "PROTOCOL.md §9.3");
         assert_eq!(&bytes[0..4], &7u32.to_le_bytes());
         assert_eq!(&bytes[4..8], &0x0102_0304u32.to_le_bytes());
         assert_eq!(IndexEntry::decode(&bytes), original);

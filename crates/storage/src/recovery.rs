@@ -21,22 +21,28 @@
 //! index costs one scan. A segment that does not start where the previous one ended, and
 //! every segment after it, is removed: offsets stay contiguous.
 
+//!
+//! `trusted_prefix` finds the prefix and its tail, `log_scanner` verifies messages, and
+//! `report` holds what is reported.
+
+mod log_scanner;
+mod report;
+mod trusted_prefix;
+
 use std::path::Path;
 
 use compio::fs::File;
-use galgo_protocol::message::{
-    MESSAGE_HEADER_BYTES, MESSAGE_PAYLOAD_BYTES_MAX, MessageView, PAYLOAD_LENGTH_AT,
-    USER_HEADERS_BYTES_MAX, USER_HEADERS_LENGTH_AT,
-};
 
 use crate::{
     FsyncMode, StorageConfig, StorageError,
-    consumer_offsets::ClampedOffset,
     direct_io::{self, DIRECT_IO_BLOCK_BYTES},
     disk,
     offset_index::{self, INDEX_ENTRY_BYTES, IndexEntry, OffsetIndex},
     segment::{self, ActiveSegment, SealedSegment, SegmentFile},
 };
+use log_scanner::LogScanner;
+pub use report::{DroppedSegment, RecoveryReport, SegmentRecovery};
+use trusted_prefix::{Tail, Trusted, trusted_prefix};
 
 /// Bytes of log read at once while scanning (a larger message is read whole).
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
@@ -47,90 +53,6 @@ const CHECK_CHUNK_ENTRIES: usize = 65_536;
 /// writes out every 1 MiB), and a crash can leave holes inside them, not only a torn end.
 /// Sealed segments were fsynced when sealed; for them the last message is verified.
 const ACTIVE_TAIL_VERIFY_BYTES: u32 = 1 << 20;
-
-/// What recovery found and did, for the operator's log and for tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// Every kept segment, in offset order.
-    pub segments: Vec<SegmentRecovery>,
-    /// Segments removed because they did not follow the previous one.
-    pub dropped_segments: Vec<DroppedSegment>,
-    /// Start offsets of `.index` files that had no `.log` and were removed.
-    pub orphan_indexes_removed: Vec<u64>,
-    /// Stored consumer offsets that pointed past the last message.
-    pub clamped_offsets: Vec<ClampedOffset>,
-}
-
-impl RecoveryReport {
-    /// True when nothing had to be repaired.
-    pub fn is_clean(&self) -> bool {
-        self.segments.iter().all(SegmentRecovery::is_clean)
-            && self.dropped_segments.is_empty()
-            && self.orphan_indexes_removed.is_empty()
-            && self.clamped_offsets.is_empty()
-    }
-
-    /// Messages kept.
-    pub fn messages_count(&self) -> u64 {
-        self.segments
-            .iter()
-            .map(|segment| u64::from(segment.messages_count))
-            .sum()
-    }
-
-    /// Bytes cut from logs, dropped segments included.
-    pub fn log_bytes_dropped(&self) -> u64 {
-        self.segments
-            .iter()
-            .map(|segment| segment.log_bytes_truncated)
-            .chain(
-                self.dropped_segments
-                    .iter()
-                    .map(|segment| segment.log_bytes),
-            )
-            .sum()
-    }
-}
-
-/// What recovery did to one segment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SegmentRecovery {
-    /// The segment's start offset.
-    pub start_offset: u64,
-    /// Messages kept.
-    pub messages_count: u32,
-    /// Size of the log after recovery.
-    pub size_bytes: u64,
-    /// Index entries trusted as found.
-    pub index_entries_trusted: u32,
-    /// Index entries written from a scan of the log.
-    pub index_entries_rebuilt: u32,
-    /// Index bytes dropped: entries beyond the log, malformed or unproven, and partial entries.
-    pub index_bytes_dropped: u64,
-    /// Bytes cut from the end of the log (torn, corrupt, zero-filled or garbage tail).
-    pub log_bytes_truncated: u64,
-    /// Zero padding of an O_DIRECT log cut from its end (less than a block, up to a block
-    /// boundary): what a log written with O_DIRECT and not closed leaves, not damage.
-    pub padding_bytes_cut: u64,
-}
-
-impl SegmentRecovery {
-    /// True when the segment was consistent as found.
-    pub fn is_clean(&self) -> bool {
-        self.index_entries_rebuilt == 0
-            && self.index_bytes_dropped == 0
-            && self.log_bytes_truncated == 0
-    }
-}
-
-/// A segment removed whole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DroppedSegment {
-    /// Its start offset.
-    pub start_offset: u64,
-    /// Size of its log.
-    pub log_bytes: u64,
-}
 
 /// One recovered segment.
 pub(crate) struct RecoveredSegment {
@@ -188,6 +110,19 @@ pub(crate) async fn recover_segments(
         // recovered, so this second pass only loads its index.
         last = recover_segment(dir, last.report.start_offset, true).await?;
     }
+    let last_timestamp = last
+        .end_timestamp
+        .max(sealed.last().map_or(0, |s| s.end_timestamp));
+    let active = open_active(dir, config, last).await?;
+    Ok((sealed, active, last_timestamp))
+}
+
+/// Opens the last recovered segment for writing, as the active segment.
+async fn open_active(
+    dir: &Path,
+    config: &StorageConfig,
+    last: RecoveredSegment,
+) -> Result<ActiveSegment, StorageError> {
     let start = last.report.start_offset;
     let log = direct_io::open_log(&segment::log_path(dir, start), false, config.direct_io).await?;
     let index_file = disk::open_read_write(&segment::index_path(dir, start), false).await?;
@@ -203,10 +138,7 @@ pub(crate) async fn recover_segments(
     } else {
         Vec::new()
     };
-    let last_timestamp = last
-        .end_timestamp
-        .max(sealed.last().map_or(0, |s| s.end_timestamp));
-    let active = ActiveSegment {
+    Ok(ActiveSegment {
         start_offset: start,
         log: log.writer,
         read_log: log.reader,
@@ -216,8 +148,7 @@ pub(crate) async fn recover_segments(
         index: last.index.expect("kept"),
         size_bytes,
         synced_bytes: if synced { size_bytes } else { 0 },
-    };
-    Ok((sealed, active, last_timestamp))
+    })
 }
 
 /// Start offsets of the segments in `dir` that have a log, ascending. Indexes without a log
@@ -286,26 +217,7 @@ pub(crate) async fn recover_segment(
         start_offset,
     };
     let mut kept = is_active.then(Vec::new);
-    let prefix = trusted_prefix(&index, files.index_size, files.log_size, kept.as_mut()).await?;
-    let tail = Tail::of(&prefix, kept.as_deref());
-    let mut scan = scan_log(&files, prefix.count, &tail, kept.as_mut()).await?;
-    if scan.next_k == tail.first_k && tail.first_k > 0 && scan.stop.is_some() {
-        // No valid message starts where the index says the tail starts: the index, not the
-        // log, is wrong there. Trust none of it (the log must not be cut at a position only
-        // the index vouches for) and scan the whole log.
-        tracing::warn!(dir = %dir.display(), start_offset, k = tail.first_k,
-            "segment index points where no valid message starts; rescanning the whole log");
-        if let Some(kept) = kept.as_mut() {
-            kept.clear();
-        }
-        scan = scan_log(
-            &files,
-            0,
-            &Tail::of(&Trusted::default(), None),
-            kept.as_mut(),
-        )
-        .await?;
-    }
+    let scan = scan_segment(dir, &files, &mut kept).await?;
     let final_bytes = u64::from(scan.next_k) * INDEX_ENTRY_BYTES as u64;
     if scan.index_len != final_bytes {
         index.set_len(final_bytes).await?;
@@ -355,6 +267,37 @@ pub(crate) async fn recover_segment(
     })
 }
 
+/// Finds the trusted prefix of the segment's index and scans its log from the prefix's tail;
+/// when the index points where no valid message starts, scans the whole log instead.
+async fn scan_segment(
+    dir: &Path,
+    files: &Files<'_>,
+    kept: &mut Option<Vec<u8>>,
+) -> Result<Scan, StorageError> {
+    let prefix =
+        trusted_prefix(files.index, files.index_size, files.log_size, kept.as_mut()).await?;
+    let tail = Tail::of(&prefix, kept.as_deref());
+    let mut scan = scan_log(files, prefix.count, &tail, kept.as_mut()).await?;
+    if scan.next_k == tail.first_k && tail.first_k > 0 && scan.stop.is_some() {
+        // No valid message starts where the index says the tail starts: the index, not the
+        // log, is wrong there. Trust none of it (the log must not be cut at a position only
+        // the index vouches for) and scan the whole log.
+        tracing::warn!(dir = %dir.display(), start_offset = files.start_offset, k = tail.first_k,
+            "segment index points where no valid message starts; rescanning the whole log");
+        if let Some(kept) = kept.as_mut() {
+            kept.clear();
+        }
+        scan = scan_log(
+            files,
+            0,
+            &Tail::of(&Trusted::default(), None),
+            kept.as_mut(),
+        )
+        .await?;
+    }
+    Ok(scan)
+}
+
 /// True when the bytes of the log from `position` to its end `log_size` are the zero padding
 /// of an O_DIRECT write: fewer than a block, all zero, ending at a block boundary.
 async fn is_padding(log: &File, position: u64, log_size: u64) -> Result<bool, StorageError> {
@@ -402,16 +345,7 @@ async fn scan_log(
     tail: &Tail,
     mut kept: Option<&mut Vec<u8>>,
 ) -> Result<Scan, StorageError> {
-    let mut scanner = LogScanner {
-        log: files.log,
-        log_size: files.log_size,
-        start_offset: files.start_offset,
-        position: tail.previous.map_or(0, |entry| u64::from(entry.position)),
-        previous: tail.previous,
-        next_k: tail.first_k,
-        need: 0,
-        stop: None,
-    };
+    let mut scanner = LogScanner::new(files.log, files.log_size, files.start_offset, tail);
     let mut index_len = files.index_size;
     let mut agreed = tail.first_k;
     let mut diverged = false;
@@ -452,228 +386,4 @@ async fn scan_log(
         diverged,
         index_len,
     })
-}
-
-/// The longest run of well-formed index entries within the log.
-#[derive(Clone, Copy, Debug, Default)]
-struct Trusted {
-    count: u32,
-    last: Option<IndexEntry>,
-    before_last: Option<IndexEntry>,
-}
-
-async fn trusted_prefix(
-    index: &File,
-    index_size: u64,
-    log_size: u64,
-    mut kept: Option<&mut Vec<u8>>,
-) -> Result<Trusted, StorageError> {
-    let entries_total = index_size / INDEX_ENTRY_BYTES as u64;
-    let mut trusted = Trusted::default();
-    while u64::from(trusted.count) < entries_total {
-        let chunk = (entries_total - u64::from(trusted.count)).min(CHECK_CHUNK_ENTRIES as u64);
-        let encoded = disk::read_exact_at(
-            index,
-            chunk as usize * INDEX_ENTRY_BYTES,
-            u64::from(trusted.count) * INDEX_ENTRY_BYTES as u64,
-        )
-        .await?;
-        for at in 0..chunk as usize {
-            let entry = offset_index::entry_at(&encoded, at);
-            if !entry.follows(trusted.last.as_ref(), trusted.count)
-                || u64::from(entry.position) > log_size
-            {
-                return Ok(trusted);
-            }
-            if let Some(kept) = kept.as_deref_mut() {
-                kept.extend_from_slice(
-                    &encoded[at * INDEX_ENTRY_BYTES..(at + 1) * INDEX_ENTRY_BYTES],
-                );
-            }
-            trusted.before_last = trusted.last;
-            trusted.last = Some(entry);
-            trusted.count += 1;
-        }
-    }
-    Ok(trusted)
-}
-
-/// The end of a trusted prefix that recovery re-verifies against the log: the last message of
-/// a sealed segment, the last `ACTIVE_TAIL_VERIFY_BYTES` of the active one.
-struct Tail {
-    /// First entry re-verified.
-    first_k: u32,
-    /// The entry before it, where the scan starts.
-    previous: Option<IndexEntry>,
-    /// Entries `first_k..` of the prefix.
-    entries: Vec<IndexEntry>,
-}
-
-impl Tail {
-    fn of(prefix: &Trusted, kept: Option<&[u8]>) -> Self {
-        let Some(last) = prefix.last else {
-            return Self {
-                first_k: 0,
-                previous: None,
-                entries: Vec::new(),
-            };
-        };
-        let Some(kept) = kept else {
-            return Self {
-                first_k: prefix.count - 1,
-                previous: prefix.before_last,
-                entries: vec![last],
-            };
-        };
-        let from = last.position.saturating_sub(ACTIVE_TAIL_VERIFY_BYTES);
-        // First k whose message starts at or after `from`, but at least the last message.
-        let starts_before = |k: usize| k > 0 && offset_index::entry_at(kept, k - 1).position < from;
-        let (mut low, mut high) = (0usize, prefix.count as usize - 1);
-        while low < high {
-            let middle = low + (high - low) / 2;
-            if starts_before(middle) {
-                low = middle + 1;
-            } else {
-                high = middle;
-            }
-        }
-        Self {
-            first_k: low as u32,
-            previous: low.checked_sub(1).map(|k| offset_index::entry_at(kept, k)),
-            entries: (low..prefix.count as usize)
-                .map(|k| offset_index::entry_at(kept, k))
-                .collect(),
-        }
-    }
-
-    /// Entry `k` (≥ `first_k`) of the prefix.
-    fn entry(&self, k: u32) -> IndexEntry {
-        self.entries[(k - self.first_k) as usize]
-    }
-}
-
-/// Walks a log from a proven position, verifying each message.
-struct LogScanner<'a> {
-    log: &'a File,
-    log_size: u64,
-    start_offset: u64,
-    /// End of the last verified message.
-    position: u64,
-    previous: Option<IndexEntry>,
-    next_k: u32,
-    /// Size of a message that did not fit the last read.
-    need: usize,
-    /// Why the scan stopped before the end of the log.
-    stop: Option<String>,
-}
-
-impl LogScanner<'_> {
-    /// True once the scan reached the end of the log or stopped before it.
-    fn finished(&self) -> bool {
-        self.stop.is_some() || self.position == self.log_size
-    }
-
-    /// Entries of the next verified messages, encoded; empty at the end of the scan.
-    async fn next_entries(&mut self) -> Result<Vec<u8>, StorageError> {
-        let mut entries = Vec::new();
-        let remaining = self.log_size - self.position;
-        if self.stop.is_some() || remaining == 0 {
-            return Ok(entries);
-        }
-        let want = (SCAN_CHUNK_BYTES.max(self.need) as u64).min(remaining) as usize;
-        let buffer = disk::read_exact_at(self.log, want, self.position).await?;
-        let at_end_of_log = want as u64 == remaining;
-        let mut at = 0;
-        while at < buffer.len() {
-            match self.check(&buffer[at..], self.position + at as u64, at_end_of_log) {
-                Ok(entry_size) => {
-                    at += entry_size;
-                    let entry = IndexEntry {
-                        relative_offset: self.next_k,
-                        position: (self.position + at as u64) as u32,
-                        timestamp: MessageView::parse(&buffer[at - entry_size..])
-                            .expect("checked")
-                            .timestamp(),
-                    };
-                    if !entry.follows(self.previous.as_ref(), self.next_k) {
-                        self.stop = Some("the message timestamp goes back".into());
-                        break;
-                    }
-                    entries.extend_from_slice(&entry.encode());
-                    self.previous = Some(entry);
-                    self.next_k += 1;
-                }
-                Err(Incomplete::Need(size)) => {
-                    self.need = size;
-                    break;
-                }
-                Err(Incomplete::Stop(reason)) => {
-                    self.stop = Some(reason);
-                    break;
-                }
-            }
-        }
-        self.position += at as u64;
-        if at == 0 && self.stop.is_none() && self.need <= buffer.len() {
-            // Cannot happen: a short read of a complete message would loop forever.
-            self.stop = Some("the scan made no progress".into());
-        }
-        Ok(entries)
-    }
-
-    /// Checks the message at the start of `rest`; its size when it is good.
-    fn check(&self, rest: &[u8], position: u64, at_end_of_log: bool) -> Result<usize, Incomplete> {
-        if rest.len() < MESSAGE_HEADER_BYTES {
-            return Err(if at_end_of_log {
-                Incomplete::Stop(format!("a partial header of {} bytes", rest.len()))
-            } else {
-                Incomplete::Need(MESSAGE_HEADER_BYTES)
-            });
-        }
-        let payload = u32_at(rest, PAYLOAD_LENGTH_AT);
-        let headers = u32_at(rest, USER_HEADERS_LENGTH_AT);
-        if payload > MESSAGE_PAYLOAD_BYTES_MAX || headers > USER_HEADERS_BYTES_MAX {
-            return Err(Incomplete::Stop(format!(
-                "implausible lengths (payload {payload}, headers {headers})"
-            )));
-        }
-        let size = MESSAGE_HEADER_BYTES + payload as usize + headers as usize;
-        if position + size as u64 > u64::from(u32::MAX) {
-            return Err(Incomplete::Stop("the log goes past 4 GiB".into()));
-        }
-        let Some(view) = MessageView::parse(rest) else {
-            return Err(if at_end_of_log {
-                Incomplete::Stop(format!(
-                    "a message of {size} bytes cut after {} bytes",
-                    rest.len()
-                ))
-            } else {
-                Incomplete::Need(size)
-            });
-        };
-        let expected = self.start_offset + u64::from(self.next_k);
-        if !view.checksum_is_valid() {
-            return Err(Incomplete::Stop(format!(
-                "checksum mismatch at offset {expected}"
-            )));
-        }
-        if view.offset() != expected {
-            return Err(Incomplete::Stop(format!(
-                "offset {} where {expected} was due",
-                view.offset()
-            )));
-        }
-        Ok(size)
-    }
-}
-
-enum Incomplete {
-    /// The message is larger than what was read; read this many bytes from its start.
-    Need(usize),
-    /// The log is not to be trusted from here.
-    Stop(String),
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
 }

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use galgo_protocol::message::{MessageIter, MessageView, encode_message};
 use galgo_storage::{
     DirectIo, FsyncMode, OffsetOwner, PartitionLog, Polled, RecoveryReport, StorageConfig,
-    offset_index::INDEX_ENTRY_BYTES,
+    offset_index::{INDEX_ENTRY_BYTES, POSITION_AT},
 };
 
 fn config(
@@ -640,7 +640,8 @@ async fn recovery_distrusts_an_index_whose_last_message_does_not_verify() {
     let mut index = std::fs::read(&path).unwrap();
     for k in 0..10usize {
         let position = (k as u32 + 1) * 65;
-        index[k * 16 + 4..k * 16 + 8].copy_from_slice(&position.to_le_bytes());
+        let at = k * INDEX_ENTRY_BYTES + POSITION_AT;
+        index[at..at + 4].copy_from_slice(&position.to_le_bytes());
     }
     std::fs::write(&path, index).unwrap();
     let report = reopen_and_check(&dir, 10).await;

@@ -1,0 +1,281 @@
+//! The append path: checks, deduplicates, stamps and journals a batch, starts the journal's
+//! write when a threshold is crossed, and with `fsync = "always"` waits for the group commit
+//! that covers it (see the module page of `partition_log`).
+
+use bytes::BytesMut;
+use galgo_protocol::message::{self, MessageView};
+
+use super::{AppendReceipt, JOURNAL_BACKLOG_FACTOR, PartitionLog};
+use crate::{
+    FsyncMode, StorageError,
+    journal::JournalBatch,
+    offset_index::{INDEX_ENTRY_BYTES, IndexEntry},
+};
+
+impl PartitionLog {
+    /// Appends a validated block of `count` messages (as the client sent them): assigns
+    /// consecutive offsets, the timestamp `now_us` (or the previous batch's, should the clock
+    /// have gone back), ids for id 0 and checksums, then journals the batch. Writes the journal
+    /// out when a threshold is reached or a segment rolls; with `fsync = "always"` returns only
+    /// once an fdatasync covers the batch.
+    ///
+    /// An error after the batch was journaled (a failed write or fdatasync) leaves it in the
+    /// journal with its offsets, and a later flush may still store it: as with any failed
+    /// write, the caller must treat its fate as unknown. Past the journal's bound
+    /// (`JOURNAL_BACKLOG_FACTOR`) a failing disk refuses the batch before journaling it.
+    pub async fn append(
+        &self,
+        messages: BytesMut,
+        count: u32,
+        now_us: u64,
+    ) -> Result<AppendReceipt, StorageError> {
+        check_block(&messages, count)?;
+        if self.journal_is_full() {
+            let _turn = self.flush_lock.lock().await;
+            if self.journal_is_full() {
+                self.flush_locked(self.config.fsync == FsyncMode::Always)
+                    .await?;
+            }
+        }
+        let (messages, count, duplicates_count) = self.deduplicate(messages, count, now_us);
+        if count == 0 {
+            let next_offset = self.state.borrow().next_offset;
+            return Ok(AppendReceipt {
+                first_offset: next_offset,
+                last_offset: next_offset.wrapping_sub(1),
+                duplicates_count,
+            });
+        }
+        let (mut receipt, generation) = self.push_batch(messages, count, now_us)?;
+        receipt.duplicates_count = duplicates_count;
+        if self.config.fsync == FsyncMode::Always {
+            self.wait_durable(receipt.last_offset, generation).await?;
+        } else if self.needs_flush() {
+            self.write_in_background();
+        }
+        Ok(receipt)
+    }
+
+    /// Starts writing the journal out in a task of its own, unless one is already queued or
+    /// running, so the append that crossed a threshold is acknowledged without waiting for the
+    /// disk (with `fsync = "interval"` or `"never"` acknowledgement never waited for
+    /// durability, but it did wait for this write: with direct I/O that is the device's
+    /// latency on every threshold-crossing request). The journal's bound still holds: past
+    /// `JOURNAL_BACKLOG_FACTOR` times the thresholds an appender waits for the writes itself.
+    /// A failed write is logged and leaves its batches in the journal, where the next write
+    /// (or an appender at the bound, which then gets the error) retries them.
+    fn write_in_background(&self) {
+        if self.writing.get() {
+            return;
+        }
+        let Some(log) = self.me.upgrade() else {
+            return;
+        };
+        self.writing.set(true);
+        compio::runtime::spawn(async move {
+            let written = {
+                let _turn = log.flush_lock.lock().await;
+                // The flag is cleared before the write starts: batches journaled while it
+                // runs may queue the next one, which then waits for this one's lock.
+                log.writing.set(false);
+                if log.needs_flush() {
+                    log.flush_locked(false).await
+                } else {
+                    Ok(())
+                }
+            };
+            if let Err(error) = written {
+                tracing::error!(dir = %log.dir.display(), %error,
+                    "background journal write failed; its batches stay in the journal");
+            }
+        })
+        .detach();
+    }
+
+    /// Drops the messages whose ids were appended recently. Synchronous, like `push_batch`
+    /// right after it, so two racing batches with one id cannot both pass.
+    fn deduplicate(&self, messages: BytesMut, count: u32, now_us: u64) -> (BytesMut, u32, u32) {
+        match self.deduplicator.borrow_mut().as_mut() {
+            None => (messages, count, 0),
+            Some(deduplicator) => {
+                let (kept, kept_count) = deduplicator.filter(messages, count, now_us);
+                (kept, kept_count, count - kept_count)
+            }
+        }
+    }
+
+    /// Stamps the batch and pushes it to the journal, all in one synchronous step.
+    fn push_batch(
+        &self,
+        mut messages: BytesMut,
+        count: u32,
+        now_us: u64,
+    ) -> Result<(AppendReceipt, u64), StorageError> {
+        let mut state = self.state.borrow_mut();
+        let first_offset = state.next_offset;
+        let timestamp = now_us.max(state.last_timestamp);
+        let size_bytes = messages.len() as u64;
+        let placement =
+            state
+                .journal
+                .place(first_offset, size_bytes, self.config.segment_size_bytes);
+        if placement.position + size_bytes > u64::from(u32::MAX) {
+            return Err(StorageError::InvalidBatch(
+                "batch larger than a segment can hold",
+            ));
+        }
+        let relative_base = u32::try_from(first_offset - placement.segment_start)
+            .ok()
+            .filter(|base| base.checked_add(count).is_some())
+            .ok_or(StorageError::InvalidBatch(
+                "too many messages for one segment",
+            ))?;
+        let stamp = Stamp {
+            first_offset,
+            relative_base,
+            position: placement.position,
+            timestamp,
+        };
+        let entries = stamp.apply(&mut messages, count);
+        state.journal.push(JournalBatch {
+            first_offset,
+            messages_count: count,
+            segment_start: placement.segment_start,
+            position: placement.position as u32,
+            timestamp,
+            messages: messages.freeze(),
+            entries: entries.freeze(),
+        });
+        state.next_offset += u64::from(count);
+        state.last_timestamp = timestamp;
+        state.size_bytes += size_bytes;
+        let receipt = AppendReceipt {
+            first_offset,
+            last_offset: state.next_offset - 1,
+            duplicates_count: 0,
+        };
+        Ok((receipt, state.generation))
+    }
+
+    /// True when the journal is at its bound (`JOURNAL_BACKLOG_FACTOR`).
+    fn journal_is_full(&self) -> bool {
+        let state = self.state.borrow();
+        let journal = &state.journal;
+        journal.size_bytes() >= JOURNAL_BACKLOG_FACTOR * self.config.journal_bytes_max
+            || journal.messages_count()
+                >= JOURNAL_BACKLOG_FACTOR * u64::from(self.config.journal_messages_max)
+    }
+
+    /// True when the journal holds enough not yet written to be written out now.
+    fn needs_flush(&self) -> bool {
+        let state = self.state.borrow();
+        let journal = &state.journal;
+        journal.pending_messages() >= u64::from(self.config.journal_messages_max)
+            || journal.pending_bytes() >= self.config.journal_bytes_max
+            || (journal.pending_messages() > 0
+                && journal.tail_segment_start() != state.active.start_offset)
+    }
+
+    /// Waits until an fdatasync covers `last_offset`, writing and syncing the journal itself
+    /// if no write or sync in flight will cover it.
+    ///
+    /// Group commit in two stages, each with its own lock: the write of everything journaled
+    /// (`flush_lock`), then one fdatasync that covers everything written so far (`sync_lock`).
+    /// While one commit's fdatasync runs, the batches that arrived meanwhile are already being
+    /// written, and their appenders then share the next fdatasync. With a single lock over
+    /// both stages the disk sat idle during every fdatasync (measured with 8 producers of
+    /// 1 MB batches: 686 MB/s against 1.3 GB/s for `dd conv=fdatasync`).
+    async fn wait_durable(&self, last_offset: u64, generation: u64) -> Result<(), StorageError> {
+        let covered = || {
+            let state = self.state.borrow();
+            state.generation != generation || state.synced_next_offset > last_offset
+        };
+        let written = || {
+            let state = self.state.borrow();
+            state.generation != generation || state.active.next_offset() > last_offset
+        };
+        while !covered() {
+            if !written() {
+                let _turn = self.flush_lock.lock().await;
+                if !written() {
+                    self.flush_locked(false).await?;
+                }
+            }
+            let _sync = self.sync_lock.lock().await;
+            if covered() {
+                break;
+            }
+            self.sync_active_locked().await?;
+        }
+        Ok(())
+    }
+}
+
+/// What `push_batch` writes into a batch: the server's fields of each message, and the index
+/// entries that locate them in their segment.
+struct Stamp {
+    /// Offset of the batch's first message.
+    first_offset: u64,
+    /// Relative offset of the batch's first message in its segment.
+    relative_base: u32,
+    /// Where the batch starts in its segment's log.
+    position: u64,
+    /// The timestamp every message of the batch gets.
+    timestamp: u64,
+}
+
+impl Stamp {
+    /// Stamps the `count` messages of `messages` (offset, timestamp, an id for id 0,
+    /// checksum) and returns their index entries, encoded.
+    fn apply(&self, messages: &mut [u8], count: u32) -> BytesMut {
+        let mut entries = BytesMut::with_capacity(count as usize * INDEX_ENTRY_BYTES);
+        let mut at = 0;
+        for k in 0..count {
+            let size = MessageView::parse(&messages[at..]).expect("checked").size();
+            message::stamp(
+                &mut messages[at..at + size],
+                self.first_offset + u64::from(k),
+                self.timestamp,
+                || uuid::Uuid::new_v4().as_u128(),
+            );
+            at += size;
+            let entry = IndexEntry {
+                relative_offset: self.relative_base + k,
+                position: (self.position + at as u64) as u32,
+                timestamp: self.timestamp,
+            };
+            entries.extend_from_slice(&entry.encode());
+        }
+        debug_assert!(
+            entries
+                .chunks(INDEX_ENTRY_BYTES)
+                .zip(entries.chunks(INDEX_ENTRY_BYTES).skip(1))
+                .all(|(a, b)| {
+                    let (a, b) = (IndexEntry::decode(a), IndexEntry::decode(b));
+                    b.follows(Some(&a), a.relative_offset + 1)
+                }),
+            "a batch's entries follow each other"
+        );
+        entries
+    }
+}
+
+/// The block must be exactly `count` whole messages.
+fn check_block(messages: &[u8], count: u32) -> Result<(), StorageError> {
+    if count == 0 {
+        return Err(StorageError::InvalidBatch("no messages"));
+    }
+    let mut at = 0;
+    for _ in 0..count {
+        let view = MessageView::parse(&messages[at..]).ok_or(StorageError::InvalidBatch(
+            "block holds fewer messages than counted",
+        ))?;
+        at += view.size();
+    }
+    if at != messages.len() {
+        return Err(StorageError::InvalidBatch(
+            "bytes left after the counted messages",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Deleting messages: retention's expired and oldest sealed segments, and purge.
+
+use super::{LogState, PartitionLog, RemovedSegments};
+use crate::{
+    FsyncMode, StorageError, disk,
+    segment::{self, ActiveSegment, SealedSegment},
+};
+
+impl PartitionLog {
+    /// Retention (PROTOCOL.md §9.5): deletes the oldest sealed segments that expired
+    /// (`end_timestamp + expiry_us ≤ now_us`) and, while the partition is larger than
+    /// `size_bytes_max`, the oldest sealed ones left. The active segment is never deleted.
+    /// Polls of deleted offsets continue from the new first offset.
+    pub async fn remove_expired_segments(
+        &self,
+        now_us: u64,
+        expiry_us: Option<u64>,
+        size_bytes_max: Option<u64>,
+    ) -> Result<RemovedSegments, StorageError> {
+        let removed: Vec<SealedSegment> = {
+            let mut state = self.state.borrow_mut();
+            let mut size_bytes = state.size_bytes;
+            let expired = |segment: &SealedSegment, size_bytes: u64| {
+                expiry_us
+                    .is_some_and(|expiry| segment.end_timestamp.saturating_add(expiry) <= now_us)
+                    || size_bytes_max.is_some_and(|max| size_bytes > max)
+            };
+            let mut count = 0;
+            for segment in &state.sealed {
+                if !expired(segment, size_bytes) {
+                    break;
+                }
+                size_bytes -= segment.size_bytes;
+                count += 1;
+            }
+            state.size_bytes = size_bytes;
+            state.sealed.drain(..count).collect()
+        };
+        self.delete_segment_files(removed).await
+    }
+
+    /// Deletes up to `count_max` of the oldest sealed segments, stopping at the first whose end
+    /// offset is past `end_offset_max`: the delete_segments command (which keeps what a
+    /// consumer has not committed yet) and a topic's size limit (which names the last segment
+    /// to go). The active segment is never deleted.
+    pub async fn remove_oldest_segments(
+        &self,
+        count_max: u32,
+        end_offset_max: u64,
+    ) -> Result<RemovedSegments, StorageError> {
+        let removed: Vec<SealedSegment> = {
+            let mut state = self.state.borrow_mut();
+            let count = state
+                .sealed
+                .iter()
+                .take(count_max as usize)
+                .take_while(|segment| segment.end_offset() <= end_offset_max)
+                .count();
+            let removed: Vec<SealedSegment> = state.sealed.drain(..count).collect();
+            state.size_bytes -= removed.iter().map(|s| s.size_bytes).sum::<u64>();
+            removed
+        };
+        self.delete_segment_files(removed).await
+    }
+
+    /// Removes the files of segments already taken out of the state.
+    async fn delete_segment_files(
+        &self,
+        removed: Vec<SealedSegment>,
+    ) -> Result<RemovedSegments, StorageError> {
+        let mut report = RemovedSegments::default();
+        for segment in &removed {
+            let cached = self
+                .sealed_files
+                .borrow()
+                .as_ref()
+                .is_some_and(|files| files.start_offset == segment.start_offset);
+            if cached {
+                self.sealed_files.borrow_mut().take();
+            }
+            disk::remove_file_if_exists(&segment::log_path(&self.dir, segment.start_offset))
+                .await?;
+            disk::remove_file_if_exists(&segment::index_path(&self.dir, segment.start_offset))
+                .await?;
+            report.segments_count += 1;
+            report.messages_count += u64::from(segment.messages_count);
+            report.size_bytes += segment.size_bytes;
+            tracing::info!(dir = %self.dir.display(), start = segment.start_offset,
+                end = segment.end_offset(), size = segment.size_bytes, "segment removed");
+        }
+        Ok(report)
+    }
+
+    /// Deletes every message (journal included) and every stored offset; the next message
+    /// gets offset 0. Appends racing with a purge are purged too.
+    pub async fn purge(&self) -> Result<(), StorageError> {
+        let _turn = self.flush_lock.lock().await;
+        let starts: Vec<u64> = {
+            let state = self.state.borrow();
+            let sealed = state.sealed.iter().map(|segment| segment.start_offset);
+            sealed.chain([state.active.start_offset]).collect()
+        };
+        for start in starts {
+            disk::remove_file_if_exists(&segment::log_path(&self.dir, start)).await?;
+            disk::remove_file_if_exists(&segment::index_path(&self.dir, start)).await?;
+        }
+        let active = ActiveSegment::create(&self.dir, 0, self.config.direct_io).await?;
+        if self.config.fsync != FsyncMode::Never {
+            disk::sync_dir(&self.dir).await?;
+        }
+        self.offsets.purge().await?;
+        self.sealed_files.borrow_mut().take();
+        if let Some(deduplicator) = self.deduplicator.borrow_mut().as_mut() {
+            deduplicator.clear();
+        }
+        let mut state = self.state.borrow_mut();
+        let generation = state.generation + 1;
+        *state = LogState::new(Vec::new(), active, 0);
+        state.generation = generation;
+        tracing::info!(dir = %self.dir.display(), "partition purged");
+        Ok(())
+    }
+}
