@@ -3,7 +3,7 @@
 //! with an error (never a panic).
 #![no_main]
 
-use galgo_metadata::{Change, Event};
+use galgo_metadata::{Change, Event, NewStream, StreamChange, StreamId};
 use galgo_storage::MetadataLog;
 use libfuzzer_sys::fuzz_target;
 
@@ -14,11 +14,11 @@ fuzz_target!(|tail: &[u8]| {
     runtime.block_on(async {
         let event = Event {
             version: 1,
-            change: Change::CreateStream {
-                id: 0,
+            change: Change::Stream(StreamChange::Create(NewStream {
+                id: StreamId(0),
                 name: "fuzz".into(),
                 created_at_us: 1,
-            },
+            })),
         };
         let (log, _) = MetadataLog::open(path.clone()).await.expect("open");
         log.append(&event.to_record()).await.expect("append");

@@ -29,11 +29,16 @@ mod slab;
 mod users;
 
 pub use authorization::{Action, authorize};
-pub use change::{Change, Event, TopicSettings};
+pub use change::{
+    Change, DeleteTokens, Event, GroupChange, MembershipChange, NewGroup, NewStream, NewTopic,
+    NewUser, PartitionsChange, StreamChange, TokenChange, TopicChange, TopicSettings, UserChange,
+};
 pub use consumer_group::{ConsumerGroup, Member, Revocation};
 pub use error::MetadataError;
 pub use groups::GroupKey;
-pub use ids::{GroupId, MemberId, PartitionId, PartitionKey, ShardId, StreamId, TopicId, UserId};
+pub use ids::{
+    ClientId, GroupId, MemberId, PartitionId, PartitionKey, ShardId, StreamId, TopicId, UserId,
+};
 pub use metadata::{Metadata, Partition, Stream, Topic, TopicDefaults};
 pub use users::{PersonalAccessToken, ROOT_USER_ID, User};
 

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, rc::Rc};
 
 use bytes::BytesMut;
-use galgo_metadata::{Change, PartitionKey, StreamId, Topic, TopicSettings};
+use galgo_metadata::{PartitionKey, StreamId, Topic, TopicSettings};
 use galgo_protocol::{
     Identifier,
     command::topics::{
@@ -165,7 +165,7 @@ fn settings(
 pub async fn create(shard: &Rc<Shard>, create: CreateTopic) -> Outcome {
     let now = now_us();
     let stream = create.stream.clone();
-    let change = change_metadata(shard, move |metadata| {
+    let topic = change_metadata(shard, move |metadata| {
         let settings = settings(
             create.compression,
             create.message_expiry_us,
@@ -181,12 +181,9 @@ pub async fn create(shard: &Rc<Shard>, create: CreateTopic) -> Outcome {
         )
     })
     .await?;
-    let Change::CreateTopic { id, .. } = change else {
-        unreachable!("prepare_create_topic prepares a CreateTopic");
-    };
     let get_new = GetTopic {
         stream,
-        topic: Identifier::Numeric(id),
+        topic: Identifier::Numeric(topic.id.0),
     };
     get(shard, get_new).await
 }
