@@ -24,6 +24,7 @@ mod consumer_group;
 mod error;
 mod groups;
 mod ids;
+mod log_format;
 mod metadata;
 mod slab;
 mod users;
@@ -39,6 +40,7 @@ pub use groups::GroupKey;
 pub use ids::{
     ClientId, GroupId, MemberId, PartitionId, PartitionKey, ShardId, StreamId, TopicId, UserId,
 };
+pub use log_format::{LOG_FORMAT_VERSION, format_record, read_log};
 pub use metadata::{Metadata, Partition, Stream, Topic, TopicDefaults};
 pub use users::{PersonalAccessToken, ROOT_USER_ID, User};
 
