@@ -284,11 +284,17 @@ async fn open_metadata_log(storage: &StorageSettings) -> Result<(MetadataLog, Ve
     let (log, records) = MetadataLog::open(path.clone())
         .await
         .map_err(|error| format!("cannot open the metadata log {}: {error}", path.display()))?;
-    let events = records
-        .iter()
-        .map(|record| Event::from_record(record))
-        .collect::<Result<Vec<_>, _>>()
+    let events = galgo_metadata::read_log(&records)
         .map_err(|error| format!("the metadata log {} is unreadable: {error}", path.display()))?;
+    if records.is_empty() {
+        // A new log (or one whose format record was torn off) names its format before the
+        // first event goes in, so a later build can tell which layout it holds.
+        log.append(&galgo_metadata::format_record())
+            .await
+            .map_err(|error| {
+                format!("cannot write the metadata log {}: {error}", path.display())
+            })?;
+    }
     Ok((log, events))
 }
 

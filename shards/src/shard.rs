@@ -190,11 +190,11 @@ impl Shard {
     pub async fn commit(
         &self,
         log: &MetadataLog,
-        change: Change,
+        change: impl Into<Change>,
     ) -> Result<Arc<Event>, StorageError> {
         let event = Event {
             version: self.metadata.borrow().version() + 1,
-            change,
+            change: change.into(),
         };
         if event.change.is_durable() {
             log.append(&event.to_record()).await?;

@@ -2,7 +2,7 @@
 
 use rkyv::{Archive, Deserialize, Serialize, rancor, util::AlignedVec};
 
-use crate::MetadataError;
+use crate::{ClientId, GroupKey, MemberId, MetadataError, PartitionId, StreamId, TopicId, UserId};
 
 /// A topic's settings, already resolved against the server's defaults.
 #[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,104 +17,135 @@ pub struct TopicSettings {
     pub replication_factor: u8,
 }
 
-/// One metadata change. Ids in it were assigned by shard 0 against the state it applies to.
+/// One metadata change, by area. Ids in it were assigned by shard 0 against the state it
+/// applies to. Each area is applied by its own function, and `prepare_*` return the area's
+/// type (or, where the caller reads the new ids back, the creation itself), so nobody matches
+/// a change of one area against the variants of another.
 #[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Change {
+    /// Streams.
+    Stream(StreamChange),
+    /// Topics (their partitions are created and removed with them).
+    Topic(TopicChange),
+    /// Partitions added to or removed from an existing topic.
+    Partitions(PartitionsChange),
+    /// Users. Secrets arrive hashed.
+    User(UserChange),
+    /// Personal access tokens. Secrets arrive hashed.
+    Token(TokenChange),
+    /// Consumer groups themselves, which persist.
+    Group(GroupChange),
+    /// Consumer-group membership: broadcast to every shard but never written to the metadata
+    /// log, because the clients it names do not survive a restart.
+    Membership(MembershipChange),
+}
+
+/// A change to the streams.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum StreamChange {
     /// A stream was created.
-    CreateStream {
-        /// Its id.
-        id: u32,
-        /// Its name.
-        name: String,
-        /// Creation time, µs since the epoch.
-        created_at_us: u64,
-    },
+    Create(NewStream),
     /// A stream was renamed.
-    UpdateStream {
+    Update {
         /// Its id.
-        id: u32,
+        id: StreamId,
         /// The new name.
         name: String,
     },
     /// A stream and everything in it was deleted.
-    DeleteStream {
+    Delete {
         /// Its id.
-        id: u32,
+        id: StreamId,
     },
-    /// A topic was created with `partitions_count` partitions.
-    CreateTopic {
-        /// The stream.
-        stream_id: u32,
-        /// The new topic's id.
-        id: u32,
-        /// Its name.
-        name: String,
-        /// Creation time, µs since the epoch.
-        created_at_us: u64,
-        /// Partitions to create, numbered 0..n-1.
-        partitions_count: u32,
-        /// Its settings.
-        settings: TopicSettings,
-    },
+}
+
+/// A stream was created.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NewStream {
+    /// Its id.
+    pub id: StreamId,
+    /// Its name.
+    pub name: String,
+    /// Creation time, µs since the epoch.
+    pub created_at_us: u64,
+}
+
+/// A change to the topics of a stream.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum TopicChange {
+    /// A topic was created with its partitions.
+    Create(NewTopic),
     /// A topic's name or settings changed.
-    UpdateTopic {
+    Update {
         /// The stream.
-        stream_id: u32,
+        stream_id: StreamId,
         /// The topic.
-        id: u32,
+        id: TopicId,
         /// The new name.
         name: String,
         /// The new settings.
         settings: TopicSettings,
     },
     /// A topic and its partitions were deleted.
-    DeleteTopic {
+    Delete {
         /// The stream.
-        stream_id: u32,
+        stream_id: StreamId,
         /// The topic.
-        id: u32,
+        id: TopicId,
     },
+}
+
+/// A topic was created with `partitions_count` partitions.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NewTopic {
+    /// The stream.
+    pub stream_id: StreamId,
+    /// The new topic's id.
+    pub id: TopicId,
+    /// Its name.
+    pub name: String,
+    /// Creation time, µs since the epoch.
+    pub created_at_us: u64,
+    /// Partitions to create, numbered 0..n-1.
+    pub partitions_count: u32,
+    /// Its settings.
+    pub settings: TopicSettings,
+}
+
+/// A change to the partitions of an existing topic.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum PartitionsChange {
     /// Partitions were appended to a topic.
-    CreatePartitions {
+    Create {
         /// The stream.
-        stream_id: u32,
+        stream_id: StreamId,
         /// The topic.
-        topic_id: u32,
+        topic_id: TopicId,
         /// How many.
         count: u32,
         /// Creation time, µs since the epoch.
         created_at_us: u64,
     },
     /// The highest-numbered partitions of a topic were removed.
-    DeletePartitions {
+    Delete {
         /// The stream.
-        stream_id: u32,
+        stream_id: StreamId,
         /// The topic.
-        topic_id: u32,
+        topic_id: TopicId,
         /// How many.
         count: u32,
     },
+}
 
-    // Users and personal access tokens (issue 4, users half). Secrets arrive hashed.
+/// A change to the users.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum UserChange {
     /// A user was created.
-    CreateUser {
-        /// Its id.
-        id: u32,
-        /// Its unique username.
-        username: String,
-        /// Argon2 PHC string of its password.
-        password_hash: String,
-        /// Whether it may log in.
-        active: bool,
-        /// Its permissions in wire layout (PROTOCOL.md §4.7), `None` = none.
-        permissions: Option<Vec<u8>>,
-        /// Creation time, µs since the epoch.
-        created_at_us: u64,
-    },
+    Create(NewUser),
     /// A user was renamed or (de)activated.
-    UpdateUser {
+    Update {
         /// Its id.
-        id: u32,
+        id: UserId,
         /// The new username, if it changed.
         username: Option<String>,
         /// The new status, if it changed.
@@ -123,26 +154,48 @@ pub enum Change {
     /// A user's permissions were replaced.
     UpdatePermissions {
         /// Its id.
-        id: u32,
+        id: UserId,
         /// The new permissions in wire layout, `None` = none.
         permissions: Option<Vec<u8>>,
     },
     /// A user's password changed.
     ChangePassword {
         /// Its id.
-        id: u32,
+        id: UserId,
         /// Argon2 PHC string of the new password.
         password_hash: String,
     },
     /// A user and its tokens were deleted; its sessions end.
-    DeleteUser {
+    Delete {
         /// Its id.
-        id: u32,
+        id: UserId,
     },
+}
+
+/// A user was created.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NewUser {
+    /// Its id.
+    pub id: UserId,
+    /// Its unique username.
+    pub username: String,
+    /// Argon2 PHC string of its password.
+    pub password_hash: String,
+    /// Whether it may log in.
+    pub active: bool,
+    /// Its permissions in wire layout (PROTOCOL.md §4.7), `None` = none.
+    pub permissions: Option<Vec<u8>>,
+    /// Creation time, µs since the epoch.
+    pub created_at_us: u64,
+}
+
+/// A change to the personal access tokens.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum TokenChange {
     /// A personal access token was created.
-    CreatePersonalAccessToken {
+    Create {
         /// Its owner.
-        user_id: u32,
+        user_id: UserId,
         /// Its name, unique per owner.
         name: String,
         /// Digest of the raw token.
@@ -150,84 +203,107 @@ pub enum Change {
         /// Expiry, µs since the epoch; `None` = never.
         expiry_at_us: Option<u64>,
     },
-    /// Personal access tokens were deleted (one by its owner, or every expired one by the
-    /// cleaner).
-    DeletePersonalAccessTokens {
-        /// (owner, name) of each.
-        tokens: Vec<(u32, String)>,
-    },
-    // Consumer groups. The groups persist; membership (join, leave, revocations) is
-    // broadcast to every shard but never written to the metadata log, because the clients it
-    // names do not survive a restart.
+    /// Personal access tokens were deleted.
+    Delete(DeleteTokens),
+}
+
+/// Personal access tokens were deleted: one by its owner, or every expired one by the cleaner.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DeleteTokens {
+    /// (owner, name) of each.
+    pub tokens: Vec<(UserId, String)>,
+}
+
+/// A change to the consumer groups of a topic.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum GroupChange {
     /// A consumer group was created.
-    CreateConsumerGroup {
-        /// The stream.
-        stream_id: u32,
-        /// The topic.
-        topic_id: u32,
-        /// The new group's id.
-        id: u32,
-        /// Its name.
-        name: String,
-    },
+    Create(NewGroup),
     /// A consumer group was deleted.
-    DeleteConsumerGroup {
-        /// The stream.
-        stream_id: u32,
-        /// The topic.
-        topic_id: u32,
+    Delete {
         /// The group.
-        id: u32,
+        group: GroupKey,
     },
-    /// A client joined a group (cooperative rebalance). Not persisted.
-    JoinConsumerGroup {
-        /// The stream.
-        stream_id: u32,
-        /// The topic.
-        topic_id: u32,
+}
+
+/// A consumer group was created.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NewGroup {
+    /// The new group's address (its id assigned by shard 0).
+    pub group: GroupKey,
+    /// Its name.
+    pub name: String,
+}
+
+/// A change to the members of a consumer group. Never persisted.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// A client joined a group (cooperative rebalance).
+    Join {
         /// The group.
-        group_id: u32,
+        group: GroupKey,
         /// The new member's id.
-        member_id: u32,
+        member_id: MemberId,
         /// The client that joined.
-        client_id: u32,
+        client_id: ClientId,
         /// When, µs since the epoch (revocations time out from here).
         at_us: u64,
     },
-    /// A member left or its client disconnected (full rebalance). Not persisted.
-    LeaveConsumerGroup {
-        /// The stream.
-        stream_id: u32,
-        /// The topic.
-        topic_id: u32,
+    /// A member left or its client disconnected (full rebalance).
+    Leave {
         /// The group.
-        group_id: u32,
+        group: GroupKey,
         /// The member.
-        member_id: u32,
+        member_id: MemberId,
     },
-    /// Pending revocations completed: the partitions move to their new owners. Not persisted.
+    /// Pending revocations completed: the partitions move to their new owners.
     CompleteRevocations {
-        /// The stream.
-        stream_id: u32,
-        /// The topic.
-        topic_id: u32,
         /// The group.
-        group_id: u32,
+        group: GroupKey,
         /// The partitions that move.
-        partitions: Vec<u32>,
+        partitions: Vec<PartitionId>,
     },
+}
+
+/// `From` into [`Change`] for each type a `prepare_*` returns, so the commit path takes any of
+/// them.
+macro_rules! into_change {
+    ($($from:ty => |$value:ident| $change:expr;)*) => {
+        $(impl From<$from> for Change {
+            fn from($value: $from) -> Change {
+                $change
+            }
+        })*
+    };
+}
+
+into_change! {
+    StreamChange => |change| Change::Stream(change);
+    NewStream => |stream| Change::Stream(StreamChange::Create(stream));
+    TopicChange => |change| Change::Topic(change);
+    NewTopic => |topic| Change::Topic(TopicChange::Create(topic));
+    PartitionsChange => |change| Change::Partitions(change);
+    UserChange => |change| Change::User(change);
+    NewUser => |user| Change::User(UserChange::Create(user));
+    TokenChange => |change| Change::Token(change);
+    DeleteTokens => |tokens| Change::Token(TokenChange::Delete(tokens));
+    GroupChange => |change| Change::Group(change);
+    NewGroup => |group| Change::Group(GroupChange::Create(group));
+    MembershipChange => |change| Change::Membership(change);
 }
 
 impl Change {
     /// The user whose sessions this change ends: a deleted or deactivated user.
-    pub fn ends_sessions_of(&self) -> Option<crate::UserId> {
+    pub fn ends_sessions_of(&self) -> Option<UserId> {
         match self {
-            Change::DeleteUser { id }
-            | Change::UpdateUser {
-                id,
-                active: Some(false),
-                ..
-            } => Some(crate::UserId(*id)),
+            Change::User(
+                UserChange::Delete { id }
+                | UserChange::Update {
+                    id,
+                    active: Some(false),
+                    ..
+                },
+            ) => Some(*id),
             _ => None,
         }
     }
@@ -235,12 +311,20 @@ impl Change {
     /// False for changes that are broadcast but not written to the metadata log: group
     /// membership, which names connections that a restart ends anyway.
     pub fn is_durable(&self) -> bool {
-        !matches!(
-            self,
-            Self::JoinConsumerGroup { .. }
-                | Self::LeaveConsumerGroup { .. }
-                | Self::CompleteRevocations { .. }
-        )
+        !matches!(self, Change::Membership(_))
+    }
+}
+
+impl UserChange {
+    /// The user the change is about.
+    pub fn user_id(&self) -> UserId {
+        match self {
+            UserChange::Create(NewUser { id, .. })
+            | UserChange::Update { id, .. }
+            | UserChange::UpdatePermissions { id, .. }
+            | UserChange::ChangePassword { id, .. }
+            | UserChange::Delete { id } => *id,
+        }
     }
 }
 
@@ -279,9 +363,9 @@ mod tests {
     fn records_round_trip_and_garbage_is_rejected() {
         let event = Event {
             version: 7,
-            change: Change::CreateTopic {
-                stream_id: 1,
-                id: 2,
+            change: Change::Topic(TopicChange::Create(NewTopic {
+                stream_id: StreamId(1),
+                id: TopicId(2),
                 name: "orders".into(),
                 created_at_us: 3,
                 partitions_count: 4,
@@ -291,7 +375,7 @@ mod tests {
                     max_topic_size_bytes: u64::MAX,
                     replication_factor: 1,
                 },
-            },
+            })),
         };
         let record = event.to_record();
         assert_eq!(Event::from_record(&record).expect("valid"), event);

@@ -19,7 +19,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
 };
 
-use crate::{GroupId, MemberId};
+use crate::{GroupId, MemberId, PartitionId};
 
 /// One member of a group: a connected client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,8 +146,8 @@ impl ConsumerGroup {
     }
 
     /// Moves each listed partition that is still pending to its new owner.
-    pub(crate) fn complete_revocations(&mut self, partitions: &[u32]) {
-        for partition in partitions {
+    pub(crate) fn complete_revocations(&mut self, partitions: &[PartitionId]) {
+        for PartitionId(partition) in partitions {
             let Some(revocation) = self.pending.remove(partition) else {
                 continue;
             };
@@ -249,7 +249,10 @@ mod tests {
     }
 
     fn settle(group: &mut ConsumerGroup) {
-        let pending: Vec<u32> = group.pending_revocations().map(|(p, _)| p).collect();
+        let pending: Vec<PartitionId> = group
+            .pending_revocations()
+            .map(|(p, _)| PartitionId(p))
+            .collect();
         group.complete_revocations(&pending);
     }
 

@@ -68,4 +68,17 @@ pub enum MetadataError {
     /// A metadata-log record that does not decode.
     #[error("corrupt metadata record: {0}")]
     CorruptRecord(String),
+    /// A metadata log in a format this build does not read (written by an earlier galgo).
+    /// Replaying it would misread its records, so the server refuses to start instead.
+    #[error(
+        "the metadata log is in format {found}, written by an earlier galgo; this galgo reads \
+         format {expected} only and does not convert it (see \"Upgrading\" in \
+         docs/operations.md)"
+    )]
+    UnsupportedLogFormat {
+        /// The log's format: 1 for a log that names none (galgo before log formats).
+        found: u16,
+        /// The format this build reads and writes, [`crate::LOG_FORMAT_VERSION`].
+        expected: u16,
+    },
 }

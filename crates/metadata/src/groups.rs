@@ -2,14 +2,17 @@
 //! The membership rules themselves are in `consumer_group`.
 
 use galgo_protocol::identifier::Identifier;
+use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::{
-    Change, ConsumerGroup, GroupId, MemberId, Metadata, MetadataError, StreamId, Topic, TopicId,
-    TopicKey,
+    ClientId, ConsumerGroup, GroupChange, GroupId, MemberId, MembershipChange, Metadata,
+    MetadataError, NewGroup, PartitionId, StreamId, Topic, TopicId, TopicKey,
 };
 
 /// A group's full address: stream, topic, group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 pub struct GroupKey {
     /// The stream.
     pub stream: StreamId,
@@ -91,16 +94,19 @@ impl Metadata {
         stream: &Identifier,
         topic: &Identifier,
         name: &str,
-    ) -> Result<Change, MetadataError> {
-        let stream_id = self.stream(stream)?.id.0;
+    ) -> Result<NewGroup, MetadataError> {
+        let stream_id = self.stream(stream)?.id;
         let topic = self.topic(stream, topic)?;
         if topic.group_names.contains_key(name) {
             return Err(MetadataError::GroupNameExists);
         }
-        Ok(Change::CreateConsumerGroup {
-            stream_id,
-            topic_id: topic.id.0,
-            id: topic.groups.next_key(),
+        let group = GroupKey {
+            stream: stream_id,
+            topic: topic.id,
+            group: GroupId(topic.groups.next_key()),
+        };
+        Ok(NewGroup {
+            group,
             name: name.to_owned(),
         })
     }
@@ -111,13 +117,9 @@ impl Metadata {
         stream: &Identifier,
         topic: &Identifier,
         group: &Identifier,
-    ) -> Result<Change, MetadataError> {
-        let (key, _) = self.group(stream, topic, group)?;
-        Ok(Change::DeleteConsumerGroup {
-            stream_id: key.stream.0,
-            topic_id: key.topic.0,
-            id: key.group.0,
-        })
+    ) -> Result<GroupChange, MetadataError> {
+        let (group, _) = self.group(stream, topic, group)?;
+        Ok(GroupChange::Delete { group })
     }
 
     /// Validates a join; `None` when the client is a member already (joining twice is a no-op).
@@ -128,17 +130,15 @@ impl Metadata {
         group: &Identifier,
         client_id: u32,
         now_us: u64,
-    ) -> Result<Option<Change>, MetadataError> {
+    ) -> Result<Option<MembershipChange>, MetadataError> {
         let (key, found) = self.group(stream, topic, group)?;
         if found.member_of_client(client_id).is_some() {
             return Ok(None);
         }
-        Ok(Some(Change::JoinConsumerGroup {
-            stream_id: key.stream.0,
-            topic_id: key.topic.0,
-            group_id: key.group.0,
-            member_id: found.next_member_id().0,
-            client_id,
+        Ok(Some(MembershipChange::Join {
+            group: key,
+            member_id: found.next_member_id(),
+            client_id: ClientId(client_id),
             at_us: now_us,
         }))
     }
@@ -148,16 +148,14 @@ impl Metadata {
         &self,
         key: GroupKey,
         client_id: u32,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<MembershipChange, MetadataError> {
         let (_, group) = self.group_at(key).ok_or(MetadataError::GroupNotFound)?;
         let member = group
             .member_of_client(client_id)
             .ok_or(MetadataError::NotGroupMember)?;
-        Ok(Change::LeaveConsumerGroup {
-            stream_id: key.stream.0,
-            topic_id: key.topic.0,
-            group_id: key.group.0,
-            member_id: member.id.0,
+        Ok(MembershipChange::Leave {
+            group: key,
+            member_id: member.id,
         })
     }
 
@@ -166,17 +164,16 @@ impl Metadata {
         &self,
         key: GroupKey,
         partitions: &[u32],
-    ) -> Option<Change> {
+    ) -> Option<MembershipChange> {
         let (_, group) = self.group_at(key)?;
-        let pending: Vec<u32> = partitions
+        let pending: Vec<PartitionId> = partitions
             .iter()
             .copied()
             .filter(|partition| group.is_pending(*partition))
+            .map(PartitionId)
             .collect();
-        (!pending.is_empty()).then_some(Change::CompleteRevocations {
-            stream_id: key.stream.0,
-            topic_id: key.topic.0,
-            group_id: key.group.0,
+        (!pending.is_empty()).then_some(MembershipChange::CompleteRevocations {
+            group: key,
             partitions: pending,
         })
     }
@@ -207,70 +204,52 @@ impl Metadata {
     }
 
     /// Applies a consumer-group change (called by `apply`).
-    pub(crate) fn apply_group_change(&mut self, change: &Change) {
+    pub(crate) fn apply_group(&mut self, change: &GroupChange) {
         match change {
-            Change::CreateConsumerGroup {
-                stream_id,
-                topic_id,
-                id,
-                name,
-            } => {
-                let topic = self.topic_mut(*stream_id, *topic_id);
-                let group = ConsumerGroup::new(GroupId(*id), name.clone());
-                topic.groups.insert(*id, group);
-                topic.group_names.insert(name.clone(), *id);
+            GroupChange::Create(NewGroup { group, name }) => {
+                let topic = self.topic_mut(group.stream, group.topic);
+                let created = ConsumerGroup::new(group.group, name.clone());
+                topic.groups.insert(group.group.0, created);
+                topic.group_names.insert(name.clone(), group.group.0);
             }
-            Change::DeleteConsumerGroup {
-                stream_id,
-                topic_id,
-                id,
-            } => {
-                let topic = self.topic_mut(*stream_id, *topic_id);
-                let group = topic.groups.remove(*id).expect("group to delete");
-                topic.group_names.remove(&group.name);
+            GroupChange::Delete { group } => {
+                let topic = self.topic_mut(group.stream, group.topic);
+                let deleted = topic.groups.remove(group.group.0).expect("group to delete");
+                topic.group_names.remove(&deleted.name);
             }
-            Change::JoinConsumerGroup {
-                stream_id,
-                topic_id,
-                group_id,
+        }
+    }
+
+    /// Applies a membership change (called by `apply`).
+    pub(crate) fn apply_membership(&mut self, change: &MembershipChange) {
+        match change {
+            MembershipChange::Join {
+                group,
                 member_id,
                 client_id,
                 at_us,
             } => {
-                let (count, group) = self.group_mut(*stream_id, *topic_id, *group_id);
-                group.join(MemberId(*member_id), *client_id, count, *at_us);
+                let (count, group) = self.group_mut(*group);
+                group.join(*member_id, client_id.0, count, *at_us);
             }
-            Change::LeaveConsumerGroup {
-                stream_id,
-                topic_id,
-                group_id,
-                member_id,
-            } => {
-                let (count, group) = self.group_mut(*stream_id, *topic_id, *group_id);
-                group.leave(MemberId(*member_id), count);
+            MembershipChange::Leave { group, member_id } => {
+                let (count, group) = self.group_mut(*group);
+                group.leave(*member_id, count);
             }
-            Change::CompleteRevocations {
-                stream_id,
-                topic_id,
-                group_id,
-                partitions,
-            } => {
-                let (_, group) = self.group_mut(*stream_id, *topic_id, *group_id);
+            MembershipChange::CompleteRevocations { group, partitions } => {
+                let (_, group) = self.group_mut(*group);
                 group.complete_revocations(partitions);
             }
-            other => unreachable!("not a consumer-group change: {other:?}"),
         }
     }
 
-    fn group_mut(
-        &mut self,
-        stream_id: u32,
-        topic_id: u32,
-        group_id: u32,
-    ) -> (u32, &mut ConsumerGroup) {
-        let topic = self.topic_mut(stream_id, topic_id);
+    fn group_mut(&mut self, key: GroupKey) -> (u32, &mut ConsumerGroup) {
+        let topic = self.topic_mut(key.stream, key.topic);
         let count = topic.partitions_count();
-        let group = topic.groups.get_mut(group_id).expect("group of a change");
+        let group = topic
+            .groups
+            .get_mut(key.group.0)
+            .expect("group of a change");
         (count, group)
     }
 }

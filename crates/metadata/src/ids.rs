@@ -2,10 +2,14 @@
 
 use std::fmt;
 
+use rkyv::{Archive, Deserialize, Serialize};
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident($inner:ty)) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(
+            Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+        )]
         pub struct $name(pub $inner);
 
         impl fmt::Display for $name {
@@ -43,6 +47,10 @@ id_type!(
 id_type!(
     /// A member's id within its group: 1 + the highest existing one, 0 for the first.
     MemberId(u32)
+);
+id_type!(
+    /// A client connection's id, unique among the connections of one server run.
+    ClientId(u32)
 );
 
 /// A topic by its ids: what a request's stream and topic identifiers resolve to.

@@ -24,18 +24,24 @@ mod consumer_group;
 mod error;
 mod groups;
 mod ids;
+mod log_format;
 mod metadata;
 mod slab;
 mod users;
 
 pub use authorization::{Need, authorize};
-pub use change::{Change, Event, TopicSettings};
+pub use change::{
+    Change, DeleteTokens, Event, GroupChange, MembershipChange, NewGroup, NewStream, NewTopic,
+    NewUser, PartitionsChange, StreamChange, TokenChange, TopicChange, TopicSettings, UserChange,
+};
 pub use consumer_group::{ConsumerGroup, Member, Revocation};
 pub use error::MetadataError;
 pub use groups::GroupKey;
 pub use ids::{
-    GroupId, MemberId, PartitionId, PartitionKey, ShardId, StreamId, TopicId, TopicKey, UserId,
+    ClientId, GroupId, MemberId, PartitionId, PartitionKey, ShardId, StreamId, TopicId, TopicKey,
+    UserId,
 };
+pub use log_format::{LOG_FORMAT_VERSION, format_record, read_log};
 pub use metadata::{Metadata, Partition, Stream, Topic, TopicDefaults};
 pub use users::{PersonalAccessToken, ROOT_USER_ID, User};
 

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use galgo_protocol::{Permissions, identifier::Identifier};
 
 use crate::{
-    Change, ConsumerGroup, Event, MetadataError, PARTITIONS_PER_REQUEST_MAX, PartitionId,
-    PartitionKey, PersonalAccessToken, ShardId, StreamId, TopicId, TopicKey, TopicSettings, User,
-    UserId, slab::Slab, users::Users,
+    Change, ConsumerGroup, DeleteTokens, Event, MetadataError, NewStream, NewTopic, NewUser,
+    PARTITIONS_PER_REQUEST_MAX, PartitionId, PartitionKey, PartitionsChange, PersonalAccessToken,
+    ShardId, StreamChange, StreamId, TokenChange, TopicChange, TopicId, TopicKey, TopicSettings,
+    User, UserChange, UserId, slab::Slab, users::Users,
 };
 
 /// A partition as metadata knows it: its id, its birth and the shard that owns its log.
@@ -243,12 +244,16 @@ impl Metadata {
     }
 
     /// Validates a new stream and gives it an id.
-    pub fn prepare_create_stream(&self, name: &str, now_us: u64) -> Result<Change, MetadataError> {
+    pub fn prepare_create_stream(
+        &self,
+        name: &str,
+        now_us: u64,
+    ) -> Result<NewStream, MetadataError> {
         if self.stream_names.contains_key(name) {
             return Err(MetadataError::StreamNameExists);
         }
-        Ok(Change::CreateStream {
-            id: self.streams.next_key(),
+        Ok(NewStream {
+            id: StreamId(self.streams.next_key()),
             name: name.to_owned(),
             created_at_us: now_us,
         })
@@ -259,25 +264,28 @@ impl Metadata {
         &self,
         stream: &Identifier,
         name: &str,
-    ) -> Result<Change, MetadataError> {
-        let id = self.stream(stream)?.id.0;
+    ) -> Result<StreamChange, MetadataError> {
+        let id = self.stream(stream)?.id;
         if self
             .stream_names
             .get(name)
-            .is_some_and(|&other| other != id)
+            .is_some_and(|&other| other != id.0)
         {
             return Err(MetadataError::StreamNameExists);
         }
-        Ok(Change::UpdateStream {
+        Ok(StreamChange::Update {
             id,
             name: name.to_owned(),
         })
     }
 
     /// Validates a stream deletion.
-    pub fn prepare_delete_stream(&self, stream: &Identifier) -> Result<Change, MetadataError> {
-        Ok(Change::DeleteStream {
-            id: self.stream(stream)?.id.0,
+    pub fn prepare_delete_stream(
+        &self,
+        stream: &Identifier,
+    ) -> Result<StreamChange, MetadataError> {
+        Ok(StreamChange::Delete {
+            id: self.stream(stream)?.id,
         })
     }
 
@@ -289,7 +297,7 @@ impl Metadata {
         partitions_count: u32,
         settings: TopicSettings,
         now_us: u64,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<NewTopic, MetadataError> {
         let stream = self.stream(stream)?;
         if stream.topic_names.contains_key(name) {
             return Err(MetadataError::TopicNameExists);
@@ -297,9 +305,9 @@ impl Metadata {
         if partitions_count > PARTITIONS_PER_REQUEST_MAX {
             return Err(MetadataError::TooManyPartitions);
         }
-        Ok(Change::CreateTopic {
-            stream_id: stream.id.0,
-            id: stream.topics.next_key(),
+        Ok(NewTopic {
+            stream_id: stream.id,
+            id: TopicId(stream.topics.next_key()),
             name: name.to_owned(),
             created_at_us: now_us,
             partitions_count,
@@ -314,18 +322,18 @@ impl Metadata {
         topic: &Identifier,
         name: &str,
         settings: TopicSettings,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<TopicChange, MetadataError> {
         let stream = self.stream(stream)?;
-        let id = stream.topic(topic)?.id.0;
+        let id = stream.topic(topic)?.id;
         if stream
             .topic_names
             .get(name)
-            .is_some_and(|&other| other != id)
+            .is_some_and(|&other| other != id.0)
         {
             return Err(MetadataError::TopicNameExists);
         }
-        Ok(Change::UpdateTopic {
-            stream_id: stream.id.0,
+        Ok(TopicChange::Update {
+            stream_id: stream.id,
             id,
             name: name.to_owned(),
             settings: self.resolve_settings(settings)?,
@@ -337,11 +345,11 @@ impl Metadata {
         &self,
         stream: &Identifier,
         topic: &Identifier,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<TopicChange, MetadataError> {
         let stream = self.stream(stream)?;
-        Ok(Change::DeleteTopic {
-            stream_id: stream.id.0,
-            id: stream.topic(topic)?.id.0,
+        Ok(TopicChange::Delete {
+            stream_id: stream.id,
+            id: stream.topic(topic)?.id,
         })
     }
 
@@ -352,14 +360,14 @@ impl Metadata {
         topic: &Identifier,
         count: u32,
         now_us: u64,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<PartitionsChange, MetadataError> {
         let topic_ref = self.topic(stream, topic)?;
         if count == 0 || count > PARTITIONS_PER_REQUEST_MAX {
             return Err(MetadataError::TooManyPartitions);
         }
-        Ok(Change::CreatePartitions {
-            stream_id: self.stream(stream)?.id.0,
-            topic_id: topic_ref.id.0,
+        Ok(PartitionsChange::Create {
+            stream_id: self.stream(stream)?.id,
+            topic_id: topic_ref.id,
             count,
             created_at_us: now_us,
         })
@@ -371,7 +379,7 @@ impl Metadata {
         stream: &Identifier,
         topic: &Identifier,
         count: u32,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<PartitionsChange, MetadataError> {
         let topic_ref = self.topic(stream, topic)?;
         if count == 0 {
             return Err(MetadataError::TooManyPartitions);
@@ -379,9 +387,9 @@ impl Metadata {
         if count as usize > topic_ref.partitions.len() {
             return Err(MetadataError::InvalidPartitionsCount);
         }
-        Ok(Change::DeletePartitions {
-            stream_id: self.stream(stream)?.id.0,
-            topic_id: topic_ref.id.0,
+        Ok(PartitionsChange::Delete {
+            stream_id: self.stream(stream)?.id,
+            topic_id: topic_ref.id,
             count,
         })
     }
@@ -425,9 +433,9 @@ impl Metadata {
                 .collect::<Vec<_>>()
         };
         match change {
-            Change::DeleteStream { id } => self
+            Change::Stream(StreamChange::Delete { id }) => self
                 .streams
-                .get(*id)
+                .get(id.0)
                 .map(|stream| {
                     stream
                         .topics()
@@ -435,20 +443,20 @@ impl Metadata {
                         .collect()
                 })
                 .unwrap_or_default(),
-            Change::DeleteTopic { stream_id, id } => self
+            Change::Topic(TopicChange::Delete { stream_id, id }) => self
                 .streams
-                .get(*stream_id)
-                .and_then(|stream| Some(in_topic(stream, stream.topics.get(*id)?, 0)))
+                .get(stream_id.0)
+                .and_then(|stream| Some(in_topic(stream, stream.topics.get(id.0)?, 0)))
                 .unwrap_or_default(),
-            Change::DeletePartitions {
+            Change::Partitions(PartitionsChange::Delete {
                 stream_id,
                 topic_id,
                 count,
-            } => self
+            }) => self
                 .streams
-                .get(*stream_id)
+                .get(stream_id.0)
                 .and_then(|stream| {
-                    let topic = stream.topics.get(*topic_id)?;
+                    let topic = stream.topics.get(topic_id.0)?;
                     let keep = topic.partitions.len().saturating_sub(*count as usize);
                     Some(in_topic(stream, topic, keep))
                 })
@@ -465,88 +473,98 @@ impl Metadata {
             self.version + 1,
             "metadata events must be applied in order without gaps"
         );
-        if !self.users.apply(&event.change, event.version) {
-            self.apply_change(&event.change);
+        match &event.change {
+            Change::Stream(change) => self.apply_stream(change),
+            Change::Topic(change) => self.apply_topic(change),
+            Change::Partitions(change) => self.apply_partitions(change),
+            Change::User(change) => self.users.apply_user(change, event.version),
+            Change::Token(change) => self.users.apply_token(change),
+            Change::Group(change) => self.apply_group(change),
+            Change::Membership(change) => self.apply_membership(change),
         }
         self.version = event.version;
     }
 
-    fn apply_change(&mut self, change: &Change) {
+    fn apply_stream(&mut self, change: &StreamChange) {
         match change {
-            Change::CreateStream {
+            StreamChange::Create(NewStream {
                 id,
                 name,
                 created_at_us,
-            } => {
-                self.streams.insert(
-                    *id,
-                    Stream {
-                        id: StreamId(*id),
-                        name: name.clone(),
-                        created_at_us: *created_at_us,
-                        topics: Slab::default(),
-                        topic_names: HashMap::new(),
-                    },
-                );
-                self.stream_names.insert(name.clone(), *id);
+            }) => {
+                let stream = Stream {
+                    id: *id,
+                    name: name.clone(),
+                    created_at_us: *created_at_us,
+                    topics: Slab::default(),
+                    topic_names: HashMap::new(),
+                };
+                self.streams.insert(id.0, stream);
+                self.stream_names.insert(name.clone(), id.0);
             }
-            Change::UpdateStream { id, name } => {
-                let stream = self.streams.get_mut(*id).expect("stream to rename");
+            StreamChange::Update { id, name } => {
+                let stream = self.streams.get_mut(id.0).expect("stream to rename");
                 self.stream_names.remove(&stream.name);
                 stream.name = name.clone();
-                self.stream_names.insert(name.clone(), *id);
+                self.stream_names.insert(name.clone(), id.0);
             }
-            Change::DeleteStream { id } => {
-                let stream = self.streams.remove(*id).expect("stream to delete");
+            StreamChange::Delete { id } => {
+                let stream = self.streams.remove(id.0).expect("stream to delete");
                 self.stream_names.remove(&stream.name);
                 for topic in stream.topics.values() {
                     self.release(&topic.partitions);
                 }
             }
-            Change::CreateTopic {
-                stream_id,
-                id,
-                name,
-                created_at_us,
-                partitions_count,
-                settings,
-            } => {
-                let partitions = self.place_new(0, *partitions_count, *created_at_us);
-                let stream = self.streams.get_mut(*stream_id).expect("topic's stream");
-                stream.topics.insert(
-                    *id,
-                    Topic {
-                        id: TopicId(*id),
-                        name: name.clone(),
-                        created_at_us: *created_at_us,
-                        settings: *settings,
-                        partitions,
-                        groups: Slab::default(),
-                        group_names: HashMap::new(),
-                    },
-                );
-                stream.topic_names.insert(name.clone(), *id);
-            }
-            Change::UpdateTopic {
+        }
+    }
+
+    fn apply_topic(&mut self, change: &TopicChange) {
+        match change {
+            TopicChange::Create(topic) => self.create_topic(topic),
+            TopicChange::Update {
                 stream_id,
                 id,
                 name,
                 settings,
             } => {
-                let stream = self.streams.get_mut(*stream_id).expect("topic's stream");
-                let topic = stream.topics.get_mut(*id).expect("topic to update");
+                let stream = self.streams.get_mut(stream_id.0).expect("topic's stream");
+                let topic = stream.topics.get_mut(id.0).expect("topic to update");
                 stream.topic_names.remove(&topic.name);
                 topic.name = name.clone();
                 topic.settings = *settings;
-                stream.topic_names.insert(name.clone(), *id);
+                stream.topic_names.insert(name.clone(), id.0);
             }
-            Change::DeleteTopic { stream_id, id } => {
-                let stream = self.streams.get_mut(*stream_id).expect("topic's stream");
-                let topic = stream.topics.remove(*id).expect("topic to delete");
+            TopicChange::Delete { stream_id, id } => {
+                let stream = self.streams.get_mut(stream_id.0).expect("topic's stream");
+                let topic = stream.topics.remove(id.0).expect("topic to delete");
                 stream.topic_names.remove(&topic.name);
                 self.release(&topic.partitions);
             }
-            Change::CreatePartitions {
+        }
+    }
+
+    fn create_topic(&mut self, new: &NewTopic) {
+        let partitions = self.place_new(0, new.partitions_count, new.created_at_us);
+        let stream = self
+            .streams
+            .get_mut(new.stream_id.0)
+            .expect("topic's stream");
+        let topic = Topic {
+            id: new.id,
+            name: new.name.clone(),
+            created_at_us: new.created_at_us,
+            settings: new.settings,
+            partitions,
+            groups: Slab::default(),
+            group_names: HashMap::new(),
+        };
+        stream.topics.insert(new.id.0, topic);
+        stream.topic_names.insert(new.name.clone(), new.id.0);
+    }
+
+    fn apply_partitions(&mut self, change: &PartitionsChange) {
+        match change {
+            PartitionsChange::Create {
                 stream_id,
                 topic_id,
                 count,
@@ -558,7 +576,7 @@ impl Metadata {
                 topic.partitions.append(&mut added);
                 topic.rebalance_groups_fully();
             }
-            Change::DeletePartitions {
+            PartitionsChange::Delete {
                 stream_id,
                 topic_id,
                 count,
@@ -569,23 +587,13 @@ impl Metadata {
                 topic.rebalance_groups_fully();
                 self.release(&removed);
             }
-            Change::CreateUser { .. }
-            | Change::UpdateUser { .. }
-            | Change::UpdatePermissions { .. }
-            | Change::ChangePassword { .. }
-            | Change::DeleteUser { .. }
-            | Change::CreatePersonalAccessToken { .. }
-            | Change::DeletePersonalAccessTokens { .. } => {
-                unreachable!("users and tokens changes are applied by Users")
-            }
-            group_change => self.apply_group_change(group_change),
         }
     }
 
-    pub(crate) fn topic_mut(&mut self, stream_id: u32, topic_id: u32) -> &mut Topic {
+    pub(crate) fn topic_mut(&mut self, stream_id: StreamId, topic_id: TopicId) -> &mut Topic {
         self.streams
-            .get_mut(stream_id)
-            .and_then(|stream| stream.topics.get_mut(topic_id))
+            .get_mut(stream_id.0)
+            .and_then(|stream| stream.topics.get_mut(topic_id.0))
             .expect("topic of a partition change")
     }
 
@@ -643,7 +651,7 @@ impl Metadata {
         active: bool,
         permissions: Option<&Permissions>,
         now_us: u64,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<NewUser, MetadataError> {
         self.users
             .prepare_create(username, password_hash, active, permissions, now_us)
     }
@@ -654,7 +662,7 @@ impl Metadata {
         user: &Identifier,
         username: Option<&str>,
         active: Option<bool>,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<UserChange, MetadataError> {
         self.users.prepare_update(user, username, active)
     }
 
@@ -663,7 +671,7 @@ impl Metadata {
         &self,
         user: &Identifier,
         permissions: Option<&Permissions>,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<UserChange, MetadataError> {
         self.users.prepare_update_permissions(user, permissions)
     }
 
@@ -673,13 +681,13 @@ impl Metadata {
         user: UserId,
         generation: u64,
         password_hash: String,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<UserChange, MetadataError> {
         self.users
             .prepare_change_password(user, generation, password_hash)
     }
 
     /// Validates a user deletion (never the root user).
-    pub fn prepare_delete_user(&self, user: &Identifier) -> Result<Change, MetadataError> {
+    pub fn prepare_delete_user(&self, user: &Identifier) -> Result<UserChange, MetadataError> {
         self.users.prepare_delete(user)
     }
 
@@ -691,18 +699,22 @@ impl Metadata {
         token_hash: String,
         expiry_at_us: Option<u64>,
         tokens_per_user_max: u32,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<TokenChange, MetadataError> {
         self.users
             .prepare_create_token(user, name, token_hash, expiry_at_us, tokens_per_user_max)
     }
 
     /// Validates deleting one of `user`'s tokens.
-    pub fn prepare_delete_token(&self, user: UserId, name: &str) -> Result<Change, MetadataError> {
+    pub fn prepare_delete_token(
+        &self,
+        user: UserId,
+        name: &str,
+    ) -> Result<DeleteTokens, MetadataError> {
         self.users.prepare_delete_token(user, name)
     }
 
     /// The change that deletes every token expired at `now_us`, if any.
-    pub fn prepare_delete_expired_tokens(&self, now_us: u64) -> Option<Change> {
+    pub fn prepare_delete_expired_tokens(&self, now_us: u64) -> Option<DeleteTokens> {
         self.users.prepare_delete_expired_tokens(now_us)
     }
 
@@ -754,10 +766,10 @@ mod tests {
         }
     }
 
-    fn commit(metadata: &mut Metadata, change: Change) {
+    fn commit(metadata: &mut Metadata, change: impl Into<Change>) {
         let event = Event {
             version: metadata.version() + 1,
-            change,
+            change: change.into(),
         };
         metadata.apply(&event);
     }
@@ -775,14 +787,17 @@ mod tests {
         let mut replica = Metadata::new(4, 1 << 20);
         replica.apply(&Event {
             version: 1,
-            change: Change::CreateStream {
-                id: 0,
+            change: Change::Stream(StreamChange::Create(NewStream {
+                id: StreamId(0),
                 name: "s".into(),
                 created_at_us: 1,
-            },
+            })),
         });
         commit(&mut shard0, change.clone());
-        replica.apply(&Event { version: 2, change });
+        replica.apply(&Event {
+            version: 2,
+            change: change.into(),
+        });
         let owners: Vec<_> = shard0.partitions().map(|(_, p)| p.owner).collect();
         assert_eq!(owners, planned);
         assert_eq!(shard0.shard_loads(), &[2, 2, 2, 2]);
@@ -807,6 +822,7 @@ mod tests {
         commit(&mut metadata, change);
         let t = Identifier::Name("t".into());
         let change = metadata.prepare_delete_partitions(&s, &t, 2).expect("fits");
+        let change = Change::Partitions(change);
         assert_eq!(metadata.partitions_removed_by(&change).len(), 2);
         commit(&mut metadata, change);
         assert_eq!(metadata.counts(), (1, 1, 1));
@@ -909,7 +925,7 @@ mod tests {
         let mut metadata = Metadata::new(1, 1 << 20);
         metadata.apply(&Event {
             version: 2,
-            change: Change::DeleteStream { id: 0 },
+            change: Change::Stream(StreamChange::Delete { id: StreamId(0) }),
         });
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use galgo_protocol::{Identifier, Permissions, Reader};
 
-use crate::{Change, MetadataError, UserId, slab::Slab};
+use crate::{DeleteTokens, MetadataError, NewUser, TokenChange, UserChange, UserId, slab::Slab};
 
 /// The root user's id: created at first start, never deleted, all permissions forever.
 pub const ROOT_USER_ID: UserId = UserId(0);
@@ -81,10 +81,10 @@ pub(crate) struct Users {
     users: Slab<User>,
     names: HashMap<String, u32>,
     /// Token digest → (owner, token name), for logins with a token.
-    token_hashes: HashMap<String, (u32, String)>,
+    token_hashes: HashMap<String, (UserId, String)>,
 }
 
-/// Encodes permissions for a `Change` (the metadata log stores them in wire layout).
+/// Encodes permissions for a change (the metadata log stores them in wire layout).
 pub(crate) fn permissions_record(permissions: Option<&Permissions>) -> Option<Vec<u8>> {
     permissions.map(|permissions| {
         let mut out = bytes::BytesMut::new();
@@ -125,7 +125,7 @@ impl Users {
 
     pub(crate) fn by_token_hash(&self, hash: &str) -> Option<(&User, &PersonalAccessToken)> {
         let (owner, name) = self.token_hashes.get(hash)?;
-        let user = self.users.get(*owner)?;
+        let user = self.users.get(owner.0)?;
         Some((user, user.tokens.get(name)?))
     }
 
@@ -136,12 +136,12 @@ impl Users {
         active: bool,
         permissions: Option<&Permissions>,
         now_us: u64,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<NewUser, MetadataError> {
         if self.names.contains_key(username) {
             return Err(MetadataError::UserNameExists);
         }
-        Ok(Change::CreateUser {
-            id: self.users.next_key(),
+        Ok(NewUser {
+            id: UserId(self.users.next_key()),
             username: username.to_owned(),
             password_hash,
             active,
@@ -155,7 +155,7 @@ impl Users {
         user: &Identifier,
         username: Option<&str>,
         active: Option<bool>,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<UserChange, MetadataError> {
         let id = self.find(user)?.id;
         if let Some(name) = username
             && self.names.get(name).is_some_and(|&other| other != id.0)
@@ -165,8 +165,8 @@ impl Users {
         if id == ROOT_USER_ID && active == Some(false) {
             return Err(MetadataError::RootMustStayActive);
         }
-        Ok(Change::UpdateUser {
-            id: id.0,
+        Ok(UserChange::Update {
+            id,
             username: username.map(str::to_owned),
             active,
         })
@@ -176,13 +176,13 @@ impl Users {
         &self,
         user: &Identifier,
         permissions: Option<&Permissions>,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<UserChange, MetadataError> {
         let id = self.find(user)?.id;
         if id == ROOT_USER_ID {
             return Err(MetadataError::CannotChangeRootPermissions);
         }
-        Ok(Change::UpdatePermissions {
-            id: id.0,
+        Ok(UserChange::UpdatePermissions {
+            id,
             permissions: permissions_record(permissions),
         })
     }
@@ -192,24 +192,26 @@ impl Users {
         user: UserId,
         expected_generation: u64,
         password_hash: String,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<UserChange, MetadataError> {
         // The caller checked the current password against this very user; if it was deleted
         // (and its id perhaps reused) meanwhile, the change must not land on someone else.
         match self.by_id(user) {
-            Some(found) if found.generation == expected_generation => Ok(Change::ChangePassword {
-                id: user.0,
-                password_hash,
-            }),
+            Some(found) if found.generation == expected_generation => {
+                Ok(UserChange::ChangePassword {
+                    id: user,
+                    password_hash,
+                })
+            }
             _ => Err(MetadataError::UserNotFound),
         }
     }
 
-    pub(crate) fn prepare_delete(&self, user: &Identifier) -> Result<Change, MetadataError> {
+    pub(crate) fn prepare_delete(&self, user: &Identifier) -> Result<UserChange, MetadataError> {
         let id = self.find(user)?.id;
         if id == ROOT_USER_ID {
             return Err(MetadataError::CannotDeleteRoot);
         }
-        Ok(Change::DeleteUser { id: id.0 })
+        Ok(UserChange::Delete { id })
     }
 
     pub(crate) fn prepare_create_token(
@@ -219,7 +221,7 @@ impl Users {
         token_hash: String,
         expiry_at_us: Option<u64>,
         tokens_per_user_max: u32,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<TokenChange, MetadataError> {
         let owner = self.by_id(user).ok_or(MetadataError::UserNotFound)?;
         if owner.tokens.contains_key(name) {
             return Err(MetadataError::TokenNameExists);
@@ -227,8 +229,8 @@ impl Users {
         if owner.tokens.len() >= tokens_per_user_max as usize {
             return Err(MetadataError::TokensLimitReached);
         }
-        Ok(Change::CreatePersonalAccessToken {
-            user_id: user.0,
+        Ok(TokenChange::Create {
+            user_id: user,
             name: name.to_owned(),
             token_hash,
             expiry_at_us,
@@ -239,65 +241,46 @@ impl Users {
         &self,
         user: UserId,
         name: &str,
-    ) -> Result<Change, MetadataError> {
+    ) -> Result<DeleteTokens, MetadataError> {
         let owner = self.by_id(user).ok_or(MetadataError::UserNotFound)?;
         if !owner.tokens.contains_key(name) {
             return Err(MetadataError::TokenNotFound);
         }
-        Ok(Change::DeletePersonalAccessTokens {
-            tokens: vec![(user.0, name.to_owned())],
+        Ok(DeleteTokens {
+            tokens: vec![(user, name.to_owned())],
         })
     }
 
     /// Every token expired at `now_us`, or `None` when there is none.
-    pub(crate) fn prepare_delete_expired_tokens(&self, now_us: u64) -> Option<Change> {
-        let tokens: Vec<(u32, String)> = self
+    pub(crate) fn prepare_delete_expired_tokens(&self, now_us: u64) -> Option<DeleteTokens> {
+        let tokens: Vec<(UserId, String)> = self
             .users
             .values()
             .flat_map(|user| {
                 user.tokens
                     .values()
                     .filter(move |token| token.is_expired(now_us))
-                    .map(move |token| (user.id.0, token.name.clone()))
+                    .map(move |token| (user.id, token.name.clone()))
             })
             .collect();
-        (!tokens.is_empty()).then_some(Change::DeletePersonalAccessTokens { tokens })
+        (!tokens.is_empty()).then_some(DeleteTokens { tokens })
     }
 
-    /// Applies a users or tokens change; returns false for any other change.
-    pub(crate) fn apply(&mut self, change: &Change, version: u64) -> bool {
+    /// Applies a users change. `version` is the event's: a user's generation, which tells a
+    /// recreated user from the one whose id it reuses.
+    pub(crate) fn apply_user(&mut self, change: &UserChange, version: u64) {
         match change {
-            Change::CreateUser {
-                id,
-                username,
-                password_hash,
-                active,
-                permissions,
-                created_at_us,
-            } => {
-                let user = User {
-                    id: UserId(*id),
-                    username: username.clone(),
-                    password_hash: password_hash.clone(),
-                    active: *active,
-                    created_at_us: *created_at_us,
-                    permissions: permissions_from_record(permissions.as_ref()),
-                    generation: version,
-                    tokens: BTreeMap::new(),
-                };
-                self.users.insert(*id, user);
-                self.names.insert(username.clone(), *id);
-            }
-            Change::UpdateUser {
+            UserChange::Create(new) => self.create(new, version),
+            UserChange::Update {
                 id,
                 username,
                 active,
             } => {
-                let user = self.users.get_mut(*id).expect("user to update");
+                let user = self.users.get_mut(id.0).expect("user to update");
                 if let Some(name) = username {
                     self.names.remove(&user.username);
                     user.username = name.clone();
-                    self.names.insert(name.clone(), *id);
+                    self.names.insert(name.clone(), id.0);
                 }
                 if let Some(active) = active {
                     user.active = *active;
@@ -306,28 +289,49 @@ impl Users {
                     }
                 }
             }
-            Change::UpdatePermissions { id, permissions } => {
-                let user = self.users.get_mut(*id).expect("user to update");
+            UserChange::UpdatePermissions { id, permissions } => {
+                let user = self.users.get_mut(id.0).expect("user to update");
                 user.permissions = permissions_from_record(permissions.as_ref());
             }
-            Change::ChangePassword { id, password_hash } => {
-                let user = self.users.get_mut(*id).expect("user to update");
+            UserChange::ChangePassword { id, password_hash } => {
+                let user = self.users.get_mut(id.0).expect("user to update");
                 user.password_hash = password_hash.clone();
             }
-            Change::DeleteUser { id } => {
-                let user = self.users.remove(*id).expect("user to delete");
+            UserChange::Delete { id } => {
+                let user = self.users.remove(id.0).expect("user to delete");
                 self.names.remove(&user.username);
                 for token in user.tokens.values() {
                     self.token_hashes.remove(&token.token_hash);
                 }
             }
-            Change::CreatePersonalAccessToken {
+        }
+    }
+
+    fn create(&mut self, new: &NewUser, version: u64) {
+        let user = User {
+            id: new.id,
+            username: new.username.clone(),
+            password_hash: new.password_hash.clone(),
+            active: new.active,
+            created_at_us: new.created_at_us,
+            permissions: permissions_from_record(new.permissions.as_ref()),
+            generation: version,
+            tokens: BTreeMap::new(),
+        };
+        self.users.insert(new.id.0, user);
+        self.names.insert(new.username.clone(), new.id.0);
+    }
+
+    /// Applies a personal-access-tokens change.
+    pub(crate) fn apply_token(&mut self, change: &TokenChange) {
+        match change {
+            TokenChange::Create {
                 user_id,
                 name,
                 token_hash,
                 expiry_at_us,
             } => {
-                let user = self.users.get_mut(*user_id).expect("token's user");
+                let user = self.users.get_mut(user_id.0).expect("token's user");
                 let token = PersonalAccessToken {
                     name: name.clone(),
                     token_hash: token_hash.clone(),
@@ -337,15 +341,13 @@ impl Users {
                 self.token_hashes
                     .insert(token_hash.clone(), (*user_id, name.clone()));
             }
-            Change::DeletePersonalAccessTokens { tokens } => {
+            TokenChange::Delete(DeleteTokens { tokens }) => {
                 for (user_id, name) in tokens {
-                    let user = self.users.get_mut(*user_id).expect("token's user");
+                    let user = self.users.get_mut(user_id.0).expect("token's user");
                     let token = user.tokens.remove(name).expect("token to delete");
                     self.token_hashes.remove(&token.token_hash);
                 }
             }
-            _ => return false,
         }
-        true
     }
 }

@@ -148,7 +148,7 @@ mod tests {
                 .expect("a valid user");
             metadata.apply(&Event {
                 version: version as u64 + 1,
-                change,
+                change: change.into(),
             });
         }
         assert_eq!(holder(&metadata).id, galgo_metadata::UserId(1));

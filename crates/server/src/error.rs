@@ -69,6 +69,8 @@ fn metadata_code(error: &MetadataError) -> ErrorCode {
         MetadataError::GroupNotFound => ErrorCode::ConsumerGroupIdNotFound,
         MetadataError::GroupNameExists => ErrorCode::ConsumerGroupNameAlreadyExists,
         MetadataError::NotGroupMember => ErrorCode::ConsumerGroupMemberNotFound,
-        MetadataError::CorruptRecord(_) => ErrorCode::Error,
+        MetadataError::CorruptRecord(_) | MetadataError::UnsupportedLogFormat { .. } => {
+            ErrorCode::Error
+        }
     }
 }

@@ -112,28 +112,15 @@ pub async fn create(shard: &Rc<Shard>, create: CreateConsumerGroup) -> Outcome {
     let key = shard
         .call(ShardId(0), move |shard0| async move {
             let log = shard0.lock_metadata().await;
-            let change = shard0.metadata.borrow().prepare_create_group(
+            let group = shard0.metadata.borrow().prepare_create_group(
                 &create.stream,
                 &create.topic,
                 &create.name,
             )?;
-            let galgo_metadata::Change::CreateConsumerGroup {
-                stream_id,
-                topic_id,
-                id,
-                ..
-            } = change
-            else {
-                unreachable!("prepare_create_group prepares a CreateConsumerGroup");
-            };
-            let key = GroupKey {
-                stream: galgo_metadata::StreamId(stream_id),
-                topic: galgo_metadata::TopicId(topic_id),
-                group: galgo_metadata::GroupId(id),
-            };
+            let key = group.group;
             let partitions = topic_partitions(&shard0, key);
-            forget_group_offsets(&shard0, partitions, id).await?;
-            shard0.commit(&log, change).await?;
+            forget_group_offsets(&shard0, partitions, key.group.0).await?;
+            shard0.commit(&log, group).await?;
             Ok::<_, CommandError>(key)
         })
         .await??;

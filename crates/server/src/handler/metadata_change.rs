@@ -6,30 +6,34 @@
 use std::rc::Rc;
 
 use galgo_metadata::{
-    Change, Metadata, MetadataError, PartitionId, PartitionKey, ShardId, StreamId, TopicId,
+    Change, Metadata, MetadataError, NewTopic, PartitionId, PartitionKey, PartitionsChange,
+    ShardId, TopicChange,
 };
 use galgo_shards::Shard;
 
 use super::partition_calls::{PartitionOp, on_owners};
 use crate::error::CommandError;
 
-/// Runs `prepare` against shard 0's replica and commits the change it returns. Returns the
-/// committed change (with the ids shard 0 assigned).
-pub async fn change_metadata<P>(shard: &Rc<Shard>, prepare: P) -> Result<Change, CommandError>
+/// Runs `prepare` against shard 0's replica and commits the change it returns. Returns that
+/// change as `prepare` typed it (with the ids shard 0 assigned), so the caller reads them
+/// without matching on [`Change`].
+pub async fn change_metadata<C, P>(shard: &Rc<Shard>, prepare: P) -> Result<C, CommandError>
 where
-    P: FnOnce(&Metadata) -> Result<Change, MetadataError> + Send + 'static,
+    C: Into<Change> + Clone + Send + 'static,
+    P: FnOnce(&Metadata) -> Result<C, MetadataError> + Send + 'static,
 {
     shard
         .call(ShardId(0), move |shard0| async move {
             let log = shard0.lock_metadata().await;
-            let change = prepare(&shard0.metadata.borrow())?;
+            let prepared = prepare(&shard0.metadata.borrow())?;
+            let change: Change = prepared.clone().into();
             let created = partitions_created_by(&shard0.metadata.borrow(), &change);
             on_owners(&shard0, created, PartitionOp::OpenFresh).await?;
             let removed = shard0.metadata.borrow().partitions_removed_by(&change);
-            let event = shard0.commit(&log, change).await?;
+            shard0.commit(&log, change).await?;
             drop(log);
             on_owners(&shard0, removed, PartitionOp::Remove).await?;
-            Ok(event.change.clone())
+            Ok(prepared)
         })
         .await?
 }
@@ -37,22 +41,22 @@ where
 /// The partitions a change creates, with the owners placement will give them.
 fn partitions_created_by(metadata: &Metadata, change: &Change) -> Vec<(PartitionKey, ShardId)> {
     let (stream, topic, first, count) = match change {
-        Change::CreateTopic {
+        Change::Topic(TopicChange::Create(NewTopic {
             stream_id,
             id,
             partitions_count,
             ..
-        } => (*stream_id, *id, 0, *partitions_count),
-        Change::CreatePartitions {
+        })) => (*stream_id, *id, 0, *partitions_count),
+        Change::Partitions(PartitionsChange::Create {
             stream_id,
             topic_id,
             count,
             ..
-        } => {
+        }) => {
             let existing = metadata
                 .streams()
-                .find(|stream| stream.id.0 == *stream_id)
-                .and_then(|stream| stream.topics().find(|topic| topic.id.0 == *topic_id))
+                .find(|stream| stream.id == *stream_id)
+                .and_then(|stream| stream.topics().find(|topic| topic.id == *topic_id))
                 .map_or(0, |topic| topic.partitions.len() as u32);
             (*stream_id, *topic_id, existing, *count)
         }
@@ -63,8 +67,8 @@ fn partitions_created_by(metadata: &Metadata, change: &Change) -> Vec<(Partition
         .zip(owners)
         .map(|(partition, owner)| {
             let key = PartitionKey {
-                stream: StreamId(stream),
-                topic: TopicId(topic),
+                stream,
+                topic,
                 partition: PartitionId(partition),
             };
             (key, owner)

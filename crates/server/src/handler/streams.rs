@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use galgo_metadata::{Change, Metadata, Need, PartitionKey, ShardId, Stream, StreamId};
+use galgo_metadata::{Metadata, Need, PartitionKey, ShardId, Stream, StreamId};
 use galgo_protocol::{
     Identifier,
     command::{
@@ -101,14 +101,11 @@ pub async fn list(shard: &Rc<Shard>) -> Outcome {
 /// reply did, so the stream is read back through the ordinary path.
 pub async fn create(shard: &Rc<Shard>, create: CreateStream) -> Outcome {
     let now = now_us();
-    let change = change_metadata(shard, move |metadata| {
+    let stream = change_metadata(shard, move |metadata| {
         metadata.prepare_create_stream(&create.name, now)
     })
     .await?;
-    let Change::CreateStream { id, .. } = change else {
-        unreachable!("prepare_create_stream prepares a CreateStream");
-    };
-    get(shard, Some(StreamId(id))).await
+    get(shard, Some(stream.id)).await
 }
 
 /// UpdateStream: renames.

@@ -129,14 +129,14 @@ pub async fn clean_expired(shard0: Rc<Shard>, interval: Duration) {
         })
         .await;
         match deleted {
-            Ok(galgo_metadata::Change::DeletePersonalAccessTokens { tokens }) => {
+            Ok(galgo_metadata::DeleteTokens { tokens }) => {
                 tracing::info!(
                     shard = 0,
                     count = tokens.len(),
                     "expired personal access tokens deleted"
                 );
             }
-            Ok(_) | Err(crate::error::CommandError::Metadata(_)) => {}
+            Err(crate::error::CommandError::Metadata(_)) => {}
             Err(error) => {
                 tracing::error!(shard = 0, %error, "cannot delete expired personal access tokens")
             }

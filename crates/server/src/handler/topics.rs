@@ -4,9 +4,7 @@
 use std::{collections::BTreeMap, rc::Rc};
 
 use bytes::BytesMut;
-use galgo_metadata::{
-    Change, Metadata, Need, PartitionKey, StreamId, Topic, TopicId, TopicKey, TopicSettings,
-};
+use galgo_metadata::{Metadata, Need, PartitionKey, StreamId, Topic, TopicKey, TopicSettings};
 use galgo_protocol::command::topics::{
     CompressionAlgorithm, CreatePartitions, CreateTopic, DeletePartitions, DeleteTopic, GetTopic,
     GetTopics, PartitionInfo, PurgeTopic, TopicDetails, TopicHeader, UpdateTopic,
@@ -159,7 +157,7 @@ fn settings(
 /// CreateTopic: answers the new topic with its (empty) partitions.
 pub async fn create(shard: &Rc<Shard>, create: CreateTopic) -> Outcome {
     let now = now_us();
-    let change = change_metadata(shard, move |metadata| {
+    let topic = change_metadata(shard, move |metadata| {
         let settings = settings(
             create.compression,
             create.message_expiry_us,
@@ -175,12 +173,9 @@ pub async fn create(shard: &Rc<Shard>, create: CreateTopic) -> Outcome {
         )
     })
     .await?;
-    let Change::CreateTopic { stream_id, id, .. } = change else {
-        unreachable!("prepare_create_topic prepares a CreateTopic");
-    };
     let key = TopicKey {
-        stream: StreamId(stream_id),
-        topic: TopicId(id),
+        stream: topic.stream_id,
+        topic: topic.id,
     };
     get(shard, Some(key)).await
 }

@@ -8,7 +8,7 @@
 use std::rc::Rc;
 
 use bytes::BytesMut;
-use galgo_metadata::{Change, Metadata, MetadataError, Need, ROOT_USER_ID, ShardId, User, UserId};
+use galgo_metadata::{Metadata, MetadataError, Need, ROOT_USER_ID, ShardId, User, UserId};
 use galgo_protocol::{
     ErrorCode, Identifier, Permissions,
     command::users::{
@@ -76,7 +76,7 @@ pub async fn create(shard: &Rc<Shard>, context: &Context, create: CreateUser) ->
     } = create;
     let password_hash = context.hasher.hash(password).await;
     let now = now_us();
-    let change = change_metadata(shard, move |metadata| {
+    let user = change_metadata(shard, move |metadata| {
         metadata.prepare_create_user(
             &username,
             password_hash,
@@ -86,11 +86,8 @@ pub async fn create(shard: &Rc<Shard>, context: &Context, create: CreateUser) ->
         )
     })
     .await?;
-    let Change::CreateUser { id, .. } = change else {
-        unreachable!("prepare_create_user prepares a CreateUser");
-    };
-    tracing::info!(shard = shard.id().0, user_id = id, "user created");
-    get(shard, Some(UserId(id)))
+    tracing::info!(shard = shard.id().0, user_id = user.id.0, "user created");
+    get(shard, Some(user.id))
 }
 
 /// UpdateUser: a new username and/or status. Deactivating a user ends its sessions.
@@ -119,13 +116,11 @@ pub async fn update_permissions(shard: &Rc<Shard>, update: UpdatePermissions) ->
 pub async fn delete(shard: &Rc<Shard>, user: Identifier) -> Outcome {
     let change =
         change_metadata(shard, move |metadata| metadata.prepare_delete_user(&user)).await?;
-    if let Change::DeleteUser { id } = change {
-        tracing::info!(
-            shard = shard.id().0,
-            user_id = id,
-            "user deleted; its sessions end"
-        );
-    }
+    tracing::info!(
+        shard = shard.id().0,
+        user_id = change.user_id().0,
+        "user deleted; its sessions end"
+    );
     Ok(Reply::empty())
 }
 
@@ -272,7 +267,7 @@ pub async fn ensure_root(
         .await
         .map_err(|_| "hashing the root password panicked".to_owned())?;
     let username = root.username.clone();
-    let change = change_metadata(shard0, move |metadata| {
+    let root_user = change_metadata(shard0, move |metadata| {
         metadata.prepare_create_user(
             &username,
             password_hash,
@@ -283,8 +278,8 @@ pub async fn ensure_root(
     })
     .await
     .map_err(|error: CommandError| format!("cannot create the root user: {error}"))?;
-    assert!(
-        matches!(change, Change::CreateUser { id: 0, .. }),
+    assert_eq!(
+        root_user.id, ROOT_USER_ID,
         "the first user is the root user, id 0"
     );
     let _ = created.set(()).await;

@@ -173,6 +173,25 @@ impl TestServer {
         self.wait_ready();
     }
 
+    /// Starts a new run on the same data dir that is expected to refuse to start, and returns
+    /// its exit status, waiting at most [`READY_TIMEOUT`] for it. A running server is stopped
+    /// gracefully first.
+    pub fn restart_expecting_exit(&mut self) -> ExitStatus {
+        if self.is_running() {
+            self.stop();
+        }
+        self.spawn();
+        self.ready = None;
+        let process = self.process.as_mut().expect("just spawned");
+        let status = process.wait(READY_TIMEOUT);
+        status.unwrap_or_else(|| {
+            panic!(
+                "galgo-server still runs {READY_TIMEOUT:?} after a start it should refuse; logs:\n{}",
+                self.logs()
+            )
+        })
+    }
+
     /// SIGTERM, then waits for the exit and asserts it was a clean exit with code 0.
     pub fn stop(&mut self) {
         let process = self.process.as_mut().expect("server was started");
