@@ -17,10 +17,11 @@ use std::{
 use galgo_metadata::{PartitionKey, ShardId, Topic};
 use galgo_storage::StorageError;
 
-use crate::{CallError, Shard};
+use crate::{CallError, Shard, ShardState};
 
-/// Runs until the shard stops; does nothing when the interval is 0.
-pub(crate) async fn run(shard: Rc<Shard>) {
+/// Runs until the shard stops; does nothing when the interval is 0. Start one on every
+/// shard.
+pub async fn run_retention_cleaner<S: ShardState>(shard: Rc<Shard<S>>) {
     let interval_ms = shard.storage().cleaner_interval_ms;
     if interval_ms == 0 {
         return;
@@ -51,7 +52,7 @@ pub enum CleanerError {
 
 /// One cleaner run on this shard: expiry of its own partitions, then the size limits of the
 /// topics it trims.
-pub async fn clean_retention(shard: &Rc<Shard>) -> Result<(), CleanerError> {
+pub async fn clean_retention<S: ShardState>(shard: &Rc<Shard<S>>) -> Result<(), CleanerError> {
     let now_us = now_us();
     for (key, log) in shard.owned_partitions() {
         let expiry_us = shard
@@ -73,7 +74,7 @@ pub async fn clean_retention(shard: &Rc<Shard>) -> Result<(), CleanerError> {
 type TopicPartitions = Vec<(PartitionKey, ShardId)>;
 
 /// Topics with a size limit whose partition 0 this shard owns.
-fn topics_to_trim(shard: &Shard) -> Vec<(TopicPartitions, u64)> {
+fn topics_to_trim<S: ShardState>(shard: &Shard<S>) -> Vec<(TopicPartitions, u64)> {
     let metadata = shard.metadata.borrow();
     let mut found = Vec::new();
     for stream in metadata.streams() {
@@ -111,8 +112,8 @@ struct Candidate {
 
 /// Deletes the topic's oldest sealed segments (by end timestamp, across partitions) until the
 /// topic fits in `size_bytes_max`.
-async fn trim_topic(
-    shard: &Rc<Shard>,
+async fn trim_topic<S: ShardState>(
+    shard: &Rc<Shard<S>>,
     partitions: TopicPartitions,
     size_bytes_max: u64,
 ) -> Result<(), CleanerError> {
@@ -145,8 +146,8 @@ async fn trim_topic(
 }
 
 /// The topic's size and its sealed segments, one call per owning shard.
-async fn gather_segments(
-    shard: &Rc<Shard>,
+async fn gather_segments<S: ShardState>(
+    shard: &Rc<Shard<S>>,
     partitions: &TopicPartitions,
 ) -> Result<(u64, Vec<Candidate>), CleanerError> {
     let mut by_owner: BTreeMap<ShardId, Vec<PartitionKey>> = BTreeMap::new();

@@ -9,7 +9,7 @@ use std::{
     future::Future,
     pin::Pin,
     rc::Rc,
-    sync::{Mutex, OnceLock, mpsc},
+    sync::{Arc, Mutex, OnceLock, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -19,7 +19,8 @@ use galgo_storage::MetadataLog;
 use thiserror::Error;
 
 use crate::{
-    Shard, ShardSettings, StorageSettings, message::ShardMessage, settings::INBOX_CAPACITY_MIN,
+    Shard, ShardSettings, ShardState, StorageSettings, message::ShardMessage,
+    settings::INBOX_CAPACITY_MIN,
 };
 
 /// How long shutdown waits for connections to finish their request in flight.
@@ -29,8 +30,11 @@ const CONNECTIONS_DRAIN_POLL_MS: u64 = 5;
 
 /// What the server does once the shards are up: runs on shard 0 (it reaches other shards by
 /// calls) and returns once every listener is bound.
-pub type Serve =
-    Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = Result<(), String>>>> + Send>;
+pub type Serve<S> =
+    Box<dyn FnOnce(Rc<Shard<S>>) -> Pin<Box<dyn Future<Output = Result<(), String>>>> + Send>;
+
+/// Builds the state a shard keeps for the layer above, on that shard's thread.
+pub type MakeState<S> = Arc<dyn Fn(ShardId) -> S + Send + Sync>;
 
 /// News from the shards to the control thread.
 #[derive(Debug)]
@@ -71,7 +75,7 @@ pub enum EngineError {
 /// The running shards, seen from the control thread.
 pub struct Engine {
     threads: Vec<thread::JoinHandle<()>>,
-    shard0: flume::Sender<ShardMessage>,
+    shutdown: ShutdownHandle,
     news: mpsc::Receiver<Lifecycle>,
     stopped: usize,
 }
@@ -82,11 +86,14 @@ static PANICS: Mutex<Vec<mpsc::Sender<Lifecycle>>> = Mutex::new(Vec::new());
 static PANIC_HOOK: OnceLock<()> = OnceLock::new();
 
 impl Engine {
-    /// Starts one thread per entry of `shards` (shard i gets `shards[i]`).
-    pub fn start(
+    /// Starts one thread per entry of `shards` (shard i gets `shards[i]`), each holding the
+    /// state `state` builds for it; `serve` runs on shard 0 once metadata is replayed and
+    /// every partition is open.
+    pub fn start<S: ShardState>(
         shards: Vec<ShardSettings>,
         storage: StorageSettings,
-        serve: Serve,
+        state: MakeState<S>,
+        serve: Serve<S>,
     ) -> Result<Self, EngineError> {
         assert!(!shards.is_empty(), "a server has at least one shard");
         let (news_tx, news) = mpsc::channel();
@@ -105,6 +112,7 @@ impl Engine {
                 inboxes: senders.clone(),
                 inbox,
                 storage: storage.clone(),
+                state: state.clone(),
                 serve: if index == 0 { serve.take() } else { None },
                 news: news_tx.clone(),
             };
@@ -113,9 +121,12 @@ impl Engine {
                 .spawn(move || context.run())?;
             threads.push(thread);
         }
+        let shard0 = senders[0].clone();
         Ok(Self {
             threads,
-            shard0: senders[0].clone(),
+            shutdown: ShutdownHandle(Arc::new(move || {
+                let _ = shard0.try_send(ShardMessage::Shutdown);
+            })),
             news,
             stopped: 0,
         })
@@ -123,7 +134,7 @@ impl Engine {
 
     /// A handle that asks shard 0 for a graceful shutdown; usable from any thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(self.shard0.clone())
+        self.shutdown.clone()
     }
 
     /// Waits until every shard serves, or start-up fails, or a shutdown asked during start-up
@@ -167,12 +178,12 @@ impl Engine {
 
 /// Asks shard 0 to stop the server gracefully.
 #[derive(Clone)]
-pub struct ShutdownHandle(flume::Sender<ShardMessage>);
+pub struct ShutdownHandle(Arc<dyn Fn() + Send + Sync>);
 
 impl ShutdownHandle {
     /// Requests the shutdown; a no-op if the server is already stopping.
     pub fn shutdown(&self) {
-        let _ = self.0.try_send(ShardMessage::Shutdown);
+        (self.0)();
     }
 }
 
@@ -199,17 +210,18 @@ fn install_panic_hook(news: mpsc::Sender<Lifecycle>) {
 }
 
 /// Everything one shard thread starts from.
-struct ShardThread {
+struct ShardThread<S: ShardState> {
     id: ShardId,
     settings: ShardSettings,
-    inboxes: Vec<flume::Sender<ShardMessage>>,
-    inbox: flume::Receiver<ShardMessage>,
+    inboxes: Vec<flume::Sender<ShardMessage<S>>>,
+    inbox: flume::Receiver<ShardMessage<S>>,
     storage: StorageSettings,
-    serve: Option<Serve>,
+    state: MakeState<S>,
+    serve: Option<Serve<S>>,
     news: mpsc::Sender<Lifecycle>,
 }
 
-impl ShardThread {
+impl<S: ShardState> ShardThread<S> {
     fn run(self) {
         let id = self.id;
         let news = self.news.clone();
@@ -251,7 +263,8 @@ impl ShardThread {
             Some((log, records)) => (Some(log), records),
             None => (None, Vec::new()),
         };
-        let shard = Rc::new(Shard::new(self.id, self.inboxes, self.storage, log));
+        let state = (self.state)(self.id);
+        let shard = Rc::new(Shard::new(self.id, self.inboxes, self.storage, log, state));
         if let Some(serve) = self.serve {
             let news = self.news.clone();
             compio::runtime::spawn(bootstrap(shard.clone(), records, serve, news)).detach();
@@ -298,12 +311,12 @@ async fn open_metadata_log(storage: &StorageSettings) -> Result<(MetadataLog, Ve
     Ok((log, events))
 }
 
-/// Shard 0's start-up: replay metadata everywhere, open every partition on its owner, start
-/// the per-shard savers, then let the server bind its listeners.
-async fn bootstrap(
-    shard0: Rc<Shard>,
+/// Shard 0's start-up: replay metadata everywhere, open every partition on its owner, then
+/// hand over to the layer above (which starts the background tasks and binds its listeners).
+async fn bootstrap<S: ShardState>(
+    shard0: Rc<Shard<S>>,
     events: Vec<Event>,
-    serve: Serve,
+    serve: Serve<S>,
     news: mpsc::Sender<Lifecycle>,
 ) {
     let started = Instant::now();
@@ -313,7 +326,7 @@ async fn bootstrap(
         // logged, so the logged versions may have gaps, and the log's order is what counts.
         event.version = index as u64 + 1;
         shard0.apply_event(&event);
-        shard0.broadcast(&std::sync::Arc::new(event)).await;
+        shard0.broadcast(&Arc::new(event)).await;
     }
     for target in shard0.all_shards() {
         let opened = shard0
@@ -326,14 +339,6 @@ async fn bootstrap(
             let _ = news.send(Lifecycle::Failed(why));
             return;
         }
-    }
-    for target in shard0.all_shards() {
-        let _ = shard0
-            .call(target, |shard| async move {
-                compio::runtime::spawn(crate::saver::run(shard.clone())).detach();
-                compio::runtime::spawn(crate::cleaner::run(shard)).detach();
-            })
-            .await;
     }
     if let Err(why) = serve(shard0.clone()).await {
         let _ = news.send(Lifecycle::Failed(why));
@@ -349,7 +354,7 @@ async fn bootstrap(
     let _ = news.send(Lifecycle::Ready);
 }
 
-async fn open_owned_partitions(shard: &Rc<Shard>) -> Result<(), String> {
+async fn open_owned_partitions<S: ShardState>(shard: &Rc<Shard<S>>) -> Result<(), String> {
     let owned: Vec<_> = shard
         .metadata
         .borrow()
@@ -367,7 +372,7 @@ async fn open_owned_partitions(shard: &Rc<Shard>) -> Result<(), String> {
 
 /// The loop every shard runs until it is told to stop. It never sends into another inbox
 /// itself (calls run as tasks), so full inboxes cannot deadlock two loops.
-async fn inbox_loop(shard: Rc<Shard>, inbox: flume::Receiver<ShardMessage>) {
+async fn inbox_loop<S: ShardState>(shard: Rc<Shard<S>>, inbox: flume::Receiver<ShardMessage<S>>) {
     while let Ok(message) = inbox.recv_async().await {
         match message {
             ShardMessage::Call { from, call_id, job } => {
@@ -394,7 +399,7 @@ async fn inbox_loop(shard: Rc<Shard>, inbox: flume::Receiver<ShardMessage>) {
 }
 
 /// Shard 0's graceful shutdown of the whole server.
-async fn shut_down(shard0: Rc<Shard>) {
+async fn shut_down<S: ShardState>(shard0: Rc<Shard<S>>) {
     tracing::info!(shard = 0, "shutting down: no new connections, draining");
     for target in shard0.all_shards() {
         let _ = shard0
@@ -415,13 +420,13 @@ async fn shut_down(shard0: Rc<Shard>) {
     let _ = shard0.send(shard0.id(), ShardMessage::Stop).await;
 }
 
-async fn stop_serving(shard: &Rc<Shard>) {
+async fn stop_serving<S: ShardState>(shard: &Rc<Shard<S>>) {
     shard.begin_stopping();
     let deadline = Instant::now() + Duration::from_millis(CONNECTIONS_DRAIN_MS_MAX);
-    while !shard.clients.borrow().is_empty() && Instant::now() < deadline {
+    while shard.state().open_connections() > 0 && Instant::now() < deadline {
         compio::time::sleep(Duration::from_millis(CONNECTIONS_DRAIN_POLL_MS)).await;
     }
-    let left = shard.clients.borrow().len();
+    let left = shard.state().open_connections();
     if left > 0 {
         tracing::warn!(
             shard = shard.id().0,
@@ -431,7 +436,7 @@ async fn stop_serving(shard: &Rc<Shard>) {
     }
 }
 
-async fn close_partitions(shard: &Rc<Shard>) {
+async fn close_partitions<S: ShardState>(shard: &Rc<Shard<S>>) {
     for (key, log) in shard.owned_partitions() {
         if let Err(error) = log.close().await {
             tracing::error!(shard = shard.id().0, partition = %key, %error, "cannot flush partition at shutdown");

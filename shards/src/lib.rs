@@ -16,7 +16,6 @@
 #![warn(missing_docs)]
 
 mod cleaner;
-mod clients;
 mod counters;
 mod engine;
 mod message;
@@ -25,10 +24,10 @@ mod settings;
 mod shard;
 mod uring_probe;
 
-pub use cleaner::clean_retention;
-pub use clients::{ClientRecord, ClientTable, Transport};
+pub use cleaner::{clean_retention, run_retention_cleaner};
 pub use counters::ShardCounters;
-pub use engine::{Engine, EngineError, Lifecycle, Readiness, Serve, ShutdownHandle};
+pub use engine::{Engine, EngineError, Lifecycle, MakeState, Readiness, Serve, ShutdownHandle};
+pub use saver::run_saver;
 pub use settings::{INBOX_CAPACITY_MIN, ShardSettings, StorageSettings};
-pub use shard::{CallError, Shard};
+pub use shard::{CallError, Shard, ShardState};
 pub use uring_probe::{UringUnavailable, probe_io_uring};

@@ -4,22 +4,22 @@ use std::{any::Any, future::Future, pin::Pin, rc::Rc, sync::Arc};
 
 use galgo_metadata::{Event, ShardId};
 
-use crate::Shard;
+use crate::{Shard, ShardState};
 
 /// The boxed value a call produced; its type is fixed by the call that made it.
 pub(crate) type ReplyValue = Box<dyn Any + Send>;
 
 /// Work sent to another shard: runs there, on that shard's state, and yields the reply.
-pub(crate) type Job =
-    Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ReplyValue>>> + Send>;
+pub(crate) type Job<S> =
+    Box<dyn FnOnce(Rc<Shard<S>>) -> Pin<Box<dyn Future<Output = ReplyValue>>> + Send>;
 
 /// One inbox message.
-pub(crate) enum ShardMessage {
+pub(crate) enum ShardMessage<S: ShardState> {
     /// Run `job` here and send its value back to `from` as a `Reply` with `call_id`.
     Call {
         from: ShardId,
         call_id: u64,
-        job: Job,
+        job: Job<S>,
     },
     /// The result of a call this shard made.
     Reply { call_id: u64, value: ReplyValue },

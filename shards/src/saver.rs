@@ -8,11 +8,11 @@ use std::{
 
 use galgo_storage::FsyncMode;
 
-use crate::Shard;
+use crate::{Shard, ShardState};
 
 /// Runs until the shard stops. Each partition is flushed in a task of its own, so one slow
-/// disk operation never holds up the others.
-pub(crate) async fn run(shard: Rc<Shard>) {
+/// disk operation never holds up the others. Start one on every shard.
+pub async fn run_saver<S: ShardState>(shard: Rc<Shard<S>>) {
     let settings = shard.storage().clone();
     let period = Duration::from_millis(settings.flush_interval_ms.max(1));
     let fsync_every = Duration::from_millis(settings.fsync_interval_ms.max(1));

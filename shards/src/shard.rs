@@ -16,7 +16,7 @@ use galgo_storage::{MetadataLog, PartitionLog, StorageConfig, StorageError};
 use thiserror::Error;
 
 use crate::{
-    ClientTable, ShardCounters, StorageSettings,
+    ShardCounters, StorageSettings,
     counters::ShardCounters as Counters,
     message::{Job, ReplyValue, ShardMessage},
 };
@@ -29,39 +29,52 @@ pub enum CallError {
     ShardStopped(ShardId),
 }
 
+/// What the layer above the engine keeps on each shard (the server's clients, sessions and
+/// counters), like Seastar's `sharded<T>`: one value per shard, built on the shard's own thread
+/// and reached only there, through [`Shard::state`]. The engine tells it what it must know.
+pub trait ShardState: 'static {
+    /// A metadata event was just applied to this shard's replica.
+    fn on_event(&self, _event: &Event) {}
+
+    /// Connections still open on this shard: a graceful shutdown waits (a bounded time) for
+    /// them to finish before closing the partitions.
+    fn open_connections(&self) -> usize {
+        0
+    }
+}
+
+/// An engine with nothing above it (its own tests).
+impl ShardState for () {}
+
 /// The state of one shard. Lives on its own thread (it is `!Send`); other shards reach it only
 /// through its inbox.
-pub struct Shard {
+pub struct Shard<S: ShardState = ()> {
     id: ShardId,
-    inboxes: Vec<flume::Sender<ShardMessage>>,
+    inboxes: Vec<flume::Sender<ShardMessage<S>>>,
     pending: RefCell<HashMap<u64, oneshot::Sender<ReplyValue>>>,
     next_call_id: Cell<u64>,
     /// This shard's metadata replica. Never borrowed across an `.await`.
     pub metadata: RefCell<Metadata>,
     partitions: RefCell<HashMap<PartitionKey, Rc<PartitionLog>>>,
-    /// The connections this shard accepted.
-    pub clients: RefCell<ClientTable>,
     /// Counters for GetShardStats.
     pub counters: ShardCounters,
     storage: StorageSettings,
     storage_config: Rc<StorageConfig>,
     /// Shard 0 only: the metadata log, behind the lock that serialises metadata changes.
     writer: Option<async_lock::Mutex<MetadataLog>>,
-    /// For each (partition this shard owns, consumer group): the last offset a poll served
-    /// the group. A pending revocation completes once the group's stored offset reaches it
-    /// (PROTOCOL.md §8.6). Memory only: membership does not survive a restart either.
-    served: RefCell<HashMap<(PartitionKey, u32), u64>>,
     /// Sockets (listeners and connections) whose reads end when the shard stops.
     sockets: RefCell<HashMap<RawFd, ()>>,
     stopping: Cell<bool>,
+    state: S,
 }
 
-impl Shard {
+impl<S: ShardState> Shard<S> {
     pub(crate) fn new(
         id: ShardId,
-        inboxes: Vec<flume::Sender<ShardMessage>>,
+        inboxes: Vec<flume::Sender<ShardMessage<S>>>,
         storage: StorageSettings,
         writer: Option<MetadataLog>,
+        state: S,
     ) -> Self {
         let shard_count = inboxes.len() as u16;
         let mut metadata = Metadata::new(shard_count, storage.segment_size_bytes);
@@ -80,15 +93,19 @@ impl Shard {
             next_call_id: Cell::new(0),
             metadata: RefCell::new(metadata),
             partitions: RefCell::default(),
-            clients: RefCell::default(),
             counters: Counters::default(),
             storage,
             storage_config,
             writer: writer.map(async_lock::Mutex::new),
-            served: RefCell::default(),
             sockets: RefCell::default(),
             stopping: Cell::new(false),
+            state,
         }
+    }
+
+    /// What the layer above keeps on this shard.
+    pub fn state(&self) -> &S {
+        &self.state
     }
 
     /// This shard's id.
@@ -102,7 +119,7 @@ impl Shard {
     }
 
     /// Every shard id, this one included.
-    pub fn all_shards(&self) -> impl Iterator<Item = ShardId> + use<> {
+    pub fn all_shards(&self) -> impl Iterator<Item = ShardId> + use<S> {
         (0..self.shard_count()).map(ShardId)
     }
 
@@ -120,7 +137,7 @@ impl Shard {
     /// the closure. On the calling shard itself the job runs in place, with no hop.
     pub async fn call<T, F, Fut>(self: &Rc<Self>, target: ShardId, job: F) -> Result<T, CallError>
     where
-        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        F: FnOnce(Rc<Shard<S>>) -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
@@ -131,7 +148,7 @@ impl Shard {
         self.next_call_id.set(call_id + 1);
         let (slot, reply) = oneshot::channel();
         self.pending.borrow_mut().insert(call_id, slot);
-        let job: Job = Box::new(move |shard| {
+        let job: Job<S> = Box::new(move |shard| {
             Box::pin(async move { Box::new(job(shard).await) as ReplyValue })
         });
         let message = ShardMessage::Call {
@@ -151,7 +168,7 @@ impl Shard {
     }
 
     /// Sends into `target`'s inbox, waiting while it is full.
-    pub(crate) async fn send(&self, target: ShardId, message: ShardMessage) -> Result<(), ()> {
+    pub(crate) async fn send(&self, target: ShardId, message: ShardMessage<S>) -> Result<(), ()> {
         self.inboxes[usize::from(target.0)]
             .send_async(message)
             .await
@@ -168,9 +185,7 @@ impl Shard {
     /// Applies a metadata event from shard 0.
     pub(crate) fn apply_event(&self, event: &Event) {
         self.metadata.borrow_mut().apply(event);
-        if let Some(user) = event.change.ends_sessions_of() {
-            self.clients.borrow_mut().log_out_user(user.0);
-        }
+        self.state.on_event(event);
         ShardCounters::bump(&self.counters.events_applied);
     }
 
@@ -257,21 +272,6 @@ impl Shard {
             log.close().await?;
         }
         galgo_storage::remove_partition(&self.partition_dir(&key)).await
-    }
-
-    /// Records the last offset a poll served `group` from a partition this shard owns.
-    pub fn record_served(&self, key: PartitionKey, group: u32, offset: u64) {
-        self.served.borrow_mut().insert((key, group), offset);
-    }
-
-    /// The last offset a poll served `group` from a partition this shard owns, if any.
-    pub fn last_served(&self, key: PartitionKey, group: u32) -> Option<u64> {
-        self.served.borrow().get(&(key, group)).copied()
-    }
-
-    /// Forgets what was served to `group` from `key` (the group or its offsets were deleted).
-    pub fn forget_served(&self, key: PartitionKey, group: u32) {
-        self.served.borrow_mut().remove(&(key, group));
     }
 
     /// Registers a socket whose reads are shut down when the shard stops.

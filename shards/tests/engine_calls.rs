@@ -13,7 +13,7 @@ fn calls_reach_their_shard_and_local_calls_do_not_hop() {
     let dir = tempfile::tempdir().expect("temp dir");
     let seen: Arc<Mutex<Vec<(u16, u64, u64)>>> = Arc::default();
     let report = seen.clone();
-    let serve: Serve = Box::new(move |shard0| {
+    let serve: Serve<()> = Box::new(move |shard0| {
         Box::pin(async move {
             for target in [ShardId(2), ShardId(1), ShardId(0)] {
                 let ran_on = shard0
@@ -32,7 +32,13 @@ fn calls_reach_their_shard_and_local_calls_do_not_hop() {
             Ok(())
         })
     });
-    let mut engine = Engine::start(shards(3), storage(dir.path()), serve).expect("start");
+    let mut engine = Engine::start(
+        shards(3),
+        storage(dir.path()),
+        std::sync::Arc::new(|_| ()),
+        serve,
+    )
+    .expect("start");
     assert_eq!(engine.wait_ready().expect("ready"), Readiness::Serving);
     // Start-up itself calls every shard (open partitions, start savers); what matters is
     // that a call to shard 0 from shard 0 does not count as sent.
@@ -57,7 +63,7 @@ fn calls_reach_their_shard_and_local_calls_do_not_hop() {
 fn a_shutdown_during_startup_ends_the_wait_for_readiness() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (asked, asked_rx) = std::sync::mpsc::channel::<()>();
-    let serve: Serve = Box::new(move |_shard0| {
+    let serve: Serve<()> = Box::new(move |_shard0| {
         Box::pin(async move {
             // Start-up is under way: tell the test, then never finish.
             asked.send(()).expect("test waits");
@@ -65,7 +71,13 @@ fn a_shutdown_during_startup_ends_the_wait_for_readiness() {
             Ok(())
         })
     });
-    let mut engine = Engine::start(shards(2), storage(dir.path()), serve).expect("start");
+    let mut engine = Engine::start(
+        shards(2),
+        storage(dir.path()),
+        std::sync::Arc::new(|_| ()),
+        serve,
+    )
+    .expect("start");
     asked_rx
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("serve started");

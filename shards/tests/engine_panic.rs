@@ -10,7 +10,7 @@ use support::{shards, storage};
 #[test]
 fn a_panicking_shard_stops_the_engine_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let serve: Serve = Box::new(|shard0| {
+    let serve: Serve<()> = Box::new(|shard0| {
         Box::pin(async move {
             let _ = shard0
                 .call(ShardId(1), |_| async move {
@@ -20,7 +20,13 @@ fn a_panicking_shard_stops_the_engine_with_a_clear_message() {
             Ok(())
         })
     });
-    let mut engine = Engine::start(shards(2), storage(dir.path()), serve).expect("start");
+    let mut engine = Engine::start(
+        shards(2),
+        storage(dir.path()),
+        std::sync::Arc::new(|_| ()),
+        serve,
+    )
+    .expect("start");
     match engine.wait_ready() {
         Err(EngineError::Panicked(message)) => {
             assert!(message.contains("galgo-shard-1"), "{message}");

@@ -14,6 +14,10 @@
 //! * **full** (on leave, disconnect, or a change of the partition count): partition `i` goes
 //!   to the `(i % members)`-th member in id order, and pending revocations are dropped.
 
+mod changes;
+
+pub use changes::GroupKey;
+
 use std::{
     cmp::Reverse,
     collections::{BTreeMap, BTreeSet},

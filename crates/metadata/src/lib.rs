@@ -22,7 +22,6 @@ mod authorization;
 mod change;
 mod consumer_group;
 mod error;
-mod groups;
 mod ids;
 mod log_format;
 mod metadata;
@@ -34,9 +33,8 @@ pub use change::{
     Change, DeleteTokens, Event, GroupChange, MembershipChange, NewGroup, NewStream, NewTopic,
     NewUser, PartitionsChange, StreamChange, TokenChange, TopicChange, TopicSettings, UserChange,
 };
-pub use consumer_group::{ConsumerGroup, Member, Revocation};
+pub use consumer_group::{ConsumerGroup, GroupKey, Member, Revocation};
 pub use error::MetadataError;
-pub use groups::GroupKey;
 pub use ids::{
     ClientId, GroupId, MemberId, PartitionId, PartitionKey, ShardId, StreamId, TopicId, TopicKey,
     UserId,

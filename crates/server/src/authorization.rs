@@ -6,9 +6,9 @@
 //! for every command but Ping and the two logins, whatever its payload. The permission is
 //! checked after, once the request's identifiers are resolved.
 
+use crate::context::Shard;
 use galgo_metadata::{Need, authorize as decide};
 use galgo_protocol::{CommandCode, ErrorCode};
-use galgo_shards::Shard;
 
 use crate::{error::CommandError, session::Session};
 
@@ -27,7 +27,11 @@ pub fn authenticate(shard: &Shard, session: &mut Session, code: u32) -> Result<(
     if session.current_user(&metadata).is_none() {
         tracing::info!(shard = shard.id().0, peer = %session.peer, user_id = session.user_id, "session ended: its user was deleted or deactivated");
         session.log_out();
-        shard.clients.borrow_mut().set_user(session.client_id, None);
+        shard
+            .state()
+            .clients
+            .borrow_mut()
+            .set_user(session.client_id, None);
         return Err(ErrorCode::Unauthenticated.into());
     }
     Ok(())

@@ -10,6 +10,10 @@
 
 use std::{io, net::SocketAddr, os::fd::AsRawFd, rc::Rc, time::Duration};
 
+use crate::{
+    clients::{ClientRecord, Transport},
+    context::Shard,
+};
 use bytes::{Buf, Bytes, BytesMut};
 use compio::{BufResult, net::TcpStream};
 use galgo_metadata::ShardId;
@@ -17,7 +21,6 @@ use galgo_protocol::{
     CommandCode, ErrorCode, Request,
     frame::{REQUEST_HEADER_BYTES, RequestHeader, encode_response_header, error_response},
 };
-use galgo_shards::{ClientRecord, Shard, Transport};
 
 use crate::{
     authorization,
@@ -54,16 +57,10 @@ impl Listener {
 
 /// Serves one accepted socket until the peer leaves or the shard stops: handshakes first
 /// (TLS, WebSocket upgrade), then the frame loop. A failed handshake ends only this socket.
-pub async fn serve(
-    shard: Rc<Shard>,
-    context: Rc<Context>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    listener: Listener,
-) {
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, listener: Listener) {
     let nodelay = match listener {
-        Listener::Tcp => context.seed.tcp.nodelay,
-        Listener::WebSocket => context.seed.websocket.nodelay,
+        Listener::Tcp => shard.state().seed.tcp.nodelay,
+        Listener::WebSocket => shard.state().seed.websocket.nodelay,
     };
     if nodelay {
         let _ = stream.set_nodelay(true);
@@ -72,7 +69,7 @@ pub async fn serve(
     // (which shuts every registered socket's read side) also ends a pending handshake.
     let fd = stream.as_raw_fd();
     shard.register_socket(fd);
-    let served = handshake_and_serve(&shard, &context, stream, peer, listener).await;
+    let served = handshake_and_serve(&shard, stream, peer, listener).await;
     // The socket was closed when its stream was dropped, just before this point, with no await
     // in between: no other task of this shard can have reused the fd number yet.
     shard.unregister_socket(fd);
@@ -93,32 +90,31 @@ pub async fn serve(
 /// session; an error means a handshake failed.
 async fn handshake_and_serve(
     shard: &Rc<Shard>,
-    context: &Rc<Context>,
     stream: TcpStream,
     peer: SocketAddr,
     listener: Listener,
 ) -> io::Result<()> {
-    let seed = &context.seed;
+    let seed = &shard.state().seed;
     let websocket = &seed.websocket;
-    let (shard, context) = (shard.clone(), context.clone());
+    let shard = shard.clone();
     match (listener, &seed.tcp_tls, &seed.websocket_tls) {
-        (Listener::Tcp, None, _) => run_session(shard, context, stream, peer, listener).await,
+        (Listener::Tcp, None, _) => run_session(shard, stream, peer, listener).await,
         (Listener::Tcp, Some(tls), _) => {
             let limit = seed.tcp.tls.handshake_timeout_ms;
             let tls = in_time(limit, TlsStream::accept(stream, tls.clone())).await?;
-            run_session(shard, context, tls, peer, listener).await
+            run_session(shard, tls, peer, listener).await
         }
         (Listener::WebSocket, _, None) => {
             let upgrade = WsStream::accept(stream, websocket_config(websocket));
             let ws = in_time(websocket.handshake_timeout_ms, upgrade).await?;
-            run_session(shard, context, ws, peer, listener).await
+            run_session(shard, ws, peer, listener).await
         }
         (Listener::WebSocket, _, Some(tls)) => {
             let limit = websocket.tls.handshake_timeout_ms;
             let tls = in_time(limit, TlsStream::accept(stream, tls.clone())).await?;
             let upgrade = WsStream::accept(tls, websocket_config(websocket));
             let wss = in_time(websocket.handshake_timeout_ms, upgrade).await?;
-            run_session(shard, context, wss, peer, listener).await
+            run_session(shard, wss, peer, listener).await
         }
     }
     Ok(())
@@ -154,7 +150,7 @@ fn websocket_config(
 fn open_session(shard: &Shard, peer: SocketAddr, listener: Listener) -> Session {
     let transport = listener.transport();
     let session = Session::new(peer, transport);
-    shard.clients.borrow_mut().insert(ClientRecord {
+    shard.state().clients.borrow_mut().insert(ClientRecord {
         client_id: session.client_id,
         user_id: None,
         transport,
@@ -167,42 +163,41 @@ fn open_session(shard: &Shard, peer: SocketAddr, listener: Listener) -> Session 
 /// Opens the session of a new connection and serves it (it may move, see [`serve_movable`]).
 async fn run_session<S: Movable>(
     shard: Rc<Shard>,
-    context: Rc<Context>,
     stream: S,
     peer: SocketAddr,
     listener: Listener,
 ) {
     let session = open_session(&shard, peer, listener);
     let buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
-    serve_movable(shard, context, stream, buffer, session).await
+    serve_movable(shard, stream, buffer, session).await
 }
 
 /// Serves a session over any transport (new, or moved here from another shard) until it
 /// ends or moves on to the shard that owns its partitions (migration.rs).
 pub async fn serve_movable<S: Movable>(
     shard: Rc<Shard>,
-    context: Rc<Context>,
     stream: S,
     buffer: BytesMut,
     session: Session,
 ) {
+    let context = shard.state();
     let follower = (shard.shard_count() > 1).then(|| Follower::new(shard.id()));
-    let mut connection = Connection::new(stream, buffer, &context, follower);
+    let mut connection = Connection::new(stream, buffer, context, follower);
     let mut session = session;
     loop {
-        let target = match connection.run(&shard, &context, &mut session).await {
+        let target = match connection.run(&shard, context, &mut session).await {
             Ended::Moving(target) => target,
-            ended => return end_session(&shard, &context, connection, session, ended).await,
+            ended => return end_session(&shard, context, connection, session, ended).await,
         };
         // Reads and responses are all done: nothing of this session is in flight.
         let Connection { stream, buffer, .. } = connection;
-        match migration::depart(&shard, &context, stream, buffer, session, target).await {
+        match migration::depart(&shard, stream, buffer, session, target).await {
             // The target serves its own copy of the socket; this one was closed on return.
             Ok(()) => return,
             Err(Stay::Ended) => return,
             Err(Stay::Refused(stream, buffer, kept)) => {
                 // Served here from now on: a refused move is not retried at every request.
-                connection = Connection::new(stream, buffer, &context, None);
+                connection = Connection::new(stream, buffer, context, None);
                 session = kept;
             }
         }
@@ -232,7 +227,7 @@ async fn end_session<S: ByteStream>(
         // close_notify before closing its write side). A peer already gone makes it fail.
         let _ = connection.stream.close().await;
     }
-    shard.clients.borrow_mut().remove(session.client_id);
+    shard.state().clients.borrow_mut().remove(session.client_id);
     handler::client_gone(shard, context, session.client_id).await;
     match ended {
         Ended::Closed => {

@@ -1,4 +1,5 @@
-//! What the server part of each shard knows besides the shard's own state.
+//! The server's state on each shard ([`Context`]), and the configuration part every shard
+//! starts from ([`ContextSeed`]).
 
 use std::{
     cell::RefCell,
@@ -8,14 +9,17 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use galgo_metadata::{GroupKey, StreamId, TopicId};
+use galgo_metadata::{Event, StreamId, TopicId};
+use galgo_shards::ShardState;
 
 use crate::{
+    clients::ClientTable,
     config::{
         Config, ConsumerGroupConfig, LimitsConfig, PersonalAccessTokensConfig, RootConfig,
         TcpConfig, WebSocketConfigFile,
     },
     credentials::Hasher,
+    handler::GroupServing,
     tls_config,
 };
 
@@ -99,30 +103,37 @@ impl ContextSeed {
     }
 }
 
-/// One shard's server context. Lives on that shard only.
+/// The server's state on one shard: what its connections share (clients, Balanced counters,
+/// password hashing, the serving side of consumer groups) and the configuration part. The
+/// engine holds one per shard (`galgo_shards::Shard<Context>`, see [`Shard`]), built on the
+/// shard's thread; handlers reach it through `shard.state()`. Lives on that shard only.
 #[derive(Debug)]
 pub struct Context {
     /// The configuration part.
     pub seed: ContextSeed,
+    /// The connections this shard serves (accepted here or moved here).
+    pub clients: RefCell<ClientTable>,
     /// Round-robin counters of Balanced partitioning, per topic. Each shard keeps its own:
     /// balance over the messages a shard receives, with no shared counter.
     balanced: RefCell<HashMap<(StreamId, TopicId), u32>>,
     /// Password hashing of this shard's connections, off the shard's thread and bounded.
     pub hasher: Hasher,
-    /// Per (client, group): the round-robin position of the member's last poll without an
-    /// explicit partition. A member's polls all come through its own connection, so its
-    /// cursor lives on that connection's shard.
-    group_cursors: RefCell<HashMap<(u32, GroupKey), u32>>,
+    /// Consumer groups, the serving side: members' poll cursors and what was served.
+    pub groups: GroupServing,
 }
 
+/// A shard of the server.
+pub type Shard = galgo_shards::Shard<Context>;
+
 impl Context {
-    /// A shard's context.
+    /// A shard's state.
     pub fn new(seed: ContextSeed) -> Self {
         Self {
             seed,
+            clients: RefCell::default(),
             balanced: RefCell::default(),
             hasher: Hasher::default(),
-            group_cursors: RefCell::default(),
+            groups: GroupServing::default(),
         }
     }
 
@@ -137,73 +148,18 @@ impl Context {
     }
 }
 
-impl Context {
-    /// The partition a member polls next among its `partitions` (round-robin), advancing the
-    /// cursor; `None` when it has none.
-    pub fn next_group_partition(
-        &self,
-        client_id: u32,
-        group: GroupKey,
-        partitions: &[u32],
-    ) -> Option<u32> {
-        if partitions.is_empty() {
-            return None;
+impl ShardState for Context {
+    /// A deleted or deactivated user's sessions end: its clients show no user at once, and
+    /// each connection ends its own session at its next request.
+    fn on_event(&self, event: &Event) {
+        if let Some(user) = event.change.ends_sessions_of() {
+            self.clients.borrow_mut().log_out_user(user.0);
         }
-        let mut cursors = self.group_cursors.borrow_mut();
-        let cursor = cursors
-            .entry((client_id, group))
-            .and_modify(|cursor| *cursor = cursor.wrapping_add(1))
-            .or_insert(0);
-        Some(partitions[*cursor as usize % partitions.len()])
     }
 
-    /// The partition of the member's last poll (the cursor is read, not advanced).
-    pub fn current_group_partition(
-        &self,
-        client_id: u32,
-        group: GroupKey,
-        partitions: &[u32],
-    ) -> Option<u32> {
-        let cursor = self
-            .group_cursors
-            .borrow()
-            .get(&(client_id, group))
-            .copied()
-            .unwrap_or(0);
-        (!partitions.is_empty()).then(|| partitions[cursor as usize % partitions.len()])
+    fn open_connections(&self) -> usize {
+        self.clients.borrow().len()
     }
-
-    /// Forgets a member's cursor (it left the group).
-    pub fn forget_group_cursor(&self, client_id: u32, group: GroupKey) {
-        self.group_cursors.borrow_mut().remove(&(client_id, group));
-    }
-
-    /// Forgets every cursor of a client whose connection moved to another shard; its polls
-    /// start a new round there.
-    pub fn forget_client(&self, client_id: u32) {
-        self.group_cursors
-            .borrow_mut()
-            .retain(|(client, _), _| *client != client_id);
-    }
-}
-
-thread_local! {
-    /// The context of the shard running on this thread, for connections handed over from
-    /// another shard (a shard is one thread, so the thread names the shard).
-    static SHARD_CONTEXT: std::cell::OnceCell<std::rc::Rc<Context>> =
-        const { std::cell::OnceCell::new() };
-}
-
-/// Makes `context` the one of the shard on this thread (once, when it starts accepting).
-pub fn install(context: std::rc::Rc<Context>) {
-    SHARD_CONTEXT.with(|slot| {
-        let _ = slot.set(context);
-    });
-}
-
-/// The context of the shard on this thread, if it serves connections.
-pub fn installed() -> Option<std::rc::Rc<Context>> {
-    SHARD_CONTEXT.with(|slot| slot.get().cloned())
 }
 
 /// The wall clock in µs since the Unix epoch.

@@ -14,6 +14,7 @@ mod tokens;
 mod topics;
 mod users;
 
+pub use groups::{GroupServing, expire_revocations as expire_group_revocations};
 pub use tokens::clean_expired as clean_expired_tokens;
 pub use users::{ensure_root, start_root_creation};
 
@@ -22,9 +23,13 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use galgo_metadata::{Metadata, MetadataError, Need, StreamId, TopicId, TopicKey};
 use galgo_protocol::{Command, Identifier, Request};
-use galgo_shards::Shard;
 
-use crate::{authorization, context::Context, error::CommandError, session::Session};
+use crate::{
+    authorization,
+    context::{Context, Shard},
+    error::CommandError,
+    session::Session,
+};
 
 /// A successful answer: payload chunks sent back to back after the response header.
 #[derive(Debug, Default)]
@@ -58,12 +63,6 @@ impl Reply {
 /// A connection ended: its client leaves every consumer group it joined.
 pub async fn client_gone(shard: &Rc<Shard>, context: &Context, client_id: u32) {
     groups::leave_all(shard, context, client_id).await;
-}
-
-/// Shard 0's own periodic tasks of the command layer: timed-out group revocations.
-pub fn start_shard0_tasks(shard0: &Rc<Shard>, seed: &crate::context::ContextSeed) {
-    let task = groups::expire_revocations(shard0.clone(), seed.consumer_group.clone());
-    compio::runtime::spawn(task).detach();
 }
 
 /// What a command ends in.

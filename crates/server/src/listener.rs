@@ -8,12 +8,11 @@ use std::{
     time::Duration,
 };
 
-use galgo_shards::{Serve, Shard};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{
     connection::{self, Listener},
-    context::{Context, ContextSeed},
+    context::Shard,
 };
 
 /// Listen backlog per shard.
@@ -21,46 +20,42 @@ const LISTEN_BACKLOG: i32 = 1024;
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 const ACCEPT_RETRY_MS: u64 = 20;
 
-/// The engine's `serve` step for every enabled listener (TCP, WebSocket): shard 0 binds first
-/// (learning the real ports when an address has port 0), then every other shard binds the same
-/// addresses. Each shard has one server context for all its listeners.
-pub fn serve(seed: ContextSeed) -> Serve {
-    Box::new(move |shard0: Rc<Shard>| {
-        Box::pin(async move {
-            crate::handler::start_shard0_tasks(&shard0, &seed);
-            let mut wanted = Vec::new();
-            if seed.tcp.enabled {
-                wanted.push((Listener::Tcp, seed.tcp.address));
-            }
-            if seed.websocket.enabled {
-                wanted.push((Listener::WebSocket, seed.websocket.address));
-            }
-            let first = bind_all(&wanted)?;
-            let bound = first
-                .iter()
-                .map(|(kind, socket)| {
-                    let address = socket
-                        .local_addr()
-                        .map_err(|error| format!("cannot read the bound address: {error}"))?;
-                    Ok((*kind, address))
-                })
-                .collect::<Result<Vec<_>, String>>()?;
-            start_accepting(&shard0, seed.clone(), first)?;
-            for target in shard0.all_shards().filter(|&id| id != shard0.id()) {
-                let (seed, bound) = (seed.clone(), bound.clone());
-                shard0
-                    .call(target, move |shard| async move {
-                        start_accepting(&shard, seed, bind_all(&bound)?)
-                    })
-                    .await
-                    .map_err(|error| error.to_string())??;
-            }
-            for (kind, address) in bound {
-                publish(&shard0, &seed, kind, address);
-            }
-            Ok(())
+/// Binds every enabled listener (TCP, WebSocket) on every shard: shard 0 first (learning the
+/// real ports when an address has port 0), then every other shard the same addresses. Each
+/// shard accepts its share from then on.
+pub async fn listen_on_every_shard(shard0: &Rc<Shard>) -> Result<(), String> {
+    let seed = &shard0.state().seed;
+    let mut wanted = Vec::new();
+    if seed.tcp.enabled {
+        wanted.push((Listener::Tcp, seed.tcp.address));
+    }
+    if seed.websocket.enabled {
+        wanted.push((Listener::WebSocket, seed.websocket.address));
+    }
+    let first = bind_all(&wanted)?;
+    let bound = first
+        .iter()
+        .map(|(kind, socket)| {
+            let address = socket
+                .local_addr()
+                .map_err(|error| format!("cannot read the bound address: {error}"))?;
+            Ok((*kind, address))
         })
-    })
+        .collect::<Result<Vec<_>, String>>()?;
+    start_accepting(shard0, first)?;
+    for target in shard0.all_shards().filter(|&id| id != shard0.id()) {
+        let bound = bound.clone();
+        shard0
+            .call(target, move |shard| async move {
+                start_accepting(&shard, bind_all(&bound)?)
+            })
+            .await
+            .map_err(|error| error.to_string())??;
+    }
+    for (kind, address) in bound {
+        publish(shard0, kind, address);
+    }
+    Ok(())
 }
 
 fn bind_all(wanted: &[(Listener, SocketAddr)]) -> Result<Vec<(Listener, StdListener)>, String> {
@@ -71,8 +66,9 @@ fn bind_all(wanted: &[(Listener, SocketAddr)]) -> Result<Vec<(Listener, StdListe
 }
 
 /// Records a bound address for the ready line and GetClusterMetadata, and logs it.
-fn publish(shard0: &Shard, seed: &ContextSeed, kind: Listener, address: SocketAddr) {
+fn publish(shard0: &Shard, kind: Listener, address: SocketAddr) {
     let shards = shard0.shard_count();
+    let seed = &shard0.state().seed;
     match kind {
         Listener::Tcp => {
             let _ = seed.bound.tcp.set(address);
@@ -104,14 +100,11 @@ fn bind_reuseport(address: SocketAddr) -> Result<StdListener, String> {
     bind().map_err(|error| format!("cannot listen on {address}: {error}"))
 }
 
-/// Starts this shard's accept loops, sharing one new server context.
+/// Starts this shard's accept loops.
 fn start_accepting(
     shard: &Rc<Shard>,
-    seed: ContextSeed,
     listeners: Vec<(Listener, StdListener)>,
 ) -> Result<(), String> {
-    let context = Rc::new(Context::new(seed));
-    crate::context::install(context.clone());
     for (kind, listener) in listeners {
         let listener = compio::net::TcpListener::from_std(listener).map_err(|error| {
             format!(
@@ -119,21 +112,16 @@ fn start_accepting(
                 shard.id()
             )
         })?;
-        let task = accept_loop(shard.clone(), context.clone(), kind, listener);
+        let task = accept_loop(shard.clone(), kind, listener);
         compio::runtime::spawn(task).detach();
     }
     Ok(())
 }
 
-async fn accept_loop(
-    shard: Rc<Shard>,
-    context: Rc<Context>,
-    kind: Listener,
-    listener: compio::net::TcpListener,
-) {
+async fn accept_loop(shard: Rc<Shard>, kind: Listener, listener: compio::net::TcpListener) {
     let fd = listener.as_raw_fd();
     shard.register_socket(fd);
-    let connections_max = context.seed.limits.connections_per_shard_max;
+    let connections_max = shard.state().seed.limits.connections_per_shard_max;
     loop {
         let accepted = listener.accept().await;
         if shard.is_stopping() {
@@ -141,11 +129,11 @@ async fn accept_loop(
         }
         match accepted {
             Ok((stream, peer)) => {
-                if shard.clients.borrow().len() >= connections_max {
+                if shard.state().clients.borrow().len() >= connections_max {
                     tracing::warn!(shard = shard.id().0, %peer, ?kind, connections_max, "connection refused: shard is full");
                     continue;
                 }
-                let task = connection::serve(shard.clone(), context.clone(), stream, peer, kind);
+                let task = connection::serve(shard.clone(), stream, peer, kind);
                 compio::runtime::spawn(task).detach();
             }
             Err(error) => {

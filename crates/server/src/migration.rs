@@ -21,14 +21,14 @@ use std::{
     rc::Rc,
 };
 
+use crate::{clients::ClientRecord, context::Shard};
 use bytes::BytesMut;
 use compio::net::TcpStream;
 use galgo_metadata::ShardId;
-use galgo_shards::{ClientRecord, Shard};
 
 use crate::{
     byte_stream::ByteStream,
-    connection, context, handler,
+    connection, handler,
     session::Session,
     tls_stream::{TlsState, TlsStream},
     ws_stream::{WsState, WsStream},
@@ -140,12 +140,12 @@ type Refusal<T> = (T, BytesMut, Session, &'static str);
 /// target at `connections_per_shard_max` refuses, and the session goes on here.
 pub async fn depart<S: Movable>(
     shard: &Rc<Shard>,
-    context: &context::Context,
     stream: S,
     buffer: BytesMut,
     session: Session,
     target: ShardId,
 ) -> Result<(), Stay<S>> {
+    let context = shard.state();
     let client_id = session.client_id;
     let (socket, state) = stream.split();
     let copy = match socket.as_fd().try_clone_to_owned() {
@@ -162,8 +162,8 @@ pub async fn depart<S: Movable>(
         .await;
     match moved {
         Ok(Ok(())) => {
-            shard.clients.borrow_mut().remove(client_id);
-            context.forget_client(client_id);
+            shard.state().clients.borrow_mut().remove(client_id);
+            context.groups.forget_client(client_id);
             tracing::debug!(
                 from = shard.id().0,
                 to = target.0,
@@ -184,7 +184,7 @@ pub async fn depart<S: Movable>(
         }
         Err(error) => {
             tracing::debug!(from = shard.id().0, to = target.0, client_id, %error, "connection not moved: shard stopping");
-            shard.clients.borrow_mut().remove(client_id);
+            shard.state().clients.borrow_mut().remove(client_id);
             handler::client_gone(shard, context, client_id).await;
             Err(Stay::Ended)
         }
@@ -200,13 +200,11 @@ fn arrive<S: Movable>(
     buffer: BytesMut,
     session: Session,
 ) -> Result<(), Refusal<S::State>> {
-    let Some(context) = context::installed() else {
-        return Err((state, buffer, session, "this shard serves no connections"));
-    };
+    let connections_max = shard.state().seed.limits.connections_per_shard_max;
     if shard.is_stopping() {
         return Err((state, buffer, session, "shard stopping"));
     }
-    if shard.clients.borrow().len() >= context.seed.limits.connections_per_shard_max {
+    if shard.state().clients.borrow().len() >= connections_max {
         return Err((state, buffer, session, "shard is full"));
     }
     let socket = match TcpStream::from_std(socket) {
@@ -215,13 +213,13 @@ fn arrive<S: Movable>(
     };
     let fd = socket.as_raw_fd();
     let stream = S::join(socket, state);
-    shard.clients.borrow_mut().insert(ClientRecord {
+    shard.state().clients.borrow_mut().insert(ClientRecord {
         client_id: session.client_id,
         user_id: session.user_id,
         transport: session.transport,
         address: session.peer.to_string(),
     });
-    let task = serve_arrived(shard, context, fd, stream, buffer, session);
+    let task = serve_arrived(shard, fd, stream, buffer, session);
     compio::runtime::spawn(task).detach();
     Ok(())
 }
@@ -230,7 +228,6 @@ fn arrive<S: Movable>(
 /// shutdown like an accepted one.
 async fn serve_arrived<S: Movable>(
     shard: Rc<Shard>,
-    context: Rc<context::Context>,
     fd: RawFd,
     stream: S,
     buffer: BytesMut,
@@ -238,7 +235,7 @@ async fn serve_arrived<S: Movable>(
 ) {
     let peer: SocketAddr = session.peer;
     shard.register_socket(fd);
-    connection::serve_movable(shard.clone(), context, stream, buffer, session).await;
+    connection::serve_movable(shard.clone(), stream, buffer, session).await;
     // As in connection::serve: the stream was dropped just before, with no await in between.
     shard.unregister_socket(fd);
     tracing::trace!(shard = shard.id().0, %peer, "moved connection done");

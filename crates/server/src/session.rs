@@ -2,9 +2,9 @@
 
 use std::{cell::Cell, net::SocketAddr};
 
+use crate::clients::Transport;
 use galgo_metadata::{Metadata, ShardId, User, UserId};
 use galgo_protocol::ErrorCode;
-use galgo_shards::Transport;
 
 /// One connection's session. Lives in its connection task, on the accepting shard or the
 /// shard the connection moved to.

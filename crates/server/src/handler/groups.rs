@@ -8,7 +8,7 @@
 //! the old owner's commit reaches that (checked on join, on store and on auto-commit), or when
 //! `[consumer_group] rebalancing_timeout_ms` passes.
 
-use std::{rc::Rc, time::Duration};
+use std::{cell::RefCell, collections::HashMap, rc::Rc, time::Duration};
 
 use bytes::BytesMut;
 use galgo_metadata::{
@@ -22,7 +22,6 @@ use galgo_protocol::{
         GroupDetails, GroupHeader, GroupMember, JoinConsumerGroup, LeaveConsumerGroup,
     },
 };
-use galgo_shards::Shard;
 use galgo_storage::OffsetOwner;
 
 use super::{
@@ -31,10 +30,91 @@ use super::{
 };
 use crate::{
     config::ConsumerGroupConfig,
-    context::{Context, now_us},
+    context::{Context, Shard, now_us},
     error::CommandError,
     session::Session,
 };
+
+/// The serving side of consumer groups on one shard: the poll cursors of the members whose
+/// connections this shard serves, and, for the partitions it owns, what was served to each
+/// group. Memory only: membership does not survive a restart either. Lives in the shard's
+/// [`Context`].
+#[derive(Debug, Default)]
+pub struct GroupServing {
+    /// Per (client, group): the round-robin position of the member's last poll without an
+    /// explicit partition. A member's polls all come through its own connection, so its
+    /// cursor lives on that connection's shard.
+    cursors: RefCell<HashMap<(u32, GroupKey), u32>>,
+    /// For each (partition this shard owns, consumer group): the last offset a poll served
+    /// the group. A pending revocation completes once the group's stored offset reaches it
+    /// (PROTOCOL.md §8.6).
+    served: RefCell<HashMap<(PartitionKey, u32), u64>>,
+}
+
+impl GroupServing {
+    /// The partition a member polls next among its `partitions` (round-robin), advancing the
+    /// cursor; `None` when it has none.
+    pub fn next_partition(
+        &self,
+        client_id: u32,
+        group: GroupKey,
+        partitions: &[u32],
+    ) -> Option<u32> {
+        if partitions.is_empty() {
+            return None;
+        }
+        let mut cursors = self.cursors.borrow_mut();
+        let cursor = cursors
+            .entry((client_id, group))
+            .and_modify(|cursor| *cursor = cursor.wrapping_add(1))
+            .or_insert(0);
+        Some(partitions[*cursor as usize % partitions.len()])
+    }
+
+    /// The partition of the member's last poll (the cursor is read, not advanced).
+    pub fn current_partition(
+        &self,
+        client_id: u32,
+        group: GroupKey,
+        partitions: &[u32],
+    ) -> Option<u32> {
+        let cursor = self
+            .cursors
+            .borrow()
+            .get(&(client_id, group))
+            .copied()
+            .unwrap_or(0);
+        (!partitions.is_empty()).then(|| partitions[cursor as usize % partitions.len()])
+    }
+
+    /// Forgets a member's cursor (it left the group).
+    pub fn forget_cursor(&self, client_id: u32, group: GroupKey) {
+        self.cursors.borrow_mut().remove(&(client_id, group));
+    }
+
+    /// Forgets every cursor of a client whose connection moved to another shard; its polls
+    /// start a new round there.
+    pub fn forget_client(&self, client_id: u32) {
+        self.cursors
+            .borrow_mut()
+            .retain(|(client, _), _| *client != client_id);
+    }
+
+    /// Records the last offset a poll served `group` from a partition this shard owns.
+    pub fn record_served(&self, key: PartitionKey, group: u32, offset: u64) {
+        self.served.borrow_mut().insert((key, group), offset);
+    }
+
+    /// The last offset a poll served `group` from a partition this shard owns, if any.
+    pub fn last_served(&self, key: PartitionKey, group: u32) -> Option<u64> {
+        self.served.borrow().get(&(key, group)).copied()
+    }
+
+    /// Forgets what was served to `group` from `key` (the group or its offsets were deleted).
+    pub fn forget_served(&self, key: PartitionKey, group: u32) {
+        self.served.borrow_mut().remove(&(key, group));
+    }
+}
 
 fn header(topic: &Topic, group: &ConsumerGroup) -> GroupHeader {
     GroupHeader {
@@ -178,7 +258,7 @@ async fn forget_group_offsets(
         shard
             .call(owner, move |shard| async move {
                 for key in keys {
-                    shard.forget_served(key, group);
+                    shard.state().groups.forget_served(key, group);
                     if let Some(log) = shard.partition(&key) {
                         log.delete_offset(OffsetOwner::Group(group)).await?;
                     }
@@ -228,7 +308,7 @@ pub async fn leave(
 ) -> Outcome {
     let (key, _) = shard.metadata.borrow().group_in(topic, &leave.group)?;
     leave_group(shard, key, session.client_id).await?;
-    context.forget_group_cursor(session.client_id, key);
+    context.groups.forget_cursor(session.client_id, key);
     Ok(Reply::empty())
 }
 
@@ -251,7 +331,7 @@ async fn leave_group(shard: &Rc<Shard>, key: GroupKey, client_id: u32) -> Result
 pub async fn leave_all(shard: &Rc<Shard>, context: &Context, client_id: u32) {
     let memberships = shard.metadata.borrow().memberships_of(client_id);
     for (key, _) in memberships {
-        context.forget_group_cursor(client_id, key);
+        context.groups.forget_cursor(client_id, key);
         match leave_group(shard, key, client_id).await {
             Ok(()) => {
                 tracing::debug!(shard = shard.id().0, client_id, group = ?key, "disconnected member left its group")
@@ -267,7 +347,7 @@ pub async fn leave_all(shard: &Rc<Shard>, context: &Context, client_id: u32) {
 /// group was never served from it, or its stored offset reached what it was served. Runs on
 /// the partition's owner.
 pub fn revocation_ready(shard: &Shard, key: PartitionKey, group: u32) -> bool {
-    let Some(served) = shard.last_served(key, group) else {
+    let Some(served) = shard.state().groups.last_served(key, group) else {
         return true;
     };
     shard

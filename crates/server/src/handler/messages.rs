@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use crate::context::Shard;
 use bytes::{Bytes, BytesMut};
 use galgo_metadata::{GroupKey, Metadata, MetadataError, Need, PartitionKey, ShardId, TopicKey};
 use galgo_protocol::{
@@ -11,7 +12,6 @@ use galgo_protocol::{
     consumer_key,
     partitioning::partition_for_key,
 };
-use galgo_shards::Shard;
 use galgo_storage::{OffsetOwner, PartitionLog};
 
 use super::{
@@ -130,7 +130,9 @@ fn group_partition(
         Some(partition) => Some(partition).filter(|&p| found.owns(member.id, p)),
         None => {
             let partitions = found.pollable_partitions(member.id);
-            context.next_group_partition(session.client_id, key, &partitions)
+            context
+                .groups
+                .next_partition(session.client_id, key, &partitions)
         }
     };
     Ok((key, partition))
@@ -158,7 +160,10 @@ async fn poll_group(
         let (chunks, last_returned) =
             poll_partition(&log, partition, owner_key, strategy, count, auto_commit).await?;
         if let Some(last_returned) = last_returned {
-            shard.record_served(key, group.group.0, last_returned);
+            shard
+                .state()
+                .groups
+                .record_served(key, group.group.0, last_returned);
             if auto_commit {
                 after_group_commit(&shard, group, partition).await?;
             }

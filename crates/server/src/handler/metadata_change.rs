@@ -5,11 +5,11 @@
 
 use std::rc::Rc;
 
+use crate::context::Shard;
 use galgo_metadata::{
     Change, Metadata, MetadataError, NewTopic, PartitionId, PartitionKey, PartitionsChange,
     ShardId, TopicChange,
 };
-use galgo_shards::Shard;
 
 use super::partition_calls::{PartitionOp, on_owners};
 use crate::error::CommandError;

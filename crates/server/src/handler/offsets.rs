@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use crate::context::Shard;
 use galgo_metadata::{GroupKey, Metadata, MetadataError, Need, TopicKey};
 use galgo_protocol::{
     Consumer, ErrorCode,
@@ -12,7 +13,6 @@ use galgo_protocol::{
     },
     consumer_key,
 };
-use galgo_shards::Shard;
 use galgo_storage::OffsetOwner;
 
 use super::{
@@ -72,7 +72,9 @@ fn resolve_for_write(
         Some(partition) => Some(partition).filter(|&p| group.owns(member.id, p)),
         None => {
             let partitions = group.pollable_partitions(member.id);
-            context.current_group_partition(session.client_id, key, &partitions)
+            context
+                .groups
+                .current_partition(session.client_id, key, &partitions)
         }
     }
     .ok_or(ErrorCode::NotResolvedConsumer)?;

@@ -3,9 +3,9 @@
 
 use std::{collections::BTreeMap, future::Future, rc::Rc};
 
+use crate::context::Shard;
 use galgo_metadata::{PartitionKey, ShardId};
 use galgo_protocol::ErrorCode;
-use galgo_shards::Shard;
 use galgo_storage::{PartitionLog, PartitionStats, StorageError};
 
 use crate::error::CommandError;

@@ -2,9 +2,9 @@
 
 use std::rc::Rc;
 
+use crate::context::Shard;
 use galgo_metadata::{Metadata, Need, TopicKey};
 use galgo_protocol::command::topics::DeleteSegments;
-use galgo_shards::Shard;
 
 use super::{
     Cx, Handler, Outcome, Reply, TopicScope, messages::locate, on_topic,

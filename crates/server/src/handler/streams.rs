@@ -2,6 +2,7 @@
 
 use std::rc::Rc;
 
+use crate::context::Shard;
 use bytes::BytesMut;
 use galgo_metadata::{Metadata, Need, PartitionKey, ShardId, Stream, StreamId};
 use galgo_protocol::{
@@ -14,7 +15,6 @@ use galgo_protocol::{
         topics::TopicHeader,
     },
 };
-use galgo_shards::Shard;
 
 use super::{
     Cx, Handler, Outcome, Reply, StreamScope,

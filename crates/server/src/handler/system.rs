@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, rc::Rc};
 
+use crate::{clients::ClientRecord, context::Shard};
 use bytes::BytesMut;
 use galgo_protocol::{
     ErrorCode,
@@ -11,7 +12,6 @@ use galgo_protocol::{
         ShardStats, Stats,
     },
 };
-use galgo_shards::{ClientRecord, Shard};
 
 use galgo_metadata::{Metadata, Need};
 
@@ -58,7 +58,9 @@ async fn all_clients(shard: &Rc<Shard>) -> Result<Vec<ClientRecord>, crate::erro
     for target in shard.all_shards() {
         clients.extend(
             shard
-                .call(target, |shard| async move { shard.clients.borrow().all() })
+                .call(target, |shard| async move {
+                    shard.state().clients.borrow().all()
+                })
                 .await?,
         );
     }
@@ -112,7 +114,7 @@ async fn gather(shard: &Rc<Shard>) -> Result<Vec<ShardFigures>, crate::error::Co
                         shard.counters.calls_received.get(),
                         shard.counters.events_applied.get(),
                     ),
-                    connections: shard.clients.borrow().len() as u32,
+                    connections: shard.state().clients.borrow().len() as u32,
                     partitions: owned.len() as u32,
                     ..ShardFigures::default()
                 };

@@ -6,6 +6,7 @@
 
 use std::{rc::Rc, time::Duration};
 
+use crate::context::Shard;
 use bytes::BytesMut;
 use galgo_metadata::{Metadata, Need, UserId};
 use galgo_protocol::{
@@ -15,7 +16,6 @@ use galgo_protocol::{
         LoginWithPersonalAccessToken, PersonalAccessTokenInfo, RawPersonalAccessToken,
     },
 };
-use galgo_shards::Shard;
 
 use super::{Cx, Handler, Outcome, Reply, metadata_change::change_metadata, users::log_in};
 use crate::{

@@ -3,13 +3,13 @@
 
 use std::{collections::BTreeMap, rc::Rc};
 
+use crate::context::Shard;
 use bytes::BytesMut;
 use galgo_metadata::{Metadata, Need, PartitionKey, StreamId, Topic, TopicKey, TopicSettings};
 use galgo_protocol::command::topics::{
     CompressionAlgorithm, CreatePartitions, CreateTopic, DeletePartitions, DeleteTopic, GetTopic,
     GetTopics, PartitionInfo, PurgeTopic, TopicDetails, TopicHeader, UpdateTopic,
 };
-use galgo_shards::Shard;
 
 use super::{
     Cx, Handler, Outcome, Reply, StreamScope, TopicScope,

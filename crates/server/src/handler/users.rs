@@ -7,6 +7,7 @@
 
 use std::rc::Rc;
 
+use crate::context::Shard;
 use bytes::BytesMut;
 use galgo_metadata::{Metadata, MetadataError, Need, ROOT_USER_ID, ShardId, User, UserId};
 use galgo_protocol::{
@@ -16,7 +17,6 @@ use galgo_protocol::{
         LogoutUser, UpdatePermissions, UpdateUser, UserDetails, UserHeader, UserStatus,
     },
 };
-use galgo_shards::Shard;
 
 use super::{Cx, Handler, Outcome, Reply, metadata_change::change_metadata};
 use crate::{
@@ -211,6 +211,7 @@ pub async fn login(
 pub fn log_in(shard: &Shard, session: &mut Session, user: &User) -> Reply {
     session.log_in(user);
     shard
+        .state()
         .clients
         .borrow_mut()
         .set_user(session.client_id, session.user_id);
@@ -222,7 +223,11 @@ pub fn log_in(shard: &Shard, session: &mut Session, user: &User) -> Reply {
 /// LogoutUser: the session is anonymous again.
 pub fn logout(shard: &Rc<Shard>, session: &mut Session) -> Outcome {
     session.log_out();
-    shard.clients.borrow_mut().set_user(session.client_id, None);
+    shard
+        .state()
+        .clients
+        .borrow_mut()
+        .set_user(session.client_id, None);
     Ok(Reply::empty())
 }
 

@@ -1,4 +1,5 @@
-//! The clients (connections) a shard accepted.
+//! The clients (connections) a shard serves, as GetClients reports them. Part of the shard's
+//! [`Context`](crate::context::Context).
 
 use std::collections::HashMap;
 
@@ -55,10 +56,6 @@ impl ClientTable {
             }
         }
     }
-    /// One client.
-    pub fn get(&self, client_id: u32) -> Option<&ClientRecord> {
-        self.clients.get(&client_id)
-    }
     /// Every client of this shard.
     pub fn all(&self) -> Vec<ClientRecord> {
         self.clients.values().cloned().collect()
@@ -66,9 +63,5 @@ impl ClientTable {
     /// How many.
     pub fn len(&self) -> usize {
         self.clients.len()
-    }
-    /// True when none.
-    pub fn is_empty(&self) -> bool {
-        self.clients.is_empty()
     }
 }

@@ -1,5 +1,5 @@
 //! Consumer-group changes: validation on shard 0 (`prepare_*`) and `apply` on every replica.
-//! The membership rules themselves are in `consumer_group`.
+//! The membership rules themselves are the parent module's.
 
 use galgo_protocol::identifier::Identifier;
 use rkyv::{Archive, Deserialize, Serialize};
