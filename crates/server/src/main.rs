@@ -5,7 +5,6 @@
 //! the whole server.
 
 mod authorization;
-mod byte_stream;
 mod config;
 mod connection;
 mod context;
@@ -16,9 +15,6 @@ mod host;
 mod listener;
 mod migration;
 mod session;
-mod tls_config;
-mod tls_stream;
-mod ws_stream;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
