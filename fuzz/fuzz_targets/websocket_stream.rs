@@ -1,21 +1,14 @@
-//! The server's WebSocket adapter (crates/server/src/ws_stream.rs, compiled in as it is) fed
-//! an upgrade request followed by arbitrary bytes, split into arbitrary reads: it never
-//! panics, and what it hands the frame loop is only the payload of binary or text messages,
-//! never more bytes than arrived.
+//! The server side of the WebSocket adapter (galgo-transport's `WsStream<_, Server>`, with
+//! its unframing in crates/transport/src/ws_unframing.rs) fed an upgrade request followed by
+//! arbitrary bytes, split into arbitrary reads: it never panics, and what it hands the frame
+//! loop is only the payload of binary or text messages, never more bytes than arrived.
 #![no_main]
-
-#[path = "../../crates/server/src/byte_stream.rs"]
-#[allow(dead_code)]
-mod byte_stream;
-#[path = "../../crates/server/src/ws_stream.rs"]
-#[allow(dead_code)]
-mod ws_stream;
 
 use std::{collections::VecDeque, io};
 
-use byte_stream::ByteStream;
 use bytes::{Bytes, BytesMut};
 use compio::BufResult;
+use galgo_transport::{ByteStream, Server, WsStream};
 use libfuzzer_sys::fuzz_target;
 use tungstenite::protocol::WebSocketConfig;
 
@@ -36,7 +29,12 @@ impl ByteStream for Scripted {
         BufResult(Ok(piece.len()), buffer)
     }
 
-    async fn write(&mut self, chunks: Vec<Bytes>) -> io::Result<()> {
+    async fn write(&mut self, buffer: BytesMut) -> BufResult<(), BytesMut> {
+        self.sent_bytes += buffer.len();
+        BufResult(Ok(()), buffer)
+    }
+
+    async fn write_vectored(&mut self, chunks: Vec<Bytes>) -> io::Result<()> {
         self.sent_bytes += chunks.iter().map(Bytes::len).sum::<usize>();
         Ok(())
     }
@@ -64,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
     config.max_frame_size = Some(1 << 16);
     let runtime = compio::runtime::Runtime::new().expect("io_uring runtime");
     runtime.block_on(async move {
-        let Ok(mut stream) = ws_stream::WsStream::accept(peer, config).await else {
+        let Ok(mut stream) = WsStream::<_, Server>::accept(peer, config).await else {
             return;
         };
         let mut delivered = 0usize;
@@ -79,6 +77,6 @@ fuzz_target!(|data: &[u8]| {
             assert!(delivered <= total_in, "more bytes out than came in");
             buffer.clear();
         }
-        let _ = stream.write(vec![Bytes::from_static(b"reply")]).await;
+        let _ = stream.write_vectored(vec![Bytes::from_static(b"reply")]).await;
     });
 });

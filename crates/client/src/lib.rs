@@ -16,7 +16,6 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod byte_stream;
 pub mod client;
 pub mod connection_string;
 pub mod error;
@@ -26,13 +25,10 @@ pub mod offsets;
 pub mod segments;
 pub mod streams;
 pub mod system;
-pub mod tls_config;
-pub mod tls_stream;
 pub mod tokens;
 pub mod topics;
 pub mod transport;
 pub mod users;
-pub mod ws_stream;
 
 pub use client::Client;
 pub use connection_string::{ConnectionString, Credentials, TransportKind};

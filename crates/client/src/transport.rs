@@ -8,29 +8,36 @@
 //! iggy+ws://…?tls=true                WSS: the WebSocket upgrade inside TLS
 //! iggy+quic://, iggy+http://          refused: ClientError::UnsupportedTransport
 //! ```
+//!
+//! The adapters are galgo-transport's, on the client side: the server's are the same code.
 
-use std::sync::Arc;
+use std::{path::Path, sync::Arc};
 
 use bytes::BytesMut;
 use compio::{BufResult, net::TcpStream};
+use galgo_transport::{
+    ByteStream, Client as ClientSide, TlsStream, WsStream,
+    tls_config::{client_config, server_name},
+};
 
-use crate::byte_stream::ByteStream;
 use crate::connection_string::{ConnectionString, TransportKind};
 use crate::error::ClientError;
-use crate::tls_config::{client_config, server_name};
-use crate::tls_stream::TlsStream;
-use crate::ws_stream::WsStream;
+
+/// TLS on the client side.
+type Tls<S> = TlsStream<S, ClientSide>;
+/// WebSocket on the client side.
+type Ws<S> = WsStream<S, ClientSide>;
 
 /// One open connection to a server.
 pub enum Transport {
     /// Plain TCP.
     Tcp(TcpStream),
     /// TCP + TLS.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<Tls<TcpStream>>),
     /// WebSocket over TCP.
-    WebSocket(Box<WsStream<TcpStream>>),
+    WebSocket(Box<Ws<TcpStream>>),
     /// WebSocket over TLS (WSS).
-    SecureWebSocket(Box<WsStream<TlsStream<TcpStream>>>),
+    SecureWebSocket(Box<Ws<Tls<TcpStream>>>),
 }
 
 impl Transport {
@@ -56,9 +63,10 @@ impl Transport {
         }
         let config = client_config(
             connection.tls_validate_certificate,
-            connection.tls_ca_file.as_deref(),
-        )?;
-        let name = server_name(&connection.tls_domain, address)?;
+            connection.tls_ca_file.as_deref().map(Path::new),
+        )
+        .map_err(ClientError::Tls)?;
+        let name = server_name(&connection.tls_domain, address).map_err(ClientError::Tls)?;
         let tls = TlsStream::connect(tcp, Arc::new(config), name)
             .await
             .map_err(ClientError::from_handshake)?;

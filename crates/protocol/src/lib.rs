@@ -41,7 +41,6 @@ pub mod permissions;
 pub mod polling;
 pub mod reader;
 pub mod request;
-pub mod websocket;
 pub mod writer;
 
 pub use code::CommandCode;

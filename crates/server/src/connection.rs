@@ -6,7 +6,8 @@
 //! byte stream never loses its framing.
 //!
 //! The loop is written once, over [`ByteStream`]; [`serve`] first wraps the accepted socket in
-//! the adapters its listener calls for (TLS, WebSocket, both, or none).
+//! the adapters its listener calls for (TLS, WebSocket, both, or none), galgo-transport's on
+//! the server side.
 
 use std::{io, net::SocketAddr, os::fd::AsRawFd, rc::Rc, time::Duration};
 
@@ -22,15 +23,14 @@ use galgo_protocol::{
     frame::{REQUEST_HEADER_BYTES, RequestHeader, encode_response_header, error_response},
 };
 
+use galgo_transport::{ByteStream, TlsStream, WsStream};
+
 use crate::{
     authorization,
-    byte_stream::ByteStream,
     context::Context,
     handler,
     migration::{self, Follower, Movable, Stay},
     session::Session,
-    tls_stream::TlsStream,
-    ws_stream::WsStream,
 };
 
 /// Initial size of a connection's read buffer; it grows to hold the largest frame it sees.
@@ -383,7 +383,7 @@ impl<S: ByteStream> Connection<S> {
     /// Writes one response, or fails with TimedOut when the client does not take it in time
     /// (the write is cancelled and the connection ends).
     async fn write(&mut self, chunks: Vec<Bytes>) -> io::Result<()> {
-        match compio::time::timeout(self.write_timeout, self.stream.write(chunks)).await {
+        match compio::time::timeout(self.write_timeout, self.stream.write_vectored(chunks)).await {
             Ok(written) => written,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,

@@ -20,7 +20,6 @@ use crate::{
     },
     credentials::Hasher,
     handler::GroupServing,
-    tls_config,
 };
 
 /// The addresses every shard listens on, set by shard 0 once it has bound them (a configured
@@ -74,7 +73,14 @@ impl ContextSeed {
     pub fn new(config: &Config, bound: Arc<BoundAddresses>) -> Result<Self, String> {
         let tls = |enabled: bool, section: &crate::config::TlsConfig, name: &str| {
             enabled
-                .then(|| tls_config::server_config(section, name))
+                .then(|| {
+                    galgo_transport::tls_config::server_config(
+                        &section.cert_file,
+                        &section.key_file,
+                        section.self_signed,
+                    )
+                    .map_err(|error| format!("[{name}.tls]: {error}"))
+                })
                 .transpose()
         };
         Ok(Self {

@@ -5,7 +5,6 @@
 //! the whole server.
 
 mod authorization;
-mod byte_stream;
 mod clients;
 mod config;
 mod connection;
@@ -18,9 +17,6 @@ mod listener;
 mod migration;
 mod session;
 mod startup;
-mod tls_config;
-mod tls_stream;
-mod ws_stream;
 
 use std::{path::PathBuf, process::ExitCode};
 

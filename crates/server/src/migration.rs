@@ -26,13 +26,9 @@ use bytes::BytesMut;
 use compio::net::TcpStream;
 use galgo_metadata::ShardId;
 
-use crate::{
-    byte_stream::ByteStream,
-    connection, handler,
-    session::Session,
-    tls_stream::{TlsState, TlsStream},
-    ws_stream::{WsState, WsStream},
-};
+use galgo_transport::{ByteStream, Server, TlsState, TlsStream, WsState, WsStream};
+
+use crate::{connection, handler, session::Session};
 
 /// Consecutive sends or polls served by one other shard before the connection moves there.
 /// More than one, so a client that spreads its requests over the shards' partitions (balanced
@@ -96,8 +92,8 @@ impl Movable for TcpStream {
     }
 }
 
-impl<S: Movable> Movable for WsStream<S> {
-    type State = (WsState, S::State);
+impl<S: Movable> Movable for WsStream<S, Server> {
+    type State = (WsState<Server>, S::State);
 
     fn split(self) -> (TcpStream, Self::State) {
         let (inner, ws) = self.into_parts();
@@ -110,8 +106,8 @@ impl<S: Movable> Movable for WsStream<S> {
     }
 }
 
-impl<S: Movable> Movable for TlsStream<S> {
-    type State = (TlsState, S::State);
+impl<S: Movable> Movable for TlsStream<S, Server> {
+    type State = (TlsState<Server>, S::State);
 
     fn split(self) -> (TcpStream, Self::State) {
         let (inner, tls) = self.into_parts();
