@@ -127,6 +127,17 @@ fn messages_send_and_poll() {
     let galgo = Galgo::start();
     galgo.ok(&["stream", "create", "s"]);
     galgo.ok(&["topic", "create", "s", "t", "--partitions", "2"]);
+    send_from_arguments_stdin_and_a_file(&galgo);
+    let polled = poll_by_offset_and_last(&galgo);
+    poll_by_timestamp_and_as_a_table(&galgo, &polled);
+    poll_next_as_a_consumer(&galgo);
+    keyed_messages_share_a_partition(&galgo);
+    bad_sends_and_polls_fail(&galgo);
+}
+
+/// Sends one, two (with headers), three to five (from stdin) and a binary blob (from a file)
+/// to partition 1 of s/t.
+fn send_from_arguments_stdin_and_a_file(galgo: &Galgo) {
     let sent = galgo.json(&[
         "message",
         "send",
@@ -169,7 +180,11 @@ fn messages_send_and_poll() {
         "--file",
         file,
     ]);
+}
 
+/// Polls partition 1 from offset 0, from offset 5 (the blob, in hex) and its last two
+/// messages; returns the first poll.
+fn poll_by_offset_and_last(galgo: &Galgo) -> Value {
     let polled = galgo.json(&[
         "message",
         "poll",
@@ -208,6 +223,12 @@ fn messages_send_and_poll() {
         "2",
     ]);
     assert_eq!(last["messages"][0]["offset"], 4);
+    polled
+}
+
+/// Polls partition 1 from the timestamp of its third message, and shows its first message
+/// as a table.
+fn poll_by_timestamp_and_as_a_table(galgo: &Galgo, polled: &Value) {
     let after = polled["messages"][2]["timestamp_us"]
         .as_u64()
         .unwrap()
@@ -228,8 +249,10 @@ fn messages_send_and_poll() {
         table.contains("n=7, zone=eu") && table.contains("one"),
         "{table}"
     );
+}
 
-    // --next with --auto-commit walks forward as a consumer.
+/// --next with --auto-commit walks forward as a consumer.
+fn poll_next_as_a_consumer(galgo: &Galgo) {
     let next = [
         "message",
         "poll",
@@ -246,8 +269,10 @@ fn messages_send_and_poll() {
     ];
     assert_eq!(payloads(&galgo.json(&next)), ["one", "two"]);
     assert_eq!(payloads(&galgo.json(&next)), ["three", "four"]);
+}
 
-    // Equal keys land in one partition.
+/// Equal keys land in one partition.
+fn keyed_messages_share_a_partition(galgo: &Galgo) {
     for _ in 0..2 {
         galgo.ok(&["message", "send", "s", "t", "--key", "user-1", "k"]);
     }
@@ -268,7 +293,11 @@ fn messages_send_and_poll() {
         payloads(&p0).len() != 1,
         "both keyed messages share a partition"
     );
+}
 
+/// Bad arguments are usage errors (2), a missing topic or partition a server error (3) and a
+/// missing file a plain failure (1).
+fn bad_sends_and_polls_fail(galgo: &Galgo) {
     galgo.fails(&["message", "send", "s", "t", "x", "-H", "bad"], 2);
     galgo.fails(
         &[
@@ -369,6 +398,12 @@ fn consumer_offsets_and_groups() {
         "b",
         "c",
     ]);
+    consumer_offsets(&galgo);
+    consumer_groups(&galgo);
+}
+
+/// Stores, reads and deletes the offset of consumer 1 on partition 1 (which holds a, b, c).
+fn consumer_offsets(galgo: &Galgo) {
     let stderr = galgo.fails(&["offset", "get", "s", "t", "--partition", "1"], 3);
     assert!(
         stderr.contains("no stored offset for consumer 1"),
@@ -404,7 +439,10 @@ fn consumer_offsets_and_groups() {
         ],
         2,
     );
+}
 
+/// Creates the group billing on s/t (two partitions), polls through it and deletes it.
+fn consumer_groups(galgo: &Galgo) {
     let group = galgo.json(&["group", "create", "s", "t", "billing"]);
     assert_eq!(group["name"], "billing");
     galgo.fails(&["group", "create", "s", "t", "billing"], 3);
@@ -446,6 +484,13 @@ fn consumer_offsets_and_groups() {
 fn users_permissions_and_tokens() {
     let galgo = Galgo::start();
     galgo.ok(&["stream", "create", "s"]);
+    users_and_permissions(&galgo);
+    tokens(&galgo);
+}
+
+/// Creates alice, checks what her permissions allow as they change, then renames,
+/// deactivates and deletes her.
+fn users_and_permissions(galgo: &Galgo) {
     let alice = galgo.json(&[
         "user",
         "create",
@@ -516,7 +561,10 @@ fn users_permissions_and_tokens() {
     galgo.fails(&["user", "update", "alicia"], 2);
     galgo.ok(&["user", "delete", "alicia"]);
     galgo.fails(&["user", "get", "alicia"], 3);
+}
 
+/// A personal access token logs in by flag and in a connection URL until it is deleted.
+fn tokens(galgo: &Galgo) {
     let token = galgo.json(&["token", "create", "ci-token", "--expiry", "1h"]);
     let token = token["token"].as_str().unwrap().to_owned();
     let tokens = galgo.json(&["token", "list"]);

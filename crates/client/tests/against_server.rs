@@ -7,9 +7,15 @@ mod support {
     pub mod galgo_server;
 }
 
+use std::net::SocketAddr;
+
+use galgo_client::protocol::command::offsets::OffsetTarget;
+use galgo_client::protocol::command::topics::{CompressionAlgorithm, CreateTopic, UpdateTopic};
+use galgo_client::protocol::command::users::{CreateUser, UserStatus};
 use galgo_client::protocol::message::encode_message;
 use galgo_client::protocol::{
-    Consumer, ErrorCode, Identifier, Partitioning, PollMessages, PollingStrategy,
+    Consumer, ErrorCode, GlobalPermissions, Identifier, Partitioning, Permissions, PollMessages,
+    PollingStrategy,
 };
 use galgo_client::{Client, ClientError, PreparedBatch, TransportKind};
 use support::galgo_server::GalgoServer;
@@ -148,124 +154,137 @@ fn wrong_credentials_and_unsupported_transports_are_refused() {
 
 #[test]
 fn management_calls_round_trip() {
-    use galgo_client::protocol::command::offsets::OffsetTarget;
-    use galgo_client::protocol::command::topics::{CompressionAlgorithm, CreateTopic, UpdateTopic};
-    use galgo_client::protocol::command::users::{CreateUser, UserStatus};
-    use galgo_client::protocol::{GlobalPermissions, Permissions};
-
     let server = GalgoServer::start();
     run(async {
         let mut client = Client::from_connection_string(&server.connection_string())
             .await
             .unwrap();
-        let me = client.get_me().await.unwrap();
-        assert!(client.get_client(me.client_id).await.unwrap().is_some());
-        assert!(!client.get_clients().await.unwrap().is_empty());
-
-        client.create_stream("a").await.unwrap();
-        let stream = Identifier::Name("a".into());
-        client.update_stream(&stream, "b").await.unwrap();
-        let stream = Identifier::Name("b".into());
-        let create = CreateTopic {
-            stream: stream.clone(),
-            partitions_count: 1,
-            compression: CompressionAlgorithm::Gzip,
-            message_expiry_us: 3_600_000_000,
-            max_topic_size_bytes: 1 << 30,
-            replication_factor: 1,
-            name: "t".into(),
-        };
-        let created = client.create_topic_with(&create).await.unwrap();
-        assert_eq!(created.header.message_expiry_us, 3_600_000_000);
-        let topic = Identifier::Name("t".into());
-        client.create_partitions(&stream, &topic, 2).await.unwrap();
-        client.delete_partitions(&stream, &topic, 1).await.unwrap();
-        let update = UpdateTopic {
-            stream: stream.clone(),
-            topic: topic.clone(),
-            compression: CompressionAlgorithm::None,
-            message_expiry_us: 0,
-            max_topic_size_bytes: 0,
-            replication_factor: 1,
-            name: "u".into(),
-        };
-        client.update_topic(&update).await.unwrap();
-        let topics = client.get_topics(&stream).await.unwrap();
-        assert_eq!(topics.len(), 1);
-        assert_eq!(
-            (topics[0].name.as_str(), topics[0].partitions_count),
-            ("u", 2)
-        );
-        let topic = Identifier::Name("u".into());
-        let m = message(b"x", 1);
-        client
-            .send_messages(&stream, &topic, &Partitioning::PartitionId(0), &[&m])
-            .await
-            .unwrap();
-        let target = OffsetTarget {
-            consumer: Consumer::Single(Identifier::Numeric(7)),
-            stream: stream.clone(),
-            topic: topic.clone(),
-            partition_id: Some(0),
-        };
-        assert!(client.get_consumer_offset(&target).await.unwrap().is_none());
-        client.store_consumer_offset(&target, 0).await.unwrap();
-        let stored = client.get_consumer_offset(&target).await.unwrap().unwrap();
-        assert_eq!((stored.stored_offset, stored.current_offset), (0, 0));
-        client.delete_consumer_offset(&target).await.unwrap();
-        client.purge_topic(&stream, &topic).await.unwrap();
-        client.purge_stream(&stream).await.unwrap();
-
-        let user = client
-            .create_user(&CreateUser {
-                username: "alice".into(),
-                password: "secret1".into(),
-                status: UserStatus::Active,
-                permissions: None,
-            })
-            .await
-            .unwrap();
-        let alice = Identifier::Numeric(user.header.id);
-        client
-            .update_user(&alice, Some("alicia"), Some(UserStatus::Inactive))
-            .await
-            .unwrap();
-        let permissions = Permissions {
-            global: GlobalPermissions {
-                read_streams: true,
-                ..GlobalPermissions::default()
-            },
-            ..Permissions::default()
-        };
-        client
-            .update_permissions(&alice, Some(permissions.clone()))
-            .await
-            .unwrap();
-        let details = client.get_user(&alice).await.unwrap().unwrap();
-        assert_eq!(details.header.username, "alicia");
-        assert_eq!(details.permissions, Some(permissions));
-        client
-            .change_password(&alice, "secret1", "secret2")
-            .await
-            .unwrap();
-        assert_eq!(client.get_users().await.unwrap().len(), 2);
-        client.delete_user(&alice).await.unwrap();
-        assert!(client.get_user(&alice).await.unwrap().is_none());
-
-        let token = client.create_personal_access_token("cli", 0).await.unwrap();
-        assert_eq!(client.get_personal_access_tokens().await.unwrap().len(), 1);
-        let mut by_token =
-            Client::from_connection_string(&format!("iggy://{token}@{}", server.addr))
-                .await
-                .unwrap();
-        by_token.ping().await.unwrap();
-        client.delete_personal_access_token("cli").await.unwrap();
-        assert!(
-            client
-                .get_personal_access_tokens()
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        client_calls(&mut client).await;
+        let (stream, topic) = stream_and_topic_calls(&mut client).await;
+        offset_and_purge_calls(&mut client, &stream, &topic).await;
+        user_calls(&mut client).await;
+        token_calls(&mut client, server.addr).await;
     });
+}
+
+async fn client_calls(client: &mut Client) {
+    let me = client.get_me().await.unwrap();
+    assert!(client.get_client(me.client_id).await.unwrap().is_some());
+    assert!(!client.get_clients().await.unwrap().is_empty());
+}
+
+/// Creates, renames and reshapes a stream and its topic; returns the names they end with.
+async fn stream_and_topic_calls(client: &mut Client) -> (Identifier, Identifier) {
+    client.create_stream("a").await.unwrap();
+    let stream = Identifier::Name("a".into());
+    client.update_stream(&stream, "b").await.unwrap();
+    let stream = Identifier::Name("b".into());
+    let create = CreateTopic {
+        stream: stream.clone(),
+        partitions_count: 1,
+        compression: CompressionAlgorithm::Gzip,
+        message_expiry_us: 3_600_000_000,
+        max_topic_size_bytes: 1 << 30,
+        replication_factor: 1,
+        name: "t".into(),
+    };
+    let created = client.create_topic_with(&create).await.unwrap();
+    assert_eq!(created.header.message_expiry_us, 3_600_000_000);
+    let topic = Identifier::Name("t".into());
+    client.create_partitions(&stream, &topic, 2).await.unwrap();
+    client.delete_partitions(&stream, &topic, 1).await.unwrap();
+    let update = UpdateTopic {
+        stream: stream.clone(),
+        topic: topic.clone(),
+        compression: CompressionAlgorithm::None,
+        message_expiry_us: 0,
+        max_topic_size_bytes: 0,
+        replication_factor: 1,
+        name: "u".into(),
+    };
+    client.update_topic(&update).await.unwrap();
+    let topics = client.get_topics(&stream).await.unwrap();
+    assert_eq!(topics.len(), 1);
+    assert_eq!(
+        (topics[0].name.as_str(), topics[0].partitions_count),
+        ("u", 2)
+    );
+    (stream, Identifier::Name("u".into()))
+}
+
+async fn offset_and_purge_calls(client: &mut Client, stream: &Identifier, topic: &Identifier) {
+    let m = message(b"x", 1);
+    client
+        .send_messages(stream, topic, &Partitioning::PartitionId(0), &[&m])
+        .await
+        .unwrap();
+    let target = OffsetTarget {
+        consumer: Consumer::Single(Identifier::Numeric(7)),
+        stream: stream.clone(),
+        topic: topic.clone(),
+        partition_id: Some(0),
+    };
+    assert!(client.get_consumer_offset(&target).await.unwrap().is_none());
+    client.store_consumer_offset(&target, 0).await.unwrap();
+    let stored = client.get_consumer_offset(&target).await.unwrap().unwrap();
+    assert_eq!((stored.stored_offset, stored.current_offset), (0, 0));
+    client.delete_consumer_offset(&target).await.unwrap();
+    client.purge_topic(stream, topic).await.unwrap();
+    client.purge_stream(stream).await.unwrap();
+}
+
+async fn user_calls(client: &mut Client) {
+    let user = client
+        .create_user(&CreateUser {
+            username: "alice".into(),
+            password: "secret1".into(),
+            status: UserStatus::Active,
+            permissions: None,
+        })
+        .await
+        .unwrap();
+    let alice = Identifier::Numeric(user.header.id);
+    client
+        .update_user(&alice, Some("alicia"), Some(UserStatus::Inactive))
+        .await
+        .unwrap();
+    let permissions = Permissions {
+        global: GlobalPermissions {
+            read_streams: true,
+            ..GlobalPermissions::default()
+        },
+        ..Permissions::default()
+    };
+    client
+        .update_permissions(&alice, Some(permissions.clone()))
+        .await
+        .unwrap();
+    let details = client.get_user(&alice).await.unwrap().unwrap();
+    assert_eq!(details.header.username, "alicia");
+    assert_eq!(details.permissions, Some(permissions));
+    client
+        .change_password(&alice, "secret1", "secret2")
+        .await
+        .unwrap();
+    assert_eq!(client.get_users().await.unwrap().len(), 2);
+    client.delete_user(&alice).await.unwrap();
+    assert!(client.get_user(&alice).await.unwrap().is_none());
+}
+
+/// A personal access token logs a second client in until it is deleted.
+async fn token_calls(client: &mut Client, addr: SocketAddr) {
+    let token = client.create_personal_access_token("cli", 0).await.unwrap();
+    assert_eq!(client.get_personal_access_tokens().await.unwrap().len(), 1);
+    let mut by_token = Client::from_connection_string(&format!("iggy://{token}@{addr}"))
+        .await
+        .unwrap();
+    by_token.ping().await.unwrap();
+    client.delete_personal_access_token("cli").await.unwrap();
+    assert!(
+        client
+            .get_personal_access_tokens()
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -317,6 +317,80 @@ mod tests {
         }
     }
 
+    /// The single global permissions that allow each kind of need (PROTOCOL.md §5, with
+    /// manage ⊇ read ⊇ poll).
+    const SERVER_READERS: &[&str] = &["manage_servers", "read_servers"];
+    const USER_READERS: &[&str] = &["manage_users", "read_users"];
+    const USER_MANAGERS: &[&str] = &["manage_users"];
+    const STREAM_READERS: &[&str] = &["manage_streams", "read_streams"];
+    const STREAM_MANAGERS: &[&str] = &["manage_streams"];
+    const TOPIC_READERS: &[&str] = &[
+        "manage_streams",
+        "read_streams",
+        "manage_topics",
+        "read_topics",
+    ];
+    const TOPIC_MANAGERS: &[&str] = &["manage_streams", "manage_topics"];
+    const POLLERS: &[&str] = &[
+        "poll_messages",
+        "manage_streams",
+        "read_streams",
+        "manage_topics",
+        "read_topics",
+    ];
+    const SENDERS: &[&str] = &["send_messages", "manage_streams", "manage_topics"];
+
+    /// The rows of the matrix below, one for each command in the command table's order.
+    fn matrix() -> Vec<(Need, &'static [&'static str])> {
+        vec![
+            (Need::ReadServers, SERVER_READERS),
+            (Need::ReadServers, SERVER_READERS),
+            (Need::LoggedIn, ANY),
+            (Need::LoggedIn, ANY),
+            (Need::ReadServers, SERVER_READERS),
+            (Need::ReadServers, SERVER_READERS),
+            (Need::ReadServers, SERVER_READERS),
+            (Need::SelfOrReadUsers(Some(UserId(0))), USER_READERS),
+            (Need::ReadUsers, USER_READERS),
+            (Need::ManageUsers, USER_MANAGERS),
+            (Need::ManageUsers, USER_MANAGERS),
+            (Need::ManageUsers, USER_MANAGERS),
+            (Need::ManageUsers, USER_MANAGERS),
+            (Need::SelfOrManageUsers(Some(UserId(0))), USER_MANAGERS),
+            (Need::LoggedIn, ANY),
+            (Need::LoggedIn, ANY),
+            (Need::LoggedIn, ANY),
+            (Need::LoggedIn, ANY),
+            (Need::ReadStream(S0), STREAM_READERS),
+            (Need::ReadAllStreams, STREAM_READERS),
+            (Need::CreateStream, STREAM_MANAGERS),
+            (Need::ManageStream(S0), STREAM_MANAGERS),
+            (Need::ManageStream(S0), STREAM_MANAGERS),
+            (Need::ManageStream(S0), STREAM_MANAGERS),
+            (Need::ReadTopic(S0, T0), TOPIC_READERS),
+            (Need::ReadTopics(S0), TOPIC_READERS),
+            (Need::ManageTopics(S0), TOPIC_MANAGERS),
+            (Need::ManageTopic(S0, T0), TOPIC_MANAGERS),
+            (Need::ManageTopic(S0, T0), TOPIC_MANAGERS),
+            (Need::ManageTopic(S0, T0), TOPIC_MANAGERS),
+            (Need::ManageTopic(S0, T0), TOPIC_MANAGERS),
+            (Need::ManageTopic(S0, T0), TOPIC_MANAGERS),
+            (Need::ManageTopic(S0, T0), TOPIC_MANAGERS),
+            (Need::Poll(S0, T0), POLLERS),
+            (Need::Send(S0, T0), SENDERS),
+            (Need::Send(S0, T0), SENDERS),
+            (Need::Poll(S0, T0), POLLERS),
+            (Need::Poll(S0, T0), POLLERS),
+            (Need::Poll(S0, T0), POLLERS),
+            (Need::ReadTopic(S0, T0), TOPIC_READERS),
+            (Need::ReadTopic(S0, T0), TOPIC_READERS),
+            (Need::ReadTopic(S0, T0), TOPIC_READERS),
+            (Need::ReadTopic(S0, T0), TOPIC_READERS),
+            (Need::ReadTopic(S0, T0), TOPIC_READERS),
+            (Need::ReadTopic(S0, T0), TOPIC_READERS),
+        ]
+    }
+
     /// The matrix: every need, once for each command that asks for it (on stream 0, topic 0,
     /// another user; the server tests that each command asks for its need), against a user with no
     /// permissions, root, and a user holding exactly one global permission. The expected
@@ -324,180 +398,7 @@ mod tests {
     /// manage ⊇ read ⊇ poll); per-stream and per-topic grants are the other tests' job.
     #[test]
     fn every_need_against_every_single_global_permission() {
-        let matrix: Vec<(Need, &[&str])> = vec![
-            (Need::ReadServers, &["manage_servers", "read_servers"]),
-            (Need::ReadServers, &["manage_servers", "read_servers"]),
-            (Need::LoggedIn, ANY),
-            (Need::LoggedIn, ANY),
-            (Need::ReadServers, &["manage_servers", "read_servers"]),
-            (Need::ReadServers, &["manage_servers", "read_servers"]),
-            (Need::ReadServers, &["manage_servers", "read_servers"]),
-            (
-                Need::SelfOrReadUsers(Some(UserId(0))),
-                &["manage_users", "read_users"],
-            ),
-            (Need::ReadUsers, &["manage_users", "read_users"]),
-            (Need::ManageUsers, &["manage_users"]),
-            (Need::ManageUsers, &["manage_users"]),
-            (Need::ManageUsers, &["manage_users"]),
-            (Need::ManageUsers, &["manage_users"]),
-            (Need::SelfOrManageUsers(Some(UserId(0))), &["manage_users"]),
-            (Need::LoggedIn, ANY),
-            (Need::LoggedIn, ANY),
-            (Need::LoggedIn, ANY),
-            (Need::LoggedIn, ANY),
-            (Need::ReadStream(S0), &["manage_streams", "read_streams"]),
-            (Need::ReadAllStreams, &["manage_streams", "read_streams"]),
-            (Need::CreateStream, &["manage_streams"]),
-            (Need::ManageStream(S0), &["manage_streams"]),
-            (Need::ManageStream(S0), &["manage_streams"]),
-            (Need::ManageStream(S0), &["manage_streams"]),
-            (
-                Need::ReadTopic(S0, T0),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                Need::ReadTopics(S0),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (Need::ManageTopics(S0), &["manage_streams", "manage_topics"]),
-            (
-                Need::ManageTopic(S0, T0),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                Need::ManageTopic(S0, T0),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                Need::ManageTopic(S0, T0),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                Need::ManageTopic(S0, T0),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                Need::ManageTopic(S0, T0),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                Need::ManageTopic(S0, T0),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                Need::Poll(S0, T0),
-                &[
-                    "poll_messages",
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                Need::Send(S0, T0),
-                &["send_messages", "manage_streams", "manage_topics"],
-            ),
-            (
-                Need::Send(S0, T0),
-                &["send_messages", "manage_streams", "manage_topics"],
-            ),
-            (
-                Need::Poll(S0, T0),
-                &[
-                    "poll_messages",
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                Need::Poll(S0, T0),
-                &[
-                    "poll_messages",
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                Need::Poll(S0, T0),
-                &[
-                    "poll_messages",
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                Need::ReadTopic(S0, T0),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                Need::ReadTopic(S0, T0),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                Need::ReadTopic(S0, T0),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                Need::ReadTopic(S0, T0),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                Need::ReadTopic(S0, T0),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                Need::ReadTopic(S0, T0),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-        ];
+        let matrix = matrix();
         let mut covered: Vec<usize> = matrix.iter().map(|(need, _)| variant_index(need)).collect();
         covered.sort_unstable();
         covered.dedup();

@@ -118,15 +118,22 @@ mod tests {
         }
     }
 
-    /// One request of every command.
+    /// One request of every command, in a fixed order (a property test below picks them by
+    /// index).
     fn samples() -> Vec<Request> {
-        let target = OffsetTarget {
-            consumer: Consumer::Single(named("worker")),
-            stream: numeric(1),
-            topic: numeric(2),
-            partition_id: Some(3),
-        };
         let (s, t, g) = (numeric(0), named("topic"), named("group"));
+        [
+            system_samples(),
+            user_samples(),
+            message_and_offset_samples(&s, &t, &g),
+            stream_and_topic_samples(&s, &t),
+            group_samples(s, t, g),
+        ]
+        .concat()
+    }
+
+    /// The requests without a payload, then the system commands with one.
+    fn system_samples() -> Vec<Request> {
         vec![
             Request::Ping(Ping),
             Request::GetStats(GetStats),
@@ -143,6 +150,12 @@ mod tests {
                 snapshot_types: vec![100],
             }),
             Request::GetClient(GetClient { client_id: 5 }),
+        ]
+    }
+
+    /// The users and their personal access tokens.
+    fn user_samples() -> Vec<Request> {
+        vec![
             Request::GetUser(GetUser { user: numeric(0) }),
             Request::CreateUser(CreateUser {
                 username: "alice".into(),
@@ -183,6 +196,17 @@ mod tests {
             Request::LoginWithPersonalAccessToken(LoginWithPersonalAccessToken {
                 token: "t".repeat(68),
             }),
+        ]
+    }
+
+    fn message_and_offset_samples(s: &Identifier, t: &Identifier, g: &Identifier) -> Vec<Request> {
+        let target = OffsetTarget {
+            consumer: Consumer::Single(named("worker")),
+            stream: numeric(1),
+            topic: numeric(2),
+            partition_id: Some(3),
+        };
+        vec![
             Request::PollMessages(PollMessages {
                 consumer: Consumer::Group(g.clone()),
                 stream: s.clone(),
@@ -207,6 +231,11 @@ mod tests {
                 offset: 7,
             }),
             Request::DeleteConsumerOffset(DeleteConsumerOffset { target }),
+        ]
+    }
+
+    fn stream_and_topic_samples(s: &Identifier, t: &Identifier) -> Vec<Request> {
+        vec![
             Request::GetStream(GetStream { stream: s.clone() }),
             Request::CreateStream(CreateStream {
                 name: "orders".into(),
@@ -264,6 +293,11 @@ mod tests {
                 partition_id: 0,
                 segments_count: 4,
             }),
+        ]
+    }
+
+    fn group_samples(s: Identifier, t: Identifier, g: Identifier) -> Vec<Request> {
+        vec![
             Request::GetConsumerGroup(GetConsumerGroup {
                 stream: s.clone(),
                 topic: t.clone(),

@@ -70,30 +70,7 @@ fn run(
         let (log, _) = PartitionLog::open(dir.clone(), config.clone())
             .await
             .unwrap();
-        let mut model: Vec<Vec<u8>> = Vec::new();
-        for (b, batch) in batches.iter().enumerate() {
-            let mut raw = Vec::new();
-            for &len in &batch.payload_lens {
-                encode_message(0, 0, &payload(model.len(), len), b"", &mut raw);
-                model.push(payload(model.len(), len));
-            }
-            let count = batch.payload_lens.len() as u32;
-            let receipt = log
-                .append(BytesMut::from(&raw[..]), count, b as u64)
-                .await
-                .unwrap();
-            prop_assert_eq!(receipt.last_offset + 1, model.len() as u64);
-            if batch.flush {
-                log.flush(false).await.unwrap();
-            }
-            let (from, count) = batch.poll;
-            let from = from.min(model.len());
-            let end = (from + count as usize).min(model.len());
-            prop_assert_eq!(
-                poll_payloads(&log, from as u64, count).await,
-                model[from..end].to_vec()
-            );
-        }
+        let model = append_batches(&log, &batches).await?;
         // Journal writes past a threshold, and the rolls they make, run in the background:
         // the segments are final once `close` has written everything.
         log.close().await.unwrap();
@@ -103,36 +80,9 @@ fn run(
         let last = *log.segments().last().unwrap();
         drop(log);
 
-        // Tear the last segment's log at a random point.
         let path = dir.join(format!("{:020}.log", last.start_offset));
-        let original = std::fs::read(&path).unwrap();
-        let size = original.len() as u64;
-        let cut = size * cut_permille / 1000;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(cut)
-            .unwrap();
-        // And leave junk after it: zeros or random bytes, as a crash might. Junk that starts
-        // with the very bytes that were cut off would rebuild the message exactly (and
-        // recovery rightly keeps a whole message whose checksum holds), so the first junk
-        // byte always differs from the byte it replaces.
-        let mut torn = std::fs::read(&path).unwrap();
-        let mut junk = junk;
-        if let (Some(first), Some(&replaced)) = (junk.first_mut(), original.get(cut as usize))
-            && *first == replaced
-        {
-            *first = !replaced;
-        }
-        torn.extend_from_slice(&junk);
-        std::fs::write(&path, torn).unwrap();
-        let mut kept = last.start_offset as usize;
-        let mut end = 0u64;
-        while kept < model.len() && end + 64 + model[kept].len() as u64 <= cut {
-            end += 64 + model[kept].len() as u64;
-            kept += 1;
-        }
+        let cut = tear(&path, cut_permille, junk);
+        let kept = whole_messages_before(&model, last.start_offset as usize, cut);
 
         let (log, report) = PartitionLog::open(dir.clone(), config).await.unwrap();
         prop_assert_eq!(report.messages_count(), kept as u64);
@@ -147,6 +97,79 @@ fn run(
         prop_assert_eq!(receipt.first_offset, kept as u64);
         Ok(())
     })
+}
+
+/// Appends the batches, flushing and polling as each one asks, and checks every poll against
+/// the model: the payloads appended so far, in order. Returns the model.
+async fn append_batches(
+    log: &PartitionLog,
+    batches: &[Batch],
+) -> Result<Vec<Vec<u8>>, TestCaseError> {
+    let mut model: Vec<Vec<u8>> = Vec::new();
+    for (b, batch) in batches.iter().enumerate() {
+        let mut raw = Vec::new();
+        for &len in &batch.payload_lens {
+            encode_message(0, 0, &payload(model.len(), len), b"", &mut raw);
+            model.push(payload(model.len(), len));
+        }
+        let count = batch.payload_lens.len() as u32;
+        let receipt = log
+            .append(BytesMut::from(&raw[..]), count, b as u64)
+            .await
+            .unwrap();
+        prop_assert_eq!(receipt.last_offset + 1, model.len() as u64);
+        if batch.flush {
+            log.flush(false).await.unwrap();
+        }
+        let (from, count) = batch.poll;
+        let from = from.min(model.len());
+        let end = (from + count as usize).min(model.len());
+        prop_assert_eq!(
+            poll_payloads(log, from as u64, count).await,
+            model[from..end].to_vec()
+        );
+    }
+    Ok(model)
+}
+
+/// Tears the segment log at `path` at a random point and returns the length it keeps.
+fn tear(path: &std::path::Path, cut_permille: u64, junk: Vec<u8>) -> u64 {
+    let original = std::fs::read(path).unwrap();
+    let size = original.len() as u64;
+    let cut = size * cut_permille / 1000;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    // And leave junk after it: zeros or random bytes, as a crash might. Junk that starts
+    // with the very bytes that were cut off would rebuild the message exactly (and
+    // recovery rightly keeps a whole message whose checksum holds), so the first junk
+    // byte always differs from the byte it replaces.
+    let mut torn = std::fs::read(path).unwrap();
+    let mut junk = junk;
+    if let (Some(first), Some(&replaced)) = (junk.first_mut(), original.get(cut as usize))
+        && *first == replaced
+    {
+        *first = !replaced;
+    }
+    torn.extend_from_slice(&junk);
+    std::fs::write(path, torn).unwrap();
+    cut
+}
+
+/// How many messages of the model survive a cut `cut` bytes into the log of the segment that
+/// starts at offset `start`: those before it, and the ones of that segment (a 64-byte header
+/// and the payload each) that end before the cut.
+fn whole_messages_before(model: &[Vec<u8>], start: usize, cut: u64) -> usize {
+    let mut kept = start;
+    let mut end = 0u64;
+    while kept < model.len() && end + 64 + model[kept].len() as u64 <= cut {
+        end += 64 + model[kept].len() as u64;
+        kept += 1;
+    }
+    kept
 }
 
 proptest! {

@@ -124,57 +124,13 @@ pub async fn run(client: &mut Client, command: UserCommand) -> CliResult<Report>
             user_password,
             status,
             permissions,
-        } => {
-            let password = match user_password {
-                Some(password) => password,
-                None => read_password(&format!("Password for the new user {name}: "))?,
-            };
-            let request = CreateUser {
-                username: name,
-                password,
-                status: status.into(),
-                permissions: permissions.permissions()?,
-            };
-            let created = client.create_user(&request).await?;
-            let h = &created.header;
-            let text = format!("created user {} (id {})", h.username, h.id);
-            Ok(Report::text(text, user_json(&created)))
-        }
-        UserCommand::Update { user, name, status } => {
-            if name.is_none() && status.is_none() {
-                return Err(CliError::usage(
-                    "nothing to change: give --name or --status",
-                ));
-            }
-            let status = status.map(Into::into);
-            client.update_user(&user, name.as_deref(), status).await?;
-            let text = format!("updated user {}", show(&user));
-            Ok(Report::text(text, json!({ "updated": show(&user) })))
-        }
+        } => create(client, name, user_password, status, permissions).await,
+        UserCommand::Update { user, name, status } => update(client, &user, name, status).await,
         UserCommand::Permissions { user, permissions } => {
-            let permissions = permissions.permissions()?;
-            client
-                .update_permissions(&user, permissions.clone())
-                .await?;
-            let text = format!(
-                "permissions of user {}: {}",
-                show(&user),
-                describe(permissions.as_ref()).join("; ")
-            );
-            Ok(Report::text(text, to_json(permissions.as_ref())))
+            update_permissions(client, &user, permissions).await
         }
         UserCommand::Password { user, current, new } => {
-            let current = match current {
-                Some(password) => password,
-                None => read_password("Current password: ")?,
-            };
-            let new = match new {
-                Some(password) => password,
-                None => read_password("New password: ")?,
-            };
-            client.change_password(&user, &current, &new).await?;
-            let text = format!("changed the password of user {}", show(&user));
-            Ok(Report::text(text, json!({ "changed": show(&user) })))
+            change_password(client, &user, current, new).await
         }
         UserCommand::Delete { user } => {
             client.delete_user(&user).await?;
@@ -182,6 +138,80 @@ pub async fn run(client: &mut Client, command: UserCommand) -> CliResult<Report>
             Ok(Report::text(text, json!({ "deleted": show(&user) })))
         }
     }
+}
+
+async fn create(
+    client: &mut Client,
+    name: String,
+    user_password: Option<String>,
+    status: Status,
+    permissions: PermissionArgs,
+) -> CliResult<Report> {
+    let password = match user_password {
+        Some(password) => password,
+        None => read_password(&format!("Password for the new user {name}: "))?,
+    };
+    let request = CreateUser {
+        username: name,
+        password,
+        status: status.into(),
+        permissions: permissions.permissions()?,
+    };
+    let created = client.create_user(&request).await?;
+    let h = &created.header;
+    let text = format!("created user {} (id {})", h.username, h.id);
+    Ok(Report::text(text, user_json(&created)))
+}
+
+async fn update(
+    client: &mut Client,
+    user: &Identifier,
+    name: Option<String>,
+    status: Option<Status>,
+) -> CliResult<Report> {
+    if name.is_none() && status.is_none() {
+        return Err(CliError::usage(
+            "nothing to change: give --name or --status",
+        ));
+    }
+    let status = status.map(Into::into);
+    client.update_user(user, name.as_deref(), status).await?;
+    let text = format!("updated user {}", show(user));
+    Ok(Report::text(text, json!({ "updated": show(user) })))
+}
+
+async fn update_permissions(
+    client: &mut Client,
+    user: &Identifier,
+    permissions: PermissionArgs,
+) -> CliResult<Report> {
+    let permissions = permissions.permissions()?;
+    client.update_permissions(user, permissions.clone()).await?;
+    let text = format!(
+        "permissions of user {}: {}",
+        show(user),
+        describe(permissions.as_ref()).join("; ")
+    );
+    Ok(Report::text(text, to_json(permissions.as_ref())))
+}
+
+async fn change_password(
+    client: &mut Client,
+    user: &Identifier,
+    current: Option<String>,
+    new: Option<String>,
+) -> CliResult<Report> {
+    let current = match current {
+        Some(password) => password,
+        None => read_password("Current password: ")?,
+    };
+    let new = match new {
+        Some(password) => password,
+        None => read_password("New password: ")?,
+    };
+    client.change_password(user, &current, &new).await?;
+    let text = format!("changed the password of user {}", show(user));
+    Ok(Report::text(text, json!({ "changed": show(user) })))
 }
 
 fn status_name(status: UserStatus) -> &'static str {

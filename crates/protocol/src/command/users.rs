@@ -506,7 +506,7 @@ mod tests {
     }
 
     #[test]
-    fn requests_round_trip() {
+    fn create_user_round_trips() {
         let create = CreateUser {
             username: "alice".into(),
             password: "secret".into(),
@@ -531,7 +531,10 @@ mod tests {
             CreateUser::decode(&bad_status),
             Err(ErrorCode::InvalidCommand)
         );
+    }
 
+    #[test]
+    fn update_user_round_trips() {
         let update = UpdateUser {
             user: Identifier::Name("alice".into()),
             username: Some("alicia".into()),
@@ -550,7 +553,10 @@ mod tests {
             UpdateUser::decode(&encoded(|out| nothing.encode(out))),
             Ok(nothing)
         );
+    }
 
+    #[test]
+    fn other_user_requests_round_trip() {
         let permissions = UpdatePermissions {
             user: Identifier::Numeric(2),
             permissions: Some(Permissions::root()),
