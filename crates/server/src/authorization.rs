@@ -163,6 +163,81 @@ mod tests {
         metadata.user_for_login("holder").expect("created")
     }
 
+    /// The single global permissions that allow each kind of need (PROTOCOL.md §5, with
+    /// manage ⊇ read ⊇ poll).
+    const SERVER_READERS: &[&str] = &["manage_servers", "read_servers"];
+    const USER_READERS: &[&str] = &["manage_users", "read_users"];
+    const USER_MANAGERS: &[&str] = &["manage_users"];
+    const STREAM_READERS: &[&str] = &["manage_streams", "read_streams"];
+    const STREAM_MANAGERS: &[&str] = &["manage_streams"];
+    const TOPIC_READERS: &[&str] = &[
+        "manage_streams",
+        "read_streams",
+        "manage_topics",
+        "read_topics",
+    ];
+    const TOPIC_MANAGERS: &[&str] = &["manage_streams", "manage_topics"];
+    const POLLERS: &[&str] = &[
+        "poll_messages",
+        "manage_streams",
+        "read_streams",
+        "manage_topics",
+        "read_topics",
+    ];
+    const SENDERS: &[&str] = &["send_messages", "manage_streams", "manage_topics"];
+
+    /// The rows of the matrix below: every command that needs a login, with the single
+    /// global permissions that allow it.
+    fn matrix() -> Vec<Row> {
+        vec![
+            (need_of::<GetStats>(), SERVER_READERS),
+            (need_of::<GetSnapshotFile>(), SERVER_READERS),
+            (need_of::<GetClusterMetadata>(), ANY),
+            (need_of::<GetMe>(), ANY),
+            (need_of::<GetClient>(), SERVER_READERS),
+            (need_of::<GetClients>(), SERVER_READERS),
+            (need_of::<GetShardStats>(), SERVER_READERS),
+            (need_of::<GetUser>(), USER_READERS),
+            (need_of::<GetUsers>(), USER_READERS),
+            (need_of::<CreateUser>(), USER_MANAGERS),
+            (need_of::<DeleteUser>(), USER_MANAGERS),
+            (need_of::<UpdateUser>(), USER_MANAGERS),
+            (need_of::<UpdatePermissions>(), USER_MANAGERS),
+            (need_of::<ChangePassword>(), USER_MANAGERS),
+            (need_of::<LogoutUser>(), ANY),
+            (need_of::<GetPersonalAccessTokens>(), ANY),
+            (need_of::<CreatePersonalAccessToken>(), ANY),
+            (need_of::<DeletePersonalAccessToken>(), ANY),
+            (need_of::<GetStream>(), STREAM_READERS),
+            (need_of::<GetStreams>(), STREAM_READERS),
+            (need_of::<CreateStream>(), STREAM_MANAGERS),
+            (need_of::<UpdateStream>(), STREAM_MANAGERS),
+            (need_of::<DeleteStream>(), STREAM_MANAGERS),
+            (need_of::<PurgeStream>(), STREAM_MANAGERS),
+            (need_of::<GetTopic>(), TOPIC_READERS),
+            (need_of::<GetTopics>(), TOPIC_READERS),
+            (need_of::<CreateTopic>(), TOPIC_MANAGERS),
+            (need_of::<UpdateTopic>(), TOPIC_MANAGERS),
+            (need_of::<DeleteTopic>(), TOPIC_MANAGERS),
+            (need_of::<PurgeTopic>(), TOPIC_MANAGERS),
+            (need_of::<CreatePartitions>(), TOPIC_MANAGERS),
+            (need_of::<DeletePartitions>(), TOPIC_MANAGERS),
+            (need_of::<DeleteSegments>(), TOPIC_MANAGERS),
+            (need_of::<PollMessages>(), POLLERS),
+            (need_of::<SendMessages>(), SENDERS),
+            (need_of::<FlushUnsavedBuffer>(), SENDERS),
+            (need_of::<GetConsumerOffset>(), POLLERS),
+            (need_of::<StoreConsumerOffset>(), POLLERS),
+            (need_of::<DeleteConsumerOffset>(), POLLERS),
+            (need_of::<GetConsumerGroup>(), TOPIC_READERS),
+            (need_of::<GetConsumerGroups>(), TOPIC_READERS),
+            (need_of::<CreateConsumerGroup>(), TOPIC_READERS),
+            (need_of::<DeleteConsumerGroup>(), TOPIC_READERS),
+            (need_of::<JoinConsumerGroup>(), TOPIC_READERS),
+            (need_of::<LeaveConsumerGroup>(), TOPIC_READERS),
+        ]
+    }
+
     /// The matrix: every command that needs a login (on stream 0, topic 0, another user)
     /// against a user with no permissions, root-like permissions, and a user holding exactly
     /// one global permission. The expected column is the single global permissions that allow
@@ -170,186 +245,7 @@ mod tests {
     /// grants are the metadata crate's tests.
     #[test]
     fn every_command_against_every_single_global_permission() {
-        let matrix: Vec<Row> = vec![
-            (need_of::<GetStats>(), &["manage_servers", "read_servers"]),
-            (
-                need_of::<GetSnapshotFile>(),
-                &["manage_servers", "read_servers"],
-            ),
-            (need_of::<GetClusterMetadata>(), ANY),
-            (need_of::<GetMe>(), ANY),
-            (need_of::<GetClient>(), &["manage_servers", "read_servers"]),
-            (need_of::<GetClients>(), &["manage_servers", "read_servers"]),
-            (
-                need_of::<GetShardStats>(),
-                &["manage_servers", "read_servers"],
-            ),
-            (need_of::<GetUser>(), &["manage_users", "read_users"]),
-            (need_of::<GetUsers>(), &["manage_users", "read_users"]),
-            (need_of::<CreateUser>(), &["manage_users"]),
-            (need_of::<DeleteUser>(), &["manage_users"]),
-            (need_of::<UpdateUser>(), &["manage_users"]),
-            (need_of::<UpdatePermissions>(), &["manage_users"]),
-            (need_of::<ChangePassword>(), &["manage_users"]),
-            (need_of::<LogoutUser>(), ANY),
-            (need_of::<GetPersonalAccessTokens>(), ANY),
-            (need_of::<CreatePersonalAccessToken>(), ANY),
-            (need_of::<DeletePersonalAccessToken>(), ANY),
-            (need_of::<GetStream>(), &["manage_streams", "read_streams"]),
-            (need_of::<GetStreams>(), &["manage_streams", "read_streams"]),
-            (need_of::<CreateStream>(), &["manage_streams"]),
-            (need_of::<UpdateStream>(), &["manage_streams"]),
-            (need_of::<DeleteStream>(), &["manage_streams"]),
-            (need_of::<PurgeStream>(), &["manage_streams"]),
-            (
-                need_of::<GetTopic>(),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                need_of::<GetTopics>(),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                need_of::<CreateTopic>(),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                need_of::<UpdateTopic>(),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                need_of::<DeleteTopic>(),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                need_of::<PurgeTopic>(),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                need_of::<CreatePartitions>(),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                need_of::<DeletePartitions>(),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                need_of::<DeleteSegments>(),
-                &["manage_streams", "manage_topics"],
-            ),
-            (
-                need_of::<PollMessages>(),
-                &[
-                    "poll_messages",
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                need_of::<SendMessages>(),
-                &["send_messages", "manage_streams", "manage_topics"],
-            ),
-            (
-                need_of::<FlushUnsavedBuffer>(),
-                &["send_messages", "manage_streams", "manage_topics"],
-            ),
-            (
-                need_of::<GetConsumerOffset>(),
-                &[
-                    "poll_messages",
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                need_of::<StoreConsumerOffset>(),
-                &[
-                    "poll_messages",
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                need_of::<DeleteConsumerOffset>(),
-                &[
-                    "poll_messages",
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                need_of::<GetConsumerGroup>(),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                need_of::<GetConsumerGroups>(),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                need_of::<CreateConsumerGroup>(),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                need_of::<DeleteConsumerGroup>(),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                need_of::<JoinConsumerGroup>(),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-            (
-                need_of::<LeaveConsumerGroup>(),
-                &[
-                    "manage_streams",
-                    "read_streams",
-                    "manage_topics",
-                    "read_topics",
-                ],
-            ),
-        ];
+        let matrix = matrix();
         let mut covered: Vec<CommandCode> = matrix.iter().map(|((code, _), _)| *code).collect();
         covered.sort_by_key(|code| code.as_u32());
         let needing_login: Vec<CommandCode> = CommandCode::ALL
