@@ -2,6 +2,78 @@
 //! each request type's [`Handler`]; the handlers are grouped by family in `handler/*.rs` like
 //! the protocol's `command/*.rs`.
 
+/// `impl Handler` for requests that name no stream, topic or user, one line each:
+/// `Request: need => |cx, request| handler call;`, where `need` is `Some(Need::…)`, or `None`
+/// for the commands that need no login.
+macro_rules! unscoped_handlers {
+    ($($name:ident: $need:expr => |$cx:tt, $request:tt| $run:expr;)+) => {$(
+        impl $crate::handler::Handler for $name {
+            type Scope = ();
+            fn resolve(&self, _: &galgo_metadata::Metadata) {}
+            fn need(_: &()) -> Option<galgo_metadata::Need> {
+                $need
+            }
+            async fn handle(self, $cx: $crate::handler::Cx<'_>, _: ()) -> $crate::handler::Outcome {
+                let $request = self;
+                $run
+            }
+        }
+    )+};
+}
+
+/// `impl Handler` for requests that name one stream (their `stream` field), one line each:
+/// `Request: Need::Variant => |cx, request, scope| handler call;`.
+macro_rules! stream_handlers {
+    ($($name:ident: $need:path => |$cx:tt, $request:tt, $scope:tt| $run:expr;)+) => {$(
+        impl $crate::handler::Handler for $name {
+            type Scope = $crate::handler::StreamScope;
+            fn resolve(&self, metadata: &galgo_metadata::Metadata) -> Self::Scope {
+                $crate::handler::stream_scope(metadata, &self.stream)
+            }
+            fn need(scope: &Self::Scope) -> Option<galgo_metadata::Need> {
+                $crate::handler::on_stream(scope, $need)
+            }
+            async fn handle(
+                self,
+                $cx: $crate::handler::Cx<'_>,
+                $scope: Self::Scope,
+            ) -> $crate::handler::Outcome {
+                let $request = self;
+                $run
+            }
+        }
+    )+};
+}
+
+/// `impl Handler` for requests that name one topic (their `stream` and `topic` fields, or
+/// those of their field `in field`), one line each:
+/// `Request: Need::Variant => |cx, request, scope| handler call;`.
+macro_rules! topic_handlers {
+    ($($name:ident $(in $field:ident)?: $need:path => |$cx:tt, $request:tt, $scope:tt| $run:expr;)+) => {$(
+        impl $crate::handler::Handler for $name {
+            type Scope = $crate::handler::TopicScope;
+            fn resolve(&self, metadata: &galgo_metadata::Metadata) -> Self::Scope {
+                $crate::handler::topic_scope(
+                    metadata,
+                    &self$(.$field)?.stream,
+                    &self$(.$field)?.topic,
+                )
+            }
+            fn need(scope: &Self::Scope) -> Option<galgo_metadata::Need> {
+                $crate::handler::on_topic(scope, $need)
+            }
+            async fn handle(
+                self,
+                $cx: $crate::handler::Cx<'_>,
+                $scope: Self::Scope,
+            ) -> $crate::handler::Outcome {
+                let $request = self;
+                $run
+            }
+        }
+    )+};
+}
+
 mod groups;
 mod messages;
 mod metadata_change;

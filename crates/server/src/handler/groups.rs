@@ -12,8 +12,8 @@ use std::{cell::RefCell, collections::HashMap, rc::Rc, time::Duration};
 
 use bytes::BytesMut;
 use galgo_metadata::{
-    ConsumerGroup, GroupKey, Metadata, MetadataError, Need, PartitionId, PartitionKey, ShardId,
-    Topic, TopicKey,
+    ConsumerGroup, GroupKey, MetadataError, Need, PartitionId, PartitionKey, ShardId, Topic,
+    TopicKey,
 };
 use galgo_protocol::{
     Identifier,
@@ -24,10 +24,7 @@ use galgo_protocol::{
 };
 use galgo_storage::OffsetOwner;
 
-use super::{
-    Cx, Handler, Outcome, Reply, TopicScope, metadata_change::change_metadata, on_topic,
-    partition_calls::by_owner, topic_scope,
-};
+use super::{Outcome, Reply, metadata_change::change_metadata, partition_calls::by_owner};
 use crate::{
     config::ConsumerGroupConfig,
     context::{Context, Shard, now_us},
@@ -453,32 +450,16 @@ pub async fn expire_revocations(shard0: Rc<Shard>, config: ConsumerGroupConfig) 
     }
 }
 
-/// Every group command reads the topic's groups: read_topic over it is enough (as in Iggy).
-macro_rules! group_handler {
-    ($($name:ident => |$cx:ident, $request:ident, $scope:ident| $run:expr,)+) => {$(
-        impl Handler for $name {
-            type Scope = TopicScope;
-            fn resolve(&self, metadata: &Metadata) -> TopicScope {
-                topic_scope(metadata, &self.stream, &self.topic)
-            }
-            fn need(scope: &TopicScope) -> Option<Need> {
-                on_topic(scope, Need::ReadTopic)
-            }
-            async fn handle(self, $cx: Cx<'_>, $scope: TopicScope) -> Outcome {
-                let $request = self;
-                $run
-            }
-        }
-    )+};
-}
-
-group_handler! {
-    GetConsumerGroup => |cx, request, scope| get(cx.shard, scope.ok(), request),
-    GetConsumerGroups => |cx, _request, scope| list(cx.shard, scope.ok()),
-    CreateConsumerGroup => |cx, request, _scope| create(cx.shard, request).await,
-    DeleteConsumerGroup => |cx, request, scope| delete(cx.shard, scope?, request).await,
-    JoinConsumerGroup => |cx, request, _scope| join(cx.shard, cx.session, request).await,
-    LeaveConsumerGroup => |cx, request, scope| {
+// Every group command reads the topic's groups: read_topic over it is enough (as in Iggy).
+topic_handlers! {
+    GetConsumerGroup: Need::ReadTopic => |cx, request, scope| get(cx.shard, scope.ok(), request);
+    GetConsumerGroups: Need::ReadTopic => |cx, _, scope| list(cx.shard, scope.ok());
+    CreateConsumerGroup: Need::ReadTopic => |cx, request, _| create(cx.shard, request).await;
+    DeleteConsumerGroup: Need::ReadTopic => |cx, request, scope| {
+        delete(cx.shard, scope?, request).await
+    };
+    JoinConsumerGroup: Need::ReadTopic => |cx, request, _| join(cx.shard, cx.session, request).await;
+    LeaveConsumerGroup: Need::ReadTopic => |cx, request, scope| {
         leave(cx.shard, cx.context, cx.session, scope?, request).await
-    },
+    };
 }

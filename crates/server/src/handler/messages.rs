@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use crate::context::Shard;
 use bytes::{Bytes, BytesMut};
-use galgo_metadata::{GroupKey, Metadata, MetadataError, Need, PartitionKey, ShardId, TopicKey};
+use galgo_metadata::{GroupKey, MetadataError, Need, PartitionKey, ShardId, TopicKey};
 use galgo_protocol::{
     Consumer, ErrorCode, Identifier, Partitioning, PollingStrategy,
     command::messages::{FlushUnsavedBuffer, PollMessages, PolledMessagesHeader, SendMessages},
@@ -14,10 +14,7 @@ use galgo_protocol::{
 };
 use galgo_storage::{OffsetOwner, PartitionLog};
 
-use super::{
-    Cx, Handler, Outcome, Reply, TopicScope, groups::after_group_commit, on_topic,
-    partition_calls::on_partition, topic_scope,
-};
+use super::{Outcome, Reply, groups::after_group_commit, partition_calls::on_partition};
 use crate::{
     context::{Context, now_us},
     error::CommandError,
@@ -249,41 +246,12 @@ pub async fn flush(shard: &Rc<Shard>, topic: TopicKey, flush: FlushUnsavedBuffer
     Ok(Reply::empty())
 }
 
-impl Handler for SendMessages {
-    type Scope = TopicScope;
-    fn resolve(&self, metadata: &Metadata) -> TopicScope {
-        topic_scope(metadata, &self.stream, &self.topic)
-    }
-    fn need(scope: &TopicScope) -> Option<Need> {
-        on_topic(scope, Need::Send)
-    }
-    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
-        send(cx.shard, cx.context, cx.session, scope?, self).await
-    }
-}
-
-impl Handler for PollMessages {
-    type Scope = TopicScope;
-    fn resolve(&self, metadata: &Metadata) -> TopicScope {
-        topic_scope(metadata, &self.stream, &self.topic)
-    }
-    fn need(scope: &TopicScope) -> Option<Need> {
-        on_topic(scope, Need::Poll)
-    }
-    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
-        poll(cx.shard, cx.context, cx.session, scope?, self).await
-    }
-}
-
-impl Handler for FlushUnsavedBuffer {
-    type Scope = TopicScope;
-    fn resolve(&self, metadata: &Metadata) -> TopicScope {
-        topic_scope(metadata, &self.stream, &self.topic)
-    }
-    fn need(scope: &TopicScope) -> Option<Need> {
-        on_topic(scope, Need::Send)
-    }
-    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
-        flush(cx.shard, scope?, self).await
-    }
+topic_handlers! {
+    SendMessages: Need::Send => |cx, request, scope| {
+        send(cx.shard, cx.context, cx.session, scope?, request).await
+    };
+    PollMessages: Need::Poll => |cx, request, scope| {
+        poll(cx.shard, cx.context, cx.session, scope?, request).await
+    };
+    FlushUnsavedBuffer: Need::Send => |cx, request, scope| flush(cx.shard, scope?, request).await;
 }

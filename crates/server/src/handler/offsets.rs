@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use crate::context::Shard;
-use galgo_metadata::{GroupKey, Metadata, MetadataError, Need, TopicKey};
+use galgo_metadata::{GroupKey, MetadataError, Need, TopicKey};
 use galgo_protocol::{
     Consumer, ErrorCode,
     command::offsets::{
@@ -16,8 +16,7 @@ use galgo_protocol::{
 use galgo_storage::OffsetOwner;
 
 use super::{
-    Cx, Handler, Outcome, Reply, TopicScope, groups::after_group_commit, messages::locate,
-    on_topic, partition_calls::on_partition, topic_scope,
+    Outcome, Reply, groups::after_group_commit, messages::locate, partition_calls::on_partition,
 };
 use crate::{context::Context, error::CommandError, session::Session};
 
@@ -165,46 +164,14 @@ pub async fn delete(
     Ok(Reply::empty())
 }
 
-/// The topic an offset request names.
-fn target_scope(metadata: &Metadata, target: &OffsetTarget) -> TopicScope {
-    topic_scope(metadata, &target.stream, &target.topic)
-}
-
-impl Handler for GetConsumerOffset {
-    type Scope = TopicScope;
-    fn resolve(&self, metadata: &Metadata) -> TopicScope {
-        target_scope(metadata, &self.target)
-    }
-    fn need(scope: &TopicScope) -> Option<Need> {
-        on_topic(scope, Need::Poll)
-    }
-    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
-        get(cx.shard, scope.ok(), self).await
-    }
-}
-
-impl Handler for StoreConsumerOffset {
-    type Scope = TopicScope;
-    fn resolve(&self, metadata: &Metadata) -> TopicScope {
-        target_scope(metadata, &self.target)
-    }
-    fn need(scope: &TopicScope) -> Option<Need> {
-        on_topic(scope, Need::Poll)
-    }
-    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
-        store(cx.shard, cx.context, cx.session, scope?, self).await
-    }
-}
-
-impl Handler for DeleteConsumerOffset {
-    type Scope = TopicScope;
-    fn resolve(&self, metadata: &Metadata) -> TopicScope {
-        target_scope(metadata, &self.target)
-    }
-    fn need(scope: &TopicScope) -> Option<Need> {
-        on_topic(scope, Need::Poll)
-    }
-    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
-        delete(cx.shard, cx.context, cx.session, scope?, self).await
-    }
+topic_handlers! {
+    GetConsumerOffset in target: Need::Poll => |cx, request, scope| {
+        get(cx.shard, scope.ok(), request).await
+    };
+    StoreConsumerOffset in target: Need::Poll => |cx, request, scope| {
+        store(cx.shard, cx.context, cx.session, scope?, request).await
+    };
+    DeleteConsumerOffset in target: Need::Poll => |cx, request, scope| {
+        delete(cx.shard, cx.context, cx.session, scope?, request).await
+    };
 }

@@ -3,13 +3,10 @@
 use std::rc::Rc;
 
 use crate::context::Shard;
-use galgo_metadata::{Metadata, Need, TopicKey};
+use galgo_metadata::{Need, TopicKey};
 use galgo_protocol::command::topics::DeleteSegments;
 
-use super::{
-    Cx, Handler, Outcome, Reply, TopicScope, messages::locate, on_topic,
-    partition_calls::on_partition, topic_scope,
-};
+use super::{Outcome, Reply, messages::locate, partition_calls::on_partition};
 
 /// Deletes up to `segments_count` of the partition's oldest sealed segments, never the active
 /// one, and none holding a message past the lowest stored consumer or group offset (what a
@@ -27,15 +24,8 @@ pub async fn delete(shard: &Rc<Shard>, topic: TopicKey, delete: DeleteSegments) 
     Ok(Reply::empty())
 }
 
-impl Handler for DeleteSegments {
-    type Scope = TopicScope;
-    fn resolve(&self, metadata: &Metadata) -> TopicScope {
-        topic_scope(metadata, &self.stream, &self.topic)
-    }
-    fn need(scope: &TopicScope) -> Option<Need> {
-        on_topic(scope, Need::ManageTopic)
-    }
-    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
-        delete(cx.shard, scope?, self).await
-    }
+topic_handlers! {
+    DeleteSegments: Need::ManageTopic => |cx, request, scope| {
+        delete(cx.shard, scope?, request).await
+    };
 }

@@ -17,11 +17,9 @@ use galgo_protocol::{
 };
 
 use super::{
-    Cx, Handler, Outcome, Reply, StreamScope,
+    Outcome, Reply,
     metadata_change::change_metadata,
-    on_stream,
     partition_calls::{PartitionFigures, PartitionOp, gather_figures, on_owners},
-    stream_scope,
     topics::topic_header,
 };
 use crate::context::now_us;
@@ -133,76 +131,14 @@ pub async fn purge(shard: &Rc<Shard>, stream: StreamId) -> Outcome {
     Ok(Reply::empty())
 }
 
-impl Handler for GetStream {
-    type Scope = StreamScope;
-    fn resolve(&self, metadata: &Metadata) -> StreamScope {
-        stream_scope(metadata, &self.stream)
-    }
-    fn need(scope: &StreamScope) -> Option<Need> {
-        on_stream(scope, Need::ReadStream)
-    }
-    async fn handle(self, cx: Cx<'_>, scope: StreamScope) -> Outcome {
-        get(cx.shard, scope.ok()).await
-    }
+unscoped_handlers! {
+    GetStreams: Some(Need::ReadAllStreams) => |cx, _| list(cx.shard).await;
+    CreateStream: Some(Need::CreateStream) => |cx, request| create(cx.shard, request).await;
 }
 
-impl Handler for GetStreams {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::ReadAllStreams)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        list(cx.shard).await
-    }
-}
-
-impl Handler for CreateStream {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::CreateStream)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        create(cx.shard, self).await
-    }
-}
-
-impl Handler for UpdateStream {
-    type Scope = StreamScope;
-    fn resolve(&self, metadata: &Metadata) -> StreamScope {
-        stream_scope(metadata, &self.stream)
-    }
-    fn need(scope: &StreamScope) -> Option<Need> {
-        on_stream(scope, Need::ManageStream)
-    }
-    async fn handle(self, cx: Cx<'_>, _: StreamScope) -> Outcome {
-        update(cx.shard, self).await
-    }
-}
-
-impl Handler for DeleteStream {
-    type Scope = StreamScope;
-    fn resolve(&self, metadata: &Metadata) -> StreamScope {
-        stream_scope(metadata, &self.stream)
-    }
-    fn need(scope: &StreamScope) -> Option<Need> {
-        on_stream(scope, Need::ManageStream)
-    }
-    async fn handle(self, cx: Cx<'_>, _: StreamScope) -> Outcome {
-        delete(cx.shard, self.stream).await
-    }
-}
-
-impl Handler for PurgeStream {
-    type Scope = StreamScope;
-    fn resolve(&self, metadata: &Metadata) -> StreamScope {
-        stream_scope(metadata, &self.stream)
-    }
-    fn need(scope: &StreamScope) -> Option<Need> {
-        on_stream(scope, Need::ManageStream)
-    }
-    async fn handle(self, cx: Cx<'_>, scope: StreamScope) -> Outcome {
-        purge(cx.shard, scope?).await
-    }
+stream_handlers! {
+    GetStream: Need::ReadStream => |cx, _, scope| get(cx.shard, scope.ok()).await;
+    UpdateStream: Need::ManageStream => |cx, request, _| update(cx.shard, request).await;
+    DeleteStream: Need::ManageStream => |cx, request, _| delete(cx.shard, request.stream).await;
+    PurgeStream: Need::ManageStream => |cx, _, scope| purge(cx.shard, scope?).await;
 }

@@ -13,9 +13,9 @@ use galgo_protocol::{
     },
 };
 
-use galgo_metadata::{Metadata, Need};
+use galgo_metadata::Need;
 
-use super::{Cx, Handler, Outcome, Reply, partition_calls::figures_of};
+use super::{Outcome, Reply, partition_calls::figures_of};
 use crate::{context::Context, host, session::Session};
 
 /// The groups a client joined, from this shard's replica (membership reaches every shard).
@@ -226,92 +226,15 @@ pub async fn get_shard_stats(shard: &Rc<Shard>) -> Outcome {
     Ok(Reply::encoded(|out| stats.encode(out)))
 }
 
-impl Handler for Ping {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        None
-    }
-    async fn handle(self, _: Cx<'_>, _: ()) -> Outcome {
-        Ok(Reply::empty())
-    }
-}
-
-impl Handler for GetStats {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::ReadServers)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        get_stats(cx.shard, cx.context).await
-    }
-}
-
-impl Handler for GetSnapshotFile {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::ReadServers)
-    }
-    /// Snapshots (a ZIP of diagnostics) are not built; PROTOCOL.md §5.1 allows refusing them
-    /// with 5, after the permission check.
-    async fn handle(self, _: Cx<'_>, _: ()) -> Outcome {
-        Err(ErrorCode::FeatureUnavailable.into())
-    }
-}
-
-impl Handler for GetClusterMetadata {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::LoggedIn)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        get_cluster_metadata(cx.context)
-    }
-}
-
-impl Handler for GetMe {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::LoggedIn)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        get_me(cx.shard, cx.session)
-    }
-}
-
-impl Handler for GetClient {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::ReadServers)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        get_client(cx.shard, self).await
-    }
-}
-
-impl Handler for GetClients {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::ReadServers)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        get_clients(cx.shard).await
-    }
-}
-
-impl Handler for GetShardStats {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::ReadServers)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        get_shard_stats(cx.shard).await
-    }
+unscoped_handlers! {
+    Ping: None => |_, _| Ok(Reply::empty());
+    GetStats: Some(Need::ReadServers) => |cx, _| get_stats(cx.shard, cx.context).await;
+    // Snapshots (a ZIP of diagnostics) are not built; PROTOCOL.md §5.1 allows refusing them
+    // with 5, after the permission check.
+    GetSnapshotFile: Some(Need::ReadServers) => |_, _| Err(ErrorCode::FeatureUnavailable.into());
+    GetClusterMetadata: Some(Need::LoggedIn) => |cx, _| get_cluster_metadata(cx.context);
+    GetMe: Some(Need::LoggedIn) => |cx, _| get_me(cx.shard, cx.session);
+    GetClient: Some(Need::ReadServers) => |cx, request| get_client(cx.shard, request).await;
+    GetClients: Some(Need::ReadServers) => |cx, _| get_clients(cx.shard).await;
+    GetShardStats: Some(Need::ReadServers) => |cx, _| get_shard_stats(cx.shard).await;
 }

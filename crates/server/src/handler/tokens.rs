@@ -8,7 +8,7 @@ use std::{rc::Rc, time::Duration};
 
 use crate::context::Shard;
 use bytes::BytesMut;
-use galgo_metadata::{Metadata, Need, UserId};
+use galgo_metadata::{Need, UserId};
 use galgo_protocol::{
     ErrorCode,
     command::tokens::{
@@ -17,7 +17,7 @@ use galgo_protocol::{
     },
 };
 
-use super::{Cx, Handler, Outcome, Reply, metadata_change::change_metadata, users::log_in};
+use super::{Outcome, Reply, metadata_change::change_metadata, users::log_in};
 use crate::{
     context::{Context, now_us},
     credentials,
@@ -144,48 +144,17 @@ pub async fn clean_expired(shard0: Rc<Shard>, interval: Duration) {
     }
 }
 
-impl Handler for GetPersonalAccessTokens {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::LoggedIn)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
+unscoped_handlers! {
+    GetPersonalAccessTokens: Some(Need::LoggedIn) => |cx, _| {
         list(cx.shard, UserId(cx.session.user()?))
-    }
-}
-
-impl Handler for CreatePersonalAccessToken {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::LoggedIn)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        create(cx.shard, cx.context, UserId(cx.session.user()?), self).await
-    }
-}
-
-impl Handler for DeletePersonalAccessToken {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::LoggedIn)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        delete(cx.shard, UserId(cx.session.user()?), self).await
-    }
-}
-
-impl Handler for LoginWithPersonalAccessToken {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        None
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        login(cx.shard, cx.session, self)
-    }
+    };
+    CreatePersonalAccessToken: Some(Need::LoggedIn) => |cx, request| {
+        create(cx.shard, cx.context, UserId(cx.session.user()?), request).await
+    };
+    DeletePersonalAccessToken: Some(Need::LoggedIn) => |cx, request| {
+        delete(cx.shard, UserId(cx.session.user()?), request).await
+    };
+    LoginWithPersonalAccessToken: None => |cx, request| login(cx.shard, cx.session, request);
 }
 
 #[cfg(test)]

@@ -5,18 +5,16 @@ use std::{collections::BTreeMap, rc::Rc};
 
 use crate::context::Shard;
 use bytes::BytesMut;
-use galgo_metadata::{Metadata, Need, PartitionKey, StreamId, Topic, TopicKey, TopicSettings};
+use galgo_metadata::{Need, PartitionKey, StreamId, Topic, TopicKey, TopicSettings};
 use galgo_protocol::command::topics::{
     CompressionAlgorithm, CreatePartitions, CreateTopic, DeletePartitions, DeleteTopic, GetTopic,
     GetTopics, PartitionInfo, PurgeTopic, TopicDetails, TopicHeader, UpdateTopic,
 };
 
 use super::{
-    Cx, Handler, Outcome, Reply, StreamScope, TopicScope,
+    Outcome, Reply,
     metadata_change::change_metadata,
-    on_stream, on_topic,
     partition_calls::{PartitionFigures, PartitionOp, gather_figures, on_owners},
-    stream_scope, topic_scope,
 };
 use crate::context::now_us;
 
@@ -235,80 +233,22 @@ pub async fn delete_partitions(shard: &Rc<Shard>, delete: DeletePartitions) -> O
     Ok(Reply::empty())
 }
 
-impl Handler for GetTopic {
-    type Scope = TopicScope;
-    fn resolve(&self, metadata: &Metadata) -> TopicScope {
-        topic_scope(metadata, &self.stream, &self.topic)
-    }
-    fn need(scope: &TopicScope) -> Option<Need> {
-        on_topic(scope, Need::ReadTopic)
-    }
-    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
-        get(cx.shard, scope.ok()).await
-    }
+stream_handlers! {
+    GetTopics: Need::ReadTopics => |cx, _, scope| list(cx.shard, scope.ok()).await;
+    CreateTopic: Need::ManageTopics => |cx, request, _| create(cx.shard, request).await;
 }
 
-impl Handler for GetTopics {
-    type Scope = StreamScope;
-    fn resolve(&self, metadata: &Metadata) -> StreamScope {
-        stream_scope(metadata, &self.stream)
-    }
-    fn need(scope: &StreamScope) -> Option<Need> {
-        on_stream(scope, Need::ReadTopics)
-    }
-    async fn handle(self, cx: Cx<'_>, scope: StreamScope) -> Outcome {
-        list(cx.shard, scope.ok()).await
-    }
-}
-
-impl Handler for CreateTopic {
-    type Scope = StreamScope;
-    fn resolve(&self, metadata: &Metadata) -> StreamScope {
-        stream_scope(metadata, &self.stream)
-    }
-    fn need(scope: &StreamScope) -> Option<Need> {
-        on_stream(scope, Need::ManageTopics)
-    }
-    async fn handle(self, cx: Cx<'_>, _: StreamScope) -> Outcome {
-        create(cx.shard, self).await
-    }
-}
-
-/// The commands that change one topic: they need manage_topic over it, and shard 0 resolves
-/// their identifiers again against the state it changes.
-macro_rules! manage_topic_handler {
-    ($($name:ident => $run:ident,)+) => {$(
-        impl Handler for $name {
-            type Scope = TopicScope;
-            fn resolve(&self, metadata: &Metadata) -> TopicScope {
-                topic_scope(metadata, &self.stream, &self.topic)
-            }
-            fn need(scope: &TopicScope) -> Option<Need> {
-                on_topic(scope, Need::ManageTopic)
-            }
-            async fn handle(self, cx: Cx<'_>, _: TopicScope) -> Outcome {
-                $run(cx.shard, self).await
-            }
-        }
-    )+};
-}
-
-manage_topic_handler! {
-    UpdateTopic => update,
-    DeleteTopic => delete,
-    CreatePartitions => create_partitions,
-    DeletePartitions => delete_partitions,
-}
-
-impl Handler for PurgeTopic {
-    type Scope = TopicScope;
-    fn resolve(&self, metadata: &Metadata) -> TopicScope {
-        topic_scope(metadata, &self.stream, &self.topic)
-    }
-    fn need(scope: &TopicScope) -> Option<Need> {
-        on_topic(scope, Need::ManageTopic)
-    }
-    async fn handle(self, cx: Cx<'_>, scope: TopicScope) -> Outcome {
-        purge(cx.shard, scope?).await
-    }
+// The commands that change a topic send its identifiers to shard 0, which resolves them again
+// against the state it changes.
+topic_handlers! {
+    GetTopic: Need::ReadTopic => |cx, _, scope| get(cx.shard, scope.ok()).await;
+    UpdateTopic: Need::ManageTopic => |cx, request, _| update(cx.shard, request).await;
+    DeleteTopic: Need::ManageTopic => |cx, request, _| delete(cx.shard, request).await;
+    PurgeTopic: Need::ManageTopic => |cx, _, scope| purge(cx.shard, scope?).await;
+    CreatePartitions: Need::ManageTopic => |cx, request, _| {
+        create_partitions(cx.shard, request).await
+    };
+    DeletePartitions: Need::ManageTopic => |cx, request, _| {
+        delete_partitions(cx.shard, request).await
+    };
 }

@@ -312,61 +312,6 @@ impl Handler for GetUser {
     }
 }
 
-impl Handler for GetUsers {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::ReadUsers)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        list(cx.shard)
-    }
-}
-
-impl Handler for CreateUser {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::ManageUsers)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        create(cx.shard, cx.context, self).await
-    }
-}
-
-impl Handler for UpdateUser {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::ManageUsers)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        update(cx.shard, self).await
-    }
-}
-
-impl Handler for UpdatePermissions {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::ManageUsers)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        update_permissions(cx.shard, self).await
-    }
-}
-
-impl Handler for DeleteUser {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::ManageUsers)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        delete(cx.shard, self.user).await
-    }
-}
-
 impl Handler for ChangePassword {
     type Scope = UserScope;
     fn resolve(&self, metadata: &Metadata) -> UserScope {
@@ -380,24 +325,14 @@ impl Handler for ChangePassword {
     }
 }
 
-impl Handler for LoginUser {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        None
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        login(cx.shard, cx.context, cx.session, self).await
-    }
-}
-
-impl Handler for LogoutUser {
-    type Scope = ();
-    fn resolve(&self, _: &Metadata) {}
-    fn need(_: &()) -> Option<Need> {
-        Some(Need::LoggedIn)
-    }
-    async fn handle(self, cx: Cx<'_>, _: ()) -> Outcome {
-        logout(cx.shard, cx.session)
-    }
+unscoped_handlers! {
+    GetUsers: Some(Need::ReadUsers) => |cx, _| list(cx.shard);
+    CreateUser: Some(Need::ManageUsers) => |cx, request| create(cx.shard, cx.context, request).await;
+    UpdateUser: Some(Need::ManageUsers) => |cx, request| update(cx.shard, request).await;
+    UpdatePermissions: Some(Need::ManageUsers) => |cx, request| {
+        update_permissions(cx.shard, request).await
+    };
+    DeleteUser: Some(Need::ManageUsers) => |cx, request| delete(cx.shard, request.user).await;
+    LoginUser: None => |cx, request| login(cx.shard, cx.context, cx.session, request).await;
+    LogoutUser: Some(Need::LoggedIn) => |cx, _| logout(cx.shard, cx.session);
 }
