@@ -146,92 +146,112 @@ async fn stats_and_cluster_metadata() {
     let server = TestServer::start(&[]);
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
-        let (s0, t0) = sdk::create_stream_and_topic(&client, "stats-a", "t1", 1).await;
-        let (s1, t1) = sdk::create_stream_and_topic(&client, "stats-b", "t2", 2).await;
-        client
-            .create_topic(
-                &id(s1),
-                "t3",
-                3,
-                CompressionAlgorithm::None,
-                None,
-                IggyExpiry::ServerDefault,
-                MaxTopicSize::ServerDefault,
-            )
-            .await
-            .expect("third topic");
-        client
-            .send_messages(
-                &id(s0),
-                &id(t0),
-                &Partitioning::partition_id(0),
-                &mut sdk::messages("m", 0..4),
-            )
-            .await
-            .expect("send");
-        client
-            .send_messages(
-                &id(s1),
-                &id(t1),
-                &Partitioning::partition_id(1),
-                &mut sdk::messages("m", 0..6),
-            )
-            .await
-            .expect("send");
-
-        let stats = client.get_stats().await.expect("get_stats");
-        assert_eq!(stats.streams_count, 2);
-        assert_eq!(stats.topics_count, 3);
-        assert_eq!(stats.partitions_count, 6);
-        assert_eq!(stats.messages_count, 10);
-        assert_eq!(stats.clients_count, 1, "this test's only connection");
-        assert_eq!(stats.consumer_groups_count, 0);
-        assert_eq!(stats.segments_count, 6, "one (open) segment per partition");
-        // Sizes count whole messages: 64-byte header + payload ("m-N" is 3 bytes).
-        assert_eq!(stats.messages_size_bytes.as_bytes_u64(), 10 * (64 + 3));
-        let now = IggyTimestamp::now().as_micros();
-        assert!(
-            stats.start_time.as_micros() <= now && stats.start_time.as_micros() > now - 600_000_000
-        );
-
-        let stream = client
-            .get_stream(&id(s1))
-            .await
-            .expect("get_stream")
-            .expect("exists");
-        assert_eq!(stream.messages_count, 6);
-        assert_eq!(stream.topics_count, 2);
-        assert_eq!(stream.size.as_bytes_u64(), 6 * (64 + 3));
-        let created = stream.created_at.as_micros();
-        assert!(
-            created <= now && created > now - 600_000_000,
-            "created_at is µs since the epoch"
-        );
-        let topic = client
-            .get_topic(&id(s1), &id(t1))
-            .await
-            .unwrap()
-            .expect("topic");
-        assert_eq!(topic.size.as_bytes_u64(), 6 * (64 + 3));
-        let sizes: Vec<(u64, u64, u64)> = topic
-            .partitions
-            .iter()
-            .map(|p| (p.messages_count, p.size.as_bytes_u64(), p.current_offset))
-            .collect();
-        assert_eq!(sizes, vec![(0, 0, 0), (6, 6 * 67, 5)]);
-
-        let metadata = client
-            .get_cluster_metadata()
-            .await
-            .expect("get_cluster_metadata");
-        assert_eq!(metadata.nodes.len(), 1, "one node: {metadata:?}");
-        let node = &metadata.nodes[0];
-        assert_eq!(node.ip, server.addr.ip().to_string());
-        assert_eq!(node.endpoints.tcp, server.addr.port());
-        assert_eq!(node.role, ClusterNodeRole::Leader);
-        assert_eq!(node.status, ClusterNodeStatus::Healthy);
+        let (stream, topic) = fill_two_streams_for_stats(&client).await;
+        let now = check_server_stats(&client).await;
+        check_stream_and_topic_stats(&client, stream, topic, now).await;
+        check_cluster_metadata(&client, server.addr).await;
     })
     .await;
+}
+
+/// Creates two streams with three topics (1, 2 and 3 partitions) and sends four messages to
+/// the first topic and six to partition 1 of the second. Returns the second stream and topic,
+/// whose numbers the later steps check.
+async fn fill_two_streams_for_stats(client: &IggyClient) -> (u32, u32) {
+    let (s0, t0) = sdk::create_stream_and_topic(client, "stats-a", "t1", 1).await;
+    let (s1, t1) = sdk::create_stream_and_topic(client, "stats-b", "t2", 2).await;
+    client
+        .create_topic(
+            &id(s1),
+            "t3",
+            3,
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::ServerDefault,
+            MaxTopicSize::ServerDefault,
+        )
+        .await
+        .expect("third topic");
+    client
+        .send_messages(
+            &id(s0),
+            &id(t0),
+            &Partitioning::partition_id(0),
+            &mut sdk::messages("m", 0..4),
+        )
+        .await
+        .expect("send");
+    client
+        .send_messages(
+            &id(s1),
+            &id(t1),
+            &Partitioning::partition_id(1),
+            &mut sdk::messages("m", 0..6),
+        )
+        .await
+        .expect("send");
+    (s1, t1)
+}
+
+/// Checks the server-wide counts and returns the time they were checked at (µs since the
+/// epoch), so that the next step checks creation times against the same instant.
+async fn check_server_stats(client: &IggyClient) -> u64 {
+    let stats = client.get_stats().await.expect("get_stats");
+    assert_eq!(stats.streams_count, 2);
+    assert_eq!(stats.topics_count, 3);
+    assert_eq!(stats.partitions_count, 6);
+    assert_eq!(stats.messages_count, 10);
+    assert_eq!(stats.clients_count, 1, "this test's only connection");
+    assert_eq!(stats.consumer_groups_count, 0);
+    assert_eq!(stats.segments_count, 6, "one (open) segment per partition");
+    // Sizes count whole messages: 64-byte header + payload ("m-N" is 3 bytes).
+    assert_eq!(stats.messages_size_bytes.as_bytes_u64(), 10 * (64 + 3));
+    let now = IggyTimestamp::now().as_micros();
+    assert!(
+        stats.start_time.as_micros() <= now && stats.start_time.as_micros() > now - 600_000_000
+    );
+    now
+}
+
+async fn check_stream_and_topic_stats(client: &IggyClient, stream: u32, topic: u32, now: u64) {
+    let details = client
+        .get_stream(&id(stream))
+        .await
+        .expect("get_stream")
+        .expect("exists");
+    assert_eq!(details.messages_count, 6);
+    assert_eq!(details.topics_count, 2);
+    assert_eq!(details.size.as_bytes_u64(), 6 * (64 + 3));
+    let created = details.created_at.as_micros();
+    assert!(
+        created <= now && created > now - 600_000_000,
+        "created_at is µs since the epoch"
+    );
+    let topic_details = client
+        .get_topic(&id(stream), &id(topic))
+        .await
+        .unwrap()
+        .expect("topic");
+    assert_eq!(topic_details.size.as_bytes_u64(), 6 * (64 + 3));
+    let sizes: Vec<(u64, u64, u64)> = topic_details
+        .partitions
+        .iter()
+        .map(|p| (p.messages_count, p.size.as_bytes_u64(), p.current_offset))
+        .collect();
+    assert_eq!(sizes, vec![(0, 0, 0), (6, 6 * 67, 5)]);
+}
+
+async fn check_cluster_metadata(client: &IggyClient, addr: SocketAddr) {
+    let metadata = client
+        .get_cluster_metadata()
+        .await
+        .expect("get_cluster_metadata");
+    assert_eq!(metadata.nodes.len(), 1, "one node: {metadata:?}");
+    let node = &metadata.nodes[0];
+    assert_eq!(node.ip, addr.ip().to_string());
+    assert_eq!(node.endpoints.tcp, addr.port());
+    assert_eq!(node.role, ClusterNodeRole::Leader);
+    assert_eq!(node.status, ClusterNodeStatus::Healthy);
 }
 
 #[tokio::test]
@@ -239,119 +259,130 @@ async fn streams_create_get_list_update_delete() {
     let server = TestServer::start(&[]);
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
-        assert!(client.get_streams().await.expect("get_streams").is_empty());
+        create_and_look_up_streams(&client).await;
+        rename_streams(&client).await;
+        delete_streams(&client).await;
+    })
+    .await;
+}
 
-        let alpha = client.create_stream("alpha").await.expect("create alpha");
-        assert_eq!(
-            (alpha.id, alpha.name.as_str(), alpha.topics_count),
-            (0, "alpha", 0)
-        );
-        let beta = client.create_stream("beta").await.expect("create beta");
-        assert_eq!(beta.id, 1, "ids are 0-based slab keys");
-        assert_eq!(
-            error_code(client.create_stream("alpha").await),
-            IggyError::StreamNameAlreadyExists(String::new()).as_code()
-        );
+/// Creates `alpha` (id 0) and `beta` (id 1) and finds them by id, by name and in the list.
+async fn create_and_look_up_streams(client: &IggyClient) {
+    assert!(client.get_streams().await.expect("get_streams").is_empty());
 
-        let by_id = client
-            .get_stream(&id(1))
+    let alpha = client.create_stream("alpha").await.expect("create alpha");
+    assert_eq!(
+        (alpha.id, alpha.name.as_str(), alpha.topics_count),
+        (0, "alpha", 0)
+    );
+    let beta = client.create_stream("beta").await.expect("create beta");
+    assert_eq!(beta.id, 1, "ids are 0-based slab keys");
+    assert_eq!(
+        error_code(client.create_stream("alpha").await),
+        IggyError::StreamNameAlreadyExists(String::new()).as_code()
+    );
+
+    let by_id = client
+        .get_stream(&id(1))
+        .await
+        .expect("get")
+        .expect("beta by id");
+    let by_name = client
+        .get_stream(&name("beta"))
+        .await
+        .expect("get")
+        .expect("beta by name");
+    assert_eq!((by_id.id, by_id.name.as_str()), (1, "beta"));
+    assert_eq!((by_name.id, by_name.name.as_str()), (1, "beta"));
+    assert!(client.get_stream(&id(99)).await.expect("get").is_none());
+    assert!(
+        client
+            .get_stream(&name("nope"))
             .await
             .expect("get")
-            .expect("beta by id");
-        let by_name = client
+            .is_none()
+    );
+
+    let names: Vec<(u32, String)> = client
+        .get_streams()
+        .await
+        .expect("get_streams")
+        .into_iter()
+        .map(|s| (s.id, s.name))
+        .collect();
+    assert_eq!(
+        names,
+        vec![(0, "alpha".to_string()), (1, "beta".to_string())]
+    );
+}
+
+/// Renames stream 1 by numeric id and by name, ending as `delta`.
+async fn rename_streams(client: &IggyClient) {
+    client
+        .update_stream(&id(1), "gamma")
+        .await
+        .expect("rename by id");
+    assert!(
+        client
             .get_stream(&name("beta"))
             .await
             .expect("get")
-            .expect("beta by name");
-        assert_eq!((by_id.id, by_id.name.as_str()), (1, "beta"));
-        assert_eq!((by_name.id, by_name.name.as_str()), (1, "beta"));
-        assert!(client.get_stream(&id(99)).await.expect("get").is_none());
-        assert!(
-            client
-                .get_stream(&name("nope"))
-                .await
-                .expect("get")
-                .is_none()
-        );
+            .is_none()
+    );
+    assert_eq!(
+        client
+            .get_stream(&name("gamma"))
+            .await
+            .expect("get")
+            .expect("gamma")
+            .id,
+        1
+    );
+    client
+        .update_stream(&name("gamma"), "delta")
+        .await
+        .expect("rename by name");
+    assert_eq!(
+        client
+            .get_stream(&id(1))
+            .await
+            .expect("get")
+            .expect("delta")
+            .name,
+        "delta"
+    );
+    assert_eq!(
+        error_code(client.update_stream(&id(1), "alpha").await),
+        IggyError::StreamNameAlreadyExists(String::new()).as_code()
+    );
+    assert_eq!(
+        error_code(client.update_stream(&id(42), "whatever").await),
+        IggyError::StreamIdNotFound(id(42)).as_code()
+    );
+}
 
-        let names: Vec<(u32, String)> = client
-            .get_streams()
-            .await
-            .expect("get_streams")
-            .into_iter()
-            .map(|s| (s.id, s.name))
-            .collect();
-        assert_eq!(
-            names,
-            vec![(0, "alpha".to_string()), (1, "beta".to_string())]
-        );
-
-        // Rename by numeric id and by name.
-        client
-            .update_stream(&id(1), "gamma")
-            .await
-            .expect("rename by id");
-        assert!(
-            client
-                .get_stream(&name("beta"))
-                .await
-                .expect("get")
-                .is_none()
-        );
-        assert_eq!(
-            client
-                .get_stream(&name("gamma"))
-                .await
-                .expect("get")
-                .expect("gamma")
-                .id,
-            1
-        );
-        client
-            .update_stream(&name("gamma"), "delta")
-            .await
-            .expect("rename by name");
-        assert_eq!(
-            client
-                .get_stream(&id(1))
-                .await
-                .expect("get")
-                .expect("delta")
-                .name,
-            "delta"
-        );
-        assert_eq!(
-            error_code(client.update_stream(&id(1), "alpha").await),
-            IggyError::StreamNameAlreadyExists(String::new()).as_code()
-        );
-        assert_eq!(
-            error_code(client.update_stream(&id(42), "whatever").await),
-            IggyError::StreamIdNotFound(id(42)).as_code()
-        );
-
-        // Delete by name and by id; a deleted stream is gone for both lookups.
-        client
-            .delete_stream(&name("delta"))
-            .await
-            .expect("delete by name");
-        assert!(client.get_stream(&id(1)).await.expect("get").is_none());
-        assert_eq!(
-            error_code(client.delete_stream(&name("delta")).await),
-            IggyError::StreamIdNotFound(id(1)).as_code()
-        );
-        client.delete_stream(&id(0)).await.expect("delete by id");
-        assert!(client.get_streams().await.expect("get_streams").is_empty());
-        assert_eq!(
-            error_code(client.delete_stream(&id(0)).await),
-            IggyError::StreamIdNotFound(id(0)).as_code()
-        );
-        // A name freed by a delete can be used again.
-        client
-            .create_stream("alpha")
-            .await
-            .expect("re-create alpha");
-    })
-    .await;
+/// Deletes `delta` by name and `alpha` by id; a deleted stream is gone for both lookups.
+async fn delete_streams(client: &IggyClient) {
+    client
+        .delete_stream(&name("delta"))
+        .await
+        .expect("delete by name");
+    assert!(client.get_stream(&id(1)).await.expect("get").is_none());
+    assert_eq!(
+        error_code(client.delete_stream(&name("delta")).await),
+        IggyError::StreamIdNotFound(id(1)).as_code()
+    );
+    client.delete_stream(&id(0)).await.expect("delete by id");
+    assert!(client.get_streams().await.expect("get_streams").is_empty());
+    assert_eq!(
+        error_code(client.delete_stream(&id(0)).await),
+        IggyError::StreamIdNotFound(id(0)).as_code()
+    );
+    // A name freed by a delete can be used again.
+    client
+        .create_stream("alpha")
+        .await
+        .expect("re-create alpha");
 }
 
 #[tokio::test]
@@ -360,39 +391,7 @@ async fn purge_stream_removes_flushed_and_journal_messages() {
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
         let (stream, topic) = sdk::create_stream_and_topic(&client, "purge-s", "t", 2).await;
-        for partition in 0..2 {
-            client
-                .send_messages(
-                    &id(stream),
-                    &id(topic),
-                    &Partitioning::partition_id(partition),
-                    &mut sdk::messages("flushed", 0..5),
-                )
-                .await
-                .expect("send");
-            client
-                .flush_unsaved_buffer(&id(stream), &id(topic), partition, true)
-                .await
-                .expect("flush");
-            client
-                .send_messages(
-                    &id(stream),
-                    &id(topic),
-                    &Partitioning::partition_id(partition),
-                    &mut sdk::messages("journal", 0..3),
-                )
-                .await
-                .expect("send");
-        }
-        assert_eq!(
-            client
-                .get_stream(&id(stream))
-                .await
-                .unwrap()
-                .unwrap()
-                .messages_count,
-            16
-        );
+        fill_flushed_and_journal(&client, stream, topic).await;
 
         client
             .purge_stream(&name("purge-s"))
@@ -406,31 +405,7 @@ async fn purge_stream_removes_flushed_and_journal_messages() {
         assert_eq!(details.messages_count, 0);
         assert_eq!(details.topics_count, 1, "purge keeps topics");
         for partition in 0..2 {
-            let polled = sdk::poll_offset(&client, stream, topic, partition, 0, 100).await;
-            assert!(
-                polled.messages.is_empty(),
-                "partition {partition} after purge: {:?}",
-                sdk::payload_strings(&polled.messages)
-            );
-            client
-                .send_messages(
-                    &id(stream),
-                    &id(topic),
-                    &Partitioning::partition_id(partition),
-                    &mut sdk::messages("after", 0..2),
-                )
-                .await
-                .expect("send after purge");
-            let polled = sdk::poll_offset(&client, stream, topic, partition, 0, 100).await;
-            assert_eq!(
-                sdk::offsets(&polled.messages),
-                vec![0, 1],
-                "offsets restart at 0"
-            );
-            assert_eq!(
-                sdk::payload_strings(&polled.messages),
-                vec!["after-0", "after-1"]
-            );
+            check_purged_partition_restarts(&client, stream, topic, partition).await;
         }
         assert_eq!(
             error_code(client.purge_stream(&id(77)).await),
@@ -438,6 +413,78 @@ async fn purge_stream_removes_flushed_and_journal_messages() {
         );
     })
     .await;
+}
+
+/// Puts five flushed messages and then three journal-only ones on each of two partitions, so
+/// that a purge has to remove both kinds.
+async fn fill_flushed_and_journal(client: &IggyClient, stream: u32, topic: u32) {
+    for partition in 0..2 {
+        client
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::partition_id(partition),
+                &mut sdk::messages("flushed", 0..5),
+            )
+            .await
+            .expect("send");
+        client
+            .flush_unsaved_buffer(&id(stream), &id(topic), partition, true)
+            .await
+            .expect("flush");
+        client
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::partition_id(partition),
+                &mut sdk::messages("journal", 0..3),
+            )
+            .await
+            .expect("send");
+    }
+    assert_eq!(
+        client
+            .get_stream(&id(stream))
+            .await
+            .unwrap()
+            .unwrap()
+            .messages_count,
+        16
+    );
+}
+
+/// A purged partition reads empty, and the next messages sent to it start again at offset 0.
+async fn check_purged_partition_restarts(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    partition: u32,
+) {
+    let polled = sdk::poll_offset(client, stream, topic, partition, 0, 100).await;
+    assert!(
+        polled.messages.is_empty(),
+        "partition {partition} after purge: {:?}",
+        sdk::payload_strings(&polled.messages)
+    );
+    client
+        .send_messages(
+            &id(stream),
+            &id(topic),
+            &Partitioning::partition_id(partition),
+            &mut sdk::messages("after", 0..2),
+        )
+        .await
+        .expect("send after purge");
+    let polled = sdk::poll_offset(client, stream, topic, partition, 0, 100).await;
+    assert_eq!(
+        sdk::offsets(&polled.messages),
+        vec![0, 1],
+        "offsets restart at 0"
+    );
+    assert_eq!(
+        sdk::payload_strings(&polled.messages),
+        vec!["after-0", "after-1"]
+    );
 }
 
 #[tokio::test]
@@ -450,254 +497,278 @@ async fn topics_create_get_list_update_delete() {
             .await
             .expect("create stream")
             .id;
-        let created = client
-            .create_topic(
-                &name("topics"),
-                "orders",
-                3,
-                CompressionAlgorithm::None,
-                None,
-                IggyExpiry::ServerDefault,
-                MaxTopicSize::ServerDefault,
-            )
-            .await
-            .expect("create topic by stream name");
-        assert_eq!(
-            (created.id, created.name.as_str(), created.partitions_count),
-            (0, "orders", 3)
-        );
-        assert_eq!(
-            created.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
-            vec![0, 1, 2]
-        );
-        assert_eq!(
-            created.replication_factor, 1,
-            "replication factor 0 reports 1"
-        );
-        let second = client
-            .create_topic(
-                &id(stream),
-                "payments",
-                0,
-                CompressionAlgorithm::None,
-                Some(1),
-                IggyExpiry::NeverExpire,
-                MaxTopicSize::Unlimited,
-            )
-            .await
-            .expect("create topic with 0 partitions");
-        assert_eq!((second.id, second.partitions_count), (1, 0));
-        assert_eq!(
-            error_code(
-                client
-                    .create_topic(
-                        &id(stream),
-                        "orders",
-                        1,
-                        CompressionAlgorithm::None,
-                        None,
-                        IggyExpiry::ServerDefault,
-                        MaxTopicSize::ServerDefault
-                    )
-                    .await
-            ),
-            IggyError::TopicNameAlreadyExists(String::new(), id(0)).as_code()
-        );
-        assert_eq!(
-            error_code(
-                client
-                    .create_topic(
-                        &id(55),
-                        "x",
-                        1,
-                        CompressionAlgorithm::None,
-                        None,
-                        IggyExpiry::ServerDefault,
-                        MaxTopicSize::ServerDefault
-                    )
-                    .await
-            ),
-            IggyError::StreamIdNotFound(id(55)).as_code()
-        );
+        create_orders_and_payments(&client, stream).await;
+        refuse_duplicate_and_orphan_topics(&client, stream).await;
+        look_up_topics(&client, stream).await;
+        update_orders_topic(&client, stream).await;
+        grow_and_shrink_partitions(&client, stream).await;
+        delete_topics(&client, stream).await;
+    })
+    .await;
+}
 
-        let by_name = client
+/// Creates `orders` (3 partitions, by stream name) and `payments` (no partitions, by id).
+async fn create_orders_and_payments(client: &IggyClient, stream: u32) {
+    let created = client
+        .create_topic(
+            &name("topics"),
+            "orders",
+            3,
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::ServerDefault,
+            MaxTopicSize::ServerDefault,
+        )
+        .await
+        .expect("create topic by stream name");
+    assert_eq!(
+        (created.id, created.name.as_str(), created.partitions_count),
+        (0, "orders", 3)
+    );
+    assert_eq!(
+        created.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(
+        created.replication_factor, 1,
+        "replication factor 0 reports 1"
+    );
+    let second = client
+        .create_topic(
+            &id(stream),
+            "payments",
+            0,
+            CompressionAlgorithm::None,
+            Some(1),
+            IggyExpiry::NeverExpire,
+            MaxTopicSize::Unlimited,
+        )
+        .await
+        .expect("create topic with 0 partitions");
+    assert_eq!((second.id, second.partitions_count), (1, 0));
+}
+
+/// A taken name and an unknown stream are both refused.
+async fn refuse_duplicate_and_orphan_topics(client: &IggyClient, stream: u32) {
+    assert_eq!(
+        error_code(
+            client
+                .create_topic(
+                    &id(stream),
+                    "orders",
+                    1,
+                    CompressionAlgorithm::None,
+                    None,
+                    IggyExpiry::ServerDefault,
+                    MaxTopicSize::ServerDefault
+                )
+                .await
+        ),
+        IggyError::TopicNameAlreadyExists(String::new(), id(0)).as_code()
+    );
+    assert_eq!(
+        error_code(
+            client
+                .create_topic(
+                    &id(55),
+                    "x",
+                    1,
+                    CompressionAlgorithm::None,
+                    None,
+                    IggyExpiry::ServerDefault,
+                    MaxTopicSize::ServerDefault
+                )
+                .await
+        ),
+        IggyError::StreamIdNotFound(id(55)).as_code()
+    );
+}
+
+/// Finds the topics by id and by name, singly and as the stream's list.
+async fn look_up_topics(client: &IggyClient, stream: u32) {
+    let by_name = client
+        .get_topic(&id(stream), &name("orders"))
+        .await
+        .unwrap()
+        .expect("by name");
+    let by_id = client
+        .get_topic(&name("topics"), &id(0))
+        .await
+        .unwrap()
+        .expect("by id");
+    assert_eq!((by_name.id, by_id.name.as_str()), (0, "orders"));
+    assert_eq!(by_id.partitions.len(), 3);
+    assert!(
+        by_id
+            .partitions
+            .iter()
+            .all(|p| p.messages_count == 0 && p.current_offset == 0)
+    );
+    assert!(
+        client
+            .get_topic(&id(stream), &id(9))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        client
+            .get_topic(&id(stream), &name("none"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(client.get_topic(&id(9), &id(0)).await.unwrap().is_none());
+    let topics: Vec<(u32, String)> = client
+        .get_topics(&id(stream))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.id, t.name))
+        .collect();
+    assert_eq!(
+        topics,
+        vec![(0, "orders".to_string()), (1, "payments".to_string())]
+    );
+    assert!(client.get_topics(&id(9)).await.unwrap().is_empty());
+    assert_eq!(
+        client
+            .get_stream(&id(stream))
+            .await
+            .unwrap()
+            .unwrap()
+            .topics
+            .len(),
+        2
+    );
+}
+
+/// Updates `orders` to `orders-v2`: name, expiry, max size, replication factor.
+async fn update_orders_topic(client: &IggyClient, stream: u32) {
+    let expiry = IggyExpiry::ExpireDuration(IggyDuration::from(3_600_000_000));
+    let max_size = MaxTopicSize::Custom(IggyByteSize::from(10 * 1024 * 1024 * 1024u64));
+    client
+        .update_topic(
+            &id(stream),
+            &name("orders"),
+            "orders-v2",
+            CompressionAlgorithm::None,
+            Some(1),
+            expiry,
+            max_size,
+        )
+        .await
+        .expect("update topic");
+    let updated = client
+        .get_topic(&id(stream), &id(0))
+        .await
+        .unwrap()
+        .expect("updated");
+    assert_eq!(updated.name, "orders-v2");
+    assert_eq!(updated.message_expiry, expiry);
+    assert_eq!(updated.max_topic_size, max_size);
+    assert_eq!(updated.partitions_count, 3);
+    assert!(
+        client
             .get_topic(&id(stream), &name("orders"))
             .await
             .unwrap()
-            .expect("by name");
-        let by_id = client
-            .get_topic(&name("topics"), &id(0))
-            .await
-            .unwrap()
-            .expect("by id");
-        assert_eq!((by_name.id, by_id.name.as_str()), (0, "orders"));
-        assert_eq!(by_id.partitions.len(), 3);
-        assert!(
-            by_id
-                .partitions
-                .iter()
-                .all(|p| p.messages_count == 0 && p.current_offset == 0)
-        );
-        assert!(
+            .is_none()
+    );
+    assert_eq!(
+        error_code(
             client
-                .get_topic(&id(stream), &id(9))
+                .update_topic(
+                    &id(stream),
+                    &id(0),
+                    "payments",
+                    CompressionAlgorithm::None,
+                    None,
+                    IggyExpiry::ServerDefault,
+                    MaxTopicSize::ServerDefault
+                )
                 .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            client
-                .get_topic(&id(stream), &name("none"))
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(client.get_topic(&id(9), &id(0)).await.unwrap().is_none());
-        let topics: Vec<(u32, String)> = client
-            .get_topics(&id(stream))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| (t.id, t.name))
-            .collect();
-        assert_eq!(
-            topics,
-            vec![(0, "orders".to_string()), (1, "payments".to_string())]
-        );
-        assert!(client.get_topics(&id(9)).await.unwrap().is_empty());
-        assert_eq!(
-            client
-                .get_stream(&id(stream))
-                .await
-                .unwrap()
-                .unwrap()
-                .topics
-                .len(),
-            2
-        );
+        ),
+        IggyError::TopicNameAlreadyExists(String::new(), id(0)).as_code()
+    );
+}
 
-        // Update: name, expiry, max size, replication factor.
-        let expiry = IggyExpiry::ExpireDuration(IggyDuration::from(3_600_000_000));
-        let max_size = MaxTopicSize::Custom(IggyByteSize::from(10 * 1024 * 1024 * 1024u64));
-        client
-            .update_topic(
-                &id(stream),
-                &name("orders"),
-                "orders-v2",
-                CompressionAlgorithm::None,
-                Some(1),
-                expiry,
-                max_size,
-            )
-            .await
-            .expect("update topic");
-        let updated = client
-            .get_topic(&id(stream), &id(0))
-            .await
-            .unwrap()
-            .expect("updated");
-        assert_eq!(updated.name, "orders-v2");
-        assert_eq!(updated.message_expiry, expiry);
-        assert_eq!(updated.max_topic_size, max_size);
-        assert_eq!(updated.partitions_count, 3);
-        assert!(
-            client
-                .get_topic(&id(stream), &name("orders"))
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert_eq!(
-            error_code(
-                client
-                    .update_topic(
-                        &id(stream),
-                        &id(0),
-                        "payments",
-                        CompressionAlgorithm::None,
-                        None,
-                        IggyExpiry::ServerDefault,
-                        MaxTopicSize::ServerDefault
-                    )
-                    .await
-            ),
-            IggyError::TopicNameAlreadyExists(String::new(), id(0)).as_code()
-        );
-
-        // Partitions: appended at the end, removed from the end.
-        client
-            .create_partitions(&id(stream), &id(0), 2)
-            .await
-            .expect("create partitions");
-        let grown = client
-            .get_topic(&id(stream), &id(0))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            grown.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 4]
-        );
+/// Partitions are appended at the end and removed from the end, with their messages.
+async fn grow_and_shrink_partitions(client: &IggyClient, stream: u32) {
+    client
+        .create_partitions(&id(stream), &id(0), 2)
+        .await
+        .expect("create partitions");
+    let grown = client
+        .get_topic(&id(stream), &id(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        grown.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    client
+        .send_messages(
+            &id(stream),
+            &id(0),
+            &Partitioning::partition_id(4),
+            &mut sdk::messages("p4", 0..2),
+        )
+        .await
+        .expect("send to a new partition");
+    client
+        .delete_partitions(&id(stream), &id(0), 2)
+        .await
+        .expect("delete partitions");
+    let shrunk = client
+        .get_topic(&id(stream), &id(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        shrunk.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(
+        shrunk.messages_count, 0,
+        "deleted partitions take their messages"
+    );
+    assert_eq!(
+        error_code(client.delete_partitions(&id(stream), &id(0), 4).await),
+        IggyError::InvalidPartitionsCount.as_code()
+    );
+    let error = error_code(
         client
             .send_messages(
                 &id(stream),
                 &id(0),
                 &Partitioning::partition_id(4),
-                &mut sdk::messages("p4", 0..2),
+                &mut sdk::messages("gone", 0..1),
             )
-            .await
-            .expect("send to a new partition");
-        client
-            .delete_partitions(&id(stream), &id(0), 2)
-            .await
-            .expect("delete partitions");
-        let shrunk = client
-            .get_topic(&id(stream), &id(0))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            shrunk.partitions.iter().map(|p| p.id).collect::<Vec<_>>(),
-            vec![0, 1, 2]
-        );
-        assert_eq!(
-            shrunk.messages_count, 0,
-            "deleted partitions take their messages"
-        );
-        assert_eq!(
-            error_code(client.delete_partitions(&id(stream), &id(0), 4).await),
-            IggyError::InvalidPartitionsCount.as_code()
-        );
-        let error = error_code(
-            client
-                .send_messages(
-                    &id(stream),
-                    &id(0),
-                    &Partitioning::partition_id(4),
-                    &mut sdk::messages("gone", 0..1),
-                )
-                .await,
-        );
-        assert_eq!(
-            error, 3007,
-            "send to a deleted partition gives PartitionNotFound"
-        );
+            .await,
+    );
+    assert_eq!(
+        error, 3007,
+        "send to a deleted partition gives PartitionNotFound"
+    );
+}
 
-        client
-            .delete_topic(&id(stream), &name("orders-v2"))
-            .await
-            .expect("delete by name");
-        client
-            .delete_topic(&id(stream), &id(1))
-            .await
-            .expect("delete by id");
-        assert!(client.get_topics(&id(stream)).await.unwrap().is_empty());
-        assert_eq!(
-            error_code(client.delete_topic(&id(stream), &id(1)).await),
-            IggyError::TopicIdNotFound(id(1), id(stream)).as_code()
-        );
-    })
-    .await;
+/// Deletes `orders-v2` by name and `payments` by id.
+async fn delete_topics(client: &IggyClient, stream: u32) {
+    client
+        .delete_topic(&id(stream), &name("orders-v2"))
+        .await
+        .expect("delete by name");
+    client
+        .delete_topic(&id(stream), &id(1))
+        .await
+        .expect("delete by id");
+    assert!(client.get_topics(&id(stream)).await.unwrap().is_empty());
+    assert_eq!(
+        error_code(client.delete_topic(&id(stream), &id(1)).await),
+        IggyError::TopicIdNotFound(id(1), id(stream)).as_code()
+    );
 }
 
 #[tokio::test]
@@ -706,26 +777,12 @@ async fn purge_topic_removes_journal_too_and_offsets_restart() {
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
         let (stream, topic) = sdk::create_stream_and_topic(&client, "s", "purge-t", 1).await;
-        let send = |prefix: &'static str, n: u64| {
-            let client = &client;
-            async move {
-                client
-                    .send_messages(
-                        &id(stream),
-                        &id(topic),
-                        &Partitioning::partition_id(0),
-                        &mut sdk::messages(prefix, 0..n),
-                    )
-                    .await
-                    .expect("send")
-            }
-        };
-        send("on-disk", 10).await;
+        send_to_partition_0(&client, stream, topic, "on-disk", 10).await;
         client
             .flush_unsaved_buffer(&id(stream), &id(topic), 0, false)
             .await
             .expect("flush");
-        send("in-journal", 5).await;
+        send_to_partition_0(&client, stream, topic, "in-journal", 5).await;
         let consumer = Consumer::new(id(3));
         client
             .store_consumer_offset(&consumer, &id(stream), &id(topic), Some(0), 12)
@@ -736,40 +793,9 @@ async fn purge_topic_removes_journal_too_and_offsets_restart() {
             .purge_topic(&id(stream), &name("purge-t"))
             .await
             .expect("purge topic");
-        let details = client
-            .get_topic(&id(stream), &id(topic))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(details.messages_count, 0);
-        assert_eq!(details.partitions[0].current_offset, 0);
-        assert_eq!(details.partitions_count, 1, "purge keeps partitions");
-        for strategy in [
-            PollingStrategy::offset(0),
-            PollingStrategy::first(),
-            PollingStrategy::last(),
-            PollingStrategy::offset(12),
-        ] {
-            let polled = client
-                .poll_messages(
-                    &id(stream),
-                    &id(topic),
-                    Some(0),
-                    &Consumer::new(id(1)),
-                    &strategy,
-                    100,
-                    false,
-                )
-                .await
-                .expect("poll after purge");
-            assert!(
-                polled.messages.is_empty(),
-                "{strategy:?} after purge returned {:?}",
-                sdk::payload_strings(&polled.messages)
-            );
-        }
+        check_purged_topic_is_empty(&client, stream, topic).await;
 
-        send("fresh", 3).await;
+        send_to_partition_0(&client, stream, topic, "fresh", 3).await;
         let polled = sdk::poll_offset(&client, stream, topic, 0, 0, 100).await;
         assert_eq!(sdk::offsets(&polled.messages), vec![0, 1, 2]);
         assert_eq!(
@@ -779,6 +805,56 @@ async fn purge_topic_removes_journal_too_and_offsets_restart() {
         assert_eq!(polled.current_offset, 2);
     })
     .await;
+}
+
+/// Sends `prefix-0..prefix-{n-1}` to partition 0 in one batch.
+async fn send_to_partition_0(client: &IggyClient, stream: u32, topic: u32, prefix: &str, n: u64) {
+    client
+        .send_messages(
+            &id(stream),
+            &id(topic),
+            &Partitioning::partition_id(0),
+            &mut sdk::messages(prefix, 0..n),
+        )
+        .await
+        .expect("send");
+}
+
+/// The purged topic keeps its partition, reports no messages, and no polling strategy finds
+/// any, not even at the offset a consumer had stored before the purge.
+async fn check_purged_topic_is_empty(client: &IggyClient, stream: u32, topic: u32) {
+    let details = client
+        .get_topic(&id(stream), &id(topic))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(details.messages_count, 0);
+    assert_eq!(details.partitions[0].current_offset, 0);
+    assert_eq!(details.partitions_count, 1, "purge keeps partitions");
+    for strategy in [
+        PollingStrategy::offset(0),
+        PollingStrategy::first(),
+        PollingStrategy::last(),
+        PollingStrategy::offset(12),
+    ] {
+        let polled = client
+            .poll_messages(
+                &id(stream),
+                &id(topic),
+                Some(0),
+                &Consumer::new(id(1)),
+                &strategy,
+                100,
+                false,
+            )
+            .await
+            .expect("poll after purge");
+        assert!(
+            polled.messages.is_empty(),
+            "{strategy:?} after purge returned {:?}",
+            sdk::payload_strings(&polled.messages)
+        );
+    }
 }
 
 /// The partition each payload landed on, found by reading every partition back.
@@ -809,122 +885,141 @@ async fn send_balanced_partition_id_and_messages_key() {
         const PARTITIONS: u32 = 3;
         let (stream, topic) =
             sdk::create_stream_and_topic(&client, "routing", "t", PARTITIONS).await;
+        check_balanced_round_robin(&client, stream, topic, PARTITIONS).await;
+        check_explicit_partition_id(&client, stream, topic, PARTITIONS).await;
+        check_messages_key_is_sticky(&client, stream, topic, PARTITIONS).await;
+    })
+    .await;
+}
 
-        // Balanced: one batch per send, dealt round-robin.
-        for batch in 0..6u64 {
-            client
-                .send_messages(
-                    &id(stream),
-                    &id(topic),
-                    &Partitioning::balanced(),
-                    &mut sdk::messages(&format!("balanced{batch}"), 0..2),
-                )
-                .await
-                .expect("send balanced");
-        }
-        let placed = partition_of_payloads(&client, stream, topic, PARTITIONS).await;
-        let batch_partition: Vec<u32> = (0..6)
-            .map(|batch| placed[&format!("balanced{batch}-0")])
-            .collect();
-        for batch in 0..6 {
-            assert_eq!(
-                placed[&format!("balanced{batch}-1")],
-                batch_partition[batch],
-                "a batch stays on one partition"
-            );
-        }
-        let first_three: BTreeSet<u32> = batch_partition[0..3].iter().copied().collect();
-        assert_eq!(
-            first_three.len(),
-            3,
-            "round-robin covers every partition: {batch_partition:?}"
-        );
-        assert_eq!(
-            batch_partition[0..3],
-            batch_partition[3..6],
-            "round-robin cycles: {batch_partition:?}"
-        );
-        for (i, pair) in batch_partition.windows(2).enumerate() {
-            assert_eq!(
-                pair[1],
-                (pair[0] + 1) % PARTITIONS,
-                "batch {} follows batch {i}: {batch_partition:?}",
-                i + 1
-            );
-        }
-
-        // PartitionId: exactly where asked.
+/// Balanced: one batch per send, dealt round-robin.
+async fn check_balanced_round_robin(client: &IggyClient, stream: u32, topic: u32, partitions: u32) {
+    for batch in 0..6u64 {
         client
             .send_messages(
                 &id(stream),
                 &id(topic),
-                &Partitioning::partition_id(2),
-                &mut sdk::messages("explicit", 0..3),
+                &Partitioning::balanced(),
+                &mut sdk::messages(&format!("balanced{batch}"), 0..2),
             )
             .await
-            .expect("send to partition 2");
-        let placed = partition_of_payloads(&client, stream, topic, PARTITIONS).await;
-        for i in 0..3 {
-            assert_eq!(placed[&format!("explicit-{i}")], 2);
-        }
+            .expect("send balanced");
+    }
+    let placed = partition_of_payloads(client, stream, topic, partitions).await;
+    let batch_partition: Vec<u32> = (0..6)
+        .map(|batch| placed[&format!("balanced{batch}-0")])
+        .collect();
+    for batch in 0..6 {
         assert_eq!(
-            error_code(
-                client
-                    .send_messages(
-                        &id(stream),
-                        &id(topic),
-                        &Partitioning::partition_id(PARTITIONS),
-                        &mut sdk::messages("x", 0..1)
-                    )
-                    .await
-            ),
-            3007,
-            "PartitionNotFound"
+            placed[&format!("balanced{batch}-1")],
+            batch_partition[batch],
+            "a batch stays on one partition"
         );
+    }
+    let first_three: BTreeSet<u32> = batch_partition[0..3].iter().copied().collect();
+    assert_eq!(
+        first_three.len(),
+        3,
+        "round-robin covers every partition: {batch_partition:?}"
+    );
+    assert_eq!(
+        batch_partition[0..3],
+        batch_partition[3..6],
+        "round-robin cycles: {batch_partition:?}"
+    );
+    for (i, pair) in batch_partition.windows(2).enumerate() {
+        assert_eq!(
+            pair[1],
+            (pair[0] + 1) % partitions,
+            "batch {} follows batch {i}: {batch_partition:?}",
+            i + 1
+        );
+    }
+}
 
-        // MessagesKey: the same key always lands on the same partition.
-        let keys = ["user-1", "user-2", "user-3", "user-4", "user-5", "user-6"];
-        for round in 0..3 {
-            for key in keys {
-                client
-                    .send_messages(
-                        &id(stream),
-                        &id(topic),
-                        &Partitioning::messages_key_str(key).unwrap(),
-                        &mut sdk::messages(&format!("{key}.r{round}"), 0..1),
-                    )
-                    .await
-                    .expect("send keyed");
-            }
+/// PartitionId: exactly where asked, and a partition past the last one is refused.
+async fn check_explicit_partition_id(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    partitions: u32,
+) {
+    client
+        .send_messages(
+            &id(stream),
+            &id(topic),
+            &Partitioning::partition_id(2),
+            &mut sdk::messages("explicit", 0..3),
+        )
+        .await
+        .expect("send to partition 2");
+    let placed = partition_of_payloads(client, stream, topic, partitions).await;
+    for i in 0..3 {
+        assert_eq!(placed[&format!("explicit-{i}")], 2);
+    }
+    assert_eq!(
+        error_code(
             client
                 .send_messages(
                     &id(stream),
                     &id(topic),
-                    &Partitioning::messages_key_u64(42),
-                    &mut sdk::messages(&format!("u64.r{round}"), 0..1),
+                    &Partitioning::partition_id(partitions),
+                    &mut sdk::messages("x", 0..1)
                 )
                 .await
-                .expect("send keyed by u64");
+        ),
+        3007,
+        "PartitionNotFound"
+    );
+}
+
+/// MessagesKey: the same key always lands on the same partition.
+async fn check_messages_key_is_sticky(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    partitions: u32,
+) {
+    let keys = ["user-1", "user-2", "user-3", "user-4", "user-5", "user-6"];
+    for round in 0..3 {
+        for key in keys {
+            client
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::messages_key_str(key).unwrap(),
+                    &mut sdk::messages(&format!("{key}.r{round}"), 0..1),
+                )
+                .await
+                .expect("send keyed");
         }
-        let placed = partition_of_payloads(&client, stream, topic, PARTITIONS).await;
-        let mut key_partitions = BTreeSet::new();
-        for key in keys
-            .iter()
-            .map(|k| k.to_string())
-            .chain(["u64".to_string()])
-        {
-            let partitions: BTreeSet<u32> = (0..3)
-                .map(|round| placed[&format!("{key}.r{round}-0")])
-                .collect();
-            assert_eq!(partitions.len(), 1, "key {key} landed on {partitions:?}");
-            key_partitions.extend(partitions);
-        }
-        assert!(
-            key_partitions.len() > 1,
-            "7 keys should not all hash to one partition"
-        );
-    })
-    .await;
+        client
+            .send_messages(
+                &id(stream),
+                &id(topic),
+                &Partitioning::messages_key_u64(42),
+                &mut sdk::messages(&format!("u64.r{round}"), 0..1),
+            )
+            .await
+            .expect("send keyed by u64");
+    }
+    let placed = partition_of_payloads(client, stream, topic, partitions).await;
+    let mut key_partitions = BTreeSet::new();
+    for key in keys
+        .iter()
+        .map(|k| k.to_string())
+        .chain(["u64".to_string()])
+    {
+        let landed: BTreeSet<u32> = (0..3)
+            .map(|round| placed[&format!("{key}.r{round}-0")])
+            .collect();
+        assert_eq!(landed.len(), 1, "key {key} landed on {landed:?}");
+        key_partitions.extend(landed);
+    }
+    assert!(
+        key_partitions.len() > 1,
+        "7 keys should not all hash to one partition"
+    );
 }
 
 fn header_map() -> BTreeMap<HeaderKey, HeaderValue> {
@@ -968,129 +1063,167 @@ async fn payloads_and_user_headers_round_trip_byte_exact() {
         let large: Vec<u8> = (0..1_000_000u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
-        let mut headers_only = header_map();
-        headers_only.insert(
-            HeaderKey::try_from("k").unwrap(),
-            HeaderValue::try_from("v").unwrap(),
-        );
-        let sent = vec![
-            IggyMessage::builder()
-                .payload(Bytes::from_static(b"plain"))
-                .build()
-                .unwrap(),
-            IggyMessage::builder()
-                .id(0xDEAD_BEEF_u128 << 64 | 7)
-                .payload(Bytes::from(binary.clone()))
-                .user_headers(header_map())
-                .build()
-                .unwrap(),
-            IggyMessage::builder()
-                .payload(Bytes::from(large.clone()))
-                .build()
-                .unwrap(),
-            IggyMessage::builder()
-                .payload(Bytes::from_static(&[0]))
-                .user_headers(headers_only)
-                .build()
-                .unwrap(),
-            IggyMessage::builder()
-                .id(u128::MAX)
-                .payload(Bytes::from_static(b"\xff\xfe\x00 tail"))
-                .user_headers(header_map())
-                .build()
-                .unwrap(),
-        ];
-        let mut to_send: Vec<IggyMessage> = sent
-            .iter()
-            .map(|m| IggyMessage::from_bytes(m.to_bytes()).expect("copy"))
-            .collect();
-        client
-            .send_messages(
-                &id(stream),
-                &id(topic),
-                &Partitioning::partition_id(0),
-                &mut to_send,
-            )
-            .await
-            .expect("send");
-        // A second batch, so offsets continue across batches.
-        client
-            .send_messages(
-                &id(stream),
-                &id(topic),
-                &Partitioning::partition_id(0),
-                &mut sdk::messages("second", 0..2),
-            )
-            .await
-            .expect("send");
+        let sent = byte_exact_messages(&binary, &large);
+        send_byte_exact_batches(&client, stream, topic, &sent).await;
 
         let polled = sdk::poll_offset(&client, stream, topic, 0, 0, 100).await;
-        assert_eq!(polled.partition_id, 0);
-        assert_eq!(polled.current_offset, 6);
-        assert_eq!(sdk::offsets(&polled.messages), (0..7).collect::<Vec<u64>>());
-        let batch_timestamp = polled.messages[0].header.timestamp;
-        assert!(batch_timestamp > 0);
-        for (i, (got, want)) in polled.messages.iter().zip(&sent).enumerate() {
-            assert_eq!(got.payload, want.payload, "payload of message {i}");
-            assert_eq!(got.header.payload_length as usize, want.payload.len());
-            assert_eq!(
-                got.user_headers, want.user_headers,
-                "user header bytes of message {i}"
-            );
-            assert_eq!(
-                got.header.user_headers_length,
-                want.header.user_headers_length
-            );
-            assert_eq!(
-                got.header.origin_timestamp, want.header.origin_timestamp,
-                "origin timestamp kept"
-            );
-            assert_eq!(
-                got.header.timestamp, batch_timestamp,
-                "one timestamp per batch"
-            );
-            assert_eq!(got.header.reserved, 0);
-            if want.header.id != 0 {
-                assert_eq!(got.header.id, want.header.id, "client-chosen id kept");
-            } else {
-                assert_ne!(got.header.id, 0, "server generates an id for id 0");
-            }
-            assert_eq!(
-                got.header.checksum,
-                checksum(&got.to_bytes()),
-                "checksum of message {i}"
-            );
-            if want.user_headers.is_some() {
-                assert_eq!(
-                    got.user_headers_map().unwrap(),
-                    want.user_headers_map().unwrap()
-                );
-            }
-        }
-        assert_eq!(polled.messages[2].payload.len(), 1_000_000);
-        assert_eq!(&polled.messages[2].payload[..], &large[..]);
-        assert_eq!(&polled.messages[1].payload[..], &binary[..]);
-        let generated: BTreeSet<u128> = [0, 2, 3]
-            .iter()
-            .map(|&i| polled.messages[i].header.id)
-            .collect();
-        assert_eq!(generated.len(), 3, "generated ids differ");
-        assert_eq!(
-            sdk::payload_strings(&polled.messages[5..]),
-            vec!["second-0", "second-1"]
-        );
-        assert!(polled.messages[5].header.timestamp >= batch_timestamp);
-
-        // Read back in small pages too: the big message must not break paging.
-        let mut paged = Vec::new();
-        while paged.len() < 7 {
-            let page = sdk::poll_offset(&client, stream, topic, 0, paged.len() as u64, 2).await;
-            assert!(!page.messages.is_empty() && page.messages.len() <= 2);
-            paged.extend(page.messages);
-        }
-        assert_eq!(paged, polled.messages);
+        check_byte_exact_round_trip(&polled, &sent, &binary, &large);
+        check_paging_matches(&client, stream, topic, &polled.messages).await;
     })
     .await;
+}
+
+/// Five messages that cover the payload and header shapes: plain, binary with every header
+/// type and a client-chosen id, one megabyte, a single zero byte with headers only, and a
+/// maximal id with bytes that are not UTF-8.
+fn byte_exact_messages(binary: &[u8], large: &[u8]) -> Vec<IggyMessage> {
+    let mut headers_only = header_map();
+    headers_only.insert(
+        HeaderKey::try_from("k").unwrap(),
+        HeaderValue::try_from("v").unwrap(),
+    );
+    vec![
+        IggyMessage::builder()
+            .payload(Bytes::from_static(b"plain"))
+            .build()
+            .unwrap(),
+        IggyMessage::builder()
+            .id(0xDEAD_BEEF_u128 << 64 | 7)
+            .payload(Bytes::from(binary.to_vec()))
+            .user_headers(header_map())
+            .build()
+            .unwrap(),
+        IggyMessage::builder()
+            .payload(Bytes::from(large.to_vec()))
+            .build()
+            .unwrap(),
+        IggyMessage::builder()
+            .payload(Bytes::from_static(&[0]))
+            .user_headers(headers_only)
+            .build()
+            .unwrap(),
+        IggyMessage::builder()
+            .id(u128::MAX)
+            .payload(Bytes::from_static(b"\xff\xfe\x00 tail"))
+            .user_headers(header_map())
+            .build()
+            .unwrap(),
+    ]
+}
+
+/// Sends copies of `sent` in one batch, then two more messages in a second batch.
+async fn send_byte_exact_batches(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    sent: &[IggyMessage],
+) {
+    // send_messages takes the messages mutably, so it gets copies and the originals stay as
+    // they were for the comparison.
+    let mut to_send: Vec<IggyMessage> = sent
+        .iter()
+        .map(|m| IggyMessage::from_bytes(m.to_bytes()).expect("copy"))
+        .collect();
+    client
+        .send_messages(
+            &id(stream),
+            &id(topic),
+            &Partitioning::partition_id(0),
+            &mut to_send,
+        )
+        .await
+        .expect("send");
+    // A second batch, so offsets continue across batches.
+    client
+        .send_messages(
+            &id(stream),
+            &id(topic),
+            &Partitioning::partition_id(0),
+            &mut sdk::messages("second", 0..2),
+        )
+        .await
+        .expect("send");
+}
+
+/// All seven messages come back in order, the first five exactly as sent.
+fn check_byte_exact_round_trip(
+    polled: &PolledMessages,
+    sent: &[IggyMessage],
+    binary: &[u8],
+    large: &[u8],
+) {
+    assert_eq!(polled.partition_id, 0);
+    assert_eq!(polled.current_offset, 6);
+    assert_eq!(sdk::offsets(&polled.messages), (0..7).collect::<Vec<u64>>());
+    let batch_timestamp = polled.messages[0].header.timestamp;
+    assert!(batch_timestamp > 0);
+    for (i, (got, want)) in polled.messages.iter().zip(sent).enumerate() {
+        check_message_kept(i, got, want, batch_timestamp);
+    }
+    assert_eq!(polled.messages[2].payload.len(), 1_000_000);
+    assert_eq!(&polled.messages[2].payload[..], large);
+    assert_eq!(&polled.messages[1].payload[..], binary);
+    let generated: BTreeSet<u128> = [0, 2, 3]
+        .iter()
+        .map(|&i| polled.messages[i].header.id)
+        .collect();
+    assert_eq!(generated.len(), 3, "generated ids differ");
+    assert_eq!(
+        sdk::payload_strings(&polled.messages[5..]),
+        vec!["second-0", "second-1"]
+    );
+    assert!(polled.messages[5].header.timestamp >= batch_timestamp);
+}
+
+/// Message `i` as served (`got`) against the message sent (`want`) of a batch stamped with
+/// `batch_timestamp`.
+fn check_message_kept(i: usize, got: &IggyMessage, want: &IggyMessage, batch_timestamp: u64) {
+    assert_eq!(got.payload, want.payload, "payload of message {i}");
+    assert_eq!(got.header.payload_length as usize, want.payload.len());
+    assert_eq!(
+        got.user_headers, want.user_headers,
+        "user header bytes of message {i}"
+    );
+    assert_eq!(
+        got.header.user_headers_length,
+        want.header.user_headers_length
+    );
+    assert_eq!(
+        got.header.origin_timestamp, want.header.origin_timestamp,
+        "origin timestamp kept"
+    );
+    assert_eq!(
+        got.header.timestamp, batch_timestamp,
+        "one timestamp per batch"
+    );
+    assert_eq!(got.header.reserved, 0);
+    if want.header.id != 0 {
+        assert_eq!(got.header.id, want.header.id, "client-chosen id kept");
+    } else {
+        assert_ne!(got.header.id, 0, "server generates an id for id 0");
+    }
+    assert_eq!(
+        got.header.checksum,
+        checksum(&got.to_bytes()),
+        "checksum of message {i}"
+    );
+    if want.user_headers.is_some() {
+        assert_eq!(
+            got.user_headers_map().unwrap(),
+            want.user_headers_map().unwrap()
+        );
+    }
+}
+
+/// Reading back in pages of two gives the same messages: the big one must not break paging.
+async fn check_paging_matches(client: &IggyClient, stream: u32, topic: u32, all: &[IggyMessage]) {
+    let mut paged = Vec::new();
+    while paged.len() < 7 {
+        let page = sdk::poll_offset(client, stream, topic, 0, paged.len() as u64, 2).await;
+        assert!(!page.messages.is_empty() && page.messages.len() <= 2);
+        paged.extend(page.messages);
+    }
+    assert_eq!(paged, all);
 }
 
 #[tokio::test]
@@ -1111,175 +1244,188 @@ async fn poll_by_offset_timestamp_first_last_next() {
                 .await
                 .expect("send");
         }
-        let poll = |strategy: PollingStrategy, count: u32| {
-            let client = &client;
-            async move {
-                client
-                    .poll_messages(
-                        &id(stream),
-                        &id(topic),
-                        Some(1),
-                        &Consumer::new(id(1)),
-                        &strategy,
-                        count,
-                        false,
-                    )
-                    .await
-                    .expect("poll")
-            }
-        };
-        let all = poll(PollingStrategy::offset(0), 100).await;
-        assert_eq!(sdk::offsets(&all.messages), (0..10).collect::<Vec<u64>>());
-        assert_eq!(
-            (all.partition_id, all.current_offset, all.count),
-            (1, 9, 10)
-        );
-        let timestamps: Vec<u64> = all.messages.iter().map(|m| m.header.timestamp).collect();
-        assert!(
-            timestamps.windows(2).all(|w| w[0] <= w[1]),
-            "timestamps never go back: {timestamps:?}"
-        );
+        let timestamps = check_offset_first_last_next(&client, stream, topic).await;
+        check_poll_by_timestamp(&client, stream, topic, &timestamps).await;
+        check_default_partition_and_unknown_ids(&client, stream, topic).await;
+        check_next_with_auto_commit(&client, stream, topic).await;
+        check_next_without_auto_commit(&client, stream, topic).await;
+    })
+    .await;
+}
 
-        assert_eq!(
-            sdk::offsets(&poll(PollingStrategy::offset(3), 4).await.messages),
-            vec![3, 4, 5, 6]
-        );
-        assert_eq!(
-            sdk::offsets(&poll(PollingStrategy::offset(8), 100).await.messages),
-            vec![8, 9]
-        );
-        let past_end = poll(PollingStrategy::offset(10), 5).await;
-        assert!(past_end.messages.is_empty());
-        assert_eq!(
-            (
-                past_end.partition_id,
-                past_end.current_offset,
-                past_end.count
-            ),
-            (1, 9, 0)
-        );
-        assert_eq!(
-            sdk::offsets(&poll(PollingStrategy::first(), 3).await.messages),
-            vec![0, 1, 2]
-        );
-        assert_eq!(
-            sdk::offsets(&poll(PollingStrategy::last(), 3).await.messages),
-            vec![7, 8, 9]
-        );
-        assert_eq!(
-            sdk::offsets(&poll(PollingStrategy::last(), 50).await.messages),
-            (0..10).collect::<Vec<u64>>()
-        );
-        assert_eq!(
-            sdk::offsets(&poll(PollingStrategy::next(), 2).await.messages),
-            vec![0, 1],
-            "Next with nothing stored = First"
-        );
-
-        for probe in [0usize, 4, 9] {
-            let t = timestamps[probe];
-            let expected: Vec<u64> = (0..10u64)
-                .filter(|&o| timestamps[o as usize] >= t)
-                .take(3)
-                .collect();
-            let got = poll(PollingStrategy::timestamp(IggyTimestamp::from(t)), 3).await;
-            assert_eq!(sdk::offsets(&got.messages), expected, "Timestamp({t})");
-        }
-        let future = poll(
-            PollingStrategy::timestamp(IggyTimestamp::from(timestamps[9] + 1)),
-            3,
+/// One poll of partition 1 by a consumer that stores nothing.
+async fn poll_partition_1(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    strategy: PollingStrategy,
+    count: u32,
+) -> PolledMessages {
+    client
+        .poll_messages(
+            &id(stream),
+            &id(topic),
+            Some(1),
+            &Consumer::new(id(1)),
+            &strategy,
+            count,
+            false,
         )
-        .await;
-        assert!(
-            future.messages.is_empty(),
-            "nothing is newer than the last message"
-        );
+        .await
+        .expect("poll")
+}
 
-        // Without a partition, a single consumer polls partition 0; unknown ids are errors.
-        let no_partition = client
+/// Offset, First, Last and Next over the ten messages on partition 1; returns their
+/// timestamps for the Timestamp step.
+async fn check_offset_first_last_next(client: &IggyClient, stream: u32, topic: u32) -> Vec<u64> {
+    let poll = |strategy, count| poll_partition_1(client, stream, topic, strategy, count);
+    let all = poll(PollingStrategy::offset(0), 100).await;
+    assert_eq!(sdk::offsets(&all.messages), (0..10).collect::<Vec<u64>>());
+    assert_eq!(
+        (all.partition_id, all.current_offset, all.count),
+        (1, 9, 10)
+    );
+    let timestamps: Vec<u64> = all.messages.iter().map(|m| m.header.timestamp).collect();
+    assert!(
+        timestamps.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps never go back: {timestamps:?}"
+    );
+
+    assert_eq!(
+        sdk::offsets(&poll(PollingStrategy::offset(3), 4).await.messages),
+        vec![3, 4, 5, 6]
+    );
+    assert_eq!(
+        sdk::offsets(&poll(PollingStrategy::offset(8), 100).await.messages),
+        vec![8, 9]
+    );
+    let past_end = poll(PollingStrategy::offset(10), 5).await;
+    assert!(past_end.messages.is_empty());
+    assert_eq!(
+        (
+            past_end.partition_id,
+            past_end.current_offset,
+            past_end.count
+        ),
+        (1, 9, 0)
+    );
+    assert_eq!(
+        sdk::offsets(&poll(PollingStrategy::first(), 3).await.messages),
+        vec![0, 1, 2]
+    );
+    assert_eq!(
+        sdk::offsets(&poll(PollingStrategy::last(), 3).await.messages),
+        vec![7, 8, 9]
+    );
+    assert_eq!(
+        sdk::offsets(&poll(PollingStrategy::last(), 50).await.messages),
+        (0..10).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        sdk::offsets(&poll(PollingStrategy::next(), 2).await.messages),
+        vec![0, 1],
+        "Next with nothing stored = First"
+    );
+    timestamps
+}
+
+/// Timestamp(t) starts at the first message stamped at or after `t`.
+async fn check_poll_by_timestamp(client: &IggyClient, stream: u32, topic: u32, timestamps: &[u64]) {
+    for probe in [0usize, 4, 9] {
+        let t = timestamps[probe];
+        let expected: Vec<u64> = (0..10u64)
+            .filter(|&o| timestamps[o as usize] >= t)
+            .take(3)
+            .collect();
+        let strategy = PollingStrategy::timestamp(IggyTimestamp::from(t));
+        let got = poll_partition_1(client, stream, topic, strategy, 3).await;
+        assert_eq!(sdk::offsets(&got.messages), expected, "Timestamp({t})");
+    }
+    let future = poll_partition_1(
+        client,
+        stream,
+        topic,
+        PollingStrategy::timestamp(IggyTimestamp::from(timestamps[9] + 1)),
+        3,
+    )
+    .await;
+    assert!(
+        future.messages.is_empty(),
+        "nothing is newer than the last message"
+    );
+}
+
+/// The error code of polling First from stream `s`, topic `t`, partition `p`.
+async fn first_poll_error(client: &IggyClient, s: u32, t: u32, p: u32) -> u32 {
+    error_code(
+        client
             .poll_messages(
-                &id(stream),
-                &id(topic),
-                None,
+                &id(s),
+                &id(t),
+                Some(p),
                 &Consumer::new(id(1)),
                 &PollingStrategy::first(),
                 10,
                 false,
             )
-            .await
-            .unwrap();
-        assert_eq!((no_partition.partition_id, no_partition.count), (0, 0));
-        let unknown = |s: u32, t: u32, p: u32| {
-            let client = &client;
-            async move {
-                error_code(
-                    client
-                        .poll_messages(
-                            &id(s),
-                            &id(t),
-                            Some(p),
-                            &Consumer::new(id(1)),
-                            &PollingStrategy::first(),
-                            10,
-                            false,
-                        )
-                        .await,
-                )
-            }
-        };
-        assert_eq!(unknown(stream, topic, 2).await, 3007, "PartitionNotFound");
-        assert_eq!(unknown(stream, 9, 0).await, 2010, "TopicIdNotFound");
-        assert_eq!(unknown(9, topic, 0).await, 1009, "StreamIdNotFound");
+            .await,
+    )
+}
 
-        // The other partition is empty, and polling it says so.
-        let empty = client
-            .poll_messages(
-                &id(stream),
-                &id(topic),
-                Some(0),
-                &Consumer::new(id(1)),
-                &PollingStrategy::first(),
-                10,
-                false,
-            )
-            .await
-            .expect("poll empty partition");
-        assert!(empty.messages.is_empty());
-        assert_eq!((empty.partition_id, empty.current_offset), (0, 0));
+/// Without a partition, a single consumer polls partition 0; unknown ids are errors; the
+/// other partition is empty, and polling it says so.
+async fn check_default_partition_and_unknown_ids(client: &IggyClient, stream: u32, topic: u32) {
+    let no_partition = client
+        .poll_messages(
+            &id(stream),
+            &id(topic),
+            None,
+            &Consumer::new(id(1)),
+            &PollingStrategy::first(),
+            10,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!((no_partition.partition_id, no_partition.count), (0, 0));
+    assert_eq!(
+        first_poll_error(client, stream, topic, 2).await,
+        3007,
+        "PartitionNotFound"
+    );
+    assert_eq!(
+        first_poll_error(client, stream, 9, 0).await,
+        2010,
+        "TopicIdNotFound"
+    );
+    assert_eq!(
+        first_poll_error(client, 9, topic, 0).await,
+        1009,
+        "StreamIdNotFound"
+    );
 
-        // auto_commit: each Next continues where the last one stopped.
-        let consumer = Consumer::new(name("auto-reader"));
-        let mut seen = Vec::new();
-        for _ in 0..4 {
-            let page = client
-                .poll_messages(
-                    &id(stream),
-                    &id(topic),
-                    Some(1),
-                    &consumer,
-                    &PollingStrategy::next(),
-                    3,
-                    true,
-                )
-                .await
-                .expect("poll next");
-            seen.extend(sdk::offsets(&page.messages));
-        }
-        assert_eq!(seen, (0..10).collect::<Vec<u64>>());
-        let stored = client
-            .get_consumer_offset(&consumer, &id(stream), &id(topic), Some(1))
-            .await
-            .unwrap()
-            .expect("auto-commit stored an offset");
-        assert_eq!(
-            (
-                stored.partition_id,
-                stored.current_offset,
-                stored.stored_offset
-            ),
-            (1, 9, 9)
-        );
-        let after = client
+    let empty = client
+        .poll_messages(
+            &id(stream),
+            &id(topic),
+            Some(0),
+            &Consumer::new(id(1)),
+            &PollingStrategy::first(),
+            10,
+            false,
+        )
+        .await
+        .expect("poll empty partition");
+    assert!(empty.messages.is_empty());
+    assert_eq!((empty.partition_id, empty.current_offset), (0, 0));
+}
+
+/// auto_commit: each Next continues where the last one stopped.
+async fn check_next_with_auto_commit(client: &IggyClient, stream: u32, topic: u32) {
+    let consumer = Consumer::new(name("auto-reader"));
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let page = client
             .poll_messages(
                 &id(stream),
                 &id(topic),
@@ -1290,34 +1436,63 @@ async fn poll_by_offset_timestamp_first_last_next() {
                 true,
             )
             .await
+            .expect("poll next");
+        seen.extend(sdk::offsets(&page.messages));
+    }
+    assert_eq!(seen, (0..10).collect::<Vec<u64>>());
+    let stored = client
+        .get_consumer_offset(&consumer, &id(stream), &id(topic), Some(1))
+        .await
+        .unwrap()
+        .expect("auto-commit stored an offset");
+    assert_eq!(
+        (
+            stored.partition_id,
+            stored.current_offset,
+            stored.stored_offset
+        ),
+        (1, 9, 9)
+    );
+    let after = client
+        .poll_messages(
+            &id(stream),
+            &id(topic),
+            Some(1),
+            &consumer,
+            &PollingStrategy::next(),
+            3,
+            true,
+        )
+        .await
+        .unwrap();
+    assert!(after.messages.is_empty());
+}
+
+/// Without auto-commit, Next does not move.
+async fn check_next_without_auto_commit(client: &IggyClient, stream: u32, topic: u32) {
+    let other = Consumer::new(id(500));
+    for _ in 0..2 {
+        let page = client
+            .poll_messages(
+                &id(stream),
+                &id(topic),
+                Some(1),
+                &other,
+                &PollingStrategy::next(),
+                3,
+                false,
+            )
+            .await
             .unwrap();
-        assert!(after.messages.is_empty());
-        // Without auto-commit, Next does not move.
-        let other = Consumer::new(id(500));
-        for _ in 0..2 {
-            let page = client
-                .poll_messages(
-                    &id(stream),
-                    &id(topic),
-                    Some(1),
-                    &other,
-                    &PollingStrategy::next(),
-                    3,
-                    false,
-                )
-                .await
-                .unwrap();
-            assert_eq!(sdk::offsets(&page.messages), vec![0, 1, 2]);
-        }
-        assert!(
-            client
-                .get_consumer_offset(&other, &id(stream), &id(topic), Some(1))
-                .await
-                .unwrap()
-                .is_none()
-        );
-    })
-    .await;
+        assert_eq!(sdk::offsets(&page.messages), vec![0, 1, 2]);
+    }
+    assert!(
+        client
+            .get_consumer_offset(&other, &id(stream), &id(topic), Some(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -1420,134 +1595,155 @@ async fn consumer_offsets_store_get_delete() {
             .await
             .unwrap();
 
-        client
-            .store_consumer_offset(&numeric, &s, &t, Some(0), 5)
-            .await
-            .expect("store numeric");
-        client
-            .store_consumer_offset(&named, &name("offsets"), &name("t"), Some(0), 2)
-            .await
-            .expect("store named");
-        let numeric_offset = client
-            .get_consumer_offset(&numeric, &s, &t, Some(0))
-            .await
-            .unwrap()
-            .expect("stored");
-        assert_eq!(
-            (
-                numeric_offset.partition_id,
-                numeric_offset.current_offset,
-                numeric_offset.stored_offset
-            ),
-            (0, 9, 5)
-        );
-        let named_offset = client
-            .get_consumer_offset(&named, &s, &t, Some(0))
-            .await
-            .unwrap()
-            .expect("stored");
-        assert_eq!(named_offset.stored_offset, 2);
-        // No partition given means partition 0 for a single consumer.
-        assert_eq!(
-            client
-                .get_consumer_offset(&named, &s, &t, None)
-                .await
-                .unwrap()
-                .expect("partition 0")
-                .stored_offset,
-            2
-        );
-        assert!(
-            client
-                .get_consumer_offset(&named, &s, &t, Some(1))
-                .await
-                .unwrap()
-                .is_none(),
-            "offsets are per partition"
-        );
-        assert!(
-            client
-                .get_consumer_offset(&named, &id(9), &t, Some(0))
-                .await
-                .unwrap()
-                .is_none(),
-            "unknown stream reads as none"
-        );
-
+        store_and_get_offsets(&client, &numeric, &named, &s, &t).await;
         // Next continues after the stored offset.
         let next = client
             .poll_messages(&s, &t, Some(0), &named, &PollingStrategy::next(), 3, false)
             .await
             .unwrap();
         assert_eq!(sdk::offsets(&next.messages), vec![3, 4, 5]);
-
-        client
-            .store_consumer_offset(&numeric, &s, &t, Some(0), 9)
-            .await
-            .expect("overwrite");
-        assert_eq!(
-            client
-                .get_consumer_offset(&numeric, &s, &t, Some(0))
-                .await
-                .unwrap()
-                .unwrap()
-                .stored_offset,
-            9
-        );
-        client
-            .store_consumer_offset(&numeric, &s, &t, Some(0), 1)
-            .await
-            .expect("move back");
-        assert_eq!(
-            client
-                .get_consumer_offset(&numeric, &s, &t, Some(0))
-                .await
-                .unwrap()
-                .unwrap()
-                .stored_offset,
-            1
-        );
-        assert_eq!(
-            error_code(
-                client
-                    .store_consumer_offset(&numeric, &s, &t, Some(0), 10)
-                    .await
-            ),
-            IggyError::InvalidOffset(10).as_code(),
-            "offset past the partition's last offset"
-        );
-
-        client
-            .delete_consumer_offset(&numeric, &s, &t, Some(0))
-            .await
-            .expect("delete");
-        assert!(
-            client
-                .get_consumer_offset(&numeric, &s, &t, Some(0))
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert_eq!(
-            error_code(
-                client
-                    .delete_consumer_offset(&numeric, &s, &t, Some(0))
-                    .await
-            ),
-            IggyError::ConsumerOffsetNotFound(0).as_code()
-        );
-        assert_eq!(
-            client
-                .get_consumer_offset(&named, &s, &t, Some(0))
-                .await
-                .unwrap()
-                .unwrap()
-                .stored_offset,
-            2,
-            "deleting one consumer's offset leaves the others"
-        );
+        overwrite_offset(&client, &numeric, &s, &t).await;
+        delete_offset(&client, &numeric, &named, &s, &t).await;
     })
     .await;
+}
+
+/// Stores offset 5 for the numeric consumer and 2 for the named one (through the stream's
+/// and topic's names), and reads them back per partition.
+async fn store_and_get_offsets(
+    client: &IggyClient,
+    numeric: &Consumer,
+    named: &Consumer,
+    s: &Identifier,
+    t: &Identifier,
+) {
+    client
+        .store_consumer_offset(numeric, s, t, Some(0), 5)
+        .await
+        .expect("store numeric");
+    client
+        .store_consumer_offset(named, &name("offsets"), &name("t"), Some(0), 2)
+        .await
+        .expect("store named");
+    let numeric_offset = client
+        .get_consumer_offset(numeric, s, t, Some(0))
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(
+        (
+            numeric_offset.partition_id,
+            numeric_offset.current_offset,
+            numeric_offset.stored_offset
+        ),
+        (0, 9, 5)
+    );
+    let named_offset = client
+        .get_consumer_offset(named, s, t, Some(0))
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(named_offset.stored_offset, 2);
+    // No partition given means partition 0 for a single consumer.
+    assert_eq!(
+        client
+            .get_consumer_offset(named, s, t, None)
+            .await
+            .unwrap()
+            .expect("partition 0")
+            .stored_offset,
+        2
+    );
+    assert!(
+        client
+            .get_consumer_offset(named, s, t, Some(1))
+            .await
+            .unwrap()
+            .is_none(),
+        "offsets are per partition"
+    );
+    assert!(
+        client
+            .get_consumer_offset(named, &id(9), t, Some(0))
+            .await
+            .unwrap()
+            .is_none(),
+        "unknown stream reads as none"
+    );
+}
+
+/// A stored offset can move forward and back, but not past the partition's last offset.
+async fn overwrite_offset(client: &IggyClient, numeric: &Consumer, s: &Identifier, t: &Identifier) {
+    client
+        .store_consumer_offset(numeric, s, t, Some(0), 9)
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        client
+            .get_consumer_offset(numeric, s, t, Some(0))
+            .await
+            .unwrap()
+            .unwrap()
+            .stored_offset,
+        9
+    );
+    client
+        .store_consumer_offset(numeric, s, t, Some(0), 1)
+        .await
+        .expect("move back");
+    assert_eq!(
+        client
+            .get_consumer_offset(numeric, s, t, Some(0))
+            .await
+            .unwrap()
+            .unwrap()
+            .stored_offset,
+        1
+    );
+    assert_eq!(
+        error_code(
+            client
+                .store_consumer_offset(numeric, s, t, Some(0), 10)
+                .await
+        ),
+        IggyError::InvalidOffset(10).as_code(),
+        "offset past the partition's last offset"
+    );
+}
+
+/// Deletes the numeric consumer's offset, once; the named consumer's stays.
+async fn delete_offset(
+    client: &IggyClient,
+    numeric: &Consumer,
+    named: &Consumer,
+    s: &Identifier,
+    t: &Identifier,
+) {
+    client
+        .delete_consumer_offset(numeric, s, t, Some(0))
+        .await
+        .expect("delete");
+    assert!(
+        client
+            .get_consumer_offset(numeric, s, t, Some(0))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        error_code(client.delete_consumer_offset(numeric, s, t, Some(0)).await),
+        IggyError::ConsumerOffsetNotFound(0).as_code()
+    );
+    assert_eq!(
+        client
+            .get_consumer_offset(named, s, t, Some(0))
+            .await
+            .unwrap()
+            .unwrap()
+            .stored_offset,
+        2,
+        "deleting one consumer's offset leaves the others"
+    );
 }
 
 #[tokio::test]
