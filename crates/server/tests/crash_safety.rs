@@ -115,6 +115,65 @@ fn wait_for(what: &str, condition: impl Fn() -> bool) {
     }
 }
 
+/// Runs one round of producers, one per partition, and kills the server once `kill_after`
+/// batches have been acknowledged. Returns what each partition's producer saw acknowledged.
+fn produce_until_killed(
+    server: &mut TestServer,
+    round: usize,
+    kill_after: u64,
+) -> Vec<Vec<Vec<u8>>> {
+    let acks = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producers: Vec<_> = (0..PARTITIONS)
+        .map(|partition| {
+            let (addr, acks, stop) = (server.addr, acks.clone(), stop.clone());
+            thread::spawn(move || produce(addr, partition, round, acks, stop))
+        })
+        .collect();
+    wait_for("acknowledgements before the kill", || {
+        acks.load(Ordering::SeqCst) as u64 >= kill_after
+    });
+    server.kill();
+    stop.store(true, Ordering::Relaxed);
+    producers
+        .into_iter()
+        .map(|producer| producer.join().expect("producer thread"))
+        .collect()
+}
+
+/// Checks one partition after a restart: offsets contiguous from 0, and every message known to
+/// be durable (`durable`, extended by this round's `acked`) stored in order. Afterwards
+/// `durable` holds what the partition stores, since the batch in flight may have landed too.
+fn check_partition(
+    addr: std::net::SocketAddr,
+    round: usize,
+    partition: usize,
+    durable: &mut Vec<Vec<u8>>,
+    acked: Vec<Vec<u8>>,
+) {
+    durable.extend(acked);
+    let stored = read_all(addr, partition as u32);
+    let offsets: Vec<u64> = stored.iter().map(|(offset, _)| *offset).collect();
+    assert_eq!(
+        offsets,
+        (0..stored.len() as u64).collect::<Vec<_>>(),
+        "round {round}, partition {partition}: offsets contiguous from 0"
+    );
+    let payloads: Vec<Vec<u8>> = stored.into_iter().map(|(_, payload)| payload).collect();
+    let expected: &[Vec<u8>] = durable;
+    assert!(
+        payloads.len() >= expected.len()
+            && payloads.len() - expected.len() <= BATCH_MESSAGES
+            && payloads[..expected.len()] == expected[..],
+        "round {round}, partition {partition}: {} acknowledged messages, {} stored; \
+         every acknowledged message must be there, in order",
+        expected.len(),
+        payloads.len()
+    );
+    // The batch in flight at the kill may have landed; from now on it is history.
+    *durable = payloads;
+}
+
 #[test]
 fn sigkill_at_varying_moments_loses_nothing_acknowledged() {
     let seed = std::env::var("GALGO_CRASH_SEED")
@@ -137,46 +196,16 @@ fn sigkill_at_varying_moments_loses_nothing_acknowledged() {
     let mut durable: Vec<Vec<Vec<u8>>> = vec![Vec::new(); PARTITIONS as usize];
     for round in 0..ROUNDS {
         let kill_after = KILL_AFTER_ACKS_MIN + moments.next() % KILL_AFTER_ACKS_SPREAD;
-        let acks = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let producers: Vec<_> = (0..PARTITIONS)
-            .map(|partition| {
-                let (addr, acks, stop) = (server.addr, acks.clone(), stop.clone());
-                thread::spawn(move || produce(addr, partition, round, acks, stop))
-            })
-            .collect();
-        wait_for("acknowledgements before the kill", || {
-            acks.load(Ordering::SeqCst) as u64 >= kill_after
-        });
-        server.kill();
-        stop.store(true, Ordering::Relaxed);
-        let acked: Vec<_> = producers
-            .into_iter()
-            .map(|producer| producer.join().expect("producer thread"))
-            .collect();
+        let acked = produce_until_killed(&mut server, round, kill_after);
         server.restart();
         for (partition, acked) in acked.into_iter().enumerate() {
-            durable[partition].extend(acked);
-            let stored = read_all(server.addr, partition as u32);
-            let offsets: Vec<u64> = stored.iter().map(|(offset, _)| *offset).collect();
-            assert_eq!(
-                offsets,
-                (0..stored.len() as u64).collect::<Vec<_>>(),
-                "round {round}, partition {partition}: offsets contiguous from 0"
+            check_partition(
+                server.addr,
+                round,
+                partition,
+                &mut durable[partition],
+                acked,
             );
-            let payloads: Vec<Vec<u8>> = stored.into_iter().map(|(_, payload)| payload).collect();
-            let expected = &durable[partition];
-            assert!(
-                payloads.len() >= expected.len()
-                    && payloads.len() - expected.len() <= BATCH_MESSAGES
-                    && payloads[..expected.len()] == expected[..],
-                "round {round}, partition {partition}: {} acknowledged messages, {} stored; \
-                 every acknowledged message must be there, in order",
-                expected.len(),
-                payloads.len()
-            );
-            // The batch in flight at the kill may have landed; from now on it is history.
-            durable[partition] = payloads;
         }
     }
     let mut conn = RawConn::connect_logged_in(server.addr);

@@ -83,13 +83,37 @@ fn framing_errors_keep_the_connection_in_sync() {
     );
 }
 
+/// One decode case: what it is, the command, its payload, and the error code it must get.
+type DecodeCase = (&'static str, u32, Vec<u8>, u32);
+
 #[test]
 fn decode_errors_map_to_invalid_command_or_invalid_format() {
     let server = TestServer::start(&[]);
     let mut bystander = RawConn::connect_logged_in(server.addr);
     let mut conn = RawConn::connect_logged_in(server.addr);
     let stream = raw::create_stream(&mut conn, "exists");
-    let cases: Vec<(&str, u32, Vec<u8>, u32)> = vec![
+    let cases = [
+        truncated_field_cases(stream),
+        utf8_and_empty_name_cases(stream),
+        identifier_and_kind_cases(stream),
+    ]
+    .concat();
+    for (what, command, payload, status) in cases {
+        let response = conn.request(command, &payload);
+        assert_eq!(
+            (response.status, response.payload.len()),
+            (status, 0),
+            "{what}"
+        );
+        conn.ping();
+        bystander.ping();
+    }
+    assert_only_the_existing_stream(&mut conn, stream);
+}
+
+/// Payloads cut short inside a field, which must get error 3.
+fn truncated_field_cases(stream: u32) -> Vec<DecodeCase> {
+    vec![
         // Truncated fields: 3.
         (
             "name8 longer than the payload",
@@ -137,6 +161,12 @@ fn decode_errors_map_to_invalid_command_or_invalid_format() {
             },
             error::INVALID_COMMAND,
         ),
+    ]
+}
+
+/// Names and string identifiers that are not UTF-8 (3), and empty names (4).
+fn utf8_and_empty_name_cases(stream: u32) -> Vec<DecodeCase> {
+    vec![
         // Invalid UTF-8: 3.
         (
             "invalid UTF-8 stream name",
@@ -168,6 +198,13 @@ fn decode_errors_map_to_invalid_command_or_invalid_format() {
             },
             error::INVALID_FORMAT,
         ),
+    ]
+}
+
+/// Identifiers of unknown kinds or wrong lengths, and unknown consumer kinds, polling
+/// strategies and compression algorithms.
+fn identifier_and_kind_cases(stream: u32) -> Vec<DecodeCase> {
+    vec![
         // Identifier kinds and lengths.
         (
             "identifier of unknown kind 3",
@@ -230,19 +267,11 @@ fn decode_errors_map_to_invalid_command_or_invalid_format() {
             },
             error::INVALID_COMMAND,
         ),
-    ];
-    for (what, command, payload, status) in cases {
-        let response = conn.request(command, &payload);
-        assert_eq!(
-            (response.status, response.payload.len()),
-            (status, 0),
-            "{what}"
-        );
-        conn.ping();
-        bystander.ping();
-    }
+    ]
+}
 
-    // Nothing was created by the rejected requests, and well-formed ones still work.
+/// Nothing was created by the rejected requests, and well-formed ones still work.
+fn assert_only_the_existing_stream(conn: &mut RawConn, stream: u32) {
     let streams = conn.request(code::GET_STREAMS, &[]).ok();
     let name_len = streams[32] as usize;
     assert_eq!(
@@ -334,6 +363,14 @@ fn commands_need_login_first() {
     );
 }
 
+/// One SendMessages case: what it is, the payload, and the error codes it may get.
+type SendCase = (&'static str, Vec<u8>, &'static [u32]);
+
+/// A valid batch of three messages for partition 0 of `stream`/`topic`.
+fn good_batch(stream: u32, topic: u32) -> SendMessages {
+    SendMessages::new(stream, topic, 0, &[b"first", b"second message", b"3"])
+}
+
 #[test]
 fn send_messages_validation_errors() {
     let server = TestServer::start(&[]);
@@ -341,12 +378,39 @@ fn send_messages_validation_errors() {
     let mut conn = RawConn::connect_logged_in(server.addr);
     let stream = raw::create_stream(&mut conn, "validated");
     let topic = raw::create_topic(&mut conn, stream, "t", 1);
-    let good = || SendMessages::new(stream, topic, 0, &[b"first", b"second message", b"3"]);
 
-    conn.request(code::SEND_MESSAGES, &good().encode()).ok();
+    conn.request(code::SEND_MESSAGES, &good_batch(stream, topic).encode())
+        .ok();
 
-    let mut cases: Vec<(&str, Vec<u8>, &[u32])> = Vec::new();
-    let mut batch = good();
+    let cases = [
+        block_layout_cases(stream, topic),
+        index_entry_cases(stream, topic),
+        message_cases(stream, topic),
+        envelope_cases(stream, topic),
+    ]
+    .concat();
+    for (what, payload, allowed) in &cases {
+        let response = conn.request(code::SEND_MESSAGES, payload);
+        assert!(
+            allowed.contains(&response.status) && response.payload.is_empty(),
+            "{what}: got status {} (payload {} bytes), expected one of {allowed:?}",
+            response.status,
+            response.payload.len()
+        );
+        conn.ping();
+        bystander.ping();
+    }
+
+    // Only the good batches were stored, contiguous from 0.
+    conn.request(code::SEND_MESSAGES, &good_batch(stream, topic).encode())
+        .ok();
+    assert_only_good_batches_stored(&mut conn, stream, topic);
+}
+
+/// Index positions that do not match the messages block, and an empty batch.
+fn block_layout_cases(stream: u32, topic: u32) -> Vec<SendCase> {
+    let mut cases: Vec<SendCase> = Vec::new();
+    let mut batch = good_batch(stream, topic);
     batch.count = 0;
     batch.index.clear();
     batch.messages.clear();
@@ -356,7 +420,7 @@ fn send_messages_validation_errors() {
         &[error::INVALID_MESSAGES_COUNT],
     ));
 
-    let mut batch = good();
+    let mut batch = good_batch(stream, topic);
     batch.index[4..8].copy_from_slice(&(batch.messages.len() as u32 + 100).to_le_bytes());
     cases.push((
         "a position past the end of the block",
@@ -364,7 +428,7 @@ fn send_messages_validation_errors() {
         &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE],
     ));
 
-    let mut batch = good();
+    let mut batch = good_batch(stream, topic);
     batch.index[ENTRY + 4..ENTRY + 8].copy_from_slice(&10u32.to_le_bytes());
     cases.push((
         "a position inside the first message",
@@ -372,7 +436,7 @@ fn send_messages_validation_errors() {
         &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE],
     ));
 
-    let mut batch = good();
+    let mut batch = good_batch(stream, topic);
     batch.messages.extend_from_slice(&[0u8; 40]);
     cases.push((
         "trailing bytes after the last message",
@@ -380,7 +444,7 @@ fn send_messages_validation_errors() {
         &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE],
     ));
 
-    let mut batch = good();
+    let mut batch = good_batch(stream, topic);
     batch.messages.truncate(batch.messages.len() - 1);
     let end = batch.messages.len() as u32;
     batch.index[2 * ENTRY + 4..2 * ENTRY + 8].copy_from_slice(&end.to_le_bytes());
@@ -389,8 +453,13 @@ fn send_messages_validation_errors() {
         batch.encode(),
         &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE],
     ));
+    cases
+}
 
-    let mut batch = good();
+/// A count the index does not cover, and index entries with non-zero offsets or timestamps.
+fn index_entry_cases(stream: u32, topic: u32) -> Vec<SendCase> {
+    let mut cases: Vec<SendCase> = Vec::new();
+    let mut batch = good_batch(stream, topic);
     batch.count = 4;
     // The 4th "index entry" is then the first 16 bytes of the messages block: any rejection will do.
     cases.push((
@@ -408,7 +477,7 @@ fn send_messages_validation_errors() {
         ],
     ));
 
-    let mut batch = good();
+    let mut batch = good_batch(stream, topic);
     batch.index[ENTRY..ENTRY + 4].copy_from_slice(&1u32.to_le_bytes());
     cases.push((
         "non-zero offset in the index",
@@ -416,15 +485,20 @@ fn send_messages_validation_errors() {
         &[error::NON_ZERO_OFFSET],
     ));
 
-    let mut batch = good();
+    let mut batch = good_batch(stream, topic);
     batch.index[8..16].copy_from_slice(&5u64.to_le_bytes());
     cases.push((
         "non-zero timestamp in the index",
         batch.encode(),
         &[error::NON_ZERO_TIMESTAMP],
     ));
+    cases
+}
 
-    let mut batch = good();
+/// Messages whose own header is too short, or declares more than the block or the limits hold.
+fn message_cases(stream: u32, topic: u32) -> Vec<SendCase> {
+    let mut cases: Vec<SendCase> = Vec::new();
+    let mut batch = good_batch(stream, topic);
     batch.count = 1;
     batch.messages = vec![0u8; 32];
     batch.index = [0u32.to_le_bytes(), 32u32.to_le_bytes()].concat();
@@ -435,7 +509,7 @@ fn send_messages_validation_errors() {
         &[error::TOO_SMALL_MESSAGE, error::MISSING_INDEX],
     ));
 
-    let mut batch = good();
+    let mut batch = good_batch(stream, topic);
     batch.messages[52..56].copy_from_slice(&u32::MAX.to_le_bytes());
     cases.push((
         "a payload length far past the block",
@@ -443,7 +517,7 @@ fn send_messages_validation_errors() {
         &[error::MISSING_INDEX, error::INVALID_MESSAGES_SIZE, 4022],
     ));
 
-    let mut batch = good();
+    let mut batch = good_batch(stream, topic);
     let mut huge_headers = Vec::new();
     encode_message(0, 0, b"p", &vec![1u8; 100_001], &mut huge_headers);
     batch.count = 1;
@@ -455,8 +529,13 @@ fn send_messages_validation_errors() {
     batch.index.extend_from_slice(&0u64.to_le_bytes());
     batch.messages = huge_headers;
     cases.push(("user headers over 100,000 bytes", batch.encode(), &[4017]));
+    cases
+}
 
-    let mut batch = good();
+/// Bad fields around the batch: the stream identifier, the partitioning, the metadata length.
+fn envelope_cases(stream: u32, topic: u32) -> Vec<SendCase> {
+    let mut cases: Vec<SendCase> = Vec::new();
+    let mut batch = good_batch(stream, topic);
     batch.stream = vec![1, 2, 0, 0];
     cases.push((
         "numeric stream identifier of length 2",
@@ -464,7 +543,7 @@ fn send_messages_validation_errors() {
         &[error::INVALID_IDENTIFIER],
     ));
 
-    let mut batch = good();
+    let mut batch = good_batch(stream, topic);
     batch.partitioning = vec![7, 0];
     cases.push((
         "unknown partitioning kind",
@@ -476,7 +555,7 @@ fn send_messages_validation_errors() {
         ],
     ));
 
-    let mut too_long_metadata = good().encode();
+    let mut too_long_metadata = good_batch(stream, topic).encode();
     too_long_metadata[0..4].copy_from_slice(&100_000u32.to_le_bytes());
     cases.push((
         "metadata_length larger than the payload",
@@ -489,22 +568,12 @@ fn send_messages_validation_errors() {
         vec![1, 0],
         &[error::INVALID_COMMAND],
     ));
+    cases
+}
 
-    for (what, payload, allowed) in &cases {
-        let response = conn.request(code::SEND_MESSAGES, payload);
-        assert!(
-            allowed.contains(&response.status) && response.payload.is_empty(),
-            "{what}: got status {} (payload {} bytes), expected one of {allowed:?}",
-            response.status,
-            response.payload.len()
-        );
-        conn.ping();
-        bystander.ping();
-    }
-
-    // Only the good batches were stored, contiguous from 0.
-    conn.request(code::SEND_MESSAGES, &good().encode()).ok();
-    let polled = raw::poll(&mut conn, stream, topic, 0, 0, 100);
+/// Exactly the two good batches are stored, at offsets 0 to 5.
+fn assert_only_good_batches_stored(conn: &mut RawConn, stream: u32, topic: u32) {
+    let polled = raw::poll(conn, stream, topic, 0, 0, 100);
     let offsets: Vec<u64> = polled.messages.iter().map(|(offset, _)| *offset).collect();
     assert_eq!(offsets, (0..6).collect::<Vec<u64>>());
     let payloads: Vec<&[u8]> = polled

@@ -50,20 +50,7 @@ async fn every_connection_reaches_every_partition_across_shards() {
             sdk::create_stream_and_topic(&writer, "sharded", "t", PARTITIONS).await;
 
         // One connection writes every partition, wherever it lives.
-        for partition in 0..PARTITIONS {
-            for half in [0..PER_PARTITION / 2, PER_PARTITION / 2..PER_PARTITION] {
-                let mut batch = sdk::messages(&format!("p{partition}"), half);
-                writer
-                    .send_messages(
-                        &id(stream),
-                        &id(topic),
-                        &Partitioning::partition_id(partition),
-                        &mut batch,
-                    )
-                    .await
-                    .expect("send");
-            }
-        }
+        write_every_partition(&writer, stream, topic).await;
 
         // Another connection reads every partition back.
         let reader = sdk::client(server.addr).await;
@@ -77,39 +64,11 @@ async fn every_connection_reaches_every_partition_across_shards() {
         for client in &readers {
             assert_partitions(client, stream, topic, 0..PARTITIONS).await;
         }
-        let addresses: Vec<String> = {
-            let mut all = Vec::new();
-            for client in &readers {
-                all.push(client.get_me().await.expect("get_me").address);
-            }
-            all
-        };
-        let clients = reader.get_clients().await.expect("get_clients");
-        for address in &addresses {
-            assert!(
-                clients.iter().any(|c| &c.address == address),
-                "get_clients lists {address} (every shard's clients)"
-            );
-        }
+        assert_every_client_listed(&reader, &readers).await;
 
         // Metadata reads agree on every connection, whichever shard serves it.
         for client in readers.iter().chain([&writer, &reader]) {
-            let details = client
-                .get_topic(&id(stream), &id(topic))
-                .await
-                .unwrap()
-                .expect("topic");
-            assert_eq!(details.partitions_count, PARTITIONS);
-            assert_eq!(
-                details.messages_count,
-                u64::from(PARTITIONS) * PER_PARTITION
-            );
-            for partition in &details.partitions {
-                assert_eq!(
-                    (partition.messages_count, partition.current_offset),
-                    (PER_PARTITION, PER_PARTITION - 1)
-                );
-            }
+            assert_topic_details(client, stream, topic).await;
         }
         let stats = reader.get_stats().await.expect("get_stats");
         assert_eq!(
@@ -118,36 +77,109 @@ async fn every_connection_reaches_every_partition_across_shards() {
         );
 
         // Stored offsets live with their partition and are visible from any connection.
-        for (i, partition) in (0..PARTITIONS).enumerate() {
-            let client = &readers[i % readers.len()];
-            client
-                .store_consumer_offset(
-                    &Consumer::new(id(9)),
-                    &id(stream),
-                    &id(topic),
-                    Some(partition),
-                    u64::from(partition),
-                )
-                .await
-                .expect("store offset");
-        }
-        for partition in 0..PARTITIONS {
-            let stored = writer
-                .get_consumer_offset(
-                    &Consumer::new(id(9)),
-                    &id(stream),
-                    &id(topic),
-                    Some(partition),
-                )
-                .await
-                .unwrap()
-                .expect("stored");
-            assert_eq!(stored.stored_offset, u64::from(partition));
-        }
+        assert_stored_offsets_shared(&readers, &writer, stream, topic).await;
     })
     .await;
 
-    let stats = raw::shard_stats(server.addr);
+    assert_shards_shared_the_work(server.addr);
+}
+
+/// Sends `PER_PARTITION` messages to every partition, in two batches each.
+async fn write_every_partition(writer: &IggyClient, stream: u32, topic: u32) {
+    for partition in 0..PARTITIONS {
+        for half in [0..PER_PARTITION / 2, PER_PARTITION / 2..PER_PARTITION] {
+            let mut batch = sdk::messages(&format!("p{partition}"), half);
+            writer
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::partition_id(partition),
+                    &mut batch,
+                )
+                .await
+                .expect("send");
+        }
+    }
+}
+
+/// `get_clients` on one connection lists every reader's address, whichever shard holds it.
+async fn assert_every_client_listed(reader: &IggyClient, readers: &[IggyClient]) {
+    let addresses: Vec<String> = {
+        let mut all = Vec::new();
+        for client in readers {
+            all.push(client.get_me().await.expect("get_me").address);
+        }
+        all
+    };
+    let clients = reader.get_clients().await.expect("get_clients");
+    for address in &addresses {
+        assert!(
+            clients.iter().any(|c| &c.address == address),
+            "get_clients lists {address} (every shard's clients)"
+        );
+    }
+}
+
+/// The topic's details, as seen by `client`, count every partition and every message.
+async fn assert_topic_details(client: &IggyClient, stream: u32, topic: u32) {
+    let details = client
+        .get_topic(&id(stream), &id(topic))
+        .await
+        .unwrap()
+        .expect("topic");
+    assert_eq!(details.partitions_count, PARTITIONS);
+    assert_eq!(
+        details.messages_count,
+        u64::from(PARTITIONS) * PER_PARTITION
+    );
+    for partition in &details.partitions {
+        assert_eq!(
+            (partition.messages_count, partition.current_offset),
+            (PER_PARTITION, PER_PARTITION - 1)
+        );
+    }
+}
+
+/// Each partition's consumer offset is stored through one of the readers (round robin) and
+/// read back through the writer.
+async fn assert_stored_offsets_shared(
+    readers: &[IggyClient],
+    writer: &IggyClient,
+    stream: u32,
+    topic: u32,
+) {
+    for (i, partition) in (0..PARTITIONS).enumerate() {
+        let client = &readers[i % readers.len()];
+        client
+            .store_consumer_offset(
+                &Consumer::new(id(9)),
+                &id(stream),
+                &id(topic),
+                Some(partition),
+                u64::from(partition),
+            )
+            .await
+            .expect("store offset");
+    }
+    for partition in 0..PARTITIONS {
+        let stored = writer
+            .get_consumer_offset(
+                &Consumer::new(id(9)),
+                &id(stream),
+                &id(topic),
+                Some(partition),
+            )
+            .await
+            .unwrap()
+            .expect("stored");
+        assert_eq!(stored.stored_offset, u64::from(partition));
+    }
+}
+
+/// The per-shard statistics show every shard running, the partitions spread and balanced over
+/// them, and cross-shard calls made and received.
+fn assert_shards_shared_the_work(addr: std::net::SocketAddr) {
+    let stats = raw::shard_stats(addr);
     assert_eq!(stats.shards.len(), SHARDS as usize, "{stats:?}");
     let mut ids: Vec<u32> = stats.shards.iter().map(|s| s.shard_id).collect();
     ids.sort_unstable();
@@ -231,34 +263,40 @@ async fn concurrent_writers_keep_per_writer_order_and_contiguous_offsets() {
         let mut total = 0;
         for partition in 0..PARTITIONS {
             let messages = sdk::poll_all(&admin, stream, topic, partition).await;
-            assert_eq!(
-                sdk::offsets(&messages),
-                (0..messages.len() as u64).collect::<Vec<u64>>()
-            );
+            assert_writer_order(partition, &messages);
             total += messages.len();
-            let mut last_batch: BTreeMap<String, i64> = BTreeMap::new();
-            let mut balanced_here = 0;
-            for payload in sdk::payload_strings(&messages) {
-                if payload.starts_with("bal") {
-                    balanced_here += 1;
-                    continue;
-                }
-                let (writer, rest) = payload.split_once(".b").expect("w{writer}.b{batch}-{i}");
-                let batch: i64 = rest.split_once('-').expect("-i").0.parse().unwrap();
-                let previous = last_batch.insert(writer.to_string(), batch).unwrap_or(-1);
-                assert!(
-                    batch >= previous,
-                    "partition {partition}: {writer} batch {batch} after {previous}"
-                );
-            }
-            assert_eq!(
-                balanced_here, 1,
-                "partition {partition} got one balanced batch"
-            );
         }
         assert_eq!(total, (WRITERS * BATCHES * 3 + PARTITIONS) as usize);
     })
     .await;
+}
+
+/// One partition's messages: offsets contiguous from 0, each writer's batches in the order it
+/// sent them, and exactly one balanced batch.
+fn assert_writer_order(partition: u32, messages: &[IggyMessage]) {
+    assert_eq!(
+        sdk::offsets(messages),
+        (0..messages.len() as u64).collect::<Vec<u64>>()
+    );
+    let mut last_batch: BTreeMap<String, i64> = BTreeMap::new();
+    let mut balanced_here = 0;
+    for payload in sdk::payload_strings(messages) {
+        if payload.starts_with("bal") {
+            balanced_here += 1;
+            continue;
+        }
+        let (writer, rest) = payload.split_once(".b").expect("w{writer}.b{batch}-{i}");
+        let batch: i64 = rest.split_once('-').expect("-i").0.parse().unwrap();
+        let previous = last_batch.insert(writer.to_string(), batch).unwrap_or(-1);
+        assert!(
+            batch >= previous,
+            "partition {partition}: {writer} batch {batch} after {previous}"
+        );
+    }
+    assert_eq!(
+        balanced_here, 1,
+        "partition {partition} got one balanced batch"
+    );
 }
 
 #[test]

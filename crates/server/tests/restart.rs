@@ -168,72 +168,8 @@ async fn graceful_restart_restores_metadata_messages_and_offsets() {
     let mut server = TestServer::start(&["--set", SEGMENT_SIZE]);
     let (stream, topic, before, other_topic) = within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
-        let (stream, topic) = sdk::create_stream_and_topic(&client, "durable", "events", 3).await;
-        let other_topic = client
-            .create_topic(
-                &id(stream),
-                "to-rename",
-                1,
-                CompressionAlgorithm::None,
-                None,
-                IggyExpiry::NeverExpire,
-                MaxTopicSize::ServerDefault,
-            )
-            .await
-            .unwrap()
-            .id;
-        client
-            .update_topic(
-                &id(stream),
-                &id(other_topic),
-                "renamed",
-                CompressionAlgorithm::None,
-                None,
-                IggyExpiry::NeverExpire,
-                MaxTopicSize::ServerDefault,
-            )
-            .await
-            .unwrap();
-        let doomed = client.create_stream("doomed").await.unwrap().id;
-        client.delete_stream(&id(doomed)).await.unwrap();
-        client.create_stream("kept-empty").await.unwrap();
-
-        for (partition, count) in [(0u32, 120u64), (1, 75), (2, 3)] {
-            send_varied(
-                &client,
-                stream,
-                topic,
-                partition,
-                &format!("p{partition}"),
-                count,
-            )
-            .await;
-        }
-        send_varied(&client, stream, other_topic, 0, "other", 10).await;
-        let offsets = [
-            (Consumer::new(id(1)), 0u32, 100u64),
-            (Consumer::new(name("named-reader")), 1, 42),
-            (Consumer::new(id(1)), 2, 2),
-        ];
-        for (consumer, partition, offset) in &offsets {
-            client
-                .store_consumer_offset(consumer, &id(stream), &id(topic), Some(*partition), *offset)
-                .await
-                .unwrap();
-        }
-        // auto-commit stores an offset too.
-        client
-            .poll_messages(
-                &id(stream),
-                &id(topic),
-                Some(1),
-                &Consumer::new(id(77)),
-                &PollingStrategy::next(),
-                10,
-                true,
-            )
-            .await
-            .unwrap();
+        let (stream, topic, other_topic) = create_durable_metadata(&client).await;
+        write_messages_and_offsets(&client, stream, topic, other_topic).await;
         (
             stream,
             topic,
@@ -255,100 +191,15 @@ async fn graceful_restart_restores_metadata_messages_and_offsets() {
     server.restart();
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
-        let streams: Vec<String> = client
-            .get_streams()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        assert_eq!(
-            streams,
-            vec!["durable", "kept-empty"],
-            "the deleted stream stays deleted"
-        );
-        let renamed = client
-            .get_topic(&id(stream), &id(other_topic))
-            .await
-            .unwrap()
-            .expect("renamed topic");
-        assert_eq!(renamed.name, "renamed");
-        assert_eq!(renamed.message_expiry, IggyExpiry::NeverExpire);
-        assert_eq!(
-            sdk::poll_all(&client, stream, other_topic, 0).await.len(),
-            10
-        );
+        assert_metadata_restored(&client, stream, other_topic).await;
 
         let after = snapshot(&client, stream, topic).await;
         assert_eq!(after, before, "every message byte for byte, same offsets");
 
-        let stored = |consumer: Consumer, partition: u32| {
-            let client = &client;
-            async move {
-                client
-                    .get_consumer_offset(&consumer, &id(stream), &id(topic), Some(partition))
-                    .await
-                    .unwrap()
-                    .map(|info| info.stored_offset)
-            }
-        };
-        assert_eq!(stored(Consumer::new(id(1)), 0).await, Some(100));
-        assert_eq!(
-            stored(Consumer::new(name("named-reader")), 1).await,
-            Some(42)
-        );
-        assert_eq!(stored(Consumer::new(id(1)), 2).await, Some(2));
-        assert_eq!(
-            stored(Consumer::new(id(77)), 1).await,
-            Some(9),
-            "auto-committed offset"
-        );
-        assert_eq!(stored(Consumer::new(id(1)), 1).await, None);
-        let next = client
-            .poll_messages(
-                &id(stream),
-                &id(topic),
-                Some(0),
-                &Consumer::new(id(1)),
-                &PollingStrategy::next(),
-                5,
-                false,
-            )
-            .await
-            .unwrap();
-        assert_eq!(sdk::offsets(&next.messages), vec![101, 102, 103, 104, 105]);
+        assert_stored_offsets_restored(&client, stream, topic).await;
 
         // Writing continues where it stopped.
-        send_varied(&client, stream, topic, 0, "after", 10).await;
-        send_varied(&client, stream, topic, 2, "after", 1).await;
-        let p0 = sdk::poll_offset(&client, stream, topic, 0, 118, 100).await;
-        assert_eq!(sdk::offsets(&p0.messages), (118..130).collect::<Vec<u64>>());
-        for (n, message) in p0.messages[2..].iter().enumerate() {
-            let prefix = format!("after-{n}-");
-            assert!(
-                message.payload.starts_with(prefix.as_bytes()),
-                "offset {}",
-                message.header.offset
-            );
-        }
-        assert_eq!(
-            sdk::offsets(
-                &sdk::poll_offset(&client, stream, topic, 2, 0, 100)
-                    .await
-                    .messages
-            ),
-            vec![0, 1, 2, 3]
-        );
-        let stats = client.get_stats().await.unwrap();
-        assert_eq!(
-            (
-                stats.streams_count,
-                stats.topics_count,
-                stats.partitions_count
-            ),
-            (2, 2, 4)
-        );
-        assert_eq!(stats.messages_count, 120 + 75 + 3 + 10 + 11);
+        assert_writing_continues(&client, stream, topic).await;
     })
     .await;
 
@@ -356,28 +207,219 @@ async fn graceful_restart_restores_metadata_messages_and_offsets() {
     server.restart();
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
-        let p0 = sdk::poll_all(&client, stream, topic, 0).await;
-        assert_eq!(p0.len(), 130);
-        let before_p0: Vec<Bytes> = p0[..120].iter().map(|m| m.to_bytes()).collect();
-        assert_eq!(before_p0, before.messages[&0]);
-        let in_use: Vec<u32> = client
-            .get_streams()
-            .await
-            .unwrap()
-            .iter()
-            .map(|s| s.id)
-            .collect();
-        let new = client.create_stream("after-two-restarts").await.unwrap();
-        assert!(
-            !in_use.contains(&new.id),
-            "a new stream gets an unused id: {} in {in_use:?}",
-            new.id
-        );
-        assert_eq!(client.get_streams().await.unwrap().len(), 3);
+        assert_second_cycle_restored(&client, stream, topic, &before).await;
     })
     .await;
     server.stop();
     check_segments(&server.partition_dir(stream, topic, 0));
+}
+
+/// Creates stream "durable" with topic "events" (3 partitions) and a topic renamed after its
+/// creation, and leaves one deleted and one empty stream behind. Returns the stream, the
+/// "events" topic and the renamed topic.
+async fn create_durable_metadata(client: &IggyClient) -> (u32, u32, u32) {
+    let (stream, topic) = sdk::create_stream_and_topic(client, "durable", "events", 3).await;
+    let other_topic = client
+        .create_topic(
+            &id(stream),
+            "to-rename",
+            1,
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::NeverExpire,
+            MaxTopicSize::ServerDefault,
+        )
+        .await
+        .unwrap()
+        .id;
+    client
+        .update_topic(
+            &id(stream),
+            &id(other_topic),
+            "renamed",
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::NeverExpire,
+            MaxTopicSize::ServerDefault,
+        )
+        .await
+        .unwrap();
+    let doomed = client.create_stream("doomed").await.unwrap().id;
+    client.delete_stream(&id(doomed)).await.unwrap();
+    client.create_stream("kept-empty").await.unwrap();
+    (stream, topic, other_topic)
+}
+
+/// Fills the partitions of `topic` unevenly (120, 75 and 3 messages) and `other_topic` with 10,
+/// then stores consumer offsets, one of them by auto-commit.
+async fn write_messages_and_offsets(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    other_topic: u32,
+) {
+    for (partition, count) in [(0u32, 120u64), (1, 75), (2, 3)] {
+        send_varied(
+            client,
+            stream,
+            topic,
+            partition,
+            &format!("p{partition}"),
+            count,
+        )
+        .await;
+    }
+    send_varied(client, stream, other_topic, 0, "other", 10).await;
+    let offsets = [
+        (Consumer::new(id(1)), 0u32, 100u64),
+        (Consumer::new(name("named-reader")), 1, 42),
+        (Consumer::new(id(1)), 2, 2),
+    ];
+    for (consumer, partition, offset) in &offsets {
+        client
+            .store_consumer_offset(consumer, &id(stream), &id(topic), Some(*partition), *offset)
+            .await
+            .unwrap();
+    }
+    // auto-commit stores an offset too.
+    client
+        .poll_messages(
+            &id(stream),
+            &id(topic),
+            Some(1),
+            &Consumer::new(id(77)),
+            &PollingStrategy::next(),
+            10,
+            true,
+        )
+        .await
+        .unwrap();
+}
+
+/// The deleted stream stays deleted, and the renamed topic keeps its name, expiry and messages.
+async fn assert_metadata_restored(client: &IggyClient, stream: u32, other_topic: u32) {
+    let streams: Vec<String> = client
+        .get_streams()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(
+        streams,
+        vec!["durable", "kept-empty"],
+        "the deleted stream stays deleted"
+    );
+    let renamed = client
+        .get_topic(&id(stream), &id(other_topic))
+        .await
+        .unwrap()
+        .expect("renamed topic");
+    assert_eq!(renamed.name, "renamed");
+    assert_eq!(renamed.message_expiry, IggyExpiry::NeverExpire);
+    assert_eq!(
+        sdk::poll_all(client, stream, other_topic, 0).await.len(),
+        10
+    );
+}
+
+/// Every stored offset, the auto-committed one included, is back, and polling Next resumes
+/// after it.
+async fn assert_stored_offsets_restored(client: &IggyClient, stream: u32, topic: u32) {
+    let stored = |consumer: Consumer, partition: u32| async move {
+        client
+            .get_consumer_offset(&consumer, &id(stream), &id(topic), Some(partition))
+            .await
+            .unwrap()
+            .map(|info| info.stored_offset)
+    };
+    assert_eq!(stored(Consumer::new(id(1)), 0).await, Some(100));
+    assert_eq!(
+        stored(Consumer::new(name("named-reader")), 1).await,
+        Some(42)
+    );
+    assert_eq!(stored(Consumer::new(id(1)), 2).await, Some(2));
+    assert_eq!(
+        stored(Consumer::new(id(77)), 1).await,
+        Some(9),
+        "auto-committed offset"
+    );
+    assert_eq!(stored(Consumer::new(id(1)), 1).await, None);
+    let next = client
+        .poll_messages(
+            &id(stream),
+            &id(topic),
+            Some(0),
+            &Consumer::new(id(1)),
+            &PollingStrategy::next(),
+            5,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(sdk::offsets(&next.messages), vec![101, 102, 103, 104, 105]);
+}
+
+/// New sends to partitions 0 and 2 get the next offsets, and the stats count them.
+async fn assert_writing_continues(client: &IggyClient, stream: u32, topic: u32) {
+    send_varied(client, stream, topic, 0, "after", 10).await;
+    send_varied(client, stream, topic, 2, "after", 1).await;
+    let p0 = sdk::poll_offset(client, stream, topic, 0, 118, 100).await;
+    assert_eq!(sdk::offsets(&p0.messages), (118..130).collect::<Vec<u64>>());
+    for (n, message) in p0.messages[2..].iter().enumerate() {
+        let prefix = format!("after-{n}-");
+        assert!(
+            message.payload.starts_with(prefix.as_bytes()),
+            "offset {}",
+            message.header.offset
+        );
+    }
+    assert_eq!(
+        sdk::offsets(
+            &sdk::poll_offset(client, stream, topic, 2, 0, 100)
+                .await
+                .messages
+        ),
+        vec![0, 1, 2, 3]
+    );
+    let stats = client.get_stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.streams_count,
+            stats.topics_count,
+            stats.partitions_count
+        ),
+        (2, 2, 4)
+    );
+    assert_eq!(stats.messages_count, 120 + 75 + 3 + 10 + 11);
+}
+
+/// After the second restart partition 0 still starts with the original 120 messages, and a
+/// new stream gets an id no existing stream uses.
+async fn assert_second_cycle_restored(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    before: &TopicSnapshot,
+) {
+    let p0 = sdk::poll_all(client, stream, topic, 0).await;
+    assert_eq!(p0.len(), 130);
+    let before_p0: Vec<Bytes> = p0[..120].iter().map(|m| m.to_bytes()).collect();
+    assert_eq!(before_p0, before.messages[&0]);
+    let in_use: Vec<u32> = client
+        .get_streams()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let new = client.create_stream("after-two-restarts").await.unwrap();
+    assert!(
+        !in_use.contains(&new.id),
+        "a new stream gets an unused id: {} in {in_use:?}",
+        new.id
+    );
+    assert_eq!(client.get_streams().await.unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -386,47 +428,7 @@ async fn sigkill_with_fsync_always_keeps_every_acknowledged_message() {
     let (stream, topic, acknowledged) = within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
         let (stream, topic) = sdk::create_stream_and_topic(&client, "crashy", "t", 2).await;
-        for round in 0..30u64 {
-            for partition in 0..2 {
-                let mut batch = sdk::messages(&format!("p{partition}.r{round}"), 0..3);
-                client
-                    .send_messages(
-                        &id(stream),
-                        &id(topic),
-                        &Partitioning::partition_id(partition),
-                        &mut batch,
-                    )
-                    .await
-                    .expect("acknowledged send");
-            }
-        }
-        client
-            .store_consumer_offset(&Consumer::new(id(5)), &id(stream), &id(topic), Some(1), 77)
-            .await
-            .unwrap();
-        client
-            .poll_messages(
-                &id(stream),
-                &id(topic),
-                Some(0),
-                &Consumer::new(name("auto")),
-                &PollingStrategy::next(),
-                31,
-                true,
-            )
-            .await
-            .unwrap();
-        // The last acknowledged send comes right before the crash.
-        let mut last = vec![sdk::message("the last acknowledged message")];
-        client
-            .send_messages(
-                &id(stream),
-                &id(topic),
-                &Partitioning::partition_id(1),
-                &mut last,
-            )
-            .await
-            .unwrap();
+        send_rounds_and_offsets(&client, stream, topic).await;
         (stream, topic, snapshot(&client, stream, topic).await)
     })
     .await;
@@ -435,46 +437,7 @@ async fn sigkill_with_fsync_always_keeps_every_acknowledged_message() {
     server.restart();
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
-        let recovered = snapshot(&client, stream, topic).await;
-        assert_eq!(
-            recovered, acknowledged,
-            "every acknowledged message survives SIGKILL"
-        );
-        assert_eq!(recovered.messages[&1].len(), 91);
-        let stored = client
-            .get_consumer_offset(&Consumer::new(id(5)), &id(stream), &id(topic), Some(1))
-            .await
-            .unwrap()
-            .expect("stored offset survives SIGKILL");
-        assert_eq!(stored.stored_offset, 77);
-        let auto = client
-            .get_consumer_offset(
-                &Consumer::new(name("auto")),
-                &id(stream),
-                &id(topic),
-                Some(0),
-            )
-            .await
-            .unwrap()
-            .expect("auto-committed offset survives SIGKILL");
-        assert_eq!(auto.stored_offset, 30);
-        client
-            .send_messages(
-                &id(stream),
-                &id(topic),
-                &Partitioning::partition_id(1),
-                &mut sdk::messages("post-crash", 0..2),
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            sdk::offsets(
-                &sdk::poll_offset(&client, stream, topic, 1, 90, 10)
-                    .await
-                    .messages
-            ),
-            vec![90, 91, 92]
-        );
+        assert_acknowledged_survived(&client, stream, topic, &acknowledged).await;
     })
     .await;
 
@@ -491,6 +454,102 @@ async fn sigkill_with_fsync_always_keeps_every_acknowledged_message() {
         );
     })
     .await;
+}
+
+/// Sends 30 rounds of 3 messages to both partitions, stores an offset on partition 1 and
+/// auto-commits one on partition 0, and ends with one more acknowledged message on partition 1.
+async fn send_rounds_and_offsets(client: &IggyClient, stream: u32, topic: u32) {
+    for round in 0..30u64 {
+        for partition in 0..2 {
+            let mut batch = sdk::messages(&format!("p{partition}.r{round}"), 0..3);
+            client
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::partition_id(partition),
+                    &mut batch,
+                )
+                .await
+                .expect("acknowledged send");
+        }
+    }
+    client
+        .store_consumer_offset(&Consumer::new(id(5)), &id(stream), &id(topic), Some(1), 77)
+        .await
+        .unwrap();
+    client
+        .poll_messages(
+            &id(stream),
+            &id(topic),
+            Some(0),
+            &Consumer::new(name("auto")),
+            &PollingStrategy::next(),
+            31,
+            true,
+        )
+        .await
+        .unwrap();
+    // The last acknowledged send comes right before the crash.
+    let mut last = vec![sdk::message("the last acknowledged message")];
+    client
+        .send_messages(
+            &id(stream),
+            &id(topic),
+            &Partitioning::partition_id(1),
+            &mut last,
+        )
+        .await
+        .unwrap();
+}
+
+/// After the SIGKILL every acknowledged message and both stored offsets are back, and new
+/// sends continue at the next offset.
+async fn assert_acknowledged_survived(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    acknowledged: &TopicSnapshot,
+) {
+    let recovered = snapshot(client, stream, topic).await;
+    assert_eq!(
+        &recovered, acknowledged,
+        "every acknowledged message survives SIGKILL"
+    );
+    assert_eq!(recovered.messages[&1].len(), 91);
+    let stored = client
+        .get_consumer_offset(&Consumer::new(id(5)), &id(stream), &id(topic), Some(1))
+        .await
+        .unwrap()
+        .expect("stored offset survives SIGKILL");
+    assert_eq!(stored.stored_offset, 77);
+    let auto = client
+        .get_consumer_offset(
+            &Consumer::new(name("auto")),
+            &id(stream),
+            &id(topic),
+            Some(0),
+        )
+        .await
+        .unwrap()
+        .expect("auto-committed offset survives SIGKILL");
+    assert_eq!(auto.stored_offset, 30);
+    client
+        .send_messages(
+            &id(stream),
+            &id(topic),
+            &Partitioning::partition_id(1),
+            &mut sdk::messages("post-crash", 0..2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sdk::offsets(
+            &sdk::poll_offset(client, stream, topic, 1, 90, 10)
+                .await
+                .messages
+        ),
+        vec![90, 91, 92]
+    );
 }
 
 /// The payload of message `k` of a writer that sends batches of 3 to `partition`.
@@ -511,28 +570,9 @@ async fn sigkill_during_writes_keeps_every_acknowledged_batch_and_a_clean_prefix
         let mut progress = Vec::new();
         for partition in 0..PARTITIONS {
             let client = sdk::client(server.addr).await;
-            let (acked_tx, acked_rx) = tokio::sync::watch::channel(0u64);
+            let (writer, acked_rx) = spawn_sequenced_writer(client, stream, topic, partition);
+            writers.push(writer);
             progress.push(acked_rx);
-            writers.push(tokio::spawn(async move {
-                // One request in flight at a time: everything before it was acknowledged.
-                for batch in 0..1_000_000u64 {
-                    let mut messages: Vec<IggyMessage> = (batch * 3..batch * 3 + 3)
-                        .map(|k| sdk::message(sequenced_payload(partition, k)))
-                        .collect();
-                    let sent = client
-                        .send_messages(
-                            &id(stream),
-                            &id(topic),
-                            &Partitioning::partition_id(partition),
-                            &mut messages,
-                        )
-                        .await;
-                    if sent.is_err() {
-                        break;
-                    }
-                    acked_tx.send_replace(batch + 1);
-                }
-            }));
         }
         for rx in &mut progress {
             rx.wait_for(|&acked| acked >= ACKED_BEFORE_KILL)
@@ -555,44 +595,92 @@ async fn sigkill_during_writes_keeps_every_acknowledged_batch_and_a_clean_prefix
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
         for partition in 0..PARTITIONS {
-            let messages = sdk::poll_all(&client, stream, topic, partition).await;
-            let acked_messages = acked[partition as usize] * 3;
-            assert!(
-                messages.len() as u64 >= acked_messages,
-                "partition {partition}: {} messages after the crash, {acked_messages} acknowledged",
-                messages.len()
-            );
-            assert!(
-                messages.len() as u64 <= acked_messages + 3,
-                "partition {partition}: at most the one unacknowledged batch may survive"
-            );
-            for (k, message) in messages.iter().enumerate() {
-                assert_eq!(message.header.offset, k as u64);
-                assert_eq!(message.header.checksum, checksum(&message.to_bytes()));
-                assert_eq!(
-                    message.payload,
-                    sequenced_payload(partition, k as u64).as_bytes(),
-                    "offset {k}"
-                );
-            }
-            let next = messages.len() as u64;
-            client
-                .send_messages(
-                    &id(stream),
-                    &id(topic),
-                    &Partitioning::partition_id(partition),
-                    &mut sdk::messages("resumed", 0..1),
-                )
-                .await
-                .unwrap();
-            let resumed = sdk::poll_offset(&client, stream, topic, partition, next, 10).await;
-            assert_eq!(sdk::offsets(&resumed.messages), vec![next]);
+            let acked_batches = acked[partition as usize];
+            assert_clean_prefix_then_resume(&client, stream, topic, partition, acked_batches).await;
         }
     })
     .await;
     server.stop();
     check_segments(&server.partition_dir(stream, topic, 0));
     check_segments(&server.partition_dir(stream, topic, 1));
+}
+
+/// Spawns a writer that sends batches of 3 sequenced messages to `partition` until a send
+/// fails. The receiver holds how many batches were acknowledged so far.
+fn spawn_sequenced_writer(
+    client: IggyClient,
+    stream: u32,
+    topic: u32,
+    partition: u32,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Receiver<u64>,
+) {
+    let (acked_tx, acked_rx) = tokio::sync::watch::channel(0u64);
+    let writer = tokio::spawn(async move {
+        // One request in flight at a time: everything before it was acknowledged.
+        for batch in 0..1_000_000u64 {
+            let mut messages: Vec<IggyMessage> = (batch * 3..batch * 3 + 3)
+                .map(|k| sdk::message(sequenced_payload(partition, k)))
+                .collect();
+            let sent = client
+                .send_messages(
+                    &id(stream),
+                    &id(topic),
+                    &Partitioning::partition_id(partition),
+                    &mut messages,
+                )
+                .await;
+            if sent.is_err() {
+                break;
+            }
+            acked_tx.send_replace(batch + 1);
+        }
+    });
+    (writer, acked_rx)
+}
+
+/// After the crash `partition` holds every one of its `acked_batches` batches, at most the one
+/// unacknowledged batch more, all intact and in order; a new send lands right after them.
+async fn assert_clean_prefix_then_resume(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    partition: u32,
+    acked_batches: u64,
+) {
+    let messages = sdk::poll_all(client, stream, topic, partition).await;
+    let acked_messages = acked_batches * 3;
+    assert!(
+        messages.len() as u64 >= acked_messages,
+        "partition {partition}: {} messages after the crash, {acked_messages} acknowledged",
+        messages.len()
+    );
+    assert!(
+        messages.len() as u64 <= acked_messages + 3,
+        "partition {partition}: at most the one unacknowledged batch may survive"
+    );
+    for (k, message) in messages.iter().enumerate() {
+        assert_eq!(message.header.offset, k as u64);
+        assert_eq!(message.header.checksum, checksum(&message.to_bytes()));
+        assert_eq!(
+            message.payload,
+            sequenced_payload(partition, k as u64).as_bytes(),
+            "offset {k}"
+        );
+    }
+    let next = messages.len() as u64;
+    client
+        .send_messages(
+            &id(stream),
+            &id(topic),
+            &Partitioning::partition_id(partition),
+            &mut sdk::messages("resumed", 0..1),
+        )
+        .await
+        .unwrap();
+    let resumed = sdk::poll_offset(client, stream, topic, partition, next, 10).await;
+    assert_eq!(sdk::offsets(&resumed.messages), vec![next]);
 }
 
 #[tokio::test]
@@ -628,35 +716,11 @@ async fn shard_count_may_change_between_runs() {
     })
     .await;
 
-    let check = |server: &TestServer, written: u64| {
-        let addr = server.addr;
-        async move {
-            let client = sdk::client(addr).await;
-            for partition in 0..PARTITIONS {
-                let messages = sdk::poll_all(&client, stream, topic, partition).await;
-                assert_eq!(messages.len() as u64, written, "partition {partition}");
-                let prefix = format!("p{partition}-0-");
-                assert!(messages[0].payload.starts_with(prefix.as_bytes()));
-                let stored = client
-                    .get_consumer_offset(
-                        &Consumer::new(id(4)),
-                        &id(stream),
-                        &id(topic),
-                        Some(partition),
-                    )
-                    .await
-                    .unwrap()
-                    .expect("stored offset");
-                assert_eq!(stored.stored_offset, u64::from(partition));
-            }
-            client
-        }
-    };
-
     for (shards, written) in [("2", 30u64), ("3", 31), ("1", 32)] {
         server.restart_with_args(&["--shards", shards, "--set", SEGMENT_SIZE]);
         within(TEST_TIMEOUT, async {
-            let client = check(&server, written).await;
+            let client = sdk::client(server.addr).await;
+            assert_partitions_kept(&client, stream, topic, PARTITIONS, written).await;
             for partition in 0..PARTITIONS {
                 send_varied(
                     &client,
@@ -681,6 +745,34 @@ async fn shard_count_may_change_between_runs() {
             PARTITIONS,
             "{stats:?}"
         );
+    }
+}
+
+/// Each of the `partitions` partitions holds its `written` messages, from its own first one,
+/// and its stored offset, whichever shard now owns it.
+async fn assert_partitions_kept(
+    client: &IggyClient,
+    stream: u32,
+    topic: u32,
+    partitions: u32,
+    written: u64,
+) {
+    for partition in 0..partitions {
+        let messages = sdk::poll_all(client, stream, topic, partition).await;
+        assert_eq!(messages.len() as u64, written, "partition {partition}");
+        let prefix = format!("p{partition}-0-");
+        assert!(messages[0].payload.starts_with(prefix.as_bytes()));
+        let stored = client
+            .get_consumer_offset(
+                &Consumer::new(id(4)),
+                &id(stream),
+                &id(topic),
+                Some(partition),
+            )
+            .await
+            .unwrap()
+            .expect("stored offset");
+        assert_eq!(stored.stored_offset, u64::from(partition));
     }
 }
 
@@ -743,108 +835,15 @@ async fn deleted_streams_topics_and_partitions_leave_nothing_behind() {
     let mut server = TestServer::start(&[]);
     let (stream, topic) = within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
-        let send = |s: u32, t: u32, p: u32, prefix: &'static str| {
-            let client = &client;
-            async move {
-                client
-                    .send_messages(
-                        &id(s),
-                        &id(t),
-                        &Partitioning::partition_id(p),
-                        &mut sdk::messages(prefix, 0..3),
-                    )
-                    .await
-                    .unwrap()
-            }
-        };
         // Partitions: delete the highest, create again under the same id: it starts empty.
         let (stream, topic) = sdk::create_stream_and_topic(&client, "reuse", "t", 2).await;
-        send(stream, topic, 1, "old-partition").await;
-        client
-            .flush_unsaved_buffer(&id(stream), &id(topic), 1, true)
-            .await
-            .unwrap();
-        client
-            .store_consumer_offset(&Consumer::new(id(1)), &id(stream), &id(topic), Some(1), 2)
-            .await
-            .unwrap();
-        client
-            .delete_partitions(&id(stream), &id(topic), 1)
-            .await
-            .unwrap();
-        client
-            .create_partitions(&id(stream), &id(topic), 1)
-            .await
-            .unwrap();
-        assert!(
-            sdk::poll_all(&client, stream, topic, 1).await.is_empty(),
-            "a re-created partition starts empty"
-        );
-        assert!(
-            client
-                .get_consumer_offset(&Consumer::new(id(1)), &id(stream), &id(topic), Some(1))
-                .await
-                .unwrap()
-                .is_none(),
-            "a re-created partition has no stored offsets"
-        );
-        send(stream, topic, 1, "new-partition").await;
+        recreated_partition_starts_empty(&client, stream, topic).await;
 
         // Topics: delete and create another; whatever id it gets, it starts empty.
-        let doomed = client
-            .create_topic(
-                &id(stream),
-                "doomed",
-                1,
-                CompressionAlgorithm::None,
-                None,
-                IggyExpiry::ServerDefault,
-                MaxTopicSize::ServerDefault,
-            )
-            .await
-            .unwrap()
-            .id;
-        send(stream, doomed, 0, "old-topic").await;
-        client
-            .flush_unsaved_buffer(&id(stream), &id(doomed), 0, true)
-            .await
-            .unwrap();
-        client.delete_topic(&id(stream), &id(doomed)).await.unwrap();
-        let fresh = client
-            .create_topic(
-                &id(stream),
-                "fresh",
-                1,
-                CompressionAlgorithm::None,
-                None,
-                IggyExpiry::ServerDefault,
-                MaxTopicSize::ServerDefault,
-            )
-            .await
-            .unwrap();
-        assert_eq!(fresh.messages_count, 0);
-        assert!(
-            sdk::poll_all(&client, stream, fresh.id, 0).await.is_empty(),
-            "a new topic starts empty"
-        );
+        new_topic_starts_empty(&client, stream).await;
 
         // Streams: the same.
-        let (old_stream, old_topic) =
-            sdk::create_stream_and_topic(&client, "old-stream", "t", 1).await;
-        send(old_stream, old_topic, 0, "old-stream").await;
-        client
-            .flush_unsaved_buffer(&id(old_stream), &id(old_topic), 0, true)
-            .await
-            .unwrap();
-        client.delete_stream(&id(old_stream)).await.unwrap();
-        let (new_stream, new_topic) =
-            sdk::create_stream_and_topic(&client, "new-stream", "t", 1).await;
-        assert!(
-            sdk::poll_all(&client, new_stream, new_topic, 0)
-                .await
-                .is_empty(),
-            "a new stream starts empty"
-        );
+        new_stream_starts_empty(&client).await;
         (stream, topic)
     })
     .await;
@@ -852,44 +851,12 @@ async fn deleted_streams_topics_and_partitions_leave_nothing_behind() {
     server.restart();
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
-        let names: Vec<String> = client
-            .get_streams()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        assert_eq!(names.len(), 2, "{names:?}");
-        assert!(names.contains(&"reuse".to_string()) && names.contains(&"new-stream".to_string()));
-        let topics: Vec<String> = client
-            .get_topics(&id(stream))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
-        assert_eq!(topics.len(), 2, "{topics:?}");
-        assert!(topics.contains(&"t".to_string()) && topics.contains(&"fresh".to_string()));
+        assert_only_live_names_restored(&client, stream).await;
         assert_eq!(
             sdk::payload_strings(&sdk::poll_all(&client, stream, topic, 1).await),
             vec!["new-partition-0", "new-partition-1", "new-partition-2"]
         );
-        for s in client.get_streams().await.unwrap() {
-            for t in client.get_topics(&id(s.id)).await.unwrap() {
-                for p in 0..t.partitions_count {
-                    for payload in
-                        sdk::payload_strings(&sdk::poll_all(&client, s.id, t.id, p).await)
-                    {
-                        assert!(
-                            !payload.starts_with("old-"),
-                            "{payload} came back in {}/{}/{p}",
-                            s.name,
-                            t.name
-                        );
-                    }
-                }
-            }
-        }
+        assert_no_old_payload_anywhere(&client).await;
         let stats = client.get_stats().await.unwrap();
         assert_eq!(
             stats.messages_count, 3,
@@ -897,6 +864,153 @@ async fn deleted_streams_topics_and_partitions_leave_nothing_behind() {
         );
     })
     .await;
+}
+
+/// Sends three messages, `{prefix}-0` to `{prefix}-2`, to one partition.
+async fn send_three(client: &IggyClient, s: u32, t: u32, p: u32, prefix: &str) {
+    client
+        .send_messages(
+            &id(s),
+            &id(t),
+            &Partitioning::partition_id(p),
+            &mut sdk::messages(prefix, 0..3),
+        )
+        .await
+        .unwrap();
+}
+
+/// Partition 1 gets flushed messages and a stored offset, is deleted and created again: it
+/// comes back with neither, then gets new messages.
+async fn recreated_partition_starts_empty(client: &IggyClient, stream: u32, topic: u32) {
+    send_three(client, stream, topic, 1, "old-partition").await;
+    client
+        .flush_unsaved_buffer(&id(stream), &id(topic), 1, true)
+        .await
+        .unwrap();
+    client
+        .store_consumer_offset(&Consumer::new(id(1)), &id(stream), &id(topic), Some(1), 2)
+        .await
+        .unwrap();
+    client
+        .delete_partitions(&id(stream), &id(topic), 1)
+        .await
+        .unwrap();
+    client
+        .create_partitions(&id(stream), &id(topic), 1)
+        .await
+        .unwrap();
+    assert!(
+        sdk::poll_all(client, stream, topic, 1).await.is_empty(),
+        "a re-created partition starts empty"
+    );
+    assert!(
+        client
+            .get_consumer_offset(&Consumer::new(id(1)), &id(stream), &id(topic), Some(1))
+            .await
+            .unwrap()
+            .is_none(),
+        "a re-created partition has no stored offsets"
+    );
+    send_three(client, stream, topic, 1, "new-partition").await;
+}
+
+/// A topic with flushed messages is deleted; the next topic created starts empty.
+async fn new_topic_starts_empty(client: &IggyClient, stream: u32) {
+    let doomed = client
+        .create_topic(
+            &id(stream),
+            "doomed",
+            1,
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::ServerDefault,
+            MaxTopicSize::ServerDefault,
+        )
+        .await
+        .unwrap()
+        .id;
+    send_three(client, stream, doomed, 0, "old-topic").await;
+    client
+        .flush_unsaved_buffer(&id(stream), &id(doomed), 0, true)
+        .await
+        .unwrap();
+    client.delete_topic(&id(stream), &id(doomed)).await.unwrap();
+    let fresh = client
+        .create_topic(
+            &id(stream),
+            "fresh",
+            1,
+            CompressionAlgorithm::None,
+            None,
+            IggyExpiry::ServerDefault,
+            MaxTopicSize::ServerDefault,
+        )
+        .await
+        .unwrap();
+    assert_eq!(fresh.messages_count, 0);
+    assert!(
+        sdk::poll_all(client, stream, fresh.id, 0).await.is_empty(),
+        "a new topic starts empty"
+    );
+}
+
+/// A stream with flushed messages is deleted; the next stream created starts empty.
+async fn new_stream_starts_empty(client: &IggyClient) {
+    let (old_stream, old_topic) = sdk::create_stream_and_topic(client, "old-stream", "t", 1).await;
+    send_three(client, old_stream, old_topic, 0, "old-stream").await;
+    client
+        .flush_unsaved_buffer(&id(old_stream), &id(old_topic), 0, true)
+        .await
+        .unwrap();
+    client.delete_stream(&id(old_stream)).await.unwrap();
+    let (new_stream, new_topic) = sdk::create_stream_and_topic(client, "new-stream", "t", 1).await;
+    assert!(
+        sdk::poll_all(client, new_stream, new_topic, 0)
+            .await
+            .is_empty(),
+        "a new stream starts empty"
+    );
+}
+
+/// After the restart only the live streams ("reuse", "new-stream") and the live topics of
+/// `stream` ("t", "fresh") exist.
+async fn assert_only_live_names_restored(client: &IggyClient, stream: u32) {
+    let names: Vec<String> = client
+        .get_streams()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"reuse".to_string()) && names.contains(&"new-stream".to_string()));
+    let topics: Vec<String> = client
+        .get_topics(&id(stream))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(topics.len(), 2, "{topics:?}");
+    assert!(topics.contains(&"t".to_string()) && topics.contains(&"fresh".to_string()));
+}
+
+/// No partition of any stream serves a message of a deleted partition, topic or stream.
+async fn assert_no_old_payload_anywhere(client: &IggyClient) {
+    for s in client.get_streams().await.unwrap() {
+        for t in client.get_topics(&id(s.id)).await.unwrap() {
+            for p in 0..t.partitions_count {
+                for payload in sdk::payload_strings(&sdk::poll_all(client, s.id, t.id, p).await) {
+                    assert!(
+                        !payload.starts_with("old-"),
+                        "{payload} came back in {}/{}/{p}",
+                        s.name,
+                        t.name
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[tokio::test]

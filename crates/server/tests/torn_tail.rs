@@ -107,97 +107,10 @@ async fn assert_recovered(server: &mut TestServer, original: &[Bytes], start: u6
     server.restart();
     within(TEST_TIMEOUT, async {
         let client = sdk::client(server.addr).await;
-        let served = sdk::poll_all(&client, 0, 0, 0).await;
-        for message in &served {
-            assert_eq!(
-                message.header.checksum,
-                checksum(&message.to_bytes()),
-                "offset {} served corrupted",
-                message.header.offset
-            );
-        }
-        let served_bytes: Vec<Bytes> = served.iter().map(|m| m.to_bytes()).collect();
-        assert_eq!(
-            served_bytes.len() as u64,
-            intact,
-            "messages served after recovery"
-        );
-        assert_eq!(
-            served_bytes,
-            original[..intact as usize],
-            "messages before the damage are intact"
-        );
-
-        // Reads by offset in the damaged segment, by timestamp, and Last all agree.
-        let tail = sdk::poll_offset(&client, 0, 0, 0, start, 1000).await;
-        assert_eq!(tail.messages.len() as u64, intact - start);
-        assert_eq!(tail.current_offset, intact - 1);
-        let last = client
-            .poll_messages(
-                &id(0),
-                &id(0),
-                Some(0),
-                &Consumer::new(id(2)),
-                &PollingStrategy::last(),
-                1,
-                false,
-            )
-            .await
-            .unwrap();
-        assert_eq!(sdk::offsets(&last.messages), vec![intact - 1]);
-        let t = served[start as usize].header.timestamp;
-        let by_time = client
-            .poll_messages(
-                &id(0),
-                &id(0),
-                Some(0),
-                &Consumer::new(id(2)),
-                &PollingStrategy::timestamp(t.into()),
-                1000,
-                false,
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            by_time.messages.last().map(|m| m.header.offset),
-            Some(intact - 1)
-        );
-        assert!(
-            by_time
-                .messages
-                .first()
-                .is_some_and(|m| m.header.offset <= start)
-        );
-
-        let stored = client
-            .get_consumer_offset(&Consumer::new(id(1)), &id(0), &id(0), Some(0))
-            .await
-            .unwrap()
-            .map(|info| info.stored_offset);
-        assert!(
-            stored.is_some_and(|offset| offset < intact),
-            "a stored offset past the data is clamped to it: {stored:?} with {intact} messages"
-        );
-
-        client
-            .send_messages(
-                &id(0),
-                &id(0),
-                &Partitioning::partition_id(0),
-                &mut sdk::messages("after-recovery", 0..2),
-            )
-            .await
-            .expect("send after recovery");
-        let fresh = sdk::poll_offset(&client, 0, 0, 0, intact, 10).await;
-        assert_eq!(
-            sdk::offsets(&fresh.messages),
-            vec![intact, intact + 1],
-            "new sends continue at the next offset"
-        );
-        assert_eq!(
-            sdk::payload_strings(&fresh.messages),
-            vec!["after-recovery-0", "after-recovery-1"]
-        );
+        let served = assert_intact_served(&client, original, intact).await;
+        assert_reads_agree(&client, &served, start, intact).await;
+        assert_stored_offset_clamped(&client, intact).await;
+        assert_sends_continue(&client, intact).await;
     })
     .await;
 
@@ -214,6 +127,116 @@ async fn assert_recovered(server: &mut TestServer, original: &[Bytes], start: u6
         assert_eq!(served_bytes, original[..intact as usize]);
     })
     .await;
+}
+
+/// Polls the whole partition and checks that every served message has a valid checksum and
+/// that they are exactly the first `intact` original messages. Returns what was served.
+async fn assert_intact_served(
+    client: &IggyClient,
+    original: &[Bytes],
+    intact: u64,
+) -> Vec<IggyMessage> {
+    let served = sdk::poll_all(client, 0, 0, 0).await;
+    for message in &served {
+        assert_eq!(
+            message.header.checksum,
+            checksum(&message.to_bytes()),
+            "offset {} served corrupted",
+            message.header.offset
+        );
+    }
+    let served_bytes: Vec<Bytes> = served.iter().map(|m| m.to_bytes()).collect();
+    assert_eq!(
+        served_bytes.len() as u64,
+        intact,
+        "messages served after recovery"
+    );
+    assert_eq!(
+        served_bytes,
+        original[..intact as usize],
+        "messages before the damage are intact"
+    );
+    served
+}
+
+/// Reads by offset in the damaged segment, by timestamp, and Last all agree on where the
+/// recovered data ends.
+async fn assert_reads_agree(client: &IggyClient, served: &[IggyMessage], start: u64, intact: u64) {
+    let tail = sdk::poll_offset(client, 0, 0, 0, start, 1000).await;
+    assert_eq!(tail.messages.len() as u64, intact - start);
+    assert_eq!(tail.current_offset, intact - 1);
+    let last = client
+        .poll_messages(
+            &id(0),
+            &id(0),
+            Some(0),
+            &Consumer::new(id(2)),
+            &PollingStrategy::last(),
+            1,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(sdk::offsets(&last.messages), vec![intact - 1]);
+    let t = served[start as usize].header.timestamp;
+    let by_time = client
+        .poll_messages(
+            &id(0),
+            &id(0),
+            Some(0),
+            &Consumer::new(id(2)),
+            &PollingStrategy::timestamp(t.into()),
+            1000,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_time.messages.last().map(|m| m.header.offset),
+        Some(intact - 1)
+    );
+    assert!(
+        by_time
+            .messages
+            .first()
+            .is_some_and(|m| m.header.offset <= start)
+    );
+}
+
+/// The consumer offset stored on the last original message must not point past the data.
+async fn assert_stored_offset_clamped(client: &IggyClient, intact: u64) {
+    let stored = client
+        .get_consumer_offset(&Consumer::new(id(1)), &id(0), &id(0), Some(0))
+        .await
+        .unwrap()
+        .map(|info| info.stored_offset);
+    assert!(
+        stored.is_some_and(|offset| offset < intact),
+        "a stored offset past the data is clamped to it: {stored:?} with {intact} messages"
+    );
+}
+
+/// Two new messages are accepted and land at offsets `intact` and `intact + 1`.
+async fn assert_sends_continue(client: &IggyClient, intact: u64) {
+    client
+        .send_messages(
+            &id(0),
+            &id(0),
+            &Partitioning::partition_id(0),
+            &mut sdk::messages("after-recovery", 0..2),
+        )
+        .await
+        .expect("send after recovery");
+    let fresh = sdk::poll_offset(client, 0, 0, 0, intact, 10).await;
+    assert_eq!(
+        sdk::offsets(&fresh.messages),
+        vec![intact, intact + 1],
+        "new sends continue at the next offset"
+    );
+    assert_eq!(
+        sdk::payload_strings(&fresh.messages),
+        vec!["after-recovery-0", "after-recovery-1"]
+    );
 }
 
 #[tokio::test]
