@@ -6,11 +6,10 @@
 //! for every command but Ping and the two logins, whatever its payload. The permission is
 //! checked after, once the request's identifiers are resolved.
 
-use crate::context::Shard;
 use galgo_metadata::{Need, authorize as decide};
 use galgo_protocol::{CommandCode, ErrorCode};
 
-use crate::{error::CommandError, session::Session};
+use crate::{context::Shard, error::CommandError, session::Session};
 
 /// Before decoding a frame of command `code`: a command that needs a login must come from a
 /// session logged in as a user who still exists and is active (else 40, and a session whose

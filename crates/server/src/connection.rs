@@ -11,10 +11,6 @@
 
 use std::{io, net::SocketAddr, os::fd::AsRawFd, rc::Rc, time::Duration};
 
-use crate::{
-    clients::{ClientRecord, Transport},
-    context::Shard,
-};
 use bytes::{Buf, Bytes, BytesMut};
 use compio::{BufResult, net::TcpStream};
 use galgo_metadata::ShardId;
@@ -22,12 +18,13 @@ use galgo_protocol::{
     CommandCode, ErrorCode, Request,
     frame::{REQUEST_HEADER_BYTES, RequestHeader, encode_response_header, error_response},
 };
-
 use galgo_transport::{ByteStream, TlsStream, WsStream};
 
 use crate::{
     authorization,
+    clients::{ClientRecord, Transport},
     context::Context,
+    context::Shard,
     handler,
     migration::{self, Follower, Movable, Stay},
     session::Session,

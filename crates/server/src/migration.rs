@@ -21,14 +21,12 @@ use std::{
     rc::Rc,
 };
 
-use crate::{clients::ClientRecord, context::Shard};
 use bytes::BytesMut;
 use compio::net::TcpStream;
 use galgo_metadata::ShardId;
-
 use galgo_transport::{ByteStream, Server, TlsState, TlsStream, WsState, WsStream};
 
-use crate::{connection, handler, session::Session};
+use crate::{clients::ClientRecord, connection, context::Shard, handler, session::Session};
 
 /// Consecutive sends or polls served by one other shard before the connection moves there.
 /// More than one, so a client that spreads its requests over the shards' partitions (balanced

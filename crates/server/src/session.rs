@@ -2,9 +2,10 @@
 
 use std::{cell::Cell, net::SocketAddr};
 
-use crate::clients::Transport;
 use galgo_metadata::{Metadata, ShardId, User, UserId};
 use galgo_protocol::ErrorCode;
+
+use crate::clients::Transport;
 
 /// One connection's session. Lives in its connection task, on the accepting shard or the
 /// shard the connection moved to.

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use crate::context::Shard;
 use bytes::{Bytes, BytesMut};
 use galgo_metadata::{GroupKey, MetadataError, Need, PartitionKey, ShardId, TopicKey};
 use galgo_protocol::{
@@ -16,6 +15,7 @@ use galgo_storage::{OffsetOwner, PartitionLog};
 
 use super::{Outcome, Reply, groups::after_group_commit, partition_calls::on_partition};
 use crate::{
+    context::Shard,
     context::{Context, now_us},
     error::CommandError,
     session::Session,

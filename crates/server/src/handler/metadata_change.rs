@@ -5,14 +5,13 @@
 
 use std::rc::Rc;
 
-use crate::context::Shard;
 use galgo_metadata::{
     Change, Metadata, MetadataError, NewTopic, PartitionId, PartitionKey, PartitionsChange,
     ShardId, TopicChange,
 };
 
 use super::partition_calls::{PartitionOp, on_owners};
-use crate::error::CommandError;
+use crate::{context::Shard, error::CommandError};
 
 /// Runs `prepare` against shard 0's replica and commits the change it returns. Returns that
 /// change as `prepare` typed it (with the ids shard 0 assigned), so the caller reads them

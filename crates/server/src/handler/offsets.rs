@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use crate::context::Shard;
 use galgo_metadata::{GroupKey, MetadataError, Need, TopicKey};
 use galgo_protocol::{
     Consumer, ErrorCode,
@@ -18,7 +17,7 @@ use galgo_storage::OffsetOwner;
 use super::{
     Outcome, Reply, groups::after_group_commit, messages::locate, partition_calls::on_partition,
 };
-use crate::{context::Context, error::CommandError, session::Session};
+use crate::{context::Context, context::Shard, error::CommandError, session::Session};
 
 /// Whose offset, on which partition; for a group member also the group (its commits may
 /// complete a pending revocation).

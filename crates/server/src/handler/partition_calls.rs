@@ -3,12 +3,11 @@
 
 use std::{collections::BTreeMap, future::Future, rc::Rc};
 
-use crate::context::Shard;
 use galgo_metadata::{PartitionKey, ShardId};
 use galgo_protocol::ErrorCode;
 use galgo_storage::{PartitionLog, PartitionStats, StorageError};
 
-use crate::error::CommandError;
+use crate::{context::Shard, error::CommandError};
 
 /// What statistics need of one partition.
 #[derive(Clone, Copy, Debug, Default)]

@@ -2,11 +2,11 @@
 
 use std::rc::Rc;
 
-use crate::context::Shard;
 use galgo_metadata::{Need, TopicKey};
 use galgo_protocol::command::topics::DeleteSegments;
 
 use super::{Outcome, Reply, messages::locate, partition_calls::on_partition};
+use crate::context::Shard;
 
 /// Deletes up to `segments_count` of the partition's oldest sealed segments, never the active
 /// one, and none holding a message past the lowest stored consumer or group offset (what a

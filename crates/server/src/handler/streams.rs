@@ -2,7 +2,6 @@
 
 use std::rc::Rc;
 
-use crate::context::Shard;
 use bytes::BytesMut;
 use galgo_metadata::{Metadata, Need, PartitionKey, ShardId, Stream, StreamId};
 use galgo_protocol::{
@@ -22,7 +21,7 @@ use super::{
     partition_calls::{PartitionFigures, PartitionOp, gather_figures, on_owners},
     topics::topic_header,
 };
-use crate::context::now_us;
+use crate::{context::Shard, context::now_us};
 
 /// Every partition of the streams `select` picks, with its owner.
 pub fn partitions_of(

@@ -2,8 +2,8 @@
 
 use std::{net::SocketAddr, rc::Rc};
 
-use crate::{clients::ClientRecord, context::Shard};
 use bytes::BytesMut;
+use galgo_metadata::Need;
 use galgo_protocol::{
     ErrorCode,
     command::system::{
@@ -13,10 +13,8 @@ use galgo_protocol::{
     },
 };
 
-use galgo_metadata::Need;
-
 use super::{Outcome, Reply, partition_calls::figures_of};
-use crate::{context::Context, host, session::Session};
+use crate::{clients::ClientRecord, context::Context, context::Shard, host, session::Session};
 
 /// The groups a client joined, from this shard's replica (membership reaches every shard).
 fn joined_groups(shard: &Shard, client_id: u32) -> Vec<ConsumerGroupRef> {

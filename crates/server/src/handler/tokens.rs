@@ -6,7 +6,6 @@
 
 use std::{rc::Rc, time::Duration};
 
-use crate::context::Shard;
 use bytes::BytesMut;
 use galgo_metadata::{Need, UserId};
 use galgo_protocol::{
@@ -19,6 +18,7 @@ use galgo_protocol::{
 
 use super::{Outcome, Reply, metadata_change::change_metadata, users::log_in};
 use crate::{
+    context::Shard,
     context::{Context, now_us},
     credentials,
     session::Session,

@@ -3,7 +3,6 @@
 
 use std::{collections::BTreeMap, rc::Rc};
 
-use crate::context::Shard;
 use bytes::BytesMut;
 use galgo_metadata::{Need, PartitionKey, StreamId, Topic, TopicKey, TopicSettings};
 use galgo_protocol::command::topics::{
@@ -16,7 +15,7 @@ use super::{
     metadata_change::change_metadata,
     partition_calls::{PartitionFigures, PartitionOp, gather_figures, on_owners},
 };
-use crate::context::now_us;
+use crate::{context::Shard, context::now_us};
 
 type Figures = BTreeMap<PartitionKey, PartitionFigures>;
 

@@ -7,7 +7,6 @@
 
 use std::rc::Rc;
 
-use crate::context::Shard;
 use bytes::BytesMut;
 use galgo_metadata::{Metadata, MetadataError, Need, ROOT_USER_ID, ShardId, User, UserId};
 use galgo_protocol::{
@@ -21,6 +20,7 @@ use galgo_protocol::{
 use super::{Cx, Handler, Outcome, Reply, metadata_change::change_metadata};
 use crate::{
     config::RootConfig,
+    context::Shard,
     context::{Context, RootCreated, now_us},
     credentials,
     error::CommandError,
