@@ -56,14 +56,22 @@ stop_server() {
   kill "$SERVER_PID"
   wait "$SERVER_PID" || true
   rm -rf "$DATA"
+  SERVER_PID=
 }
 
-# bench NAME ARGS...: one galgo-bench run; prints its summary and ratio lines.
+# A server left running (an interrupted run) would share the port with the next one.
+SERVER_PID=
+trap '[[ -n "$SERVER_PID" ]] && stop_server' EXIT
+
+# bench NAME ARGS...: one galgo-bench run; prints its summary and ratio lines, or that it
+# failed (the run goes on: a failed workload is a finding, not a reason to lose the others).
 bench() {
   local name=$1
   shift
-  "$BENCH" --server "iggy://iggy:iggy@127.0.0.1:$PORT" --durability fsync=interval \
-    --label "$name" --json "$OUT/$name.json" "$@" >"$OUT/$name.txt" 2>&1
+  if ! "$BENCH" --server "iggy://iggy:iggy@127.0.0.1:$PORT" --durability fsync=interval \
+    --label "$name" --json "$OUT/$name.json" "$@" >"$OUT/$name.txt" 2>&1; then
+    say "[$name] FAILED: $(grep -m1 ERROR "$OUT/$name.txt" || tail -1 "$OUT/$name.txt")"
+  fi
   grep -E "^(producers|baseline)|^ratio .*(MB/s|p50|p99 )" "$OUT/$name.txt" |
     sed "s/^/[$name] /" | tee -a "$SUMMARY"
 }
