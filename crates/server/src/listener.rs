@@ -32,6 +32,7 @@ pub async fn listen_on_every_shard(shard0: &Rc<Shard>) -> Result<(), String> {
     if seed.websocket.enabled {
         wanted.push((Listener::WebSocket, seed.websocket.address));
     }
+    refuse_if_served(&wanted)?;
     let first = bind_all(&wanted)?;
     let bound = first
         .iter()
@@ -54,6 +55,37 @@ pub async fn listen_on_every_shard(shard0: &Rc<Shard>) -> Result<(), String> {
     }
     for (kind, address) in bound {
         publish(shard0, kind, address);
+    }
+    Ok(())
+}
+
+/// SO_REUSEPORT lets any process of the same user bind an address galgo already serves, and
+/// the kernel then splits new connections between them: a second server started on the same
+/// address by mistake would silently take part of the clients, each server with its own data.
+/// So before shard 0 binds, a plain bind of each configured address (SO_REUSEADDR, which on
+/// Linux still refuses an address with a listening socket on it, but not one with only
+/// TIME_WAIT leftovers of an earlier run) tells whether anyone listens there. Port 0 is always
+/// free.
+fn refuse_if_served(wanted: &[(Listener, SocketAddr)]) -> Result<(), String> {
+    for &(kind, address) in wanted.iter().filter(|(_, address)| address.port() != 0) {
+        let probe = || -> std::io::Result<()> {
+            let socket = Socket::new(
+                Domain::for_address(address),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&address.into())
+        };
+        if let Err(error) = probe() {
+            let key = match kind {
+                Listener::Tcp => "[tcp] address",
+                Listener::WebSocket => "[websocket] address",
+            };
+            return Err(format!(
+                "cannot listen on {address} ({key}): {error}; another process serves it"
+            ));
+        }
     }
     Ok(())
 }
