@@ -19,7 +19,7 @@ use galgo_storage::MetadataLog;
 use thiserror::Error;
 
 use crate::{
-    Shard, ShardSettings, ShardState, StorageSettings, message::ShardMessage,
+    CallError, Shard, ShardSettings, ShardState, StorageSettings, message::ShardMessage,
     settings::INBOX_CAPACITY_MIN,
 };
 
@@ -75,6 +75,8 @@ pub enum EngineError {
 /// The running shards, seen from the control thread.
 pub struct Engine {
     threads: Vec<thread::JoinHandle<()>>,
+    /// A `ShardsHandle<S>` for the state type the engine was started with.
+    handle: Box<dyn std::any::Any + Send>,
     shutdown: ShutdownHandle,
     news: mpsc::Receiver<Lifecycle>,
     stopped: usize,
@@ -124,12 +126,19 @@ impl Engine {
         let shard0 = senders[0].clone();
         Ok(Self {
             threads,
+            handle: Box::new(ShardsHandle { inboxes: senders }),
             shutdown: ShutdownHandle(Arc::new(move || {
                 let _ = shard0.try_send(ShardMessage::Shutdown);
             })),
             news,
             stopped: 0,
         })
+    }
+
+    /// A handle that runs work on the shards from other threads (the HTTP endpoint), for the
+    /// state type the engine was started with (`None` for another type).
+    pub fn shards_handle<S: ShardState>(&self) -> Option<ShardsHandle<S>> {
+        self.handle.downcast_ref::<ShardsHandle<S>>().cloned()
     }
 
     /// A handle that asks shard 0 for a graceful shutdown; usable from any thread.
@@ -184,6 +193,57 @@ impl ShutdownHandle {
     /// Requests the shutdown; a no-op if the server is already stopping.
     pub fn shutdown(&self) {
         (self.0)();
+    }
+}
+
+/// Runs work on a shard from a thread that is not one (the HTTP endpoint gathering figures at
+/// scrape time): the job goes into the shard's inbox like a call, runs there as a task of its
+/// own, and its value comes back through a channel this thread waits on. The shards never
+/// wait for such a thread: their inbox loop only spawns the job.
+pub struct ShardsHandle<S: ShardState> {
+    inboxes: Vec<flume::Sender<ShardMessage<S>>>,
+}
+
+impl<S: ShardState> Clone for ShardsHandle<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inboxes: self.inboxes.clone(),
+        }
+    }
+}
+
+impl<S: ShardState> ShardsHandle<S> {
+    /// Every shard id.
+    pub fn all_shards(&self) -> impl Iterator<Item = ShardId> + use<S> {
+        (0..self.inboxes.len() as u16).map(ShardId)
+    }
+
+    /// Messages waiting in shard `target`'s inbox now.
+    pub fn inbox_depth(&self, target: ShardId) -> usize {
+        self.inboxes[usize::from(target.0)].len()
+    }
+
+    /// Runs `job` on shard `target` and waits (blocking this thread, at most `timeout`) for
+    /// its value. Fails when the shard is stopped or does not answer in time.
+    pub fn run<T, F, Fut>(&self, target: ShardId, timeout: Duration, job: F) -> Result<T, CallError>
+    where
+        F: FnOnce(Rc<Shard<S>>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let (reply, value) = flume::bounded(1);
+        let job: crate::message::ExternalJob<S> = Box::new(move |shard| {
+            Box::pin(async move {
+                let _ = reply.send(job(shard).await);
+            })
+        });
+        let deadline = Instant::now() + timeout;
+        self.inboxes[usize::from(target.0)]
+            .send_deadline(ShardMessage::External(job), deadline)
+            .map_err(|_| CallError::ShardStopped(target))?;
+        value
+            .recv_deadline(deadline)
+            .map_err(|_| CallError::ShardStopped(target))
     }
 }
 
@@ -392,6 +452,9 @@ async fn inbox_loop<S: ShardState>(shard: Rc<Shard<S>>, inbox: flume::Receiver<S
                 if !shard.is_stopping() {
                     compio::runtime::spawn(shut_down(shard.clone())).detach();
                 }
+            }
+            ShardMessage::External(job) => {
+                compio::runtime::spawn(job(shard.clone())).detach();
             }
             ShardMessage::Stop => break,
         }

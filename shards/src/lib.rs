@@ -26,7 +26,9 @@ mod uring_probe;
 
 pub use cleaner::{clean_retention, run_retention_cleaner};
 pub use counters::ShardCounters;
-pub use engine::{Engine, EngineError, Lifecycle, MakeState, Readiness, Serve, ShutdownHandle};
+pub use engine::{
+    Engine, EngineError, Lifecycle, MakeState, Readiness, Serve, ShardsHandle, ShutdownHandle,
+};
 pub use saver::run_saver;
 pub use settings::{INBOX_CAPACITY_MIN, ShardSettings, StorageSettings};
 pub use shard::{CallError, Shard, ShardState};

@@ -13,6 +13,11 @@ pub(crate) type ReplyValue = Box<dyn Any + Send>;
 pub(crate) type Job<S> =
     Box<dyn FnOnce(Rc<Shard<S>>) -> Pin<Box<dyn Future<Output = ReplyValue>>> + Send>;
 
+/// Work sent from a thread that is not a shard (see `ShardsHandle`): runs on the target
+/// shard as a task of its own, which hands its value back itself.
+pub(crate) type ExternalJob<S> =
+    Box<dyn FnOnce(Rc<Shard<S>>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
 /// One inbox message.
 pub(crate) enum ShardMessage<S: ShardState> {
     /// Run `job` here and send its value back to `from` as a `Reply` with `call_id`.
@@ -25,6 +30,8 @@ pub(crate) enum ShardMessage<S: ShardState> {
     Reply { call_id: u64, value: ReplyValue },
     /// A metadata change to apply, in version order.
     Event(Arc<Event>),
+    /// Run work for a thread that is not a shard.
+    External(ExternalJob<S>),
     /// Leave the inbox loop: the shard is done.
     Stop,
     /// Shard 0 only: stop the whole server gracefully.

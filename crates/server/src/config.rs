@@ -49,6 +49,8 @@ pub struct Config {
     pub tcp: TcpConfig,
     /// The WebSocket listener.
     pub websocket: WebSocketConfigFile,
+    /// The HTTP endpoint for operators (/metrics, /health).
+    pub http: HttpConfig,
     /// Shards.
     pub shards: ShardsConfig,
     /// Storage.
@@ -157,6 +159,20 @@ pub struct TcpConfig {
     pub nodelay: bool,
     /// TLS on this listener.
     pub tls: TlsConfig,
+}
+
+/// `[http]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Serve /metrics and /health.
+    pub enabled: bool,
+    /// Listen address.
+    pub address: SocketAddr,
+    /// A request must arrive whole within this time.
+    pub request_timeout_ms: u64,
+    /// Connections served at once.
+    pub connections_max: usize,
 }
 
 /// `[websocket]`
@@ -419,7 +435,18 @@ impl Config {
                 "shards.ring_entries must be positive".into(),
             ));
         }
+        self.validate_http()?;
         self.validate_websocket()
+    }
+
+    fn validate_http(&self) -> Result<(), ConfigError> {
+        let http = &self.http;
+        if http.enabled && (http.request_timeout_ms == 0 || http.connections_max == 0) {
+            return Err(ConfigError::Invalid(
+                "http.request_timeout_ms and http.connections_max must be positive".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_websocket(&self) -> Result<(), ConfigError> {

@@ -3,16 +3,19 @@
 //!
 //! ```text
 //! control thread  1 process settings: SIGXFSZ ignored, malloc's mmap threshold pinned
-//!                 2 configuration -> shard and storage settings; io_uring probed; data dir
+//!                 2 configuration -> shard and storage settings; io_uring probed; data dir;
+//!                   the HTTP endpoint's address bound (`[http]`)
 //!                 3 the seed every shard starts from (TLS certificates loaded or made)
-//!                 4 the engine: one thread per shard, each building its Context
+//!                 4 the engine: one thread per shard, each building its Context; the HTTP
+//!                   endpoint's threads (/health answers 503 until step 10)
 //! shard 0         5   (engine) metadata log replayed on every shard; partitions opened
 //!                 6   background tasks: saver and retention cleaner on every shard;
 //!                     token cleaner and group-revocation expiry on shard 0
 //!                 7   root password hash started when there is no root user (first start)
 //!                 8   listeners bound on every shard; connections accepted from here on
 //!                 9   root user created; logins waiting for it go on
-//! control thread 10 signals watched; ready line printed; waits for the shards to stop
+//! control thread 10 signals watched; /health 200; ready line printed; waits for the shards
+//!                   to stop (/health 503 from the shutdown signal on)
 //! ```
 
 use std::{sync::Arc, time::Duration};
@@ -25,7 +28,9 @@ use galgo_shards::{
 use crate::{
     config::{self, Config},
     context::{self, Context, ContextSeed, Shard},
-    handler, listener,
+    handler,
+    http::{self, Health},
+    listener,
 };
 
 /// Exit code when a shard panicked.
@@ -52,6 +57,7 @@ pub fn run(config: Config) -> Result<(), u8> {
         tracing::error!(dir = %storage.data_dir.display(), %error, "cannot create the data directory");
         return Err(EXIT_STARTUP);
     }
+    let http_listener = bind_http(&config)?;
     // 3.
     let bound = Arc::new(context::BoundAddresses::default());
     let seed = ContextSeed::new(&config, bound.clone()).map_err(|error| {
@@ -73,15 +79,58 @@ pub fn run(config: Config) -> Result<(), u8> {
     let state = Arc::new(move |_| Context::new(state_seed.clone()));
     let mut engine =
         Engine::start(shards, storage, state, serve(seed)).map_err(|error| report(&error))?;
+    let health = Arc::new(Health::default());
+    let http = start_http(http_listener, &config, &engine, &health)?;
     // 10.
-    watch_signals(engine.shutdown_handle());
+    watch_signals(engine.shutdown_handle(), health.clone());
     match engine.wait_ready().map_err(|error| report(&error))? {
-        Readiness::Serving => println!("{}", ready_line(&bound)),
+        Readiness::Serving => {
+            health.serving();
+            println!("{}", ready_line(&bound, http));
+        }
         Readiness::StoppedDuringStartup => tracing::info!("shutdown requested during start-up"),
     }
     engine.wait_stopped().map_err(|error| report(&error))?;
     tracing::info!("galgo-server stopped");
     Ok(())
+}
+
+/// Step 2: the HTTP endpoint's address, bound before any shard starts so a taken port fails
+/// the start naming its key.
+fn bind_http(config: &Config) -> Result<Option<std::net::TcpListener>, u8> {
+    if !config.http.enabled {
+        return Ok(None);
+    }
+    http::bind(&config.http).map(Some).map_err(|error| {
+        tracing::error!("{error}");
+        eprintln!("galgo-server: {error}");
+        EXIT_STARTUP
+    })
+}
+
+/// Step 4, once the engine runs: the HTTP endpoint serves /health (503 until every shard
+/// serves) and /metrics on threads of its own. Returns its address.
+fn start_http(
+    listener: Option<std::net::TcpListener>,
+    config: &Config,
+    engine: &Engine,
+    health: &Arc<Health>,
+) -> Result<Option<std::net::SocketAddr>, u8> {
+    let Some(listener) = listener else {
+        return Ok(None);
+    };
+    let address = listener.local_addr().ok();
+    let shards = engine
+        .shards_handle::<Context>()
+        .expect("the engine runs the server's Context");
+    http::start(listener, config.http.clone(), health.clone(), shards).map_err(|error| {
+        tracing::error!(%error, "cannot start the HTTP endpoint");
+        EXIT_STARTUP
+    })?;
+    if let Some(address) = address {
+        tracing::info!(%address, "HTTP listening (/metrics, /health)");
+    }
+    Ok(address)
 }
 
 /// Steps 6 to 9, on shard 0 once metadata is replayed and every partition is open.
@@ -124,13 +173,16 @@ async fn start_background_tasks(
 
 /// `galgo-server ready tcp=ADDR websocket=ADDR`, naming the listeners that run. Scripts and
 /// the test harness read it; new listeners are appended, never inserted.
-fn ready_line(bound: &context::BoundAddresses) -> String {
+fn ready_line(bound: &context::BoundAddresses, http: Option<std::net::SocketAddr>) -> String {
     let mut line = "galgo-server ready".to_owned();
     if let Some(address) = bound.tcp.get() {
         line.push_str(&format!(" tcp={address}"));
     }
     if let Some(address) = bound.websocket.get() {
         line.push_str(&format!(" websocket={address}"));
+    }
+    if let Some(address) = http {
+        line.push_str(&format!(" http={address}"));
     }
     line
 }
@@ -178,7 +230,7 @@ fn report(error: &EngineError) -> u8 {
 
 /// SIGTERM and SIGINT ask for a graceful shutdown. A second Ctrl-C (SIGINT) ends the process
 /// at once; repeated SIGTERMs (process managers often send more than one) are ignored.
-fn watch_signals(shutdown: ShutdownHandle) {
+fn watch_signals(shutdown: ShutdownHandle, health: Arc<Health>) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
         Ok(signals) => signals,
@@ -201,6 +253,7 @@ fn watch_signals(shutdown: ShutdownHandle) {
                 }
                 if !shutting_down {
                     tracing::info!(signal, "signal received: graceful shutdown");
+                    health.stopping();
                     shutdown.shutdown();
                 }
                 shutting_down = true;

@@ -26,6 +26,7 @@ fn start_second(tcp: SocketAddr, websocket: SocketAddr) -> (ExitStatus, String) 
         .arg(dir.path().join("data"))
         .args(["--tcp-address", &tcp.to_string()])
         .args(["--websocket-address", &websocket.to_string()])
+        .args(["--set", "http.address=\"127.0.0.1:0\""])
         .args([
             "--shards",
             "2",

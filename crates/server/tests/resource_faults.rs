@@ -43,6 +43,7 @@ fn start_with_file_size_limit() -> LimitedServer {
         .args(["--data-dir", &dir.path().join("data").display().to_string()])
         .args(["--tcp-address", "127.0.0.1:0", "--shards", "2", "--no-pin"])
         .args(["--websocket-address", "127.0.0.1:0"])
+        .args(["--set", "http.address=\"127.0.0.1:0\""])
         .args(["--set", "shards.ring_entries=256"])
         .args(["--set", "storage.fsync=always"])
         .stdout(Stdio::piped())

@@ -115,6 +115,15 @@ impl ConsumerOffsets {
         self.stored.borrow().get(&owner).copied()
     }
 
+    /// Every stored offset, by owner.
+    pub fn all(&self) -> Vec<(OffsetOwner, u64)> {
+        self.stored
+            .borrow()
+            .iter()
+            .map(|(owner, offset)| (*owner, *offset))
+            .collect()
+    }
+
     /// The lowest offset stored for anyone, if any is.
     pub fn min(&self) -> Option<u64> {
         self.stored.borrow().values().copied().min()

@@ -316,6 +316,11 @@ impl PartitionLog {
         self.offsets.get(owner)
     }
 
+    /// Every stored consumer and group offset of this partition (for lag figures).
+    pub fn stored_offsets(&self) -> Vec<(OffsetOwner, u64)> {
+        self.offsets.all()
+    }
+
     /// Stores a consumer's or group's offset and persists it (`offsets/consumers/{id}` or
     /// `offsets/groups/{id}`, replaced atomically; fsynced with `fsync = "always"`). The caller
     /// validates the value against `last_offset`.

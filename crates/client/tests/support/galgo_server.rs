@@ -49,6 +49,8 @@ impl GalgoServer {
             .arg(dir.path().join("data"))
             .args(["--tcp-address", "127.0.0.1:0", "--no-pin", "--shards", "2"])
             .args(["--websocket-address", "127.0.0.1:0"])
+            // Every test server has its own HTTP endpoint on a free port.
+            .args(["--set", "http.address=\"127.0.0.1:0\""])
             // Small rings: io_uring charges ring memory to the user's RLIMIT_MEMLOCK, and the
             // suite runs several servers at once.
             .args(["--set", "shards.ring_entries=256"])

@@ -30,6 +30,7 @@ const READY_PREFIX: &str = "galgo-server ready";
 struct ReadyAddresses {
     tcp: Option<SocketAddr>,
     websocket: Option<SocketAddr>,
+    http: Option<SocketAddr>,
 }
 
 /// One running (or stopped) server with its own temp dir. Killed with SIGKILL on drop.
@@ -38,6 +39,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The WebSocket (or WSS) address from the ready line of the current run.
     pub ws_addr: SocketAddr,
+    /// The HTTP endpoint's address (/metrics, /health) from the ready line, if it runs.
+    pub http_addr: Option<SocketAddr>,
     /// The data dir, the same for every run of this server.
     pub data_dir: PathBuf,
     /// Holds `data/` and one `server-N.log` per run; removed on drop.
@@ -114,6 +117,7 @@ impl TestServer {
         let mut server = TestServer {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ws_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_addr: None,
             data_dir,
             root,
             args,
@@ -185,6 +189,18 @@ impl TestServer {
         let process = self.process.as_mut().expect("just spawned");
         let status = process.wait(READY_TIMEOUT);
         status.unwrap_or_else(|| {
+            panic!(
+                "galgo-server still runs {READY_TIMEOUT:?} after a start it should refuse; logs:\n{}",
+                self.logs()
+            )
+        })
+    }
+
+    /// Waits for a run that should end by itself (a start it refuses), at most
+    /// [`READY_TIMEOUT`], and returns its exit status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let process = self.process.as_mut().expect("server was started");
+        process.wait(READY_TIMEOUT).unwrap_or_else(|| {
             panic!(
                 "galgo-server still runs {READY_TIMEOUT:?} after a start it should refuse; logs:\n{}",
                 self.logs()
@@ -270,6 +286,8 @@ impl TestServer {
             .arg(&self.data_dir)
             .args(["--tcp-address", "127.0.0.1:0", "--no-pin"])
             .args(["--websocket-address", "127.0.0.1:0"])
+            // Every test server has its own HTTP endpoint on a free port.
+            .args(["--set", "http.address=\"127.0.0.1:0\""])
             // Small rings: io_uring charges ring memory to the user's RLIMIT_MEMLOCK, and the
             // suite runs several servers at once.
             .args(["--set", "shards.ring_entries=256"])
@@ -314,6 +332,7 @@ impl TestServer {
                 let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
                 self.addr = ready.tcp.unwrap_or(unbound);
                 self.ws_addr = ready.websocket.unwrap_or(unbound);
+                self.http_addr = ready.http;
             }
             Err(error) => {
                 let status = self.process.as_mut().and_then(|p| p.wait(Duration::ZERO));
@@ -365,12 +384,14 @@ fn parse_ready(fields: &str) -> Result<ReadyAddresses, String> {
     let mut addresses = ReadyAddresses {
         tcp: None,
         websocket: None,
+        http: None,
     };
     for field in fields.split_whitespace() {
         let (key, value) = field.split_once('=').ok_or("a field without '='")?;
         let address = || value.parse().map_err(|error| format!("{key}: {error}"));
         match key {
             "tcp" => addresses.tcp = Some(address()?),
+            "http" => addresses.http = Some(address()?),
             "websocket" => addresses.websocket = Some(address()?),
             _ => {}
         }

@@ -1,0 +1,266 @@
+//! The figures /metrics shows: gathered from every shard when scraped, never kept for it.
+//!
+//! A scrape sends one job to each shard through the engine's [`ShardsHandle`] (the HTTP
+//! thread is not a shard); the job reads the shard's own figures (its clients, the engine's
+//! call counters, and for each partition it owns the log's figures and stored offsets) and
+//! hands a plain value back. Nothing on the request path writes anything for a scrape or
+//! waits for one. The values are then put in a fresh `prometheus-client` registry and encoded
+//! as OpenMetrics text.
+//!
+//! Names follow Prometheus conventions: `galgo_` prefix, base units, counters end in `_total`
+//! (prometheus-client adds it). Labels carry ids and stream, topic and group names, never a
+//! user name or a secret.
+
+use std::{rc::Rc, time::Duration};
+
+use galgo_metadata::{Metadata, PartitionKey};
+use galgo_shards::ShardsHandle;
+use galgo_storage::{OffsetOwner, PartitionLog};
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::{
+    clients::Transport,
+    context::{Context, Shard},
+};
+
+/// One metric's label set.
+type Labels = Vec<(String, String)>;
+
+/// Reads one figure of a partition.
+type PartitionValue = fn(&PartitionFigures) -> u64;
+
+/// What one shard reports.
+#[derive(Debug, Default)]
+pub struct ShardFigures {
+    shard: u16,
+    tcp_connections: u64,
+    websocket_connections: u64,
+    calls_sent: u64,
+    calls_received: u64,
+    events_applied: u64,
+    inbox_depth: u64,
+    partitions: Vec<PartitionFigures>,
+}
+
+/// What one partition's owner reports about it.
+#[derive(Debug)]
+struct PartitionFigures {
+    labels: Labels,
+    messages: u64,
+    size_bytes: u64,
+    segments: u64,
+    /// The offset the next message gets (Kafka's log end offset).
+    end_offset: u64,
+    journal_writes: u64,
+    fsyncs: u64,
+    /// Per stored group offset: the group's name and its lag.
+    group_lags: Vec<(String, u64)>,
+    /// Per stored single-consumer offset: the consumer's id and its lag.
+    consumer_lags: Vec<(u32, u64)>,
+}
+
+/// Gathers every shard's figures, each within `timeout`; a shard that does not answer is
+/// left out (the scrape still answers, with what it has).
+pub fn gather(shards: &ShardsHandle<Context>, timeout: Duration) -> Vec<ShardFigures> {
+    shards
+        .all_shards()
+        .filter_map(|id| {
+            let job = |shard: Rc<Shard>| async move { shard_figures(&shard) };
+            let mut figures = shards.run(id, timeout, job).ok()?;
+            figures.inbox_depth = shards.inbox_depth(id) as u64;
+            Some(figures)
+        })
+        .collect()
+}
+
+/// On a shard: its own figures.
+fn shard_figures(shard: &Shard) -> ShardFigures {
+    let clients = shard.state().clients.borrow().all();
+    let count = |transport| clients.iter().filter(|c| c.transport == transport).count() as u64;
+    let counters = &shard.counters;
+    let metadata = shard.metadata.borrow();
+    ShardFigures {
+        shard: shard.id().0,
+        tcp_connections: count(Transport::Tcp),
+        websocket_connections: count(Transport::WebSocket),
+        calls_sent: counters.calls_sent.get(),
+        calls_received: counters.calls_received.get(),
+        events_applied: counters.events_applied.get(),
+        inbox_depth: 0,
+        partitions: shard
+            .owned_partitions()
+            .into_iter()
+            .filter_map(|(key, log)| partition_figures(&metadata, key, &log))
+            .collect(),
+    }
+}
+
+/// A partition's figures; `None` when the replica no longer knows it (deleted meanwhile).
+fn partition_figures(
+    metadata: &Metadata,
+    key: PartitionKey,
+    log: &PartitionLog,
+) -> Option<PartitionFigures> {
+    let stream = metadata.stream_by_id(key.stream).ok()?;
+    let topic = metadata
+        .topic_by_key(galgo_metadata::TopicKey {
+            stream: key.stream,
+            topic: key.topic,
+        })
+        .ok()?;
+    let stats = log.stats();
+    let io = log.io_counters();
+    let last = log.last_offset();
+    let lag = |stored: u64| last.map_or(0, |last| last.saturating_sub(stored));
+    let mut figures = PartitionFigures {
+        labels: vec![
+            ("stream".into(), stream.name.clone()),
+            ("topic".into(), topic.name.clone()),
+            ("partition".into(), key.partition.0.to_string()),
+        ],
+        messages: stats.messages_count,
+        size_bytes: stats.size_bytes,
+        segments: u64::from(stats.segments_count),
+        end_offset: last.map_or(0, |last| last + 1),
+        journal_writes: io.writes_count,
+        fsyncs: io.fsyncs_count + io.sealed_fsyncs_count,
+        group_lags: Vec::new(),
+        consumer_lags: Vec::new(),
+    };
+    for (owner, stored) in log.stored_offsets() {
+        match owner {
+            OffsetOwner::Group(id) => {
+                if let Some(group) = topic.groups().find(|group| group.id.0 == id) {
+                    figures.group_lags.push((group.name.clone(), lag(stored)));
+                }
+            }
+            OffsetOwner::Consumer(id) => figures.consumer_lags.push((id, lag(stored))),
+        }
+    }
+    Some(figures)
+}
+
+/// The OpenMetrics text of `shards`' figures.
+pub fn encode(shards: &[ShardFigures]) -> String {
+    let mut registry = Registry::default();
+    register_shards(&mut registry, shards);
+    register_partitions(&mut registry, shards);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .expect("writing into a String does not fail");
+    text
+}
+
+fn shard_label(shard: &ShardFigures) -> Labels {
+    vec![("shard".into(), shard.shard.to_string())]
+}
+
+fn register_shards(registry: &mut Registry, shards: &[ShardFigures]) {
+    let connections = Family::<Labels, Gauge>::default();
+    let calls_sent = Family::<Labels, Counter>::default();
+    let calls_received = Family::<Labels, Counter>::default();
+    let events = Family::<Labels, Counter>::default();
+    let inbox = Family::<Labels, Gauge>::default();
+    for shard in shards {
+        let labels = shard_label(shard);
+        for (transport, count) in [
+            ("tcp", shard.tcp_connections),
+            ("websocket", shard.websocket_connections),
+        ] {
+            let mut labels = labels.clone();
+            labels.push(("transport".into(), transport.into()));
+            connections.get_or_create(&labels).set(count as i64);
+        }
+        calls_sent.get_or_create(&labels).inc_by(shard.calls_sent);
+        calls_received
+            .get_or_create(&labels)
+            .inc_by(shard.calls_received);
+        events.get_or_create(&labels).inc_by(shard.events_applied);
+        inbox.get_or_create(&labels).set(shard.inbox_depth as i64);
+    }
+    registry.register("galgo_connections", "Open client connections", connections);
+    registry.register(
+        "galgo_shard_calls_sent",
+        "Calls sent to other shards",
+        calls_sent,
+    );
+    let help = "Calls received from other shards";
+    registry.register("galgo_shard_calls_received", help, calls_received);
+    let help = "Metadata events applied to the shard's replica";
+    registry.register("galgo_metadata_events_applied", help, events);
+    let help = "Messages waiting in the shard's inbox when scraped";
+    registry.register("galgo_shard_inbox_depth", help, inbox);
+}
+
+fn register_partitions(registry: &mut Registry, shards: &[ShardFigures]) {
+    let gauges: [(&str, &str, PartitionValue); 4] = [
+        ("galgo_partition_messages", "Messages kept", |p| p.messages),
+        (
+            "galgo_partition_size_bytes",
+            "Bytes of messages kept",
+            |p| p.size_bytes,
+        ),
+        (
+            "galgo_partition_segments",
+            "Segments, the active one included",
+            |p| p.segments,
+        ),
+        (
+            "galgo_partition_log_end_offset",
+            "The offset the next message gets",
+            |p| p.end_offset,
+        ),
+    ];
+    let partitions = || shards.iter().flat_map(|shard| &shard.partitions);
+    for (name, help, value) in gauges {
+        let family = Family::<Labels, Gauge>::default();
+        for partition in partitions() {
+            family
+                .get_or_create(&partition.labels)
+                .set(value(partition) as i64);
+        }
+        registry.register(name, help, family);
+    }
+    let writes = Family::<Labels, Counter>::default();
+    let fsyncs = Family::<Labels, Counter>::default();
+    for partition in partitions() {
+        writes
+            .get_or_create(&partition.labels)
+            .inc_by(partition.journal_writes);
+        fsyncs
+            .get_or_create(&partition.labels)
+            .inc_by(partition.fsyncs);
+    }
+    let help = "Journal runs written to the partition's log";
+    registry.register("galgo_partition_journal_writes", help, writes);
+    registry.register(
+        "galgo_partition_fsyncs",
+        "fdatasyncs of the partition's log.",
+        fsyncs,
+    );
+    register_lags(registry, shards);
+}
+
+fn register_lags(registry: &mut Registry, shards: &[ShardFigures]) {
+    let groups = Family::<Labels, Gauge>::default();
+    let consumers = Family::<Labels, Gauge>::default();
+    for partition in shards.iter().flat_map(|shard| &shard.partitions) {
+        for (group, lag) in &partition.group_lags {
+            let mut labels = partition.labels.clone();
+            labels.push(("group".into(), group.clone()));
+            groups.get_or_create(&labels).set(*lag as i64);
+        }
+        for (consumer, lag) in &partition.consumer_lags {
+            let mut labels = partition.labels.clone();
+            labels.push(("consumer".into(), consumer.to_string()));
+            consumers.get_or_create(&labels).set(*lag as i64);
+        }
+    }
+    let help = "Messages after a consumer group's stored offset, not yet consumed";
+    registry.register("galgo_consumer_group_lag_messages", help, groups);
+    let help = "Messages after a consumer's stored offset, not yet consumed";
+    registry.register("galgo_consumer_lag_messages", help, consumers);
+}
