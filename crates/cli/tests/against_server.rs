@@ -31,6 +31,12 @@ fn system_commands() {
             .ok(&["ping", "--count", "3"])
             .starts_with("pong: 3 ping(s)")
     );
+    // Ping needs no login: a new user with no flags, no environment and no session gets a pong,
+    // while a command that needs a login still says what is missing.
+    let anonymous = ok(galgo.anonymous().arg("ping"), None);
+    assert!(anonymous.starts_with("pong: 1 ping(s)"), "{anonymous}");
+    let stderr = fails(galgo.anonymous().args(["stream", "list"]), 2);
+    assert!(stderr.contains("no credentials"), "{stderr}");
     let me = galgo.json(&["me"]);
     assert_eq!(me["user_id"], 0, "{me}");
     assert_eq!(me["transport"], "tcp");
