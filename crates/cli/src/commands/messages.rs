@@ -416,12 +416,12 @@ async fn poll_all(
 ) -> CliResult<Report> {
     // Committing is done here, after the cut, so that no message the user did not see counts
     // as consumed.
-    let unsent_commit = PollMessages {
+    let without_commit = PollMessages {
         auto_commit: false,
         ..request.clone()
     };
     let starts: Vec<_> = partitions.iter().map(|&p| (p, request.strategy)).collect();
-    let responses = poll_each(client, &unsent_commit, &starts).await?;
+    let responses = poll_each(client, &without_commit, &starts).await?;
     let mut messages = merged(&responses)?;
     let count = args.count as usize;
     if messages.len() > count {
