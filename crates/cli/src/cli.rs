@@ -56,7 +56,8 @@ pub struct Cli {
 /// Every subcommand.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Checks the server answers, with round-trip times.
+    /// Checks the server answers, with round-trip times; needs no credentials (without any,
+    /// it pings without logging in).
     #[command(after_help = "Examples:\n  galgo ping\n  galgo ping --count 5")]
     Ping(PingArgs),
     /// This connection's client record (id, user, address).

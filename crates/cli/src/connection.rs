@@ -8,10 +8,12 @@
 //! --token / GALGO_TOKEN        a personal access token
 //! --username, --password       (GALGO_USERNAME, GALGO_PASSWORD) a password is prompted for
 //!                              when only the username is given
-//! neither                      the saved session's token, else a usage error
+//! neither                      the saved session's token, else a usage error (or, for
+//!                              `galgo ping`, no login at all: Ping needs none)
 //! ```
 
 use clap::Args;
+use galgo_client::transport::Transport;
 use galgo_client::{Client, ConnectionString, Credentials, TransportKind};
 
 use crate::error::{CliError, CliResult};
@@ -50,21 +52,55 @@ pub struct ConnectionArgs {
     pub token: Option<String>,
 }
 
+/// Whether a command needs a logged-in connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Login {
+    /// The command fails with a usage error when no credentials are found.
+    Required,
+    /// The command also works on a connection that never logs in (Ping).
+    Optional,
+}
+
+/// Where to connect, and whether to log in there.
+pub struct Target {
+    /// The server, the transport and (when `login`) the credentials.
+    pub connection: ConnectionString,
+    /// False when no credentials were found and the command needs none.
+    pub login: bool,
+}
+
 impl ConnectionArgs {
-    /// The connection string these flags, the environment and the saved session describe.
-    pub fn resolve(&self) -> CliResult<ConnectionString> {
+    /// The connection these flags, the environment and the saved session describe.
+    pub fn resolve(&self, login: Login) -> CliResult<Target> {
         if let Some(url) = &self.url {
-            return Ok(ConnectionString::parse(url)?);
+            let connection = ConnectionString::parse(url)?;
+            return Ok(Target {
+                connection,
+                login: true,
+            });
         }
         let saved = session::load()?;
         let credentials = match self.explicit_credentials()? {
-            Some(credentials) => credentials,
-            None => match &saved {
-                Some(session) => Credentials::PersonalAccessToken(session.token.clone()),
-                None => return Err(not_logged_in()),
-            },
+            Some(credentials) => Some(credentials),
+            None => saved
+                .as_ref()
+                .map(|session| Credentials::PersonalAccessToken(session.token.clone())),
         };
-        self.connection_string(credentials, saved.as_ref())
+        match (credentials, login) {
+            (Some(credentials), _) => Ok(Target {
+                connection: self.connection_string(credentials, saved.as_ref())?,
+                login: true,
+            }),
+            (None, Login::Optional) => {
+                // The placeholder is never sent: an anonymous connection does not log in.
+                let placeholder = Credentials::PersonalAccessToken(String::new());
+                Ok(Target {
+                    connection: self.connection_string(placeholder, None)?,
+                    login: false,
+                })
+            }
+            (None, Login::Required) => Err(not_logged_in()),
+        }
     }
 
     /// Username and password (prompting for the password) or a token, when given.
@@ -124,4 +160,13 @@ fn not_logged_in() -> CliError {
 /// Connects and logs in as `connection` says.
 pub async fn connect(connection: &ConnectionString) -> CliResult<Client> {
     Ok(Client::connect(connection).await?)
+}
+
+/// Connects to `target`, logging in unless it says not to.
+pub async fn connect_to(target: &Target) -> CliResult<Client> {
+    if target.login {
+        return connect(&target.connection).await;
+    }
+    let transport = Transport::connect(&target.connection).await?;
+    Ok(Client::new(transport))
 }

@@ -24,6 +24,7 @@ use crate::cli::{Cli, Command};
 use crate::commands::{
     groups, login, messages, offsets, partitions, streams, system, tokens, topics, users,
 };
+use crate::connection::Login;
 use crate::error::{CliError, CliResult};
 use crate::output::{OutputFormat, Report};
 
@@ -56,8 +57,13 @@ async fn run(cli: Cli) -> CliResult<Report> {
         Command::Completions { shell } => return Ok(completions(shell)),
         _ => {}
     }
-    let target = cli.connection.resolve()?;
-    let mut client = connection::connect(&target).await?;
+    // Ping needs no login in the protocol, so a fresh server answers it with no credentials.
+    let login = match cli.command {
+        Command::Ping(_) => Login::Optional,
+        _ => Login::Required,
+    };
+    let target = cli.connection.resolve(login)?;
+    let mut client = connection::connect_to(&target).await?;
     dispatch(&mut client, cli.command, format).await
 }
 

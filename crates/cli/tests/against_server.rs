@@ -31,6 +31,12 @@ fn system_commands() {
             .ok(&["ping", "--count", "3"])
             .starts_with("pong: 3 ping(s)")
     );
+    // Ping needs no login: a new user with no flags, no environment and no session gets a pong,
+    // while a command that needs a login still says what is missing.
+    let anonymous = ok(galgo.anonymous().arg("ping"), None);
+    assert!(anonymous.starts_with("pong: 1 ping(s)"), "{anonymous}");
+    let stderr = fails(galgo.anonymous().args(["stream", "list"]), 2);
+    assert!(stderr.contains("no credentials"), "{stderr}");
     let me = galgo.json(&["me"]);
     assert_eq!(me["user_id"], 0, "{me}");
     assert_eq!(me["transport"], "tcp");
@@ -382,6 +388,173 @@ fn poll_follow_tails_new_messages() {
     child.wait().unwrap();
 }
 
+/// (partition, payload) of each message of a poll, in the order printed.
+fn labelled(polled: &Value) -> Vec<(u64, String)> {
+    polled["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let partition = m["partition_id"].as_u64().unwrap();
+            (partition, m["payload"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// Keys sent to the three-partition topic s/t of the tests below, one message each, payload
+/// `m-KEY`.
+const KEYS: [&str; 6] = ["user-1", "user-2", "user-3", "user-4", "user-42", "user-7"];
+
+#[test]
+fn poll_without_a_partition_merges_every_partition() {
+    let galgo = Galgo::start();
+    galgo.ok(&["stream", "create", "s"]);
+    galgo.ok(&["topic", "create", "s", "t", "--partitions", "3"]);
+    for key in KEYS {
+        galgo.ok(&[
+            "message",
+            "send",
+            "s",
+            "t",
+            "--key",
+            key,
+            &format!("m-{key}"),
+        ]);
+    }
+    // One send after another: the server's timestamps order them as they were sent.
+    let polled = galgo.json(&["message", "poll", "s", "t", "--first"]);
+    let merged = labelled(&polled);
+    let sent: Vec<String> = KEYS.iter().map(|key| format!("m-{key}")).collect();
+    let payloads: Vec<&String> = merged.iter().map(|(_, payload)| payload).collect();
+    assert_eq!(payloads, sent.iter().collect::<Vec<_>>(), "{polled}");
+    assert_eq!(
+        polled["partitions"].as_array().unwrap().len(),
+        3,
+        "{polled}"
+    );
+    // Each label names the partition the message is in.
+    for (partition, payload) in &merged {
+        let alone = galgo.json(&[
+            "message",
+            "poll",
+            "s",
+            "t",
+            "--partition",
+            &partition.to_string(),
+        ]);
+        assert!(
+            payloads_of(&alone).contains(payload),
+            "{payload} in {partition}"
+        );
+    }
+    let mut partitions: Vec<u64> = merged.iter().map(|(partition, _)| *partition).collect();
+    partitions.sort_unstable();
+    partitions.dedup();
+    assert!(
+        partitions.len() >= 2,
+        "the keys spread over partitions: {merged:?}"
+    );
+    let table = galgo.ok(&["message", "poll", "s", "t", "--first"]);
+    assert!(
+        table.contains("partition") && table.contains("m-user-42"),
+        "{table}"
+    );
+    poll_counts_apply_to_the_merged_list(&galgo, &sent);
+}
+
+fn payloads_of(polled: &Value) -> Vec<String> {
+    payloads(polled).into_iter().map(str::to_owned).collect()
+}
+
+/// --count keeps the earliest messages of the merged list (the latest with --last), and
+/// --auto-commit commits only what was shown, partition by partition.
+fn poll_counts_apply_to_the_merged_list(galgo: &Galgo, sent: &[String]) {
+    let first = galgo.json(&["message", "poll", "s", "t", "--first", "-n", "2"]);
+    assert_eq!(payloads_of(&first), sent[..2]);
+    let last = galgo.json(&["message", "poll", "s", "t", "--last", "-n", "2"]);
+    assert_eq!(payloads_of(&last), sent[4..]);
+    let next = [
+        "message",
+        "poll",
+        "s",
+        "t",
+        "--next",
+        "--consumer",
+        "5",
+        "--auto-commit",
+        "-n",
+        "4",
+    ];
+    assert_eq!(payloads_of(&galgo.json(&next)), sent[..4]);
+    assert_eq!(payloads_of(&galgo.json(&next)), sent[4..]);
+    assert_eq!(payloads_of(&galgo.json(&next)), Vec::<String>::new());
+}
+
+#[test]
+fn poll_follow_without_a_partition_follows_every_partition() {
+    let galgo = Galgo::start();
+    galgo.ok(&["stream", "create", "s"]);
+    galgo.ok(&["topic", "create", "s", "t", "--partitions", "3"]);
+    galgo.ok(&["message", "send", "s", "t", "--partition", "1", "old"]);
+    let mut child = galgo
+        .root()
+        .args([
+            "-o",
+            "json",
+            "message",
+            "poll",
+            "s",
+            "t",
+            "--follow",
+            "--interval",
+            "20ms",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    let labelled = |line: String| -> (u64, String) {
+        let message: Value = serde_json::from_str(&line).unwrap();
+        let partition = message["partition_id"].as_u64().unwrap();
+        (partition, message["payload"].as_str().unwrap().to_owned())
+    };
+    let first = lines
+        .recv_timeout(FOLLOW_TIMEOUT)
+        .expect("the stored message");
+    assert_eq!(labelled(first), (1, "old".to_owned()));
+    galgo.ok(&["message", "send", "s", "t", "--partition", "0", "new-0"]);
+    galgo.ok(&["message", "send", "s", "t", "--partition", "2", "new-2"]);
+    let mut followed: Vec<(u64, String)> = (0..2)
+        .map(|_| {
+            labelled(
+                lines
+                    .recv_timeout(FOLLOW_TIMEOUT)
+                    .expect("a followed message"),
+            )
+        })
+        .collect();
+    // Two rounds of polls may see them in either order; each is shown once, with its partition.
+    followed.sort();
+    assert_eq!(followed, [(0, "new-0".to_owned()), (2, "new-2".to_owned())]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The lines `stdout` prints, as they come.
+fn lines_of(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (lines_tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 #[test]
 fn consumer_offsets_and_groups() {
     let galgo = Galgo::start();
@@ -450,9 +623,15 @@ fn consumer_groups(galgo: &Galgo) {
     assert_eq!(groups[0]["partitions_count"], 2, "{groups}");
     let details = galgo.json(&["group", "get", "s", "t", "billing"]);
     assert_eq!(details["members_count"], 0);
+    let lag = || galgo.json(&["group", "list", "s", "t"])[0]["lag"].as_u64();
+    // a, b, c in partition 1 and nothing committed; partition 0 is empty.
+    assert_eq!(lag(), Some(3));
     // A CLI poll joins the group for its one connection, reads and commits; with messages in
     // both partitions, whichever partition the group hands out has some.
     galgo.ok(&["message", "send", "s", "t", "--partition", "0", "x", "y"]);
+    assert_eq!(lag(), Some(5));
+    let table = galgo.ok(&["group", "list", "s", "t"]);
+    assert!(table.contains("lag") && table.contains(" 5 "), "{table}");
     let polled = galgo.json(&[
         "message",
         "poll",
@@ -476,6 +655,8 @@ fn consumer_groups(galgo: &Galgo) {
         &partition,
     ]);
     assert_eq!(offsets["stored_offset"], last, "{offsets}");
+    let committed = polled["messages"].as_array().unwrap().len() as u64;
+    assert_eq!(lag(), Some(5 - committed), "{polled}");
     galgo.ok(&["group", "delete", "s", "t", "billing"]);
     galgo.fails(&["group", "get", "s", "t", "billing"], 3);
 }

@@ -1,5 +1,6 @@
 //! `galgo message send` and `galgo message poll`.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{Args, Subcommand, ValueEnum};
 use galgo_client::Client;
+use galgo_client::messages::PolledMessages;
+use galgo_protocol::command::offsets::OffsetTarget;
 use galgo_protocol::message::{MessageView, encode_message};
 use galgo_protocol::{Consumer, Identifier, Partitioning, PollMessages, PollingStrategy};
 use serde_json::{Value, json};
@@ -34,7 +37,7 @@ pub enum MessageCommand {
                             tail -f app.log | galgo message send logs app --batch 1"
     )]
     Send(SendArgs),
-    /// Polls messages from a partition (or as a consumer group).
+    /// Polls messages from every partition, from one partition, or as a consumer group.
     #[command(
         after_help = "Examples:\n  galgo message poll orders created --first --count 100\n  \
                             galgo message poll orders created --partition 1 --offset 42\n  \
@@ -42,9 +45,15 @@ pub enum MessageCommand {
                             galgo message poll orders created --timestamp 2024-05-01T12:00:00Z\n  \
                             galgo message poll orders created --next --consumer 7 --auto-commit\n  \
                             galgo message poll orders created --follow\n\n\
-                            Without a start flag the poll starts at the partition's first \
+                            Without --partition (and without --group) every partition of the \
+                            topic is polled with the same start and count, and the messages are \
+                            merged by timestamp, each labelled with its partition; --count then \
+                            keeps the earliest N of the merged list (the latest N with --last), \
+                            and --auto-commit stores, per partition, the last message shown. \
+                            Without a start flag the poll starts at each partition's first \
                             message. --follow keeps polling for new messages until interrupted \
-                            (one line, or one JSON object, per message)."
+                            (one line, or one JSON object, per message; across partitions, \
+                            merged by timestamp within each round of polls)."
     )]
     Poll(PollArgs),
 }
@@ -185,7 +194,8 @@ pub struct PollArgs {
     /// The topic (id or name).
     #[arg(value_parser = identifier)]
     topic: Identifier,
-    /// The partition [default: 0 for a single consumer; the group's own for a group].
+    /// Only this partition [default: every partition, merged by timestamp, for a single
+    /// consumer; the group's own for a group].
     #[arg(long)]
     partition: Option<u32>,
     /// Start at this offset.
@@ -203,7 +213,8 @@ pub struct PollArgs {
     /// After the consumer's stored offset.
     #[arg(long, group = "start")]
     next: bool,
-    /// Messages per poll at most.
+    /// Messages at most: per poll of a partition, and of the merged list when polling every
+    /// partition without --follow.
     #[arg(long, short = 'n', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     count: u32,
     #[command(flatten)]
@@ -280,24 +291,48 @@ fn message_json(partition_id: u32, m: &MessageView<'_>, format: PayloadFormat) -
     })
 }
 
-fn message_row(m: &MessageView<'_>, format: PayloadFormat) -> Vec<String> {
-    vec![
-        m.offset().to_string(),
-        human_time(m.timestamp()),
-        format!("{:032x}", m.id()),
-        human_bytes(m.size() as u64),
-        headers_text(m.user_headers()),
-        payload_text(m.payload(), format),
-    ]
+/// A table row; its first cell is the partition when `partition_id` is given.
+fn message_row(
+    partition_id: Option<u32>,
+    m: &MessageView<'_>,
+    format: PayloadFormat,
+) -> Vec<String> {
+    let partition = partition_id.map(|id| id.to_string());
+    partition
+        .into_iter()
+        .chain([
+            m.offset().to_string(),
+            human_time(m.timestamp()),
+            format!("{:032x}", m.id()),
+            human_bytes(m.size() as u64),
+            headers_text(m.user_headers()),
+            payload_text(m.payload(), format),
+        ])
+        .collect()
 }
+
+/// The columns of a poll's table, after the partition's when every partition is polled.
+const MESSAGE_COLUMNS: [&str; 6] = ["offset", "timestamp", "id", "size", "headers", "payload"];
 
 async fn poll(client: &mut Client, args: PollArgs, format: OutputFormat) -> CliResult<Report> {
     let request = args.request();
-    if let Consumer::Group(group) = &request.consumer {
-        // Only members poll as a group; the membership ends with this connection.
-        client
-            .join_consumer_group(&request.stream, &request.topic, group)
-            .await?;
+    match &request.consumer {
+        Consumer::Group(group) => {
+            // Only members poll as a group; the membership ends with this connection.
+            client
+                .join_consumer_group(&request.stream, &request.topic, group)
+                .await?;
+        }
+        // A single consumer's offsets are per partition, so each partition is polled as it
+        // would be alone, --next included.
+        Consumer::Single(_) if args.partition.is_none() => {
+            let partitions = topic_partitions(client, &args.stream, &args.topic).await?;
+            if args.follow {
+                return follow_all(client, request, &partitions, &args, format).await;
+            }
+            return poll_all(client, request, &partitions, &args).await;
+        }
+        Consumer::Single(_) => {}
     }
     if args.follow {
         return follow(client, request, &args, format).await;
@@ -308,7 +343,7 @@ async fn poll(client: &mut Client, args: PollArgs, format: OutputFormat) -> CliR
     let mut messages = Vec::new();
     for message in polled.iter() {
         let message = message?;
-        rows.push(message_row(&message, args.payload));
+        rows.push(message_row(None, &message, args.payload));
         messages.push(message_json(partition_id, &message, args.payload));
     }
     let json = json!({
@@ -318,11 +353,131 @@ async fn poll(client: &mut Client, args: PollArgs, format: OutputFormat) -> CliR
     });
     Ok(Report {
         human: Human::Table {
-            header: vec!["offset", "timestamp", "id", "size", "headers", "payload"],
+            header: MESSAGE_COLUMNS.to_vec(),
             rows,
         },
         json,
     })
+}
+
+/// The ids of the topic's partitions.
+async fn topic_partitions(
+    client: &mut Client,
+    stream: &Identifier,
+    topic: &Identifier,
+) -> CliResult<Vec<u32>> {
+    match client.get_topic(stream, topic).await? {
+        Some(details) => Ok(details.partitions.iter().map(|p| p.id).collect()),
+        None => Err(CliError::NotFound(format!(
+            "topic {} of stream {}",
+            show(topic),
+            show(stream)
+        ))),
+    }
+}
+
+/// Polls each of `partitions` as `request` says, one request per partition.
+async fn poll_each(
+    client: &mut Client,
+    request: &PollMessages,
+    partitions: &[(u32, PollingStrategy)],
+) -> CliResult<Vec<PolledMessages>> {
+    let mut responses = Vec::with_capacity(partitions.len());
+    for &(partition_id, strategy) in partitions {
+        let one = PollMessages {
+            partition_id: Some(partition_id),
+            strategy,
+            ..request.clone()
+        };
+        responses.push(client.poll_messages(&one).await?);
+    }
+    Ok(responses)
+}
+
+/// The messages of every response, ordered by timestamp, then partition, then offset.
+fn merged(responses: &[PolledMessages]) -> CliResult<Vec<(u32, MessageView<'_>)>> {
+    let mut messages = Vec::new();
+    for polled in responses {
+        for message in polled.iter() {
+            messages.push((polled.header.partition_id, message?));
+        }
+    }
+    messages.sort_by_key(|(partition_id, m)| (m.timestamp(), *partition_id, m.offset()));
+    Ok(messages)
+}
+
+/// Polls every partition, merges the messages by timestamp and keeps `--count` of them (the
+/// latest with --last, else the earliest).
+async fn poll_all(
+    client: &mut Client,
+    request: PollMessages,
+    partitions: &[u32],
+    args: &PollArgs,
+) -> CliResult<Report> {
+    // Committing is done here, after the cut, so that no message the user did not see counts
+    // as consumed.
+    let without_commit = PollMessages {
+        auto_commit: false,
+        ..request.clone()
+    };
+    let starts: Vec<_> = partitions.iter().map(|&p| (p, request.strategy)).collect();
+    let responses = poll_each(client, &without_commit, &starts).await?;
+    let mut messages = merged(&responses)?;
+    let count = args.count as usize;
+    if messages.len() > count {
+        if args.last {
+            messages.drain(..messages.len() - count);
+        } else {
+            messages.truncate(count);
+        }
+    }
+    if request.auto_commit {
+        commit_shown(client, &request, &messages).await?;
+    }
+    let rows = messages
+        .iter()
+        .map(|(partition_id, m)| message_row(Some(*partition_id), m, args.payload))
+        .collect();
+    let json = json!({
+        "partitions": responses.iter().map(|polled| json!({
+            "partition_id": polled.header.partition_id,
+            "current_offset": polled.header.current_offset,
+        })).collect::<Vec<_>>(),
+        "messages": messages
+            .iter()
+            .map(|(partition_id, m)| message_json(*partition_id, m, args.payload))
+            .collect::<Vec<_>>(),
+    });
+    let mut header = vec!["partition"];
+    header.extend(MESSAGE_COLUMNS);
+    Ok(Report {
+        human: Human::Table { header, rows },
+        json,
+    })
+}
+
+/// Stores, for each partition among `shown`, the offset of its last message shown as the
+/// consumer's offset.
+async fn commit_shown(
+    client: &mut Client,
+    request: &PollMessages,
+    shown: &[(u32, MessageView<'_>)],
+) -> CliResult<()> {
+    let mut last: BTreeMap<u32, u64> = BTreeMap::new();
+    for (partition_id, m) in shown {
+        let offset = last.entry(*partition_id).or_default();
+        *offset = (*offset).max(m.offset());
+    }
+    for (partition_id, offset) in last {
+        let target = OffsetTarget {
+            consumer: request.consumer.clone(),
+            stream: request.stream.clone(),
+            topic: request.topic.clone(),
+            partition_id: Some(partition_id),
+        };
+        client.store_consumer_offset(&target, offset).await?;
+    }
+    Ok(())
 }
 
 /// Polls forever, printing each message as it comes; returns only on an error.
@@ -355,6 +510,34 @@ async fn follow(
             (Consumer::Single(_), None) => {}
         }
         if last_offset.is_none() {
+            compio::time::sleep(args.interval).await;
+        }
+    }
+}
+
+/// Follows every partition: each round polls each partition from where it stopped and prints
+/// the round's messages merged by timestamp; returns only on an error.
+async fn follow_all(
+    client: &mut Client,
+    request: PollMessages,
+    partitions: &[u32],
+    args: &PollArgs,
+    format: OutputFormat,
+) -> CliResult<Report> {
+    let mut next: Vec<_> = partitions.iter().map(|&p| (p, request.strategy)).collect();
+    loop {
+        let responses = poll_each(client, &request, &next).await?;
+        let messages = merged(&responses)?;
+        for (partition_id, message) in &messages {
+            print_followed(*partition_id, message, args.payload, format)
+                .map_err(|error| CliError::local(format!("write stdout: {error}")))?;
+        }
+        for ((_, strategy), polled) in next.iter_mut().zip(&responses) {
+            if let Some(last) = polled.iter().last() {
+                *strategy = PollingStrategy::Offset(last?.offset() + 1);
+            }
+        }
+        if messages.is_empty() {
             compio::time::sleep(args.interval).await;
         }
     }
