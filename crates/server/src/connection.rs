@@ -287,6 +287,7 @@ impl<S: ByteStream> Connection<S> {
                     tracing::warn!(shard = shard.id().0, peer = %session.peer, code = header.code, len, "payload over the frame limit; answering, then draining it");
                     // Answer at once (the client need not finish sending to learn its fate),
                     // then consume the payload so the next frame is read in sync.
+                    context.requests.record_error(ErrorCode::InvalidCommand);
                     let refused = encode_reply(Err(ErrorCode::InvalidCommand.into()));
                     if let Err(error) = self.write(refused).await {
                         return Ended::Io(error);
@@ -305,6 +306,9 @@ impl<S: ByteStream> Connection<S> {
                         .await
                 }
             };
+            if let Err(error) = &reply {
+                context.requests.record_error(error.code());
+            }
             if let Err(error) = self.write(encode_reply(reply)).await {
                 return Ended::Io(error);
             }
@@ -337,7 +341,9 @@ impl<S: ByteStream> Connection<S> {
             context,
             session,
         };
+        let started = std::time::Instant::now();
         let outcome = handler::handle(cx, request).await;
+        context.requests.record(command, started.elapsed());
         if let Err(error) = &outcome {
             log_failure(shard, session, command, error);
         }

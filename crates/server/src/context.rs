@@ -20,6 +20,7 @@ use crate::{
     },
     credentials::Hasher,
     handler::GroupServing,
+    request_stats::RequestStats,
 };
 
 /// The addresses every shard listens on, set by shard 0 once it has bound them (a configured
@@ -126,6 +127,8 @@ pub struct Context {
     pub hasher: Hasher,
     /// Consumer groups, the serving side: members' poll cursors and what was served.
     pub groups: GroupServing,
+    /// What this shard's requests did, for /metrics.
+    pub requests: RequestStats,
 }
 
 /// A shard of the server.
@@ -140,6 +143,7 @@ impl Context {
             balanced: RefCell::default(),
             hasher: Hasher::default(),
             groups: GroupServing::default(),
+            requests: RequestStats::default(),
         }
     }
 

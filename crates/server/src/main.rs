@@ -17,6 +17,7 @@ mod http;
 mod listener;
 mod metrics;
 mod migration;
+mod request_stats;
 mod session;
 mod startup;
 

@@ -14,16 +14,19 @@
 use std::{rc::Rc, time::Duration};
 
 use galgo_metadata::{Metadata, PartitionKey};
+use galgo_protocol::{CommandCode, ErrorCode};
 use galgo_shards::ShardsHandle;
 use galgo_storage::{OffsetOwner, PartitionLog};
 use prometheus_client::{
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    encoding::{EncodeMetric, MetricEncoder, NoLabelSet},
+    metrics::{MetricType, counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
 
 use crate::{
     clients::Transport,
     context::{Context, Shard},
+    request_stats::{CommandStats, LATENCY_BUCKETS_US},
 };
 
 /// One metric's label set.
@@ -42,6 +45,8 @@ pub struct ShardFigures {
     calls_received: u64,
     events_applied: u64,
     inbox_depth: u64,
+    commands: Vec<(CommandCode, CommandStats)>,
+    errors: Vec<(u32, u64)>,
     partitions: Vec<PartitionFigures>,
 }
 
@@ -90,6 +95,8 @@ fn shard_figures(shard: &Shard) -> ShardFigures {
         calls_received: counters.calls_received.get(),
         events_applied: counters.events_applied.get(),
         inbox_depth: 0,
+        commands: shard.state().requests.commands(),
+        errors: shard.state().requests.errors(),
         partitions: shard
             .owned_partitions()
             .into_iter()
@@ -147,6 +154,7 @@ fn partition_figures(
 pub fn encode(shards: &[ShardFigures]) -> String {
     let mut registry = Registry::default();
     register_shards(&mut registry, shards);
+    register_requests(&mut registry, shards);
     register_partitions(&mut registry, shards);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
@@ -193,6 +201,61 @@ fn register_shards(registry: &mut Registry, shards: &[ShardFigures]) {
     registry.register("galgo_metadata_events_applied", help, events);
     let help = "Messages waiting in the shard's inbox when scraped";
     registry.register("galgo_shard_inbox_depth", help, inbox);
+}
+
+fn register_requests(registry: &mut Registry, shards: &[ShardFigures]) {
+    let requests = Family::<Labels, Counter>::default();
+    let errors = Family::<Labels, Counter>::default();
+    let mut latencies = Histograms::default();
+    for shard in shards {
+        for (command, stats) in &shard.commands {
+            let mut labels = shard_label(shard);
+            labels.push(("command".into(), command.name().into()));
+            requests.get_or_create(&labels).inc_by(stats.count);
+            latencies.0.push((labels, stats.clone()));
+        }
+        for (code, count) in &shard.errors {
+            let mut labels = shard_label(shard);
+            labels.push(("code".into(), code.to_string()));
+            let name = ErrorCode::from_u32(*code).map_or("unknown", ErrorCode::name);
+            labels.push(("error".into(), name.into()));
+            errors.get_or_create(&labels).inc_by(*count);
+        }
+    }
+    registry.register("galgo_requests", "Requests handled, per command", requests);
+    let help = "Time from a decoded request to its answer, per command";
+    registry.register("galgo_request_duration_seconds", help, latencies);
+    registry.register(
+        "galgo_error_responses",
+        "Error answers, per error code",
+        errors,
+    );
+}
+
+/// Per-command latency histograms as the shards counted them: prometheus-client's own
+/// histogram only observes, so the shards' bucket counts are handed to its encoder.
+#[derive(Debug, Default)]
+struct Histograms(Vec<(Labels, CommandStats)>);
+
+impl EncodeMetric for Histograms {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, stats) in &self.0 {
+            // Per-bucket counts: the encoder makes them cumulative, and writes the last bound
+            // (infinity) as +Inf.
+            let bounds = LATENCY_BUCKETS_US.iter().map(|&us| us as f64 / 1e6);
+            let buckets: Vec<(f64, u64)> =
+                bounds.chain([f64::INFINITY]).zip(stats.buckets).collect();
+            let sum = stats.latency_sum_us as f64 / 1e6;
+            encoder
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(sum, stats.count, &buckets, None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 fn register_partitions(registry: &mut Registry, shards: &[ShardFigures]) {
@@ -263,4 +326,37 @@ fn register_lags(registry: &mut Registry, shards: &[ShardFigures]) {
     registry.register("galgo_consumer_group_lag_messages", help, groups);
     let help = "Messages after a consumer's stored offset, not yet consumed";
     registry.register("galgo_consumer_lag_messages", help, consumers);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::request_stats::RequestStats;
+
+    #[test]
+    fn a_latency_histogram_is_encoded_with_cumulative_buckets() {
+        let requests = RequestStats::default();
+        requests.record(CommandCode::Ping, Duration::from_micros(40));
+        requests.record(CommandCode::Ping, Duration::from_micros(300));
+        let shard = ShardFigures {
+            commands: requests.commands(),
+            ..ShardFigures::default()
+        };
+        let text = encode(&[shard]);
+        let line = |suffix: &str| {
+            text.lines()
+                .find(|line| {
+                    line.starts_with("galgo_request_duration_seconds") && line.contains(suffix)
+                })
+                .unwrap_or_else(|| panic!("no line with {suffix} in\n{text}"))
+                .to_owned()
+        };
+        assert!(line("le=\"0.00005\"").ends_with(" 1"), "{text}");
+        assert!(line("le=\"0.0005\"").ends_with(" 2"), "{text}");
+        assert!(line("le=\"+Inf\"").ends_with(" 2"), "{text}");
+        assert!(line("_count").ends_with(" 2"), "{text}");
+        assert!(line("_sum").ends_with(" 0.00034"), "{text}");
+    }
 }

@@ -69,6 +69,27 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]
     }
 }
 
+/// The sum of every sample `name` whose labels include every pair of `labels` (a figure
+/// counted per shard).
+fn total(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| {
+            sample.metric == name
+                && labels
+                    .iter()
+                    .all(|(key, value)| sample.labels.get(key) == Some(*value))
+        })
+        .map(|sample| match &sample.value {
+            prometheus_parse::Value::Gauge(value)
+            | prometheus_parse::Value::Counter(value)
+            | prometheus_parse::Value::Untyped(value) => *value,
+            other => panic!("{name}: not a plain value: {other:?}"),
+        })
+        .sum()
+}
+
 fn scrape(address: SocketAddr) -> prometheus_parse::Scrape {
     let response = get(address, "/metrics");
     assert_eq!(status_line(&response), "HTTP/1.1 200 OK", "{response}");
@@ -102,6 +123,14 @@ async fn known_traffic(client: &IggyClient) {
     let consumer = Consumer::new(id(7));
     let store = client.store_consumer_offset(&consumer, &stream, &topic, Some(1), 0);
     store.await.expect("store the consumer offset");
+    let mut messages = sdk::messages("x", 0..1);
+    let to = Partitioning::partition_id(0);
+    let missing_stream = name("missing");
+    let missing = client.send_messages(&missing_stream, &topic, &to, &mut messages);
+    assert!(
+        missing.await.is_err(),
+        "a send to a missing stream fails (1009)"
+    );
 }
 
 #[tokio::test]
@@ -134,6 +163,27 @@ async fn metrics_after_known_traffic_hold_exact_values() {
         })
         .sum();
     assert_eq!(connections, 1.0, "the one SDK connection");
+    let sends = [("command", "SendMessages")];
+    assert_eq!(
+        total(&scrape, "galgo_requests_total", &sends),
+        3.0,
+        "two sends, one refused"
+    );
+    let missing = [("code", "1009"), ("error", "StreamIdNotFound")];
+    assert_eq!(total(&scrape, "galgo_error_responses_total", &missing), 1.0);
+    let histogram = scrape
+        .samples
+        .iter()
+        .find(|sample| {
+            sample.metric == "galgo_request_duration_seconds"
+                && sample.labels.get("command") == Some("StoreConsumerOffset")
+        })
+        .map(|sample| sample.value.clone());
+    let Some(prometheus_parse::Value::Histogram(buckets)) = histogram else {
+        panic!("a latency histogram of StoreConsumerOffset: {histogram:?}");
+    };
+    let observed = buckets.last().expect("an +Inf bucket").count;
+    assert_eq!(observed, 2.0, "two offsets stored, on whichever shards");
     let text = body(&get(http_address(&server), "/metrics")).to_owned();
     assert!(
         text.ends_with("# EOF\n"),
