@@ -26,7 +26,7 @@ use prometheus_client::{
 use crate::{
     clients::Transport,
     context::{Context, Shard},
-    request_stats::{CommandStats, LATENCY_BUCKETS_US},
+    request_stats::{CommandStats, LATENCY_BUCKETS_US, Traffic},
 };
 
 /// One metric's label set.
@@ -61,6 +61,8 @@ struct PartitionFigures {
     end_offset: u64,
     journal_writes: u64,
     fsyncs: u64,
+    fsync_seconds: f64,
+    traffic: Traffic,
     /// Per stored group offset: the group's name and its lag.
     group_lags: Vec<(String, u64)>,
     /// Per stored single-consumer offset: the consumer's id and its lag.
@@ -100,7 +102,10 @@ fn shard_figures(shard: &Shard) -> ShardFigures {
         partitions: shard
             .owned_partitions()
             .into_iter()
-            .filter_map(|(key, log)| partition_figures(&metadata, key, &log))
+            .filter_map(|(key, log)| {
+                let traffic = shard.state().requests.traffic(key);
+                partition_figures(&metadata, key, &log, traffic)
+            })
             .collect(),
     }
 }
@@ -110,6 +115,7 @@ fn partition_figures(
     metadata: &Metadata,
     key: PartitionKey,
     log: &PartitionLog,
+    traffic: Traffic,
 ) -> Option<PartitionFigures> {
     let stream = metadata.stream_by_id(key.stream).ok()?;
     let topic = metadata
@@ -134,6 +140,8 @@ fn partition_figures(
         end_offset: last.map_or(0, |last| last + 1),
         journal_writes: io.writes_count,
         fsyncs: io.fsyncs_count + io.sealed_fsyncs_count,
+        fsync_seconds: io.fsyncs_time_us as f64 / 1e6,
+        traffic,
         group_lags: Vec::new(),
         consumer_lags: Vec::new(),
     };
@@ -287,24 +295,59 @@ fn register_partitions(registry: &mut Registry, shards: &[ShardFigures]) {
         }
         registry.register(name, help, family);
     }
-    let writes = Family::<Labels, Counter>::default();
-    let fsyncs = Family::<Labels, Counter>::default();
-    for partition in partitions() {
-        writes
-            .get_or_create(&partition.labels)
-            .inc_by(partition.journal_writes);
-        fsyncs
-            .get_or_create(&partition.labels)
-            .inc_by(partition.fsyncs);
-    }
-    let help = "Journal runs written to the partition's log";
-    registry.register("galgo_partition_journal_writes", help, writes);
-    registry.register(
-        "galgo_partition_fsyncs",
-        "fdatasyncs of the partition's log.",
-        fsyncs,
-    );
+    register_partition_counters(registry, shards);
     register_lags(registry, shards);
+}
+
+fn register_partition_counters(registry: &mut Registry, shards: &[ShardFigures]) {
+    let partitions = || shards.iter().flat_map(|shard| &shard.partitions);
+    let counters: [(&str, &str, PartitionValue); 6] = [
+        (
+            "galgo_partition_journal_writes",
+            "Journal runs written to the log",
+            |p| p.journal_writes,
+        ),
+        (
+            "galgo_partition_fsyncs",
+            "fdatasyncs of the partition's log",
+            |p| p.fsyncs,
+        ),
+        ("galgo_partition_messages_in", "Messages appended", |p| {
+            p.traffic.messages_in
+        }),
+        (
+            "galgo_partition_bytes_in",
+            "Bytes of the batches appended",
+            |p| p.traffic.bytes_in,
+        ),
+        (
+            "galgo_partition_messages_out",
+            "Messages returned by polls",
+            |p| p.traffic.messages_out,
+        ),
+        (
+            "galgo_partition_bytes_out",
+            "Bytes returned by polls",
+            |p| p.traffic.bytes_out,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let family = Family::<Labels, Counter>::default();
+        for partition in partitions() {
+            family
+                .get_or_create(&partition.labels)
+                .inc_by(value(partition));
+        }
+        registry.register(name, help, family);
+    }
+    let seconds = Family::<Labels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+    for partition in partitions() {
+        seconds
+            .get_or_create(&partition.labels)
+            .inc_by(partition.fsync_seconds);
+    }
+    let help = "Time the active log's fdatasyncs took (with their count: the average latency)";
+    registry.register("galgo_partition_fsync_seconds", help, seconds);
 }
 
 fn register_lags(registry: &mut Registry, shards: &[ShardFigures]) {

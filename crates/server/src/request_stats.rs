@@ -1,9 +1,15 @@
-//! What the requests of one shard did: count and latency per command, answers per error code.
-//! Plain cells owned by the shard (its `Context`), written by its connections with no lock and
-//! no atomic, copied out when /metrics gathers them.
+//! What the requests of one shard did: count and latency per command, answers per error code,
+//! and the messages and bytes in and out of each partition it owns. Plain cells owned by the
+//! shard (its `Context`), written by its connections and partition calls with no lock and no
+//! atomic, copied out when /metrics gathers them.
 
-use std::{cell::RefCell, collections::BTreeMap, time::Duration};
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
+use galgo_metadata::PartitionKey;
 use galgo_protocol::{CommandCode, ErrorCode};
 
 /// Upper bounds of the latency buckets, in µs (a request's handling, from decoded to
@@ -23,11 +29,25 @@ pub struct CommandStats {
     pub buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
 }
 
+/// Messages and bytes into and out of one partition, counted on its owner.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Messages appended (duplicates dropped by deduplication not counted).
+    pub messages_in: u64,
+    /// Bytes of the batches appended, as received.
+    pub bytes_in: u64,
+    /// Messages returned by polls.
+    pub messages_out: u64,
+    /// Bytes of the messages returned by polls.
+    pub bytes_out: u64,
+}
+
 /// The shard's request figures. Lives in its `Context`.
 #[derive(Debug, Default)]
 pub struct RequestStats {
     commands: RefCell<Vec<CommandStats>>,
     errors: RefCell<BTreeMap<u32, u64>>,
+    traffic: RefCell<HashMap<PartitionKey, Traffic>>,
 }
 
 impl RequestStats {
@@ -55,6 +75,36 @@ impl RequestStats {
     /// Counts one error answer.
     pub fn record_error(&self, code: ErrorCode) {
         *self.errors.borrow_mut().entry(code.as_u32()).or_insert(0) += 1;
+    }
+
+    /// Counts a batch appended to `partition` (on its owner).
+    pub fn record_in(&self, partition: PartitionKey, messages: u64, bytes: u64) {
+        let mut traffic = self.traffic.borrow_mut();
+        let entry = traffic.entry(partition).or_default();
+        entry.messages_in += messages;
+        entry.bytes_in += bytes;
+    }
+
+    /// Counts messages a poll returned from `partition` (on its owner).
+    pub fn record_out(&self, partition: PartitionKey, messages: u64, bytes: u64) {
+        let mut traffic = self.traffic.borrow_mut();
+        let entry = traffic.entry(partition).or_default();
+        entry.messages_out += messages;
+        entry.bytes_out += bytes;
+    }
+
+    /// A partition's traffic since the shard started (or since it took the partition).
+    pub fn traffic(&self, partition: PartitionKey) -> Traffic {
+        self.traffic
+            .borrow()
+            .get(&partition)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Forgets a partition this shard no longer owns.
+    pub fn forget(&self, partition: PartitionKey) {
+        self.traffic.borrow_mut().remove(&partition);
     }
 
     /// The figures of every command that was handled at least once.

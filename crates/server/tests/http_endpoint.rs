@@ -101,8 +101,8 @@ fn scrape(address: SocketAddr) -> prometheus_parse::Scrape {
 /// 3 to partition 1; group "g" committed offset 1 of partition 0 (3 left); consumer 7
 /// committed offset 0 of partition 1 (2 left).
 async fn known_traffic(client: &IggyClient) {
-    let (stream, topic) = sdk::create_stream_and_topic(client, "metrics", "t", 2).await;
-    let (stream, topic) = (id(stream), id(topic));
+    let (stream_id, topic_id) = sdk::create_stream_and_topic(client, "metrics", "t", 2).await;
+    let (stream, topic) = (id(stream_id), id(topic_id));
     for (partition, count) in [(0, 5), (1, 3)] {
         let mut messages = sdk::messages("m", 0..count);
         let to = Partitioning::partition_id(partition);
@@ -123,6 +123,8 @@ async fn known_traffic(client: &IggyClient) {
     let consumer = Consumer::new(id(7));
     let store = client.store_consumer_offset(&consumer, &stream, &topic, Some(1), 0);
     store.await.expect("store the consumer offset");
+    let polled = sdk::poll_offset(client, stream_id, topic_id, 1, 0, 10).await;
+    assert_eq!(polled.messages.len(), 3, "partition 1 holds 3 messages");
     let mut messages = sdk::messages("x", 0..1);
     let to = Partitioning::partition_id(0);
     let missing_stream = name("missing");
@@ -141,36 +143,91 @@ async fn metrics_after_known_traffic_hold_exact_values() {
     let scrape = scrape(http_address(&server));
     let p0 = [("stream", "metrics"), ("topic", "t"), ("partition", "0")];
     let p1 = [("stream", "metrics"), ("topic", "t"), ("partition", "1")];
-    assert_eq!(sample(&scrape, "galgo_partition_messages", &p0), 5.0);
-    assert_eq!(sample(&scrape, "galgo_partition_messages", &p1), 3.0);
-    assert_eq!(sample(&scrape, "galgo_partition_log_end_offset", &p0), 5.0);
-    assert_eq!(sample(&scrape, "galgo_partition_segments", &p1), 1.0);
+    assert_partitions(&scrape, &p0, &p1);
+    assert_traffic(&scrape, &p0, &p1);
+    assert_requests(&scrape);
+    let text = body(&get(http_address(&server), "/metrics")).to_owned();
+    assert!(
+        text.ends_with("# EOF\n"),
+        "OpenMetrics text ends with # EOF"
+    );
+    assert!(!text.contains("iggy"), "no user name (root is iggy)");
+    dashboard_uses_only_served_metrics(&text);
+}
+
+/// configs/grafana-dashboard.json names only metrics /metrics serves.
+fn dashboard_uses_only_served_metrics(exposition: &str) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../configs/grafana-dashboard.json"
+    );
+    let dashboard = std::fs::read_to_string(path).expect("read the dashboard");
+    let names: std::collections::BTreeSet<&str> = dashboard
+        .match_indices("galgo_")
+        .map(|(at, _)| {
+            let rest = &dashboard[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    assert!(names.len() >= 8, "the dashboard's metrics: {names:?}");
+    for name in names {
+        let served = exposition
+            .lines()
+            .any(|line| line.starts_with(name) && !line.starts_with('#'));
+        assert!(
+            served,
+            "the dashboard uses {name}, which /metrics does not serve"
+        );
+    }
+}
+
+type Labels<'a> = [(&'a str, &'a str)];
+
+/// Messages, offsets, segments, lags and connections of the known traffic.
+fn assert_partitions(scrape: &prometheus_parse::Scrape, p0: &Labels, p1: &Labels) {
+    assert_eq!(sample(scrape, "galgo_partition_messages", p0), 5.0);
+    assert_eq!(sample(scrape, "galgo_partition_messages", p1), 3.0);
+    assert_eq!(sample(scrape, "galgo_partition_log_end_offset", p0), 5.0);
+    assert_eq!(sample(scrape, "galgo_partition_segments", p1), 1.0);
     let group = [("partition", "0"), ("group", "g")];
     assert_eq!(
-        sample(&scrape, "galgo_consumer_group_lag_messages", &group),
+        sample(scrape, "galgo_consumer_group_lag_messages", &group),
         3.0
     );
     let consumer = [("partition", "1"), ("consumer", "7")];
     assert_eq!(
-        sample(&scrape, "galgo_consumer_lag_messages", &consumer),
+        sample(scrape, "galgo_consumer_lag_messages", &consumer),
         2.0
     );
-    let connections: f64 = ["0", "1"]
-        .iter()
-        .map(|shard| {
-            let labels = [("shard", *shard), ("transport", "tcp")];
-            sample(&scrape, "galgo_connections", &labels)
-        })
-        .sum();
-    assert_eq!(connections, 1.0, "the one SDK connection");
-    let sends = [("command", "SendMessages")];
+    let tcp = [("transport", "tcp")];
     assert_eq!(
-        total(&scrape, "galgo_requests_total", &sends),
-        3.0,
-        "two sends, one refused"
+        total(scrape, "galgo_connections", &tcp),
+        1.0,
+        "the one SDK connection"
     );
+}
+
+/// Messages in and out of each partition of the known traffic.
+fn assert_traffic(scrape: &prometheus_parse::Scrape, p0: &Labels, p1: &Labels) {
+    let figure = |name: &str, partition: &Labels| total(scrape, name, partition);
+    assert_eq!(figure("galgo_partition_messages_in_total", p0), 5.0);
+    assert_eq!(figure("galgo_partition_messages_in_total", p1), 3.0);
+    assert_eq!(figure("galgo_partition_messages_out_total", p1), 3.0);
+    assert_eq!(figure("galgo_partition_messages_out_total", p0), 0.0);
+    assert!(figure("galgo_partition_bytes_out_total", p1) > 0.0);
+    assert!(figure("galgo_partition_bytes_in_total", p0) > 0.0);
+}
+
+/// Requests, error answers and a latency histogram of the known traffic.
+fn assert_requests(scrape: &prometheus_parse::Scrape) {
+    let sends = [("command", "SendMessages")];
+    let requests = total(scrape, "galgo_requests_total", &sends);
+    assert_eq!(requests, 3.0, "two sends, one refused");
     let missing = [("code", "1009"), ("error", "StreamIdNotFound")];
-    assert_eq!(total(&scrape, "galgo_error_responses_total", &missing), 1.0);
+    assert_eq!(total(scrape, "galgo_error_responses_total", &missing), 1.0);
     let histogram = scrape
         .samples
         .iter()
@@ -184,15 +241,6 @@ async fn metrics_after_known_traffic_hold_exact_values() {
     };
     let observed = buckets.last().expect("an +Inf bucket").count;
     assert_eq!(observed, 2.0, "two offsets stored, on whichever shards");
-    let text = body(&get(http_address(&server), "/metrics")).to_owned();
-    assert!(
-        text.ends_with("# EOF\n"),
-        "OpenMetrics text ends with # EOF"
-    );
-    assert!(
-        !text.contains("iggy"),
-        "no user name (root is iggy) in /metrics"
-    );
 }
 
 #[test]

@@ -107,6 +107,8 @@ pub struct IoCounters {
     pub writes_count: u64,
     /// fdatasyncs of the active log by flushes (sealing a segment not included).
     pub fsyncs_count: u64,
+    /// Time those fdatasyncs took, µs (their average latency is this over their count).
+    pub fsyncs_time_us: u64,
     /// fdatasyncs of sealed logs that a later sync has waited for.
     pub sealed_fsyncs_count: u64,
 }

@@ -72,9 +72,12 @@ pub async fn send(
     let (key, owner) = route(shard, context, topic, &send.partitioning)?;
     session.note_partition_owner(owner);
     let (messages, count) = (send.messages, send.messages_count);
-    on_partition(shard, key, owner, move |_, log| async move {
+    on_partition(shard, key, owner, move |owner, log| async move {
+        let bytes = messages.len() as u64;
         // The owner's clock stamps the batch, so timestamps follow offsets per partition.
-        log.append(messages, count, now_us()).await?;
+        let receipt = log.append(messages, count, now_us()).await?;
+        let appended = u64::from(count - receipt.duplicates_count);
+        owner.state().requests.record_in(key, appended, bytes);
         Ok(())
     })
     .await?;
@@ -100,11 +103,14 @@ pub async fn poll(
     let (key, owner) = locate(shard, topic, partition)?;
     session.note_partition_owner(owner);
     let (strategy, count, auto_commit) = (poll.strategy, poll.count, poll.auto_commit);
-    let (chunks, _) = on_partition(shard, key, owner, move |_, log| async move {
-        poll_partition(&log, partition, owner_key, strategy, count, auto_commit).await
+    let polled = on_partition(shard, key, owner, move |owner, log| async move {
+        let polled =
+            poll_partition(&log, partition, owner_key, strategy, count, auto_commit).await?;
+        polled.count_out(&owner, key);
+        Ok(polled)
     })
     .await?;
-    Ok(Reply::chunks(chunks))
+    Ok(Reply::chunks(polled.chunks))
 }
 
 /// The partition a member's poll reads: the given one if the member owns it, otherwise the
@@ -154,9 +160,10 @@ async fn poll_group(
     let (strategy, count, auto_commit) = (poll.strategy, poll.count, poll.auto_commit);
     let owner_key = OffsetOwner::Group(group.group.0);
     let chunks = on_partition(shard, key, owner, move |shard, log| async move {
-        let (chunks, last_returned) =
+        let polled =
             poll_partition(&log, partition, owner_key, strategy, count, auto_commit).await?;
-        if let Some(last_returned) = last_returned {
+        polled.count_out(&shard, key);
+        if let Some(last_returned) = polled.last_returned {
             shard
                 .state()
                 .groups
@@ -165,7 +172,7 @@ async fn poll_group(
                 after_group_commit(&shard, group, partition).await?;
             }
         }
-        Ok(chunks)
+        Ok(polled.chunks)
     })
     .await?;
     Ok(Reply::chunks(chunks))
@@ -181,8 +188,26 @@ fn no_partition_reply() -> Reply {
     Reply::encoded(|out| header.encode(out))
 }
 
-/// Reads from one partition on its owner and commits the offset when asked. Returns the
-/// response chunks and the offset of the last message returned, if any.
+/// What a poll of one partition returned.
+struct Polled {
+    /// The response: header, then the stored messages as they are.
+    chunks: Vec<Bytes>,
+    /// The offset of the last message returned, if any.
+    last_returned: Option<u64>,
+    /// Messages returned.
+    messages_count: u32,
+}
+
+impl Polled {
+    /// Counts what this poll returned in the owner's traffic figures.
+    fn count_out(&self, owner: &Shard, key: PartitionKey) {
+        let bytes = self.chunks.iter().skip(1).map(Bytes::len).sum::<usize>();
+        let requests = &owner.state().requests;
+        requests.record_out(key, u64::from(self.messages_count), bytes as u64);
+    }
+}
+
+/// Reads from one partition on its owner and commits the offset when asked.
 async fn poll_partition(
     log: &PartitionLog,
     partition: u32,
@@ -190,7 +215,7 @@ async fn poll_partition(
     strategy: PollingStrategy,
     count: u32,
     auto_commit: bool,
-) -> Result<(Vec<Bytes>, Option<u64>), CommandError> {
+) -> Result<Polled, CommandError> {
     let last = log.last_offset();
     let start = match (strategy, last) {
         (_, None) => None,
@@ -231,7 +256,11 @@ async fn poll_partition(
     if let Some(polled) = polled {
         chunks.extend(polled.chunks);
     }
-    Ok((chunks, last_returned))
+    Ok(Polled {
+        chunks,
+        last_returned,
+        messages_count,
+    })
 }
 
 /// FlushUnsavedBuffer: writes the partition's journal out, and fsyncs it when asked.

@@ -82,7 +82,10 @@ impl PartitionOp {
     async fn run(self, shard: &Shard, key: PartitionKey) -> Result<(), StorageError> {
         match self {
             Self::OpenFresh => shard.open_partition(key, true).await,
-            Self::Remove => shard.remove_partition(key).await,
+            Self::Remove => {
+                shard.state().requests.forget(key);
+                shard.remove_partition(key).await
+            }
             Self::Purge => match shard.partition(&key) {
                 Some(log) => log.purge().await,
                 None => Ok(()),

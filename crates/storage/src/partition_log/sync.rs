@@ -55,9 +55,11 @@ impl PartitionLog {
                 active.next_offset(),
             )
         };
+        let started = std::time::Instant::now();
         log.sync_data().await?;
         let mut counters = self.io_counters.get();
         counters.fsyncs_count += 1;
+        counters.fsyncs_time_us += started.elapsed().as_micros() as u64;
         self.io_counters.set(counters);
         let mut state = self.state.borrow_mut();
         if state.generation != generation {
