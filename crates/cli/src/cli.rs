@@ -45,7 +45,7 @@ MESSAGES is a topic's message count; NEW the messages added since the previous r
 MSG/S their rate (both \"-\" on the first refresh, or when the count went down). A group's LAG
 is the messages of all partitions it has not committed, as in `galgo group list`. Single
 consumers are not shown: the protocol cannot list them, only read the offset of a consumer
-whose id is known (`galgo offset get --consumer ID`). Each refresh costs one request per stream
+whose id is known (`galgo offset get --consumer ID`); the server's /metrics has their lag. Each refresh costs one request per stream
 and per topic, plus one per group and partition. On a terminal the view uses the alternate
 screen and restores the terminal on exit (Ctrl-C; a second Ctrl-C exits at once).";
 
