@@ -11,6 +11,7 @@ use crate::commands::partitions::{PartitionCommand, SegmentCommand};
 use crate::commands::streams::StreamCommand;
 use crate::commands::system::{ClientCommand, PingArgs};
 use crate::commands::tokens::TokenCommand;
+use crate::commands::top::TopArgs;
 use crate::commands::topics::TopicCommand;
 use crate::commands::users::UserCommand;
 use crate::connection::ConnectionArgs;
@@ -32,6 +33,21 @@ $XDG_CONFIG_HOME/galgo, else ~/.config/galgo).
 
 Exit codes: 0 success, 1 local failure (files, terminal), 2 usage error, 3 the server refused
 the request or found nothing (stderr names the server's error and code), 4 connection failure.";
+
+const TOP_HELP: &str = "\
+Examples:
+  galgo top
+  galgo top --interval-ms 5000
+  galgo top --iterations 3 | tee top.log      # plain blocks when stdout is not a terminal
+  galgo top -o json --iterations 1 | jq '.topics[] | {topic, messages_count}'
+
+MESSAGES is a topic's message count; NEW the messages added since the previous refresh and
+MSG/S their rate (both \"-\" on the first refresh, or when the count went down). A group's LAG
+is the messages of all partitions it has not committed, as in `galgo group list`. Single
+consumers are not shown: the protocol cannot list them, only read the offset of a consumer
+whose id is known (`galgo offset get --consumer ID`); the server's /metrics has their lag. Each refresh costs one request per stream
+and per topic, plus one per group and partition. On a terminal the view uses the alternate
+screen and restores the terminal on exit (Ctrl-C; a second Ctrl-C exits at once).";
 
 /// galgo: manage and use a galgo (or Apache Iggy 0.8) broker from a terminal.
 #[derive(Parser, Debug)]
@@ -96,6 +112,10 @@ pub enum Command {
     /// Personal access tokens of the logged-in user.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// A live view of the server refreshed every second: messages and rates per topic, the
+    /// lag of every consumer group.
+    #[command(after_help = TOP_HELP)]
+    Top(TopArgs),
     /// Logs in with a username and password and saves a token-based session.
     #[command(
         after_help = "Examples:\n  galgo login --address 10.0.0.5:8090 -u admin\n  \

@@ -8,5 +8,6 @@ pub mod partitions;
 pub mod streams;
 pub mod system;
 pub mod tokens;
+pub mod top;
 pub mod topics;
 pub mod users;

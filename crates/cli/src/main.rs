@@ -22,7 +22,7 @@ use galgo_client::Client;
 
 use crate::cli::{Cli, Command};
 use crate::commands::{
-    groups, login, messages, offsets, partitions, streams, system, tokens, topics, users,
+    groups, login, messages, offsets, partitions, streams, system, tokens, top, topics, users,
 };
 use crate::connection::Login;
 use crate::error::{CliError, CliResult};
@@ -86,6 +86,9 @@ async fn dispatch(
         Command::Group(command) => groups::run(client, command).await,
         Command::User(command) => users::run(client, command).await,
         Command::Token(command) => tokens::run(client, command).await,
+        Command::Top(args) => top::run(client, args, format)
+            .await
+            .map(|()| Report::printed()),
         Command::Login(_) | Command::Logout | Command::Completions { .. } => {
             unreachable!("handled before connecting")
         }

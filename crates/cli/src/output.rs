@@ -32,6 +32,8 @@ pub enum Human {
     Fields(Vec<(&'static str, String)>),
     /// A sentence.
     Text(String),
+    /// Nothing more: the command printed its output as it went (`galgo top`).
+    Printed,
 }
 
 /// A command's result in both forms.
@@ -51,8 +53,19 @@ impl Report {
         }
     }
 
+    /// The report of a command that printed its output as it went.
+    pub fn printed() -> Self {
+        Report {
+            human: Human::Printed,
+            json: Value::Null,
+        }
+    }
+
     /// Prints the report on stdout in `format`.
     pub fn print(&self, format: OutputFormat) {
+        if let Human::Printed = self.human {
+            return;
+        }
         let mut out = std::io::stdout().lock();
         // A closed stdout (`galgo … | head`) is not an error worth reporting.
         let _ = match format {
@@ -86,6 +99,7 @@ pub fn render(human: &Human) -> String {
                 .join("\n")
         }
         Human::Text(text) => text.clone(),
+        Human::Printed => String::new(),
     }
 }
 

@@ -388,6 +388,143 @@ fn poll_follow_tails_new_messages() {
     child.wait().unwrap();
 }
 
+/// Messages sent between the two refreshes of `galgo top`.
+const TOP_NEW_MESSAGES: u64 = 7;
+
+#[test]
+fn top_shows_counts_rates_and_group_lag() {
+    let galgo = Galgo::start();
+    galgo.ok(&["stream", "create", "s"]);
+    galgo.ok(&["topic", "create", "s", "t", "--partitions", "2"]);
+    galgo.ok(&[
+        "message",
+        "send",
+        "s",
+        "t",
+        "--partition",
+        "0",
+        "a",
+        "b",
+        "c",
+    ]);
+    galgo.ok(&["message", "send", "s", "t", "--partition", "1", "d", "e"]);
+    galgo.ok(&["group", "create", "s", "t", "billing"]);
+    // billing reads and commits 2 messages of one of the partitions, both of which hold 2 or
+    // more: 3 messages are left to it.
+    let poll = [
+        "message", "poll", "s", "t", "--group", "billing", "--next", "--count", "2",
+    ];
+    galgo.ok(&[&poll[..], &["--auto-commit"]].concat());
+    let (mut stored, mut lag) = (5, 3);
+    // The messages are sent after top's first refresh, by another process: on a loaded machine
+    // they may land after the second refresh too, so a longer interval is tried then.
+    for interval_ms in [200, 1_000, 5_000] {
+        let (first, second) = top_twice(&galgo, interval_ms);
+        assert_eq!(
+            topic_row(&first),
+            ["s", "t", "2", &stored.to_string(), "-", "-"]
+        );
+        // The member count is not checked: the poll's connection may still be leaving.
+        assert_eq!(group_row(&first)[4], lag.to_string(), "{first:?}");
+        let row = topic_row(&second);
+        let new: u64 = row[4].parse().unwrap();
+        stored += TOP_NEW_MESSAGES;
+        lag += TOP_NEW_MESSAGES;
+        if new == 0 {
+            assert_eq!(
+                row[3],
+                (stored - TOP_NEW_MESSAGES).to_string(),
+                "{second:?}"
+            );
+            continue;
+        }
+        assert_eq!(new, TOP_NEW_MESSAGES, "{second:?}");
+        assert_eq!(row[3], stored.to_string(), "{second:?}");
+        // At least the interval passed between the refreshes, so the rate is at most N over it.
+        let rate: f64 = row[5].parse().unwrap();
+        let rate_max = TOP_NEW_MESSAGES as f64 * 1000.0 / interval_ms as f64;
+        assert!(rate > 0.0 && rate <= rate_max + 0.05, "{rate} > {rate_max}");
+        assert_eq!(group_row(&second)[4], lag.to_string(), "{second:?}");
+        return;
+    }
+    panic!("the messages never landed between two refreshes of galgo top");
+}
+
+/// Runs `galgo top --iterations 2` with stdout a pipe, sends TOP_NEW_MESSAGES messages once the
+/// first refresh is printed, and returns both refreshes' lines.
+fn top_twice(galgo: &Galgo, interval_ms: u64) -> (Vec<String>, Vec<String>) {
+    let interval = interval_ms.to_string();
+    let mut child = galgo
+        .root()
+        .args(["top", "--iterations", "2", "--interval-ms", &interval])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // A refresh ends with its group table, whose one row names billing.
+    let mut first = Vec::new();
+    while !first
+        .last()
+        .is_some_and(|line: &String| line.contains("billing"))
+    {
+        first.push(
+            lines
+                .recv_timeout(FOLLOW_TIMEOUT)
+                .expect("the first refresh"),
+        );
+    }
+    let payloads: Vec<String> = (0..TOP_NEW_MESSAGES).map(|i| format!("m{i}")).collect();
+    let mut send = vec!["message", "send", "s", "t", "--partition", "1"];
+    send.extend(payloads.iter().map(String::as_str));
+    galgo.ok(&send);
+    let mut second = Vec::new();
+    // The sender drops when top exits after its second refresh.
+    while let Ok(line) = lines.recv_timeout(FOLLOW_TIMEOUT) {
+        second.push(line);
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(first[0].starts_with("galgo top  refresh 1"), "{first:?}");
+    assert!(second[1].starts_with("galgo top  refresh 2"), "{second:?}");
+    (first, second)
+}
+
+/// The cells of the row of topic t in a refresh of `galgo top`.
+fn topic_row(refresh: &[String]) -> Vec<String> {
+    row(refresh, |cells| cells.len() == 6 && cells[1] == "t")
+}
+
+/// The cells of the row of group billing in a refresh of `galgo top`.
+fn group_row(refresh: &[String]) -> Vec<String> {
+    row(refresh, |cells| cells.len() == 5 && cells[2] == "billing")
+}
+
+fn row(refresh: &[String], wanted: impl Fn(&[String]) -> bool) -> Vec<String> {
+    refresh
+        .iter()
+        .map(|line| {
+            line.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| wanted(cells))
+        .unwrap_or_else(|| panic!("no such row in {refresh:?}"))
+}
+
 /// (partition, payload) of each message of a poll, in the order printed.
 fn labelled(polled: &Value) -> Vec<(u64, String)> {
     polled["messages"]
@@ -934,6 +1071,7 @@ const SUBCOMMANDS: &[&[&str]] = &[
     &["login"],
     &["logout"],
     &["completions"],
+    &["top"],
     &[],
 ];
 

@@ -140,7 +140,7 @@ fn partition_lag(partition: &PartitionInfo, stored_offset: Option<u64>) -> u64 {
 
 /// The total lag of each group, in the order of `groups`: GetTopic gives the partitions' last
 /// offsets and GetConsumerOffset, asked as the group, its stored ones.
-async fn groups_lag(
+pub async fn groups_lag(
     client: &mut Client,
     stream: &Identifier,
     topic: &Identifier,
