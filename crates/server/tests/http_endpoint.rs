@@ -15,6 +15,7 @@ use std::{
 
 use iggy::prelude::*;
 use support::TestServer;
+use support::raw::{self, RawConn, SendMessages, code};
 use support::sdk::{self, id, name};
 
 /// How long one HTTP exchange may take.
@@ -302,6 +303,49 @@ fn health_is_200_while_serving_and_gone_after_a_graceful_stop() {
         TcpStream::connect(address).is_err(),
         "the endpoint ended with the server"
     );
+}
+
+/// A client that asks for ~1 MB answers and never reads them: its connection stays stuck in
+/// a write until `limits.write_timeout_ms`, which holds a graceful stop's drain that long.
+fn hold_a_connection_in_a_write(server: &TestServer) -> RawConn {
+    let mut admin = RawConn::connect_logged_in(server.addr);
+    raw::create_stream(&mut admin, "drain");
+    raw::create_topic(&mut admin, 0, "t", 1);
+    let payload = vec![0x42u8; 100_000];
+    let send = SendMessages::new(0, 0, 0, &[payload.as_slice(); 10]).encode();
+    admin.request(code::SEND_MESSAGES, &send).ok();
+    let mut greedy = RawConn::connect_logged_in(server.addr);
+    let poll = raw::frame(code::POLL_MESSAGES, &raw::poll_payload(0, 0, 0, 0, 10));
+    // More answers than the socket buffers hold; the sends stop once the server, stuck
+    // writing, stops reading.
+    for _ in 0..64 {
+        if greedy.try_send_bytes(&poll).is_err() {
+            break;
+        }
+    }
+    greedy
+}
+
+#[test]
+fn health_is_503_while_a_graceful_stop_drains() {
+    let mut server = TestServer::start(&["--set", "limits.write_timeout_ms=8000"]);
+    let address = http_address(&server);
+    let _greedy = hold_a_connection_in_a_write(&server);
+    assert_eq!(body(&get(address, "/health")), "serving\n");
+    server.signal_terminate();
+    // The drain waits for the stuck connection (5 s at most), so the endpoint answers 503
+    // for that long before the process ends.
+    let deadline = Instant::now() + HTTP_TIMEOUT;
+    let stopping = loop {
+        let response = get(address, "/health");
+        if status_line(&response) != "HTTP/1.1 200 OK" {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "/health never left 200");
+    };
+    assert_eq!(status_line(&stopping), "HTTP/1.1 503 Service Unavailable");
+    assert_eq!(body(&stopping), "stopping\n");
+    server.wait_stopped();
 }
 
 #[test]

@@ -210,8 +210,20 @@ impl TestServer {
 
     /// SIGTERM, then waits for the exit and asserts it was a clean exit with code 0.
     pub fn stop(&mut self) {
+        self.signal_terminate();
+        self.wait_stopped();
+    }
+
+    /// SIGTERM: a graceful shutdown begins; [`TestServer::wait_stopped`] waits for its end.
+    pub fn signal_terminate(&mut self) {
         let process = self.process.as_mut().expect("server was started");
         process.signal(libc::SIGTERM);
+    }
+
+    /// Waits for the exit after [`TestServer::signal_terminate`] and asserts it was a clean
+    /// exit with code 0.
+    pub fn wait_stopped(&mut self) {
+        let process = self.process.as_mut().expect("server was started");
         match process.wait(STOP_TIMEOUT) {
             Some(status) => assert!(
                 status.success(),
