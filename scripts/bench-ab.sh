@@ -15,6 +15,8 @@
 #   build, default target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 if [[ $# -lt 2 ]]; then
   echo "usage: scripts/bench-ab.sh SERVER_A SERVER_B [OUT_DIR]" >&2
   exit 2
@@ -39,17 +41,8 @@ say() { echo "$*" | tee -a "$SUMMARY"; }
 # DATA. Waits for its ready line (bounded: 15 s).
 start_server() {
   local binary=$1 name=$2
-  DATA=$(mktemp -d "$DATA_DIR/galgo-ab-data.XXXXXX")
-  LOG=$OUT/$name.server.log
-  "$binary" --data-dir "$DATA" --set "tcp.address=127.0.0.1:$PORT" \
-    --set "websocket.address=127.0.0.1:$((PORT + 2))" >"$LOG" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 300); do
-    grep -q "galgo-server ready" "$LOG" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "galgo-server did not start; see $LOG" >&2
-  exit 1
+  start_galgo "$binary" "$OUT/$name.server.log" --set "tcp.address=127.0.0.1:$PORT" \
+    --set "websocket.address=127.0.0.1:$((PORT + 2))"
 }
 
 stop_server() {

@@ -12,6 +12,8 @@
 #   to use the release binaries as they are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 OUT=${1:-bench-reports/scrape-$(date +%Y%m%d-%H%M%S)}
 ROUNDS=${ROUNDS:-3}
 DATA_DIR=${DATA_DIR:-${TMPDIR:-/tmp}}
@@ -40,17 +42,8 @@ cleanup() {
 trap cleanup EXIT
 
 start_server() {
-  DATA=$(mktemp -d "$DATA_DIR/galgo-scrape-data.XXXXXX")
-  LOG=$OUT/$1.server.log
-  "$SERVER" --data-dir "$DATA" --set "tcp.address=127.0.0.1:$PORT" \
-    --set "websocket.address=127.0.0.1:$((PORT + 2))" --set "http.address=$HTTP" >"$LOG" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 300); do
-    grep -q "galgo-server ready" "$LOG" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "galgo-server did not start; see $LOG" >&2
-  exit 1
+  start_galgo "$SERVER" "$OUT/$1.server.log" --set "tcp.address=127.0.0.1:$PORT" \
+    --set "websocket.address=127.0.0.1:$((PORT + 2))" --set "http.address=$HTTP"
 }
 
 stop_server() {

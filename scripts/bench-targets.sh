@@ -16,6 +16,8 @@
 # minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 OUT=${1:-bench-reports/targets-$(date +%Y%m%d-%H%M%S)}
 RUNS=${RUNS:-3}
 DATA_DIR=${DATA_DIR:-${TMPDIR:-/tmp}}
@@ -37,17 +39,9 @@ say() { echo "$*" | tee -a "$SUMMARY"; }
 start_server() {
   local name=$1
   shift
-  DATA=$(mktemp -d "$DATA_DIR/galgo-bench-data.XXXXXX")
   LOG=$OUT/$name.server.log
-  "$SERVER" --data-dir "$DATA" --set "tcp.address=127.0.0.1:$PORT" \
-    --set "websocket.address=127.0.0.1:$WS_PORT" "$@" >"$LOG" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 300); do
-    grep -q "galgo-server ready" "$LOG" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "galgo-server did not start; see $LOG" >&2
-  exit 1
+  start_galgo "$SERVER" "$LOG" --set "tcp.address=127.0.0.1:$PORT" \
+    --set "websocket.address=127.0.0.1:$WS_PORT" "$@"
 }
 
 stop_server() {
