@@ -17,7 +17,11 @@ use galgo_storage::OffsetOwner;
 use super::{
     Outcome, Reply, groups::after_group_commit, messages::locate, partition_calls::on_partition,
 };
-use crate::{context::Context, context::Shard, error::CommandError, session::Session};
+use crate::{
+    context::{Context, Shard},
+    error::CommandError,
+    session::Session,
+};
 
 /// Whose offset, on which partition; for a group member also the group (its commits may
 /// complete a pending revocation).

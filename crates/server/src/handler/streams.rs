@@ -21,7 +21,7 @@ use super::{
     partition_calls::{PartitionFigures, PartitionOp, gather_figures, on_owners},
     topics::topic_header,
 };
-use crate::{context::Shard, context::now_us};
+use crate::context::{Shard, now_us};
 
 /// Every partition of the streams `select` picks, with its owner.
 pub fn partitions_of(

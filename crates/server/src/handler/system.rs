@@ -14,7 +14,12 @@ use galgo_protocol::{
 };
 
 use super::{Outcome, Reply, partition_calls::figures_of};
-use crate::{clients::ClientRecord, context::Context, context::Shard, host, session::Session};
+use crate::{
+    clients::ClientRecord,
+    context::{Context, Shard},
+    host,
+    session::Session,
+};
 
 /// The groups a client joined, from this shard's replica (membership reaches every shard).
 fn joined_groups(shard: &Shard, client_id: u32) -> Vec<ConsumerGroupRef> {

@@ -15,7 +15,7 @@ use super::{
     metadata_change::change_metadata,
     partition_calls::{PartitionFigures, PartitionOp, gather_figures, on_owners},
 };
-use crate::{context::Shard, context::now_us};
+use crate::context::{Shard, now_us};
 
 type Figures = BTreeMap<PartitionKey, PartitionFigures>;
 
