@@ -1104,3 +1104,48 @@ fn every_subcommand_has_help_with_examples_and_completions_exist() {
         assert!(script.contains("stream"), "{shell} completes subcommands");
     }
 }
+
+/// Single consumers' lag comes from the server's /metrics (the protocol cannot list
+/// consumers): consumer 7 stored offset 0 of a partition holding 4 messages, so 3 are left.
+#[test]
+fn top_shows_single_consumers_lag_from_metrics() {
+    let galgo = Galgo::start();
+    galgo.ok(&["stream", "create", "s"]);
+    galgo.ok(&["topic", "create", "s", "t", "--partitions", "1"]);
+    galgo.ok(&["message", "send", "s", "t", "a", "b", "c", "d"]);
+    galgo.ok(&[
+        "offset",
+        "set",
+        "s",
+        "t",
+        "0",
+        "--partition",
+        "0",
+        "--consumer",
+        "7",
+    ]);
+    let http = galgo.server.http_addr.expect("the server's HTTP endpoint");
+    let url = format!("http://{http}/metrics");
+    let top = galgo.ok(&["top", "--iterations", "1", "--metrics-url", &url]);
+    let row: Vec<&str> = top
+        .lines()
+        .skip_while(|line| !line.starts_with("STREAM") || !line.contains("CONSUMER"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("a consumer row in\n{top}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row, ["s", "t", "7", "3"], "{top}");
+    let without = galgo.ok(&["top", "--iterations", "1"]);
+    assert!(!without.contains("CONSUMER"), "{without}");
+    let unreachable = galgo.ok(&[
+        "top",
+        "--iterations",
+        "1",
+        "--metrics-url",
+        "http://127.0.0.1:1/metrics",
+    ]);
+    assert!(
+        unreachable.contains("consumers: http://127.0.0.1:1/metrics:"),
+        "{unreachable}"
+    );
+}

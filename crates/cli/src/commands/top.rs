@@ -27,6 +27,10 @@ use galgo_client::Client;
 use galgo_protocol::Identifier;
 use serde_json::{Value, json};
 
+mod consumers;
+
+use consumers::Consumers;
+
 use crate::commands::groups::groups_lag;
 use crate::error::{CliError, CliResult};
 use crate::output::{OutputFormat, human_time, now_us};
@@ -49,6 +53,10 @@ pub struct TopArgs {
     /// Stops after this many refreshes [default: runs until Ctrl-C].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: Option<u64>,
+    /// The server's /metrics (e.g. http://127.0.0.1:8091/metrics), where single consumers'
+    /// lag is read: the protocol cannot list consumers [default: consumers not shown].
+    #[arg(long, env = "GALGO_METRICS_URL")]
+    pub metrics_url: Option<String>,
 }
 
 /// One consumer group of a topic, as sampled.
@@ -74,11 +82,12 @@ struct Sample {
     taken: Instant,
     taken_us: u64,
     topics: Vec<TopicSample>,
+    consumers: Consumers,
 }
 
 /// Samples the server: 1 + streams + topics requests, and for a topic with groups one GetTopic
 /// and one GetConsumerOffset per group and partition.
-async fn sample(client: &mut Client) -> CliResult<Sample> {
+async fn sample(client: &mut Client, metrics_url: Option<&str>) -> CliResult<Sample> {
     let mut topics = Vec::new();
     for stream in client.get_streams().await? {
         let stream_id = Identifier::Numeric(stream.id);
@@ -111,6 +120,7 @@ async fn sample(client: &mut Client) -> CliResult<Sample> {
         taken: Instant::now(),
         taken_us: now_us(),
         topics,
+        consumers: metrics_url.map_or(Consumers::NotAsked, consumers::fetch),
     })
 }
 
@@ -234,7 +244,37 @@ fn view_lines(
         let numeric = [false, false, false, true, true];
         lines.extend(aligned(&header, &numeric, &group_rows));
     }
+    lines.extend(consumer_lines(&current.consumers));
     lines
+}
+
+/// The single consumers' part of the view, when asked for.
+fn consumer_lines(consumers: &Consumers) -> Vec<String> {
+    match consumers {
+        Consumers::NotAsked => Vec::new(),
+        Consumers::Unreachable(why) => vec![String::new(), format!("consumers: {why}")],
+        Consumers::Read(lags) if lags.is_empty() => {
+            vec![String::new(), "(no consumer offsets)".to_owned()]
+        }
+        Consumers::Read(lags) => {
+            let rows: Vec<Vec<String>> = lags
+                .iter()
+                .map(|lag| {
+                    let consumer = cut(&lag.consumer);
+                    vec![
+                        cut(&lag.stream),
+                        cut(&lag.topic),
+                        consumer,
+                        lag.lag.to_string(),
+                    ]
+                })
+                .collect();
+            let header = ["STREAM", "TOPIC", "CONSUMER", "LAG"];
+            let mut lines = vec![String::new()];
+            lines.extend(aligned(&header, &[false, false, false, true], &rows));
+            lines
+        }
+    }
 }
 
 /// The view of one refresh as one JSON document.
@@ -259,11 +299,26 @@ fn view_json(previous: Option<&Sample>, current: &Sample, refresh: u64, interval
             })
         })
         .collect();
+    let consumers = match &current.consumers {
+        Consumers::Read(lags) => json!(
+            lags.iter()
+                .map(|lag| json!({
+                    "stream": lag.stream,
+                    "topic": lag.topic,
+                    "consumer": lag.consumer,
+                    "lag": lag.lag,
+                }))
+                .collect::<Vec<_>>()
+        ),
+        Consumers::Unreachable(why) => json!({ "error": why }),
+        Consumers::NotAsked => Value::Null,
+    };
     json!({
         "refresh": refresh,
         "time_us": current.taken_us,
         "interval_ms": interval_ms,
         "topics": topics,
+        "consumers": consumers,
     })
 }
 
@@ -405,7 +460,7 @@ pub async fn run(client: &mut Client, args: TopArgs, format: OutputFormat) -> Cl
     let mut previous = None;
     let mut refresh = 0;
     while !stop.load(Ordering::Relaxed) {
-        let current = sample(client).await?;
+        let current = sample(client, args.metrics_url.as_deref()).await?;
         refresh += 1;
         screen.show(previous.as_ref(), &current, refresh, &args)?;
         previous = Some(current);
@@ -430,6 +485,7 @@ mod tests {
         Sample {
             taken,
             taken_us: 1_700_000_000_000_000,
+            consumers: Consumers::NotAsked,
             topics: vec![TopicSample {
                 key: (0, 0),
                 stream: "orders".into(),

@@ -26,6 +26,8 @@ pub struct GalgoServer {
     pub addr: SocketAddr,
     /// Its WebSocket address (WSS when started with `websocket.tls.enabled=true`).
     pub websocket_addr: SocketAddr,
+    /// Its HTTP endpoint's address (/metrics, /health), if the ready line names one.
+    pub http_addr: Option<SocketAddr>,
     child: Child,
     _dir: TempDir,
 }
@@ -72,11 +74,11 @@ impl GalgoServer {
                     && let Some(websocket) = ready_field(fields, "websocket=")
                     && let Some(ready) = ready.take()
                 {
-                    let _ = ready.send((tcp, websocket));
+                    let _ = ready.send((tcp, websocket, ready_field(fields, "http=")));
                 }
             }
         });
-        let (addr, websocket_addr) = match ready_rx.recv_timeout(READY_TIMEOUT) {
+        let (addr, websocket_addr, http_addr) = match ready_rx.recv_timeout(READY_TIMEOUT) {
             Ok(addrs) => addrs,
             Err(error) => {
                 let _ = child.kill();
@@ -86,6 +88,7 @@ impl GalgoServer {
         GalgoServer {
             addr,
             websocket_addr,
+            http_addr,
             child,
             _dir: dir,
         }
