@@ -1,7 +1,7 @@
 //! The operators' HTTP endpoint: /metrics after known traffic, parsed with an independent
 //! parser of the Prometheus text format (the `prometheus-parse` crate) and checked for exact
 //! values (messages per partition, a group's and a consumer's lag after known commits);
-//! /health while serving and after a graceful stop; bad input (unknown path 404, malformed 400,
+//! /health while starting, serving, stopping and after a graceful stop; bad input (unknown path 404, malformed 400,
 //! other methods 405, a request that never ends cut); a taken HTTP port fails the start
 //! naming its key; and /metrics names no user.
 
@@ -303,6 +303,53 @@ fn health_is_200_while_serving_and_gone_after_a_graceful_stop() {
         TcpStream::connect(address).is_err(),
         "the endpoint ended with the server"
     );
+}
+
+/// A free port on loopback, for a server whose HTTP address a test must know before the
+/// ready line (the kernel may hand it out again, rarely: the server then fails to start and
+/// the test says so).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+/// From the moment the endpoint answers until the server is ready, /health says 503
+/// starting, then 200, and never goes back: checked on every answer of a first start (whose
+/// root password hash keeps it starting for tens of milliseconds).
+#[test]
+fn health_is_503_starting_until_every_shard_serves() {
+    let port = free_port();
+    let http = format!("http.address=\"127.0.0.1:{port}\"");
+    let mut server = TestServer::launch(&["--set", &http]);
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + HTTP_TIMEOUT;
+    let mut answers = Vec::new();
+    while answers.last().map(String::as_str) != Some("HTTP/1.1 200 OK") {
+        assert!(
+            Instant::now() < deadline,
+            "no 200 from /health: {answers:?}"
+        );
+        let Ok(mut stream) = TcpStream::connect(address) else {
+            continue;
+        };
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\n\r\n")
+            .expect("send");
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        let status = status_line(&response).to_owned();
+        if status != "HTTP/1.1 200 OK" {
+            assert_eq!(
+                (status.as_str(), body(&response)),
+                ("HTTP/1.1 503 Service Unavailable", "starting\n")
+            );
+        }
+        answers.push(status);
+    }
+    server.wait_ready();
+    assert_eq!(status_line(&get(address, "/health")), "HTTP/1.1 200 OK");
+    let starting = answers.len() - 1;
+    eprintln!("/health answered 503 starting {starting} times before 200");
 }
 
 /// A client that asks for ~1 MB answers and never reads them: its connection stays stuck in
