@@ -21,17 +21,22 @@ macro_rules! unscoped_handlers {
     )+};
 }
 
-/// `impl Handler` for requests that name one stream (their `stream` field), one line each:
-/// `Request: Need::Variant => |cx, request, scope| handler call;`.
-macro_rules! stream_handlers {
-    ($($name:ident: $need:path => |$cx:tt, $request:tt, $scope:tt| $run:expr;)+) => {$(
+/// The `impl Handler` of a request that names a stream or a topic: its scope type, how a
+/// request (`this`) resolves it, the `on_*` that builds its need, and its handler. Written
+/// once for [`stream_handlers!`] and [`topic_handlers!`].
+macro_rules! scoped_handler {
+    (
+        $name:ident, $scope_type:ty, |$this:ident, $metadata:ident| $resolve:expr,
+        $on:path, $need:path, |$cx:tt, $request:tt, $scope:tt| $run:expr
+    ) => {
         impl $crate::handler::Handler for $name {
-            type Scope = $crate::handler::StreamScope;
-            fn resolve(&self, metadata: &galgo_metadata::Metadata) -> Self::Scope {
-                $crate::handler::stream_scope(metadata, &self.stream)
+            type Scope = $scope_type;
+            fn resolve(&self, $metadata: &galgo_metadata::Metadata) -> Self::Scope {
+                let $this = self;
+                $resolve
             }
             fn need(scope: &Self::Scope) -> Option<galgo_metadata::Need> {
-                $crate::handler::on_stream(scope, $need)
+                $on(scope, $need)
             }
             async fn handle(
                 self,
@@ -42,6 +47,21 @@ macro_rules! stream_handlers {
                 $run
             }
         }
+    };
+}
+
+/// `impl Handler` for requests that name one stream (their `stream` field), one line each:
+/// `Request: Need::Variant => |cx, request, scope| handler call;`.
+macro_rules! stream_handlers {
+    ($($name:ident: $need:path => |$cx:tt, $request:tt, $scope:tt| $run:expr;)+) => {$(
+        scoped_handler!(
+            $name,
+            $crate::handler::StreamScope,
+            |this, metadata| $crate::handler::stream_scope(metadata, &this.stream),
+            $crate::handler::on_stream,
+            $need,
+            |$cx, $request, $scope| $run
+        );
     )+};
 }
 
@@ -50,27 +70,18 @@ macro_rules! stream_handlers {
 /// `Request: Need::Variant => |cx, request, scope| handler call;`.
 macro_rules! topic_handlers {
     ($($name:ident $(in $field:ident)?: $need:path => |$cx:tt, $request:tt, $scope:tt| $run:expr;)+) => {$(
-        impl $crate::handler::Handler for $name {
-            type Scope = $crate::handler::TopicScope;
-            fn resolve(&self, metadata: &galgo_metadata::Metadata) -> Self::Scope {
-                $crate::handler::topic_scope(
-                    metadata,
-                    &self$(.$field)?.stream,
-                    &self$(.$field)?.topic,
-                )
-            }
-            fn need(scope: &Self::Scope) -> Option<galgo_metadata::Need> {
-                $crate::handler::on_topic(scope, $need)
-            }
-            async fn handle(
-                self,
-                $cx: $crate::handler::Cx<'_>,
-                $scope: Self::Scope,
-            ) -> $crate::handler::Outcome {
-                let $request = self;
-                $run
-            }
-        }
+        scoped_handler!(
+            $name,
+            $crate::handler::TopicScope,
+            |this, metadata| $crate::handler::topic_scope(
+                metadata,
+                &this$(.$field)?.stream,
+                &this$(.$field)?.topic,
+            ),
+            $crate::handler::on_topic,
+            $need,
+            |$cx, $request, $scope| $run
+        );
     )+};
 }
 

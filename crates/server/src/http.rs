@@ -21,12 +21,13 @@ use std::{
 };
 
 use galgo_shards::ShardsHandle;
-use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{config::HttpConfig, context::Context, metrics};
+use crate::{config::HttpConfig, context::Context, listener, metrics};
 
 /// Largest request head read; a longer one is cut.
 pub const REQUEST_BYTES_MAX: usize = 8 * 1024;
+/// Connections the kernel queues for the accept thread.
+const LISTEN_BACKLOG: i32 = 64;
 /// Headers parsed at most in one request.
 const HEADERS_MAX: usize = 32;
 /// The content type of /metrics.
@@ -71,14 +72,8 @@ impl Health {
 pub fn bind(config: &HttpConfig) -> Result<TcpListener, String> {
     let address = config.address;
     let bind = || -> io::Result<TcpListener> {
-        let socket = Socket::new(
-            Domain::for_address(address),
-            Type::STREAM,
-            Some(Protocol::TCP),
-        )?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&address.into())?;
-        socket.listen(64)?;
+        let socket = listener::bound_socket(address, false)?;
+        socket.listen(LISTEN_BACKLOG)?;
         Ok(socket.into())
     };
     bind().map_err(|error| format!("cannot listen on {address} ([http] address): {error}"))

@@ -68,16 +68,7 @@ pub async fn listen_on_every_shard(shard0: &Rc<Shard>) -> Result<(), String> {
 /// free.
 fn refuse_if_served(wanted: &[(Listener, SocketAddr)]) -> Result<(), String> {
     for &(kind, address) in wanted.iter().filter(|(_, address)| address.port() != 0) {
-        let probe = || -> std::io::Result<()> {
-            let socket = Socket::new(
-                Domain::for_address(address),
-                Type::STREAM,
-                Some(Protocol::TCP),
-            )?;
-            socket.set_reuse_address(true)?;
-            socket.bind(&address.into())
-        };
-        if let Err(error) = probe() {
+        if let Err(error) = bound_socket(address, false) {
             let key = match kind {
                 Listener::Tcp => "[tcp] address",
                 Listener::WebSocket => "[websocket] address",
@@ -117,19 +108,28 @@ fn publish(shard0: &Shard, kind: Listener, address: SocketAddr) {
 
 fn bind_reuseport(address: SocketAddr) -> Result<StdListener, String> {
     let bind = || -> std::io::Result<StdListener> {
-        let socket = Socket::new(
-            Domain::for_address(address),
-            Type::STREAM,
-            Some(Protocol::TCP),
-        )?;
-        socket.set_reuse_address(true)?;
-        socket.set_reuse_port(true)?;
+        let socket = bound_socket(address, true)?;
         socket.set_nonblocking(true)?;
-        socket.bind(&address.into())?;
         socket.listen(LISTEN_BACKLOG)?;
         Ok(socket.into())
     };
     bind().map_err(|error| format!("cannot listen on {address}: {error}"))
+}
+
+/// A TCP socket bound to `address` with SO_REUSEADDR (a restart is not refused over the
+/// TIME_WAIT leftovers of the previous run), and SO_REUSEPORT when every shard binds it.
+pub fn bound_socket(address: SocketAddr, reuse_port: bool) -> std::io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&address.into())?;
+    Ok(socket)
 }
 
 /// Starts this shard's accept loops.

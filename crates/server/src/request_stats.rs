@@ -43,11 +43,22 @@ pub struct Traffic {
 }
 
 /// The shard's request figures. Lives in its `Context`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RequestStats {
     commands: RefCell<Vec<CommandStats>>,
     errors: RefCell<BTreeMap<u32, u64>>,
     traffic: RefCell<HashMap<PartitionKey, Traffic>>,
+}
+
+impl Default for RequestStats {
+    fn default() -> Self {
+        Self {
+            // One slot per command of the table, in its order.
+            commands: RefCell::new(vec![CommandStats::default(); CommandCode::ALL.len()]),
+            errors: RefCell::default(),
+            traffic: RefCell::default(),
+        }
+    }
 }
 
 impl RequestStats {
@@ -58,9 +69,6 @@ impl RequestStats {
             .position(|&code| code == command)
             .expect("every command is in the table");
         let mut commands = self.commands.borrow_mut();
-        if commands.is_empty() {
-            commands.resize(CommandCode::ALL.len(), CommandStats::default());
-        }
         let stats = &mut commands[index];
         let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         stats.count += 1;
