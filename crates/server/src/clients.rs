@@ -60,6 +60,13 @@ impl ClientTable {
     pub fn all(&self) -> Vec<ClientRecord> {
         self.clients.values().cloned().collect()
     }
+    /// How many connected over `transport`.
+    pub fn count(&self, transport: Transport) -> usize {
+        self.clients
+            .values()
+            .filter(|record| record.transport == transport)
+            .count()
+    }
     /// How many.
     pub fn len(&self) -> usize {
         self.clients.len()

@@ -85,8 +85,8 @@ pub fn gather(shards: &ShardsHandle<Context>, timeout: Duration) -> Vec<ShardFig
 
 /// On a shard: its own figures.
 fn shard_figures(shard: &Shard) -> ShardFigures {
-    let clients = shard.state().clients.borrow().all();
-    let count = |transport| clients.iter().filter(|c| c.transport == transport).count() as u64;
+    let clients = shard.state().clients.borrow();
+    let count = |transport| clients.count(transport) as u64;
     let counters = &shard.counters;
     let metadata = shard.metadata.borrow();
     ShardFigures {
