@@ -109,6 +109,9 @@ macro_rules! for_each_command {
             JoinConsumerGroup = 604,
             /// Leaves a consumer group.
             LeaveConsumerGroup = 605,
+            /// The caller's partitions in a consumer group (the 0.9 generation assigns them on
+            /// the client side; 0.8 clients never send it).
+            SyncConsumerGroup = 606,
             /// galgo's own extension, not an Iggy command: per-shard counters (calls sent and received,
             /// events applied, connections, partitions). Official SDKs never send it.
             GetShardStats = 9000,
@@ -182,7 +185,7 @@ mod tests {
             assert_eq!(CommandCode::from_u32(code.as_u32()), Some(code));
         }
         // 47 Iggy commands plus galgo's GetShardStats.
-        assert_eq!(CommandCode::ALL.len(), 48);
+        assert_eq!(CommandCode::ALL.len(), 49);
     }
 
     #[test]

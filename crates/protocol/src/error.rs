@@ -99,6 +99,14 @@ error_codes! {
     PersonalAccessTokenExpired = 54,
     /// No more users can be created.
     UsersLimitReached = 55,
+    /// The expiry of a personal access token is not allowed (0.9 generation).
+    InvalidPersonalAccessTokenExpiry = 56,
+    /// 0.9: the request's outcome is not known yet; the client resends the same frame.
+    TransientNotCommitted = 57,
+    /// 0.9: the request was not admitted; the client resends it, possibly elsewhere.
+    TransientNotAccepted = 58,
+    /// 0.9: a retried request was applied, and its reply is no longer kept.
+    RequestAlreadyApplied = 59,
     /// Client-side: not connected.
     NotConnected = 61,
     /// A size in bytes is invalid (payload too large for the codec).
@@ -141,6 +149,8 @@ error_codes! {
     InvalidStreamId = 1014,
     /// The maximum topic size is smaller than a segment.
     InvalidTopicSize = 1019,
+    /// 0.9: the server holds as many streams as it allows.
+    TooManyStreams = 1020,
     /// The topic cannot be polled.
     CannotPollTopic = 2009,
     /// No topic has this id.
@@ -159,6 +169,8 @@ error_codes! {
     InvalidReplicationFactor = 2018,
     /// The partitions count is invalid.
     InvalidPartitionsCount = 2019,
+    /// 0.9: the server holds as many topics as it allows.
+    TooManyTopics = 2021,
     /// A partition could not be created.
     CannotCreatePartition = 3000,
     /// No partition has this id.
@@ -191,6 +203,10 @@ error_codes! {
     InvalidMessagePayloadLength = 4025,
     /// A message checksum does not match.
     InvalidMessageChecksum = 4027,
+    /// 0.9: a message's timestamp is too far from its batch's origin timestamp.
+    InvalidMessageTimestampDelta = 4038,
+    /// 0.9: a batch's checksum does not match its header and its messages' checksums.
+    InvalidBatchChecksum = 4039,
     /// A SendMessages index entry has a non-zero offset.
     NonZeroOffset = 4031,
     /// A SendMessages index entry has a non-zero timestamp.
@@ -207,6 +223,12 @@ error_codes! {
     TooSmallMessage = 4037,
     /// Unknown user-header kind.
     InvalidHeaderKind = 4040,
+    /// 0.9: an options block names a key the command does not take.
+    UnsupportedOptionKey = 4041,
+    /// 0.9: an option's value is of the wrong kind or out of range.
+    InvalidOptionValue = 4042,
+    /// 0.9: an options block breaks its limits (pairs, bytes, duplicate or non-string keys).
+    OptionsBlockTooLarge = 4043,
     /// An offset is beyond the partition's current offset.
     InvalidOffset = 4100,
     /// A message's reserved field is not 0.
@@ -223,6 +245,8 @@ error_codes! {
     InvalidConsumerGroupName = 5005,
     /// The caller is not a member of the consumer group.
     ConsumerGroupMemberNotFound = 5006,
+    /// 0.9: a group member polled or committed a partition it is not assigned.
+    ConsumerGroupPartitionNotOwned = 5009,
     /// Client-side: the connection string is invalid.
     InvalidConnectionString = 8000,
     /// A file could not be read.
@@ -235,6 +259,12 @@ error_codes! {
     TaskTimeout = 12001,
     /// An I/O error.
     IoError = 13000,
+    /// 0.9: a session is already bound on this connection.
+    AlreadyAuthenticated = 14000,
+    /// 0.9: a session number of 0, or not the one this connection was given.
+    InvalidSession = 14001,
+    /// 0.9: the client's protocol version is outside what the server accepts.
+    IncompatibleProtocolVersion = 14003,
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -255,7 +285,7 @@ mod tests {
             assert_eq!(ErrorCode::from_u32(code.as_u32()), Some(code));
         }
         // The 91 named codes of PROTOCOL.md §7 plus the five WebSocket codes 400..=404.
-        assert_eq!(ErrorCode::ALL.len(), 96);
+        assert_eq!(ErrorCode::ALL.len(), 111);
     }
 
     #[test]

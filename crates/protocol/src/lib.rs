@@ -41,6 +41,7 @@ pub mod permissions;
 pub mod polling;
 pub mod reader;
 pub mod request;
+pub mod vsr;
 pub mod writer;
 
 pub use code::CommandCode;

@@ -267,9 +267,9 @@ mod tests {
             Request::UpdateTopic(UpdateTopic {
                 stream: s.clone(),
                 topic: t.clone(),
-                compression: CompressionAlgorithm::Gzip,
-                message_expiry_us: 1_000_000,
-                max_topic_size_bytes: 1 << 30,
+                compression: Some(CompressionAlgorithm::Gzip),
+                message_expiry_us: Some(1_000_000),
+                max_topic_size_bytes: Some(1 << 30),
                 replication_factor: 0,
                 name: "topic2".into(),
             }),
@@ -323,6 +323,11 @@ mod tests {
                 group: g.clone(),
             }),
             Request::LeaveConsumerGroup(LeaveConsumerGroup {
+                stream: s.clone(),
+                topic: t.clone(),
+                group: g.clone(),
+            }),
+            Request::SyncConsumerGroup(SyncConsumerGroup {
                 stream: s,
                 topic: t,
                 group: g,

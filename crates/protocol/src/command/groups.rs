@@ -62,6 +62,20 @@ identifiers_request!(
     }
 );
 
+identifiers_request!(
+    /// The caller's current assignment in a group (code 606, 0.9 generation only).
+    /// Response: [`GroupAssignment`], or empty when the caller is not a member (see
+    /// [`GroupAssignment::decode_reply`]).
+    SyncConsumerGroup {
+        /// The stream.
+        stream,
+        /// The topic.
+        topic,
+        /// The group.
+        group
+    }
+);
+
 /// Creates a group (code 602): `Id stream | Id topic | name name8`; the server assigns the id.
 /// Response: the new [`GroupHeader`] (members 0), which the SDK reads as [`GroupDetails`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +217,61 @@ impl GroupDetails {
     }
 }
 
+/// A member's assignment, the SyncConsumerGroup response:
+/// `generation u64 | partitions_count u32 | partition_id u32 × partitions_count`.
+///
+/// A member without partitions still has an assignment (count 0); only a non-member gets an
+/// empty response, which is why call sites hold an `Option<GroupAssignment>`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupAssignment {
+    /// Bumped on every rebalance of the group.
+    pub generation: u64,
+    /// The partitions the member owns.
+    pub partitions: Vec<u32>,
+}
+
+impl GroupAssignment {
+    /// Appends the response payload.
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_u64_le(self.generation);
+        out.put_u32_le(u32::try_from(self.partitions.len()).expect("partitions fit a u32 count"));
+        for &partition in &self.partitions {
+            out.put_u32_le(partition);
+        }
+    }
+
+    /// Appends the whole response: nothing for a non-member, else the assignment.
+    pub fn encode_reply(assignment: Option<&Self>, out: &mut BytesMut) {
+        if let Some(assignment) = assignment {
+            assignment.encode(out);
+        }
+    }
+
+    /// Reads one assignment.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ErrorCode> {
+        decode_with(bytes, |reader| {
+            let generation = reader.u64()?;
+            let (count, hint) = reader.count(4)?;
+            let mut partitions = Vec::with_capacity(hint);
+            for _ in 0..count {
+                partitions.push(reader.u32()?);
+            }
+            Ok(Self {
+                generation,
+                partitions,
+            })
+        })
+    }
+
+    /// Reads the whole response: `None` when it is empty (the caller is not a member).
+    pub fn decode_reply(bytes: &[u8]) -> Result<Option<Self>, ErrorCode> {
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        Self::decode(bytes).map(Some)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +337,38 @@ mod tests {
         assert_eq!(LeaveConsumerGroup::decode(&bytes), Ok(leave));
         assert_eq!(
             LeaveConsumerGroup::decode(&bytes[..bytes.len() - 1]),
+            Err(ErrorCode::InvalidCommand)
+        );
+    }
+
+    #[test]
+    fn sync_and_assignment_round_trip() {
+        let sync = SyncConsumerGroup {
+            stream: Identifier::Numeric(1),
+            topic: Identifier::Name("t".into()),
+            group: Identifier::Numeric(2),
+        };
+        let bytes = encoded(|out| sync.encode(out));
+        assert_eq!(bytes.len(), 6 + 3 + 6);
+        assert_eq!(SyncConsumerGroup::decode(&bytes), Ok(sync));
+
+        let assignment = GroupAssignment {
+            generation: 7,
+            partitions: vec![0, 3],
+        };
+        let bytes = encoded(|out| GroupAssignment::encode_reply(Some(&assignment), out));
+        assert_eq!(&bytes[..12], [7, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0]);
+        assert_eq!(GroupAssignment::decode_reply(&bytes), Ok(Some(assignment)));
+        let none = encoded(|out| GroupAssignment::encode_reply(None, out));
+        assert_eq!(GroupAssignment::decode_reply(&none), Ok(None));
+        let owns_nothing = encoded(|out| GroupAssignment::default().encode(out));
+        assert_eq!(owns_nothing.len(), 12);
+        assert_eq!(
+            GroupAssignment::decode_reply(&owns_nothing),
+            Ok(Some(GroupAssignment::default()))
+        );
+        assert_eq!(
+            GroupAssignment::decode(&bytes[..bytes.len() - 1]),
             Err(ErrorCode::InvalidCommand)
         );
     }

@@ -554,6 +554,143 @@ impl ShardStats {
     }
 }
 
+/// Scope code of the topic option catalog (DescribeOptions).
+pub const OPTIONS_SCOPE_TOPIC: u8 = 1;
+/// Scope code of the stream option catalog.
+pub const OPTIONS_SCOPE_STREAM: u8 = 2;
+/// Scope code of the user option catalog.
+pub const OPTIONS_SCOPE_USER: u8 = 3;
+
+/// Which resource's option catalog DescribeOptions asks for (one byte; anything else is 3).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OptionsScope {
+    /// Topics.
+    Topic = OPTIONS_SCOPE_TOPIC,
+    /// Streams.
+    Stream = OPTIONS_SCOPE_STREAM,
+    /// Users.
+    User = OPTIONS_SCOPE_USER,
+}
+
+impl OptionsScope {
+    /// The wire byte.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The scope of a wire byte; an unknown one is 3 `InvalidCommand`, as the SDK's decoder
+    /// refuses it.
+    pub fn from_u8(code: u8) -> Result<Self, ErrorCode> {
+        match code {
+            OPTIONS_SCOPE_TOPIC => Ok(OptionsScope::Topic),
+            OPTIONS_SCOPE_STREAM => Ok(OptionsScope::Stream),
+            OPTIONS_SCOPE_USER => Ok(OptionsScope::User),
+            _ => Err(ErrorCode::InvalidCommand),
+        }
+    }
+}
+
+/// The option catalog of a resource (code 13, 0.9 generation): `scope u8`.
+/// Response: [`OptionDescriptions`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DescribeOptions {
+    /// Whose catalog.
+    pub scope: OptionsScope,
+}
+
+impl DescribeOptions {
+    /// Reads the request payload.
+    pub fn decode(payload: &[u8]) -> Result<Self, ErrorCode> {
+        decode_with(payload, |reader| {
+            Ok(Self {
+                scope: OptionsScope::from_u8(reader.u8()?)?,
+            })
+        })
+    }
+
+    /// Appends the request payload.
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_u8(self.scope.as_u8());
+    }
+}
+
+/// One entry of a catalog: `key name8 | kind u8 | default_len u32 | default | description_len
+/// u32 | description`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptionDescription {
+    /// The option key, 1..=255 bytes.
+    pub key: String,
+    /// The value kind the server stores the key as (a user-header kind, PROTOCOL.md §4.8).
+    pub kind: u8,
+    /// The default in `kind`'s encoding; empty when the key has none.
+    pub default_value: Vec<u8>,
+    /// Human-readable text.
+    pub description: String,
+}
+
+impl OptionDescription {
+    fn encode(&self, out: &mut BytesMut) {
+        crate::writer::put_name8(out, &self.key);
+        out.put_u8(self.kind);
+        let default_len = u32::try_from(self.default_value.len()).expect("default fits a u32");
+        out.put_u32_le(default_len);
+        out.put_slice(&self.default_value);
+        put_str32(out, &self.description);
+    }
+
+    fn decode(reader: &mut Reader<'_>) -> Result<Self, ErrorCode> {
+        let key = reader.name8()?.to_owned();
+        let kind = reader.u8()?;
+        let default_len = reader.u32()?;
+        let default_len = usize::try_from(default_len).map_err(|_| ErrorCode::InvalidCommand)?;
+        let default_value = reader.bytes(default_len)?.to_vec();
+        // The SDK reads the description lossily; a catalog is text for people, not a key.
+        let description_len = reader.u32()?;
+        let description_len =
+            usize::try_from(description_len).map_err(|_| ErrorCode::InvalidCommand)?;
+        let description = String::from_utf8_lossy(reader.bytes(description_len)?).into_owned();
+        Ok(Self {
+            key,
+            kind,
+            default_value,
+            description,
+        })
+    }
+}
+
+/// Smallest encoded [`OptionDescription`]: a one-byte key, kind and two zero lengths.
+const OPTION_DESCRIPTION_BYTES_MIN: usize = 2 + 1 + 4 + 4;
+
+/// The DescribeOptions response: `count u32`, then that many [`OptionDescription`]s.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OptionDescriptions {
+    /// The catalog, in the server's order.
+    pub entries: Vec<OptionDescription>,
+}
+
+impl OptionDescriptions {
+    /// Appends the response payload.
+    pub fn encode(&self, out: &mut BytesMut) {
+        out.put_u32_le(u32::try_from(self.entries.len()).expect("catalog fits a u32 count"));
+        for entry in &self.entries {
+            entry.encode(out);
+        }
+    }
+
+    /// Reads the response payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ErrorCode> {
+        decode_with(bytes, |reader| {
+            let (count, hint) = reader.count(OPTION_DESCRIPTION_BYTES_MIN)?;
+            let mut entries = Vec::with_capacity(hint);
+            for _ in 0..count {
+                entries.push(OptionDescription::decode(reader)?);
+            }
+            Ok(Self { entries })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,6 +716,37 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn describe_options_round_trips() {
+        let request = DescribeOptions {
+            scope: OptionsScope::User,
+        };
+        let bytes = encoded(|out| request.encode(out));
+        assert_eq!(&bytes[..], [3]);
+        assert_eq!(DescribeOptions::decode(&bytes), Ok(request));
+        for bad in [[0u8], [4]] {
+            assert_eq!(
+                DescribeOptions::decode(&bad),
+                Err(ErrorCode::InvalidCommand)
+            );
+        }
+        let reply = OptionDescriptions {
+            entries: vec![OptionDescription {
+                key: "segment_size".into(),
+                kind: 12,
+                default_value: (1u64 << 30).to_le_bytes().to_vec(),
+                description: "bytes per segment".into(),
+            }],
+        };
+        let bytes = encoded(|out| reply.encode(out));
+        assert_eq!(bytes.len(), 4 + 13 + 1 + 4 + 8 + 4 + 17);
+        assert_eq!(OptionDescriptions::decode(&bytes), Ok(reply));
+        assert_eq!(
+            OptionDescriptions::decode(&bytes[..bytes.len() - 1]),
+            Err(ErrorCode::InvalidCommand)
+        );
     }
 
     #[test]

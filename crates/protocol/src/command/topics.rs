@@ -139,14 +139,19 @@ impl CreateTopic {
 /// Id stream | Id topic | compression u8 | message_expiry u64 | max_topic_size u64
 /// | replication_factor u8 | name name8
 /// ```
+///
+/// A 0.8 request sets every setting; a 0.9 one (PROTOCOL-0.9.md §8.3) patches those it
+/// names, and `None` keeps the topic's current value. Encoded in the 0.8 form, `None` is the
+/// wire's default (no compression, expiry and size 0, which the server reads as its
+/// defaults), so a 0.8 client reads the current settings first to keep them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct UpdateTopic {
     pub stream: Identifier,
     pub topic: Identifier,
-    pub compression: CompressionAlgorithm,
-    pub message_expiry_us: u64,
-    pub max_topic_size_bytes: u64,
+    pub compression: Option<CompressionAlgorithm>,
+    pub message_expiry_us: Option<u64>,
+    pub max_topic_size_bytes: Option<u64>,
     pub replication_factor: u8,
     pub name: String,
 }
@@ -158,9 +163,9 @@ impl UpdateTopic {
             Ok(Self {
                 stream: Identifier::decode(reader)?,
                 topic: Identifier::decode(reader)?,
-                compression: CompressionAlgorithm::read(reader)?,
-                message_expiry_us: reader.u64()?,
-                max_topic_size_bytes: reader.u64()?,
+                compression: Some(CompressionAlgorithm::read(reader)?),
+                message_expiry_us: Some(reader.u64()?),
+                max_topic_size_bytes: Some(reader.u64()?),
                 replication_factor: reader.u8()?,
                 name: reader.name8()?.to_owned(),
             })
@@ -171,9 +176,10 @@ impl UpdateTopic {
     pub fn encode(&self, out: &mut BytesMut) {
         self.stream.encode(out);
         self.topic.encode(out);
-        out.put_u8(self.compression.as_u8());
-        out.put_u64_le(self.message_expiry_us);
-        out.put_u64_le(self.max_topic_size_bytes);
+        let compression = self.compression.unwrap_or(CompressionAlgorithm::None);
+        out.put_u8(compression.as_u8());
+        out.put_u64_le(self.message_expiry_us.unwrap_or(0));
+        out.put_u64_le(self.max_topic_size_bytes.unwrap_or(0));
         out.put_u8(self.replication_factor);
         put_name8(out, &self.name);
     }
@@ -462,9 +468,9 @@ pub(crate) mod tests {
         let update = UpdateTopic {
             stream: s.clone(),
             topic: t.clone(),
-            compression: CompressionAlgorithm::Gzip,
-            message_expiry_us: 9,
-            max_topic_size_bytes: 10,
+            compression: Some(CompressionAlgorithm::Gzip),
+            message_expiry_us: Some(9),
+            max_topic_size_bytes: Some(10),
             replication_factor: 2,
             name: "renamed".into(),
         };

@@ -1,0 +1,1410 @@
+//! The 0.9 message batch (PROTOCOL-0.9.md §8.8), converted to and from galgo's 0.8 message
+//! layout (message.rs), so storage and the 0.8 client code never see the 0.9 format.
+//!
+//! ```text
+//! SendMessages body   metadata_length u32 | stream Id | topic Id | partitioning | count u32
+//!                     | batch header (256) | count frames
+//! poll reply          partition_id u32 | current_offset u64 | messages_count u32 | record*
+//!                     record = batch header (256) + its frames
+//! batch header        0 partition_id u64 | 8 base_offset u64 | 16 base_timestamp u64
+//!                     | 24 origin_timestamp u64 | 32 batch_length u64 | 40 batch_checksum u64
+//!                     | 48 message_count u32 | 52 reserved (204 zero bytes)
+//! frame               0 checksum u64 | 8 id u128 | 24 offset_delta u32 | 28 timestamp_delta u32
+//!                     | 32 user_headers_length u32 | 36 payload_length u32 | 40 reserved u64
+//!                     | 48 payload | user headers
+//! ```
+//!
+//! A frame's checksum is XXH3-64 of its bytes 8..end; the batch checksum is a streaming
+//! XXH3-64 of the header's partition_id, base_offset, base_timestamp, origin_timestamp,
+//! batch_length and message_count, then every frame's checksum field. A 0.8 message is the
+//! same message with a 64-byte header (absolute offset, timestamp and origin timestamp instead
+//! of two deltas), and its payload and user headers in the same order, so every conversion is
+//! one header rewrite and one copy per message, into a buffer sized before the first byte.
+//!
+//! Structural errors are 3 `InvalidCommand`, as the Iggy server maps every batch layout error;
+//! integrity errors keep their codes (4027, 4039).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
+
+use crate::command::messages::{POLLED_MESSAGES_HEADER_BYTES, PolledMessagesHeader, SendMessages};
+use crate::error::ErrorCode;
+use crate::identifier::Identifier;
+use crate::message::{
+    self, ID_AT, MESSAGE_HEADER_BYTES, MESSAGE_PAYLOAD_BYTES_MAX, MessageIter, OFFSET_AT,
+    ORIGIN_TIMESTAMP_AT, PAYLOAD_LENGTH_AT, TIMESTAMP_AT, USER_HEADERS_BYTES_MAX,
+    USER_HEADERS_LENGTH_AT,
+};
+use crate::partitioning::Partitioning;
+use crate::reader::Reader;
+
+/// Size of a batch header.
+pub const BATCH_HEADER_BYTES: usize = 256;
+/// Size of a frame's header.
+pub const FRAME_HEADER_BYTES: usize = 48;
+/// Largest distance between a message's origin timestamp and its batch's, in µs.
+pub const TIMESTAMP_DELTA_MAX_US: u64 = u32::MAX as u64;
+/// Largest distance between a message's offset and its record's base offset.
+pub const OFFSET_DELTA_MAX: u64 = u32::MAX as u64;
+/// Largest batch the SDK encodes (its `batch_length` must fit a u32).
+pub const BATCH_BYTES_MAX: usize = u32::MAX as usize;
+
+const PARTITION_ID_AT: usize = 0;
+const BASE_OFFSET_AT: usize = 8;
+const BASE_TIMESTAMP_AT: usize = 16;
+const BATCH_ORIGIN_TIMESTAMP_AT: usize = 24;
+const BATCH_LENGTH_AT: usize = 32;
+const BATCH_CHECKSUM_AT: usize = 40;
+const MESSAGE_COUNT_AT: usize = 48;
+const BATCH_RESERVED_AT: usize = 52;
+
+const FRAME_CHECKSUM_AT: usize = 0;
+const FRAME_ID_AT: usize = 8;
+const OFFSET_DELTA_AT: usize = 24;
+const TIMESTAMP_DELTA_AT: usize = 28;
+const FRAME_HEADERS_LENGTH_AT: usize = 32;
+const FRAME_PAYLOAD_LENGTH_AT: usize = 36;
+const FRAME_RESERVED_AT: usize = 40;
+
+/// What a message grows by from a frame to the 0.8 layout (and shrinks by the other way).
+const MESSAGE_GROWTH_BYTES: usize = MESSAGE_HEADER_BYTES - FRAME_HEADER_BYTES;
+
+const _: () = assert!(BATCH_RESERVED_AT == MESSAGE_COUNT_AT + 4);
+const _: () = assert!(FRAME_RESERVED_AT + 8 == FRAME_HEADER_BYTES);
+const _: () = assert!(MESSAGE_GROWTH_BYTES == 16);
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// A batch header, as sent by a producer or as served in a poll reply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// 0 from a producer; the partition in a poll reply.
+    pub partition_id: u64,
+    /// Offset of the first message (0 from a producer).
+    pub base_offset: u64,
+    /// Append time of the whole batch, µs (0 from a producer).
+    pub base_timestamp: u64,
+    /// The smallest origin timestamp of its messages.
+    pub origin_timestamp: u64,
+    /// 256 + the size of every frame.
+    pub batch_length: u64,
+    /// See the module page.
+    pub batch_checksum: u64,
+    /// Frames that follow.
+    pub message_count: u32,
+}
+
+impl BatchHeader {
+    /// Reads a header at the start of `bytes`: too short, a `batch_length` below 256 or
+    /// non-zero reserved bytes are 3 `InvalidCommand`.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ErrorCode> {
+        let Some(header) = bytes.get(..BATCH_HEADER_BYTES) else {
+            return Err(ErrorCode::InvalidCommand);
+        };
+        let batch_length = u64_at(header, BATCH_LENGTH_AT);
+        if batch_length < BATCH_HEADER_BYTES as u64
+            || header[BATCH_RESERVED_AT..].iter().any(|&byte| byte != 0)
+        {
+            return Err(ErrorCode::InvalidCommand);
+        }
+        Ok(Self {
+            partition_id: u64_at(header, PARTITION_ID_AT),
+            base_offset: u64_at(header, BASE_OFFSET_AT),
+            base_timestamp: u64_at(header, BASE_TIMESTAMP_AT),
+            origin_timestamp: u64_at(header, BATCH_ORIGIN_TIMESTAMP_AT),
+            batch_length,
+            batch_checksum: u64_at(header, BATCH_CHECKSUM_AT),
+            message_count: u32_at(header, MESSAGE_COUNT_AT),
+        })
+    }
+
+    /// Writes the header over the first 256 bytes of `slot`, reserved bytes zeroed.
+    fn write_into(&self, slot: &mut [u8]) {
+        let slot = &mut slot[..BATCH_HEADER_BYTES];
+        slot.fill(0);
+        for (at, value) in [
+            (PARTITION_ID_AT, self.partition_id),
+            (BASE_OFFSET_AT, self.base_offset),
+            (BASE_TIMESTAMP_AT, self.base_timestamp),
+            (BATCH_ORIGIN_TIMESTAMP_AT, self.origin_timestamp),
+            (BATCH_LENGTH_AT, self.batch_length),
+            (BATCH_CHECKSUM_AT, self.batch_checksum),
+        ] {
+            slot[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+        slot[MESSAGE_COUNT_AT..MESSAGE_COUNT_AT + 4]
+            .copy_from_slice(&self.message_count.to_le_bytes());
+    }
+
+    /// Appends the header.
+    pub fn encode(&self, out: &mut BytesMut) {
+        let at = out.len();
+        out.put_bytes(0, BATCH_HEADER_BYTES);
+        self.write_into(&mut out[at..]);
+    }
+
+    /// Resets `hasher` and feeds it the header fields the batch checksum covers; the frames'
+    /// checksum fields follow.
+    fn start_checksum(&self, hasher: &mut Xxh3Default) {
+        hasher.reset();
+        hasher.update(&self.partition_id.to_le_bytes());
+        hasher.update(&self.base_offset.to_le_bytes());
+        hasher.update(&self.base_timestamp.to_le_bytes());
+        hasher.update(&self.origin_timestamp.to_le_bytes());
+        hasher.update(&self.batch_length.to_le_bytes());
+        hasher.update(&self.message_count.to_le_bytes());
+    }
+
+    /// The frames' bytes (`batch_length - 256`) as a `usize`.
+    fn frames_len(&self) -> Result<usize, ErrorCode> {
+        let len = self.batch_length - BATCH_HEADER_BYTES as u64;
+        usize::try_from(len).map_err(|_| ErrorCode::InvalidCommand)
+    }
+
+    /// Refuses a count that `frames_len` bytes cannot hold, before anything is sized by it.
+    fn check_count_fits(&self, frames_len: usize) -> Result<(), ErrorCode> {
+        match (self.message_count as usize).checked_mul(FRAME_HEADER_BYTES) {
+            Some(least) if least <= frames_len => Ok(()),
+            _ => Err(ErrorCode::InvalidCommand),
+        }
+    }
+}
+
+/// One frame inside a batch's frames, located and checked for layout.
+struct Frame<'a> {
+    /// The whole frame, header included.
+    bytes: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// The frame at `position`: a whole header with reserved 0, then the payload and user
+    /// headers it declares, all inside `frames`.
+    fn at(frames: &'a [u8], position: usize) -> Result<Self, ErrorCode> {
+        let rest = &frames[position..];
+        if rest.len() < FRAME_HEADER_BYTES || u64_at(rest, FRAME_RESERVED_AT) != 0 {
+            return Err(ErrorCode::InvalidCommand);
+        }
+        let size = FRAME_HEADER_BYTES as u64
+            + u64::from(u32_at(rest, FRAME_PAYLOAD_LENGTH_AT))
+            + u64::from(u32_at(rest, FRAME_HEADERS_LENGTH_AT));
+        if size > rest.len() as u64 {
+            return Err(ErrorCode::InvalidCommand);
+        }
+        Ok(Self {
+            bytes: &rest[..size as usize],
+        })
+    }
+
+    fn checksum(&self) -> u64 {
+        u64_at(self.bytes, FRAME_CHECKSUM_AT)
+    }
+    fn offset_delta(&self) -> u32 {
+        u32_at(self.bytes, OFFSET_DELTA_AT)
+    }
+    fn timestamp_delta(&self) -> u32 {
+        u32_at(self.bytes, TIMESTAMP_DELTA_AT)
+    }
+    fn payload_length(&self) -> u32 {
+        u32_at(self.bytes, FRAME_PAYLOAD_LENGTH_AT)
+    }
+    fn user_headers_length(&self) -> u32 {
+        u32_at(self.bytes, FRAME_HEADERS_LENGTH_AT)
+    }
+    fn id(&self) -> &'a [u8] {
+        &self.bytes[FRAME_ID_AT..FRAME_ID_AT + 16]
+    }
+    /// Payload then user headers: the same bytes in the same order in both layouts.
+    fn body(&self) -> &'a [u8] {
+        &self.bytes[FRAME_HEADER_BYTES..]
+    }
+}
+
+/// The absolute fields of one 0.8 message, written by [`put_message_0_8`].
+struct MessageFields<'a> {
+    checksum: u64,
+    id: &'a [u8],
+    offset: u64,
+    timestamp: u64,
+    origin_timestamp: u64,
+    user_headers_length: u32,
+    payload_length: u32,
+}
+
+/// Appends one 0.8 message: the 64-byte header, then `body` (payload and user headers).
+fn put_message_0_8(fields: &MessageFields<'_>, body: &[u8], out: &mut BytesMut) {
+    out.put_u64_le(fields.checksum);
+    out.put_slice(fields.id);
+    out.put_u64_le(fields.offset);
+    out.put_u64_le(fields.timestamp);
+    out.put_u64_le(fields.origin_timestamp);
+    out.put_u32_le(fields.user_headers_length);
+    out.put_u32_le(fields.payload_length);
+    out.put_u64_le(0);
+    out.put_slice(body);
+}
+
+/// Where a SendMessages body's batch starts, and what its metadata says.
+struct SendMetadata {
+    stream: Identifier,
+    topic: Identifier,
+    partitioning: Partitioning,
+    messages_count: u32,
+    batch_at: usize,
+}
+
+/// Reads the metadata, which must be exactly `metadata_length` bytes (as the Iggy server
+/// checks; 0.8 tolerated slack there).
+fn decode_send_metadata(body: &[u8]) -> Result<SendMetadata, ErrorCode> {
+    let mut reader = Reader::new(body);
+    let metadata_length = reader.u32()?;
+    let metadata_length =
+        usize::try_from(metadata_length).map_err(|_| ErrorCode::InvalidCommand)?;
+    let mut metadata = Reader::new(reader.bytes(metadata_length)?);
+    let stream = Identifier::decode_for_send(&mut metadata)?;
+    let topic = Identifier::decode_for_send(&mut metadata)?;
+    let partitioning = Partitioning::decode(&mut metadata)?;
+    let messages_count = metadata.u32()?;
+    if !metadata.is_empty() {
+        return Err(ErrorCode::InvalidCommand);
+    }
+    if messages_count == 0 {
+        return Err(ErrorCode::InvalidMessagesCount);
+    }
+    Ok(SendMetadata {
+        stream,
+        topic,
+        partitioning,
+        messages_count,
+        batch_at: reader.position(),
+    })
+}
+
+/// Converts a 0.9 SendMessages body into the 0.8 [`SendMessages`] the server stores: its
+/// `messages` block holds the same messages in the 0.8 layout (checksum, offset and timestamp
+/// 0, origin timestamp absolute, ids as sent), ready for the unchanged storage path.
+///
+/// Checks, in order: the metadata (3, 6 for an identifier, 4009 for no messages), the batch
+/// header (count equal to the metadata's, `batch_length` exactly the rest of the body,
+/// reserved bytes 0), then each frame: whole and reserved 0 (3), `offset_delta` equal to its
+/// index (3), payload and user-header limits of the 0.8 decoder (4022, 4017), its checksum
+/// (4027); then the frames tile the batch exactly (3) and the batch checksum (4039).
+pub fn decode_send(body: BytesMut) -> Result<SendMessages, ErrorCode> {
+    let metadata = decode_send_metadata(&body)?;
+    let batch = &body[metadata.batch_at..];
+    let header = BatchHeader::decode(batch)?;
+    if header.message_count != metadata.messages_count || header.batch_length != batch.len() as u64
+    {
+        return Err(ErrorCode::InvalidCommand);
+    }
+    let frames = &batch[BATCH_HEADER_BYTES..];
+    header.check_count_fits(frames.len())?;
+    let grown = header.message_count as usize * MESSAGE_GROWTH_BYTES;
+    let mut messages = BytesMut::with_capacity(frames.len() + grown);
+    convert_sent_frames(&header, frames, &mut messages)?;
+    debug_assert_eq!(messages.len(), frames.len() + grown);
+    Ok(SendMessages {
+        stream: metadata.stream,
+        topic: metadata.topic,
+        partitioning: metadata.partitioning,
+        messages_count: metadata.messages_count,
+        messages,
+    })
+}
+
+/// Verifies and converts every frame of a sent batch, then the batch checksum.
+fn convert_sent_frames(
+    header: &BatchHeader,
+    frames: &[u8],
+    out: &mut BytesMut,
+) -> Result<(), ErrorCode> {
+    let mut hasher = Xxh3Default::new();
+    header.start_checksum(&mut hasher);
+    let mut position = 0;
+    for index in 0..header.message_count {
+        let frame = Frame::at(frames, position)?;
+        if frame.offset_delta() != index {
+            return Err(ErrorCode::InvalidCommand);
+        }
+        if frame.payload_length() > MESSAGE_PAYLOAD_BYTES_MAX {
+            return Err(ErrorCode::TooBigMessagePayload);
+        }
+        if frame.user_headers_length() > USER_HEADERS_BYTES_MAX {
+            return Err(ErrorCode::TooBigUserHeaders);
+        }
+        if xxh3_64(&frame.bytes[FRAME_ID_AT..]) != frame.checksum() {
+            return Err(ErrorCode::InvalidMessageChecksum);
+        }
+        hasher.update(&frame.bytes[..8]);
+        let origin_timestamp = header
+            .origin_timestamp
+            .checked_add(u64::from(frame.timestamp_delta()))
+            .ok_or(ErrorCode::InvalidCommand)?;
+        let fields = MessageFields {
+            checksum: 0,
+            id: frame.id(),
+            offset: 0,
+            timestamp: 0,
+            origin_timestamp,
+            user_headers_length: frame.user_headers_length(),
+            payload_length: frame.payload_length(),
+        };
+        put_message_0_8(&fields, frame.body(), out);
+        position += frame.bytes.len();
+    }
+    if position != frames.len() {
+        return Err(ErrorCode::InvalidCommand);
+    }
+    if hasher.digest() != header.batch_checksum {
+        return Err(ErrorCode::InvalidBatchChecksum);
+    }
+    Ok(())
+}
+
+/// One message a client sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutgoingMessage<'a> {
+    /// The id; 0 asks the server for one (the SDK sends a random UUIDv4 instead).
+    pub id: u128,
+    /// The client's timestamp, µs.
+    pub origin_timestamp: u64,
+    /// The payload.
+    pub payload: &'a [u8],
+    /// Raw user headers (TLV), possibly empty.
+    pub user_headers: &'a [u8],
+}
+
+/// Appends a whole 0.9 SendMessages body for galgo's client.
+///
+/// Errors: no messages is 4009; a message whose origin timestamp is more than
+/// [`TIMESTAMP_DELTA_MAX_US`] after the earliest one is 4038; a batch over
+/// [`BATCH_BYTES_MAX`] bytes is 80 `InvalidSizeBytes`.
+pub fn encode_send(
+    stream: &Identifier,
+    topic: &Identifier,
+    partitioning: &Partitioning,
+    messages: &[OutgoingMessage<'_>],
+    out: &mut BytesMut,
+) -> Result<(), ErrorCode> {
+    encode_send_from(
+        stream,
+        topic,
+        partitioning,
+        messages.iter().copied().map(Ok),
+        out,
+    )
+}
+
+/// [`encode_send`] from a 0.8 messages block (what [`SendMessages::messages`] holds): every
+/// message keeps its id, origin timestamp, payload and user headers. A block that does not
+/// hold whole messages is 3 `InvalidCommand`.
+pub fn encode_send_block(
+    stream: &Identifier,
+    topic: &Identifier,
+    partitioning: &Partitioning,
+    block: &[u8],
+    out: &mut BytesMut,
+) -> Result<(), ErrorCode> {
+    let messages = MessageIter::new(block).map(|message| {
+        let message = message.map_err(|_| ErrorCode::InvalidCommand)?;
+        Ok(OutgoingMessage {
+            id: message.id(),
+            origin_timestamp: message.origin_timestamp(),
+            payload: message.payload(),
+            user_headers: message.user_headers(),
+        })
+    });
+    encode_send_from(stream, topic, partitioning, messages, out)
+}
+
+/// What a first pass over the outgoing messages learns: enough to size and checksum the batch.
+struct OutgoingPlan {
+    count: u32,
+    frames_len: usize,
+    origin_timestamp: u64,
+}
+
+fn plan_outgoing<'a>(
+    messages: impl Iterator<Item = Result<OutgoingMessage<'a>, ErrorCode>>,
+) -> Result<OutgoingPlan, ErrorCode> {
+    let (mut count, mut frames_len) = (0u32, 0usize);
+    let (mut earliest, mut latest) = (u64::MAX, 0u64);
+    for message in messages {
+        let message = message?;
+        let too_long = |len: usize| u32::try_from(len).is_err();
+        if too_long(message.payload.len()) || too_long(message.user_headers.len()) {
+            return Err(ErrorCode::InvalidSizeBytes);
+        }
+        count = count.checked_add(1).ok_or(ErrorCode::TooManyMessages)?;
+        frames_len = frames_len.saturating_add(
+            FRAME_HEADER_BYTES + message.payload.len() + message.user_headers.len(),
+        );
+        earliest = earliest.min(message.origin_timestamp);
+        latest = latest.max(message.origin_timestamp);
+    }
+    if count == 0 {
+        return Err(ErrorCode::InvalidMessagesCount);
+    }
+    if latest - earliest > TIMESTAMP_DELTA_MAX_US {
+        return Err(ErrorCode::InvalidMessageTimestampDelta);
+    }
+    if frames_len > BATCH_BYTES_MAX - BATCH_HEADER_BYTES {
+        return Err(ErrorCode::InvalidSizeBytes);
+    }
+    Ok(OutgoingPlan {
+        count,
+        frames_len,
+        origin_timestamp: earliest,
+    })
+}
+
+fn encode_send_from<'a>(
+    stream: &Identifier,
+    topic: &Identifier,
+    partitioning: &Partitioning,
+    messages: impl Iterator<Item = Result<OutgoingMessage<'a>, ErrorCode>> + Clone,
+    out: &mut BytesMut,
+) -> Result<(), ErrorCode> {
+    let plan = plan_outgoing(messages.clone())?;
+    let metadata_len = stream.encoded_len() + topic.encoded_len() + partitioning.encoded_len() + 4;
+    out.reserve(4 + metadata_len + BATCH_HEADER_BYTES + plan.frames_len);
+    out.put_u32_le(metadata_len as u32);
+    stream.encode(out);
+    topic.encode(out);
+    partitioning.encode(out);
+    out.put_u32_le(plan.count);
+    let header_at = out.len();
+    out.put_bytes(0, BATCH_HEADER_BYTES);
+    let mut header = BatchHeader {
+        origin_timestamp: plan.origin_timestamp,
+        batch_length: (BATCH_HEADER_BYTES + plan.frames_len) as u64,
+        message_count: plan.count,
+        ..BatchHeader::default()
+    };
+    let mut hasher = Xxh3Default::new();
+    header.start_checksum(&mut hasher);
+    for (index, message) in messages.enumerate() {
+        // The first pass validated every message; the iterator yields the same ones again.
+        let message = message?;
+        let delta = message.origin_timestamp - plan.origin_timestamp;
+        let frame = FrameFields {
+            id: &message.id.to_le_bytes(),
+            offset_delta: index as u32,
+            timestamp_delta: delta as u32,
+            payload: message.payload,
+            user_headers: message.user_headers,
+        };
+        hasher.update(&put_frame(&frame, out).to_le_bytes());
+    }
+    header.batch_checksum = hasher.digest();
+    header.write_into(&mut out[header_at..]);
+    Ok(())
+}
+
+/// One frame to write.
+struct FrameFields<'a> {
+    id: &'a [u8],
+    offset_delta: u32,
+    timestamp_delta: u32,
+    payload: &'a [u8],
+    user_headers: &'a [u8],
+}
+
+/// Appends a frame with its checksum and returns the checksum.
+fn put_frame(frame: &FrameFields<'_>, out: &mut BytesMut) -> u64 {
+    let at = out.len();
+    out.put_u64_le(0);
+    out.put_slice(frame.id);
+    out.put_u32_le(frame.offset_delta);
+    out.put_u32_le(frame.timestamp_delta);
+    out.put_u32_le(frame.user_headers.len() as u32);
+    out.put_u32_le(frame.payload.len() as u32);
+    out.put_u64_le(0);
+    out.put_slice(frame.payload);
+    out.put_slice(frame.user_headers);
+    seal_frame(&mut out[at..])
+}
+
+/// Computes a written frame's checksum over its bytes 8..end, stores it and returns it.
+fn seal_frame(frame: &mut [u8]) -> u64 {
+    let checksum = xxh3_64(&frame[FRAME_ID_AT..]);
+    frame[FRAME_CHECKSUM_AT..FRAME_CHECKSUM_AT + 8].copy_from_slice(&checksum.to_le_bytes());
+    checksum
+}
+
+/// A read position in a byte sequence held as several chunks, split anywhere.
+#[derive(Clone)]
+struct ChunkCursor<'a> {
+    chunks: &'a [Bytes],
+    /// Index of the current chunk and position in it.
+    chunk: usize,
+    offset: usize,
+    remaining: usize,
+}
+
+impl<'a> ChunkCursor<'a> {
+    fn new(chunks: &'a [Bytes]) -> Self {
+        Self {
+            chunks,
+            chunk: 0,
+            offset: 0,
+            remaining: chunks.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// Hands the next `n` bytes to `take` piece by piece, or 3 `InvalidCommand` (and does
+    /// nothing) when fewer remain.
+    fn advance(&mut self, mut n: usize, mut take: impl FnMut(&'a [u8])) -> Result<(), ErrorCode> {
+        if n > self.remaining {
+            return Err(ErrorCode::InvalidCommand);
+        }
+        self.remaining -= n;
+        while n > 0 {
+            let chunk = &self.chunks[self.chunk][self.offset..];
+            let piece = &chunk[..n.min(chunk.len())];
+            take(piece);
+            n -= piece.len();
+            self.offset += piece.len();
+            if self.offset == self.chunks[self.chunk].len() {
+                self.chunk += 1;
+                self.offset = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn read<const N: usize>(&mut self) -> Result<[u8; N], ErrorCode> {
+        let mut bytes = [0u8; N];
+        let mut filled = 0;
+        self.advance(N, |piece| {
+            bytes[filled..filled + piece.len()].copy_from_slice(piece);
+            filled += piece.len();
+        })?;
+        Ok(bytes)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), ErrorCode> {
+        self.advance(n, |_| {})
+    }
+
+    fn copy_to(&mut self, n: usize, out: &mut BytesMut) -> Result<(), ErrorCode> {
+        self.advance(n, |piece| out.put_slice(piece))
+    }
+}
+
+/// The fields of a stored 0.8 message header the poll conversion needs.
+struct StoredHeader {
+    header: [u8; MESSAGE_HEADER_BYTES],
+}
+
+impl StoredHeader {
+    fn read(cursor: &mut ChunkCursor<'_>) -> Result<Self, ErrorCode> {
+        Ok(Self {
+            header: cursor.read()?,
+        })
+    }
+    fn offset(&self) -> u64 {
+        u64_at(&self.header, OFFSET_AT)
+    }
+    fn timestamp(&self) -> u64 {
+        u64_at(&self.header, TIMESTAMP_AT)
+    }
+    fn origin_timestamp(&self) -> u64 {
+        u64_at(&self.header, ORIGIN_TIMESTAMP_AT)
+    }
+    fn payload_length(&self) -> u32 {
+        u32_at(&self.header, PAYLOAD_LENGTH_AT)
+    }
+    fn user_headers_length(&self) -> u32 {
+        u32_at(&self.header, USER_HEADERS_LENGTH_AT)
+    }
+    fn body_len(&self) -> usize {
+        self.payload_length() as usize + self.user_headers_length() as usize
+    }
+}
+
+/// One batch record of a poll reply, decided before it is written.
+struct RecordPlan {
+    count: u32,
+    frames_len: usize,
+    base_offset: u64,
+    timestamp: u64,
+    origin_timestamp: u64,
+}
+
+/// Reads ahead from `cursor` over the messages one record takes: consecutive messages with
+/// the first one's server timestamp whose offset and origin-timestamp deltas fit a u32.
+/// Leaves `cursor` after them. A torn message is 3 `InvalidCommand`.
+fn plan_record(cursor: &mut ChunkCursor<'_>) -> Result<RecordPlan, ErrorCode> {
+    let first = StoredHeader::read(cursor)?;
+    cursor.skip(first.body_len())?;
+    let mut plan = RecordPlan {
+        count: 1,
+        frames_len: FRAME_HEADER_BYTES + first.body_len(),
+        base_offset: first.offset(),
+        timestamp: first.timestamp(),
+        origin_timestamp: first.origin_timestamp(),
+    };
+    let mut latest_origin = first.origin_timestamp();
+    while !cursor.is_empty() && plan.count < u32::MAX {
+        let mut ahead = cursor.clone();
+        let next = StoredHeader::read(&mut ahead)?;
+        let earliest = plan.origin_timestamp.min(next.origin_timestamp());
+        let latest = latest_origin.max(next.origin_timestamp());
+        let joins = next.timestamp() == plan.timestamp
+            && next
+                .offset()
+                .checked_sub(plan.base_offset)
+                .is_some_and(|d| d <= OFFSET_DELTA_MAX)
+            && latest - earliest <= TIMESTAMP_DELTA_MAX_US;
+        if !joins {
+            break;
+        }
+        ahead.skip(next.body_len())?;
+        *cursor = ahead;
+        plan.count += 1;
+        plan.frames_len += FRAME_HEADER_BYTES + next.body_len();
+        (plan.origin_timestamp, latest_origin) = (earliest, latest);
+    }
+    Ok(plan)
+}
+
+/// Writes the record `plan` describes, reading its messages from `cursor`.
+fn write_record(
+    cursor: &mut ChunkCursor<'_>,
+    plan: &RecordPlan,
+    partition_id: u32,
+    hasher: &mut Xxh3Default,
+    out: &mut BytesMut,
+) -> Result<(), ErrorCode> {
+    let mut header = BatchHeader {
+        partition_id: u64::from(partition_id),
+        base_offset: plan.base_offset,
+        base_timestamp: plan.timestamp,
+        origin_timestamp: plan.origin_timestamp,
+        batch_length: (BATCH_HEADER_BYTES + plan.frames_len) as u64,
+        batch_checksum: 0,
+        message_count: plan.count,
+    };
+    let header_at = out.len();
+    out.put_bytes(0, BATCH_HEADER_BYTES);
+    header.start_checksum(hasher);
+    for _ in 0..plan.count {
+        let stored = StoredHeader::read(cursor)?;
+        // The plan proved both deltas fit; a failure here would mean the chunks changed.
+        let offset_delta = u32::try_from(stored.offset() - plan.base_offset)
+            .map_err(|_| ErrorCode::InvalidCommand)?;
+        let timestamp_delta = u32::try_from(stored.origin_timestamp() - plan.origin_timestamp)
+            .map_err(|_| ErrorCode::InvalidCommand)?;
+        let frame_at = out.len();
+        out.put_u64_le(0);
+        out.put_slice(&stored.header[ID_AT..ID_AT + 16]);
+        out.put_u32_le(offset_delta);
+        out.put_u32_le(timestamp_delta);
+        out.put_u32_le(stored.user_headers_length());
+        out.put_u32_le(stored.payload_length());
+        out.put_u64_le(0);
+        cursor.copy_to(stored.body_len(), out)?;
+        hasher.update(&seal_frame(&mut out[frame_at..]).to_le_bytes());
+    }
+    header.batch_checksum = hasher.digest();
+    header.write_into(&mut out[header_at..]);
+    Ok(())
+}
+
+/// Converts a 0.8 PollMessages reply (the 16-byte head, then stored messages back to back,
+/// split across `chunks` at any byte) into the 0.9 reply: the same head, then batch records.
+/// Consecutive messages share a record while they have the same server timestamp and their
+/// offset and origin-timestamp deltas fit a u32. Frame and batch checksums are computed
+/// afresh; the stored checksums are not needed.
+///
+/// A head shorter than 16 bytes, a torn message or a `messages_count` that disagrees with the
+/// messages is 3 `InvalidCommand`. The output is one buffer, sized before it is written.
+pub fn encode_polled(chunks: &[Bytes]) -> Result<BytesMut, ErrorCode> {
+    let mut cursor = ChunkCursor::new(chunks);
+    let head_bytes: [u8; POLLED_MESSAGES_HEADER_BYTES] = cursor.read()?;
+    let head = PolledMessagesHeader::decode(&head_bytes)?;
+    let (mut size, mut messages) = (POLLED_MESSAGES_HEADER_BYTES, 0u64);
+    let mut sizing = cursor.clone();
+    while !sizing.is_empty() {
+        let plan = plan_record(&mut sizing)?;
+        size += BATCH_HEADER_BYTES + plan.frames_len;
+        messages += u64::from(plan.count);
+    }
+    if messages != u64::from(head.messages_count) {
+        return Err(ErrorCode::InvalidCommand);
+    }
+    let mut out = BytesMut::with_capacity(size);
+    out.put_slice(&head_bytes);
+    let mut hasher = Xxh3Default::new();
+    while !cursor.is_empty() {
+        let plan = plan_record(&mut cursor.clone())?;
+        write_record(&mut cursor, &plan, head.partition_id, &mut hasher, &mut out)?;
+    }
+    debug_assert_eq!(out.len(), size);
+    Ok(out)
+}
+
+/// Converts a 0.9 poll reply back into the 0.8 reply galgo's client decodes: the head (its
+/// `messages_count` set to the messages found), then one 0.8 message per frame with offset
+/// `base_offset + offset_delta`, timestamp `base_timestamp`, origin timestamp
+/// `origin_timestamp + timestamp_delta` and a checksum computed as message.rs does.
+///
+/// Like the SDK, checksums are not verified; the layout is (3 `InvalidCommand`): records
+/// whole, reserved bytes 0, frames tiling each record exactly.
+pub fn decode_polled(body: &[u8]) -> Result<BytesMut, ErrorCode> {
+    let Some((head, records)) = body.split_at_checked(POLLED_MESSAGES_HEADER_BYTES) else {
+        return Err(ErrorCode::InvalidCommand);
+    };
+    let (mut size, mut messages, mut position) = (head.len(), 0u64, 0);
+    while position < records.len() {
+        let (header, frames) = record_at(records, position)?;
+        size += frames.len() + header.message_count as usize * MESSAGE_GROWTH_BYTES;
+        messages += u64::from(header.message_count);
+        position += header.batch_length as usize;
+    }
+    let messages_count = u32::try_from(messages).map_err(|_| ErrorCode::InvalidCommand)?;
+    let mut out = BytesMut::with_capacity(size);
+    out.put_slice(&head[..POLLED_MESSAGES_HEADER_BYTES - 4]);
+    out.put_u32_le(messages_count);
+    position = 0;
+    while position < records.len() {
+        let (header, frames) = record_at(records, position)?;
+        convert_polled_frames(&header, frames, &mut out)?;
+        position += header.batch_length as usize;
+    }
+    debug_assert_eq!(out.len(), size);
+    Ok(out)
+}
+
+/// The record at `position`: its header and its frames, whole inside `records`, with a count
+/// its frames could hold.
+fn record_at(records: &[u8], position: usize) -> Result<(BatchHeader, &[u8]), ErrorCode> {
+    let header = BatchHeader::decode(&records[position..])?;
+    let frames_len = header.frames_len()?;
+    let frames_at = position + BATCH_HEADER_BYTES;
+    let frames = records
+        .get(frames_at..frames_at.saturating_add(frames_len))
+        .ok_or(ErrorCode::InvalidCommand)?;
+    header.check_count_fits(frames.len())?;
+    Ok((header, frames))
+}
+
+fn convert_polled_frames(
+    header: &BatchHeader,
+    frames: &[u8],
+    out: &mut BytesMut,
+) -> Result<(), ErrorCode> {
+    let mut position = 0;
+    for _ in 0..header.message_count {
+        let frame = Frame::at(frames, position)?;
+        let offset = header
+            .base_offset
+            .checked_add(u64::from(frame.offset_delta()));
+        let origin = header
+            .origin_timestamp
+            .checked_add(u64::from(frame.timestamp_delta()));
+        let (Some(offset), Some(origin_timestamp)) = (offset, origin) else {
+            return Err(ErrorCode::InvalidCommand);
+        };
+        let fields = MessageFields {
+            checksum: 0,
+            id: frame.id(),
+            offset,
+            timestamp: header.base_timestamp,
+            origin_timestamp,
+            user_headers_length: frame.user_headers_length(),
+            payload_length: frame.payload_length(),
+        };
+        let at = out.len();
+        put_message_0_8(&fields, frame.body(), out);
+        let checksum = message::checksum(&out[at..]);
+        out[at..at + 8].copy_from_slice(&checksum.to_le_bytes());
+        position += frame.bytes.len();
+    }
+    if position != frames.len() {
+        return Err(ErrorCode::InvalidCommand);
+    }
+    Ok(())
+}
+
+/// Bytes of one [`SendConfirmation`].
+pub const SEND_CONFIRMATION_BYTES: usize = 20;
+
+/// Where a sent batch landed: one record of the SendMessages reply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SendConfirmation {
+    /// The stream's numeric id.
+    pub stream_id: u32,
+    /// The topic's numeric id.
+    pub topic_id: u32,
+    /// The partition the batch went to.
+    pub partition_id: u32,
+    /// The offset of the batch's first message.
+    pub base_offset: u64,
+}
+
+impl SendConfirmation {
+    /// Appends a SendMessages reply: `count u32`, then the records.
+    pub fn encode_list(confirmations: &[Self], out: &mut BytesMut) {
+        let count = u32::try_from(confirmations.len()).expect("confirmations fit a u32 count");
+        out.reserve(4 + confirmations.len() * SEND_CONFIRMATION_BYTES);
+        out.put_u32_le(count);
+        for confirmation in confirmations {
+            out.put_u32_le(confirmation.stream_id);
+            out.put_u32_le(confirmation.topic_id);
+            out.put_u32_le(confirmation.partition_id);
+            out.put_u64_le(confirmation.base_offset);
+        }
+    }
+
+    /// Reads a SendMessages reply: empty means no confirmations; otherwise the count and
+    /// exactly that many records (trailing bytes are 3, as the SDK refuses them).
+    pub fn decode_list(bytes: &[u8]) -> Result<Vec<Self>, ErrorCode> {
+        if bytes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut reader = Reader::new(bytes);
+        let (count, hint) = reader.count(SEND_CONFIRMATION_BYTES)?;
+        let mut confirmations = Vec::with_capacity(hint);
+        for _ in 0..count {
+            confirmations.push(Self {
+                stream_id: reader.u32()?,
+                topic_id: reader.u32()?,
+                partition_id: reader.u32()?,
+                base_offset: reader.u64()?,
+            });
+        }
+        if !reader.is_empty() {
+            return Err(ErrorCode::InvalidCommand);
+        }
+        Ok(confirmations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::identifier::tests::any_identifier;
+    use crate::message::{MessageView, encode_message, stamp};
+    use crate::partitioning::tests::any_partitioning;
+
+    fn hi() -> BytesMut {
+        let mut body = BytesMut::new();
+        let message = OutgoingMessage {
+            id: 1,
+            origin_timestamp: 1000,
+            payload: b"hi",
+            user_headers: b"",
+        };
+        let zero = Identifier::Numeric(0);
+        encode_send(
+            &zero,
+            &zero,
+            &Partitioning::PartitionId(0),
+            &[message],
+            &mut body,
+        )
+        .expect("one message");
+        body
+    }
+
+    /// §12.5, byte for byte, and what the server makes of it.
+    #[test]
+    fn worked_example_12_5() {
+        let body = hi();
+        assert_eq!(body.len(), 332);
+        #[rustfmt::skip]
+        let metadata = [
+            0x16, 0, 0, 0,
+            1, 4, 0, 0, 0, 0,  1, 4, 0, 0, 0, 0,  2, 4, 0, 0, 0, 0,
+            1, 0, 0, 0,
+        ];
+        assert_eq!(&body[..0x1A], metadata);
+        let header = &body[0x1A..0x11A];
+        assert_eq!(&header[..24], [0; 24]);
+        assert_eq!(&header[24..32], 1000u64.to_le_bytes());
+        assert_eq!(&header[32..40], 306u64.to_le_bytes());
+        assert_eq!(
+            &header[40..48],
+            [0x65, 0xDD, 0x92, 0x38, 0xD9, 0xCA, 0x28, 0x31]
+        );
+        assert_eq!(&header[48..52], [1, 0, 0, 0]);
+        assert!(header[52..].iter().all(|&byte| byte == 0));
+        let frame = &body[0x11A..];
+        assert_eq!(
+            &frame[..8],
+            [0xDC, 0x8E, 0x00, 0xCA, 0x42, 0x0B, 0x92, 0xA9]
+        );
+        assert_eq!(&frame[8..24], 1u128.to_le_bytes());
+        assert_eq!(
+            &frame[24..48],
+            [
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+            ]
+        );
+        assert_eq!(&frame[48..], b"hi");
+
+        let request = decode_send(body).expect("valid");
+        assert_eq!(
+            (
+                &request.stream,
+                &request.topic,
+                &request.partitioning,
+                request.messages_count
+            ),
+            (
+                &Identifier::Numeric(0),
+                &Identifier::Numeric(0),
+                &Partitioning::PartitionId(0),
+                1
+            )
+        );
+        let mut expected = Vec::new();
+        encode_message(1, 1000, b"hi", b"", &mut expected);
+        assert_eq!(&request.messages[..], &expected[..]);
+    }
+
+    fn decode_err(body: &[u8]) -> ErrorCode {
+        decode_send(BytesMut::from(body)).expect_err("invalid")
+    }
+
+    /// Re-seals a frame at `frame_at` and the batch checksum after a deliberate edit, so the
+    /// edit itself is what the decoder meets.
+    fn reseal(body: &mut [u8], frame_at: usize) {
+        // The frame is the body's last, and the edit may break its layout: seal to the end.
+        seal_frame(&mut body[frame_at..]);
+        let header_at = 0x1A;
+        let mut header = BatchHeader::decode(&body[header_at..]).expect("header");
+        let mut hasher = Xxh3Default::new();
+        header.start_checksum(&mut hasher);
+        hasher.update(&body[frame_at..frame_at + 8]);
+        header.batch_checksum = hasher.digest();
+        header.write_into(&mut body[header_at..]);
+    }
+
+    #[test]
+    fn send_errors() {
+        let valid = hi().to_vec();
+        let edited = |at: usize, value: u8| {
+            let mut body = valid.clone();
+            body[at] = value;
+            body
+        };
+        assert_eq!(decode_err(&valid[..3]), ErrorCode::InvalidCommand);
+        assert_eq!(decode_err(&edited(0, 0x17)), ErrorCode::InvalidCommand);
+        assert_eq!(decode_err(&edited(4, 9)), ErrorCode::InvalidIdentifier);
+        assert_eq!(decode_err(&edited(16, 7)), ErrorCode::InvalidCommand);
+        assert_eq!(decode_err(&edited(22, 0)), ErrorCode::InvalidMessagesCount);
+        assert_eq!(decode_err(&edited(22, 2)), ErrorCode::InvalidCommand);
+        assert_eq!(
+            decode_err(&edited(0x1A + 32, 0x33)),
+            ErrorCode::InvalidCommand
+        );
+        assert_eq!(
+            decode_err(&edited(0x1A + 200, 1)),
+            ErrorCode::InvalidCommand
+        );
+        assert_eq!(
+            decode_err(&valid[..valid.len() - 1]),
+            ErrorCode::InvalidCommand
+        );
+        let mut trailing = valid.clone();
+        trailing.push(0);
+        assert_eq!(decode_err(&trailing), ErrorCode::InvalidCommand);
+        assert_eq!(
+            decode_err(&edited(valid.len() - 1, b'o')),
+            ErrorCode::InvalidMessageChecksum
+        );
+        assert_eq!(
+            decode_err(&edited(0x1A + 40, 0)),
+            ErrorCode::InvalidBatchChecksum
+        );
+        assert_eq!(
+            decode_err(&edited(0x1A + 16, 1)),
+            ErrorCode::InvalidBatchChecksum
+        );
+        for (at, value, code) in [
+            (0x11A + 24, 1, ErrorCode::InvalidCommand),
+            (0x11A + 40, 1, ErrorCode::InvalidCommand),
+            (0x11A + 36, 3, ErrorCode::InvalidCommand),
+        ] {
+            let mut body = edited(at, value);
+            if at != 0x11A + 36 {
+                reseal(&mut body, 0x11A);
+            }
+            assert_eq!(decode_err(&body), code, "byte {at}");
+        }
+    }
+
+    #[test]
+    fn send_limits_are_the_0_8_decoders() {
+        let zero = Identifier::Numeric(0);
+        let encode = |payload: &[u8], user_headers: &[u8]| {
+            let message = OutgoingMessage {
+                id: 1,
+                origin_timestamp: 0,
+                payload,
+                user_headers,
+            };
+            let mut body = BytesMut::new();
+            encode_send(&zero, &zero, &Partitioning::Balanced, &[message], &mut body).unwrap();
+            body
+        };
+        let headers = vec![1u8; USER_HEADERS_BYTES_MAX as usize + 1];
+        assert_eq!(
+            decode_err(&encode(b"x", &headers)),
+            ErrorCode::TooBigUserHeaders
+        );
+        let payload = vec![0u8; MESSAGE_PAYLOAD_BYTES_MAX as usize + 1];
+        assert_eq!(
+            decode_err(&encode(&payload, b"")),
+            ErrorCode::TooBigMessagePayload
+        );
+        assert!(decode_send(encode(b"", b"")).is_ok());
+    }
+
+    #[test]
+    fn encode_send_refuses_what_the_sdk_refuses() {
+        let zero = Identifier::Numeric(0);
+        let mut out = BytesMut::new();
+        let none = encode_send(&zero, &zero, &Partitioning::Balanced, &[], &mut out);
+        assert_eq!(none, Err(ErrorCode::InvalidMessagesCount));
+        let at = |origin_timestamp| OutgoingMessage {
+            id: 1,
+            origin_timestamp,
+            payload: b"",
+            user_headers: b"",
+        };
+        let spread = [at(5), at(5 + TIMESTAMP_DELTA_MAX_US + 1)];
+        let far = encode_send(&zero, &zero, &Partitioning::Balanced, &spread, &mut out);
+        assert_eq!(far, Err(ErrorCode::InvalidMessageTimestampDelta));
+        let fits = [at(5 + TIMESTAMP_DELTA_MAX_US), at(5)];
+        assert!(encode_send(&zero, &zero, &Partitioning::Balanced, &fits, &mut out).is_ok());
+        assert_eq!(
+            encode_send_block(&zero, &zero, &Partitioning::Balanced, &[1, 2], &mut out),
+            Err(ErrorCode::InvalidCommand)
+        );
+    }
+
+    /// A stored message as the server keeps it.
+    fn stored(id: u128, offset: u64, timestamp: u64, origin: u64, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_message(id, origin, payload, b"\x02\x01\x00\x00\x00k", &mut bytes);
+        stamp(&mut bytes, offset, timestamp, || {
+            unreachable!("ids are set")
+        });
+        bytes
+    }
+
+    fn poll_reply(partition_id: u32, messages: &[Vec<u8>]) -> Vec<u8> {
+        let mut head = BytesMut::new();
+        PolledMessagesHeader {
+            partition_id,
+            current_offset: 99,
+            messages_count: messages.len() as u32,
+        }
+        .encode(&mut head);
+        [head.to_vec(), messages.concat()].concat()
+    }
+
+    /// Splits `bytes` at every `step` bytes, so messages straddle chunks.
+    fn chunked(bytes: &[u8], step: usize) -> Vec<Bytes> {
+        bytes.chunks(step).map(Bytes::copy_from_slice).collect()
+    }
+
+    /// The records of a 0.9 poll reply: (header, frames).
+    fn records(body: &[u8]) -> Vec<(BatchHeader, Vec<u8>)> {
+        let mut records = Vec::new();
+        let mut position = 16;
+        while position < body.len() {
+            let (header, frames) = record_at(&body[16..], position - 16).expect("record");
+            records.push((header, frames.to_vec()));
+            position += header.batch_length as usize;
+        }
+        records
+    }
+
+    #[test]
+    fn polled_messages_group_into_records() {
+        let messages = [
+            stored(1, 10, 500, 2_000, b"a"),
+            stored(2, 11, 500, 1_000, b"bb"),
+            stored(3, 12, 600, 1_000, b"c"),
+            stored(4, 13, 600, 1_000 + (1 << 33), b"d"),
+            stored(5, 13 + u64::from(u32::MAX), 600, 1_000 + (1 << 33), b"e"),
+            stored(6, 14 + u64::from(u32::MAX), 600, 1_000 + (1 << 33), b"f"),
+        ];
+        let reply = poll_reply(7, &messages);
+        let body = encode_polled(&chunked(&reply, 7)).expect("valid");
+        assert_eq!(&body[..16], &reply[..16]);
+        let records = records(&body);
+        let shape: Vec<_> = records
+            .iter()
+            .map(|(h, _)| {
+                (
+                    h.partition_id,
+                    h.base_offset,
+                    h.base_timestamp,
+                    h.origin_timestamp,
+                    h.message_count,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (7, 10, 500, 1_000, 2),
+                (7, 12, 600, 1_000, 1),
+                (7, 13, 600, 1_000 + (1 << 33), 2),
+                (7, 14 + u64::from(u32::MAX), 600, 1_000 + (1 << 33), 1),
+            ]
+        );
+        // The batch checksum is XXH3-64 of the listed header fields then the frame checksums.
+        for (header, frames) in &records {
+            let mut input = Vec::new();
+            for field in [
+                header.partition_id,
+                header.base_offset,
+                header.base_timestamp,
+                header.origin_timestamp,
+                header.batch_length,
+            ] {
+                input.extend_from_slice(&field.to_le_bytes());
+            }
+            input.extend_from_slice(&header.message_count.to_le_bytes());
+            let mut position = 0;
+            while position < frames.len() {
+                let frame = Frame::at(frames, position).unwrap();
+                assert_eq!(frame.checksum(), xxh3_64(&frame.bytes[8..]));
+                input.extend_from_slice(&frame.bytes[..8]);
+                position += frame.bytes.len();
+            }
+            assert_eq!(header.batch_checksum, xxh3_64(&input));
+        }
+        let (_, first) = &records[0];
+        assert_eq!(
+            &first[24..32],
+            [0, 0, 0, 0, 0xE8, 0x03, 0, 0],
+            "deltas from the record's minimum"
+        );
+        assert_eq!(decode_polled(&body).expect("valid").to_vec(), reply);
+    }
+
+    #[test]
+    fn empty_and_malformed_polls() {
+        let empty = poll_reply(3, &[]);
+        assert_eq!(
+            encode_polled(&[Bytes::copy_from_slice(&empty)])
+                .unwrap()
+                .to_vec(),
+            empty
+        );
+        assert_eq!(decode_polled(&empty).unwrap().to_vec(), empty);
+        assert_eq!(encode_polled(&[]), Err(ErrorCode::InvalidCommand));
+        assert_eq!(decode_polled(&empty[..15]), Err(ErrorCode::InvalidCommand));
+
+        let messages = [stored(1, 0, 1, 1, b"x"), stored(2, 1, 1, 1, b"y")];
+        let reply = poll_reply(0, &messages);
+        let torn = chunked(&reply[..reply.len() - 1], 100);
+        assert_eq!(encode_polled(&torn), Err(ErrorCode::InvalidCommand));
+        let mut miscounted = reply.clone();
+        miscounted[12] = 3;
+        assert_eq!(
+            encode_polled(&chunked(&miscounted, 5)),
+            Err(ErrorCode::InvalidCommand)
+        );
+
+        let body = encode_polled(&chunked(&reply, 1)).unwrap().to_vec();
+        let edited = |at: usize, value: u8| {
+            let mut body = body.clone();
+            body[at] = value;
+            decode_polled(&body)
+        };
+        assert_eq!(
+            edited(16 + 100, 1),
+            Err(ErrorCode::InvalidCommand),
+            "reserved header byte"
+        );
+        assert_eq!(
+            edited(16 + 256 + 40, 1),
+            Err(ErrorCode::InvalidCommand),
+            "reserved frame byte"
+        );
+        assert_eq!(
+            edited(16 + 48, 3),
+            Err(ErrorCode::InvalidCommand),
+            "count over the frames"
+        );
+        assert_eq!(
+            edited(16 + 48, 1),
+            Err(ErrorCode::InvalidCommand),
+            "frames left over"
+        );
+        assert_eq!(
+            decode_polled(&body[..body.len() - 1]),
+            Err(ErrorCode::InvalidCommand)
+        );
+        // Checksums pass through unverified, as in the SDK.
+        assert!(edited(16 + 40, 0).is_ok());
+    }
+
+    #[test]
+    fn confirmations_round_trip() {
+        let list = [
+            SendConfirmation {
+                stream_id: 1,
+                topic_id: 2,
+                partition_id: 3,
+                base_offset: 4,
+            },
+            SendConfirmation {
+                stream_id: 5,
+                topic_id: 6,
+                partition_id: 7,
+                base_offset: u64::MAX,
+            },
+        ];
+        let mut bytes = BytesMut::new();
+        SendConfirmation::encode_list(&list, &mut bytes);
+        assert_eq!(bytes.len(), 4 + 2 * SEND_CONFIRMATION_BYTES);
+        assert_eq!(&bytes[..8], [2, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(SendConfirmation::decode_list(&bytes), Ok(list.to_vec()));
+        assert_eq!(SendConfirmation::decode_list(&[]), Ok(Vec::new()));
+        let mut trailing = bytes.to_vec();
+        trailing.push(0);
+        assert_eq!(
+            SendConfirmation::decode_list(&trailing),
+            Err(ErrorCode::InvalidCommand)
+        );
+        assert_eq!(
+            SendConfirmation::decode_list(&bytes[..23]),
+            Err(ErrorCode::InvalidCommand)
+        );
+    }
+
+    type Outgoing = (u128, u64, Vec<u8>, Vec<u8>);
+
+    fn any_outgoing() -> impl Strategy<Value = Vec<Outgoing>> {
+        let message = (
+            any::<u128>(),
+            0..=TIMESTAMP_DELTA_MAX_US,
+            proptest::collection::vec(any::<u8>(), 0..60),
+            proptest::collection::vec(any::<u8>(), 0..20),
+        );
+        proptest::collection::vec(message, 1..6)
+    }
+
+    /// Stored messages: offsets rising with gaps, a few shared timestamps, spread origins.
+    fn any_stored() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        let message = (
+            0u64..3,
+            1u64..=2,
+            0u64..4,
+            proptest::collection::vec(any::<u8>(), 0..30),
+        );
+        proptest::collection::vec(message, 0..8).prop_map(|messages| {
+            let mut offset = 0u64;
+            messages
+                .into_iter()
+                .enumerate()
+                .map(|(i, (gap, timestamp, origin, payload))| {
+                    offset += if gap == 2 { 1 << 32 } else { gap };
+                    let origin = origin * (1 << 31);
+                    stored(i as u128 + 1, offset, timestamp, origin, &payload)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn sends_round_trip(
+            stream in any_identifier(),
+            topic in any_identifier(),
+            partitioning in any_partitioning(),
+            messages in any_outgoing(),
+        ) {
+            let outgoing: Vec<_> = messages
+                .iter()
+                .map(|(id, origin_timestamp, payload, user_headers)| OutgoingMessage {
+                    id: *id, origin_timestamp: *origin_timestamp, payload, user_headers,
+                })
+                .collect();
+            let mut body = BytesMut::new();
+            encode_send(&stream, &topic, &partitioning, &outgoing, &mut body).unwrap();
+            let request = decode_send(body.clone()).unwrap();
+            prop_assert_eq!(&request.stream, &stream);
+            prop_assert_eq!(&request.topic, &topic);
+            prop_assert_eq!(&request.partitioning, &partitioning);
+            prop_assert_eq!(request.messages_count as usize, messages.len());
+            let mut block = Vec::new();
+            for (id, origin, payload, headers) in &messages {
+                encode_message(*id, *origin, payload, headers, &mut block);
+            }
+            prop_assert_eq!(&request.messages[..], &block[..]);
+            let mut again = BytesMut::new();
+            encode_send_block(&stream, &topic, &partitioning, &request.messages, &mut again)
+                .unwrap();
+            prop_assert_eq!(again, body);
+        }
+
+        #[test]
+        fn polls_round_trip(
+            partition_id in any::<u32>(),
+            messages in any_stored(),
+            step in 1usize..100,
+        ) {
+            let reply = poll_reply(partition_id, &messages);
+            let body = encode_polled(&chunked(&reply, step)).unwrap();
+            let expected_len = reply.len() - 16 * messages.len() + 256 * records(&body).len();
+            prop_assert_eq!(body.len(), expected_len);
+            prop_assert_eq!(decode_polled(&body).unwrap().to_vec(), reply);
+            for view in MessageIter::new(&decode_polled(&body).unwrap()[16..]) {
+                prop_assert!(view.map(|m: MessageView<'_>| m.checksum_is_valid()).unwrap_or(false));
+            }
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..700),
+            step in 1usize..64,
+        ) {
+            let _ = decode_send(BytesMut::from(&bytes[..]));
+            let _ = decode_polled(&bytes);
+            let _ = encode_polled(&chunked(&bytes, step));
+            let _ = SendConfirmation::decode_list(&bytes);
+        }
+
+        #[test]
+        fn decoding_mutated_batches_never_panics(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let messages = [stored(1, 5, 9, 9, b"payload"), stored(2, 6, 9, 8, b"more")];
+            let mut sent = hi().to_vec();
+            let reply = Bytes::from(poll_reply(1, &messages));
+            let mut polled = encode_polled(&[reply]).unwrap().to_vec();
+            for bytes in [&mut sent, &mut polled] {
+                for (at, value) in &flips {
+                    let at = at.index(bytes.len());
+                    bytes[at] = *value;
+                }
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            let _ = decode_send(BytesMut::from(&sent[..]));
+            let _ = decode_polled(&polled);
+        }
+    }
+}
