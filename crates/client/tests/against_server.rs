@@ -196,9 +196,9 @@ async fn stream_and_topic_calls(client: &mut Client) -> (Identifier, Identifier)
     let update = UpdateTopic {
         stream: stream.clone(),
         topic: topic.clone(),
-        compression: CompressionAlgorithm::None,
-        message_expiry_us: 0,
-        max_topic_size_bytes: 0,
+        compression: Some(CompressionAlgorithm::None),
+        message_expiry_us: Some(0),
+        max_topic_size_bytes: Some(0),
         replication_factor: 1,
         name: "u".into(),
     };

@@ -19,12 +19,12 @@ pub fn authenticate(shard: &Shard, session: &mut Session, code: u32) -> Result<(
         return Ok(());
     }
     if session.user().is_err() {
-        tracing::warn!(shard = shard.id().0, peer = %session.peer, code, "refused: not logged in");
+        crate::session_log!(session, warn, shard = shard.id().0, peer = %session.peer, code, "refused: not logged in");
         return Err(ErrorCode::Unauthenticated.into());
     }
     let metadata = shard.metadata.borrow();
     if session.current_user(&metadata).is_none() {
-        tracing::info!(shard = shard.id().0, peer = %session.peer, user_id = session.user_id, "session ended: its user was deleted or deactivated");
+        crate::session_log!(session, info, shard = shard.id().0, peer = %session.peer, user_id = session.user_id, "session ended: its user was deleted or deactivated");
         session.log_out();
         shard
             .state()
@@ -234,6 +234,7 @@ mod tests {
             (need_of::<DeleteConsumerGroup>(), TOPIC_READERS),
             (need_of::<JoinConsumerGroup>(), TOPIC_READERS),
             (need_of::<LeaveConsumerGroup>(), TOPIC_READERS),
+            (need_of::<SyncConsumerGroup>(), TOPIC_READERS),
         ]
     }
 

@@ -8,6 +8,14 @@
 //! The loop is written once, over [`ByteStream`]; [`serve`] first wraps the accepted socket in
 //! the adapters its listener calls for (TLS, WebSocket, both, or none), galgo-transport's on
 //! the server side.
+//!
+//! Two generations of clients share every listener (docs/architecture.md, "Two protocol
+//! generations"). The first four bytes of a connection decide, once, which envelope it speaks:
+//! a 0.8 frame starts with its length, which counts the 4-byte code and is never 0; a 0.9
+//! frame starts with a header checksum every client leaves 0. The 0.8 loop is here, the 0.9
+//! one in [`vsr`]; both hand the same [`Request`] to the same handlers.
+
+pub mod vsr;
 
 use std::{io, net::SocketAddr, os::fd::AsRawFd, rc::Rc, time::Duration};
 
@@ -27,11 +35,13 @@ use crate::{
     context::Shard,
     handler,
     migration::{self, Follower, Movable, Stay},
-    session::Session,
+    session::{Generation, Session},
 };
 
 /// Initial size of a connection's read buffer; it grows to hold the largest frame it sees.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// The bytes that tell a 0.9 connection from a 0.8 one: four zeros, or a 0.8 length.
+const GENERATION_PROBE_BYTES: usize = 4;
 
 /// The listener that accepted a connection, which decides the adapters it is served through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,12 +236,16 @@ async fn end_session<S: ByteStream>(
     }
     shard.state().clients.borrow_mut().remove(session.client_id);
     handler::client_gone(shard, context, session.client_id).await;
+    session.log_budget.report_suppressed(&peer);
     match ended {
         Ended::Closed => {
             tracing::debug!(shard = shard.id().0, %peer, client_id = session.client_id, "client disconnected")
         }
         Ended::Io(error) => {
             tracing::info!(shard = shard.id().0, %peer, client_id = session.client_id, %error, "connection failed")
+        }
+        Ended::Broken(why) => {
+            tracing::warn!(shard = shard.id().0, %peer, client_id = session.client_id, %why, "framing broken; connection closed")
         }
         Ended::Moving(_) => unreachable!("only serve_movable moves, and it hands over instead"),
     }
@@ -244,6 +258,9 @@ enum Ended {
     Closed,
     /// A socket error.
     Io(std::io::Error),
+    /// The client's bytes can no longer be split into frames: the connection is closed at
+    /// the first broken frame, with one log line saying why.
+    Broken(String),
     /// The session's requests go to another shard's partitions: it moves there.
     Moving(ShardId),
 }
@@ -267,7 +284,33 @@ impl<S: ByteStream> Connection<S> {
         }
     }
 
+    /// Serves requests until the connection ends or moves: the generation is decided by the
+    /// first four bytes (no round trip: a 0.8 Ping is only 8 bytes long, and a 0.9 frame is
+    /// at least 256) and kept for the connection's life.
     async fn run(&mut self, shard: &Rc<Shard>, context: &Context, session: &mut Session) -> Ended {
+        if matches!(session.generation, Generation::Undecided) {
+            if let Err(ended) = self.fill(GENERATION_PROBE_BYTES).await {
+                return ended;
+            }
+            session.generation = if self.buffer[..GENERATION_PROBE_BYTES] == [0; 4] {
+                Generation::Vsr(Box::default())
+            } else {
+                Generation::Classic
+            };
+        }
+        match session.generation {
+            Generation::Vsr(_) => self.run_vsr(shard, context, session).await,
+            _ => self.run_classic(shard, context, session).await,
+        }
+    }
+
+    /// The 0.8 loop (PROTOCOL.md §1): `[length][code][payload]`, answered `[status][length]`.
+    async fn run_classic(
+        &mut self,
+        shard: &Rc<Shard>,
+        context: &Context,
+        session: &mut Session,
+    ) -> Ended {
         loop {
             if let Err(ended) = self.fill(REQUEST_HEADER_BYTES).await {
                 return ended;
@@ -280,11 +323,11 @@ impl<S: ByteStream> Connection<S> {
             self.buffer.advance(REQUEST_HEADER_BYTES);
             let reply = match header.payload_len() {
                 None => {
-                    tracing::warn!(shard = shard.id().0, peer = %session.peer, length = header.length, "frame length below 4");
-                    Err(ErrorCode::InvalidCommand.into())
+                    // The length counts the code: below 4, nothing after it can be framed.
+                    return Ended::Broken(format!("0.8 frame length {} below 4", header.length));
                 }
                 Some(len) if len > context.seed.limits.payload().bytes_max(header.code) => {
-                    tracing::warn!(shard = shard.id().0, peer = %session.peer, code = header.code, len, "payload over the frame limit; answering, then draining it");
+                    crate::session_log!(session, warn, shard = shard.id().0, peer = %session.peer, code = header.code, len, "payload over the frame limit; answering, then draining it");
                     // Answer at once (the client need not finish sending to learn its fate),
                     // then consume the payload so the next frame is read in sync.
                     context.requests.record_error(ErrorCode::InvalidCommand);
@@ -331,23 +374,11 @@ impl<S: ByteStream> Connection<S> {
         let request = match Request::decode(code, payload) {
             Ok(request) => request,
             Err(error) => {
-                tracing::warn!(shard = shard.id().0, peer = %session.peer, code, %error, "malformed or unknown request");
+                crate::session_log!(session, warn, shard = shard.id().0, peer = %session.peer, code, %error, "malformed or unknown request");
                 return Err(error.into());
             }
         };
-        let command = request.code();
-        let cx = handler::Cx {
-            shard,
-            context,
-            session,
-        };
-        let started = std::time::Instant::now();
-        let outcome = handler::handle(cx, request).await;
-        context.requests.record(command, started.elapsed());
-        if let Err(error) = &outcome {
-            log_failure(shard, session, command, error);
-        }
-        outcome
+        execute(shard, context, session, request).await
     }
 
     /// Reads until the buffer holds at least `wanted` bytes.
@@ -396,6 +427,29 @@ impl<S: ByteStream> Connection<S> {
     }
 }
 
+/// Runs one decoded request, from either generation, through the handlers: counted in the
+/// request figures, its failure logged.
+async fn execute(
+    shard: &Rc<Shard>,
+    context: &Context,
+    session: &mut Session,
+    request: Request,
+) -> handler::Outcome {
+    let command = request.code();
+    let cx = handler::Cx {
+        shard,
+        context,
+        session,
+    };
+    let started = std::time::Instant::now();
+    let outcome = handler::handle(cx, request).await;
+    context.requests.record(command, started.elapsed());
+    if let Err(error) = &outcome {
+        log_failure(shard, session, command, error);
+    }
+    outcome
+}
+
 /// The response frame: status and length, then the payload chunks as they are.
 pub fn encode_reply(outcome: handler::Outcome) -> Vec<Bytes> {
     match outcome {
@@ -432,7 +486,7 @@ fn log_failure(
         code,
         ErrorCode::Unauthenticated | ErrorCode::Unauthorized | ErrorCode::InvalidCredentials
     ) {
-        tracing::warn!(shard, %peer, command = command.name(), %code, "refused");
+        crate::session_log!(session, warn, shard, %peer, command = command.name(), %code, "refused");
     } else {
         tracing::debug!(shard, %peer, command = command.name(), %code, "command refused");
     }

@@ -114,22 +114,54 @@ use crate::{
     session::Session,
 };
 
-/// A successful answer: payload chunks sent back to back after the response header.
+/// A successful answer: payload chunks sent back to back after the response header (the
+/// 0.8 payload; the 0.9 envelope converts it at the edge).
 #[derive(Debug, Default)]
-pub struct Reply(Vec<Bytes>);
+pub struct Reply {
+    chunks: Vec<Bytes>,
+    appended: Option<Appended>,
+}
+
+/// Where a send's messages went, which the 0.9 generation confirms (PROTOCOL-0.9.md §8.8)
+/// and the 0.8 one does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The stream's numeric id.
+    pub stream_id: u32,
+    /// The topic's numeric id.
+    pub topic_id: u32,
+    /// The partition.
+    pub partition_id: u32,
+    /// The offset of the batch's first message.
+    pub base_offset: u64,
+}
 
 impl Reply {
     /// The empty OK.
     pub fn empty() -> Self {
-        Self(Vec::new())
+        Self::chunks(Vec::new())
     }
     /// One contiguous payload.
     pub fn bytes(payload: BytesMut) -> Self {
-        Self(vec![payload.freeze()])
+        Self::chunks(vec![payload.freeze()])
     }
     /// A payload in pieces (stored messages are sent as they are).
     pub fn chunks(chunks: Vec<Bytes>) -> Self {
-        Self(chunks)
+        Self {
+            chunks,
+            appended: None,
+        }
+    }
+    /// The empty OK of a send, with where its messages went.
+    pub fn appended(appended: Appended) -> Self {
+        Self {
+            chunks: Vec::new(),
+            appended: Some(appended),
+        }
+    }
+    /// Where a send's messages went, for a send.
+    pub fn appended_to(&self) -> Option<Appended> {
+        self.appended
     }
     /// Encodes a response type into a reply.
     pub fn encoded(encode: impl FnOnce(&mut BytesMut)) -> Self {
@@ -139,7 +171,7 @@ impl Reply {
     }
     /// The chunks.
     pub fn into_chunks(self) -> Vec<Bytes> {
-        self.0
+        self.chunks
     }
 }
 

@@ -127,7 +127,9 @@ pub enum Stay<S> {
 }
 
 /// What the target gives back when it refuses a connection.
-type Refusal<T> = (T, BytesMut, Session, &'static str);
+/// A move the target refused: what the origin gets back to keep serving (boxed: a cold path,
+/// and the session is large).
+type Refusal<T> = Box<(T, BytesMut, Session, &'static str)>;
 
 /// Hands the session on `stream` to `target`. On success the target serves a duplicate of
 /// the socket and this shard has forgotten the client (`stream` is dropped on return); a
@@ -166,7 +168,8 @@ pub async fn depart<S: Movable>(
             );
             Ok(())
         }
-        Ok(Err((state, buffer, session, reason))) => {
+        Ok(Err(refused)) => {
+            let (state, buffer, session, reason) = *refused;
             tracing::debug!(
                 from = shard.id().0,
                 to = target.0,
@@ -196,14 +199,21 @@ fn arrive<S: Movable>(
 ) -> Result<(), Refusal<S::State>> {
     let connections_max = shard.state().seed.limits.connections_per_shard_max;
     if shard.is_stopping() {
-        return Err((state, buffer, session, "shard stopping"));
+        return Err(Box::new((state, buffer, session, "shard stopping")));
     }
     if shard.state().clients.borrow().len() >= connections_max {
-        return Err((state, buffer, session, "shard is full"));
+        return Err(Box::new((state, buffer, session, "shard is full")));
     }
     let socket = match TcpStream::from_std(socket) {
         Ok(socket) => socket,
-        Err(_) => return Err((state, buffer, session, "cannot register the socket")),
+        Err(_) => {
+            return Err(Box::new((
+                state,
+                buffer,
+                session,
+                "cannot register the socket",
+            )));
+        }
     };
     let fd = socket.as_raw_fd();
     let stream = S::join(socket, state);

@@ -1,11 +1,29 @@
-//! The state of one connection: who it is and who is logged in on it.
+//! The state of one connection: who it is, which generation of the protocol it speaks, who
+//! is logged in on it, and how much it may still write to the server's log.
 
-use std::{cell::Cell, net::SocketAddr};
+use std::{
+    cell::Cell,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use galgo_metadata::{Metadata, ShardId, User, UserId};
 use galgo_protocol::ErrorCode;
 
-use crate::clients::Transport;
+use crate::{clients::Transport, connection::vsr::VsrSession};
+
+/// The protocol generation a connection speaks, decided by its first bytes and kept for its
+/// life (a connection that moves to another shard keeps it).
+#[derive(Debug, Default)]
+pub enum Generation {
+    /// Nothing read yet.
+    #[default]
+    Undecided,
+    /// The 0.8 framing (PROTOCOL.md).
+    Classic,
+    /// The 0.9 framing (PROTOCOL-0.9.md), with its session state.
+    Vsr(Box<VsrSession>),
+}
 
 /// One connection's session. Lives in its connection task, on the accepting shard or the
 /// shard the connection moved to.
@@ -25,6 +43,10 @@ pub struct Session {
     /// The shard that owned the partition of the last send or poll, taken by the frame loop
     /// after each request (see migration.rs).
     partition_owner: Cell<Option<ShardId>>,
+    /// The protocol generation.
+    pub generation: Generation,
+    /// What this connection may still write to the server's log.
+    pub log_budget: LogBudget,
 }
 
 impl Session {
@@ -37,7 +59,14 @@ impl Session {
             user_id: None,
             user_generation: 0,
             partition_owner: Cell::new(None),
+            generation: Generation::Undecided,
+            log_budget: LogBudget::new(),
         }
+    }
+
+    /// True when the connection speaks the 0.9 framing.
+    pub fn is_vsr(&self) -> bool {
+        matches!(self.generation, Generation::Vsr(_))
     }
 
     /// Notes the shard that owned the partition a send or poll went to.
@@ -78,4 +107,67 @@ impl Session {
 /// Iggy's client id: XXH32 with seed 0 over the peer address as text.
 pub fn client_id(peer: &SocketAddr) -> u32 {
     xxhash_rust::xxh32::xxh32(peer.to_string().as_bytes(), 0)
+}
+
+/// Log lines one connection may cause per [`LOG_WINDOW`]; beyond them lines are counted, not
+/// written, so no client can fill the server's log (one line per bad request from a client
+/// that sends nothing else would be a flood).
+pub const LOG_LINES_PER_WINDOW: u32 = 10;
+/// The window [`LOG_LINES_PER_WINDOW`] applies to.
+pub const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+/// The log lines a connection may still cause: [`LOG_LINES_PER_WINDOW`] per [`LOG_WINDOW`].
+/// Cells, because handlers hold the session shared; it lives in its connection's task.
+#[derive(Debug)]
+pub struct LogBudget {
+    window_start: Cell<Instant>,
+    used: Cell<u32>,
+    suppressed: Cell<u64>,
+}
+
+impl LogBudget {
+    fn new() -> Self {
+        Self {
+            window_start: Cell::new(Instant::now()),
+            used: Cell::new(0),
+            suppressed: Cell::new(0),
+        }
+    }
+
+    /// True when one more line may be written for `peer`. A new window first reports how many
+    /// lines the last one suppressed.
+    pub fn allow(&self, peer: &SocketAddr) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.window_start.get()) >= LOG_WINDOW {
+            self.report_suppressed(peer);
+            self.window_start.set(now);
+            self.used.set(0);
+        }
+        if self.used.get() < LOG_LINES_PER_WINDOW {
+            self.used.set(self.used.get() + 1);
+            return true;
+        }
+        self.suppressed.set(self.suppressed.get() + 1);
+        false
+    }
+
+    /// Writes how many lines were suppressed since the last report, if any (at the end of a
+    /// window, and when the connection ends).
+    pub fn report_suppressed(&self, peer: &SocketAddr) {
+        let suppressed = self.suppressed.replace(0);
+        if suppressed > 0 {
+            tracing::warn!(%peer, suppressed, "log lines of this connection suppressed (at most {LOG_LINES_PER_WINDOW} per {} s)", LOG_WINDOW.as_secs());
+        }
+    }
+}
+
+/// A log line caused by a connection's request (`session_log!(session, warn, fields…)`),
+/// written within its session's [`LogBudget`].
+#[macro_export]
+macro_rules! session_log {
+    ($session:expr, $level:ident, $($field:tt)+) => {
+        if $session.log_budget.allow(&$session.peer) {
+            tracing::$level!($($field)+);
+        }
+    };
 }

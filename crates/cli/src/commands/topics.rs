@@ -226,9 +226,9 @@ async fn update(
     let request = UpdateTopic {
         stream: stream.clone(),
         topic: topic.clone(),
-        compression: settings.compression.map_or(current.compression, Into::into),
-        message_expiry_us: settings.expiry.unwrap_or(current.message_expiry_us),
-        max_topic_size_bytes: settings.max_size.unwrap_or(current.max_topic_size_bytes),
+        compression: Some(settings.compression.map_or(current.compression, Into::into)),
+        message_expiry_us: Some(settings.expiry.unwrap_or(current.message_expiry_us)),
+        max_topic_size_bytes: Some(settings.max_size.unwrap_or(current.max_topic_size_bytes)),
         replication_factor: current.replication_factor.max(1),
         name: name.unwrap_or(current.name),
     };

@@ -19,7 +19,8 @@ use galgo_protocol::{
     Identifier,
     command::groups::{
         CreateConsumerGroup, DeleteConsumerGroup, GetConsumerGroup, GetConsumerGroups,
-        GroupDetails, GroupHeader, GroupMember, JoinConsumerGroup, LeaveConsumerGroup,
+        GroupAssignment, GroupDetails, GroupHeader, GroupMember, JoinConsumerGroup,
+        LeaveConsumerGroup, SyncConsumerGroup,
     },
 };
 use galgo_storage::OffsetOwner;
@@ -167,6 +168,23 @@ pub fn get(shard: &Shard, topic: Option<TopicKey>, get: GetConsumerGroup) -> Out
     let (topic, group) = metadata.group_at(key).expect("just found");
     let details = details(topic, group);
     Ok(Reply::encoded(|out| details.encode(out)))
+}
+
+/// SyncConsumerGroup (the 0.9 generation, PROTOCOL-0.9.md §8.7): the caller's partitions in
+/// the group that are not being revoked from it (as a poll without a partition would go
+/// round), or the empty answer when it is not a member. The generation is the metadata
+/// version, which every membership change advances.
+pub fn sync(shard: &Shard, session: &Session, topic: TopicKey, sync: SyncConsumerGroup) -> Outcome {
+    let metadata = shard.metadata.borrow();
+    let (_, group) = metadata.group_in(topic, &sync.group)?;
+    let Some(member) = group.member_of_client(session.client_id) else {
+        return Ok(Reply::empty());
+    };
+    let assignment = GroupAssignment {
+        generation: metadata.version(),
+        partitions: group.pollable_partitions(member.id),
+    };
+    Ok(Reply::encoded(|out| assignment.encode(out)))
 }
 
 /// GetConsumerGroups: every group of a topic, or the empty answer.
@@ -459,6 +477,7 @@ topic_handlers! {
         delete(cx.shard, scope?, request).await
     };
     JoinConsumerGroup: Need::ReadTopic => |cx, request, _| join(cx.shard, cx.session, request).await;
+    SyncConsumerGroup: Need::ReadTopic => |cx, request, scope| sync(cx.shard, cx.session, scope?, request);
     LeaveConsumerGroup: Need::ReadTopic => |cx, request, scope| {
         leave(cx.shard, cx.context, cx.session, scope?, request).await
     };

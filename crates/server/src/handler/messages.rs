@@ -13,7 +13,7 @@ use galgo_protocol::{
 };
 use galgo_storage::{OffsetOwner, PartitionLog};
 
-use super::{Outcome, Reply, groups::after_group_commit, partition_calls::on_partition};
+use super::{Appended, Outcome, Reply, groups::after_group_commit, partition_calls::on_partition};
 use crate::{
     context::Shard,
     context::{Context, now_us},
@@ -72,16 +72,21 @@ pub async fn send(
     let (key, owner) = route(shard, context, topic, &send.partitioning)?;
     session.note_partition_owner(owner);
     let (messages, count) = (send.messages, send.messages_count);
-    on_partition(shard, key, owner, move |owner, log| async move {
+    let base_offset = on_partition(shard, key, owner, move |owner, log| async move {
         let bytes = messages.len() as u64;
         // The owner's clock stamps the batch, so timestamps follow offsets per partition.
         let receipt = log.append(messages, count, now_us()).await?;
         let appended = u64::from(count - receipt.duplicates_count);
         owner.state().requests.record_in(key, appended, bytes);
-        Ok(())
+        Ok(receipt.first_offset)
     })
     .await?;
-    Ok(Reply::empty())
+    Ok(Reply::appended(Appended {
+        stream_id: topic.stream.0,
+        topic_id: topic.topic.0,
+        partition_id: key.partition.0,
+        base_offset,
+    }))
 }
 
 /// PollMessages, for a single consumer (partition 0 unless given) or a group member.
@@ -153,7 +158,14 @@ async fn poll_group(
 ) -> Outcome {
     let (group, partition) = group_partition(shard, context, session, topic, poll, group)?;
     let Some(partition) = partition else {
-        return Ok(no_partition_reply());
+        // A 0.9 member names its partition from its last Sync; when that is stale (a
+        // rebalance moved it), the empty poll's u32::MAX tells the SDK to sync again.
+        let named_elsewhere = poll.partition_id.is_some() && session.is_vsr();
+        return Ok(no_partition_reply(if named_elsewhere {
+            NOT_OWNED_PARTITION_ID
+        } else {
+            0
+        }));
     };
     let (key, owner) = locate(shard, topic, partition)?;
     session.note_partition_owner(owner);
@@ -178,10 +190,14 @@ async fn poll_group(
     Ok(Reply::chunks(chunks))
 }
 
-/// The answer of a member with no partition: OK, partition 0, offset 0, no messages.
-fn no_partition_reply() -> Reply {
+/// The partition id of an empty 0.9 group poll of a partition the member does not own
+/// (PROTOCOL-0.9.md §8.7): the SDK syncs its assignment and retries.
+const NOT_OWNED_PARTITION_ID: u32 = u32::MAX;
+
+/// The answer of a member with no partition: OK, `partition_id`, offset 0, no messages.
+fn no_partition_reply(partition_id: u32) -> Reply {
     let header = PolledMessagesHeader {
-        partition_id: 0,
+        partition_id,
         current_offset: 0,
         messages_count: 0,
     };

@@ -98,15 +98,15 @@ pub fn login(
     let hash = credentials::token_hash(&login.token);
     let metadata = shard.metadata.borrow();
     let Some((user, token)) = metadata.token_by_hash(&hash) else {
-        tracing::warn!(shard = shard.id().0, peer = %session.peer, "failed login: unknown personal access token");
+        crate::session_log!(session, warn, shard = shard.id().0, peer = %session.peer, "failed login: unknown personal access token");
         return Err(ErrorCode::ResourceNotFound.into());
     };
     if token.is_expired(now_us()) {
-        tracing::warn!(shard = shard.id().0, peer = %session.peer, user_id = user.id.0, token = %token.name, "failed login: personal access token expired");
+        crate::session_log!(session, warn, shard = shard.id().0, peer = %session.peer, user_id = user.id.0, token = %token.name, "failed login: personal access token expired");
         return Err(ErrorCode::PersonalAccessTokenExpired.into());
     }
     if !user.active {
-        tracing::warn!(shard = shard.id().0, peer = %session.peer, user_id = user.id.0, "failed login: user inactive");
+        crate::session_log!(session, warn, shard = shard.id().0, peer = %session.peer, user_id = user.id.0, "failed login: user inactive");
         return Err(ErrorCode::UserInactive.into());
     }
     Ok(log_in(shard, session, user))

@@ -177,14 +177,26 @@ pub async fn create(shard: &Rc<Shard>, create: CreateTopic) -> Outcome {
     get(shard, Some(key)).await
 }
 
-/// UpdateTopic: name and settings.
+/// UpdateTopic: name and settings; a setting the request leaves out (the 0.9 generation's
+/// patch) keeps its current value, read under the metadata lock.
 pub async fn update(shard: &Rc<Shard>, update: UpdateTopic) -> Outcome {
     change_metadata(shard, move |metadata| {
+        let current = metadata.resolve_topic(&update.stream, &update.topic)?;
+        let current = metadata.topic_by_key(current)?.settings;
         let settings = settings(
-            update.compression,
-            update.message_expiry_us,
-            update.max_topic_size_bytes,
-            update.replication_factor,
+            update
+                .compression
+                .unwrap_or_else(|| compression(current.compression)),
+            update
+                .message_expiry_us
+                .unwrap_or(current.message_expiry_us),
+            update
+                .max_topic_size_bytes
+                .unwrap_or(current.max_topic_size_bytes),
+            match update.replication_factor {
+                0 => current.replication_factor,
+                asked => asked,
+            },
         );
         metadata.prepare_update_topic(&update.stream, &update.topic, &update.name, settings)
     })

@@ -144,7 +144,7 @@ pub async fn change_password(
         .verify(change.current_password, stored_hash)
         .await
     {
-        tracing::warn!(shard = shard.id().0, peer = %session.peer, user_id = id.0, "password change refused: wrong current password");
+        crate::session_log!(session, warn, shard = shard.id().0, peer = %session.peer, user_id = id.0, "password change refused: wrong current password");
         return Err(ErrorCode::InvalidCredentials.into());
     }
     let new_hash = context.hasher.hash(change.new_password).await;
@@ -197,11 +197,11 @@ pub async fn login(
     });
     let Some(user) = user else {
         // The password is never logged; the name helps an operator spot a misconfigured client.
-        tracing::warn!(shard = shard.id().0, peer = %session.peer, username = %login.username, "failed login: invalid credentials");
+        crate::session_log!(session, warn, shard = shard.id().0, peer = %session.peer, username = %login.username, "failed login: invalid credentials");
         return Err(ErrorCode::InvalidCredentials.into());
     };
     if !user.active {
-        tracing::warn!(shard = shard.id().0, peer = %session.peer, user_id = user.id.0, "failed login: user inactive");
+        crate::session_log!(session, warn, shard = shard.id().0, peer = %session.peer, user_id = user.id.0, "failed login: user inactive");
         return Err(ErrorCode::UserInactive.into());
     }
     Ok(log_in(shard, session, user))
@@ -215,7 +215,7 @@ pub fn log_in(shard: &Shard, session: &mut Session, user: &User) -> Reply {
         .clients
         .borrow_mut()
         .set_user(session.client_id, session.user_id);
-    tracing::info!(shard = shard.id().0, peer = %session.peer, user_id = user.id.0, "login");
+    crate::session_log!(session, info, shard = shard.id().0, peer = %session.peer, user_id = user.id.0, "login");
     let response = LoginResponse { user_id: user.id.0 };
     Reply::encoded(|out| response.encode(out))
 }
