@@ -1,13 +1,14 @@
 //! Malformed input over raw TCP: every case gets the error code of PROTOCOL.md §1.1 / §4.1 /
 //! §6.2, the same connection keeps answering (the whole declared payload is consumed), and a
-//! second connection is never disturbed. Only a frame whose payload the server will not read
-//! (a control payload over 10 MiB) may close the connection instead, and only that one.
+//! second connection is never disturbed. Only a frame that cannot be framed (a 0.8 length
+//! below 4, a 0.9 size outside its range) or whose payload the server will not read (a
+//! control payload over 10 MiB) may close the connection instead, and only that one.
 
 mod support;
 
 use std::io::Write;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use galgo_protocol::{command::messages::SEND_INDEX_ENTRY_BYTES, message::encode_message};
 use support::TestServer;
@@ -45,13 +46,16 @@ fn framing_errors_keep_the_connection_in_sync() {
     let mut bystander = RawConn::connect_logged_in(server.addr);
     let mut conn = RawConn::connect(server.addr);
 
-    // length < 4: error 3 after the 8 header bytes; the next bytes are a new frame.
-    for length in [0u32, 1, 3] {
+    // length < 4 cannot be framed (the length counts the code): that connection is closed,
+    // and nobody else notices. (A connection whose first four bytes are zero speaks the 0.9
+    // framing; see the zero-bytes test below.)
+    for length in [1u32, 3] {
+        let mut broken = RawConn::connect(server.addr);
+        broken.ping();
         let mut bytes = length.to_le_bytes().to_vec();
         bytes.extend_from_slice(&code::PING.to_le_bytes());
-        conn.send_bytes(&bytes);
-        conn.read_response().assert_error(error::INVALID_COMMAND);
-        conn.ping();
+        broken.send_bytes(&bytes);
+        broken.expect_closed(Duration::from_secs(10));
         bystander.ping();
     }
 
@@ -761,4 +765,63 @@ fn an_oversized_frame_is_refused_before_its_payload_arrives() {
         .assert_error(error::INVALID_COMMAND);
     let mut other = RawConn::connect_logged_in(server.addr);
     other.ping();
+}
+
+/// Measured before the 0.9 framing: an anonymous client sending 8 MB of zero bytes made the
+/// server answer and log once per 8 bytes (500,432 warnings, 66 MB of log). Four zero bytes
+/// now open a 0.9 connection, whose first header declares size 0: it cannot be framed, so the
+/// connection is closed at once with one log line, whatever follows.
+#[test]
+fn a_flood_of_zero_bytes_is_one_closed_connection_and_one_log_line() {
+    let server = TestServer::start(&[]);
+    let mut bystander = RawConn::connect_logged_in(server.addr);
+    let mut flood = RawConn::connect(server.addr);
+    let zeros = vec![0u8; 1024 * 1024];
+    for _ in 0..8 {
+        // The server may close before the whole flood is written.
+        if flood.try_send_bytes(&zeros).is_err() {
+            break;
+        }
+    }
+    flood.expect_closed(Duration::from_secs(10));
+    bystander.ping();
+    let logs = server.logs();
+    let lines = logs
+        .lines()
+        .filter(|line| line.contains("framing broken"))
+        .count();
+    assert_eq!(lines, 1, "{logs}");
+    assert!(logs.lines().count() < 100, "{logs}");
+}
+
+/// A client that sends nothing but refused requests causes at most a bounded number of log
+/// lines (the connection's budget), then one line counting what was suppressed when it ends.
+#[test]
+fn refusals_are_logged_within_a_bounded_budget() {
+    let server = TestServer::start(&[]);
+    let mut conn = RawConn::connect(server.addr);
+    for _ in 0..1_000 {
+        conn.request(code::GET_STREAMS, &[])
+            .assert_error(error::UNAUTHENTICATED);
+    }
+    drop(conn);
+    let mut bystander = RawConn::connect_logged_in(server.addr);
+    bystander.ping();
+    let logs = || server.logs();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logs().contains("suppressed") {
+        assert!(
+            Instant::now() < deadline,
+            "no suppression count:\n{}",
+            logs()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let text = logs();
+    let refusals = text.lines().filter(|l| l.contains("not logged in")).count();
+    assert!(
+        (1..=10).contains(&refusals),
+        "{refusals} refusal lines:\n{text}"
+    );
+    assert!(text.contains("suppressed=990"), "{text}");
 }

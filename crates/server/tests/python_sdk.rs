@@ -1,7 +1,9 @@
-//! A second language: the official Python SDK (`apache-iggy` 0.8.0 from PyPI) drives a real
-//! galgo-server through scripts/python/sdk_smoke.py (login, stream and topic, send, poll, a
-//! consumer group). scripts/test.sh installs the SDK into its own virtual environment and
-//! names its interpreter in `GALGO_PYTHON`; without it this test fails rather than pass
+//! A second language: the official Python SDK of both client generations drives a real
+//! galgo-server through a smoke script (login, stream and topic, send, poll, a consumer group):
+//! `apache-iggy` 0.8.0 (classic framing) runs scripts/python/sdk_smoke.py, and `apache-iggy`
+//! 0.9.0 (VSR framing, PROTOCOL-0.9.md) runs scripts/python/sdk_smoke_next.py. scripts/test.sh
+//! installs each into a virtual environment of its own and names their interpreters in
+//! `GALGO_PYTHON` and `GALGO_PYTHON_NEXT`; without them these tests fail rather than pass
 //! unchecked.
 
 mod support;
@@ -13,19 +15,21 @@ use std::time::Duration;
 
 use support::TestServer;
 
-/// Upper bound for the script (it bounds its own steps too).
+/// Upper bound for a script (it bounds its own steps too).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 
-#[test]
-fn the_python_sdk_logs_in_sends_polls_and_consumes_as_a_group() {
-    let python = std::env::var_os("GALGO_PYTHON").unwrap_or_else(|| {
+/// Runs `script` (under scripts/python/) with the interpreter named in `variable` against a
+/// fresh server, and asserts it succeeded and printed `marker`.
+fn run_smoke_script(variable: &str, sdk: &str, script: &str, marker: &str) {
+    let python = std::env::var_os(variable).unwrap_or_else(|| {
         panic!(
-            "GALGO_PYTHON is not set: run the suite with scripts/test.sh, which installs \
-             apache-iggy 0.8.0 into a virtual environment and sets it"
+            "{variable} is not set: run the suite with scripts/test.sh, which installs \
+             {sdk} into a virtual environment and sets it"
         )
     });
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/python/sdk_smoke.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts/python")
+        .join(script);
     let server = TestServer::start(&[]);
     let mut command = Command::new(python);
     command.arg(&script).arg(server.addr.to_string());
@@ -41,12 +45,29 @@ fn the_python_sdk_logs_in_sends_polls_and_consumes_as_a_group() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "the Python SDK script failed ({}):\n{stdout}\n{stderr}\nserver logs:\n{}",
+        "the {sdk} script failed ({}):\n{stdout}\n{stderr}\nserver logs:\n{}",
         output.status,
         server.logs()
     );
-    assert!(
-        stdout.contains("20 messages consumed by the group"),
-        "{stdout}"
+    assert!(stdout.contains(marker), "{stdout}");
+}
+
+#[test]
+fn the_python_sdk_logs_in_sends_polls_and_consumes_as_a_group() {
+    run_smoke_script(
+        "GALGO_PYTHON",
+        "apache-iggy 0.8.0",
+        "sdk_smoke.py",
+        "20 messages consumed by the group",
+    );
+}
+
+#[test]
+fn the_python_sdk_of_the_0_9_generation_does_the_same() {
+    run_smoke_script(
+        "GALGO_PYTHON_NEXT",
+        "apache-iggy 0.9.0",
+        "sdk_smoke_next.py",
+        "python sdk 0.9: 20 messages consumed by the group",
     );
 }

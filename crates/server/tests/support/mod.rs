@@ -5,6 +5,8 @@
 //! * [`raw`]: speak the wire protocol byte by byte over a blocking TCP socket with timeouts.
 //! * [`sdk`]: a connected, logged-in client of the official Iggy Rust SDK, over TCP, TCP+TLS,
 //!   WebSocket or WSS.
+//! * [`sdk_next`]: the same for the 0.9-generation SDK (`iggy` 0.11.0, VSR framing).
+//! * [`vsr`]: raw 0.9-generation frames, built by hand, over a blocking TCP socket.
 //! * [`certs`]: a test CA and a localhost certificate as PEM files.
 //!
 //! Every wait here is a wait on a condition with a bounded timeout; nothing sleeps to wait.
@@ -14,7 +16,9 @@
 pub mod certs;
 pub mod raw;
 pub mod sdk;
+pub mod sdk_next;
 pub mod server;
+pub mod vsr;
 
 #[allow(unused_imports)]
 pub use server::TestServer;
