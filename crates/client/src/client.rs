@@ -8,9 +8,10 @@ use galgo_protocol::{
     CommandCode, ErrorCode, RESPONSE_HEADER_BYTES, ResponseHeader, frame::REQUEST_HEADER_BYTES,
 };
 
-use crate::connection_string::{ConnectionString, Credentials};
+use crate::connection_string::{ConnectionString, Credentials, Protocol};
 use crate::error::ClientError;
 use crate::transport::Transport;
+use crate::vsr::VsrClient;
 
 /// Spare room kept in the read buffer so that one receive can take a whole small response.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -22,22 +23,39 @@ pub struct Client {
     write: BytesMut,
     /// Bytes received and not yet handed out.
     read: BytesMut,
+    /// Present when the client speaks the 0.9 generation (crate::vsr).
+    vsr: Option<VsrClient>,
 }
 
 impl Client {
-    /// Connects over `transport` without logging in.
+    /// Connects over `transport` without logging in, speaking the 0.8 generation.
     pub fn new(transport: Transport) -> Self {
+        Self::with_protocol(transport, Protocol::V08)
+    }
+
+    /// Connects over `transport` without logging in, speaking `protocol`.
+    pub fn with_protocol(transport: Transport, protocol: Protocol) -> Self {
         Self {
             transport,
             write: BytesMut::with_capacity(READ_BUFFER_BYTES),
             read: BytesMut::with_capacity(READ_BUFFER_BYTES),
+            vsr: (protocol == Protocol::V09).then(VsrClient::new),
+        }
+    }
+
+    /// The generation the client speaks.
+    pub fn protocol(&self) -> Protocol {
+        if self.vsr.is_some() {
+            Protocol::V09
+        } else {
+            Protocol::V08
         }
     }
 
     /// Connects as the connection string says and logs in with its credentials.
     pub async fn connect(connection: &ConnectionString) -> Result<Self, ClientError> {
         let transport = Transport::connect(connection).await?;
-        let mut client = Self::new(transport);
+        let mut client = Self::with_protocol(transport, connection.protocol);
         match &connection.credentials {
             Credentials::UsernamePassword { username, password } => {
                 client.login_user(username, password).await?;
@@ -62,6 +80,12 @@ impl Client {
     ) -> Result<BytesMut, ClientError> {
         let mut frame = mem::take(&mut self.write);
         frame.clear();
+        if self.vsr.is_some() {
+            encode(&mut frame);
+            let result = self.request_vsr(code, frame.split()).await;
+            self.write = frame;
+            return result;
+        }
         frame.put_u64_le(0);
         encode(&mut frame);
         patch_header(&mut frame, code);
@@ -77,6 +101,15 @@ impl Client {
         frame: BytesMut,
     ) -> (Result<BytesMut, ClientError>, BytesMut) {
         debug_assert!(frame.len() >= REQUEST_HEADER_BYTES);
+        if self.vsr.is_some() {
+            // A prepared 0.8 frame, converted per request (the bench's 0.8 batches).
+            let code = u32::from_le_bytes(frame[4..8].try_into().expect("4 bytes"));
+            let Some(code) = CommandCode::from_u32(code) else {
+                return (Err(ClientError::Server(ErrorCode::InvalidCommand)), frame);
+            };
+            let payload = BytesMut::from(&frame[REQUEST_HEADER_BYTES..]);
+            return (self.request_vsr(code, payload).await, frame);
+        }
         let BufResult(written, frame) = self.transport.write_all(frame).await;
         if let Err(error) = written {
             return (Err(error.into()), frame);
@@ -96,6 +129,28 @@ impl Client {
         let length = header.length as usize;
         self.fill(length).await?;
         Ok(self.read.split_to(length))
+    }
+
+    /// The transport, for the 0.9 envelope.
+    pub(crate) fn transport_mut(&mut self) -> &mut Transport {
+        &mut self.transport
+    }
+
+    /// The bytes received and not yet handed out, for the 0.9 envelope.
+    pub(crate) fn read_buffer(&mut self) -> &mut BytesMut {
+        &mut self.read
+    }
+
+    /// Receives until the read buffer holds at least `wanted` bytes (the 0.9 envelope).
+    pub(crate) async fn fill_read(&mut self, wanted: usize) -> Result<(), ClientError> {
+        self.fill(wanted).await
+    }
+
+    /// The 0.9 state of a client that speaks it.
+    pub(crate) fn vsr_state(&mut self) -> &mut VsrClient {
+        self.vsr
+            .as_mut()
+            .expect("only 0.9 clients use the 0.9 envelope")
     }
 
     /// Receives until the read buffer holds at least `wanted` bytes.

@@ -6,7 +6,8 @@
 //! iggy+ws://user:password@host:port[?options]       WebSocket
 //! iggy+quic://… and iggy+http://…                   recognised, refused when connecting
 //! iggy://personal-access-token@host:port            a token instead of credentials
-//! options: tls, tls_domain, tls_ca_file, tls_validate_certificate, nodelay,
+//! options: tls, tls_domain, tls_ca_file, tls_validate_certificate, nodelay, protocol (0.8
+//!          or 0.9, galgo's own),
 //!          reconnection_retries, reconnection_interval, reestablish_after, heartbeat_interval,
 //!          and the SDK's WebSocket tuning (read_buffer_size, write_buffer_size,
 //!          max_write_buffer_size, max_message_size, max_frame_size, accept_unmasked_frames)
@@ -40,6 +41,39 @@ impl fmt::Display for TransportKind {
             TransportKind::WebSocket => "ws",
             TransportKind::Quic => "quic",
             TransportKind::Http => "http",
+        })
+    }
+}
+
+/// The generation of the protocol a client speaks (galgo serves both on every port).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// The 0.8 framing (PROTOCOL.md), what `iggy` 0.10.0 speaks.
+    #[default]
+    V08,
+    /// The 0.9 framing (PROTOCOL-0.9.md), what `iggy` 0.11.0 speaks.
+    V09,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = ClientError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "0.8" => Ok(Protocol::V08),
+            "0.9" => Ok(Protocol::V09),
+            other => Err(invalid(&format!(
+                "protocol {other:?} is neither 0.8 nor 0.9"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::V08 => "0.8",
+            Protocol::V09 => "0.9",
         })
     }
 }
@@ -94,6 +128,8 @@ pub struct ConnectionString {
     pub tls_validate_certificate: bool,
     /// `nodelay=true`: disable Nagle's algorithm on the socket.
     pub nodelay: bool,
+    /// `protocol=0.8|0.9` (galgo's own option): the generation to speak; 0.8 by default.
+    pub protocol: Protocol,
 }
 
 const DEFAULT_PREFIX: &str = "iggy://";
@@ -144,6 +180,7 @@ impl ConnectionString {
             tls_ca_file: None,
             tls_validate_certificate: transport != TransportKind::WebSocket,
             nodelay: false,
+            protocol: Protocol::V08,
         };
         if let Some(options) = options {
             parsed.apply_options(options)?;
@@ -163,6 +200,7 @@ impl ConnectionString {
                 "tls_ca_file" => self.tls_ca_file = Some(value.to_owned()),
                 "tls_validate_certificate" => self.tls_validate_certificate = value == "true",
                 "nodelay" => self.nodelay = value == "true",
+                "protocol" => self.protocol = value.parse()?,
                 key if IGNORED_OPTIONS.contains(&key) => {}
                 key => return Err(invalid(&format!("unknown option {key:?}"))),
             }

@@ -1,4 +1,5 @@
-//! galgo-client: a client of Apache Iggy's binary protocol (server 0.8 generation) on compio.
+//! galgo-client: a client of Apache Iggy's binary protocol on compio, in either generation
+//! (the 0.8 framing by default, the 0.9 one with `?protocol=0.9` or [`Client::with_protocol`]).
 //!
 //! What it is: a connection to any server of the protocol (galgo or Apache Iggy), opened from an
 //! SDK-style connection string (`iggy://user:pass@host:port`, `iggy+tcp://…`, `iggy+ws://…`,
@@ -29,9 +30,10 @@ pub mod tokens;
 pub mod topics;
 pub mod transport;
 pub mod users;
+mod vsr;
 
 pub use client::Client;
-pub use connection_string::{ConnectionString, Credentials, TransportKind};
+pub use connection_string::{ConnectionString, Credentials, Protocol, TransportKind};
 pub use error::ClientError;
 pub use messages::{PolledMessages, PreparedBatch};
 pub use transport::Transport;

@@ -44,11 +44,25 @@ fn poll(stream: &Identifier, topic: &Identifier, partition: u32, offset: u64) ->
     }
 }
 
+/// The connection string of `server` for the generation `protocol` ("0.8" or "0.9").
+fn speaking(server: &GalgoServer, protocol: &str) -> String {
+    format!("{}?protocol={protocol}", server.connection_string())
+}
+
 #[test]
 fn login_metadata_send_and_poll() {
+    send_and_poll_in("0.8");
+}
+
+#[test]
+fn login_metadata_send_and_poll_in_the_0_9_generation() {
+    send_and_poll_in("0.9");
+}
+
+fn send_and_poll_in(protocol: &str) {
     let server = GalgoServer::start();
     run(async {
-        let mut client = Client::from_connection_string(&server.connection_string())
+        let mut client = Client::from_connection_string(&speaking(&server, protocol))
             .await
             .expect("connect and log in");
         client.ping().await.unwrap();
@@ -109,9 +123,15 @@ fn login_metadata_send_and_poll() {
 
 #[test]
 fn server_errors_keep_the_connection_usable() {
+    for protocol in ["0.8", "0.9"] {
+        errors_keep_the_connection_usable_in(protocol);
+    }
+}
+
+fn errors_keep_the_connection_usable_in(protocol: &str) {
     let server = GalgoServer::start();
     run(async {
-        let mut client = Client::from_connection_string(&server.connection_string())
+        let mut client = Client::from_connection_string(&speaking(&server, protocol))
             .await
             .unwrap();
         let missing = Identifier::Name("missing".into());
@@ -135,13 +155,15 @@ fn server_errors_keep_the_connection_usable() {
 fn wrong_credentials_and_unsupported_transports_are_refused() {
     let server = GalgoServer::start();
     run(async {
-        let wrong = format!("iggy+tcp://iggy:wrong@{}", server.addr);
-        let error = Client::from_connection_string(&wrong).await.err().unwrap();
-        assert_eq!(
-            error.server_code(),
-            Some(ErrorCode::InvalidCredentials),
-            "{error}"
-        );
+        for protocol in ["0.8", "0.9"] {
+            let wrong = format!("iggy+tcp://iggy:wrong@{}?protocol={protocol}", server.addr);
+            let error = Client::from_connection_string(&wrong).await.err().unwrap();
+            assert_eq!(
+                error.server_code(),
+                Some(ErrorCode::InvalidCredentials),
+                "{protocol}: {error}"
+            );
+        }
 
         let quic = format!("iggy+quic://iggy:iggy@{}", server.addr);
         let error = Client::from_connection_string(&quic).await.err().unwrap();
@@ -154,9 +176,18 @@ fn wrong_credentials_and_unsupported_transports_are_refused() {
 
 #[test]
 fn management_calls_round_trip() {
+    management_calls_in("0.8");
+}
+
+#[test]
+fn management_calls_round_trip_in_the_0_9_generation() {
+    management_calls_in("0.9");
+}
+
+fn management_calls_in(protocol: &str) {
     let server = GalgoServer::start();
     run(async {
-        let mut client = Client::from_connection_string(&server.connection_string())
+        let mut client = Client::from_connection_string(&speaking(&server, protocol))
             .await
             .unwrap();
         client_calls(&mut client).await;
