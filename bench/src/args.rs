@@ -58,6 +58,11 @@ pub struct Args {
     )]
     #[serde(skip)]
     pub server: String,
+    /// The client generation to speak, 0.8 or 0.9 (galgo serves both) [default: the
+    /// connection string's `protocol`, else 0.8]. The report names it under `server`.
+    #[arg(long, env = "GALGO_BENCH_PROTOCOL")]
+    #[serde(skip)]
+    pub protocol: Option<galgo_client::Protocol>,
     /// Producers (in modes that produce).
     #[arg(long, default_value_t = 1)]
     pub producers: u32,

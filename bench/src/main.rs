@@ -54,7 +54,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<Report, String> {
-    let connection = ConnectionString::parse(&args.server).map_err(|error| error.to_string())?;
+    let mut connection =
+        ConnectionString::parse(&args.server).map_err(|error| error.to_string())?;
+    connection.protocol = args.protocol.unwrap_or(connection.protocol);
     let plan = Plan::new(&args);
     let started_at_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -78,8 +80,8 @@ fn run(args: Args) -> Result<Report, String> {
         .map_err(|error| format!("set up: {error}"))?;
 
     eprintln!(
-        "galgo-bench: measuring {:?} against {}",
-        args.mode, connection.server_address
+        "galgo-bench: measuring {:?} against {} (protocol {})",
+        args.mode, connection.server_address, connection.protocol
     );
     let results = run_actors(&args, &connection, &plan);
     if !args.keep_streams {
@@ -99,6 +101,7 @@ fn run(args: Args) -> Result<Report, String> {
         server: ServerInfo {
             address: connection.server_address.clone(),
             transport: connection.transport.to_string(),
+            protocol: connection.protocol.to_string(),
             version,
             durability: args.durability.clone(),
         },

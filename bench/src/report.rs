@@ -16,6 +16,8 @@ pub struct ServerInfo {
     pub address: String,
     /// The transport (`tcp`, …).
     pub transport: String,
+    /// The client generation spoken (`0.8` or `0.9`).
+    pub protocol: String,
     /// The version GetStats reported.
     pub version: String,
     /// The durability mode given with `--durability`.

@@ -100,6 +100,47 @@ fn producer_and_consumer_counts_are_exact() {
 }
 
 #[test]
+fn in_the_0_9_generation() {
+    let server = GalgoServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["pinned-producer-and-consumer", "balanced-consumer-group"] {
+        let report = bench(
+            &server,
+            dir.path(),
+            &[
+                "--protocol",
+                "0.9",
+                "--mode",
+                mode,
+                "--producers",
+                "2",
+                "--consumers",
+                "2",
+                "--partitions",
+                "2",
+                "--message-size",
+                "100",
+                "--messages-per-batch",
+                "10",
+                "--batches",
+                "10",
+            ],
+        );
+        assert_eq!(report["server"]["protocol"], "0.9", "{mode}");
+        assert!(
+            report["errors"].as_array().unwrap().is_empty(),
+            "{mode}: {report}"
+        );
+        // 2 producers (or, for the group, a fill for 2 members) × 10 batches × 10 messages,
+        // each read exactly once.
+        assert_eq!(count(&report, "consumers", "messages"), 200, "{mode}");
+        if mode != "balanced-consumer-group" {
+            assert_eq!(count(&report, "producers", "messages"), 200, "{mode}");
+        }
+    }
+}
+
+#[test]
 fn over_websocket() {
     let server = GalgoServer::start();
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,8 @@
 //! --url / GALGO_URL            a whole connection string; nothing else is consulted
 //! --address / GALGO_ADDRESS    else the session's address, else 127.0.0.1:8090
 //! --transport / GALGO_TRANSPORT  else the session's, else tcp
+//! --protocol / GALGO_PROTOCOL  0.8 or 0.9: the client generation to speak (else the
+//!                              connection string's `protocol`, else 0.8)
 //! --token / GALGO_TOKEN        a personal access token
 //! --username, --password       (GALGO_USERNAME, GALGO_PASSWORD) a password is prompted for
 //!                              when only the username is given
@@ -14,7 +16,7 @@
 
 use clap::Args;
 use galgo_client::transport::Transport;
-use galgo_client::{Client, ConnectionString, Credentials, TransportKind};
+use galgo_client::{Client, ConnectionString, Credentials, Protocol, TransportKind};
 
 use crate::error::{CliError, CliResult};
 use crate::prompt::read_password;
@@ -50,6 +52,10 @@ pub struct ConnectionArgs {
     /// Log in with a personal access token.
     #[arg(long, global = true, env = "GALGO_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The protocol generation to speak: 0.8 or 0.9 (galgo serves both) [default: the
+    /// connection string's, else 0.8].
+    #[arg(long, global = true, env = "GALGO_PROTOCOL")]
+    pub protocol: Option<Protocol>,
 }
 
 /// Whether a command needs a logged-in connection.
@@ -73,7 +79,8 @@ impl ConnectionArgs {
     /// The connection these flags, the environment and the saved session describe.
     pub fn resolve(&self, login: Login) -> CliResult<Target> {
         if let Some(url) = &self.url {
-            let connection = ConnectionString::parse(url)?;
+            let mut connection = ConnectionString::parse(url)?;
+            connection.protocol = self.protocol.unwrap_or(connection.protocol);
             return Ok(Target {
                 connection,
                 login: true,
@@ -146,6 +153,7 @@ impl ConnectionArgs {
         // password may hold any character.
         let mut parsed = ConnectionString::parse(&format!("iggy+{transport}://check@{address}"))?;
         parsed.credentials = credentials;
+        parsed.protocol = self.protocol.unwrap_or_default();
         Ok(parsed)
     }
 }
@@ -168,5 +176,5 @@ pub async fn connect_to(target: &Target) -> CliResult<Client> {
         return connect(&target.connection).await;
     }
     let transport = Transport::connect(&target.connection).await?;
-    Ok(Client::new(transport))
+    Ok(Client::with_protocol(transport, target.connection.protocol))
 }

@@ -53,6 +53,66 @@ fn system_commands() {
     assert!(stderr.contains("not found: client 4000000000"), "{stderr}");
 }
 
+/// The same commands in the 0.9 generation (`--protocol 0.9`): the server serves both, and
+/// what one generation wrote the other reads.
+#[test]
+fn either_protocol_generation() {
+    let galgo = Galgo::start();
+    let anonymous = ok(galgo.anonymous().args(["--protocol", "0.9", "ping"]), None);
+    assert!(anonymous.starts_with("pong: 1 ping(s)"), "{anonymous}");
+    let created = galgo.json(&["--protocol", "0.9", "stream", "create", "gen"]);
+    assert_eq!(created["name"], "gen");
+    galgo.ok(&[
+        "--protocol",
+        "0.9",
+        "topic",
+        "create",
+        "gen",
+        "t",
+        "--partitions",
+        "2",
+    ]);
+    galgo.ok(&[
+        "--protocol",
+        "0.8",
+        "message",
+        "send",
+        "gen",
+        "t",
+        "--partition",
+        "1",
+        "old",
+    ]);
+    galgo.ok(&[
+        "--protocol",
+        "0.9",
+        "message",
+        "send",
+        "gen",
+        "t",
+        "--partition",
+        "1",
+        "new",
+    ]);
+    for protocol in ["0.8", "0.9"] {
+        let polled = galgo.json(&[
+            "--protocol",
+            protocol,
+            "message",
+            "poll",
+            "gen",
+            "t",
+            "--partition",
+            "1",
+            "--offset",
+            "0",
+        ]);
+        assert_eq!(payloads(&polled), ["old", "new"], "{protocol}: {polled}");
+    }
+    let stderr = galgo.fails(&["--protocol", "0.7", "stream", "list"], 2);
+    assert!(stderr.contains("0.7"), "{stderr}");
+}
+
 #[test]
 fn streams_topics_partitions_and_segments() {
     let galgo = Galgo::start();

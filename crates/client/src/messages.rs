@@ -10,9 +10,14 @@ use galgo_protocol::command::messages::{
     FlushUnsavedBuffer, POLLED_MESSAGES_HEADER_BYTES, PolledMessagesHeader,
 };
 use galgo_protocol::message::{MessageIter, MessageView, ORIGIN_TIMESTAMP_AT};
-use galgo_protocol::{CommandCode, Identifier, Partitioning, PollMessages, SendMessages};
+use galgo_protocol::vsr::batch::{encode_send_block, set_batch_origin_timestamp};
+use galgo_protocol::vsr::header::HEADER_BYTES;
+use galgo_protocol::{
+    CommandCode, ErrorCode, Identifier, Partitioning, PollMessages, SendMessages,
+};
 
 use crate::client::{Client, decoded, patch_header};
+use crate::connection_string::Protocol;
 use crate::error::ClientError;
 
 /// A SendMessages request frame, ready to send again and again.
@@ -23,6 +28,18 @@ pub struct PreparedBatch {
     message_starts: Vec<usize>,
     /// Bytes of the messages themselves (headers, payloads, user headers).
     messages_bytes: u64,
+    /// The same batch in the 0.9 envelope, built at its first 0.9 send (crate::vsr).
+    vsr: Option<VsrFrame>,
+    /// The origin timestamp set last, which the 0.9 frame takes at its next send.
+    origin_us: Option<u64>,
+}
+
+/// A prepared batch's 0.9 frame: the 256-byte request header (written at each send), then
+/// the body, whose batch header starts at `batch_at`.
+#[derive(Clone, Debug)]
+pub(crate) struct VsrFrame {
+    pub(crate) frame: BytesMut,
+    batch_at: usize,
 }
 
 impl PreparedBatch {
@@ -56,7 +73,46 @@ impl PreparedBatch {
             frame,
             message_starts,
             messages_bytes: messages_bytes as u64,
+            vsr: None,
+            origin_us: None,
         }
+    }
+
+    /// The 0.9 frame, built from the 0.8 one the first time and given the origin timestamp
+    /// set since (its batch checksum resealed; nothing else is re-encoded). Hand it back with
+    /// [`PreparedBatch::put_vsr_frame`].
+    pub(crate) fn take_vsr_frame(&mut self) -> Result<VsrFrame, ErrorCode> {
+        let mut vsr = match self.vsr.take() {
+            Some(vsr) => vsr,
+            None => {
+                let send = SendMessages::decode(BytesMut::from(&self.frame[8..]))?;
+                let mut frame = BytesMut::zeroed(HEADER_BYTES);
+                let (stream, topic) = (&send.stream, &send.topic);
+                encode_send_block(
+                    stream,
+                    topic,
+                    &send.partitioning,
+                    &send.messages,
+                    &mut frame,
+                )?;
+                let metadata_len = u32::from_le_bytes(
+                    frame[HEADER_BYTES..HEADER_BYTES + 4]
+                        .try_into()
+                        .expect("4 bytes"),
+                );
+                let batch_at = HEADER_BYTES + 4 + metadata_len as usize;
+                VsrFrame { frame, batch_at }
+            }
+        };
+        if let Some(origin_us) = self.origin_us.take() {
+            set_batch_origin_timestamp(&mut vsr.frame[vsr.batch_at..], origin_us)?;
+        }
+        Ok(vsr)
+    }
+
+    /// Keeps the 0.9 frame for the next send.
+    pub(crate) fn put_vsr_frame(&mut self, vsr: VsrFrame) {
+        self.vsr = Some(vsr);
     }
 
     /// Messages in the batch.
@@ -77,6 +133,7 @@ impl PreparedBatch {
 
     /// Sets every message's origin timestamp (µs since the epoch).
     pub fn set_origin_timestamps(&mut self, timestamp_us: u64) {
+        self.origin_us = Some(timestamp_us);
         let bytes = timestamp_us.to_le_bytes();
         for &start in &self.message_starts {
             let at = start + ORIGIN_TIMESTAMP_AT;
@@ -132,6 +189,10 @@ impl Client {
         &mut self,
         mut batch: PreparedBatch,
     ) -> (Result<(), ClientError>, PreparedBatch) {
+        if self.protocol() == Protocol::V09 {
+            let sent = self.send_prepared_vsr(&mut batch).await;
+            return (sent, batch);
+        }
         let (result, frame) = self.request_frame(std::mem::take(&mut batch.frame)).await;
         batch.frame = frame;
         (result.map(drop), batch)

@@ -17,7 +17,7 @@ use galgo_protocol::{
     },
 };
 
-use crate::{client::Client, error::ClientError};
+use crate::{client::Client, error::ClientError, messages::PreparedBatch};
 
 /// What a 0.9 connection's client keeps: its id, its session and its request counter.
 #[derive(Debug)]
@@ -138,14 +138,42 @@ impl Client {
         header.encode(&mut bytes);
         frame.put_slice(&bytes);
         frame.put_slice(&body);
-        let reply = self.exchange(frame).await?;
+        let reply = self.exchange(frame).await.0?;
         self.reply_payload(code, operation, reply)
     }
 
-    /// Writes a frame and reads the whole reply frame.
-    async fn exchange(&mut self, frame: BytesMut) -> Result<BytesMut, ClientError> {
-        let compio::BufResult(written, _) = self.transport_mut().write_all(frame).await;
-        written?;
+    /// Sends a prepared batch in its 0.9 frame, which it keeps for the next send: only the
+    /// request header and, after a new origin timestamp, the batch checksum are rewritten.
+    pub(crate) async fn send_prepared_vsr(
+        &mut self,
+        batch: &mut PreparedBatch,
+    ) -> Result<(), ClientError> {
+        let code = CommandCode::SendMessages;
+        let mut vsr = batch.take_vsr_frame().map_err(ClientError::Server)?;
+        let operation = Operation::for_code(code);
+        let header = self
+            .vsr_state()
+            .header(operation, code, &vsr.frame[HEADER_BYTES..]);
+        let mut bytes = [0; HEADER_BYTES];
+        header.encode(&mut bytes);
+        vsr.frame[..HEADER_BYTES].copy_from_slice(&bytes);
+        let (reply, frame) = self.exchange(vsr.frame).await;
+        vsr.frame = frame;
+        batch.put_vsr_frame(vsr);
+        self.reply_payload(code, operation, reply?).map(drop)
+    }
+
+    /// Writes a frame and reads the whole reply frame; hands the written frame back.
+    async fn exchange(&mut self, frame: BytesMut) -> (Result<BytesMut, ClientError>, BytesMut) {
+        let compio::BufResult(written, frame) = self.transport_mut().write_all(frame).await;
+        if let Err(error) = written {
+            return (Err(error.into()), frame);
+        }
+        (self.read_reply().await, frame)
+    }
+
+    /// Reads one whole reply frame (an eviction is its error).
+    async fn read_reply(&mut self) -> Result<BytesMut, ClientError> {
         self.fill_read(HEADER_BYTES).await?;
         let bytes: [u8; HEADER_BYTES] = self.read_buffer()[..HEADER_BYTES]
             .try_into()

@@ -422,6 +422,48 @@ pub fn encode_send_block(
     encode_send_from(stream, topic, partitioning, messages, out)
 }
 
+/// Sets the origin timestamp of a batch whose messages all carry it (every frame's
+/// `timestamp_delta` is 0) and reseals the batch checksum, for a producer that sends one
+/// prepared batch again with a new send time. The frames' own checksums do not cover the
+/// batch header, so they stay valid. `batch` starts at the batch header.
+///
+/// Errors: a batch that is not laid out as its header says is 3; a frame with a non-zero
+/// timestamp delta is 4038 (its origin would move with the batch's).
+pub fn set_batch_origin_timestamp(
+    batch: &mut [u8],
+    origin_timestamp: u64,
+) -> Result<(), ErrorCode> {
+    let mut header = BatchHeader::decode(batch)?;
+    header.origin_timestamp = origin_timestamp;
+    let frames_len = header.frames_len()?;
+    header.check_count_fits(frames_len)?;
+    let frames = BATCH_HEADER_BYTES
+        .checked_add(frames_len)
+        .and_then(|end| batch.get(BATCH_HEADER_BYTES..end))
+        .ok_or(ErrorCode::InvalidCommand)?;
+    let mut hasher = Xxh3Default::new();
+    header.start_checksum(&mut hasher);
+    let mut at = 0usize;
+    for _ in 0..header.message_count {
+        let frame = frames
+            .get(at..at + FRAME_HEADER_BYTES)
+            .ok_or(ErrorCode::InvalidCommand)?;
+        if u32_at(frame, TIMESTAMP_DELTA_AT) != 0 {
+            return Err(ErrorCode::InvalidMessageTimestampDelta);
+        }
+        hasher.update(&frame[FRAME_CHECKSUM_AT..FRAME_CHECKSUM_AT + 8]);
+        let bodies = u32_at(frame, FRAME_PAYLOAD_LENGTH_AT) as usize
+            + u32_at(frame, FRAME_HEADERS_LENGTH_AT) as usize;
+        at += FRAME_HEADER_BYTES + bodies;
+    }
+    if at != frames_len {
+        return Err(ErrorCode::InvalidCommand);
+    }
+    header.batch_checksum = hasher.digest();
+    header.write_into(batch);
+    Ok(())
+}
+
 /// What a first pass over the outgoing messages learns: enough to size and checksum the batch.
 struct OutgoingPlan {
     count: u32,
@@ -899,6 +941,35 @@ mod tests {
     use crate::identifier::tests::any_identifier;
     use crate::message::{MessageView, encode_message, stamp};
     use crate::partitioning::tests::any_partitioning;
+
+    #[test]
+    fn a_prepared_batch_takes_a_new_origin_timestamp_and_stays_valid() {
+        let messages: Vec<OutgoingMessage<'_>> = (0..3u128)
+            .map(|id| OutgoingMessage {
+                id: id + 1,
+                origin_timestamp: 1000,
+                payload: b"payload",
+                user_headers: b"",
+            })
+            .collect();
+        let zero = Identifier::Numeric(0);
+        let mut body = BytesMut::new();
+        let partitioning = Partitioning::PartitionId(0);
+        encode_send(&zero, &zero, &partitioning, &messages, &mut body).expect("encoded");
+        let batch_at = body.len() - BATCH_HEADER_BYTES - 3 * (FRAME_HEADER_BYTES + 7);
+        set_batch_origin_timestamp(&mut body[batch_at..], 5_000).expect("restamped");
+        let send = decode_send(body.clone()).expect("checksums still hold");
+        let origins: Vec<u64> = send
+            .iter_messages()
+            .map(|message| message.expect("whole").origin_timestamp())
+            .collect();
+        assert_eq!(origins, [5_000; 3]);
+        body[batch_at + BATCH_HEADER_BYTES + TIMESTAMP_DELTA_AT] = 1;
+        assert_eq!(
+            set_batch_origin_timestamp(&mut body[batch_at..], 6_000),
+            Err(ErrorCode::InvalidMessageTimestampDelta)
+        );
+    }
 
     fn hi() -> BytesMut {
         let mut body = BytesMut::new();
