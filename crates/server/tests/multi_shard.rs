@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use iggy::prelude::*;
 use support::TestServer;
-use support::raw;
 use support::sdk::{self, TEST_TIMEOUT, id, within};
+use support::{raw, vsr};
 
 const SHARDS: u32 = 4;
 const PARTITIONS: u32 = 8;
@@ -360,5 +360,65 @@ fn a_connection_moves_to_the_shard_of_its_partitions() {
             })
             .collect();
         assert_eq!(polled.messages, expected, "partition {partition}");
+    }
+}
+
+/// The same move for a 0.9 connection: its generation and its session go with it. It stays
+/// registered (no new Register), its pipelined sends across the move are all answered, and a
+/// retry of its last send after the move gets the kept reply instead of a second append.
+#[test]
+fn a_0_9_connection_moves_with_its_session() {
+    const TWO_SHARDS_PARTITIONS: u32 = 4;
+    const BATCHES: u32 = 40;
+    let server = TestServer::start(&["--shards", "2"]);
+    let mut admin = raw::RawConn::connect_logged_in(server.addr);
+    let stream_id = raw::create_stream(&mut admin, "moving");
+    let topic_id = raw::create_topic(&mut admin, stream_id, "t", TWO_SHARDS_PARTITIONS);
+    let mut conn = vsr::VsrConn::connect(server.addr, 0x5EED);
+    conn.register("iggy", "iggy");
+    let mut last = Vec::new();
+    for partition in 0..TWO_SHARDS_PARTITIONS {
+        let before = raw::calls_sent(server.addr);
+        let mut pipelined = Vec::new();
+        for batch in 0..BATCHES {
+            let payload = format!("p{partition}-b{batch}");
+            let message = vsr::RawMessage {
+                id: u128::from(batch + 1),
+                origin_timestamp: 1,
+                payload: payload.as_bytes(),
+            };
+            let body = vsr::send_messages_body(stream_id, topic_id, partition, &[message]);
+            last = conn.next_frame(vsr::operation::SEND_MESSAGES, false, &body);
+            pipelined.extend_from_slice(&last);
+        }
+        conn.send_bytes(&pipelined);
+        for batch in 0..BATCHES {
+            let reply = conn.read_frame();
+            assert_eq!(reply.status(), 0, "partition {partition}, batch {batch}");
+        }
+        let spent = raw::calls_sent(server.addr) - before;
+        assert!(
+            spent < u64::from(BATCHES) / 2,
+            "partition {partition}: {spent} cross-shard calls for {BATCHES} sends"
+        );
+    }
+    let retried = conn.exchange(&last);
+    assert_eq!(
+        retried.status(),
+        0,
+        "the retry is answered from the kept reply"
+    );
+    for partition in 0..TWO_SHARDS_PARTITIONS {
+        let polled = raw::poll(&mut admin, stream_id, topic_id, partition, 0, BATCHES + 1);
+        let expected: Vec<(u64, Vec<u8>)> = (0..BATCHES)
+            .map(|batch| {
+                let payload = format!("p{partition}-b{batch}").into_bytes();
+                (u64::from(batch), payload)
+            })
+            .collect();
+        assert_eq!(
+            polled.messages, expected,
+            "partition {partition}: each once, in order"
+        );
     }
 }
