@@ -35,7 +35,7 @@ mod vsr;
 pub use client::Client;
 pub use connection_string::{ConnectionString, Credentials, Protocol, TransportKind};
 pub use error::ClientError;
-pub use messages::{PolledMessages, PreparedBatch};
+pub use messages::{PolledMessage, PolledMessages, PreparedBatch};
 pub use transport::Transport;
 
 pub use galgo_protocol as protocol;

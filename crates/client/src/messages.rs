@@ -9,7 +9,10 @@ use galgo_protocol::Command;
 use galgo_protocol::command::messages::{
     FlushUnsavedBuffer, POLLED_MESSAGES_HEADER_BYTES, PolledMessagesHeader,
 };
-use galgo_protocol::message::{MessageIter, MessageView, ORIGIN_TIMESTAMP_AT};
+use galgo_protocol::message::{
+    MESSAGE_HEADER_BYTES, MessageIter, MessageView, ORIGIN_TIMESTAMP_AT,
+};
+use galgo_protocol::vsr::batch::{PolledFrame, PolledFrames};
 use galgo_protocol::vsr::batch::{encode_send_block, set_batch_origin_timestamp};
 use galgo_protocol::vsr::header::HEADER_BYTES;
 use galgo_protocol::{
@@ -147,24 +150,116 @@ impl PreparedBatch {
     }
 }
 
-/// The answer to a poll: its header and the messages, back to back.
+/// The answer to a poll: its header and the messages, as the server sent them (0.8 messages
+/// back to back, or 0.9 batch records), read in place by [`PolledMessages::iter`].
 #[derive(Debug)]
 pub struct PolledMessages {
     /// Partition, current offset and count.
     pub header: PolledMessagesHeader,
-    /// `header.messages_count` whole messages.
+    /// `header.messages_count` messages, in the layout of `protocol`.
     pub messages: BytesMut,
+    /// The generation whose layout `messages` has.
+    pub protocol: Protocol,
+}
+
+/// One polled message, read where it lies in either generation's layout.
+#[derive(Clone, Copy, Debug)]
+pub enum PolledMessage<'a> {
+    /// A stored 0.8 message.
+    Classic(MessageView<'a>),
+    /// A 0.9 frame with its record's base fields.
+    Vsr(PolledFrame<'a>),
+}
+
+impl<'a> PolledMessage<'a> {
+    /// The checksum the server sent: over the 0.8 message, or over the 0.9 frame.
+    pub fn checksum(&self) -> u64 {
+        match self {
+            PolledMessage::Classic(m) => m.checksum(),
+            PolledMessage::Vsr(f) => f.checksum(),
+        }
+    }
+    /// The message id.
+    pub fn id(&self) -> u128 {
+        match self {
+            PolledMessage::Classic(m) => m.id(),
+            PolledMessage::Vsr(f) => f.id(),
+        }
+    }
+    /// The offset.
+    pub fn offset(&self) -> u64 {
+        match self {
+            PolledMessage::Classic(m) => m.offset(),
+            PolledMessage::Vsr(f) => f.offset(),
+        }
+    }
+    /// The server timestamp (µs since the epoch).
+    pub fn timestamp(&self) -> u64 {
+        match self {
+            PolledMessage::Classic(m) => m.timestamp(),
+            PolledMessage::Vsr(f) => f.timestamp(),
+        }
+    }
+    /// The client's origin timestamp (µs since the epoch).
+    pub fn origin_timestamp(&self) -> u64 {
+        match self {
+            PolledMessage::Classic(m) => m.origin_timestamp(),
+            PolledMessage::Vsr(f) => f.origin_timestamp(),
+        }
+    }
+    /// The payload.
+    pub fn payload(&self) -> &'a [u8] {
+        match self {
+            PolledMessage::Classic(m) => m.payload(),
+            PolledMessage::Vsr(f) => f.payload(),
+        }
+    }
+    /// The user headers (TLV).
+    pub fn user_headers(&self) -> &'a [u8] {
+        match self {
+            PolledMessage::Classic(m) => m.user_headers(),
+            PolledMessage::Vsr(f) => f.user_headers(),
+        }
+    }
+    /// The message's stored size, the same in both generations: the 64-byte header of
+    /// PROTOCOL.md §6.1, the payload and the user headers.
+    pub fn size(&self) -> usize {
+        MESSAGE_HEADER_BYTES + self.payload().len() + self.user_headers().len()
+    }
+}
+
+/// The walk over either layout.
+enum Walk<'a> {
+    Classic(MessageIter<'a>),
+    Vsr(PolledFrames<'a>),
+}
+
+impl<'a> Iterator for Walk<'a> {
+    type Item = Result<PolledMessage<'a>, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let malformed = || ClientError::MalformedResponse {
+            command: CommandCode::PollMessages.name(),
+            code: ErrorCode::InvalidCommand,
+        };
+        match self {
+            Walk::Classic(walk) => walk
+                .next()
+                .map(|message| message.map(PolledMessage::Classic).map_err(|_| malformed())),
+            Walk::Vsr(walk) => walk
+                .next()
+                .map(|frame| frame.map(PolledMessage::Vsr).map_err(|_| malformed())),
+        }
+    }
 }
 
 impl PolledMessages {
     /// Walks the messages; a message the server cut short is an error.
-    pub fn iter(&self) -> impl Iterator<Item = Result<MessageView<'_>, ClientError>> {
-        MessageIter::new(&self.messages).map(|message| {
-            message.map_err(|_| ClientError::MalformedResponse {
-                command: CommandCode::PollMessages.name(),
-                code: galgo_protocol::ErrorCode::InvalidCommand,
-            })
-        })
+    pub fn iter(&self) -> impl Iterator<Item = Result<PolledMessage<'_>, ClientError>> {
+        match self.protocol {
+            Protocol::V08 => Walk::Classic(MessageIter::new(&self.messages)),
+            Protocol::V09 => Walk::Vsr(PolledFrames::new(&self.messages)),
+        }
     }
 }
 
@@ -208,7 +303,11 @@ impl Client {
             .await?;
         let header = decoded(PollMessages::CODE, &bytes, PolledMessagesHeader::decode)?;
         let messages = bytes.split_off(POLLED_MESSAGES_HEADER_BYTES.min(bytes.len()));
-        Ok(PolledMessages { header, messages })
+        Ok(PolledMessages {
+            header,
+            messages,
+            protocol: self.protocol(),
+        })
     }
 
     /// FlushUnsavedBuffer: writes a partition's unsaved messages, and fsyncs them if asked.

@@ -226,6 +226,10 @@ impl Client {
         } else {
             body.freeze()
         };
+        if code == CommandCode::PollMessages {
+            // Read in place by PolledMessages::iter: no conversion to the 0.8 layout.
+            return Ok(BytesMut::from(body));
+        }
         let payload = bodies::decode_reply(code, body).map_err(malformed(code))?;
         Ok(BytesMut::from(&payload[..]))
     }

@@ -8,9 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{Args, Subcommand, ValueEnum};
 use galgo_client::Client;
+use galgo_client::PolledMessage;
 use galgo_client::messages::PolledMessages;
 use galgo_protocol::command::offsets::OffsetTarget;
-use galgo_protocol::message::{MessageView, encode_message};
+use galgo_protocol::message::encode_message;
 use galgo_protocol::{Consumer, Identifier, Partitioning, PollMessages, PollingStrategy};
 use serde_json::{Value, json};
 
@@ -277,7 +278,7 @@ fn headers_text(bytes: &[u8]) -> String {
     }
 }
 
-fn message_json(partition_id: u32, m: &MessageView<'_>, format: PayloadFormat) -> Value {
+fn message_json(partition_id: u32, m: &PolledMessage<'_>, format: PayloadFormat) -> Value {
     json!({
         "partition_id": partition_id,
         "offset": m.offset(),
@@ -294,7 +295,7 @@ fn message_json(partition_id: u32, m: &MessageView<'_>, format: PayloadFormat) -
 /// A table row; its first cell is the partition when `partition_id` is given.
 fn message_row(
     partition_id: Option<u32>,
-    m: &MessageView<'_>,
+    m: &PolledMessage<'_>,
     format: PayloadFormat,
 ) -> Vec<String> {
     let partition = partition_id.map(|id| id.to_string());
@@ -395,7 +396,7 @@ async fn poll_each(
 }
 
 /// The messages of every response, ordered by timestamp, then partition, then offset.
-fn merged(responses: &[PolledMessages]) -> CliResult<Vec<(u32, MessageView<'_>)>> {
+fn merged(responses: &[PolledMessages]) -> CliResult<Vec<(u32, PolledMessage<'_>)>> {
     let mut messages = Vec::new();
     for polled in responses {
         for message in polled.iter() {
@@ -461,7 +462,7 @@ async fn poll_all(
 async fn commit_shown(
     client: &mut Client,
     request: &PollMessages,
-    shown: &[(u32, MessageView<'_>)],
+    shown: &[(u32, PolledMessage<'_>)],
 ) -> CliResult<()> {
     let mut last: BTreeMap<u32, u64> = BTreeMap::new();
     for (partition_id, m) in shown {
@@ -545,7 +546,7 @@ async fn follow_all(
 
 fn print_followed(
     partition_id: u32,
-    message: &MessageView<'_>,
+    message: &PolledMessage<'_>,
     payload: PayloadFormat,
     format: OutputFormat,
 ) -> std::io::Result<()> {

@@ -24,6 +24,8 @@
 //! Structural errors are 3 `InvalidCommand`, as the Iggy server maps every batch layout error;
 //! integrity errors keep their codes (4027, 4039).
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
 
@@ -31,8 +33,8 @@ use crate::command::messages::{POLLED_MESSAGES_HEADER_BYTES, PolledMessagesHeade
 use crate::error::ErrorCode;
 use crate::identifier::Identifier;
 use crate::message::{
-    self, ID_AT, MESSAGE_HEADER_BYTES, MESSAGE_PAYLOAD_BYTES_MAX, MessageIter, OFFSET_AT,
-    ORIGIN_TIMESTAMP_AT, PAYLOAD_LENGTH_AT, TIMESTAMP_AT, USER_HEADERS_BYTES_MAX,
+    self, ID_AT, MESSAGE_HEADER_BYTES, MESSAGE_PAYLOAD_BYTES_MAX, MessageIter, MessageView,
+    OFFSET_AT, ORIGIN_TIMESTAMP_AT, PAYLOAD_LENGTH_AT, TIMESTAMP_AT, USER_HEADERS_BYTES_MAX,
     USER_HEADERS_LENGTH_AT,
 };
 use crate::partitioning::Partitioning;
@@ -222,6 +224,122 @@ impl<'a> Frame<'a> {
     /// Payload then user headers: the same bytes in the same order in both layouts.
     fn body(&self) -> &'a [u8] {
         &self.bytes[FRAME_HEADER_BYTES..]
+    }
+}
+
+/// One message of a 0.9 poll reply, read where it lies (the client side, without converting
+/// the reply): its frame and the fields of the batch record it is relative to.
+#[derive(Clone, Copy, Debug)]
+pub struct PolledFrame<'a> {
+    frame: &'a [u8],
+    base_offset: u64,
+    base_timestamp: u64,
+    origin_timestamp: u64,
+}
+
+impl<'a> PolledFrame<'a> {
+    /// The frame's checksum, as the server computed it (XXH3-64 of the frame from byte 8).
+    pub fn checksum(&self) -> u64 {
+        u64_at(self.frame, FRAME_CHECKSUM_AT)
+    }
+    /// The message id.
+    pub fn id(&self) -> u128 {
+        u128::from_le_bytes(
+            self.frame[FRAME_ID_AT..FRAME_ID_AT + 16]
+                .try_into()
+                .expect("16 bytes"),
+        )
+    }
+    /// The offset: the record's base offset plus the frame's delta.
+    pub fn offset(&self) -> u64 {
+        self.base_offset + u64::from(u32_at(self.frame, OFFSET_DELTA_AT))
+    }
+    /// The server timestamp: the record's, shared by its messages.
+    pub fn timestamp(&self) -> u64 {
+        self.base_timestamp
+    }
+    /// The origin timestamp: the record's plus the frame's delta.
+    pub fn origin_timestamp(&self) -> u64 {
+        self.origin_timestamp + u64::from(u32_at(self.frame, TIMESTAMP_DELTA_AT))
+    }
+    /// The payload.
+    pub fn payload(&self) -> &'a [u8] {
+        let end = FRAME_HEADER_BYTES + u32_at(self.frame, FRAME_PAYLOAD_LENGTH_AT) as usize;
+        &self.frame[FRAME_HEADER_BYTES..end]
+    }
+    /// The user headers (TLV, as in 0.8).
+    pub fn user_headers(&self) -> &'a [u8] {
+        let start = FRAME_HEADER_BYTES + u32_at(self.frame, FRAME_PAYLOAD_LENGTH_AT) as usize;
+        &self.frame[start..]
+    }
+}
+
+/// Walks the messages of a 0.9 poll reply's records (the body after its 16-byte head) in
+/// place, checking the layout as [`decode_polled`] does: yields `Err` once where it breaks,
+/// then ends.
+#[derive(Clone, Debug)]
+pub struct PolledFrames<'a> {
+    records: &'a [u8],
+    /// Where the next record starts.
+    next_record: usize,
+    /// The current record: its header, its frames and where the next frame starts in them.
+    current: Option<(BatchHeader, &'a [u8], usize, u32)>,
+    failed: bool,
+}
+
+impl<'a> PolledFrames<'a> {
+    /// Walks `records` (a poll reply's body after the head).
+    pub fn new(records: &'a [u8]) -> Self {
+        Self {
+            records,
+            next_record: 0,
+            current: None,
+            failed: false,
+        }
+    }
+
+    fn next_frame(&mut self) -> Result<Option<PolledFrame<'a>>, ErrorCode> {
+        loop {
+            if let Some((header, frames, position, left)) = &mut self.current {
+                if *left > 0 {
+                    let frame = Frame::at(frames, *position)?;
+                    *position += frame.bytes.len();
+                    *left -= 1;
+                    return Ok(Some(PolledFrame {
+                        frame: frame.bytes,
+                        base_offset: header.base_offset,
+                        base_timestamp: header.base_timestamp,
+                        origin_timestamp: header.origin_timestamp,
+                    }));
+                }
+                if *position != frames.len() {
+                    return Err(ErrorCode::InvalidCommand);
+                }
+            }
+            if self.next_record == self.records.len() {
+                return Ok(None);
+            }
+            let (header, frames) = record_at(self.records, self.next_record)?;
+            self.next_record += header.batch_length as usize;
+            self.current = Some((header, frames, 0, header.message_count));
+        }
+    }
+}
+
+impl<'a> Iterator for PolledFrames<'a> {
+    type Item = Result<PolledFrame<'a>, ErrorCode>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.next_frame() {
+            Ok(frame) => frame.map(Ok),
+            Err(error) => {
+                self.failed = true;
+                Some(Err(error))
+            }
+        }
     }
 }
 
@@ -637,130 +755,100 @@ impl<'a> ChunkCursor<'a> {
     fn skip(&mut self, n: usize) -> Result<(), ErrorCode> {
         self.advance(n, |_| {})
     }
-
-    fn copy_to(&mut self, n: usize, out: &mut BytesMut) -> Result<(), ErrorCode> {
-        self.advance(n, |piece| out.put_slice(piece))
-    }
 }
 
-/// The fields of a stored 0.8 message header the poll conversion needs.
-struct StoredHeader {
-    header: [u8; MESSAGE_HEADER_BYTES],
+/// The stored messages of a poll reply, each whole: borrowed from its chunk, or gathered into
+/// a buffer of its own when a read split it across two chunks (rare: at most one per chunk
+/// boundary).
+fn stored_messages<'a>(mut cursor: ChunkCursor<'a>) -> Result<Vec<Cow<'a, [u8]>>, ErrorCode> {
+    let mut messages = Vec::new();
+    while !cursor.is_empty() {
+        let chunk = &cursor.chunks[cursor.chunk][cursor.offset..];
+        if let Some(view) = MessageView::parse(chunk) {
+            let size = view.size();
+            messages.push(Cow::Borrowed(&chunk[..size]));
+            cursor.skip(size)?;
+            continue;
+        }
+        let header: [u8; MESSAGE_HEADER_BYTES] = cursor.read()?;
+        let body_len = u32_at(&header, PAYLOAD_LENGTH_AT) as usize
+            + u32_at(&header, USER_HEADERS_LENGTH_AT) as usize;
+        let mut gathered = Vec::with_capacity(MESSAGE_HEADER_BYTES + body_len);
+        gathered.extend_from_slice(&header);
+        cursor.advance(body_len, |piece| gathered.extend_from_slice(piece))?;
+        messages.push(Cow::Owned(gathered));
+    }
+    Ok(messages)
 }
 
-impl StoredHeader {
-    fn read(cursor: &mut ChunkCursor<'_>) -> Result<Self, ErrorCode> {
-        Ok(Self {
-            header: cursor.read()?,
-        })
-    }
-    fn offset(&self) -> u64 {
-        u64_at(&self.header, OFFSET_AT)
-    }
-    fn timestamp(&self) -> u64 {
-        u64_at(&self.header, TIMESTAMP_AT)
-    }
-    fn origin_timestamp(&self) -> u64 {
-        u64_at(&self.header, ORIGIN_TIMESTAMP_AT)
-    }
-    fn payload_length(&self) -> u32 {
-        u32_at(&self.header, PAYLOAD_LENGTH_AT)
-    }
-    fn user_headers_length(&self) -> u32 {
-        u32_at(&self.header, USER_HEADERS_LENGTH_AT)
-    }
-    fn body_len(&self) -> usize {
-        self.payload_length() as usize + self.user_headers_length() as usize
-    }
-}
-
-/// One batch record of a poll reply, decided before it is written.
-struct RecordPlan {
-    count: u32,
-    frames_len: usize,
-    base_offset: u64,
-    timestamp: u64,
-    origin_timestamp: u64,
-}
-
-/// Reads ahead from `cursor` over the messages one record takes: consecutive messages with
-/// the first one's server timestamp whose offset and origin-timestamp deltas fit a u32.
-/// Leaves `cursor` after them. A torn message is 3 `InvalidCommand`.
-fn plan_record(cursor: &mut ChunkCursor<'_>) -> Result<RecordPlan, ErrorCode> {
-    let first = StoredHeader::read(cursor)?;
-    cursor.skip(first.body_len())?;
-    let mut plan = RecordPlan {
-        count: 1,
-        frames_len: FRAME_HEADER_BYTES + first.body_len(),
-        base_offset: first.offset(),
-        timestamp: first.timestamp(),
-        origin_timestamp: first.origin_timestamp(),
-    };
-    let mut latest_origin = first.origin_timestamp();
-    while !cursor.is_empty() && plan.count < u32::MAX {
-        let mut ahead = cursor.clone();
-        let next = StoredHeader::read(&mut ahead)?;
-        let earliest = plan.origin_timestamp.min(next.origin_timestamp());
-        let latest = latest_origin.max(next.origin_timestamp());
-        let joins = next.timestamp() == plan.timestamp
-            && next
-                .offset()
-                .checked_sub(plan.base_offset)
-                .is_some_and(|d| d <= OFFSET_DELTA_MAX)
-            && latest - earliest <= TIMESTAMP_DELTA_MAX_US;
+/// The messages one batch record takes from the start of `messages`: those with the first
+/// one's server timestamp whose offset and origin-timestamp deltas fit a u32. Returns how
+/// many, and their earliest origin timestamp.
+fn record_extent(messages: &[Cow<'_, [u8]>]) -> (usize, u64) {
+    let first = &messages[0];
+    let (base_offset, timestamp) = (u64_at(first, OFFSET_AT), u64_at(first, TIMESTAMP_AT));
+    let mut earliest = u64_at(first, ORIGIN_TIMESTAMP_AT);
+    let mut latest = earliest;
+    let mut count = 1;
+    for next in &messages[1..] {
+        let origin = u64_at(next, ORIGIN_TIMESTAMP_AT);
+        let (low, high) = (earliest.min(origin), latest.max(origin));
+        let joins = u64_at(next, TIMESTAMP_AT) == timestamp
+            && u64_at(next, OFFSET_AT)
+                .checked_sub(base_offset)
+                .is_some_and(|delta| delta <= OFFSET_DELTA_MAX)
+            && high - low <= TIMESTAMP_DELTA_MAX_US
+            && count < u32::MAX as usize;
         if !joins {
             break;
         }
-        ahead.skip(next.body_len())?;
-        *cursor = ahead;
-        plan.count += 1;
-        plan.frames_len += FRAME_HEADER_BYTES + next.body_len();
-        (plan.origin_timestamp, latest_origin) = (earliest, latest);
+        (earliest, latest, count) = (low, high, count + 1);
     }
-    Ok(plan)
+    (count, earliest)
 }
 
-/// Writes the record `plan` describes, reading its messages from `cursor`.
+/// Writes one batch record of `messages` (all of them; [`record_extent`] chose them).
 fn write_record(
-    cursor: &mut ChunkCursor<'_>,
-    plan: &RecordPlan,
+    messages: &[Cow<'_, [u8]>],
+    origin_timestamp: u64,
     partition_id: u32,
     hasher: &mut Xxh3Default,
     out: &mut BytesMut,
-) -> Result<(), ErrorCode> {
+) {
+    let first = &messages[0];
+    let frames_len: usize = messages
+        .iter()
+        .map(|message| message.len() - MESSAGE_GROWTH_BYTES)
+        .sum();
     let mut header = BatchHeader {
         partition_id: u64::from(partition_id),
-        base_offset: plan.base_offset,
-        base_timestamp: plan.timestamp,
-        origin_timestamp: plan.origin_timestamp,
-        batch_length: (BATCH_HEADER_BYTES + plan.frames_len) as u64,
+        base_offset: u64_at(first, OFFSET_AT),
+        base_timestamp: u64_at(first, TIMESTAMP_AT),
+        origin_timestamp,
+        batch_length: (BATCH_HEADER_BYTES + frames_len) as u64,
         batch_checksum: 0,
-        message_count: plan.count,
+        message_count: messages.len() as u32,
     };
     let header_at = out.len();
     out.put_bytes(0, BATCH_HEADER_BYTES);
     header.start_checksum(hasher);
-    for _ in 0..plan.count {
-        let stored = StoredHeader::read(cursor)?;
-        // The plan proved both deltas fit; a failure here would mean the chunks changed.
-        let offset_delta = u32::try_from(stored.offset() - plan.base_offset)
-            .map_err(|_| ErrorCode::InvalidCommand)?;
-        let timestamp_delta = u32::try_from(stored.origin_timestamp() - plan.origin_timestamp)
-            .map_err(|_| ErrorCode::InvalidCommand)?;
+    for message in messages {
+        // record_extent proved both deltas fit a u32.
+        let offset_delta = (u64_at(message, OFFSET_AT) - header.base_offset) as u32;
+        let timestamp_delta = (u64_at(message, ORIGIN_TIMESTAMP_AT) - origin_timestamp) as u32;
         let frame_at = out.len();
         out.put_u64_le(0);
-        out.put_slice(&stored.header[ID_AT..ID_AT + 16]);
+        out.put_slice(&message[ID_AT..ID_AT + 16]);
         out.put_u32_le(offset_delta);
         out.put_u32_le(timestamp_delta);
-        out.put_u32_le(stored.user_headers_length());
-        out.put_u32_le(stored.payload_length());
+        out.put_slice(&message[USER_HEADERS_LENGTH_AT..USER_HEADERS_LENGTH_AT + 4]);
+        out.put_slice(&message[PAYLOAD_LENGTH_AT..PAYLOAD_LENGTH_AT + 4]);
         out.put_u64_le(0);
-        cursor.copy_to(stored.body_len(), out)?;
+        out.put_slice(&message[MESSAGE_HEADER_BYTES..]);
         hasher.update(&seal_frame(&mut out[frame_at..]).to_le_bytes());
     }
     header.batch_checksum = hasher.digest();
     header.write_into(&mut out[header_at..]);
-    Ok(())
 }
 
 /// Converts a 0.8 PollMessages reply (the 16-byte head, then stored messages back to back,
@@ -770,30 +858,53 @@ fn write_record(
 /// afresh; the stored checksums are not needed.
 ///
 /// A head shorter than 16 bytes, a torn message or a `messages_count` that disagrees with the
-/// messages is 3 `InvalidCommand`. The output is one buffer, sized before it is written.
+/// messages is 3 `InvalidCommand`. The output is one buffer, sized before it is written; each
+/// message is copied once and hashed once (this runs on every 0.9 poll).
 pub fn encode_polled(chunks: &[Bytes]) -> Result<BytesMut, ErrorCode> {
+    let mut out = BytesMut::new();
+    encode_polled_into(chunks, &mut out)?;
+    Ok(out)
+}
+
+/// [`encode_polled`] into `out` (cleared first), so a connection can reuse one buffer for
+/// every poll instead of faulting in a fresh one each time.
+pub fn encode_polled_into(chunks: &[Bytes], out: &mut BytesMut) -> Result<(), ErrorCode> {
+    out.clear();
     let mut cursor = ChunkCursor::new(chunks);
     let head_bytes: [u8; POLLED_MESSAGES_HEADER_BYTES] = cursor.read()?;
     let head = PolledMessagesHeader::decode(&head_bytes)?;
-    let (mut size, mut messages) = (POLLED_MESSAGES_HEADER_BYTES, 0u64);
-    let mut sizing = cursor.clone();
-    while !sizing.is_empty() {
-        let plan = plan_record(&mut sizing)?;
-        size += BATCH_HEADER_BYTES + plan.frames_len;
-        messages += u64::from(plan.count);
-    }
-    if messages != u64::from(head.messages_count) {
+    let messages = stored_messages(cursor)?;
+    if messages.len() as u64 != u64::from(head.messages_count) {
         return Err(ErrorCode::InvalidCommand);
     }
-    let mut out = BytesMut::with_capacity(size);
+    let mut records = Vec::new();
+    let (mut size, mut start) = (POLLED_MESSAGES_HEADER_BYTES, 0);
+    while start < messages.len() {
+        let (count, origin_timestamp) = record_extent(&messages[start..]);
+        let end = start + count;
+        let frames_len: usize = messages[start..end]
+            .iter()
+            .map(|message| message.len() - MESSAGE_GROWTH_BYTES)
+            .sum();
+        size += BATCH_HEADER_BYTES + frames_len;
+        records.push((start..end, origin_timestamp));
+        start = end;
+    }
+    out.reserve(size);
     out.put_slice(&head_bytes);
     let mut hasher = Xxh3Default::new();
-    while !cursor.is_empty() {
-        let plan = plan_record(&mut cursor.clone())?;
-        write_record(&mut cursor, &plan, head.partition_id, &mut hasher, &mut out)?;
+    for (range, origin_timestamp) in records {
+        let record = &messages[range];
+        write_record(
+            record,
+            origin_timestamp,
+            head.partition_id,
+            &mut hasher,
+            out,
+        );
     }
     debug_assert_eq!(out.len(), size);
-    Ok(out)
+    Ok(())
 }
 
 /// Converts a 0.9 poll reply back into the 0.8 reply galgo's client decodes: the head (its
@@ -941,6 +1052,62 @@ mod tests {
     use crate::identifier::tests::any_identifier;
     use crate::message::{MessageView, encode_message, stamp};
     use crate::partitioning::tests::any_partitioning;
+
+    #[test]
+    fn polled_frames_read_in_place_what_decode_polled_converts() {
+        let mut block = Vec::new();
+        for (offset, timestamp) in [(7u64, 100u64), (8, 100), (9, 200)] {
+            let mut message = Vec::new();
+            encode_message(
+                u128::from(offset),
+                offset * 10,
+                b"payload",
+                b"\x02\x01\x00\x00\x00k",
+                &mut message,
+            );
+            stamp(&mut message, offset, timestamp, || 0);
+            block.extend(message);
+        }
+        let mut head = BytesMut::new();
+        PolledMessagesHeader {
+            partition_id: 3,
+            current_offset: 9,
+            messages_count: 3,
+        }
+        .encode(&mut head);
+        let body = encode_polled(&[head.freeze(), Bytes::from(block)]).expect("encoded");
+        let converted = decode_polled(&body).expect("decoded");
+        let expected: Vec<_> = MessageIter::new(&converted[POLLED_MESSAGES_HEADER_BYTES..])
+            .map(|message| {
+                let m = message.expect("whole");
+                (
+                    m.id(),
+                    m.offset(),
+                    m.timestamp(),
+                    m.origin_timestamp(),
+                    m.payload().to_vec(),
+                    m.user_headers().to_vec(),
+                )
+            })
+            .collect();
+        let in_place: Vec<_> = PolledFrames::new(&body[POLLED_MESSAGES_HEADER_BYTES..])
+            .map(|frame| {
+                let f = frame.expect("whole");
+                (
+                    f.id(),
+                    f.offset(),
+                    f.timestamp(),
+                    f.origin_timestamp(),
+                    f.payload().to_vec(),
+                    f.user_headers().to_vec(),
+                )
+            })
+            .collect();
+        assert_eq!(in_place, expected);
+        assert_eq!(in_place.len(), 3);
+        let torn = &body[POLLED_MESSAGES_HEADER_BYTES..body.len() - 1];
+        assert!(PolledFrames::new(torn).any(|frame| frame.is_err()));
+    }
 
     #[test]
     fn a_prepared_batch_takes_a_new_origin_timestamp_and_stays_valid() {

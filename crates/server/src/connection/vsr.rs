@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 use galgo_protocol::{
     CommandCode, ErrorCode, Request,
     vsr::{
-        batch::SendConfirmation,
+        batch::{self, SendConfirmation},
         bodies,
         header::{
             self, Eviction, EvictionReason, FRAME_BYTES_MAX, HEADER_BYTES, Operation, RESULT_OK,
@@ -57,7 +57,16 @@ pub struct VsrSession {
     last_request: u64,
     /// The frame that answered it, for a retry of the same request.
     last_reply: Option<KeptReply>,
+    /// The buffer poll replies are converted into, reused from one poll to the next (a fresh
+    /// megabyte per poll cost more in page faults than the conversion itself).
+    poll_buffer: BytesMut,
+    /// The last poll reply, taken back into `poll_buffer` once it is written.
+    poll_reply: Option<Bytes>,
 }
+
+/// The largest poll buffer a connection keeps between polls; a larger one (an unusually
+/// large poll) is freed once written.
+const POLL_BUFFER_KEPT_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// A reply kept for a retry.
 #[derive(Debug)]
@@ -125,11 +134,23 @@ impl<S: galgo_transport::ByteStream> Connection<S> {
             if let Err(error) = self.write(reply).await {
                 return Ended::Io(error);
             }
+            reclaim_poll_buffer(state(session));
             let owner = session.take_partition_owner();
             if let Some(target) = self.follower.as_mut().and_then(|f| f.observe(owner)) {
                 return Ended::Moving(target);
             }
         }
+    }
+}
+
+/// Takes the written poll reply's buffer back for the next poll: the write has dropped its
+/// copy of the frame, so this one is the only reference left.
+fn reclaim_poll_buffer(state: &mut VsrSession) {
+    if let Some(reply) = state.poll_reply.take()
+        && let Ok(buffer) = reply.try_into_mut()
+        && buffer.capacity() <= POLL_BUFFER_KEPT_BYTES_MAX
+    {
+        state.poll_buffer = buffer;
     }
 }
 
@@ -315,6 +336,15 @@ fn success(
             SendConfirmation::encode_list(&[confirmation], &mut out);
             Ok(vec![out.freeze()])
         }
+        (Some(CommandCode::PollMessages), _) => {
+            let state = state(session);
+            let mut out = std::mem::take(&mut state.poll_buffer);
+            batch::encode_polled_into(&reply.into_chunks(), &mut out).map(|()| {
+                let out = out.freeze();
+                state.poll_reply = Some(out.clone());
+                vec![out]
+            })
+        }
         (Some(code), _) => bodies::encode_reply(code, reply.into_chunks()),
         (None, _) => Ok(reply.into_chunks()),
     };
@@ -465,8 +495,7 @@ fn registered(shard: &Shard, session: &mut Session, header: &RequestHeader) -> V
     *state(session) = VsrSession {
         client: header.client,
         session: number,
-        last_request: 0,
-        last_reply: None,
+        ..VsrSession::default()
     };
     let reply = RegisterReply {
         user_id,
