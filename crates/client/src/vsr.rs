@@ -226,6 +226,10 @@ impl Client {
         } else {
             body.freeze()
         };
+        if code == CommandCode::SendMessages {
+            // Its confirmations are the 0.9 generation's own; the 0.8 answer is empty.
+            return Ok(BytesMut::new());
+        }
         if code == CommandCode::PollMessages {
             // Read in place by PolledMessages::iter: no conversion to the 0.8 layout.
             return Ok(BytesMut::from(body));

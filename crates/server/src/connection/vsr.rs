@@ -374,11 +374,25 @@ fn frame(
     reply.commit = shard.metadata.borrow().version().max(bound);
     let mut bytes = [0; HEADER_BYTES];
     reply.encode(&mut bytes);
-    let mut frame = Vec::with_capacity(1 + body.len());
-    frame.push(Bytes::copy_from_slice(&bytes));
-    frame.extend(body);
-    frame
+    if body_len > SMALL_REPLY_BODY_BYTES_MAX {
+        let mut frame = Vec::with_capacity(1 + body.len());
+        frame.push(Bytes::copy_from_slice(&bytes));
+        frame.extend(body);
+        return frame;
+    }
+    // A small reply (most of them: confirmations, records, statuses) leaves as one buffer:
+    // one allocation and one iovec instead of one per piece.
+    let mut whole = BytesMut::with_capacity(HEADER_BYTES + body_len);
+    whole.extend_from_slice(&bytes);
+    for chunk in &body {
+        whole.extend_from_slice(chunk);
+    }
+    vec![whole.freeze()]
 }
+
+/// The largest reply body copied behind its header into one buffer; larger ones (polls) are
+/// sent as their own chunks.
+const SMALL_REPLY_BODY_BYTES_MAX: usize = 4 * 1024;
 
 /// A refusal with an empty body.
 fn status(
