@@ -119,7 +119,13 @@ impl<'a> MessageView<'a> {
 
 /// XXH3-64 (seed 0) over everything but the checksum field itself.
 pub fn checksum(message: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(&message[CHECKSUM_AT + 8..])
+    xxh3_64(&message[CHECKSUM_AT + 8..])
+}
+
+/// XXH3-64 with seed 0 and the default secret, the hash of every message and frame checksum
+/// of both generations; twox-hash chooses its AVX2 path at run time.
+pub fn xxh3_64(input: &[u8]) -> u64 {
+    twox_hash::XxHash3_64::oneshot(input)
 }
 
 /// Fills in the server's fields of one message in place: offset, timestamp, an id when the

@@ -27,7 +27,7 @@
 use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
+use xxhash_rust::xxh3::Xxh3Default;
 
 use crate::command::messages::{POLLED_MESSAGES_HEADER_BYTES, PolledMessagesHeader, SendMessages};
 use crate::error::ErrorCode;
@@ -35,7 +35,7 @@ use crate::identifier::Identifier;
 use crate::message::{
     self, ID_AT, MESSAGE_HEADER_BYTES, MESSAGE_PAYLOAD_BYTES_MAX, MessageIter, MessageView,
     OFFSET_AT, ORIGIN_TIMESTAMP_AT, PAYLOAD_LENGTH_AT, TIMESTAMP_AT, USER_HEADERS_BYTES_MAX,
-    USER_HEADERS_LENGTH_AT,
+    USER_HEADERS_LENGTH_AT, xxh3_64,
 };
 use crate::partitioning::Partitioning;
 use crate::reader::Reader;

@@ -328,7 +328,7 @@ fn reserved_are_zero(bytes: &[u8; HEADER_BYTES]) -> bool {
 
 /// XXH3-64 of a body, zero-extended: the `request_checksum` a client stamps (§4.2).
 pub fn body_checksum(body: &[u8]) -> u128 {
-    u128::from(xxhash_rust::xxh3::xxh3_64(body))
+    u128::from(crate::message::xxh3_64(body))
 }
 
 /// What a reply says besides its echoes.
