@@ -1,5 +1,6 @@
-//! galgo-protocol: the codec of Apache Iggy's binary protocol (server 0.8 generation), as
-//! galgo speaks it. The official Rust SDK `iggy` 0.10.0 must work against it unchanged.
+//! galgo-protocol: the codec of Apache Iggy's binary protocol, both generations, as galgo
+//! speaks it: the 0.8 framing here, the 0.9 one in [`vsr`]. The official Rust SDKs `iggy`
+//! 0.10.0 and 0.11.0 must work against it unchanged.
 //!
 //! What it is: frame headers, command and error codes, and a typed request and response for
 //! every command, each with an encoder (the client side) and a decoder (the server side), plus
