@@ -45,16 +45,10 @@ start_server() {
     --set "websocket.address=127.0.0.1:$((PORT + 2))"
 }
 
-stop_server() {
-  kill "$SERVER_PID"
-  wait "$SERVER_PID" || true
-  rm -rf "$DATA"
-  SERVER_PID=
-}
 
 # A server left running (an interrupted run) would share the port with the next one.
 SERVER_PID=
-trap '[[ -n "$SERVER_PID" ]] && stop_server' EXIT
+trap '[[ -n "$SERVER_PID" ]] && stop_galgo' EXIT
 
 # bench NAME ARGS...: one galgo-bench run; prints its summary and ratio lines, or that it
 # failed (the run goes on: a failed workload is a finding, not a reason to lose the others).
@@ -77,7 +71,7 @@ one() {
     --message-size 1000 --messages-per-batch 1000 --batches 500 --warmup-secs 1
   bench "small-messages-$side$round" --mode pinned-producer --producers 2 --partitions 1 \
     --message-size 100 --messages-per-batch 1 --batches 20000 --warmup-secs 1
-  stop_server
+  stop_galgo
 }
 
 say "A = $SERVER_A"

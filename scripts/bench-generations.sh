@@ -31,14 +31,8 @@ SUMMARY=$OUT/summary.txt
 : >"$SUMMARY"
 say() { echo "$*" | tee -a "$SUMMARY"; }
 
-stop_server() {
-  kill "$SERVER_PID"
-  wait "$SERVER_PID" || true
-  rm -rf "$DATA"
-  SERVER_PID=
-}
 SERVER_PID=
-trap '[[ -n "$SERVER_PID" ]] && stop_server' EXIT
+trap '[[ -n "$SERVER_PID" ]] && stop_galgo' EXIT
 
 # bench NAME PROTOCOL ARGS...: one galgo-bench run (its own streams, deleted afterwards).
 bench() {
@@ -62,7 +56,7 @@ workload() {
     bench "$name-08-$n" 0.8 "$@"
     bench "$name-09-$n" 0.9 "$@"
   done
-  stop_server
+  stop_galgo
 }
 
 say "server $SERVER, bench $BENCH; $(nproc) cores; fsync=interval; $ROUNDS pairs per workload"

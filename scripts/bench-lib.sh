@@ -17,3 +17,13 @@ start_galgo() {
   echo "galgo-server did not start; see $log" >&2
   exit 1
 }
+
+# stop_galgo: stops the server start_galgo started (waits for it) and removes its data
+# directory. Scripts arm it at start, `SERVER_PID=; trap '[[ -n "$SERVER_PID" ]] && stop_galgo'
+# EXIT`, so an interrupted run leaves no server behind on the port for the next one.
+stop_galgo() {
+  kill "$SERVER_PID"
+  wait "$SERVER_PID" || true
+  rm -rf "$DATA"
+  SERVER_PID=
+}

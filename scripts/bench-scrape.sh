@@ -46,12 +46,6 @@ start_server() {
     --set "websocket.address=127.0.0.1:$((PORT + 2))" --set "http.address=$HTTP"
 }
 
-stop_server() {
-  kill "$SERVER_PID"
-  wait "$SERVER_PID" || true
-  SERVER_PID=
-  rm -rf "$DATA"
-}
 
 # The scraper: one GET /metrics a second until killed; counts what it fetched.
 scrape_every_second() {
@@ -82,7 +76,7 @@ run() {
   fi
   grep -E "^(producers|baseline)|^ratio .*(MB/s|p50|p99 )" "$OUT/$name.txt" |
     sed "s/^/[$name] /" | tee -a "$SUMMARY"
-  stop_server
+  stop_galgo
 }
 
 say "$(nproc) cores; defaults (fsync=interval); $ROUNDS rounds, without and with a 1 Hz scraper"

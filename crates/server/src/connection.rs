@@ -328,14 +328,9 @@ impl<S: ByteStream> Connection<S> {
                 }
                 Some(len) if len > context.seed.limits.payload().bytes_max(header.code) => {
                     crate::session_log!(session, warn, shard = shard.id().0, peer = %session.peer, code = header.code, len, "payload over the frame limit; answering, then draining it");
-                    // Answer at once (the client need not finish sending to learn its fate),
-                    // then consume the payload so the next frame is read in sync.
                     context.requests.record_error(ErrorCode::InvalidCommand);
                     let refused = encode_reply(Err(ErrorCode::InvalidCommand.into()));
-                    if let Err(error) = self.write(refused).await {
-                        return Ended::Io(error);
-                    }
-                    if let Err(ended) = self.drain(len as usize).await {
+                    if let Err(ended) = self.refuse_and_drain(refused, len as usize).await {
                         return ended;
                     }
                     continue;
@@ -352,12 +347,8 @@ impl<S: ByteStream> Connection<S> {
             if let Err(error) = &reply {
                 context.requests.record_error(error.code());
             }
-            if let Err(error) = self.write(encode_reply(reply)).await {
-                return Ended::Io(error);
-            }
-            let owner = session.take_partition_owner();
-            if let Some(target) = self.follower.as_mut().and_then(|f| f.observe(owner)) {
-                return Ended::Moving(target);
+            if let Err(ended) = self.answer(session, encode_reply(reply)).await {
+                return ended;
             }
         }
     }
@@ -379,6 +370,24 @@ impl<S: ByteStream> Connection<S> {
             }
         };
         execute(shard, context, session, request).await
+    }
+
+    /// Sends a request's reply, then asks whether the session should move to the shard of the
+    /// partition that request went to (migration.rs): `Err` ends this loop either way.
+    async fn answer(&mut self, session: &Session, reply: Vec<Bytes>) -> Result<(), Ended> {
+        self.write(reply).await.map_err(Ended::Io)?;
+        let owner = session.take_partition_owner();
+        match self.follower.as_mut().and_then(|f| f.observe(owner)) {
+            Some(target) => Err(Ended::Moving(target)),
+            None => Ok(()),
+        }
+    }
+
+    /// Answers a frame over its size limit at once (the client need not finish sending to
+    /// learn its fate), then consumes its `len` bytes so the next frame is read in sync.
+    async fn refuse_and_drain(&mut self, refused: Vec<Bytes>, len: usize) -> Result<(), Ended> {
+        self.write(refused).await.map_err(Ended::Io)?;
+        self.drain(len).await
     }
 
     /// Reads until the buffer holds at least `wanted` bytes.

@@ -110,10 +110,7 @@ impl<S: galgo_transport::ByteStream> Connection<S> {
                 crate::session_log!(session, warn, shard = shard.id().0, peer = %session.peer, code, body_len, "0.9 body over the frame limit; answering, then draining it");
                 context.requests.record_error(ErrorCode::InvalidCommand);
                 let refused = refusal(&bytes, ErrorCode::InvalidCommand);
-                if let Err(error) = self.write(refused).await {
-                    return Ended::Io(error);
-                }
-                if let Err(ended) = self.drain(size as usize).await {
+                if let Err(ended) = self.refuse_and_drain(refused, size as usize).await {
                     return ended;
                 }
                 continue;
@@ -131,13 +128,11 @@ impl<S: galgo_transport::ByteStream> Connection<S> {
                     refusal(&bytes, error.code())
                 }
             };
-            if let Err(error) = self.write(reply).await {
-                return Ended::Io(error);
-            }
+            let answered = self.answer(session, reply).await;
+            // The write has dropped its copy of the frame, moved or not.
             reclaim_poll_buffer(state(session));
-            let owner = session.take_partition_owner();
-            if let Some(target) = self.follower.as_mut().and_then(|f| f.observe(owner)) {
-                return Ended::Moving(target);
+            if let Err(ended) = answered {
+                return ended;
             }
         }
     }
