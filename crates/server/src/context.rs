@@ -2,7 +2,7 @@
 //! starts from ([`ContextSeed`]).
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     collections::HashMap,
     net::SocketAddr,
     sync::{Arc, OnceLock},
@@ -129,7 +129,13 @@ pub struct Context {
     pub groups: GroupServing,
     /// What this shard's requests did, for /metrics.
     pub requests: RequestStats,
+    /// 0.9 sessions this shard has opened (connection/vsr.rs numbers them from it).
+    sessions_opened: Cell<u64>,
 }
+
+/// The bits below a 0.9 session number's shard part: each shard numbers its sessions in its
+/// own range, so no counter is shared between shards.
+const SESSION_SHARD_SHIFT: u32 = 48;
 
 /// A shard of the server.
 pub type Shard = galgo_shards::Shard<Context>;
@@ -144,7 +150,16 @@ impl Context {
             hasher: Hasher::default(),
             groups: GroupServing::default(),
             requests: RequestStats::default(),
+            sessions_opened: Cell::new(0),
         }
+    }
+
+    /// A new 0.9 session number for a login on `shard`: unique in the process and never 0
+    /// (the SDK refuses 0), from this shard's own range.
+    pub fn next_session(&self, shard: galgo_metadata::ShardId) -> u64 {
+        let opened = self.sessions_opened.get() + 1;
+        self.sessions_opened.set(opened);
+        (u64::from(shard.0) << SESSION_SHARD_SHIFT) | opened
     }
 
     /// The next partition for a Balanced send to a topic of `partitions_count` partitions.

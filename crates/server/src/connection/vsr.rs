@@ -14,10 +14,7 @@
 //! that is not the connection's, an eviction; a failed login, the eviction the SDK maps to its
 //! error.
 
-use std::{
-    rc::Rc,
-    sync::atomic::{AtomicU64, Ordering},
-};
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use galgo_protocol::{
@@ -40,10 +37,6 @@ use crate::{
     handler::{self, Reply},
     session::{Generation, Session},
 };
-
-/// Session numbers, unique in the process and never 0 (the SDK refuses 0). Taken once per
-/// login, so one counter for all shards costs nothing on the data path.
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// A 0.9 connection's session: what Register bound and what the last numbered request got.
 /// Moves with its connection between shards.
@@ -500,7 +493,7 @@ async fn register(
 /// A session bound after a successful login, and its result-framed reply.
 fn registered(shard: &Shard, session: &mut Session, header: &RequestHeader) -> Vec<Bytes> {
     let user_id = session.user_id.unwrap_or_default();
-    let number = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let number = shard.state().next_session(shard.id());
     *state(session) = VsrSession {
         client: header.client,
         session: number,
