@@ -324,7 +324,14 @@ impl<S: ShardState> ShardThread<S> {
             None => (None, Vec::new()),
         };
         let state = (self.state)(self.id);
-        let shard = Rc::new(Shard::new(self.id, self.inboxes, self.storage, log, state));
+        let shard = Rc::new(Shard::new(
+            self.id,
+            self.inboxes,
+            self.storage,
+            self.settings.tail_cache_bytes_max,
+            log,
+            state,
+        ));
         if let Some(serve) = self.serve {
             let news = self.news.clone();
             compio::runtime::spawn(bootstrap(shard.clone(), records, serve, news)).detach();

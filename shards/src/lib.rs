@@ -18,6 +18,7 @@
 mod cleaner;
 mod counters;
 mod engine;
+mod memory;
 mod message;
 mod saver;
 mod settings;
@@ -28,6 +29,9 @@ pub use cleaner::{clean_retention, run_retention_cleaner};
 pub use counters::ShardCounters;
 pub use engine::{
     Engine, EngineError, Lifecycle, MakeState, Readiness, Serve, ShardsHandle, ShutdownHandle,
+};
+pub use memory::{
+    LOW_MEMORY_SHARE, MemoryReading, TAIL_CACHE_SHARE_OF_MEMORY, auto_tail_cache_bytes,
 };
 pub use saver::run_saver;
 pub use settings::{INBOX_CAPACITY_MIN, ShardSettings, StorageSettings};

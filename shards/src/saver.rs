@@ -8,7 +8,7 @@ use std::{
 
 use galgo_storage::FsyncMode;
 
-use crate::{Shard, ShardState};
+use crate::{MemoryReading, Shard, ShardState};
 
 /// Runs until the shard stops. Each partition is flushed in a task of its own, so one slow
 /// disk operation never holds up the others. Start one on every shard.
@@ -27,6 +27,7 @@ pub async fn run_saver<S: ShardState>(shard: Rc<Shard<S>>) {
         if sync_now {
             last_sync = Instant::now();
         }
+        give_memory_back(&shard);
         for (key, log) in shard.owned_partitions() {
             let needs_write = log.unflushed_messages() > 0;
             let needs_sync = sync_now && log.unsynced_bytes() > 0;
@@ -41,5 +42,27 @@ pub async fn run_saver<S: ShardState>(shard: Rc<Shard<S>>) {
             })
             .detach();
         }
+    }
+}
+
+/// Under memory pressure the tail cache goes first: half of what it holds, oldest first, at
+/// every tick while memory stays short. Its bound is unchanged, so it fills again after.
+fn give_memory_back<S: ShardState>(shard: &Shard<S>) {
+    let cache = shard.tail_cache();
+    if cache.bytes() == 0 {
+        return;
+    }
+    let Some(reading) = MemoryReading::now() else {
+        return;
+    };
+    if reading.is_low() {
+        let freed = cache.shrink_to(cache.bytes() / 2);
+        tracing::warn!(
+            shard = shard.id().0,
+            freed,
+            available = reading.available,
+            limit = reading.limit,
+            "memory is short: tail cache halved"
+        );
     }
 }

@@ -22,6 +22,9 @@ pub struct ShardSettings {
     pub sqpoll_idle_ms: u32,
     /// Bound of the shard's inbox; a sender waits when it is full.
     pub inbox_capacity: usize,
+    /// Bound of the shard's tail cache in bytes (recent batches of its partitions kept in
+    /// memory); 0 turns it off.
+    pub tail_cache_bytes_max: u64,
 }
 
 /// Where and how partitions are stored; the same on every shard.

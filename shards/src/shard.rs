@@ -12,7 +12,7 @@ use std::{
 
 use futures_channel::oneshot;
 use galgo_metadata::{Change, Event, Metadata, PartitionKey, ShardId};
-use galgo_storage::{MetadataLog, PartitionLog, StorageConfig, StorageError};
+use galgo_storage::{MetadataLog, PartitionLog, StorageConfig, StorageError, TailCache};
 use thiserror::Error;
 
 use crate::{
@@ -60,6 +60,8 @@ pub struct Shard<S: ShardState = ()> {
     pub counters: ShardCounters,
     storage: StorageSettings,
     storage_config: Rc<StorageConfig>,
+    /// The recent batches of this shard's partitions, in memory within one bound.
+    tail_cache: Rc<TailCache>,
     /// Shard 0 only: the metadata log, behind the lock that serialises metadata changes.
     writer: Option<async_lock::Mutex<MetadataLog>>,
     /// Sockets (listeners and connections) whose reads end when the shard stops.
@@ -73,6 +75,7 @@ impl<S: ShardState> Shard<S> {
         id: ShardId,
         inboxes: Vec<flume::Sender<ShardMessage<S>>>,
         storage: StorageSettings,
+        tail_cache_bytes_max: u64,
         writer: Option<MetadataLog>,
         state: S,
     ) -> Self {
@@ -96,6 +99,7 @@ impl<S: ShardState> Shard<S> {
             counters: Counters::default(),
             storage,
             storage_config,
+            tail_cache: TailCache::new(tail_cache_bytes_max),
             writer: writer.map(async_lock::Mutex::new),
             sockets: RefCell::default(),
             stopping: Cell::new(false),
@@ -126,6 +130,11 @@ impl<S: ShardState> Shard<S> {
     /// The storage settings every shard shares.
     pub fn storage(&self) -> &StorageSettings {
         &self.storage
+    }
+
+    /// The shard's tail cache (its bound, what it holds, how polls were served).
+    pub fn tail_cache(&self) -> &TailCache {
+        &self.tail_cache
     }
 
     /// True once the shard has begun to stop.
@@ -256,7 +265,8 @@ impl<S: ShardState> Shard<S> {
         if fresh {
             galgo_storage::remove_partition(&dir).await?;
         }
-        let (log, report) = PartitionLog::open(dir, self.storage_config.clone()).await?;
+        let (log, report) =
+            PartitionLog::open(dir, self.storage_config.clone(), &self.tail_cache).await?;
         if let Some(deduplication) = self.storage.deduplication {
             log.enable_deduplication(deduplication);
         }

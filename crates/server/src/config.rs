@@ -225,6 +225,16 @@ pub enum ShardCount {
     Named(String),
 }
 
+/// `tail_cache_bytes_max = "auto"` or a number of bytes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CacheSize {
+    /// Bytes per shard.
+    Bytes(u64),
+    /// "auto": a share of the memory limit, split across the shards.
+    Named(String),
+}
+
 /// `[shards]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,6 +274,8 @@ pub struct ShardOverride {
     pub sqpoll_idle_ms: Option<u32>,
     /// Its inbox bound.
     pub inbox_capacity: Option<usize>,
+    /// Its tail cache bound, bytes.
+    pub tail_cache_bytes_max: Option<u64>,
 }
 
 /// `[storage]`
@@ -284,6 +296,8 @@ pub struct StorageConfigFile {
     pub fsync_interval_ms: u64,
     /// O_DIRECT writes of segment logs: "auto", "on" or "off".
     pub direct_io: String,
+    /// Per-shard bound of the tail cache: bytes, or "auto".
+    pub tail_cache_bytes_max: CacheSize,
 }
 
 /// `[retention]`
@@ -523,6 +537,7 @@ impl Config {
     /// One settings entry per shard, overrides applied.
     pub fn shard_settings(&self) -> Result<Vec<ShardSettings>, ConfigError> {
         let count = self.shard_count()?;
+        let tail_cache = self.tail_cache_bytes_max(count)?;
         let shards = &self.shards;
         let cpus: Vec<usize> = if shards.cpus.is_empty() {
             core_affinity::get_core_ids()
@@ -542,6 +557,7 @@ impl Config {
                 coop_taskrun: shards.coop_taskrun,
                 sqpoll_idle_ms: shards.sqpoll_idle_ms,
                 inbox_capacity: shards.inbox_capacity,
+                tail_cache_bytes_max: tail_cache,
             };
             for over in shards.overrides.iter().filter(|over| over.shard == index) {
                 settings.cpu = over.cpu.filter(|_| shards.pin).or(settings.cpu);
@@ -549,10 +565,27 @@ impl Config {
                 settings.coop_taskrun = over.coop_taskrun.unwrap_or(settings.coop_taskrun);
                 settings.sqpoll_idle_ms = over.sqpoll_idle_ms.unwrap_or(settings.sqpoll_idle_ms);
                 settings.inbox_capacity = over.inbox_capacity.unwrap_or(settings.inbox_capacity);
+                settings.tail_cache_bytes_max = over
+                    .tail_cache_bytes_max
+                    .unwrap_or(settings.tail_cache_bytes_max);
             }
             settings
         });
         Ok(settings.collect())
+    }
+
+    /// Each shard's tail cache bound before overrides: the number given, or for "auto" a
+    /// share of the memory limit split across the shards.
+    fn tail_cache_bytes_max(&self, shard_count: u16) -> Result<u64, ConfigError> {
+        match &self.storage.tail_cache_bytes_max {
+            CacheSize::Bytes(bytes) => Ok(*bytes),
+            CacheSize::Named(name) if name == "auto" => {
+                Ok(galgo_shards::auto_tail_cache_bytes(shard_count))
+            }
+            CacheSize::Named(other) => Err(ConfigError::Invalid(format!(
+                "storage.tail_cache_bytes_max must be \"auto\" or a number of bytes, not {other:?}"
+            ))),
+        }
     }
 
     /// What every shard's storage is built from.
@@ -665,6 +698,42 @@ mod tests {
         let shards = config.shard_settings().expect("valid");
         assert_eq!(shards.len(), 3);
         assert!(shards.iter().all(|shard| shard.cpu.is_none()));
+    }
+
+    #[test]
+    fn the_tail_cache_is_auto_a_number_or_a_shards_override() {
+        let set = |values: &[&str]| {
+            let overrides: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+            Config::load(None, &overrides)
+        };
+        let auto = set(&["shards.count=2"]).expect("valid");
+        let shards = auto.shard_settings().expect("valid");
+        let expected = galgo_shards::auto_tail_cache_bytes(2);
+        assert!(expected > 0);
+        assert!(shards.iter().all(|s| s.tail_cache_bytes_max == expected));
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("server.toml");
+        let text = "[storage]\ntail_cache_bytes_max = 1000000\n\n\
+                    [shards]\ncount = 3\n[[shards.override]]\nshard = 1\ntail_cache_bytes_max = 0\n";
+        std::fs::write(&file, text).expect("write the file");
+        let config = Config::load(Some(&file), &[]).expect("valid");
+        let bounds: Vec<u64> = config
+            .shard_settings()
+            .expect("valid")
+            .iter()
+            .map(|s| s.tail_cache_bytes_max)
+            .collect();
+        assert_eq!(bounds, [1_000_000, 0, 1_000_000]);
+
+        let wrong = set(&["storage.tail_cache_bytes_max=lots"]).expect("parses");
+        let error = wrong
+            .shard_settings()
+            .expect_err("neither auto nor a number");
+        assert!(
+            error.to_string().contains("tail_cache_bytes_max"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct ShardFigures {
     calls_received: u64,
     events_applied: u64,
     inbox_depth: u64,
+    tail_cache_bytes: u64,
+    tail_cache_bytes_max: u64,
+    tail_cache: galgo_storage::TailCacheCounters,
     commands: Vec<(CommandCode, CommandStats)>,
     errors: Vec<(u32, u64)>,
     partitions: Vec<PartitionFigures>,
@@ -97,6 +100,9 @@ fn shard_figures(shard: &Shard) -> ShardFigures {
         calls_received: counters.calls_received.get(),
         events_applied: counters.events_applied.get(),
         inbox_depth: 0,
+        tail_cache_bytes: shard.tail_cache().bytes(),
+        tail_cache_bytes_max: shard.tail_cache().bytes_max(),
+        tail_cache: shard.tail_cache().counters(),
         commands: shard.state().requests.commands(),
         errors: shard.state().requests.errors(),
         partitions: shard
@@ -180,6 +186,10 @@ fn register_shards(registry: &mut Registry, shards: &[ShardFigures]) {
     let calls_received = Family::<Labels, Counter>::default();
     let events = Family::<Labels, Counter>::default();
     let inbox = Family::<Labels, Gauge>::default();
+    let cache_bytes = Family::<Labels, Gauge>::default();
+    let cache_bytes_max = Family::<Labels, Gauge>::default();
+    let cache_evicted = Family::<Labels, Counter>::default();
+    let poll_reads = Family::<Labels, Counter>::default();
     for shard in shards {
         let labels = shard_label(shard);
         for (transport, count) in [
@@ -196,6 +206,24 @@ fn register_shards(registry: &mut Registry, shards: &[ShardFigures]) {
             .inc_by(shard.calls_received);
         events.get_or_create(&labels).inc_by(shard.events_applied);
         inbox.get_or_create(&labels).set(shard.inbox_depth as i64);
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        cache_bytes
+            .get_or_create(&labels)
+            .set(gauge(shard.tail_cache_bytes));
+        cache_bytes_max
+            .get_or_create(&labels)
+            .set(gauge(shard.tail_cache_bytes_max));
+        cache_evicted
+            .get_or_create(&labels)
+            .inc_by(shard.tail_cache.evicted_bytes);
+        for (source, count) in [
+            ("memory", shard.tail_cache.memory_reads),
+            ("disk", shard.tail_cache.disk_reads),
+        ] {
+            let mut labels = labels.clone();
+            labels.push(("source".into(), source.into()));
+            poll_reads.get_or_create(&labels).inc_by(count);
+        }
     }
     registry.register("galgo_connections", "Open client connections", connections);
     registry.register(
@@ -209,6 +237,14 @@ fn register_shards(registry: &mut Registry, shards: &[ShardFigures]) {
     registry.register("galgo_metadata_events_applied", help, events);
     let help = "Messages waiting in the shard's inbox when scraped";
     registry.register("galgo_shard_inbox_depth", help, inbox);
+    let help = "Bytes of recent batches the shard's tail cache holds";
+    registry.register("galgo_tail_cache_bytes", help, cache_bytes);
+    let help = "Bound of the shard's tail cache";
+    registry.register("galgo_tail_cache_bytes_max", help, cache_bytes_max);
+    let help = "Bytes evicted from the shard's tail cache (oldest first, or under memory pressure)";
+    registry.register("galgo_tail_cache_evicted_bytes", help, cache_evicted);
+    let help = "Parts of polls served from memory (journal, tail cache) or read from segment files";
+    registry.register("galgo_poll_reads", help, poll_reads);
 }
 
 fn register_requests(registry: &mut Registry, shards: &[ShardFigures]) {

@@ -209,6 +209,10 @@ fn assert_partitions(scrape: &prometheus_parse::Scrape, p0: &Labels, p1: &Labels
         1.0,
         "the one SDK connection"
     );
+    // The one poll read the newest messages: from memory, never from a file.
+    let reads = |source| total(scrape, "galgo_poll_reads_total", &[("source", source)]);
+    assert_eq!((reads("memory"), reads("disk")), (1.0, 0.0));
+    assert!(total(scrape, "galgo_tail_cache_bytes_max", &[]) > 0.0);
 }
 
 /// Messages in and out of each partition of the known traffic.

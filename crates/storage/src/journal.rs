@@ -33,8 +33,14 @@ pub(crate) struct JournalBatch {
     pub entries: Bytes,
 }
 
+impl AsRef<JournalBatch> for JournalBatch {
+    fn as_ref(&self) -> &JournalBatch {
+        self
+    }
+}
+
 impl JournalBatch {
-    fn end_offset_exclusive(&self) -> u64 {
+    pub(crate) fn end_offset_exclusive(&self) -> u64 {
         self.first_offset + u64::from(self.messages_count)
     }
 
@@ -217,22 +223,6 @@ impl Journal {
         Some(run)
     }
 
-    /// Drops the batches of a run whose write completed.
-    pub fn commit_run(&mut self, run: &Run) {
-        assert_eq!(self.in_flight_batches, run.batches_count);
-        for _ in 0..self.in_flight_batches {
-            self.batches.pop_front();
-        }
-        debug_assert!(
-            self.batches
-                .front()
-                .is_none_or(|batch| batch.first_offset == run.end_offset_exclusive)
-        );
-        self.messages_count -= self.in_flight_messages;
-        self.size_bytes -= self.in_flight_bytes;
-        self.abort_run();
-    }
-
     /// Forgets that a run is in flight (its write failed or was cancelled); its batches stay
     /// and the next write starts from them again.
     pub fn abort_run(&mut self) {
@@ -252,38 +242,31 @@ impl Journal {
         at_least_one: bool,
         out: &mut Vec<Bytes>,
     ) -> (u32, u64) {
-        let mut at = self
-            .batches
-            .partition_point(|batch| batch.end_offset_exclusive() <= offset);
-        let (mut messages, mut bytes) = (0u32, 0u64);
-        let mut offset = offset;
-        while let Some(batch) = self.batches.get(at) {
-            if messages == messages_max {
-                break;
-            }
-            debug_assert!(batch.first_offset <= offset && offset < batch.end_offset_exclusive());
-            let from = (offset - batch.first_offset) as u32;
-            let to = fit(
-                batch,
-                from,
-                messages_max - messages,
-                bytes_max.saturating_sub(bytes),
-                at_least_one && messages == 0,
-            );
-            if to == from {
-                break;
-            }
-            let (start, end) = batch.byte_range(from, to);
-            out.push(batch.messages.slice(start..end));
-            messages += to - from;
-            bytes += (end - start) as u64;
-            offset += u64::from(to - from);
-            if to < batch.messages_count {
-                break;
-            }
-            at += 1;
+        read_batches(
+            &self.batches,
+            offset,
+            messages_max,
+            bytes_max,
+            at_least_one,
+            out,
+        )
+    }
+
+    /// Drops the batches of a run whose write completed and hands them, oldest first, to
+    /// `keep` (the tail cache), in the same synchronous step.
+    pub fn commit_run(&mut self, run: &Run, mut keep: impl FnMut(JournalBatch)) {
+        assert_eq!(self.in_flight_batches, run.batches_count);
+        for batch in self.batches.drain(..self.in_flight_batches) {
+            keep(batch);
         }
-        (messages, bytes)
+        debug_assert!(
+            self.batches
+                .front()
+                .is_none_or(|batch| batch.first_offset == run.end_offset_exclusive)
+        );
+        self.messages_count -= self.in_flight_messages;
+        self.size_bytes -= self.in_flight_bytes;
+        self.abort_run();
     }
 
     /// The first message with timestamp ≥ `timestamp` (all of a batch share its timestamp).
@@ -293,6 +276,48 @@ impl Journal {
             .partition_point(|batch| batch.timestamp < timestamp);
         self.batches.get(at).map(|batch| batch.first_offset)
     }
+}
+
+/// What `Journal::read` does, over any contiguous batches in offset order (the journal's, or
+/// the tail cache's): `offset` must not be below the first batch.
+pub(crate) fn read_batches<B: AsRef<JournalBatch>>(
+    batches: &VecDeque<B>,
+    offset: u64,
+    messages_max: u32,
+    bytes_max: u64,
+    at_least_one: bool,
+    out: &mut Vec<Bytes>,
+) -> (u32, u64) {
+    let mut at = batches.partition_point(|batch| batch.as_ref().end_offset_exclusive() <= offset);
+    let (mut messages, mut bytes) = (0u32, 0u64);
+    let mut offset = offset;
+    while let Some(batch) = batches.get(at).map(AsRef::as_ref) {
+        if messages == messages_max {
+            break;
+        }
+        debug_assert!(batch.first_offset <= offset && offset < batch.end_offset_exclusive());
+        let from = (offset - batch.first_offset) as u32;
+        let to = fit(
+            batch,
+            from,
+            messages_max - messages,
+            bytes_max.saturating_sub(bytes),
+            at_least_one && messages == 0,
+        );
+        if to == from {
+            break;
+        }
+        let (start, end) = batch.byte_range(from, to);
+        out.push(batch.messages.slice(start..end));
+        messages += to - from;
+        bytes += (end - start) as u64;
+        offset += u64::from(to - from);
+        if to < batch.messages_count {
+            break;
+        }
+        at += 1;
+    }
+    (messages, bytes)
 }
 
 /// The end (exclusive) of the longest run of messages from `from` in `batch` that respects
@@ -392,7 +417,7 @@ mod tests {
         assert_eq!(journal.pending_messages(), 0);
         let mut out = Vec::new();
         assert_eq!(journal.read(0, 5, u64::MAX, true, &mut out).0, 5);
-        journal.commit_run(&run);
+        journal.commit_run(&run, drop);
         assert_eq!(
             (journal.messages_count(), journal.first_offset()),
             (0, None)

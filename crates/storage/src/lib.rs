@@ -49,6 +49,7 @@ mod partition_log;
 mod read_buffers;
 mod recovery;
 mod segment;
+mod tail_cache;
 
 pub use config::{DirectIo, FsyncMode, SEGMENT_SIZE_BYTES_MAX, StorageConfig};
 pub use consumer_offsets::{ClampedOffset, OffsetOwner};
@@ -60,3 +61,4 @@ pub use partition_log::{
     PartitionStats, Polled, RemovedSegments, SegmentInfo, remove_partition,
 };
 pub use recovery::{DroppedSegment, RecoveryReport, SegmentRecovery};
+pub use tail_cache::{TailCache, TailCacheCounters};

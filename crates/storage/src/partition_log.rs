@@ -46,6 +46,7 @@ use crate::{
     journal::Journal,
     recovery,
     segment::{ActiveSegment, SealedSegment, SegmentFiles},
+    tail_cache::{CachedTail, TailCache},
 };
 use sync::SealedSync;
 
@@ -203,14 +204,18 @@ pub struct PartitionLog {
     /// Read handles on the sealed segment read last (at most one, so memory and open files
     /// stay flat however many segments there are).
     sealed_files: RefCell<Option<SegmentFiles>>,
+    /// Batches already written, kept in memory below the journal (tail_cache.rs).
+    tail: Rc<CachedTail>,
 }
 
 impl PartitionLog {
     /// Opens the partition in `dir` (creating the directory if absent) and recovers it: see
-    /// the `recovery` module for what is checked and repaired.
+    /// the `recovery` module for what is checked and repaired. What it writes from now on is
+    /// kept in memory within the bounds of `cache`, its shard's tail cache.
     pub async fn open(
         dir: PathBuf,
         config: Rc<StorageConfig>,
+        cache: &Rc<TailCache>,
     ) -> Result<(Rc<PartitionLog>, RecoveryReport), StorageError> {
         config.validate()?;
         disk::create_dir_all(&dir).await?;
@@ -238,6 +243,7 @@ impl PartitionLog {
             sealed_files: RefCell::new(None),
             deduplicator: RefCell::new(None),
             io_counters: Cell::new(IoCounters::default()),
+            tail: CachedTail::new(cache.clone()),
         });
         Ok((log, report))
     }

@@ -13,7 +13,10 @@ use std::{
 
 use bytes::BytesMut;
 use galgo_protocol::message::{MessageIter, encode_message};
-use galgo_storage::{DirectIo, FsyncMode, PartitionLog, RecoveryReport, StorageConfig};
+use galgo_storage::{DirectIo, FsyncMode, PartitionLog, RecoveryReport, StorageConfig, TailCache};
+
+/// No tail cache: these tests read back what the files hold.
+const TAIL_CACHE_BYTES: u64 = 0;
 
 const BLOCK_BYTES: u64 = 4096;
 
@@ -131,7 +134,7 @@ fn file_len(path: &Path) -> u64 {
 }
 
 async fn open(dir: &Path, config: Rc<StorageConfig>) -> (Rc<PartitionLog>, RecoveryReport) {
-    PartitionLog::open(dir.to_path_buf(), config)
+    PartitionLog::open(dir.to_path_buf(), config, &TailCache::new(TAIL_CACHE_BYTES))
         .await
         .expect("open")
 }

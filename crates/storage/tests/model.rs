@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 use galgo_protocol::message::{MessageIter, encode_message};
-use galgo_storage::{DirectIo, FsyncMode, PartitionLog, StorageConfig};
+use galgo_storage::{DirectIo, FsyncMode, PartitionLog, StorageConfig, TailCache};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -50,6 +50,7 @@ async fn poll_payloads(log: &PartitionLog, from: u64, count: u32) -> Vec<Vec<u8>
 }
 
 fn run(
+    cache_bytes_max: u64,
     segment_size_bytes: u64,
     journal_messages_max: u32,
     batches: Vec<Batch>,
@@ -67,7 +68,9 @@ fn run(
             fsync: FsyncMode::Never,
             direct_io: DirectIo::Auto,
         });
-        let (log, _) = PartitionLog::open(dir.clone(), config.clone())
+        // A small cache bound puts the edge between memory and files anywhere in the log.
+        let cache = TailCache::new(cache_bytes_max);
+        let (log, _) = PartitionLog::open(dir.clone(), config.clone(), &cache)
             .await
             .unwrap();
         let model = append_batches(&log, &batches).await?;
@@ -84,7 +87,9 @@ fn run(
         let cut = tear(&path, cut_permille, junk);
         let kept = whole_messages_before(&model, last.start_offset as usize, cut);
 
-        let (log, report) = PartitionLog::open(dir.clone(), config).await.unwrap();
+        let (log, report) = PartitionLog::open(dir.clone(), config, &cache)
+            .await
+            .unwrap();
         prop_assert_eq!(report.messages_count(), kept as u64);
         prop_assert_eq!(log.last_offset(), (kept as u64).checked_sub(1));
         prop_assert_eq!(
@@ -177,6 +182,7 @@ proptest! {
 
     #[test]
     fn a_partition_log_is_a_list_of_messages(
+        cache_bytes_max in prop_oneof![Just(0u64), 1u64..3_000, Just(u64::MAX)],
         segment_size_bytes in 150u64..2_000,
         journal_messages_max in 1u32..8,
         batches in prop::collection::vec(batch(), 1..30),
@@ -187,6 +193,6 @@ proptest! {
             prop::collection::vec(any::<u8>(), 1..300),
         ],
     ) {
-        run(segment_size_bytes, journal_messages_max, batches, cut_permille, junk)?;
+        run(cache_bytes_max, segment_size_bytes, journal_messages_max, batches, cut_permille, junk)?;
     }
 }

@@ -12,8 +12,13 @@ use bytes::{Bytes, BytesMut};
 use galgo_protocol::message::{MessageIter, MessageView, encode_message};
 use galgo_storage::{
     DirectIo, FsyncMode, OffsetOwner, PartitionLog, Polled, RecoveryReport, StorageConfig,
+    TailCache,
     offset_index::{INDEX_ENTRY_BYTES, POSITION_AT},
 };
+
+/// No tail cache: these tests read back what the files hold (tests/tail_cache.rs covers the
+/// cache, and the model test both).
+const TAIL_CACHE_BYTES: u64 = 0;
 
 fn config(
     segment_size_bytes: u64,
@@ -76,7 +81,7 @@ fn payloads(polled: &Polled) -> Vec<String> {
 }
 
 async fn open(dir: &Path, config: Rc<StorageConfig>) -> (Rc<PartitionLog>, RecoveryReport) {
-    PartitionLog::open(dir.to_path_buf(), config)
+    PartitionLog::open(dir.to_path_buf(), config, &TailCache::new(TAIL_CACHE_BYTES))
         .await
         .expect("open")
 }

@@ -16,6 +16,7 @@ pub fn shards(count: usize) -> Vec<ShardSettings> {
             coop_taskrun: true,
             sqpoll_idle_ms: 0,
             inbox_capacity: 16,
+            tail_cache_bytes_max: 16 << 20,
         };
         count
     ]

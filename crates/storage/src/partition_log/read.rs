@@ -114,8 +114,29 @@ impl PartitionLog {
                 at_least_one,
                 &mut polled.chunks,
             );
+            self.tail.cache().count_read(true);
             return ReadPlan::Served(messages, bytes);
         }
+        // Below the journal: the tail cache, which ends where the journal begins; below the
+        // cache, the files, read no further than the cache's first offset.
+        let messages_max = match self.tail.first_offset() {
+            Some(cache_first) if offset >= cache_first => {
+                let (messages, bytes) = self.tail.read(
+                    offset,
+                    messages_max,
+                    bytes_max,
+                    at_least_one,
+                    &mut polled.chunks,
+                );
+                self.tail.cache().count_read(true);
+                return ReadPlan::Served(messages, bytes);
+            }
+            Some(cache_first) => {
+                messages_max.min(u32::try_from(cache_first - offset).unwrap_or(u32::MAX))
+            }
+            None => messages_max,
+        };
+        self.tail.cache().count_read(false);
         let active = &state.active;
         if offset >= active.start_offset {
             let k = (offset - active.start_offset) as u32;

@@ -34,7 +34,9 @@ impl PartitionLog {
                 count += 1;
             }
             state.size_bytes = size_bytes;
-            state.sealed.drain(..count).collect()
+            let removed = state.sealed.drain(..count).collect();
+            self.tail.drop_below(state.first_offset());
+            removed
         };
         self.delete_segment_files(removed).await
     }
@@ -58,6 +60,7 @@ impl PartitionLog {
                 .count();
             let removed: Vec<SealedSegment> = state.sealed.drain(..count).collect();
             state.size_bytes -= removed.iter().map(|s| s.size_bytes).sum::<u64>();
+            self.tail.drop_below(state.first_offset());
             removed
         };
         self.delete_segment_files(removed).await
@@ -117,6 +120,7 @@ impl PartitionLog {
         let generation = state.generation + 1;
         *state = LogState::new(Vec::new(), active, 0);
         state.generation = generation;
+        self.tail.clear();
         tracing::info!(dir = %self.dir.display(), "partition purged");
         Ok(())
     }

@@ -1,0 +1,266 @@
+//! The tail cache: batches already written to their segment, kept in memory so that polls of
+//! recent data never touch the disk.
+//!
+//! A batch enters the cache when its write completes, in the same synchronous step that takes
+//! it out of the journal (`Journal::commit_run`): the same `Bytes`, no copy. A partition's
+//! cached batches are therefore always contiguous and end exactly where its journal begins
+//! (or at its next offset), so a poll finds every offset in exactly one place: the journal,
+//! then the cache, then the segment files below the cache's first offset.
+//!
+//! One [`TailCache`] per shard bounds the bytes of all its partitions' cached batches and
+//! evicts the oldest batch of the shard first, whichever partition holds it. Eviction only
+//! ever removes a partition's oldest cached batch, so what stays is still contiguous.
+//! Retention and purge drop a partition's batches themselves; the shard-wide order then holds
+//! stale slots, skipped when reached and compacted away once they outnumber the live ones.
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::VecDeque,
+    rc::{Rc, Weak},
+};
+
+use bytes::Bytes;
+
+use crate::journal::{self, JournalBatch};
+
+/// Counters of one shard's tail cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TailCacheCounters {
+    /// Parts of polls served from the cache.
+    pub memory_reads: u64,
+    /// Parts of polls read from segment files (below the cache).
+    pub disk_reads: u64,
+    /// Bytes evicted to stay within the bound (or to give memory back under pressure).
+    pub evicted_bytes: u64,
+}
+
+/// A cached batch's place in the shard-wide eviction order.
+struct Slot {
+    tail: Weak<CachedTail>,
+    seq: u64,
+}
+
+/// One shard's bound on the cached tails of its partitions, and their eviction order. Lives on
+/// its shard (`!Send`); every `PartitionLog` of the shard holds it.
+pub struct TailCache {
+    bytes_max: Cell<u64>,
+    bytes: Cell<u64>,
+    /// Batches cached across the shard's partitions.
+    batches: Cell<usize>,
+    /// Every cached batch, oldest first (and stale slots, see the module page).
+    order: RefCell<VecDeque<Slot>>,
+    counters: Cell<TailCacheCounters>,
+}
+
+impl TailCache {
+    /// A cache of at most `bytes_max` bytes; 0 turns caching off (every poll below the journal
+    /// reads the segment files).
+    pub fn new(bytes_max: u64) -> Rc<Self> {
+        Rc::new(Self {
+            bytes_max: Cell::new(bytes_max),
+            bytes: Cell::new(0),
+            batches: Cell::new(0),
+            order: RefCell::new(VecDeque::new()),
+            counters: Cell::new(TailCacheCounters::default()),
+        })
+    }
+
+    /// The bound, in bytes.
+    pub fn bytes_max(&self) -> u64 {
+        self.bytes_max.get()
+    }
+
+    /// Bytes cached now (messages and their index entries).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.get()
+    }
+
+    /// Reads and evictions since the shard started.
+    pub fn counters(&self) -> TailCacheCounters {
+        self.counters.get()
+    }
+
+    /// Evicts oldest first until at most `bytes` are cached (memory pressure); the bound
+    /// itself is unchanged, so the cache fills again once the pressure is gone. Returns the
+    /// bytes freed.
+    pub fn shrink_to(&self, bytes: u64) -> u64 {
+        let before = self.bytes.get();
+        self.evict_to(bytes);
+        before - self.bytes.get()
+    }
+
+    fn evict_to(&self, limit: u64) {
+        while self.bytes.get() > limit {
+            let Some(slot) = self.order.borrow_mut().pop_front() else {
+                break;
+            };
+            if let Some(tail) = slot.tail.upgrade()
+                && let Some(size) = tail.evict_front(slot.seq)
+            {
+                self.count(|counters| counters.evicted_bytes += size);
+            }
+        }
+    }
+
+    fn admit(&self, tail: Weak<CachedTail>, seq: u64, size: u64) {
+        self.order.borrow_mut().push_back(Slot { tail, seq });
+        self.batches.set(self.batches.get() + 1);
+        self.bytes.set(self.bytes.get() + size);
+        self.evict_to(self.bytes_max.get());
+        self.compact();
+    }
+
+    /// A batch left the cache (evicted, or dropped by its partition).
+    fn release(&self, size: u64) {
+        self.batches.set(self.batches.get() - 1);
+        self.bytes.set(self.bytes.get() - size);
+    }
+
+    /// Drops stale slots once they outnumber live ones, so that the order stays proportional
+    /// to what is cached however often partitions are purged or deleted.
+    fn compact(&self) {
+        let mut order = self.order.borrow_mut();
+        if order.len() <= 2 * self.batches.get() + 64 {
+            return;
+        }
+        order.retain(|slot| {
+            slot.tail
+                .upgrade()
+                .is_some_and(|tail| tail.front_seq().is_some_and(|front| slot.seq >= front))
+        });
+    }
+
+    fn count(&self, update: impl FnOnce(&mut TailCacheCounters)) {
+        let mut counters = self.counters.get();
+        update(&mut counters);
+        self.counters.set(counters);
+    }
+
+    pub(crate) fn count_read(&self, from_memory: bool) {
+        self.count(|counters| {
+            if from_memory {
+                counters.memory_reads += 1;
+            } else {
+                counters.disk_reads += 1;
+            }
+        });
+    }
+}
+
+/// A cached batch: its sequence number within its partition, its size, and the batch.
+struct Cached {
+    seq: u64,
+    size: u64,
+    batch: JournalBatch,
+}
+
+impl AsRef<JournalBatch> for Cached {
+    fn as_ref(&self) -> &JournalBatch {
+        &self.batch
+    }
+}
+
+/// One partition's cached batches, contiguous in offset order, ending where its journal
+/// begins.
+pub(crate) struct CachedTail {
+    cache: Rc<TailCache>,
+    batches: RefCell<VecDeque<Cached>>,
+    next_seq: Cell<u64>,
+}
+
+impl CachedTail {
+    pub fn new(cache: Rc<TailCache>) -> Rc<Self> {
+        Rc::new(Self {
+            cache,
+            batches: RefCell::new(VecDeque::new()),
+            next_seq: Cell::new(0),
+        })
+    }
+
+    /// The shard's cache this tail counts against.
+    pub fn cache(&self) -> &TailCache {
+        &self.cache
+    }
+
+    /// Keeps a batch whose write just completed; it must follow the newest cached one.
+    pub fn push(self: &Rc<Self>, batch: JournalBatch) {
+        if self.cache.bytes_max() == 0 {
+            return;
+        }
+        let mut batches = self.batches.borrow_mut();
+        debug_assert!(
+            batches
+                .back()
+                .is_none_or(|last| last.batch.end_offset_exclusive() == batch.first_offset),
+            "cached batches are contiguous"
+        );
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq + 1);
+        let size = (batch.messages.len() + batch.entries.len()) as u64;
+        batches.push_back(Cached { seq, size, batch });
+        drop(batches);
+        self.cache.admit(Rc::downgrade(self), seq, size);
+    }
+
+    /// Offset of the oldest cached message.
+    pub fn first_offset(&self) -> Option<u64> {
+        self.batches
+            .borrow()
+            .front()
+            .map(|cached| cached.batch.first_offset)
+    }
+
+    fn front_seq(&self) -> Option<u64> {
+        self.batches.borrow().front().map(|cached| cached.seq)
+    }
+
+    /// Evicts the oldest batch if it is the one slot `seq` stands for; returns its size.
+    fn evict_front(&self, seq: u64) -> Option<u64> {
+        let mut batches = self.batches.borrow_mut();
+        if batches.front()?.seq != seq {
+            return None;
+        }
+        let cached = batches.pop_front()?;
+        self.cache.release(cached.size);
+        Some(cached.size)
+    }
+
+    /// Drops the batches wholly below `offset` (retention deleted them from the log).
+    pub fn drop_below(&self, offset: u64) {
+        let mut batches = self.batches.borrow_mut();
+        while batches
+            .front()
+            .is_some_and(|cached| cached.batch.end_offset_exclusive() <= offset)
+        {
+            let cached = batches.pop_front().expect("a front batch");
+            self.cache.release(cached.size);
+        }
+    }
+
+    /// Drops every batch (purge).
+    pub fn clear(&self) {
+        self.drop_below(u64::MAX);
+    }
+
+    /// What `Journal::read` does, from the cached batches; `offset` must not be below
+    /// `first_offset`.
+    pub fn read(
+        &self,
+        offset: u64,
+        messages_max: u32,
+        bytes_max: u64,
+        at_least_one: bool,
+        out: &mut Vec<Bytes>,
+    ) -> (u32, u64) {
+        let batches = self.batches.borrow();
+        journal::read_batches(&batches, offset, messages_max, bytes_max, at_least_one, out)
+    }
+}
+
+impl Drop for CachedTail {
+    fn drop(&mut self) {
+        for cached in self.batches.get_mut().drain(..) {
+            self.cache.release(cached.size);
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The tail cache: polls across its edge return every message once and in order, before and
+//! after restarts; its bound holds across a shard's partitions, oldest evicted first; purge
+//! and retention drop what they delete.
+
+use std::{path::Path, rc::Rc};
+
+use bytes::BytesMut;
+use galgo_protocol::message::{MessageIter, encode_message};
+use galgo_storage::{DirectIo, FsyncMode, PartitionLog, StorageConfig, TailCache};
+
+/// 100-byte payloads: a stored message is 64 + 100 bytes, and its index entry 16.
+const PAYLOAD_BYTES: usize = 100;
+const CACHED_MESSAGE_BYTES: u64 = 64 + 100 + 16;
+
+fn config(segment_size_bytes: u64) -> Rc<StorageConfig> {
+    Rc::new(StorageConfig {
+        segment_size_bytes,
+        journal_messages_max: 4,
+        journal_bytes_max: 1 << 20,
+        fsync: FsyncMode::Never,
+        direct_io: DirectIo::Auto,
+    })
+}
+
+fn block(first: u64, count: u32) -> BytesMut {
+    let mut out = Vec::new();
+    for k in 0..u64::from(count) {
+        let mut payload = format!("m{}-", first + k).into_bytes();
+        payload.resize(PAYLOAD_BYTES, b'.');
+        encode_message(0, 0, &payload, b"", &mut out);
+    }
+    BytesMut::from(&out[..])
+}
+
+/// Polls `[from, from + count)` in polls of `step` and checks each message: its offset, its
+/// payload, its checksum.
+async fn check_range(log: &PartitionLog, from: u64, count: u64, step: u32) {
+    let mut next = from;
+    while next < from + count {
+        let polled = log.poll(next, step).await.expect("poll");
+        assert_eq!(polled.first_offset, next);
+        assert!(polled.messages_count > 0, "offset {next} is readable");
+        for chunk in &polled.chunks {
+            for view in MessageIter::new(chunk) {
+                let view = view.expect("whole messages");
+                assert!(view.checksum_is_valid());
+                assert_eq!(view.offset(), next, "every offset once, in order");
+                assert!(view.payload().starts_with(format!("m{next}-").as_bytes()));
+                next += 1;
+            }
+        }
+    }
+    assert_eq!(next, from + count);
+}
+
+async fn open(dir: &Path, segment_size_bytes: u64, cache: &Rc<TailCache>) -> Rc<PartitionLog> {
+    PartitionLog::open(dir.to_path_buf(), config(segment_size_bytes), cache)
+        .await
+        .expect("open")
+        .0
+}
+
+/// Appends `batches` batches of `per_batch` messages, writing each out (so that it is cached).
+async fn fill(log: &PartitionLog, batches: u64, per_batch: u32) {
+    for _ in 0..batches {
+        let first = log.last_offset().map_or(0, |last| last + 1);
+        log.append(block(first, per_batch), per_batch, 1)
+            .await
+            .unwrap();
+        log.flush(false).await.unwrap();
+    }
+}
+
+#[compio::test]
+async fn polls_across_the_cache_edge_return_every_message_once_in_order() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("p");
+    // Room for 10 batches of 3: the older ones are evicted, read back from the files.
+    let cache = TailCache::new(30 * CACHED_MESSAGE_BYTES);
+    let log = open(&dir, 4096, &cache).await;
+    fill(&log, 40, 3).await;
+    assert!(cache.bytes() <= cache.bytes_max());
+    assert_eq!(
+        cache.bytes(),
+        30 * CACHED_MESSAGE_BYTES,
+        "the newest 10 batches"
+    );
+    // One message past the write: in the journal, above the cache.
+    log.append(block(120, 1), 1, 1).await.unwrap();
+    for step in [1, 2, 3, 5, 7, 64, 1000] {
+        check_range(&log, 0, 121, step).await;
+    }
+    // Polls that start just below, at and just above the cache's first offset (90).
+    for from in [88, 89, 90, 91] {
+        check_range(&log, from, 121 - from, 4).await;
+    }
+    let counters = cache.counters();
+    assert!(counters.memory_reads > 0 && counters.disk_reads > 0);
+    // Whatever was written and is not cached was evicted (the last message may have been
+    // written too: it starts a new segment, which writes the journal out at once).
+    let written = log.segments().iter().map(|s| s.size_bytes).sum::<u64>() / 164;
+    assert_eq!(
+        counters.evicted_bytes + cache.bytes(),
+        written * CACHED_MESSAGE_BYTES
+    );
+
+    // After a restart the cache starts empty: the files serve everything, then what is
+    // written from now on is cached again.
+    log.close().await.unwrap();
+    drop(log);
+    assert_eq!(cache.bytes(), 0, "a closed partition gives its memory back");
+    let log = open(&dir, 4096, &cache).await;
+    check_range(&log, 0, 121, 10).await;
+    fill(&log, 5, 3).await;
+    check_range(&log, 0, 136, 9).await;
+    check_range(&log, 118, 18, 2).await;
+}
+
+#[compio::test]
+async fn the_bound_holds_across_a_shards_partitions_oldest_first() {
+    let temp = tempfile::tempdir().unwrap();
+    let cache = TailCache::new(20 * CACHED_MESSAGE_BYTES);
+    let a = open(&temp.path().join("a"), 1 << 20, &cache).await;
+    let b = open(&temp.path().join("b"), 1 << 20, &cache).await;
+    fill(&a, 5, 2).await; // a: offsets 0..10, all cached
+    fill(&b, 8, 2).await; // b: 0..16; the shard holds 26 messages' worth: a's 6 oldest go
+    assert_eq!(cache.bytes(), 20 * CACHED_MESSAGE_BYTES);
+    let before = cache.counters();
+    check_range(&a, 6, 4, 10).await;
+    check_range(&b, 0, 16, 100).await;
+    let after = cache.counters();
+    assert_eq!(
+        after.disk_reads, before.disk_reads,
+        "a's newest four and all of b come from memory"
+    );
+    check_range(&a, 0, 10, 100).await;
+    assert_eq!(cache.counters().disk_reads, after.disk_reads + 1);
+
+    // A deleted partition gives its share back; the other keeps what it had.
+    drop(b);
+    assert_eq!(cache.bytes(), 4 * CACHED_MESSAGE_BYTES);
+    fill(&a, 10, 2).await;
+    assert_eq!(cache.bytes(), 20 * CACHED_MESSAGE_BYTES);
+    check_range(&a, 0, 30, 7).await;
+}
+
+#[compio::test]
+async fn purge_retention_and_pressure_drop_what_they_must() {
+    let temp = tempfile::tempdir().unwrap();
+    let cache = TailCache::new(u64::MAX);
+    // Segments of about 3 batches of 3: retention then deletes whole cached batches.
+    let log = open(&temp.path().join("p"), 3 * 3 * 164, &cache).await;
+    fill(&log, 12, 3).await;
+    assert_eq!(cache.bytes(), 36 * CACHED_MESSAGE_BYTES);
+    let removed = log.remove_oldest_segments(2, u64::MAX).await.unwrap();
+    assert_eq!(removed.segments_count, 2);
+    let first = log.first_offset();
+    assert_eq!(first, removed.messages_count);
+    assert_eq!(cache.bytes(), (36 - first) * CACHED_MESSAGE_BYTES);
+    check_range(&log, first, 36 - first, 5).await;
+
+    // Memory pressure gives back the oldest half; polls still see everything.
+    let freed = cache.shrink_to(cache.bytes() / 2);
+    assert!(freed > 0 && cache.bytes() <= (36 - first) * CACHED_MESSAGE_BYTES / 2);
+    check_range(&log, first, 36 - first, 5).await;
+
+    log.purge().await.unwrap();
+    assert_eq!(cache.bytes(), 0);
+    assert_eq!(log.poll(0, 10).await.unwrap().messages_count, 0);
+    fill(&log, 2, 3).await;
+    check_range(&log, 0, 6, 4).await;
+    assert_eq!(cache.bytes(), 6 * CACHED_MESSAGE_BYTES);
+}
