@@ -102,6 +102,13 @@ pub struct Args {
     /// Seconds of the baseline (raw loopback request/response, no broker); 0 skips it.
     #[arg(long, default_value_t = 3.0)]
     pub baseline_secs: f64,
+    /// galgo's long polls: a consumer of one partition asks the server to hold an empty poll
+    /// up to this many ms until messages arrive, instead of polling again (0: plain polls;
+    /// servers that ignore the wait, Iggy's, get plain polls and a short pause after each
+    /// empty round). Consumers of several partitions always poll plainly, so that waiting on
+    /// one never delays another.
+    #[arg(long, default_value_t = 100)]
+    pub poll_wait_ms: u32,
     /// A consumer that receives nothing for this long gives up and reports an error.
     #[arg(long, default_value_t = 15.0)]
     pub idle_timeout_secs: f64,

@@ -93,6 +93,7 @@ async fn measure(
         strategy: PollingStrategy::Offset(0),
         count: args.messages_per_batch,
         auto_commit: false,
+        wait_ms: 0,
     };
     let messages = u64::from(prepared.messages_count());
     barrier.wait();

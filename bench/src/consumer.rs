@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use galgo_client::protocol::{Consumer, Identifier, PollMessages, PollingStrategy};
-use galgo_client::{Client, PolledMessages};
+use galgo_client::{Client, LongPolls, PolledMessages};
 
 use crate::actor::{ActorResult, Role, Shared, ns_between, wall_clock_us};
 use crate::args::Mode;
@@ -78,7 +78,7 @@ async fn consume(shared: &Shared, index: u32, result: &mut ActorResult) -> Resul
                     cursor.received
                 ));
             }
-            if cursor.next_partition == 0 {
+            if cursor.next_partition == 0 && client.long_polls() != LongPolls::Honoured {
                 compio::time::sleep(Duration::from_micros(EMPTY_ROUND_PAUSE_US)).await;
             }
             continue;
@@ -139,6 +139,7 @@ fn next_poll(shared: &Shared, index: u32, cursor: &mut Cursor) -> PollMessages {
             strategy: PollingStrategy::Next,
             count: args.messages_per_batch,
             auto_commit: true,
+            wait_ms: poll_wait_ms(args),
         };
     }
     let partition = cursor.next_partition;
@@ -151,6 +152,16 @@ fn next_poll(shared: &Shared, index: u32, cursor: &mut Cursor) -> PollMessages {
         strategy: PollingStrategy::Offset(cursor.offsets[partition as usize]),
         count: args.messages_per_batch,
         auto_commit: false,
+        wait_ms: poll_wait_ms(args),
+    }
+}
+
+/// The long-poll wait of every poll: only with one partition to read (see `--poll-wait-ms`).
+fn poll_wait_ms(args: &crate::args::Args) -> u32 {
+    if args.partitions == 1 {
+        args.poll_wait_ms
+    } else {
+        0
     }
 }
 

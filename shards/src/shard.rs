@@ -298,6 +298,11 @@ impl<S: ShardState> Shard<S> {
     /// pending accepts and reads end and their loops see `is_stopping()`.
     pub fn begin_stopping(&self) {
         self.stopping.set(true);
+        // Long polls parked on this shard's partitions answer now, so their connections can
+        // close within the drain.
+        for log in self.partitions.borrow().values() {
+            log.wake_waiters();
+        }
         for &fd in self.sockets.borrow().keys() {
             // SAFETY: the fd is registered only while its owner keeps the socket open.
             unsafe { libc_shutdown_read(fd) };

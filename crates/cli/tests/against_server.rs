@@ -412,8 +412,10 @@ fn poll_follow_tails_new_messages() {
             "s",
             "t",
             "--follow",
+            // The server holds each empty poll until the next message: were it not, the CLI
+            // would sleep for this long after it and the test would time out.
             "--interval",
-            "20ms",
+            "10m",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

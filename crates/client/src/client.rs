@@ -25,6 +25,20 @@ pub struct Client {
     read: BytesMut,
     /// Present when the client speaks the 0.9 generation (crate::vsr).
     vsr: Option<VsrClient>,
+    /// Whether the server waits when a poll asks it to (galgo's long-poll extension).
+    pub(crate) long_polls: LongPolls,
+}
+
+/// What this connection's server does with a poll's `wait_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LongPolls {
+    /// No waiting poll has come back empty yet.
+    Unknown,
+    /// An empty answer to a waiting poll took (most of) the wait: the server waits.
+    Honoured,
+    /// An empty answer came back at once: the server (an Iggy server) ignores the wait, so
+    /// polls are sent without it from now on and callers pace themselves.
+    Ignored,
 }
 
 impl Client {
@@ -40,7 +54,13 @@ impl Client {
             write: BytesMut::with_capacity(READ_BUFFER_BYTES),
             read: BytesMut::with_capacity(READ_BUFFER_BYTES),
             vsr: (protocol == Protocol::V09).then(VsrClient::new),
+            long_polls: LongPolls::Unknown,
         }
+    }
+
+    /// Whether the server honours a poll's `wait_ms`, as far as this connection has seen.
+    pub fn long_polls(&self) -> LongPolls {
+        self.long_polls
     }
 
     /// The generation the client speaks.

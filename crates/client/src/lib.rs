@@ -32,7 +32,7 @@ pub mod transport;
 pub mod users;
 mod vsr;
 
-pub use client::Client;
+pub use client::{Client, LongPolls};
 pub use connection_string::{ConnectionString, Credentials, Protocol, TransportKind};
 pub use error::ClientError;
 pub use messages::{PolledMessage, PolledMessages, PreparedBatch};

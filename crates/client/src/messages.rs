@@ -19,7 +19,7 @@ use galgo_protocol::{
     CommandCode, ErrorCode, Identifier, Partitioning, PollMessages, SendMessages,
 };
 
-use crate::client::{Client, decoded, patch_header};
+use crate::client::{Client, LongPolls, decoded, patch_header};
 use crate::connection_string::Protocol;
 use crate::error::ClientError;
 
@@ -293,15 +293,38 @@ impl Client {
         (result.map(drop), batch)
     }
 
-    /// PollMessages.
+    /// PollMessages. A request with `wait_ms` (galgo's long-poll extension) waits on a galgo
+    /// server until messages arrive or the time is up. A server that answers a waiting poll
+    /// empty in less than half its wait does not wait (Iggy's accept the extra bytes and
+    /// ignore them): later polls of this connection go without `wait_ms`, and
+    /// [`Client::long_polls`] says so, for callers to pace their polls themselves.
     pub async fn poll_messages(
         &mut self,
         request: &PollMessages,
     ) -> Result<PolledMessages, ClientError> {
+        let wait_ms = match self.long_polls {
+            LongPolls::Ignored => 0,
+            _ => request.wait_ms,
+        };
+        let started = std::time::Instant::now();
         let mut bytes = self
-            .request(PollMessages::CODE, |out| request.encode(out))
+            .request(PollMessages::CODE, |out| {
+                PollMessages {
+                    wait_ms,
+                    ..request.clone()
+                }
+                .encode(out)
+            })
             .await?;
         let header = decoded(PollMessages::CODE, &bytes, PolledMessagesHeader::decode)?;
+        if wait_ms > 0 && header.messages_count == 0 && self.long_polls == LongPolls::Unknown {
+            let waited = started.elapsed().as_millis() >= u128::from(wait_ms / 2);
+            self.long_polls = if waited {
+                LongPolls::Honoured
+            } else {
+                LongPolls::Ignored
+            };
+        }
         let messages = bytes.split_off(POLLED_MESSAGES_HEADER_BYTES.min(bytes.len()));
         Ok(PolledMessages {
             header,

@@ -41,6 +41,7 @@ fn poll(stream: &Identifier, topic: &Identifier, partition: u32, offset: u64) ->
         strategy: PollingStrategy::Offset(offset),
         count: 100,
         auto_commit: false,
+        wait_ms: 0,
     }
 }
 

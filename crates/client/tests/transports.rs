@@ -67,6 +67,7 @@ async fn exercise(connection_string: &str, label: &str) {
             strategy: PollingStrategy::Offset(0),
             count: 10,
             auto_commit: false,
+            wait_ms: 0,
         })
         .await
         .unwrap();

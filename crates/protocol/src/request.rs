@@ -215,6 +215,7 @@ mod tests {
                 strategy: PollingStrategy::Timestamp(99),
                 count: 100,
                 auto_commit: false,
+                wait_ms: 0,
             }),
             Request::SendMessages(send_messages()),
             Request::FlushUnsavedBuffer(FlushUnsavedBuffer {
@@ -472,9 +473,10 @@ mod tests {
             strategy in any_strategy(),
             count in any::<u32>(),
             auto_commit in any::<bool>(),
+            wait_ms in prop_oneof![Just(0u32), any::<u32>()],
         ) {
             let request = Request::PollMessages(PollMessages {
-                consumer, stream, topic, partition_id, strategy, count, auto_commit,
+                consumer, stream, topic, partition_id, strategy, count, auto_commit, wait_ms,
             });
             prop_assert_eq!(Request::decode(100, encoded(&request)), Ok(request));
         }

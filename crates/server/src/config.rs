@@ -129,6 +129,8 @@ pub struct LimitsConfig {
     /// A response not written within this time ends the connection (a client that stopped
     /// reading).
     pub write_timeout_ms: u64,
+    /// Longest a poll may wait for messages (galgo's long polls); longer asks are cut to it.
+    pub poll_wait_ms_max: u32,
 }
 
 /// The protocol's constant is the one source of this default: Iggy's clients are built

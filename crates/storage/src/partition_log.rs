@@ -206,6 +206,8 @@ pub struct PartitionLog {
     sealed_files: RefCell<Option<SegmentFiles>>,
     /// Batches already written, kept in memory below the journal (tail_cache.rs).
     tail: Rc<CachedTail>,
+    /// Notified by every append, purge and close: what long polls park on.
+    appended: event_listener::Event,
 }
 
 impl PartitionLog {
@@ -244,6 +246,7 @@ impl PartitionLog {
             deduplicator: RefCell::new(None),
             io_counters: Cell::new(IoCounters::default()),
             tail: CachedTail::new(cache.clone()),
+            appended: event_listener::Event::new(),
         });
         Ok((log, report))
     }
@@ -291,6 +294,33 @@ impl PartitionLog {
     /// The last assigned offset; `None` if the partition never had a message.
     pub fn last_offset(&self) -> Option<u64> {
         self.state.borrow().next_offset.checked_sub(1)
+    }
+
+    /// Waits until the partition holds a message at `end` or beyond (`end` is the next offset
+    /// a caller saw before it polled and found nothing), or until it is purged, closed or
+    /// woken by [`PartitionLog::wake_waiters`]: a long poll then polls again. Costs nothing
+    /// while it waits: no timer, no task; the append on this shard wakes it.
+    pub async fn wait_for_append(&self, end: u64) {
+        let generation = self.state.borrow().generation;
+        let changed = || {
+            let state = self.state.borrow();
+            state.next_offset > end || state.generation != generation
+        };
+        if changed() {
+            return;
+        }
+        let listener = self.appended.listen();
+        // An append between the check and the listener's registration is seen here.
+        if changed() {
+            return;
+        }
+        listener.await;
+    }
+
+    /// Wakes every long poll parked on this partition (the shard is stopping, or the
+    /// partition goes away): each polls again and answers.
+    pub fn wake_waiters(&self) {
+        self.appended.notify(usize::MAX);
     }
 
     /// Messages, bytes and segments kept.

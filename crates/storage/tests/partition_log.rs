@@ -998,3 +998,26 @@ async fn acknowledged_appends_wait_for_the_sealed_logs_fdatasync() {
     }
     assert!(log.segments().len() > 3, "the run rolled segments");
 }
+
+#[compio::test]
+async fn a_parked_long_poll_is_woken_by_the_append_that_passes_its_offset() {
+    let temp = tempfile::tempdir().unwrap();
+    let (log, _) = open(&partition_dir(&temp), default_config()).await;
+    log.append(block("a", 2), 2, 1).await.unwrap();
+    // Offsets 0 and 1 are there; a poll at 2 found nothing and parks until offset 2 exists.
+    let mut waiting = pin!(log.wait_for_append(2));
+    assert!(poll_once(waiting.as_mut()).is_pending(), "nothing at 2 yet");
+    log.append(block("b", 1), 1, 1).await.unwrap();
+    assert!(poll_once(waiting.as_mut()).is_ready(), "offset 2 arrived");
+    let mut waiting = pin!(log.wait_for_append(3));
+    assert!(poll_once(waiting.as_mut()).is_pending());
+    // A wake with nothing new (the shard stopping) lets it go too, to answer empty.
+    log.wake_waiters();
+    assert!(poll_once(waiting.as_mut()).is_ready());
+    // An offset already there never parks; a purge ends a wait.
+    assert!(poll_once(pin!(log.wait_for_append(0)).as_mut()).is_ready());
+    let mut waiting = pin!(log.wait_for_append(3));
+    assert!(poll_once(waiting.as_mut()).is_pending());
+    log.purge().await.unwrap();
+    assert!(poll_once(waiting.as_mut()).is_ready());
+}

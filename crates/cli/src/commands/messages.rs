@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, Subcommand, ValueEnum};
-use galgo_client::Client;
 use galgo_client::PolledMessage;
 use galgo_client::messages::PolledMessages;
+use galgo_client::{Client, LongPolls};
 use galgo_protocol::command::offsets::OffsetTarget;
 use galgo_protocol::message::encode_message;
 use galgo_protocol::{Consumer, Identifier, Partitioning, PollMessages, PollingStrategy};
@@ -223,12 +223,17 @@ pub struct PollArgs {
     /// Store the offset of the last message polled as the consumer's offset.
     #[arg(long)]
     auto_commit: bool,
-    /// Keep polling and print new messages as they arrive, until interrupted.
+    /// Keep polling and print new messages as they arrive, until interrupted. Polls of one
+    /// partition (or as a group) wait on the server for new messages (galgo's long polls);
+    /// every partition at once, or a server that does not wait, is polled every --interval.
     #[arg(long, short = 'f')]
     follow: bool,
-    /// How long --follow waits after an empty poll.
+    /// How long --follow waits after an empty poll the server did not hold.
     #[arg(long, default_value = "200ms", value_parser = duration)]
     interval: Duration,
+    /// How long the server holds a --follow poll that finds nothing (galgo's long polls).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    wait: Duration,
     /// How payloads are shown.
     #[arg(long, value_enum, default_value = "text")]
     payload: PayloadFormat,
@@ -256,6 +261,7 @@ impl PollArgs {
             strategy,
             count: self.count,
             auto_commit: self.auto_commit,
+            wait_ms: 0,
         }
     }
 }
@@ -488,6 +494,7 @@ async fn follow(
     args: &PollArgs,
     format: OutputFormat,
 ) -> CliResult<Report> {
+    request.wait_ms = u32::try_from(args.wait.as_millis()).unwrap_or(u32::MAX);
     loop {
         let polled = client.poll_messages(&request).await?;
         let partition_id = polled.header.partition_id;
@@ -510,7 +517,7 @@ async fn follow(
             }
             (Consumer::Single(_), None) => {}
         }
-        if last_offset.is_none() {
+        if last_offset.is_none() && client.long_polls() != LongPolls::Honoured {
             compio::time::sleep(args.interval).await;
         }
     }
@@ -526,6 +533,12 @@ async fn follow_all(
     format: OutputFormat,
 ) -> CliResult<Report> {
     let mut next: Vec<_> = partitions.iter().map(|&p| (p, request.strategy)).collect();
+    // With one partition the server can hold the poll; with more, waiting on one would hold
+    // back the others, so they are polled every --interval.
+    let mut request = request;
+    if let [_] = partitions {
+        request.wait_ms = u32::try_from(args.wait.as_millis()).unwrap_or(u32::MAX);
+    }
     loop {
         let responses = poll_each(client, &request, &next).await?;
         let messages = merged(&responses)?;
@@ -538,7 +551,9 @@ async fn follow_all(
                 *strategy = PollingStrategy::Offset(last?.offset() + 1);
             }
         }
-        if messages.is_empty() {
+        if messages.is_empty()
+            && (partitions.len() > 1 || client.long_polls() != LongPolls::Honoured)
+        {
             compio::time::sleep(args.interval).await;
         }
     }

@@ -256,8 +256,12 @@ fn validate_message(slice: &[u8]) -> Result<(), ErrorCode> {
 ///
 /// ```text
 /// Consumer | Id stream | Id topic | partition_flag u8 | partition_id u32 | PollingStrategy (9)
-/// | count u32 | auto_commit u8
+/// | count u32 | auto_commit u8 [| wait_ms u32]
 /// ```
+///
+/// `wait_ms` is galgo's long-poll extension, sent only when non-zero: with it, a poll that
+/// finds nothing waits up to that long for messages (Iggy's servers refuse the extra bytes,
+/// so galgo's client falls back to plain polls there).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PollMessages {
     /// The consumer or group polling.
@@ -274,6 +278,9 @@ pub struct PollMessages {
     pub count: u32,
     /// Store the last returned offset before responding.
     pub auto_commit: bool,
+    /// galgo's extension: when nothing is there to return, wait up to this many ms for
+    /// messages to arrive (0: answer at once, as Iggy does).
+    pub wait_ms: u32,
 }
 
 impl PollMessages {
@@ -288,6 +295,7 @@ impl PollMessages {
                 strategy: PollingStrategy::decode(reader)?,
                 count: reader.u32()?,
                 auto_commit: reader.bool()?,
+                wait_ms: if reader.is_empty() { 0 } else { reader.u32()? },
             })
         })
     }
@@ -301,6 +309,9 @@ impl PollMessages {
         self.strategy.encode(out);
         out.put_u32_le(self.count);
         out.put_u8(u8::from(self.auto_commit));
+        if self.wait_ms > 0 {
+            out.put_u32_le(self.wait_ms);
+        }
     }
 }
 
@@ -550,12 +561,26 @@ pub(crate) mod tests {
             strategy: PollingStrategy::Next,
             count: 10,
             auto_commit: true,
+            wait_ms: 0,
         };
         let bytes = encoded(|out| poll.encode(out));
         assert_eq!(bytes.len(), 1 + 9 + 6 + 6 + 5 + 9 + 4 + 1);
-        assert_eq!(PollMessages::decode(&bytes), Ok(poll));
+        assert_eq!(PollMessages::decode(&bytes), Ok(poll.clone()));
         assert_eq!(
             PollMessages::decode(&bytes[..bytes.len() - 1]),
+            Err(ErrorCode::InvalidCommand)
+        );
+        // The long-poll extension: four more bytes, only when asked for.
+        let waiting = PollMessages {
+            wait_ms: 2500,
+            ..poll
+        };
+        let extended = encoded(|out| waiting.encode(out));
+        assert_eq!(&extended[..bytes.len()], &bytes[..]);
+        assert_eq!(extended.len(), bytes.len() + 4);
+        assert_eq!(PollMessages::decode(&extended), Ok(waiting));
+        assert_eq!(
+            PollMessages::decode(&extended[..extended.len() - 1]),
             Err(ErrorCode::InvalidCommand)
         );
 

@@ -1,7 +1,10 @@
 //! Messages: send, poll, flush. Work for a partition runs on the shard that owns it (in place
 //! when that is this shard); stored bytes travel back untouched.
 
-use std::rc::Rc;
+use std::{
+    rc::Rc,
+    time::{Duration, Instant},
+};
 
 use bytes::{Bytes, BytesMut};
 use galgo_metadata::{GroupKey, MetadataError, Need, PartitionKey, ShardId, TopicKey};
@@ -103,14 +106,17 @@ pub async fn poll(
             return poll_group(shard, context, session, topic, &poll, group).await;
         }
     };
-    let owner_key = OffsetOwner::Consumer(consumer_key(consumer));
     let partition = poll.partition_id.unwrap_or(0);
     let (key, owner) = locate(shard, topic, partition)?;
     session.note_partition_owner(owner);
-    let (strategy, count, auto_commit) = (poll.strategy, poll.count, poll.auto_commit);
+    let read = PartitionRead::new(
+        partition,
+        OffsetOwner::Consumer(consumer_key(consumer)),
+        &poll,
+        context,
+    );
     let polled = on_partition(shard, key, owner, move |owner, log| async move {
-        let polled =
-            poll_partition(&log, partition, owner_key, strategy, count, auto_commit).await?;
+        let polled = poll_partition_waiting(&owner, &log, read).await?;
         polled.count_out(&owner, key);
         Ok(polled)
     })
@@ -169,18 +175,16 @@ async fn poll_group(
     };
     let (key, owner) = locate(shard, topic, partition)?;
     session.note_partition_owner(owner);
-    let (strategy, count, auto_commit) = (poll.strategy, poll.count, poll.auto_commit);
-    let owner_key = OffsetOwner::Group(group.group.0);
+    let read = PartitionRead::new(partition, OffsetOwner::Group(group.group.0), poll, context);
     let chunks = on_partition(shard, key, owner, move |shard, log| async move {
-        let polled =
-            poll_partition(&log, partition, owner_key, strategy, count, auto_commit).await?;
+        let polled = poll_partition_waiting(&shard, &log, read).await?;
         polled.count_out(&shard, key);
         if let Some(last_returned) = polled.last_returned {
             shard
                 .state()
                 .groups
                 .record_served(key, group.group.0, last_returned);
-            if auto_commit {
+            if read.auto_commit {
                 after_group_commit(&shard, group, partition).await?;
             }
         }
@@ -223,15 +227,69 @@ impl Polled {
     }
 }
 
-/// Reads from one partition on its owner and commits the offset when asked.
-async fn poll_partition(
-    log: &PartitionLog,
+/// What a poll reads from one partition, sent to its owner.
+#[derive(Clone, Copy, Debug)]
+struct PartitionRead {
     partition: u32,
     consumer: OffsetOwner,
     strategy: PollingStrategy,
     count: u32,
     auto_commit: bool,
+    /// How long to wait for messages when there are none (0: answer at once).
+    wait: Duration,
+}
+
+impl PartitionRead {
+    fn new(partition: u32, consumer: OffsetOwner, poll: &PollMessages, context: &Context) -> Self {
+        let wait_ms = poll.wait_ms.min(context.seed.limits.poll_wait_ms_max);
+        Self {
+            partition,
+            consumer,
+            strategy: poll.strategy,
+            count: poll.count,
+            auto_commit: poll.auto_commit,
+            wait: Duration::from_millis(u64::from(wait_ms)),
+        }
+    }
+}
+
+/// A poll that, finding nothing, waits for the partition's next append (galgo's long poll)
+/// and polls again, until messages come, its wait runs out or the shard stops. Each wake
+/// polls once more: an append below the start offset, or a purge, only re-arms the wait.
+async fn poll_partition_waiting(
+    shard: &Shard,
+    log: &PartitionLog,
+    read: PartitionRead,
 ) -> Result<Polled, CommandError> {
+    let deadline = Instant::now() + read.wait;
+    loop {
+        // Seen before polling: an append that lands while the poll runs ends the wait at once.
+        let end = log.last_offset().map_or(0, |last| last + 1);
+        let polled = poll_partition(log, read).await?;
+        if polled.messages_count > 0 || read.count == 0 || shard.is_stopping() {
+            return Ok(polled);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero()
+            || compio::time::timeout(left, log.wait_for_append(end))
+                .await
+                .is_err()
+        {
+            return Ok(polled);
+        }
+    }
+}
+
+/// Reads from one partition on its owner and commits the offset when asked.
+async fn poll_partition(log: &PartitionLog, read: PartitionRead) -> Result<Polled, CommandError> {
+    let PartitionRead {
+        partition,
+        consumer,
+        strategy,
+        count,
+        auto_commit,
+        ..
+    } = read;
     let last = log.last_offset();
     let start = match (strategy, last) {
         (_, None) => None,

@@ -121,6 +121,8 @@ impl PartitionLog {
         *state = LogState::new(Vec::new(), active, 0);
         state.generation = generation;
         self.tail.clear();
+        drop(state);
+        self.appended.notify(usize::MAX);
         tracing::info!(dir = %self.dir.display(), "partition purged");
         Ok(())
     }
