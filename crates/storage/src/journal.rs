@@ -40,6 +40,11 @@ impl AsRef<JournalBatch> for JournalBatch {
 }
 
 impl JournalBatch {
+    /// Bytes it holds in memory: its messages and their index entries.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        (self.messages.len() + self.entries.len()) as u64
+    }
+
     pub(crate) fn end_offset_exclusive(&self) -> u64 {
         self.first_offset + u64::from(self.messages_count)
     }
@@ -151,6 +156,11 @@ impl Journal {
         self.messages_count += u64::from(batch.messages_count);
         self.size_bytes += batch.messages.len() as u64;
         self.batches.push_back(batch);
+    }
+
+    /// Bytes of every batch held, index entries included (what the shard's bound counts).
+    pub fn memory_bytes(&self) -> u64 {
+        self.batches.iter().map(JournalBatch::memory_bytes).sum()
     }
 
     /// Messages held, in flight included.

@@ -377,6 +377,19 @@ impl PartitionLog {
     }
 }
 
+impl Drop for PartitionLog {
+    /// A dropped handle would cancel the tasks of pending sealed-log fdatasyncs: they are let
+    /// finish instead. Batches still unwritten (a log not closed, or whose writes failed) give
+    /// their share of the shard's bound back.
+    fn drop(&mut self) {
+        for sealed_sync in self.sealed_syncs.get_mut().drain(..) {
+            sealed_sync.detach();
+        }
+        let unwritten = self.state.get_mut().journal.memory_bytes();
+        self.tail.cache().unjournaled(unwritten);
+    }
+}
+
 /// Deletes a partition's directory with everything in it (partition, topic or stream
 /// deletion). A missing directory is not an error.
 pub async fn remove_partition(dir: &Path) -> Result<(), StorageError> {

@@ -12,6 +12,14 @@
 //! ever removes a partition's oldest cached batch, so what stays is still contiguous.
 //! Retention and purge drop a partition's batches themselves; the shard-wide order then holds
 //! stale slots, skipped when reached and compacted away once they outnumber the live ones.
+//!
+//! The bound covers every batch the shard holds in memory: written ones (cached) and those
+//! appended but not yet written (the journals' backlog, counted by `journaled`). A backlog
+//! that grows because the disk is slower than the producers (or stalls in an fdatasync)
+//! takes its room from the cache, oldest first; once unwritten batches fill the whole bound,
+//! appenders wait for the disk (`PartitionLog::append`). Memory for message batches therefore
+//! never exceeds the bound (beyond each partition's small fixed journal allowance), whatever
+//! the producers do.
 
 use std::{
     cell::{Cell, RefCell},
@@ -47,6 +55,8 @@ pub struct TailCache {
     bytes: Cell<u64>,
     /// Batches cached across the shard's partitions.
     batches: Cell<usize>,
+    /// Bytes appended to the shard's journals and not yet written.
+    unwritten: Cell<u64>,
     /// Every cached batch, oldest first (and stale slots, see the module page).
     order: RefCell<VecDeque<Slot>>,
     counters: Cell<TailCacheCounters>,
@@ -60,6 +70,7 @@ impl TailCache {
             bytes_max: Cell::new(bytes_max),
             bytes: Cell::new(0),
             batches: Cell::new(0),
+            unwritten: Cell::new(0),
             order: RefCell::new(VecDeque::new()),
             counters: Cell::new(TailCacheCounters::default()),
         })
@@ -73,6 +84,33 @@ impl TailCache {
     /// Bytes cached now (messages and their index entries).
     pub fn bytes(&self) -> u64 {
         self.bytes.get()
+    }
+
+    /// Bytes appended to the shard's journals and not yet written.
+    pub fn unwritten_bytes(&self) -> u64 {
+        self.unwritten.get()
+    }
+
+    /// A batch of `size` bytes was journaled: room for it is taken from the cache.
+    pub(crate) fn journaled(&self, size: u64) {
+        self.unwritten.set(self.unwritten.get() + size);
+        self.evict_to(self.cache_limit());
+    }
+
+    /// Journaled bytes left the journal: written (and passed to the cache), purged or dropped.
+    pub(crate) fn unjournaled(&self, size: u64) {
+        self.unwritten.set(self.unwritten.get() - size);
+    }
+
+    /// True while the shard's unwritten batches leave part of the bound free: a journal past
+    /// its own allowance may then keep growing instead of making its appender wait.
+    pub(crate) fn journals_have_room(&self) -> bool {
+        self.unwritten.get() < self.bytes_max.get()
+    }
+
+    /// What the cache may hold: the bound less the unwritten backlog.
+    fn cache_limit(&self) -> u64 {
+        self.bytes_max.get().saturating_sub(self.unwritten.get())
     }
 
     /// Reads and evictions since the shard started.
@@ -106,7 +144,7 @@ impl TailCache {
         self.order.borrow_mut().push_back(Slot { tail, seq });
         self.batches.set(self.batches.get() + 1);
         self.bytes.set(self.bytes.get() + size);
-        self.evict_to(self.bytes_max.get());
+        self.evict_to(self.cache_limit());
         self.compact();
     }
 
@@ -196,7 +234,7 @@ impl CachedTail {
         );
         let seq = self.next_seq.get();
         self.next_seq.set(seq + 1);
-        let size = (batch.messages.len() + batch.entries.len()) as u64;
+        let size = batch.memory_bytes();
         batches.push_back(Cached { seq, size, batch });
         drop(batches);
         self.cache.admit(Rc::downgrade(self), seq, size);

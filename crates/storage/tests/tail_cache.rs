@@ -13,9 +13,13 @@ const PAYLOAD_BYTES: usize = 100;
 const CACHED_MESSAGE_BYTES: u64 = 64 + 100 + 16;
 
 fn config(segment_size_bytes: u64) -> Rc<StorageConfig> {
+    config_with_journal(segment_size_bytes, 4)
+}
+
+fn config_with_journal(segment_size_bytes: u64, journal_messages_max: u32) -> Rc<StorageConfig> {
     Rc::new(StorageConfig {
         segment_size_bytes,
-        journal_messages_max: 4,
+        journal_messages_max,
         journal_bytes_max: 1 << 20,
         fsync: FsyncMode::Never,
         direct_io: DirectIo::Auto,
@@ -170,4 +174,37 @@ async fn purge_retention_and_pressure_drop_what_they_must() {
     fill(&log, 2, 3).await;
     check_range(&log, 0, 6, 4).await;
     assert_eq!(cache.bytes(), 6 * CACHED_MESSAGE_BYTES);
+}
+
+#[compio::test]
+async fn unwritten_batches_take_their_room_from_the_cache_and_give_it_back() {
+    let temp = tempfile::tempdir().unwrap();
+    let bound = 30 * CACHED_MESSAGE_BYTES;
+    let cache = TailCache::new(bound);
+    let dir = temp.path().join("p");
+    // Thresholds far above what the test appends: nothing is written until it flushes.
+    let open_deep = || PartitionLog::open(dir.clone(), config_with_journal(1 << 20, 1000), &cache);
+    let (log, _) = open_deep().await.unwrap();
+    fill(&log, 10, 3).await;
+    assert_eq!((cache.bytes(), cache.unwritten_bytes()), (bound, 0));
+    for _ in 0..4 {
+        let first = log.last_offset().unwrap() + 1;
+        log.append(block(first, 3), 3, 1).await.unwrap();
+    }
+    // 12 messages unwritten: the cache made room for them, oldest first.
+    assert_eq!(cache.unwritten_bytes(), 12 * CACHED_MESSAGE_BYTES);
+    assert_eq!(cache.bytes(), 18 * CACHED_MESSAGE_BYTES);
+    check_range(&log, 0, 42, 5).await;
+    log.flush(false).await.unwrap();
+    assert_eq!((cache.bytes(), cache.unwritten_bytes()), (bound, 0));
+    check_range(&log, 0, 42, 8).await;
+
+    // Purged or dropped unwritten batches give their share back too.
+    log.append(block(42, 3), 3, 1).await.unwrap();
+    log.purge().await.unwrap();
+    assert_eq!((cache.bytes(), cache.unwritten_bytes()), (0, 0));
+    log.append(block(0, 3), 3, 1).await.unwrap();
+    assert_eq!(cache.unwritten_bytes(), 3 * CACHED_MESSAGE_BYTES);
+    drop(log);
+    assert_eq!(cache.unwritten_bytes(), 0);
 }

@@ -139,7 +139,7 @@ impl PartitionLog {
             timestamp,
         };
         let entries = stamp.apply(&mut messages, count);
-        state.journal.push(JournalBatch {
+        let batch = JournalBatch {
             first_offset,
             messages_count: count,
             segment_start: placement.segment_start,
@@ -147,7 +147,9 @@ impl PartitionLog {
             timestamp,
             messages: messages.freeze(),
             entries: entries.freeze(),
-        });
+        };
+        self.tail.cache().journaled(batch.memory_bytes());
+        state.journal.push(batch);
         state.next_offset += u64::from(count);
         state.last_timestamp = timestamp;
         state.size_bytes += size_bytes;
@@ -159,13 +161,18 @@ impl PartitionLog {
         Ok((receipt, state.generation))
     }
 
-    /// True when the journal is at its bound (`JOURNAL_BACKLOG_FACTOR`).
+    /// True when the journal is at its bound: past its own allowance
+    /// (`JOURNAL_BACKLOG_FACTOR` times the thresholds) while the shard's unwritten batches
+    /// fill its whole memory bound (tail_cache.rs). Below that, a backlog the disk has not
+    /// caught up with stays in memory and the appender is acknowledged without waiting.
     fn journal_is_full(&self) -> bool {
         let state = self.state.borrow();
         let journal = &state.journal;
-        journal.size_bytes() >= JOURNAL_BACKLOG_FACTOR * self.config.journal_bytes_max
+        let past_allowance = journal.size_bytes()
+            >= JOURNAL_BACKLOG_FACTOR * self.config.journal_bytes_max
             || journal.messages_count()
-                >= JOURNAL_BACKLOG_FACTOR * u64::from(self.config.journal_messages_max)
+                >= JOURNAL_BACKLOG_FACTOR * u64::from(self.config.journal_messages_max);
+        past_allowance && !self.tail.cache().journals_have_room()
     }
 
     /// True when the journal holds enough not yet written to be written out now.

@@ -141,7 +141,11 @@ impl PartitionLog {
         }
         // Written batches move from the journal to the tail cache in this one synchronous
         // step: every offset stays readable from memory or the file, never from neither.
-        state.journal.commit_run(run, |batch| self.tail.push(batch));
+        let cache = self.tail.cache();
+        state.journal.commit_run(run, |batch| {
+            cache.unjournaled(batch.memory_bytes());
+            self.tail.push(batch);
+        });
         debug_assert_eq!(state.active.next_offset(), run.end_offset_exclusive);
         Ok(())
     }

@@ -117,6 +117,7 @@ impl PartitionLog {
             deduplicator.clear();
         }
         let mut state = self.state.borrow_mut();
+        self.tail.cache().unjournaled(state.journal.memory_bytes());
         let generation = state.generation + 1;
         *state = LogState::new(Vec::new(), active, 0);
         state.generation = generation;

@@ -73,18 +73,16 @@ impl PartitionLog {
     }
 }
 
-impl Drop for PartitionLog {
-    /// A dropped handle would cancel its task: let the pending fdatasyncs finish instead.
-    fn drop(&mut self) {
-        for sealed_sync in self.sealed_syncs.get_mut().drain(..) {
-            sealed_sync.task.detach();
-        }
-    }
-}
-
 /// The fdatasync of a sealed log, running in a task of its own since its roll.
 pub(super) struct SealedSync {
     task: JoinHandle<Result<(), FailedSync>>,
+}
+
+impl SealedSync {
+    /// Lets the fdatasync finish on its own (its log is being dropped).
+    pub(super) fn detach(self) {
+        self.task.detach();
+    }
 }
 
 /// A failed sealed-log fdatasync, with the log to try again.
