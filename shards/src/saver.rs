@@ -2,6 +2,8 @@
 //! `fsync = "interval"` syncs what was written, so that data never waits long in memory.
 
 use std::{
+    cell::RefCell,
+    collections::HashSet,
     rc::Rc,
     time::{Duration, Instant},
 };
@@ -11,13 +13,19 @@ use galgo_storage::FsyncMode;
 use crate::{MemoryReading, Shard, ShardState};
 
 /// Runs until the shard stops. Each partition is flushed in a task of its own, so one slow
-/// disk operation never holds up the others. Start one on every shard.
+/// disk operation never holds up the others, and at most one at a time: a partition whose
+/// flush outlasts a tick (a backlog the disk has not caught up with) is skipped until it
+/// ends, rather than queueing another flush behind it at every tick. Start one on every
+/// shard.
 pub async fn run_saver<S: ShardState>(shard: Rc<Shard<S>>) {
     let settings = shard.storage().clone();
     let period = Duration::from_millis(settings.flush_interval_ms.max(1));
     let fsync_every = Duration::from_millis(settings.fsync_interval_ms.max(1));
     let mut last_sync = Instant::now();
     let mut ticks = compio::time::interval(period);
+    let in_flight = Rc::new(RefCell::new(HashSet::new()));
+    // Partitions whose interval sync fell on a tick that skipped them: synced at the next.
+    let mut sync_owed = HashSet::new();
     loop {
         ticks.tick().await;
         if shard.is_stopping() {
@@ -30,15 +38,24 @@ pub async fn run_saver<S: ShardState>(shard: Rc<Shard<S>>) {
         give_memory_back(&shard);
         for (key, log) in shard.owned_partitions() {
             let needs_write = log.unflushed_messages() > 0;
-            let needs_sync = sync_now && log.unsynced_bytes() > 0;
+            let needs_sync = (sync_now || sync_owed.contains(&key)) && log.unsynced_bytes() > 0;
             if !needs_write && !needs_sync {
                 continue;
             }
+            if !in_flight.borrow_mut().insert(key) {
+                if needs_sync {
+                    sync_owed.insert(key);
+                }
+                continue;
+            }
+            sync_owed.remove(&key);
             let shard_id = shard.id().0;
+            let in_flight = in_flight.clone();
             compio::runtime::spawn(async move {
                 if let Err(error) = log.flush(needs_sync).await {
                     tracing::error!(shard = shard_id, partition = %key, %error, "periodic flush failed");
                 }
+                in_flight.borrow_mut().remove(&key);
             })
             .detach();
         }

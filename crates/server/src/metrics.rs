@@ -11,7 +11,7 @@
 //! (prometheus-client adds it). Labels carry ids and stream, topic and group names, never a
 //! user name or a secret.
 
-use std::{rc::Rc, time::Duration};
+use std::{rc::Rc, sync::atomic::AtomicU64, time::Duration};
 
 use galgo_metadata::{Metadata, PartitionKey};
 use galgo_protocol::{CommandCode, ErrorCode};
@@ -47,6 +47,8 @@ pub struct ShardFigures {
     inbox_depth: u64,
     tail_cache_bytes: u64,
     tail_cache_bytes_max: u64,
+    unwritten_bytes: u64,
+    write_rate: f64,
     tail_cache: galgo_storage::TailCacheCounters,
     commands: Vec<(CommandCode, CommandStats)>,
     errors: Vec<(u32, u64)>,
@@ -102,6 +104,8 @@ fn shard_figures(shard: &Shard) -> ShardFigures {
         inbox_depth: 0,
         tail_cache_bytes: shard.tail_cache().bytes(),
         tail_cache_bytes_max: shard.tail_cache().bytes_max(),
+        unwritten_bytes: shard.tail_cache().unwritten_bytes(),
+        write_rate: shard.tail_cache().write_rate(),
         tail_cache: shard.tail_cache().counters(),
         commands: shard.state().requests.commands(),
         errors: shard.state().requests.errors(),
@@ -168,6 +172,7 @@ fn partition_figures(
 pub fn encode(shards: &[ShardFigures]) -> String {
     let mut registry = Registry::default();
     register_shards(&mut registry, shards);
+    register_memory(&mut registry, shards);
     register_requests(&mut registry, shards);
     register_partitions(&mut registry, shards);
     let mut text = String::new();
@@ -186,10 +191,6 @@ fn register_shards(registry: &mut Registry, shards: &[ShardFigures]) {
     let calls_received = Family::<Labels, Counter>::default();
     let events = Family::<Labels, Counter>::default();
     let inbox = Family::<Labels, Gauge>::default();
-    let cache_bytes = Family::<Labels, Gauge>::default();
-    let cache_bytes_max = Family::<Labels, Gauge>::default();
-    let cache_evicted = Family::<Labels, Counter>::default();
-    let poll_reads = Family::<Labels, Counter>::default();
     for shard in shards {
         let labels = shard_label(shard);
         for (transport, count) in [
@@ -206,24 +207,6 @@ fn register_shards(registry: &mut Registry, shards: &[ShardFigures]) {
             .inc_by(shard.calls_received);
         events.get_or_create(&labels).inc_by(shard.events_applied);
         inbox.get_or_create(&labels).set(shard.inbox_depth as i64);
-        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
-        cache_bytes
-            .get_or_create(&labels)
-            .set(gauge(shard.tail_cache_bytes));
-        cache_bytes_max
-            .get_or_create(&labels)
-            .set(gauge(shard.tail_cache_bytes_max));
-        cache_evicted
-            .get_or_create(&labels)
-            .inc_by(shard.tail_cache.evicted_bytes);
-        for (source, count) in [
-            ("memory", shard.tail_cache.memory_reads),
-            ("disk", shard.tail_cache.disk_reads),
-        ] {
-            let mut labels = labels.clone();
-            labels.push(("source".into(), source.into()));
-            poll_reads.get_or_create(&labels).inc_by(count);
-        }
     }
     registry.register("galgo_connections", "Open client connections", connections);
     registry.register(
@@ -237,12 +220,59 @@ fn register_shards(registry: &mut Registry, shards: &[ShardFigures]) {
     registry.register("galgo_metadata_events_applied", help, events);
     let help = "Messages waiting in the shard's inbox when scraped";
     registry.register("galgo_shard_inbox_depth", help, inbox);
+}
+
+/// The shards' batches in memory: tail cache, journal backlog, write pacing, poll sources.
+fn register_memory(registry: &mut Registry, shards: &[ShardFigures]) {
+    let cache_bytes = Family::<Labels, Gauge>::default();
+    let cache_bytes_max = Family::<Labels, Gauge>::default();
+    let unwritten = Family::<Labels, Gauge>::default();
+    let write_rate = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let cache_evicted = Family::<Labels, Counter>::default();
+    let paced = Family::<Labels, Counter>::default();
+    let paced_seconds = Family::<Labels, Counter<f64, AtomicU64>>::default();
+    let poll_reads = Family::<Labels, Counter>::default();
+    let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    for shard in shards {
+        let labels = shard_label(shard);
+        let cache = &shard.tail_cache;
+        cache_bytes
+            .get_or_create(&labels)
+            .set(gauge(shard.tail_cache_bytes));
+        cache_bytes_max
+            .get_or_create(&labels)
+            .set(gauge(shard.tail_cache_bytes_max));
+        unwritten
+            .get_or_create(&labels)
+            .set(gauge(shard.unwritten_bytes));
+        write_rate.get_or_create(&labels).set(shard.write_rate);
+        cache_evicted
+            .get_or_create(&labels)
+            .inc_by(cache.evicted_bytes);
+        paced.get_or_create(&labels).inc_by(cache.paced_appends);
+        paced_seconds
+            .get_or_create(&labels)
+            .inc_by(cache.paced_micros as f64 / 1e6);
+        for (source, count) in [("memory", cache.memory_reads), ("disk", cache.disk_reads)] {
+            let mut labels = labels.clone();
+            labels.push(("source".into(), source.into()));
+            poll_reads.get_or_create(&labels).inc_by(count);
+        }
+    }
     let help = "Bytes of recent batches the shard's tail cache holds";
     registry.register("galgo_tail_cache_bytes", help, cache_bytes);
-    let help = "Bound of the shard's tail cache";
+    let help = "Bound of the shard's batches in memory, tail cache and journal backlog together";
     registry.register("galgo_tail_cache_bytes_max", help, cache_bytes_max);
+    let help = "Bytes appended to the shard's journals and not yet written to segment files";
+    registry.register("galgo_journal_unwritten_bytes", help, unwritten);
+    let help = "Bytes per second the shard's segment writes achieved, a moving average";
+    registry.register("galgo_write_rate_bytes_per_second", help, write_rate);
     let help = "Bytes evicted from the shard's tail cache (oldest first, or under memory pressure)";
     registry.register("galgo_tail_cache_evicted_bytes", help, cache_evicted);
+    let help = "Appends paced to the shard's write rate (backlog past half the bound)";
+    registry.register("galgo_append_paced", help, paced);
+    let help = "Time paced appends waited, in all";
+    registry.register("galgo_append_paced_seconds", help, paced_seconds);
     let help = "Parts of polls served from memory (journal, tail cache) or read from segment files";
     registry.register("galgo_poll_reads", help, poll_reads);
 }
@@ -376,7 +406,7 @@ fn register_partition_counters(registry: &mut Registry, shards: &[ShardFigures])
         }
         registry.register(name, help, family);
     }
-    let seconds = Family::<Labels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+    let seconds = Family::<Labels, Counter<f64, AtomicU64>>::default();
     for partition in partitions() {
         seconds
             .get_or_create(&partition.labels)

@@ -14,6 +14,11 @@ use crate::{
     offset_index::{self, INDEX_ENTRY_BYTES, IndexEntry},
 };
 
+/// Most bytes one run takes (at least one batch, however large): a run is written under the
+/// partition's write lock, and an appender waiting at the journal's bound waits for at most
+/// one run in flight, not for a whole backlog.
+pub(crate) const RUN_BYTES_MAX: u64 = 8 << 20;
+
 /// One appended batch.
 #[derive(Debug)]
 pub(crate) struct JournalBatch {
@@ -214,6 +219,7 @@ impl Journal {
         for batch in self.batches.iter().take(WRITE_BUFFERS_MAX) {
             if batch.segment_start != run.segment_start
                 || batch.first_offset >= end_offset_exclusive
+                || run.size_bytes >= RUN_BYTES_MAX
             {
                 break;
             }

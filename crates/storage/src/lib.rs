@@ -50,6 +50,7 @@ mod read_buffers;
 mod recovery;
 mod segment;
 mod tail_cache;
+mod write_pace;
 
 pub use config::{DirectIo, FsyncMode, SEGMENT_SIZE_BYTES_MAX, StorageConfig};
 pub use consumer_offsets::{ClampedOffset, OffsetOwner};

@@ -25,11 +25,15 @@ use std::{
     cell::{Cell, RefCell},
     collections::VecDeque,
     rc::{Rc, Weak},
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 
-use crate::journal::{self, JournalBatch};
+use crate::{
+    journal::{self, JournalBatch},
+    write_pace::WritePace,
+};
 
 /// Counters of one shard's tail cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,6 +44,10 @@ pub struct TailCacheCounters {
     pub disk_reads: u64,
     /// Bytes evicted to stay within the bound (or to give memory back under pressure).
     pub evicted_bytes: u64,
+    /// Appends that waited for the pace of the shard's writes (write_pace.rs).
+    pub paced_appends: u64,
+    /// Microseconds they waited, in all.
+    pub paced_micros: u64,
 }
 
 /// A cached batch's place in the shard-wide eviction order.
@@ -60,6 +68,8 @@ pub struct TailCache {
     /// Every cached batch, oldest first (and stale slots, see the module page).
     order: RefCell<VecDeque<Slot>>,
     counters: Cell<TailCacheCounters>,
+    /// The shard's write rate and the pacing of its appenders (write_pace.rs).
+    pace: WritePace,
 }
 
 impl TailCache {
@@ -73,6 +83,7 @@ impl TailCache {
             unwritten: Cell::new(0),
             order: RefCell::new(VecDeque::new()),
             counters: Cell::new(TailCacheCounters::default()),
+            pace: WritePace::default(),
         })
     }
 
@@ -106,6 +117,37 @@ impl TailCache {
     /// its own allowance may then keep growing instead of making its appender wait.
     pub(crate) fn journals_have_room(&self) -> bool {
         self.unwritten.get() < self.bytes_max.get()
+    }
+
+    /// How long an append of `bytes` waits before it is journaled: none while the shard's
+    /// backlog is under half the bound, then the pace of the shard's writes (write_pace.rs).
+    /// Nothing is paced without a bound (the journals then keep only their own allowance).
+    pub(crate) fn admission(&self, bytes: u64) -> Option<Duration> {
+        let bytes_max = self.bytes_max.get();
+        if bytes_max == 0 {
+            return None;
+        }
+        let admission = self
+            .pace
+            .admission(bytes, self.unwritten.get(), bytes_max, Instant::now());
+        if let Some(pause) = admission {
+            self.count(|counters| {
+                counters.paced_appends += 1;
+                counters.paced_micros += pause.as_micros() as u64;
+            });
+        }
+        admission
+    }
+
+    /// The shard's write rate and admission clock.
+    pub(crate) fn pace(&self) -> &WritePace {
+        &self.pace
+    }
+
+    /// The shard's write rate in bytes per second, as the pacing measured it (0 before its
+    /// first sample).
+    pub fn write_rate(&self) -> f64 {
+        self.pace.rate()
     }
 
     /// What the cache may hold: the bound less the unwritten backlog.

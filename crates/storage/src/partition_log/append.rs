@@ -30,11 +30,19 @@ impl PartitionLog {
         now_us: u64,
     ) -> Result<AppendReceipt, StorageError> {
         check_block(&messages, count)?;
+        if self.config.fsync != FsyncMode::Always
+            && let Some(pause) = self.tail.cache().admission(messages.len() as u64)
+        {
+            compio::time::sleep(pause).await;
+        }
         if self.journal_is_full() {
             let _turn = self.flush_lock.lock().await;
             if self.journal_is_full() {
-                self.flush_locked(self.config.fsync == FsyncMode::Always)
-                    .await?;
+                if self.config.fsync == FsyncMode::Always {
+                    self.flush_locked(true).await?;
+                } else {
+                    self.write_until_room().await?;
+                }
             }
         }
         let (messages, count, duplicates_count) = self.deduplicate(messages, count, now_us);
@@ -75,15 +83,19 @@ impl PartitionLog {
         };
         self.writing.set(true);
         compio::runtime::spawn(async move {
-            let written = {
+            // One run per turn of the lock, so that an appender at the bound waits for one
+            // run at most. The flag is cleared in the same synchronous step as the last
+            // check: an append after it starts the next writer.
+            let written = loop {
                 let _turn = log.flush_lock.lock().await;
-                // The flag is cleared before the write starts: batches journaled while it
-                // runs may queue the next one, which then waits for this one's lock.
-                log.writing.set(false);
-                if log.needs_flush() {
-                    log.flush_locked(false).await
-                } else {
-                    Ok(())
+                if !log.needs_flush() {
+                    log.writing.set(false);
+                    break Ok(());
+                }
+                let end_offset = log.state.borrow().next_offset;
+                if let Err(error) = log.write_one_run(end_offset, false).await {
+                    log.writing.set(false);
+                    break Err(error);
                 }
             };
             if let Err(error) = written {
@@ -165,7 +177,7 @@ impl PartitionLog {
     /// (`JOURNAL_BACKLOG_FACTOR` times the thresholds) while the shard's unwritten batches
     /// fill its whole memory bound (tail_cache.rs). Below that, a backlog the disk has not
     /// caught up with stays in memory and the appender is acknowledged without waiting.
-    fn journal_is_full(&self) -> bool {
+    pub(super) fn journal_is_full(&self) -> bool {
         let state = self.state.borrow();
         let journal = &state.journal;
         let past_allowance = journal.size_bytes()
