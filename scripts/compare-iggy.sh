@@ -27,9 +27,10 @@
 #
 # Both servers listen on their default ports (TCP 127.0.0.1:8090, WebSocket 127.0.0.1:8092),
 # so only one runs at a time; the script waits for the ports to be free before each start.
-# Needs about 11 GB free in DATA_DIR (the 10 GB workload). Iggy's root user is iggy/iggy
-# through IGGY_ROOT_USERNAME / IGGY_ROOT_PASSWORD (without them Iggy 0.8 generates a password);
-# galgo's default root user is iggy/iggy.
+# About 3–4 minutes a round on the 2-vCPU development VM. Needs about 11 GB free in DATA_DIR
+# (the 10 GB workload). Iggy's root user is iggy/iggy through IGGY_ROOT_USERNAME /
+# IGGY_ROOT_PASSWORD (without them Iggy 0.8 generates a password); galgo's default root user
+# is iggy/iggy.
 set -euo pipefail
 if [[ $# -ne 3 ]]; then
   echo "usage: scripts/compare-iggy.sh IGGY_SERVER IGGY_BENCH OUT_DIR" >&2
