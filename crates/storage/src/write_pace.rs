@@ -4,7 +4,8 @@
 //!
 //! The journals' backlog (tail_cache.rs) absorbs bursts: below half the shard's bound nothing
 //! is paced. Above it, appends are admitted one after another at the rate the shard's writes
-//! have achieved (a moving average over windows of busy time), scaled from 1× at half the
+//! have achieved (a moving average over windows of busy time, the short gaps between
+//! back-to-back writes included), scaled from 1× at half the
 //! bound down to ½× at the bound, so a backlog that keeps growing is pushed back towards the
 //! middle. A batch of `n` bytes then waits about `n / rate` behind the batches admitted
 //! before it, milliseconds for a 1 MB batch, where a full bound makes its appender wait for
@@ -29,6 +30,11 @@ const WINDOW: Duration = Duration::from_millis(250);
 const SAMPLE_WEIGHT: f64 = 0.2;
 /// The shortest pause worth sleeping for: below it the next admission is only recorded.
 const PAUSE_MIN: Duration = Duration::from_micros(200);
+/// A pause between one write's end and the next one's start shorter than this is the writer's
+/// own overhead (committing a run, the lock changing hands, a roll, an fdatasync beside it)
+/// and counts as busy time: the rate is what the writes sustain back to back, not what one
+/// write achieves alone. Longer, the shard had nothing to write.
+const GAP_MAX: Duration = Duration::from_millis(20);
 
 /// One shard's write rate and admission clock.
 #[derive(Default)]
@@ -37,6 +43,8 @@ pub(crate) struct WritePace {
     in_flight: Cell<u32>,
     /// Since when the busy time not yet counted in the window runs (writes in flight).
     busy_since: Cell<Option<Instant>>,
+    /// When the last write ended, while none is in flight.
+    idle_since: Cell<Option<Instant>>,
     window_bytes: Cell<u64>,
     window_busy: Cell<Duration>,
     /// Bytes per second written while busy, a moving average; 0 until the first window.
@@ -49,7 +57,13 @@ impl WritePace {
     /// A write of the shard starts.
     pub(crate) fn write_started(&self, now: Instant) {
         if self.in_flight.get() == 0 {
-            self.busy_since.set(Some(now));
+            // A short gap since the last write is part of writing (GAP_MAX).
+            let since = self
+                .idle_since
+                .take()
+                .filter(|idle| now.saturating_duration_since(*idle) < GAP_MAX)
+                .unwrap_or(now);
+            self.busy_since.set(Some(since));
         }
         self.in_flight.set(self.in_flight.get() + 1);
     }
@@ -63,6 +77,7 @@ impl WritePace {
                 .set(self.window_busy.get() + now.saturating_duration_since(since));
         }
         self.busy_since.set((in_flight > 0).then_some(now));
+        self.idle_since.set((in_flight == 0).then_some(now));
         self.window_bytes.set(self.window_bytes.get() + bytes);
         let busy = self.window_busy.get();
         if busy >= WINDOW {
@@ -168,6 +183,23 @@ mod tests {
         pace.write_started(later);
         pace.write_finished(0, later + Duration::from_millis(300));
         assert!((pace.rate() - 400.0 * MB as f64).abs() < 1.0);
+    }
+
+    #[test]
+    fn short_gaps_between_writes_count_as_writing_and_idle_time_does_not() {
+        let start = Instant::now();
+        let pace = WritePace::default();
+        let at = |ms| start + Duration::from_millis(ms);
+        // 100 ms writes 10 ms apart: 200 MB over 210 ms.
+        pace.write_started(at(0));
+        pace.write_finished(100 * MB, at(100));
+        pace.write_started(at(110));
+        pace.write_finished(100 * MB, at(210));
+        // Idle for a second, then 50 MB over 40 ms: the window closes at 250 ms of busy time.
+        pace.write_started(at(1210));
+        pace.write_finished(50 * MB, at(1250));
+        let rate = pace.rate();
+        assert!((rate - 250.0 * MB as f64 / 0.25).abs() < 1.0, "{rate}");
     }
 
     #[test]
