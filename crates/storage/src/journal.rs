@@ -19,6 +19,26 @@ use crate::{
 /// one run in flight, not for a whole backlog.
 pub(crate) const RUN_BYTES_MAX: u64 = 8 << 20;
 
+/// How much one read of in-memory batches may return: at most `messages_max` messages in at
+/// most `bytes_max` bytes, but at least one message when `at_least_one` (a poll's first read,
+/// whatever the message's size).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadLimits {
+    pub messages_max: u32,
+    pub bytes_max: u64,
+    pub at_least_one: bool,
+}
+
+impl ReadLimits {
+    pub(crate) fn new(messages_max: u32, bytes_max: u64, at_least_one: bool) -> Self {
+        Self {
+            messages_max,
+            bytes_max,
+            at_least_one,
+        }
+    }
+}
+
 /// One appended batch.
 #[derive(Debug)]
 pub(crate) struct JournalBatch {
@@ -247,25 +267,11 @@ impl Journal {
         self.in_flight_bytes = 0;
     }
 
-    /// Appends to `out` the stored bytes of up to `messages_max` messages from `offset`, in at
-    /// most `bytes_max` bytes (but at least one message when `at_least_one`). Zero-copy: the
-    /// chunks are slices of the batches. Returns the number of messages and bytes.
-    pub fn read(
-        &self,
-        offset: u64,
-        messages_max: u32,
-        bytes_max: u64,
-        at_least_one: bool,
-        out: &mut Vec<Bytes>,
-    ) -> (u32, u64) {
-        read_batches(
-            &self.batches,
-            offset,
-            messages_max,
-            bytes_max,
-            at_least_one,
-            out,
-        )
+    /// Appends to `out` the stored bytes of the messages from `offset` that `limits` allow.
+    /// Zero-copy: the chunks are slices of the batches. Returns the number of messages and
+    /// bytes.
+    pub fn read(&self, offset: u64, limits: ReadLimits, out: &mut Vec<Bytes>) -> (u32, u64) {
+        read_batches(&self.batches, offset, limits, out)
     }
 
     /// Drops the batches of a run whose write completed and hands them, oldest first, to
@@ -299,11 +305,14 @@ impl Journal {
 pub(crate) fn read_batches<B: AsRef<JournalBatch>>(
     batches: &VecDeque<B>,
     offset: u64,
-    messages_max: u32,
-    bytes_max: u64,
-    at_least_one: bool,
+    limits: ReadLimits,
     out: &mut Vec<Bytes>,
 ) -> (u32, u64) {
+    let ReadLimits {
+        messages_max,
+        bytes_max,
+        at_least_one,
+    } = limits;
     let mut at = batches.partition_point(|batch| batch.as_ref().end_offset_exclusive() <= offset);
     let (mut messages, mut bytes) = (0u32, 0u64);
     let mut offset = offset;
@@ -402,24 +411,39 @@ mod tests {
     fn read_crosses_batches_without_copying() {
         let journal = journal();
         let mut out = Vec::new();
-        assert_eq!(journal.read(1, 3, u64::MAX, true, &mut out), (3, 250));
+        assert_eq!(
+            journal.read(1, ReadLimits::new(3, u64::MAX, true), &mut out),
+            (3, 250)
+        );
         assert_eq!(
             out.iter().map(Bytes::len).collect::<Vec<_>>(),
             vec![100, 150]
         );
         out.clear();
-        assert_eq!(journal.read(4, 10, u64::MAX, true, &mut out), (1, 90));
+        assert_eq!(
+            journal.read(4, ReadLimits::new(10, u64::MAX, true), &mut out),
+            (1, 90)
+        );
     }
 
     #[test]
     fn read_respects_the_byte_budget_but_returns_one_message() {
         let journal = journal();
         let mut out = Vec::new();
-        assert_eq!(journal.read(0, 10, 170, true, &mut out), (2, 164));
+        assert_eq!(
+            journal.read(0, ReadLimits::new(10, 170, true), &mut out),
+            (2, 164)
+        );
         out.clear();
-        assert_eq!(journal.read(1, 10, 1, true, &mut out), (1, 100));
+        assert_eq!(
+            journal.read(1, ReadLimits::new(10, 1, true), &mut out),
+            (1, 100)
+        );
         out.clear();
-        assert_eq!(journal.read(1, 10, 1, false, &mut out), (0, 0));
+        assert_eq!(
+            journal.read(1, ReadLimits::new(10, 1, false), &mut out),
+            (0, 0)
+        );
     }
 
     #[test]
@@ -432,7 +456,12 @@ mod tests {
         );
         assert_eq!(journal.pending_messages(), 0);
         let mut out = Vec::new();
-        assert_eq!(journal.read(0, 5, u64::MAX, true, &mut out).0, 5);
+        assert_eq!(
+            journal
+                .read(0, ReadLimits::new(5, u64::MAX, true), &mut out)
+                .0,
+            5
+        );
         journal.commit_run(&run, drop);
         assert_eq!(
             (journal.messages_count(), journal.first_offset()),

@@ -317,8 +317,8 @@ impl PartitionLog {
         listener.await;
     }
 
-    /// Wakes every long poll parked on this partition (the shard is stopping, or the
-    /// partition goes away): each polls again and answers.
+    /// Wakes every long poll parked on this partition (an append, a purge, a close, or the
+    /// shard stopping): each polls again, and answers or waits on.
     pub fn wake_waiters(&self) {
         self.appended.notify(usize::MAX);
     }

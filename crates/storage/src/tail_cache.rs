@@ -31,7 +31,7 @@ use std::{
 use bytes::Bytes;
 
 use crate::{
-    journal::{self, JournalBatch},
+    journal::{self, JournalBatch, ReadLimits},
     write_pace::WritePace,
 };
 
@@ -324,16 +324,8 @@ impl CachedTail {
 
     /// What `Journal::read` does, from the cached batches; `offset` must not be below
     /// `first_offset`.
-    pub fn read(
-        &self,
-        offset: u64,
-        messages_max: u32,
-        bytes_max: u64,
-        at_least_one: bool,
-        out: &mut Vec<Bytes>,
-    ) -> (u32, u64) {
-        let batches = self.batches.borrow();
-        journal::read_batches(&batches, offset, messages_max, bytes_max, at_least_one, out)
+    pub fn read(&self, offset: u64, limits: ReadLimits, out: &mut Vec<Bytes>) -> (u32, u64) {
+        journal::read_batches(&self.batches.borrow(), offset, limits, out)
     }
 }
 

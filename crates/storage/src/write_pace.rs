@@ -23,6 +23,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// Where pacing starts, as a fraction of the shard's bound: below it bursts go free.
+const PACED_FROM: f64 = 0.5;
+/// The fraction of the measured rate admitted at the bound itself (1 at `PACED_FROM`, falling
+/// linearly), so a backlog that keeps growing is pushed back.
+const RATE_AT_BOUND: f64 = 0.5;
 /// Busy time one rate sample covers.
 const WINDOW: Duration = Duration::from_millis(250);
 /// Weight of a new sample in the moving average: a stalled window (a quarter of a second
@@ -107,14 +112,14 @@ impl WritePace {
         bytes_max: u64,
         now: Instant,
     ) -> Option<Duration> {
-        let free_up_to = bytes_max / 2;
+        let free_up_to = (bytes_max as f64 * PACED_FROM) as u64;
         let rate = self.rate.get();
         if unwritten < free_up_to || rate == 0.0 {
             self.next_admission.set(None);
             return None;
         }
         let depth = (unwritten - free_up_to) as f64 / (bytes_max - free_up_to).max(1) as f64;
-        let admitted_rate = rate * (1.0 - 0.5 * depth.min(1.0));
+        let admitted_rate = rate * (1.0 - (1.0 - RATE_AT_BOUND) * depth.min(1.0));
         let start = self.next_admission.get().map_or(now, |next| next.max(now));
         self.next_admission.set(Some(
             start + Duration::from_secs_f64(bytes as f64 / admitted_rate),

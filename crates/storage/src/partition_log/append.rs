@@ -57,7 +57,7 @@ impl PartitionLog {
         let (mut receipt, generation) = self.push_batch(messages, count, now_us)?;
         receipt.duplicates_count = duplicates_count;
         // Long polls parked on this partition re-poll now (a no-op when none waits).
-        self.appended.notify(usize::MAX);
+        self.wake_waiters();
         if self.config.fsync == FsyncMode::Always {
             self.wait_durable(receipt.last_offset, generation).await?;
         } else if self.needs_flush() {

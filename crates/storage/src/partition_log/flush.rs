@@ -43,7 +43,7 @@ impl PartitionLog {
     /// Graceful shutdown: writes the journal out, cuts the log's O_DIRECT padding and
     /// fdatasyncs the log and its index.
     pub async fn close(&self) -> Result<(), StorageError> {
-        self.appended.notify(usize::MAX);
+        self.wake_waiters();
         let _turn = self.flush_lock.lock().await;
         self.flush_locked(false).await?;
         self.cut_padding().await?;

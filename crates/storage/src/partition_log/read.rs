@@ -4,6 +4,7 @@
 use super::{POLL_BYTES_MAX, PartitionLog, Polled};
 use crate::{
     StorageError, disk,
+    journal::ReadLimits,
     segment::{self, SealedSegment, SegmentFiles},
 };
 
@@ -11,7 +12,7 @@ use crate::{
 enum ReadPlan {
     /// Nothing more to read.
     End,
-    /// Served from the journal: messages and bytes already pushed.
+    /// Served from memory (journal or tail cache): messages and bytes already pushed.
     Served(u32, u64),
     /// A range of the active segment's log.
     Active {
@@ -20,8 +21,9 @@ enum ReadPlan {
         len: usize,
         messages_count: u32,
     },
-    /// From relative offset `k` of a sealed segment.
-    Sealed(SealedSegment, u32),
+    /// From relative offset `k` of a sealed segment, at most this many messages (no further
+    /// than the tail cache's first offset).
+    Sealed(SealedSegment, u32, u32),
 }
 
 impl PartitionLog {
@@ -43,7 +45,8 @@ impl PartitionLog {
             if bytes_max == 0 && !at_least_one {
                 break;
             }
-            let plan = self.plan_read(offset, messages_max, bytes_max, at_least_one, &mut polled);
+            let limits = ReadLimits::new(messages_max, bytes_max, at_least_one);
+            let plan = self.plan_read(offset, limits, &mut polled);
             let (messages, read) = match plan {
                 ReadPlan::End => break,
                 ReadPlan::Served(messages, read) => (messages, read),
@@ -57,7 +60,7 @@ impl PartitionLog {
                     polled.chunks.push(chunk);
                     (messages_count, len as u64)
                 }
-                ReadPlan::Sealed(segment, k) => {
+                ReadPlan::Sealed(segment, k, messages_max) => {
                     let read = match self.sealed_files(segment.start_offset).await {
                         Ok(files) => {
                             segment::read_sealed(&files, &segment, k, messages_max, bytes_max).await
@@ -92,14 +95,7 @@ impl PartitionLog {
     }
 
     /// Decides where `offset` is read from; serves it right away when it is in the journal.
-    fn plan_read(
-        &self,
-        offset: u64,
-        messages_max: u32,
-        bytes_max: u64,
-        at_least_one: bool,
-        polled: &mut Polled,
-    ) -> ReadPlan {
+    fn plan_read(&self, offset: u64, limits: ReadLimits, polled: &mut Polled) -> ReadPlan {
         let state = self.state.borrow();
         if offset >= state.next_offset {
             return ReadPlan::End;
@@ -107,13 +103,7 @@ impl PartitionLog {
         if let Some(journal_first) = state.journal.first_offset()
             && offset >= journal_first
         {
-            let (messages, bytes) = state.journal.read(
-                offset,
-                messages_max,
-                bytes_max,
-                at_least_one,
-                &mut polled.chunks,
-            );
+            let (messages, bytes) = state.journal.read(offset, limits, &mut polled.chunks);
             self.tail.cache().count_read(true);
             return ReadPlan::Served(messages, bytes);
         }
@@ -121,20 +111,14 @@ impl PartitionLog {
         // cache, the files, read no further than the cache's first offset.
         let messages_max = match self.tail.first_offset() {
             Some(cache_first) if offset >= cache_first => {
-                let (messages, bytes) = self.tail.read(
-                    offset,
-                    messages_max,
-                    bytes_max,
-                    at_least_one,
-                    &mut polled.chunks,
-                );
+                let (messages, bytes) = self.tail.read(offset, limits, &mut polled.chunks);
                 self.tail.cache().count_read(true);
                 return ReadPlan::Served(messages, bytes);
             }
-            Some(cache_first) => {
-                messages_max.min(u32::try_from(cache_first - offset).unwrap_or(u32::MAX))
-            }
-            None => messages_max,
+            Some(cache_first) => limits
+                .messages_max
+                .min(u32::try_from(cache_first - offset).unwrap_or(u32::MAX)),
+            None => limits.messages_max,
         };
         self.tail.cache().count_read(false);
         let active = &state.active;
@@ -144,7 +128,9 @@ impl PartitionLog {
                 k < active.index.len(),
                 "offsets below the journal are written"
             );
-            let to = active.index.fit(k, messages_max, bytes_max, at_least_one);
+            let to = active
+                .index
+                .fit(k, messages_max, limits.bytes_max, limits.at_least_one);
             if to == k {
                 return ReadPlan::Served(0, 0);
             }
@@ -162,7 +148,11 @@ impl PartitionLog {
             .partition_point(|segment| segment.start_offset <= offset);
         let segment = state.sealed[at.checked_sub(1).expect("offset ≥ first offset")];
         debug_assert!(offset <= segment.end_offset());
-        ReadPlan::Sealed(segment, (offset - segment.start_offset) as u32)
+        ReadPlan::Sealed(
+            segment,
+            (offset - segment.start_offset) as u32,
+            messages_max,
+        )
     }
 
     /// Offset of the first message whose timestamp is ≥ `ts_us`, if any.

@@ -123,7 +123,7 @@ impl PartitionLog {
         state.generation = generation;
         self.tail.clear();
         drop(state);
-        self.appended.notify(usize::MAX);
+        self.wake_waiters();
         tracing::info!(dir = %self.dir.display(), "partition purged");
         Ok(())
     }
