@@ -216,17 +216,29 @@ impl<S: ShardState> Shard<S> {
         log: &MetadataLog,
         change: impl Into<Change>,
     ) -> Result<Arc<Event>, StorageError> {
+        let change = change.into();
+        if change.is_durable() {
+            let event = Event {
+                version: self.metadata.borrow().version() + 1,
+                change,
+            };
+            log.append(&event.to_record()).await?;
+            return Ok(self.publish(event.change).await);
+        }
+        Ok(self.publish(change).await)
+    }
+
+    /// Shard 0 only: applies `change` here and broadcasts it to every other shard, without
+    /// the metadata log: for a change made durable elsewhere (a cluster's committed entry).
+    pub async fn publish(&self, change: impl Into<Change>) -> Arc<Event> {
         let event = Event {
             version: self.metadata.borrow().version() + 1,
             change: change.into(),
         };
-        if event.change.is_durable() {
-            log.append(&event.to_record()).await?;
-        }
         self.apply_event(&event);
         let event = Arc::new(event);
         self.broadcast(&event).await;
-        Ok(event)
+        event
     }
 
     pub(crate) async fn broadcast(&self, event: &Arc<Event>) {

@@ -6,6 +6,7 @@ mod moved_keys;
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use galgo_cluster::{Ack, ClusterSettings, Peer};
 use galgo_metadata::TopicDefaults;
 use galgo_protocol::{
     CONTROL_PAYLOAD_BYTES_MAX, PayloadLimits,
@@ -65,6 +66,8 @@ pub struct Config {
     pub consumer_group: ConsumerGroupConfig,
     /// Logs.
     pub logging: LoggingConfig,
+    /// `[cluster]`
+    pub cluster: ClusterConfig,
     /// What the operator should change in the configuration (keys read under their old
     /// names): logged once logging is set up, which the configuration itself decides.
     #[serde(skip)]
@@ -336,6 +339,40 @@ pub struct ConsumerGroupConfig {
     pub rebalancing_check_interval_ms: u64,
 }
 
+/// `[cluster]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// A cluster node, or a single node.
+    pub enabled: bool,
+    /// The cluster's name.
+    pub id: String,
+    /// This node's id.
+    pub node_id: u64,
+    /// Where this node accepts replication connections.
+    pub replication_address: SocketAddr,
+    /// "majority" or "leader".
+    pub ack: String,
+    /// The Raft tick.
+    pub tick_ms: u64,
+    /// Every node.
+    pub peers: Vec<PeerConfig>,
+}
+
+/// One `[[cluster.peers]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Its node id.
+    pub id: u64,
+    /// Its replication address.
+    pub replication_address: SocketAddr,
+    /// The TCP address it advertises.
+    pub tcp: Option<SocketAddr>,
+    /// The WebSocket address it advertises.
+    pub websocket: Option<SocketAddr>,
+}
+
 /// `[logging]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -410,6 +447,7 @@ impl Config {
             .validate()
             .map_err(|error| ConfigError::Invalid(format!("[storage]: {error}")))?;
         self.shard_count()?;
+        self.cluster_settings()?;
         if !USERNAME_BYTES.contains(&self.root.username.len()) {
             return Err(ConfigError::Invalid(format!(
                 "the root username must be {}..={} bytes",
@@ -588,6 +626,44 @@ impl Config {
                 "storage.tail_cache_bytes_max must be \"auto\" or a number of bytes, not {other:?}"
             ))),
         }
+    }
+
+    /// The cluster this node belongs to; `None` for a single node.
+    pub fn cluster_settings(&self) -> Result<Option<ClusterSettings>, ConfigError> {
+        let cluster = &self.cluster;
+        if !cluster.enabled {
+            return Ok(None);
+        }
+        let ack = match cluster.ack.as_str() {
+            "majority" => Ack::Majority,
+            "leader" => Ack::Leader,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.ack must be \"majority\" or \"leader\", not {other:?}"
+                )));
+            }
+        };
+        let settings = ClusterSettings {
+            cluster_id: cluster.id.clone(),
+            node_id: cluster.node_id,
+            replication_address: cluster.replication_address,
+            ack,
+            tick: std::time::Duration::from_millis(cluster.tick_ms),
+            peers: cluster
+                .peers
+                .iter()
+                .map(|peer| Peer {
+                    id: peer.id,
+                    replication_address: peer.replication_address,
+                    tcp: peer.tcp,
+                    websocket: peer.websocket,
+                })
+                .collect(),
+        };
+        settings
+            .validate()
+            .map_err(|why| ConfigError::Invalid(format!("[cluster]: {why}")))?;
+        Ok(Some(settings))
     }
 
     /// What every shard's storage is built from.

@@ -2,13 +2,15 @@
 //! starts from ([`ContextSeed`]).
 
 use std::{
-    cell::{Cell, RefCell},
+    cell::{Cell, OnceCell, RefCell},
     collections::HashMap,
     net::SocketAddr,
+    rc::Rc,
     sync::{Arc, OnceLock},
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
+use galgo_cluster::{ClusterView, MetadataGroup};
 use galgo_metadata::{Event, StreamId, TopicId};
 use galgo_shards::ShardState;
 
@@ -66,6 +68,8 @@ pub struct ContextSeed {
     pub started: Instant,
     /// The same, as µs since the epoch.
     pub started_at_us: u64,
+    /// The cluster this node belongs to, as it sees it now; `None` for a single node.
+    pub cluster: Option<Arc<ClusterView>>,
 }
 
 impl ContextSeed {
@@ -106,6 +110,10 @@ impl ContextSeed {
             bound,
             started: Instant::now(),
             started_at_us: now_us(),
+            cluster: config
+                .cluster_settings()
+                .map_err(|error| error.to_string())?
+                .map(|settings| Arc::new(ClusterView::new(settings))),
         })
     }
 }
@@ -131,6 +139,8 @@ pub struct Context {
     pub requests: RequestStats,
     /// 0.9 sessions this shard has opened (connection/vsr.rs numbers them from it).
     sessions_opened: Cell<u64>,
+    /// Shard 0 of a cluster node: the metadata group its changes are proposed to.
+    metadata_group: OnceCell<Rc<MetadataGroup>>,
 }
 
 /// The bits below a 0.9 session number's shard part: each shard numbers its sessions in its
@@ -151,7 +161,18 @@ impl Context {
             groups: GroupServing::default(),
             requests: RequestStats::default(),
             sessions_opened: Cell::new(0),
+            metadata_group: OnceCell::new(),
         }
+    }
+
+    /// Shard 0 of a cluster node: the metadata group (once it has started).
+    pub fn metadata_group(&self) -> Option<&Rc<MetadataGroup>> {
+        self.metadata_group.get()
+    }
+
+    /// Shard 0, at start-up: the metadata group it proposes to from now on.
+    pub fn set_metadata_group(&self, group: Rc<MetadataGroup>) {
+        let _ = self.metadata_group.set(group);
     }
 
     /// A new 0.9 session number for a login on `shard`: unique in the process and never 0

@@ -21,6 +21,9 @@ pub enum CommandError {
     /// Another shard could not be reached (the server is stopping).
     #[error("{0}")]
     Call(#[from] CallError),
+    /// The cluster did not take a metadata change.
+    #[error("cluster: {0}")]
+    Cluster(galgo_cluster::ProposeError),
 }
 
 impl From<ErrorCode> for CommandError {
@@ -37,13 +40,16 @@ impl CommandError {
             Self::Metadata(error) => metadata_code(error),
             Self::Storage(_) => ErrorCode::IoError,
             Self::Call(CallError::ShardStopped(_)) => ErrorCode::ShardNotFound,
+            Self::Cluster(galgo_cluster::ProposeError::Stopped) => ErrorCode::ShardNotFound,
+            // No quorum, or changes from other nodes kept coming first: try again later.
+            Self::Cluster(_) => ErrorCode::TaskTimeout,
         }
     }
 
     /// True for errors an operator should see (the disk, the engine), false for a client's
     /// own mistakes, which are logged at debug level only.
     pub fn is_server_fault(&self) -> bool {
-        matches!(self, Self::Storage(_) | Self::Call(_))
+        matches!(self, Self::Storage(_) | Self::Call(_) | Self::Cluster(_))
     }
 }
 

@@ -98,7 +98,10 @@ mod topics;
 mod users;
 
 pub use groups::{GroupServing, expire_revocations as expire_group_revocations};
+pub(crate) use metadata_change::partitions_created_by;
+pub(crate) use partition_calls::{PartitionOp, on_owners};
 pub use tokens::clean_expired as clean_expired_tokens;
+pub(crate) use users::{PendingRoot, create_root};
 pub use users::{ensure_root, start_root_creation};
 
 use std::rc::Rc;

@@ -6,6 +6,7 @@
 
 mod authorization;
 mod clients;
+mod cluster;
 mod config;
 mod connection;
 mod context;

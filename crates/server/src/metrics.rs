@@ -53,6 +53,19 @@ pub struct ShardFigures {
     commands: Vec<(CommandCode, CommandStats)>,
     errors: Vec<(u32, u64)>,
     partitions: Vec<PartitionFigures>,
+    /// Shard 0 of a cluster node: the metadata group as this node sees it.
+    cluster: Option<ClusterFigures>,
+}
+
+/// A cluster node's view of its metadata group.
+#[derive(Debug)]
+struct ClusterFigures {
+    node: u64,
+    /// 0 while no leader is known.
+    leader: u64,
+    term: u64,
+    /// Every node with whether it was heard within an election timeout.
+    peers: Vec<(u64, bool)>,
 }
 
 /// What one partition's owner reports about it.
@@ -117,6 +130,23 @@ fn shard_figures(shard: &Shard) -> ShardFigures {
                 partition_figures(&metadata, key, &log, traffic)
             })
             .collect(),
+        cluster: shard
+            .state()
+            .seed
+            .cluster
+            .as_ref()
+            .filter(|_| shard.id().0 == 0)
+            .map(|view| ClusterFigures {
+                node: view.node_id(),
+                leader: view.leader().unwrap_or(0),
+                term: view.term(),
+                peers: view
+                    .settings
+                    .peers
+                    .iter()
+                    .map(|peer| (peer.id, view.is_healthy(peer.id)))
+                    .collect(),
+            }),
     }
 }
 
@@ -175,10 +205,37 @@ pub fn encode(shards: &[ShardFigures]) -> String {
     register_memory(&mut registry, shards);
     register_requests(&mut registry, shards);
     register_partitions(&mut registry, shards);
+    if let Some(cluster) = shards.iter().find_map(|shard| shard.cluster.as_ref()) {
+        register_cluster(&mut registry, cluster);
+    }
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .expect("writing into a String does not fail");
     text
+}
+
+/// A cluster node's metadata group: who leads, in which term, which nodes it hears.
+fn register_cluster(registry: &mut Registry, cluster: &ClusterFigures) {
+    let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    let leader = Gauge::<i64>::default();
+    leader.set(gauge(cluster.leader));
+    let leading = Gauge::<i64>::default();
+    leading.set(i64::from(cluster.leader == cluster.node));
+    let term = Gauge::<i64>::default();
+    term.set(gauge(cluster.term));
+    let up = Family::<Labels, Gauge>::default();
+    for &(node, healthy) in &cluster.peers {
+        up.get_or_create(&vec![("node".into(), node.to_string())])
+            .set(i64::from(healthy));
+    }
+    let help = "Node id of the metadata group's leader as this node knows it (0: none)";
+    registry.register("galgo_cluster_metadata_leader", help, leader);
+    let help = "1 when this node leads the metadata group";
+    registry.register("galgo_cluster_metadata_leading", help, leading);
+    let help = "The metadata group's Raft term";
+    registry.register("galgo_cluster_metadata_term", help, term);
+    let help = "1 for this node and each peer heard within an election timeout";
+    registry.register("galgo_cluster_node_up", help, up);
 }
 
 fn shard_label(shard: &ShardFigures) -> Labels {

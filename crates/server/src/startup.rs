@@ -26,6 +26,7 @@ use galgo_shards::{
 };
 
 use crate::{
+    cluster,
     config::{self, Config},
     context::{self, Context, ContextSeed, Shard},
     handler,
@@ -139,7 +140,15 @@ fn start_http(
 fn serve(seed: ContextSeed) -> Serve<Context> {
     Box::new(move |shard0| {
         Box::pin(async move {
+            cluster::check_data_dir(&seed, shard0.metadata.borrow().version())?;
             start_background_tasks(&shard0, &seed).await?;
+            if let Some(view) = seed.cluster.clone() {
+                cluster::join(&shard0, view).await?;
+                let pending = handler::start_root_creation(&shard0, &seed.root, &seed.root_created);
+                listener::listen_on_every_shard(&shard0).await?;
+                compio::runtime::spawn(cluster::create_root(shard0.clone(), pending)).detach();
+                return Ok(());
+            }
             let pending = handler::start_root_creation(&shard0, &seed.root, &seed.root_created);
             listener::listen_on_every_shard(&shard0).await?;
             handler::ensure_root(&shard0, &seed.root, pending, &seed.root_created).await

@@ -395,6 +395,8 @@ pub const NODE_ROLE_LEADER: u8 = 0;
 pub const NODE_ROLE_FOLLOWER: u8 = 1;
 /// Status code of a healthy node.
 pub const NODE_STATUS_HEALTHY: u8 = 0;
+/// Status code of a node that cannot be reached.
+pub const NODE_STATUS_UNREACHABLE: u8 = 3;
 
 /// One node of [`ClusterMetadata`].
 #[derive(Clone, Debug, PartialEq, Eq)]

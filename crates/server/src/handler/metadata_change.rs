@@ -10,6 +10,8 @@ use galgo_metadata::{
     ShardId, TopicChange,
 };
 
+use galgo_cluster::{MetadataGroup, ProposeError};
+
 use super::partition_calls::{PartitionOp, on_owners};
 use crate::{context::Shard, error::CommandError};
 
@@ -19,11 +21,14 @@ use crate::{context::Shard, error::CommandError};
 pub async fn change_metadata<C, P>(shard: &Rc<Shard>, prepare: P) -> Result<C, CommandError>
 where
     C: Into<Change> + Clone + Send + 'static,
-    P: FnOnce(&Metadata) -> Result<C, MetadataError> + Send + 'static,
+    P: Fn(&Metadata) -> Result<C, MetadataError> + Send + 'static,
 {
     shard
         .call(ShardId(0), move |shard0| async move {
             let log = shard0.lock_metadata().await;
+            if let Some(group) = shard0.state().metadata_group().cloned() {
+                return propose_change(&shard0, &group, prepare).await;
+            }
             let prepared = prepare(&shard0.metadata.borrow())?;
             let change: Change = prepared.clone().into();
             let created = partitions_created_by(&shard0.metadata.borrow(), &change);
@@ -37,8 +42,39 @@ where
         .await?
 }
 
+/// How many times a cluster node prepares a change again when other changes keep coming
+/// first.
+const CONFLICTS_MAX: u32 = 16;
+
+/// A cluster node's `change_metadata`, on shard 0 under the metadata lock: prepares against
+/// this node's replica and proposes to the metadata group; the change applies on every node
+/// (crate::cluster::ReplicatedMetadata), and here before this returns. When another change
+/// came first, prepares again against the newer replica.
+async fn propose_change<C, P>(
+    shard0: &Rc<Shard>,
+    group: &MetadataGroup,
+    prepare: P,
+) -> Result<C, CommandError>
+where
+    C: Into<Change> + Clone,
+    P: Fn(&Metadata) -> Result<C, MetadataError>,
+{
+    for _ in 0..CONFLICTS_MAX {
+        let (version, prepared) = {
+            let metadata = shard0.metadata.borrow();
+            (metadata.version(), prepare(&metadata)?)
+        };
+        match group.propose(version, prepared.clone().into()).await {
+            Ok(()) => return Ok(prepared),
+            Err(ProposeError::Conflict) => {}
+            Err(error) => return Err(CommandError::Cluster(error)),
+        }
+    }
+    Err(CommandError::Cluster(ProposeError::Conflict))
+}
+
 /// The partitions a change creates, with the owners placement will give them.
-fn partitions_created_by(metadata: &Metadata, change: &Change) -> Vec<(PartitionKey, ShardId)> {
+pub fn partitions_created_by(metadata: &Metadata, change: &Change) -> Vec<(PartitionKey, ShardId)> {
     let (stream, topic, first, count) = match change {
         Change::Topic(TopicChange::Create(NewTopic {
             stream_id,

@@ -70,6 +70,8 @@ pub fn figures_of(log: &PartitionLog) -> PartitionFigures {
 /// What [`on_owners`] does to each partition on its owning shard.
 #[derive(Clone, Copy, Debug)]
 pub enum PartitionOp {
+    /// Open (recovering) an existing partition's log: at start-up.
+    Open,
     /// Open a new partition's log, wiping an orphan left by an unfinished change.
     OpenFresh,
     /// Close the log and delete its files.
@@ -81,6 +83,7 @@ pub enum PartitionOp {
 impl PartitionOp {
     async fn run(self, shard: &Shard, key: PartitionKey) -> Result<(), StorageError> {
         match self {
+            Self::Open => shard.open_partition(key, false).await,
             Self::OpenFresh => shard.open_partition(key, true).await,
             Self::Remove => {
                 shard.state().requests.forget(key);

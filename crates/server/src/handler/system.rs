@@ -3,12 +3,14 @@
 use std::{net::SocketAddr, rc::Rc};
 
 use bytes::BytesMut;
+use galgo_cluster::ClusterView;
 use galgo_metadata::Need;
 use galgo_protocol::{
     ErrorCode,
     command::system::{
         ClientInfo, ClusterMetadata, ClusterNode, ConsumerGroupRef, GetClient, GetClients,
-        GetClusterMetadata, GetMe, GetShardStats, GetSnapshotFile, GetStats, Ping, ShardCounters,
+        GetClusterMetadata, GetMe, GetShardStats, GetSnapshotFile, GetStats, NODE_ROLE_FOLLOWER,
+        NODE_ROLE_LEADER, NODE_STATUS_HEALTHY, NODE_STATUS_UNREACHABLE, Ping, ShardCounters,
         ShardStats, Stats,
     },
 };
@@ -188,8 +190,12 @@ fn semver(version: &str) -> u32 {
     major * 1_000_000 + minor * 1_000 + patch
 }
 
-/// GetClusterMetadata: galgo is a single node.
+/// GetClusterMetadata: a cluster node's roster, or this single node.
 pub fn get_cluster_metadata(context: &Context) -> Outcome {
+    if let Some(view) = &context.seed.cluster {
+        let metadata = roster(view, context);
+        return Ok(Reply::encoded(|out| metadata.encode(out)));
+    }
     let bound = &context.seed.bound;
     let address = bound.tcp.get().copied().unwrap_or(context.seed.tcp.address);
     let websocket_port = bound.websocket.get().map_or(0, SocketAddr::port);
@@ -208,6 +214,54 @@ pub fn get_cluster_metadata(context: &Context) -> Outcome {
         }],
     };
     Ok(Reply::encoded(|out| metadata.encode(out)))
+}
+
+/// The configured nodes with the addresses they advertise (this node's own bound ones where
+/// its entry names none), the metadata leader as this node knows it as the leader, and each
+/// node healthy when it was heard from within an election timeout.
+fn roster(view: &ClusterView, context: &Context) -> ClusterMetadata {
+    let bound = &context.seed.bound;
+    let nodes = view
+        .settings
+        .peers
+        .iter()
+        .map(|peer| {
+            let own = peer.id == view.node_id();
+            let tcp = peer
+                .tcp
+                .or_else(|| own.then(|| bound.tcp.get().copied()).flatten());
+            let websocket = peer
+                .websocket
+                .or_else(|| own.then(|| bound.websocket.get().copied()).flatten());
+            let ip = tcp
+                .or(websocket)
+                .unwrap_or(peer.replication_address)
+                .ip()
+                .to_string();
+            ClusterNode {
+                name: format!("galgo-node-{}", peer.id),
+                ip,
+                tcp_port: tcp.map_or(0, |address| address.port()),
+                quic_port: 0,
+                http_port: 0,
+                websocket_port: websocket.map_or(0, |address| address.port()),
+                role: if view.leader() == Some(peer.id) {
+                    NODE_ROLE_LEADER
+                } else {
+                    NODE_ROLE_FOLLOWER
+                },
+                status: if view.is_healthy(peer.id) {
+                    NODE_STATUS_HEALTHY
+                } else {
+                    NODE_STATUS_UNREACHABLE
+                },
+            }
+        })
+        .collect();
+    ClusterMetadata {
+        name: view.settings.cluster_id.clone(),
+        nodes,
+    }
 }
 
 /// GetShardStats (galgo's own command): per-shard counters.

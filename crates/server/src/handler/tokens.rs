@@ -67,7 +67,7 @@ pub async fn create(
     let tokens_max = context.seed.tokens.tokens_per_user_max;
     let name = create.name;
     change_metadata(shard, move |metadata| {
-        metadata.prepare_create_token(user, &name, token_hash, expiry, tokens_max)
+        metadata.prepare_create_token(user, &name, token_hash.clone(), expiry, tokens_max)
     })
     .await?;
     tracing::info!(

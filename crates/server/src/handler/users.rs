@@ -79,7 +79,7 @@ pub async fn create(shard: &Rc<Shard>, context: &Context, create: CreateUser) ->
     let user = change_metadata(shard, move |metadata| {
         metadata.prepare_create_user(
             &username,
-            password_hash,
+            password_hash.clone(),
             status == UserStatus::Active,
             permissions.as_ref(),
             now,
@@ -149,7 +149,7 @@ pub async fn change_password(
     }
     let new_hash = context.hasher.hash(change.new_password).await;
     change_metadata(shard, move |metadata| {
-        metadata.prepare_change_password(id, generation, new_hash)
+        metadata.prepare_change_password(id, generation, new_hash.clone())
     })
     .await?;
     tracing::info!(shard = shard.id().0, user_id = id.0, "password changed");
@@ -268,27 +268,49 @@ pub async fn ensure_root(
     let Some(PendingRoot(hashing)) = pending else {
         return Ok(());
     };
-    let password_hash = hashing
+    let password_hash = pending_hash(hashing).await?;
+    create_root(shard0, &root.username, password_hash)
         .await
-        .map_err(|_| "hashing the root password panicked".to_owned())?;
-    let username = root.username.clone();
+        .map_err(|error: CommandError| format!("cannot create the root user: {error}"))?;
+    let _ = created.set(()).await;
+    tracing::info!(username = %root.username, "root user created");
+    Ok(())
+}
+
+impl PendingRoot {
+    /// The hash, once computed.
+    pub async fn hash(self) -> Result<String, String> {
+        pending_hash(self.0).await
+    }
+}
+
+async fn pending_hash(hashing: compio::runtime::JoinHandle<String>) -> Result<String, String> {
+    hashing
+        .await
+        .map_err(|_| "hashing the root password panicked".to_owned())
+}
+
+/// Creates the root user (id 0, every permission) with a computed password hash.
+pub async fn create_root(
+    shard0: &Rc<Shard>,
+    username: &str,
+    password_hash: String,
+) -> Result<(), CommandError> {
+    let username = username.to_owned();
     let root_user = change_metadata(shard0, move |metadata| {
         metadata.prepare_create_user(
             &username,
-            password_hash,
+            password_hash.clone(),
             true,
             Some(&Permissions::root()),
             now_us(),
         )
     })
-    .await
-    .map_err(|error: CommandError| format!("cannot create the root user: {error}"))?;
+    .await?;
     assert_eq!(
         root_user.id, ROOT_USER_ID,
         "the first user is the root user, id 0"
     );
-    let _ = created.set(()).await;
-    tracing::info!(username = %root.username, "root user created");
     Ok(())
 }
 

@@ -196,6 +196,12 @@ impl TestServer {
         })
     }
 
+    /// [`TestServer::restart_expecting_exit`] with other flags.
+    pub fn restart_expecting_exit_with_args(&mut self, args: &[&str]) -> ExitStatus {
+        self.args = with_default_shards(args);
+        self.restart_expecting_exit()
+    }
+
     /// Waits for a run that should end by itself (a start it refuses), at most
     /// [`READY_TIMEOUT`], and returns its exit status.
     pub fn wait_exit(&mut self) -> ExitStatus {

@@ -1,0 +1,379 @@
+//! The metadata Raft group on shard 0: one `RawNode`, driven by one task that owns it.
+//!
+//! The task wakes for an [`Input`] (a peer's message, a local proposal, a tick), steps the
+//! node, and handles its `Ready` in the order raft-rs asks: a leader's messages leave at once;
+//! new entries and the hard state are made durable together (one fdatasynced record); then
+//! committed entries are applied, messages that had to wait for the write leave, and the node
+//! advances. Nothing else touches the `RawNode`, so nothing steps it between `ready()` and
+//! `advance()`, even while a write or an apply awaits.
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+    future::Future,
+    path::PathBuf,
+    pin::Pin,
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures_channel::oneshot;
+use galgo_metadata::Change;
+use raft::{
+    Config, RawNode, Storage,
+    eraftpb::{Entry, EntryType, Message},
+    storage::MemStorage,
+};
+use thiserror::Error;
+
+use crate::{
+    group_log::GroupLog,
+    log_bridge,
+    proposal::MetadataProposal,
+    settings::{ELECTION_TICKS, HEARTBEAT_TICKS},
+    transport::{self, Outboxes},
+    view::ClusterView,
+    wire::METADATA_GROUP,
+};
+
+/// Inputs queued for the driver before their senders wait.
+const INPUTS_MAX: usize = 4096;
+/// Inputs handled before the driver looks at its `Ready`.
+const INPUTS_PER_PASS: usize = 256;
+/// How long a proposal is retried before its caller hears that no leader took it.
+const PROPOSE_DEADLINE: Duration = Duration::from_secs(10);
+/// Largest append message (raft-rs's default 0 sends one entry per message).
+const MESSAGE_BYTES_MAX: u64 = 1 << 20;
+/// Append messages in flight per follower.
+const INFLIGHT_MESSAGES_MAX: usize = 64;
+
+/// What the driver acts on.
+pub enum Input {
+    /// A message from a peer.
+    Message(Message),
+    /// A proposal from this node.
+    Propose(Vec<u8>),
+    /// The tick.
+    Tick,
+}
+
+/// How the node applies committed metadata: the server's apply path.
+pub trait Applier: 'static {
+    /// Applies `proposal` if this node's replica is at its `expected_version` (then true), or
+    /// changes nothing (false). `replaying` is set for the entries applied from the log at
+    /// start-up, before the node serves.
+    fn apply(
+        &self,
+        proposal: MetadataProposal,
+        replaying: bool,
+    ) -> Pin<Box<dyn Future<Output = bool> + '_>>;
+}
+
+/// Why a proposal did not apply.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum ProposeError {
+    /// Another change applied first: prepare again against the newer replica.
+    #[error("another metadata change came first")]
+    Conflict,
+    /// No leader took it in time (no quorum).
+    #[error("no metadata leader took the change within {0:?}")]
+    NoLeader(Duration),
+    /// The node is stopping.
+    #[error("the node is stopping")]
+    Stopped,
+}
+
+/// The handle shard 0 proposes through.
+pub struct MetadataGroup {
+    view: Arc<ClusterView>,
+    inputs: flume::Sender<Input>,
+    waiters: Rc<RefCell<HashMap<u64, oneshot::Sender<bool>>>>,
+    next_sequence: Cell<u64>,
+}
+
+impl std::fmt::Debug for MetadataGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataGroup")
+            .field("node", &self.view.node_id())
+            .field("leader", &self.view.leader())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetadataGroup {
+    /// Opens the group's log at `path`, applies what it holds up to its commit (with
+    /// `replaying` set), binds the replication listener, dials the peers and starts the
+    /// driver and its tick on this runtime (shard 0's).
+    pub async fn start(
+        view: Arc<ClusterView>,
+        path: PathBuf,
+        applier: Rc<dyn Applier>,
+    ) -> Result<Rc<MetadataGroup>, String> {
+        let settings = &view.settings;
+        let (log, storage) = GroupLog::open(
+            path,
+            settings.node_id,
+            &settings.cluster_id,
+            settings.voters(),
+        )
+        .await?;
+        let commit = replay(&storage, applier.as_ref()).await?;
+        let config = Config {
+            id: settings.node_id,
+            election_tick: ELECTION_TICKS,
+            heartbeat_tick: HEARTBEAT_TICKS,
+            applied: commit,
+            pre_vote: true,
+            check_quorum: true,
+            max_size_per_msg: MESSAGE_BYTES_MAX,
+            max_inflight_msgs: INFLIGHT_MESSAGES_MAX,
+            ..Config::default()
+        };
+        config.validate().map_err(|error| error.to_string())?;
+        let logger = log_bridge::logger(METADATA_GROUP, settings.node_id);
+        let node = RawNode::new(&config, storage, &logger).map_err(|error| error.to_string())?;
+        let (inputs, queued) = flume::bounded(INPUTS_MAX);
+        transport::listen(view.clone(), inputs.clone()).await?;
+        let outboxes = transport::start_dialers(&view);
+        let waiters = Rc::new(RefCell::new(HashMap::new()));
+        let driver = Driver {
+            node,
+            log,
+            outboxes,
+            applier,
+            view: view.clone(),
+            waiters: waiters.clone(),
+            queued,
+            unreachable: Vec::new(),
+        };
+        compio::runtime::spawn(driver.run()).detach();
+        compio::runtime::spawn(tick(inputs.clone(), settings.tick)).detach();
+        tracing::info!(
+            node = settings.node_id,
+            cluster = %settings.cluster_id,
+            voters = ?settings.voters(),
+            replayed_to = commit,
+            "metadata group started"
+        );
+        Ok(Rc::new(MetadataGroup {
+            view,
+            inputs,
+            waiters,
+            next_sequence: Cell::new(0),
+        }))
+    }
+
+    /// The cluster as this node sees it.
+    pub fn view(&self) -> &Arc<ClusterView> {
+        &self.view
+    }
+
+    /// Proposes `change`, prepared against metadata version `expected_version`, and waits
+    /// until this node has applied it. A proposal no leader takes is sent again (it is safe
+    /// to send twice: see [`MetadataProposal`]) until [`PROPOSE_DEADLINE`].
+    pub async fn propose(&self, expected_version: u64, change: Change) -> Result<(), ProposeError> {
+        let sequence = self.next_sequence.get();
+        self.next_sequence.set(sequence + 1);
+        let proposal = MetadataProposal {
+            origin: self.view.node_id(),
+            sequence,
+            expected_version,
+            change,
+        };
+        let data = proposal.to_bytes();
+        let (slot, mut outcome) = oneshot::channel();
+        self.waiters.borrow_mut().insert(sequence, slot);
+        let deadline = Instant::now() + PROPOSE_DEADLINE;
+        let retry = self.view.settings.election_timeout() / 2;
+        let result = loop {
+            if self
+                .inputs
+                .send_async(Input::Propose(data.clone()))
+                .await
+                .is_err()
+            {
+                break Err(ProposeError::Stopped);
+            }
+            let wait = retry.min(deadline.saturating_duration_since(Instant::now()));
+            match compio::time::timeout(wait, &mut outcome).await {
+                Ok(Ok(true)) => break Ok(()),
+                Ok(Ok(false)) => break Err(ProposeError::Conflict),
+                Ok(Err(_)) => break Err(ProposeError::Stopped),
+                Err(_) if Instant::now() >= deadline => {
+                    break Err(ProposeError::NoLeader(PROPOSE_DEADLINE));
+                }
+                Err(_) => {}
+            }
+        };
+        self.waiters.borrow_mut().remove(&sequence);
+        result
+    }
+}
+
+/// Applies the entries the log holds up to its commit; returns that commit.
+async fn replay(storage: &MemStorage, applier: &dyn Applier) -> Result<u64, String> {
+    let commit = storage
+        .initial_state()
+        .map_err(|error| error.to_string())?
+        .hard_state
+        .commit;
+    if commit == 0 {
+        return Ok(0);
+    }
+    let entries = storage
+        .entries(1, commit + 1, None, raft::GetEntriesContext::empty(false))
+        .map_err(|error| error.to_string())?;
+    for entry in entries {
+        if let Some(proposal) = proposal_of(&entry) {
+            applier.apply(proposal, true).await;
+        }
+    }
+    Ok(commit)
+}
+
+/// The proposal an entry carries; `None` for a leader's empty entry (or, logged, an entry no
+/// proposal could be read from, which every node skips alike).
+fn proposal_of(entry: &Entry) -> Option<MetadataProposal> {
+    if entry.data.is_empty() || entry.get_entry_type() != EntryType::EntryNormal {
+        return None;
+    }
+    match MetadataProposal::from_bytes(&entry.data) {
+        Ok(proposal) => Some(proposal),
+        Err(why) => {
+            tracing::error!(index = entry.index, %why, "unreadable metadata entry skipped");
+            None
+        }
+    }
+}
+
+async fn tick(inputs: flume::Sender<Input>, every: Duration) {
+    loop {
+        compio::time::sleep(every).await;
+        if inputs.send_async(Input::Tick).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Driver {
+    node: RawNode<MemStorage>,
+    log: GroupLog,
+    outboxes: Outboxes,
+    applier: Rc<dyn Applier>,
+    view: Arc<ClusterView>,
+    waiters: Rc<RefCell<HashMap<u64, oneshot::Sender<bool>>>>,
+    queued: flume::Receiver<Input>,
+    /// Peers whose outbox dropped a message during this pass.
+    unreachable: Vec<u64>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        while let Ok(input) = self.queued.recv_async().await {
+            self.handle(input);
+            for _ in 1..INPUTS_PER_PASS {
+                let Ok(input) = self.queued.try_recv() else {
+                    break;
+                };
+                self.handle(input);
+            }
+            self.on_ready().await;
+            for peer in self.unreachable.drain(..) {
+                self.node.report_unreachable(peer);
+            }
+            let raft = &self.node.raft;
+            if raft.leader_id != self.view.leader().unwrap_or(0) && raft.leader_id != 0 {
+                tracing::info!(
+                    node = self.view.node_id(),
+                    leader = raft.leader_id,
+                    term = raft.term,
+                    "metadata group has a new leader"
+                );
+            }
+            self.view.set_leader(raft.leader_id, raft.term);
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        let result = match input {
+            Input::Message(message) => self.node.step(message),
+            Input::Propose(data) => self.node.propose(Vec::new(), data),
+            Input::Tick => {
+                self.node.tick();
+                Ok(())
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "metadata group input not taken");
+        }
+    }
+
+    fn send(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            let to = message.to;
+            if !self.outboxes.send(METADATA_GROUP, message) && !self.unreachable.contains(&to) {
+                self.unreachable.push(to);
+            }
+        }
+    }
+
+    async fn on_ready(&mut self) {
+        if !self.node.has_ready() {
+            return;
+        }
+        let mut ready = self.node.ready();
+        self.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            // The metadata log is never compacted, so no leader has a snapshot to send.
+            tracing::error!("metadata group received a snapshot; ignored");
+        }
+        let entries = ready.take_entries();
+        let hard_state = ready.hs().cloned();
+        if !entries.is_empty() || hard_state.is_some() {
+            let store = self.node.raft.raft_log.store.clone();
+            let durable = hard_state.unwrap_or_else(|| store.rl().hard_state().clone());
+            self.persist(&durable, &entries).await;
+            let mut core = store.wl();
+            core.append(&entries)
+                .expect("raft-rs hands out entries that follow the log");
+            core.set_hardstate(durable);
+        }
+        self.apply(ready.take_committed_entries()).await;
+        self.send(ready.take_persisted_messages());
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            let store = self.node.raft.raft_log.store.clone();
+            let mut durable = store.rl().hard_state().clone();
+            durable.commit = commit;
+            self.persist(&durable, &[]).await;
+            store.wl().set_hardstate(durable);
+        }
+        self.send(light.take_messages());
+        self.apply(light.take_committed_entries()).await;
+        self.node.advance_apply();
+    }
+
+    /// Makes entries and hard state durable. A node that cannot write its Raft log cannot
+    /// take part safely (it would vote or acknowledge what it may forget), so it stops.
+    async fn persist(&self, hard_state: &raft::eraftpb::HardState, entries: &[Entry]) {
+        if let Err(why) = self.log.append(hard_state, entries).await {
+            panic!("{why}: the node cannot take part in the metadata group without its log");
+        }
+    }
+
+    async fn apply(&mut self, entries: Vec<Entry>) {
+        for entry in entries {
+            let Some(proposal) = proposal_of(&entry) else {
+                continue;
+            };
+            let mine = (proposal.origin == self.view.node_id()).then_some(proposal.sequence);
+            let applied = self.applier.apply(proposal, false).await;
+            if let Some(sequence) = mine
+                && let Some(waiter) = self.waiters.borrow_mut().remove(&sequence)
+            {
+                let _ = waiter.send(applied);
+            }
+        }
+    }
+}

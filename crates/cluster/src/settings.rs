@@ -1,0 +1,141 @@
+//! What a node knows about its cluster: who it is, who the others are, where they listen.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// One node of the cluster, this one included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Its node id: its Raft id in every group (at least 1).
+    pub id: u64,
+    /// Where it accepts replication connections.
+    pub replication_address: SocketAddr,
+    /// The TCP (or TCP+TLS) address it advertises to clients.
+    pub tcp: Option<SocketAddr>,
+    /// The WebSocket (or WSS) address it advertises to clients.
+    pub websocket: Option<SocketAddr>,
+}
+
+/// When a send is acknowledged (docs/reliability.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ack {
+    /// Once a majority of the partition's replicas hold the batch.
+    Majority,
+    /// Once the partition's leader holds it.
+    Leader,
+}
+
+/// A node's view of its cluster, from `[cluster]`.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// The cluster's name, checked in every replication handshake.
+    pub cluster_id: String,
+    /// This node's id.
+    pub node_id: u64,
+    /// Where this node accepts replication connections.
+    pub replication_address: SocketAddr,
+    /// When sends are acknowledged.
+    pub ack: Ack,
+    /// The Raft tick.
+    pub tick: Duration,
+    /// Every node, this one included, by id.
+    pub peers: Vec<Peer>,
+}
+
+/// Heartbeats every this many ticks.
+pub const HEARTBEAT_TICKS: usize = 2;
+/// An election starts after a random 1×–2× this many ticks without a leader.
+pub const ELECTION_TICKS: usize = 10;
+
+impl ClusterSettings {
+    /// Checks the roster: ids at least 1 and distinct, this node among them, at most one
+    /// replication address per node.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cluster_id.is_empty() || self.cluster_id.len() > 255 {
+            return Err("cluster.id must be 1..=255 bytes".into());
+        }
+        if self.tick.is_zero() {
+            return Err("cluster.tick_ms must be positive".into());
+        }
+        let mut ids: Vec<u64> = self.peers.iter().map(|peer| peer.id).collect();
+        ids.sort_unstable();
+        if ids.first() == Some(&0) {
+            return Err("cluster.peers: node ids start at 1".into());
+        }
+        if ids.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err("cluster.peers: a node id appears twice".into());
+        }
+        if !ids.contains(&self.node_id) {
+            return Err(format!(
+                "cluster.node_id {} is not one of cluster.peers",
+                self.node_id
+            ));
+        }
+        let mut addresses: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .map(|peer| peer.replication_address)
+            .collect();
+        addresses.sort_unstable();
+        if addresses.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err("cluster.peers: two nodes share a replication address".into());
+        }
+        Ok(())
+    }
+
+    /// The other nodes.
+    pub fn others(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.iter().filter(|peer| peer.id != self.node_id)
+    }
+
+    /// A node by id.
+    pub fn peer(&self, id: u64) -> Option<&Peer> {
+        self.peers.iter().find(|peer| peer.id == id)
+    }
+
+    /// Every node id, ascending.
+    pub fn voters(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.peers.iter().map(|peer| peer.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// How long a follower waits for a leader before it campaigns, at most.
+    pub fn election_timeout(&self) -> Duration {
+        self.tick * (2 * ELECTION_TICKS) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(node_id: u64, ids: &[u64]) -> ClusterSettings {
+        ClusterSettings {
+            cluster_id: "test".into(),
+            node_id,
+            replication_address: "127.0.0.1:1".parse().unwrap(),
+            ack: Ack::Majority,
+            tick: Duration::from_millis(100),
+            peers: ids
+                .iter()
+                .map(|&id| Peer {
+                    id,
+                    replication_address: SocketAddr::from(([127, 0, 0, 1], 9000 + id as u16)),
+                    tcp: None,
+                    websocket: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_roster_must_name_this_node_once_and_no_id_zero() {
+        assert!(settings(1, &[1, 2, 3]).validate().is_ok());
+        assert!(settings(4, &[1, 2, 3]).validate().is_err());
+        assert!(settings(1, &[1, 2, 2]).validate().is_err());
+        assert!(settings(1, &[0, 1]).validate().is_err());
+        let mut shared = settings(1, &[1, 2]);
+        shared.peers[1].replication_address = shared.peers[0].replication_address;
+        assert!(shared.validate().is_err());
+    }
+}

@@ -1,0 +1,301 @@
+//! Replication connections between nodes, on shard 0's runtime (the metadata group lives
+//! there; partition groups will add one connection per shard pair).
+//!
+//! Each node dials every peer once and only writes on that connection; it reads what peers
+//! dial in. Raft messages never wait: each peer has a bounded outbox, and a message that finds
+//! it full is dropped and its group told the peer is unreachable (raft-rs resends). A reader
+//! passes what it decodes into the driver's bounded input queue, so a slow driver slows the
+//! peer through TCP rather than growing memory.
+
+use std::{
+    cell::Cell,
+    collections::HashMap,
+    net::SocketAddr,
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use compio::{
+    BufResult,
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+use raft::eraftpb::Message;
+
+use crate::{
+    group::Input,
+    view::ClusterView,
+    wire::{
+        FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FrameBuilder, HANDSHAKE_FIXED_BYTES, Handshake,
+        METADATA_GROUP, decode_frame_body, decode_frame_header,
+    },
+};
+
+/// Messages queued per peer before new ones are dropped.
+const OUTBOX_MESSAGES_MAX: usize = 4096;
+/// Frames are cut at about this many bytes.
+const FRAME_TARGET_BYTES: usize = 1 << 20;
+/// First and longest wait between dials of an unreachable peer.
+const REDIAL_MS_MIN: u64 = 50;
+const REDIAL_MS_MAX: u64 = 1_000;
+/// A dialer that sends nothing useful within this long is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The outboxes of every peer.
+pub struct Outboxes {
+    peers: HashMap<u64, flume::Sender<(u64, Message)>>,
+}
+
+impl Outboxes {
+    /// Queues `message` of `group` for its `to` node; false when it was dropped (the outbox is
+    /// full or the node is not a peer).
+    pub fn send(&self, group: u64, message: Message) -> bool {
+        self.peers
+            .get(&message.to)
+            .is_some_and(|outbox| outbox.try_send((group, message)).is_ok())
+    }
+}
+
+/// Starts a dialer for every peer on this runtime; returns their outboxes.
+pub fn start_dialers(view: &Arc<ClusterView>) -> Outboxes {
+    let mut peers = HashMap::new();
+    for peer in view.settings.others() {
+        let (outbox, queued) = flume::bounded(OUTBOX_MESSAGES_MAX);
+        peers.insert(peer.id, outbox);
+        let handshake = Handshake {
+            from: view.node_id(),
+            to: peer.id,
+            shard: 0,
+            cluster_id: view.settings.cluster_id.clone(),
+        };
+        let address = peer.replication_address;
+        compio::runtime::spawn(dial_loop(address, handshake, queued)).detach();
+    }
+    Outboxes { peers }
+}
+
+async fn dial_loop(
+    address: SocketAddr,
+    handshake: Handshake,
+    queued: flume::Receiver<(u64, Message)>,
+) {
+    let mut wait = REDIAL_MS_MIN;
+    let mut failures = 0u64;
+    loop {
+        match TcpStream::connect(address).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                if failures > 0 {
+                    tracing::info!(peer = handshake.to, %address, "replication connection to peer open");
+                }
+                failures = 0;
+                wait = REDIAL_MS_MIN;
+                match write_loop(stream, &handshake, &queued).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::info!(peer = handshake.to, %address, %error, "replication connection to peer lost");
+                    }
+                }
+            }
+            Err(error) => {
+                // One line when a peer goes away, not one per dial.
+                if failures == 0 {
+                    tracing::info!(peer = handshake.to, %address, %error, "cannot reach peer; retrying");
+                }
+                failures += 1;
+            }
+        }
+        // What queued while the peer was away is stale; raft-rs resends what matters.
+        queued.drain();
+        compio::time::sleep(Duration::from_millis(wait)).await;
+        wait = (wait * 2).min(REDIAL_MS_MAX);
+    }
+}
+
+/// Writes the handshake and then frames of whatever is queued; `Ok` once the outbox closed.
+async fn write_loop(
+    mut stream: TcpStream,
+    handshake: &Handshake,
+    queued: &flume::Receiver<(u64, Message)>,
+) -> std::io::Result<()> {
+    let BufResult(written, _) = stream.write_all(handshake.encode()).await;
+    written?;
+    let mut builder = FrameBuilder::default();
+    while let Ok((group, message)) = queued.recv_async().await {
+        builder.push(group, &message);
+        while builder.len() < FRAME_TARGET_BYTES {
+            let Ok((group, message)) = queued.try_recv() else {
+                break;
+            };
+            builder.push(group, &message);
+        }
+        let BufResult(written, _) = stream.write_all(builder.finish()).await;
+        written?;
+    }
+    Ok(())
+}
+
+/// Binds the replication listener and accepts peers on this runtime until it stops.
+pub async fn listen(view: Arc<ClusterView>, inputs: flume::Sender<Input>) -> Result<(), String> {
+    let address = view.settings.replication_address;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|error| format!("cannot bind cluster.replication_address {address}: {error}"))?;
+    let bound = listener.local_addr().map_or(address, |bound| bound);
+    tracing::info!(address = %bound, node = view.node_id(), "replication listening");
+    let refusals = Rc::new(RefusalLog::default());
+    compio::runtime::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let task =
+                        serve_peer(stream, peer, view.clone(), inputs.clone(), refusals.clone());
+                    compio::runtime::spawn(task).detach();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "replication accept failed");
+                    compio::time::sleep(Duration::from_millis(REDIAL_MS_MIN)).await;
+                }
+            }
+        }
+    })
+    .detach();
+    Ok(())
+}
+
+async fn serve_peer(
+    stream: TcpStream,
+    address: SocketAddr,
+    view: Arc<ClusterView>,
+    inputs: flume::Sender<Input>,
+    refusals: Rc<RefusalLog>,
+) {
+    let _ = stream.set_nodelay(true);
+    match read_peer(stream, &view, &inputs).await {
+        Ok(from) => tracing::debug!(%address, peer = from, "replication connection closed by peer"),
+        Err(why) => refusals.log(address, &why),
+    }
+}
+
+/// Refused or broken replication connections log one line each, at most
+/// [`REFUSALS_PER_WINDOW`] per [`REFUSAL_WINDOW`]: whoever opens connections to the replication
+/// port cannot fill the log. What is left out is counted and reported with the next line.
+#[derive(Default)]
+struct RefusalLog {
+    window_start: Cell<Option<Instant>>,
+    logged: Cell<u32>,
+    suppressed: Cell<u64>,
+}
+
+/// Lines per window.
+const REFUSALS_PER_WINDOW: u32 = 10;
+/// The window.
+const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
+
+impl RefusalLog {
+    fn log(&self, address: SocketAddr, why: &str) {
+        let now = Instant::now();
+        let expired = self
+            .window_start
+            .get()
+            .is_none_or(|start| now.duration_since(start) >= REFUSAL_WINDOW);
+        if expired {
+            self.window_start.set(Some(now));
+            self.logged.set(0);
+        }
+        if self.logged.get() >= REFUSALS_PER_WINDOW {
+            self.suppressed.set(self.suppressed.get() + 1);
+            return;
+        }
+        self.logged.set(self.logged.get() + 1);
+        let suppressed = self.suppressed.replace(0);
+        tracing::warn!(%address, %why, suppressed, "replication connection refused or broken; closed");
+    }
+}
+
+/// Reads a peer's handshake and then its frames until it closes (`Ok` with its node id) or
+/// sends something wrong (`Err` saying what).
+async fn read_peer(
+    mut stream: TcpStream,
+    view: &ClusterView,
+    inputs: &flume::Sender<Input>,
+) -> Result<u64, String> {
+    let handshake = compio::time::timeout(HANDSHAKE_TIMEOUT, read_handshake(&mut stream))
+        .await
+        .map_err(|_| "no handshake in time".to_owned())??;
+    check_handshake(&handshake, view)?;
+    let from = handshake.from;
+    let mut header = vec![0u8; FRAME_HEADER_BYTES];
+    loop {
+        let BufResult(read, returned) = stream.read_exact(header).await;
+        header = returned;
+        if let Err(error) = read {
+            return if error.kind() == std::io::ErrorKind::UnexpectedEof {
+                Ok(from)
+            } else {
+                Err(error.to_string())
+            };
+        }
+        let fixed: &[u8; FRAME_HEADER_BYTES] = header[..].try_into().expect("header size");
+        let (len, checksum) = decode_frame_header(fixed).map_err(|error| error.to_string())?;
+        debug_assert!(len <= FRAME_BYTES_MAX);
+        let BufResult(read, body) = stream.read_exact(vec![0u8; len]).await;
+        read.map_err(|error| error.to_string())?;
+        let messages = decode_frame_body(&body, checksum).map_err(|error| error.to_string())?;
+        view.heard_from(from);
+        for (group, message) in messages {
+            if group != METADATA_GROUP {
+                return Err(format!("message for unknown group {group}"));
+            }
+            if message.from != from || message.to != view.node_id() {
+                return Err(format!(
+                    "message from {} to {} on node {from}'s connection",
+                    message.from, message.to
+                ));
+            }
+            if inputs.send_async(Input::Message(message)).await.is_err() {
+                return Ok(from);
+            }
+        }
+    }
+}
+
+async fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, String> {
+    let BufResult(read, fixed) = stream.read_exact(vec![0u8; HANDSHAKE_FIXED_BYTES]).await;
+    read.map_err(|error| format!("handshake: {error}"))?;
+    let fixed: &[u8; HANDSHAKE_FIXED_BYTES] = fixed[..].try_into().expect("handshake size");
+    let (mut handshake, id_len) =
+        Handshake::decode_fixed(fixed).map_err(|error| error.to_string())?;
+    let BufResult(read, id) = stream.read_exact(vec![0u8; id_len]).await;
+    read.map_err(|error| format!("handshake: {error}"))?;
+    handshake.cluster_id =
+        String::from_utf8(id).map_err(|_| "handshake: cluster id is not UTF-8".to_owned())?;
+    Ok(handshake)
+}
+
+fn check_handshake(handshake: &Handshake, view: &ClusterView) -> Result<(), String> {
+    let settings = &view.settings;
+    if handshake.cluster_id != settings.cluster_id {
+        return Err(format!(
+            "peer of cluster {:?}, this node is in {:?}",
+            handshake.cluster_id, settings.cluster_id
+        ));
+    }
+    if handshake.to != settings.node_id {
+        return Err(format!(
+            "peer dialed node {}, this is node {}",
+            handshake.to, settings.node_id
+        ));
+    }
+    if handshake.from == settings.node_id || settings.peer(handshake.from).is_none() {
+        return Err(format!("unknown node id {}", handshake.from));
+    }
+    if handshake.shard != 0 {
+        return Err(format!(
+            "no shard {} serves replication yet",
+            handshake.shard
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! Three galgo nodes on loopback as one cluster (issue 19): the metadata Raft group. Every
+//! node applies the same metadata whichever node a change was sent to, through a leader
+//! killed and a follower restarted and a whole-cluster restart; strangers on the replication
+//! port are refused.
+
+mod support;
+
+use std::{
+    io::Write,
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use galgo_protocol::command::{
+    streams::StreamHeader,
+    system::{ClusterMetadata, NODE_ROLE_LEADER, NODE_STATUS_HEALTHY},
+};
+use support::{
+    TestServer,
+    raw::{self, RawConn, code},
+};
+
+/// Every wait on the cluster (an election, a node catching up) ends within this.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
+const GET_CLUSTER_METADATA: u32 = 12;
+
+struct Cluster {
+    nodes: Vec<TestServer>,
+    _configs: tempfile::TempDir,
+}
+
+/// Free loopback ports for the replication listeners: peers must know each other's address
+/// before any starts, so these cannot be port 0. Bound and released at once.
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("local addr").port())
+        .collect()
+}
+
+fn write_config(dir: &Path, node: u64, ports: &[u16], cluster_id: &str) -> PathBuf {
+    let mut text = format!(
+        "[cluster]\nenabled = true\nid = \"{cluster_id}\"\nnode_id = {node}\n\
+         replication_address = \"127.0.0.1:{}\"\n",
+        ports[node as usize - 1]
+    );
+    for (index, port) in ports.iter().enumerate() {
+        text.push_str(&format!(
+            "[[cluster.peers]]\nid = {}\nreplication_address = \"127.0.0.1:{port}\"\n",
+            index + 1
+        ));
+    }
+    let path = dir.join(format!("node{node}.toml"));
+    std::fs::write(&path, text).expect("write node config");
+    path
+}
+
+impl Cluster {
+    fn start(count: usize) -> Cluster {
+        let configs = tempfile::tempdir().expect("config dir");
+        let ports = free_ports(count);
+        let mut nodes: Vec<TestServer> = (1..=count as u64)
+            .map(|node| {
+                let config = write_config(configs.path(), node, &ports, "test-cluster");
+                TestServer::launch(&["--config", config.to_str().expect("utf-8 path")])
+            })
+            .collect();
+        for node in &mut nodes {
+            node.wait_ready();
+        }
+        Cluster {
+            nodes,
+            _configs: configs,
+        }
+    }
+
+    /// A logged-in connection to node `index`; logins wait until the cluster has its root
+    /// user, which takes a first election.
+    fn connect(&self, index: usize) -> RawConn {
+        let mut conn = RawConn::connect(self.nodes[index].addr);
+        conn.login_root();
+        conn
+    }
+
+    /// The node (index) that leads the metadata group, as every running node agrees.
+    fn leader(&self, running: &[usize]) -> usize {
+        wait_for(|| {
+            let leaders: Vec<Option<usize>> = running
+                .iter()
+                .map(|&index| {
+                    let roster = cluster_metadata(&mut self.connect(index));
+                    roster
+                        .nodes
+                        .iter()
+                        .position(|node| node.role == NODE_ROLE_LEADER)
+                })
+                .collect();
+            let first = leaders[0]?;
+            (leaders.iter().all(|leader| *leader == Some(first)) && running.contains(&first))
+                .then_some(first)
+        })
+    }
+}
+
+fn http_get(address: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect to HTTP");
+    stream
+        .set_read_timeout(Some(CLUSTER_TIMEOUT))
+        .expect("timeout");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: galgo\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut response);
+    response
+}
+
+fn cluster_metadata(conn: &mut RawConn) -> ClusterMetadata {
+    let payload = conn.request(GET_CLUSTER_METADATA, &[]).ok();
+    ClusterMetadata::decode(&payload).expect("a ClusterMetadata payload")
+}
+
+fn stream_names(conn: &mut RawConn) -> Vec<String> {
+    let payload = conn.request(code::GET_STREAMS, &[]).ok();
+    StreamHeader::decode_list(&payload)
+        .expect("StreamHeaders")
+        .into_iter()
+        .map(|stream| stream.name)
+        .collect()
+}
+
+/// Polls `probe` until it answers, at most [`CLUSTER_TIMEOUT`].
+#[track_caller]
+fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + CLUSTER_TIMEOUT;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not get there in time"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until node `index` lists exactly `expected` streams, in id order.
+#[track_caller]
+fn wait_for_streams(cluster: &Cluster, index: usize, expected: &[&str]) {
+    let mut conn = cluster.connect(index);
+    wait_for(|| (stream_names(&mut conn) == expected).then_some(()));
+}
+
+#[test]
+fn metadata_agrees_on_every_node_through_a_leader_kill_and_restarts() {
+    let mut cluster = Cluster::start(3);
+    // A change sent to any node, follower or leader, applies everywhere.
+    raw::create_stream(&mut cluster.connect(1), "orders");
+    let orders = 0;
+    raw::create_topic(&mut cluster.connect(2), orders, "events", 3);
+    raw::create_stream(&mut cluster.connect(0), "payments");
+    for node in 0..3 {
+        wait_for_streams(&cluster, node, &["orders", "payments"]);
+    }
+    let roster = cluster_metadata(&mut cluster.connect(0));
+    assert_eq!(roster.name, "test-cluster");
+    assert_eq!(roster.nodes.len(), 3);
+
+    // The leader dies: the others elect another and take changes again.
+    let leader = cluster.leader(&[0, 1, 2]);
+    let metrics = http_get(cluster.nodes[2].http_addr.expect("HTTP runs"), "/metrics");
+    let leader_line = format!("galgo_cluster_metadata_leader {}", leader + 1);
+    assert!(metrics.contains(&leader_line), "{metrics}");
+    cluster.nodes[leader].kill();
+    let survivors: Vec<usize> = (0..3).filter(|&node| node != leader).collect();
+    let new_leader = cluster.leader(&survivors);
+    assert_ne!(new_leader, leader);
+    raw::create_stream(&mut cluster.connect(survivors[0]), "refunds");
+    let all = ["orders", "payments", "refunds"];
+    for &node in &survivors {
+        wait_for_streams(&cluster, node, &all);
+    }
+    let roster = cluster_metadata(&mut cluster.connect(survivors[0]));
+    let healthy = roster
+        .nodes
+        .iter()
+        .filter(|node| node.status == NODE_STATUS_HEALTHY)
+        .count();
+    assert!(healthy >= 2, "the survivors see each other: {roster:?}");
+
+    // The killed node comes back and catches up from the log.
+    cluster.nodes[leader].restart();
+    wait_for_streams(&cluster, leader, &all);
+
+    // Every node stops and starts again: what was committed is still there, everywhere, and
+    // the cluster takes changes again.
+    for node in &mut cluster.nodes {
+        node.stop();
+    }
+    for node in &mut cluster.nodes {
+        node.restart();
+    }
+    raw::create_stream(&mut cluster.connect(2), "audit");
+    let all = ["orders", "payments", "refunds", "audit"];
+    for node in 0..3 {
+        wait_for_streams(&cluster, node, &all);
+    }
+    let mut conn = cluster.connect(0);
+    let topics = conn
+        .request(code::GET_STREAM, &raw::id_numeric(orders))
+        .ok();
+    assert!(!topics.is_empty(), "the topic survived on node 1");
+}
+
+#[test]
+fn strangers_on_the_replication_port_are_refused_and_the_cluster_goes_on() {
+    let configs = tempfile::tempdir().expect("config dir");
+    let ports = free_ports(1);
+    let config = write_config(configs.path(), 1, &ports, "solo");
+    let mut node = TestServer::start(&["--config", config.to_str().expect("utf-8 path")]);
+    let replication = SocketAddr::from(([127, 0, 0, 1], ports[0]));
+    // An HTTP client, and a galgo node of another cluster.
+    let mut http = TcpStream::connect(replication).expect("connect");
+    http.write_all(b"GET / HTTP/1.1\r\nHost: galgo\r\n\r\n")
+        .expect("write");
+    let other = galgo_cluster::wire::Handshake {
+        from: 2,
+        to: 1,
+        shard: 0,
+        cluster_id: "another".into(),
+    };
+    let mut stranger = TcpStream::connect(replication).expect("connect");
+    stranger.write_all(&other.encode()).expect("write");
+    for mut socket in [http, stranger] {
+        socket
+            .set_read_timeout(Some(CLUSTER_TIMEOUT))
+            .expect("timeout");
+        let mut buffer = [0u8; 16];
+        let read = std::io::Read::read(&mut socket, &mut buffer);
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "the connection is closed: {read:?}"
+        );
+    }
+    // The line comes just after the close.
+    wait_for(|| {
+        let logs = node.logs();
+        (logs.contains("wrong magic") && logs.contains("peer of cluster \"another\"")).then_some(())
+    });
+    // A one-node cluster elects itself and serves.
+    let mut conn = RawConn::connect(node.addr);
+    conn.login_root();
+    raw::create_stream(&mut conn, "still-here");
+    assert_eq!(stream_names(&mut conn), ["still-here"]);
+
+    // That data directory is a cluster node's: a single node refuses it.
+    node.stop();
+    let status = node.restart_expecting_exit_with_args(&[]);
+    assert!(!status.success());
+    assert!(node.logs().contains("belongs to a cluster node"));
+}
