@@ -11,6 +11,7 @@
 # Environment: CLUSTER_DIR (default ${TMPDIR:-/tmp}/galgo-cluster: node<i>.toml, node<i>.log,
 # node<i>.pid, data<i>/), NODES (default 3), BASE_PORT (default 18200): node i listens on
 # BASE_PORT + 10 i for TCP, + 2 WebSocket, + 3 HTTP (/metrics, /health), + 5 replication.
+# TICK_MS: the Raft tick (default 100).
 # SERVER: a galgo-server binary; TARGET_DIR: cargo's target directory for the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,7 @@ write_config() {
     echo "id = \"galgo-local\""
     echo "node_id = $node"
     echo "replication_address = \"127.0.0.1:$(port "$node" 5)\""
+    echo "tick_ms = ${TICK_MS:-100}"
     for peer in $(seq "$NODES"); do
       echo "[[cluster.peers]]"
       echo "id = $peer"

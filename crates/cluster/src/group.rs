@@ -41,8 +41,9 @@ use crate::{
 const INPUTS_MAX: usize = 4096;
 /// Inputs handled before the driver looks at its `Ready`.
 const INPUTS_PER_PASS: usize = 256;
-/// How long a proposal is retried before its caller hears that no leader took it.
-const PROPOSE_DEADLINE: Duration = Duration::from_secs(10);
+/// How many (longest) election timeouts a proposal is retried before its caller hears that
+/// no leader took it: 10 s at the default tick.
+const PROPOSE_ELECTIONS_MAX: u32 = 5;
 /// Largest append message (raft-rs's default 0 sends one entry per message).
 const MESSAGE_BYTES_MAX: u64 = 1 << 20;
 /// Append messages in flight per follower.
@@ -171,7 +172,8 @@ impl MetadataGroup {
 
     /// Proposes `change`, prepared against metadata version `expected_version`, and waits
     /// until this node has applied it. A proposal no leader takes is sent again (it is safe
-    /// to send twice: see [`MetadataProposal`]) until [`PROPOSE_DEADLINE`].
+    /// to send twice: see [`MetadataProposal`]) for [`PROPOSE_ELECTIONS_MAX`] election
+    /// timeouts.
     pub async fn propose(&self, expected_version: u64, change: Change) -> Result<(), ProposeError> {
         let sequence = self.next_sequence.get();
         self.next_sequence.set(sequence + 1);
@@ -184,8 +186,9 @@ impl MetadataGroup {
         let data = proposal.to_bytes();
         let (slot, mut outcome) = oneshot::channel();
         self.waiters.borrow_mut().insert(sequence, slot);
-        let deadline = Instant::now() + PROPOSE_DEADLINE;
-        let retry = self.view.settings.election_timeout() / 2;
+        let election = self.view.settings.election_timeout();
+        let deadline = Instant::now() + election * PROPOSE_ELECTIONS_MAX;
+        let retry = election / 2;
         let result = loop {
             if self
                 .inputs
@@ -201,7 +204,7 @@ impl MetadataGroup {
                 Ok(Ok(false)) => break Err(ProposeError::Conflict),
                 Ok(Err(_)) => break Err(ProposeError::Stopped),
                 Err(_) if Instant::now() >= deadline => {
-                    break Err(ProposeError::NoLeader(PROPOSE_DEADLINE));
+                    break Err(ProposeError::NoLeader(election * PROPOSE_ELECTIONS_MAX));
                 }
                 Err(_) => {}
             }

@@ -18,16 +18,22 @@ use galgo_protocol::command::{
 };
 use support::{
     TestServer,
+    fault_proxy::FaultProxy,
     raw::{self, RawConn, code},
 };
 
 /// Every wait on the cluster (an election, a node catching up) ends within this.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
 const GET_CLUSTER_METADATA: u32 = 12;
+/// No leader took a metadata change in time.
+const TASK_TIMEOUT: u32 = 12001;
 
 struct Cluster {
     nodes: Vec<TestServer>,
     _configs: tempfile::TempDir,
+    /// With `start_proxied`: the link from node `from` to node `to` (indices) at
+    /// `from * count + to`.
+    links: Vec<Option<FaultProxy>>,
 }
 
 /// Free loopback ports for the replication listeners: peers must know each other's address
@@ -42,16 +48,25 @@ fn free_ports(count: usize) -> Vec<u16> {
         .collect()
 }
 
-fn write_config(dir: &Path, node: u64, ports: &[u16], cluster_id: &str) -> PathBuf {
+/// Node `node`'s config: it listens on `own`, and dials peer `i + 1` at `peers[i]` (its own
+/// entry is `own`), with `extra` lines after the `[cluster]` keys.
+fn write_config(
+    dir: &Path,
+    node: u64,
+    own: SocketAddr,
+    peers: &[SocketAddr],
+    cluster_id: &str,
+    extra: &str,
+) -> PathBuf {
     let mut text = format!(
         "[cluster]\nenabled = true\nid = \"{cluster_id}\"\nnode_id = {node}\n\
-         replication_address = \"127.0.0.1:{}\"\n",
-        ports[node as usize - 1]
+         replication_address = \"{own}\"\n{extra}"
     );
-    for (index, port) in ports.iter().enumerate() {
+    for (index, address) in peers.iter().enumerate() {
+        let id = index as u64 + 1;
+        let address = if id == node { own } else { *address };
         text.push_str(&format!(
-            "[[cluster.peers]]\nid = {}\nreplication_address = \"127.0.0.1:{port}\"\n",
-            index + 1
+            "[[cluster.peers]]\nid = {id}\nreplication_address = \"{address}\"\n"
         ));
     }
     let path = dir.join(format!("node{node}.toml"));
@@ -59,13 +74,49 @@ fn write_config(dir: &Path, node: u64, ports: &[u16], cluster_id: &str) -> PathB
     path
 }
 
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 impl Cluster {
+    /// `count` nodes that reach each other directly.
     fn start(count: usize) -> Cluster {
+        Self::start_with(count, false, "")
+    }
+
+    /// `count` nodes whose every link (each direction of each pair) passes a [`FaultProxy`],
+    /// with a 50 ms tick: elections within 0.5–1 s, proposals given up after 5 s.
+    fn start_proxied(count: usize) -> Cluster {
+        Self::start_with(count, true, "tick_ms = 50\n")
+    }
+
+    fn start_with(count: usize, proxied: bool, extra: &str) -> Cluster {
         let configs = tempfile::tempdir().expect("config dir");
-        let ports = free_ports(count);
-        let mut nodes: Vec<TestServer> = (1..=count as u64)
-            .map(|node| {
-                let config = write_config(configs.path(), node, &ports, "test-cluster");
+        let real: Vec<SocketAddr> = free_ports(count).into_iter().map(loopback).collect();
+        let links: Vec<Option<FaultProxy>> = (0..count * count)
+            .map(|link| {
+                let (from, to) = (link / count, link % count);
+                (proxied && from != to).then(|| FaultProxy::start(real[to]))
+            })
+            .collect();
+        let mut nodes: Vec<TestServer> = (0..count)
+            .map(|from| {
+                let dials: Vec<SocketAddr> = (0..count)
+                    .map(|to| {
+                        links[from * count + to]
+                            .as_ref()
+                            .map_or(real[to], |proxy| proxy.address)
+                    })
+                    .collect();
+                let node = from as u64 + 1;
+                let config = write_config(
+                    configs.path(),
+                    node,
+                    real[from],
+                    &dials,
+                    "test-cluster",
+                    extra,
+                );
                 TestServer::launch(&["--config", config.to_str().expect("utf-8 path")])
             })
             .collect();
@@ -75,7 +126,26 @@ impl Cluster {
         Cluster {
             nodes,
             _configs: configs,
+            links,
         }
+    }
+
+    /// The proxy on the link from node `from` to node `to`.
+    fn link(&self, from: usize, to: usize) -> &FaultProxy {
+        self.links[from * self.nodes.len() + to]
+            .as_ref()
+            .expect("a proxied cluster")
+    }
+
+    /// Every link of `node`, both ways.
+    fn links_of(&self, node: usize) -> impl Iterator<Item = &FaultProxy> {
+        (0..self.nodes.len())
+            .filter(move |&other| other != node)
+            .flat_map(move |other| [self.link(node, other), self.link(other, node)])
+    }
+
+    fn heal_all(&self) {
+        self.links.iter().flatten().for_each(FaultProxy::heal);
     }
 
     /// A logged-in connection to node `index`; logins wait until the cluster has its root
@@ -219,10 +289,9 @@ fn metadata_agrees_on_every_node_through_a_leader_kill_and_restarts() {
 #[test]
 fn strangers_on_the_replication_port_are_refused_and_the_cluster_goes_on() {
     let configs = tempfile::tempdir().expect("config dir");
-    let ports = free_ports(1);
-    let config = write_config(configs.path(), 1, &ports, "solo");
+    let replication = loopback(free_ports(1)[0]);
+    let config = write_config(configs.path(), 1, replication, &[replication], "solo", "");
     let mut node = TestServer::start(&["--config", config.to_str().expect("utf-8 path")]);
-    let replication = SocketAddr::from(([127, 0, 0, 1], ports[0]));
     // An HTTP client, and a galgo node of another cluster.
     let mut http = TcpStream::connect(replication).expect("connect");
     http.write_all(b"GET / HTTP/1.1\r\nHost: galgo\r\n\r\n")
@@ -262,4 +331,54 @@ fn strangers_on_the_replication_port_are_refused_and_the_cluster_goes_on() {
     let status = node.restart_expecting_exit_with_args(&[]);
     assert!(!status.success());
     assert!(node.logs().contains("belongs to a cluster node"));
+}
+
+#[test]
+fn a_cut_off_node_acknowledges_nothing_and_every_node_agrees_once_healed() {
+    let cluster = Cluster::start_proxied(3);
+    raw::create_stream(&mut cluster.connect(0), "a");
+    for node in 0..3 {
+        wait_for_streams(&cluster, node, &["a"]);
+    }
+
+    // The leader is cut off both ways: the other two elect a leader and take changes; the
+    // cut-off node takes none (no majority), and what it was asked is never applied anywhere.
+    let leader = cluster.leader(&[0, 1, 2]);
+    cluster.links_of(leader).for_each(FaultProxy::cut);
+    let majority: Vec<usize> = (0..3).filter(|&node| node != leader).collect();
+    assert_ne!(cluster.leader(&majority), leader);
+    raw::create_stream(&mut cluster.connect(majority[0]), "b");
+    let refused = cluster
+        .connect(leader)
+        .request(code::CREATE_STREAM, &raw::str8(b"never"));
+    refused.assert_error(TASK_TIMEOUT);
+    wait_for_streams(&cluster, leader, &["a"]);
+    cluster.heal_all();
+    for node in 0..3 {
+        wait_for_streams(&cluster, node, &["a", "b"]);
+    }
+
+    // One way: the leader's messages are lost, what others send it arrives. The others elect
+    // a new leader, which the old one hears and follows.
+    let leader = cluster.leader(&[0, 1, 2]);
+    for other in (0..3).filter(|&node| node != leader) {
+        cluster.link(leader, other).cut();
+    }
+    let others: Vec<usize> = (0..3).filter(|&node| node != leader).collect();
+    assert_ne!(cluster.leader(&others), leader);
+    raw::create_stream(&mut cluster.connect(others[1]), "c");
+    cluster.heal_all();
+    for node in 0..3 {
+        wait_for_streams(&cluster, node, &["a", "b", "c"]);
+    }
+
+    // Slow links: every message 100 ms late. Changes still go through, from any node.
+    for link in cluster.links.iter().flatten() {
+        link.delay(Duration::from_millis(100));
+    }
+    raw::create_stream(&mut cluster.connect(1), "d");
+    cluster.heal_all();
+    for node in 0..3 {
+        wait_for_streams(&cluster, node, &["a", "b", "c", "d"]);
+    }
 }
