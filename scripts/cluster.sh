@@ -52,7 +52,14 @@ write_config() {
   } >"$CLUSTER_DIR/node$node.toml"
 }
 
-running() { [[ -f "$CLUSTER_DIR/node$1.pid" ]] && kill -0 "$(cat "$CLUSTER_DIR/node$1.pid")" 2>/dev/null; }
+# running NODE: whether the node's process exists and has not exited (a killed process can
+# linger as a zombie until its new parent reaps it).
+running() {
+  local pid state
+  pid=$(cat "$CLUSTER_DIR/node$1.pid" 2>/dev/null) || return 1
+  state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
+  [[ -n "$state" && "$state" != Z* ]]
+}
 
 up() {
   local server=${SERVER:-}

@@ -53,8 +53,8 @@ const INFLIGHT_MESSAGES_MAX: usize = 64;
 pub enum Input {
     /// A message from a peer.
     Message(Message),
-    /// A proposal from this node.
-    Propose(Vec<u8>),
+    /// A proposal from this node: its sequence number and its entry.
+    Propose(u64, Vec<u8>),
     /// The tick.
     Tick,
 }
@@ -147,6 +147,7 @@ impl MetadataGroup {
             waiters: waiters.clone(),
             queued,
             unreachable: Vec::new(),
+            pending: HashMap::new(),
         };
         compio::runtime::spawn(driver.run()).detach();
         compio::runtime::spawn(tick(inputs.clone(), settings.tick)).detach();
@@ -192,7 +193,7 @@ impl MetadataGroup {
         let result = loop {
             if self
                 .inputs
-                .send_async(Input::Propose(data.clone()))
+                .send_async(Input::Propose(sequence, data.clone()))
                 .await
                 .is_err()
             {
@@ -269,6 +270,9 @@ struct Driver {
     queued: flume::Receiver<Input>,
     /// Peers whose outbox dropped a message during this pass.
     unreachable: Vec<u64>,
+    /// This node's proposals whose proposer still waits, by sequence: proposed again as soon
+    /// as a new leader is known, rather than at the proposer's next retry.
+    pending: HashMap<u64, Vec<u8>>,
 }
 
 impl Driver {
@@ -285,23 +289,30 @@ impl Driver {
             for peer in self.unreachable.drain(..) {
                 self.node.report_unreachable(peer);
             }
-            let raft = &self.node.raft;
-            if raft.leader_id != self.view.leader().unwrap_or(0) && raft.leader_id != 0 {
+            let (leader, term) = (self.node.raft.leader_id, self.node.raft.term);
+            if leader != self.view.leader().unwrap_or(0) && leader != 0 {
                 tracing::info!(
                     node = self.view.node_id(),
-                    leader = raft.leader_id,
-                    term = raft.term,
+                    leader,
+                    term,
                     "metadata group has a new leader"
                 );
+                self.view.set_leader(leader, term);
+                self.propose_pending();
+                self.on_ready().await;
             }
-            self.view.set_leader(raft.leader_id, raft.term);
+            self.view.set_leader(leader, term);
         }
     }
 
     fn handle(&mut self, input: Input) {
         let result = match input {
             Input::Message(message) => self.node.step(message),
-            Input::Propose(data) => self.node.propose(Vec::new(), data),
+            Input::Propose(sequence, data) => {
+                let result = self.node.propose(Vec::new(), data.clone());
+                self.pending.insert(sequence, data);
+                result
+            }
             Input::Tick => {
                 self.node.tick();
                 Ok(())
@@ -309,6 +320,19 @@ impl Driver {
         };
         if let Err(error) = result {
             tracing::debug!(%error, "metadata group input not taken");
+        }
+    }
+
+    /// Proposes again what this node's proposers still wait for (a new leader was elected, so
+    /// what went to the old one may be lost); forgets what nobody waits for any more.
+    fn propose_pending(&mut self) {
+        let waiting = self.waiters.borrow();
+        self.pending.retain(|sequence, _| waiting.contains_key(sequence));
+        drop(waiting);
+        for data in self.pending.values() {
+            if let Err(error) = self.node.propose(Vec::new(), data.clone()) {
+                tracing::debug!(%error, "metadata proposal not taken");
+            }
         }
     }
 
@@ -372,10 +396,11 @@ impl Driver {
             };
             let mine = (proposal.origin == self.view.node_id()).then_some(proposal.sequence);
             let applied = self.applier.apply(proposal, false).await;
-            if let Some(sequence) = mine
-                && let Some(waiter) = self.waiters.borrow_mut().remove(&sequence)
-            {
-                let _ = waiter.send(applied);
+            if let Some(sequence) = mine {
+                self.pending.remove(&sequence);
+                if let Some(waiter) = self.waiters.borrow_mut().remove(&sequence) {
+                    let _ = waiter.send(applied);
+                }
             }
         }
     }
