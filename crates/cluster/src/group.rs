@@ -327,7 +327,8 @@ impl Driver {
     /// what went to the old one may be lost); forgets what nobody waits for any more.
     fn propose_pending(&mut self) {
         let waiting = self.waiters.borrow();
-        self.pending.retain(|sequence, _| waiting.contains_key(sequence));
+        self.pending
+            .retain(|sequence, _| waiting.contains_key(sequence));
         drop(waiting);
         for data in self.pending.values() {
             if let Err(error) = self.node.propose(Vec::new(), data.clone()) {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The cluster nemesis, long: three galgo nodes on loopback whose links pass fault proxies,
+# STEPS rounds of one random fault on a random node (SIGKILL and restart, cut both ways, cut
+# one way, slow links) while streams are created through random nodes; then a history check,
+# and again after every node restarted (crates/server/tests/cluster.rs, `nemesis`). Each run
+# prints its seed; SEED replays it. Figures in docs/reliability.md.
+#
+#   scripts/cluster-nemesis.sh
+#   Environment: SEED (default: from the clock), STEPS (default 40), RUNS (default 1: runs
+#   with seeds SEED, SEED+1, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEED=${SEED:-$(date +%s)}
+STEPS=${STEPS:-40}
+RUNS=${RUNS:-1}
+for run in $(seq 0 $((RUNS - 1))); do
+  NEMESIS_SEED=$((SEED + run)) NEMESIS_STEPS=$STEPS \
+    cargo test --locked -p galgo-server --test cluster -- --ignored --nocapture --exact nemesis 2>&1 |
+    grep -E '^(nemesis seed|step |[0-9]+ acknowledged|test result)|panicked|disagree|missing|never asked'
+done
