@@ -91,6 +91,7 @@ pub struct MetadataGroup {
     inputs: flume::Sender<Input>,
     waiters: Rc<RefCell<HashMap<u64, oneshot::Sender<bool>>>>,
     next_sequence: Cell<u64>,
+    dialers: RefCell<Option<transport::Dialers>>,
 }
 
 impl std::fmt::Debug for MetadataGroup {
@@ -104,8 +105,8 @@ impl std::fmt::Debug for MetadataGroup {
 
 impl MetadataGroup {
     /// Opens the group's log at `path`, applies what it holds up to its commit (with
-    /// `replaying` set), binds the replication listener, dials the peers and starts the
-    /// driver and its tick on this runtime (shard 0's).
+    /// `replaying` set), binds the replication listener and starts the driver and its tick on
+    /// this runtime (shard 0's); [`MetadataGroup::connect_peers`] then dials the peers.
     pub async fn start(
         view: Arc<ClusterView>,
         path: PathBuf,
@@ -136,7 +137,7 @@ impl MetadataGroup {
         let node = RawNode::new(&config, storage, &logger).map_err(|error| error.to_string())?;
         let (inputs, queued) = flume::bounded(INPUTS_MAX);
         transport::listen(view.clone(), inputs.clone()).await?;
-        let outboxes = transport::start_dialers(&view);
+        let (outboxes, dialers) = transport::outboxes(&view);
         let waiters = Rc::new(RefCell::new(HashMap::new()));
         let driver = Driver {
             node,
@@ -163,7 +164,16 @@ impl MetadataGroup {
             inputs,
             waiters,
             next_sequence: Cell::new(0),
+            dialers: RefCell::new(Some(dialers)),
         }))
+    }
+
+    /// Dials the peers: once this node's client listeners are bound and their ports are in
+    /// the view, so the handshake can tell them. Until then peers only dial in.
+    pub fn connect_peers(&self) {
+        if let Some(dialers) = self.dialers.borrow_mut().take() {
+            dialers.start();
+        }
     }
 
     /// The cluster as this node sees it.

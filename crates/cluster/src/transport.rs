@@ -27,8 +27,8 @@ use crate::{
     group::Input,
     view::ClusterView,
     wire::{
-        FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FrameBuilder, HANDSHAKE_FIXED_BYTES, Handshake,
-        METADATA_GROUP, decode_frame_body, decode_frame_header,
+        FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FrameBuilder, HANDSHAKE_FIXED_BYTES, Handshake, MAGIC,
+        METADATA_GROUP, WireError, decode_frame_body, decode_frame_header,
     },
 };
 
@@ -57,32 +57,55 @@ impl Outboxes {
     }
 }
 
-/// Starts a dialer for every peer on this runtime; returns their outboxes.
-pub fn start_dialers(view: &Arc<ClusterView>) -> Outboxes {
-    let mut peers = HashMap::new();
-    for peer in view.settings.others() {
-        let (outbox, queued) = flume::bounded(OUTBOX_MESSAGES_MAX);
-        peers.insert(peer.id, outbox);
-        let handshake = Handshake {
-            from: view.node_id(),
-            to: peer.id,
-            shard: 0,
-            cluster_id: view.settings.cluster_id.clone(),
-        };
-        let address = peer.replication_address;
-        compio::runtime::spawn(dial_loop(address, handshake, queued)).detach();
-    }
-    Outboxes { peers }
+/// What an outbox queues: a message and its group.
+type Queued = flume::Receiver<(u64, Message)>;
+
+/// The dialers of every peer, not started yet: what their outboxes queue waits meanwhile.
+pub struct Dialers {
+    view: Arc<ClusterView>,
+    /// Per peer: its id, replication address and outbox.
+    peers: Vec<(u64, SocketAddr, Queued)>,
 }
 
-async fn dial_loop(
-    address: SocketAddr,
-    handshake: Handshake,
-    queued: flume::Receiver<(u64, Message)>,
-) {
+/// Every peer's outbox, and its dialer to start once this node's client listeners are bound
+/// (the handshake tells peers their ports).
+pub fn outboxes(view: &Arc<ClusterView>) -> (Outboxes, Dialers) {
+    let mut outboxes = HashMap::new();
+    let mut dialers = Vec::new();
+    for peer in view.settings.others() {
+        let (outbox, queued) = flume::bounded(OUTBOX_MESSAGES_MAX);
+        outboxes.insert(peer.id, outbox);
+        dialers.push((peer.id, peer.replication_address, queued));
+    }
+    let dialers = Dialers {
+        view: view.clone(),
+        peers: dialers,
+    };
+    (Outboxes { peers: outboxes }, dialers)
+}
+
+impl Dialers {
+    /// Starts a dialer for every peer on this runtime.
+    pub fn start(self) {
+        for (peer, address, queued) in self.peers {
+            compio::runtime::spawn(dial_loop(self.view.clone(), peer, address, queued)).detach();
+        }
+    }
+}
+
+async fn dial_loop(view: Arc<ClusterView>, peer: u64, address: SocketAddr, queued: Queued) {
     let mut wait = REDIAL_MS_MIN;
     let mut failures = 0u64;
     loop {
+        let (tcp_port, websocket_port) = view.client_ports(view.node_id());
+        let handshake = Handshake {
+            from: view.node_id(),
+            to: peer,
+            shard: 0,
+            tcp_port,
+            websocket_port,
+            cluster_id: view.settings.cluster_id.clone(),
+        };
         match TcpStream::connect(address).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
@@ -117,7 +140,7 @@ async fn dial_loop(
 async fn write_loop(
     mut stream: TcpStream,
     handshake: &Handshake,
-    queued: &flume::Receiver<(u64, Message)>,
+    queued: &Queued,
 ) -> std::io::Result<()> {
     let BufResult(written, _) = stream.write_all(handshake.encode()).await;
     written?;
@@ -226,6 +249,7 @@ async fn read_peer(
         .map_err(|_| "no handshake in time".to_owned())??;
     check_handshake(&handshake, view)?;
     let from = handshake.from;
+    view.set_client_ports(from, handshake.tcp_port, handshake.websocket_port);
     let mut header = vec![0u8; FRAME_HEADER_BYTES];
     loop {
         let BufResult(read, returned) = stream.read_exact(header).await;
@@ -262,8 +286,17 @@ async fn read_peer(
 }
 
 async fn read_handshake(stream: &mut TcpStream) -> Result<Handshake, String> {
-    let BufResult(read, fixed) = stream.read_exact(vec![0u8; HANDSHAKE_FIXED_BYTES]).await;
+    // The magic first: a stranger is refused on its first bytes, whatever follows.
+    let BufResult(read, mut fixed) = stream.read_exact(vec![0u8; MAGIC.len()]).await;
     read.map_err(|error| format!("handshake: {error}"))?;
+    if fixed[..] != MAGIC[..] {
+        return Err(WireError::Magic.to_string());
+    }
+    let BufResult(read, rest) = stream
+        .read_exact(vec![0u8; HANDSHAKE_FIXED_BYTES - MAGIC.len()])
+        .await;
+    read.map_err(|error| format!("handshake: {error}"))?;
+    fixed.extend_from_slice(&rest);
     let fixed: &[u8; HANDSHAKE_FIXED_BYTES] = fixed[..].try_into().expect("handshake size");
     let (mut handshake, id_len) =
         Handshake::decode_fixed(fixed).map_err(|error| error.to_string())?;

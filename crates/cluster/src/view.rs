@@ -3,7 +3,8 @@
 //! replication readers, read by GetClusterMetadata on any shard.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    net::SocketAddr,
+    sync::atomic::{AtomicU16, AtomicU64, Ordering},
     time::Instant,
 };
 
@@ -22,18 +23,27 @@ pub struct ClusterView {
     /// Per peer (in `settings.peers` order): ms after `started` it was last heard, plus one
     /// (0: never).
     heard: Vec<AtomicU64>,
+    /// Per peer: the ports of its TCP and WebSocket client listeners as its handshake said
+    /// (0: not known), this node's own included once bound.
+    client_ports: Vec<[AtomicU16; 2]>,
 }
 
 impl ClusterView {
     /// A view of a cluster nobody has been heard from yet.
     pub fn new(settings: ClusterSettings) -> Self {
         let heard = settings.peers.iter().map(|_| AtomicU64::new(0)).collect();
+        let client_ports = settings
+            .peers
+            .iter()
+            .map(|_| [AtomicU16::new(0), AtomicU16::new(0)])
+            .collect();
         Self {
             settings,
             started: Instant::now(),
             leader: AtomicU64::new(0),
             term: AtomicU64::new(0),
             heard,
+            client_ports,
         }
     }
 
@@ -65,6 +75,45 @@ impl ClusterView {
             let now = self.started.elapsed().as_millis() as u64 + 1;
             self.heard[index].store(now, Ordering::Relaxed);
         }
+    }
+
+    fn index_of(&self, node: u64) -> Option<usize> {
+        self.settings.peers.iter().position(|peer| peer.id == node)
+    }
+
+    /// Records the ports of `node`'s TCP and WebSocket client listeners (0: none); the server
+    /// calls it for this node once its listeners are bound, a peer's handshake for the peer.
+    pub fn set_client_ports(&self, node: u64, tcp: u16, websocket: u16) {
+        if let Some(index) = self.index_of(node) {
+            self.client_ports[index][0].store(tcp, Ordering::Relaxed);
+            self.client_ports[index][1].store(websocket, Ordering::Relaxed);
+        }
+    }
+
+    /// The ports of `node`'s client listeners as last recorded (0: not known).
+    pub fn client_ports(&self, node: u64) -> (u16, u16) {
+        self.index_of(node).map_or((0, 0), |index| {
+            let [tcp, websocket] = &self.client_ports[index];
+            (
+                tcp.load(Ordering::Relaxed),
+                websocket.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// The TCP and WebSocket addresses `node` gives clients: the roster's, or else the port
+    /// its listener reported at the IP of its replication address.
+    pub fn client_addresses(&self, node: u64) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        let Some(peer) = self.settings.peer(node) else {
+            return (None, None);
+        };
+        let (tcp_port, websocket_port) = self.client_ports(node);
+        let learned =
+            |port: u16| (port != 0).then(|| SocketAddr::new(peer.replication_address.ip(), port));
+        (
+            peer.tcp.or_else(|| learned(tcp_port)),
+            peer.websocket.or_else(|| learned(websocket_port)),
+        )
     }
 
     /// Whether `node` is reachable: this node, or a peer heard within an election timeout.

@@ -4,6 +4,7 @@
 //! ```text
 //! handshake (dialer → acceptor, once):
 //!   magic "galgoRPL" | version u16 | from node u64 | to node u64 | shard u16
+//!   | tcp port u16 | websocket port u16 (the dialer's client listeners, 0: none)
 //!   | cluster id length u8 | cluster id                                   (integers LE)
 //! frame:
 //!   [body length u32][xxh3-64 of body u64][body]
@@ -27,7 +28,7 @@ pub const FRAME_HEADER_BYTES: usize = 12;
 /// Largest frame body accepted.
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
 /// The fixed part of a handshake (all but the cluster id).
-pub const HANDSHAKE_FIXED_BYTES: usize = 8 + 2 + 8 + 8 + 2 + 1;
+pub const HANDSHAKE_FIXED_BYTES: usize = 8 + 2 + 8 + 8 + 2 + 2 + 2 + 1;
 /// Frame kind: Raft messages.
 const KIND_RAFT: u8 = 1;
 
@@ -43,6 +44,11 @@ pub struct Handshake {
     pub to: u64,
     /// The shard on the acceptor its messages are for.
     pub shard: u16,
+    /// The port of the dialer's TCP client listener (0: none), for GetClusterMetadata where
+    /// the roster names no address.
+    pub tcp_port: u16,
+    /// The same for WebSocket.
+    pub websocket_port: u16,
     /// The cluster both belong to.
     pub cluster_id: String,
 }
@@ -81,6 +87,8 @@ impl Handshake {
         out.extend_from_slice(&self.from.to_le_bytes());
         out.extend_from_slice(&self.to.to_le_bytes());
         out.extend_from_slice(&self.shard.to_le_bytes());
+        out.extend_from_slice(&self.tcp_port.to_le_bytes());
+        out.extend_from_slice(&self.websocket_port.to_le_bytes());
         out.push(id.len() as u8);
         out.extend_from_slice(id);
         out
@@ -97,13 +105,16 @@ impl Handshake {
             return Err(WireError::Version(version));
         }
         let u64_at = |at: usize| u64::from_le_bytes(fixed[at..at + 8].try_into().expect("8"));
+        let u16_at = |at: usize| u16::from_le_bytes([fixed[at], fixed[at + 1]]);
         let handshake = Handshake {
             from: u64_at(10),
             to: u64_at(18),
-            shard: u16::from_le_bytes([fixed[26], fixed[27]]),
+            shard: u16_at(26),
+            tcp_port: u16_at(28),
+            websocket_port: u16_at(30),
             cluster_id: String::new(),
         };
-        Ok((handshake, usize::from(fixed[28])))
+        Ok((handshake, usize::from(fixed[32])))
     }
 }
 
@@ -225,6 +236,8 @@ mod tests {
             from: 2,
             to: 3,
             shard: 1,
+            tcp_port: 8090,
+            websocket_port: 8092,
             cluster_id: "prod-1".into(),
         };
         let bytes = handshake.encode();
@@ -234,10 +247,10 @@ mod tests {
         read.cluster_id =
             String::from_utf8(bytes[HANDSHAKE_FIXED_BYTES..][..id_len].to_vec()).unwrap();
         assert_eq!(read, handshake);
-        let mut http = *b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\0\0";
-        let fixed: &mut [u8; HANDSHAKE_FIXED_BYTES] =
-            (&mut http[..HANDSHAKE_FIXED_BYTES]).try_into().unwrap();
-        assert_eq!(Handshake::decode_fixed(fixed), Err(WireError::Magic));
+        let request = b"GET / HTTP/1.1\r\nHost: galgo\r\n\r\n";
+        let mut http = [0u8; HANDSHAKE_FIXED_BYTES];
+        http[..request.len()].copy_from_slice(request);
+        assert_eq!(Handshake::decode_fixed(&http), Err(WireError::Magic));
         let mut newer = bytes.clone();
         newer[8] = 9;
         let fixed: &[u8; HANDSHAKE_FIXED_BYTES] =

@@ -106,6 +106,21 @@ pub async fn join(shard0: &Rc<Shard>, view: Arc<ClusterView>) -> Result<(), Stri
     Ok(())
 }
 
+/// Once the client listeners are bound: records their ports as this node's in the view
+/// (peers learn them from its handshakes) and dials the peers.
+pub fn connect_peers(shard0: &Rc<Shard>, view: &ClusterView) {
+    let bound = &shard0.state().seed.bound;
+    let port = |address: Option<&std::net::SocketAddr>| address.map_or(0, |address| address.port());
+    view.set_client_ports(
+        view.node_id(),
+        port(bound.tcp.get()),
+        port(bound.websocket.get()),
+    );
+    if let Some(group) = shard0.state().metadata_group() {
+        group.connect_peers();
+    }
+}
+
 /// A cluster node's root user: proposed once the password is hashed, again until the group
 /// has a root user (this node's proposal or another's; the first committed wins). Runs in
 /// the background: a node serves (and answers its peers) while the cluster has no quorum.

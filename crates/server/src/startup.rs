@@ -143,9 +143,10 @@ fn serve(seed: ContextSeed) -> Serve<Context> {
             cluster::check_data_dir(&seed, shard0.metadata.borrow().version())?;
             start_background_tasks(&shard0, &seed).await?;
             if let Some(view) = seed.cluster.clone() {
-                cluster::join(&shard0, view).await?;
+                cluster::join(&shard0, view.clone()).await?;
                 let pending = handler::start_root_creation(&shard0, &seed.root, &seed.root_created);
                 listener::listen_on_every_shard(&shard0).await?;
+                cluster::connect_peers(&shard0, &view);
                 compio::runtime::spawn(cluster::create_root(shard0.clone(), pending)).detach();
                 return Ok(());
             }

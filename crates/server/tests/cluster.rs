@@ -286,6 +286,54 @@ fn metadata_agrees_on_every_node_through_a_leader_kill_and_restarts() {
     assert!(!topics.is_empty(), "the topic survived on node 1");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_clients_work_through_any_node() {
+    use iggy::prelude::*;
+    use support::sdk::{self, Via};
+    let cluster = Cluster::start(3);
+    cluster.leader(&[0, 1, 2]);
+    // The roster names every node's client ports, which peers learned from their handshakes:
+    // the SDK moves a client to the leader's address, so a port 0 there would strand it.
+    let roster = wait_for(|| {
+        let roster = cluster_metadata(&mut cluster.connect(0));
+        let known = |node: &galgo_protocol::command::system::ClusterNode| {
+            node.tcp_port != 0 && node.websocket_port != 0
+        };
+        roster.nodes.iter().all(known).then_some(roster)
+    });
+    for (index, node) in roster.nodes.iter().enumerate() {
+        assert_eq!(
+            node.tcp_port,
+            cluster.nodes[index].addr.port(),
+            "{roster:?}"
+        );
+        assert_eq!(node.websocket_port, cluster.nodes[index].ws_addr.port());
+    }
+    let mut expected = Vec::new();
+    for (index, node) in cluster.nodes.iter().enumerate() {
+        let client = sdk::client(node.addr).await;
+        let name = format!("sdk-{index}");
+        client
+            .create_stream(&name)
+            .await
+            .expect("create through any node");
+        expected.push(name);
+        let streams = client.get_streams().await.expect("list");
+        let names: Vec<String> = streams.into_iter().map(|stream| stream.name).collect();
+        assert_eq!(names, expected);
+    }
+    let client = sdk::client_via(cluster.nodes[2].ws_addr, &Via::WebSocket).await;
+    client
+        .create_stream("sdk-ws")
+        .await
+        .expect("create over WebSocket");
+    expected.push("sdk-ws".into());
+    for node in 0..3 {
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        wait_for_streams(&cluster, node, &expected);
+    }
+}
+
 #[test]
 fn strangers_on_the_replication_port_are_refused_and_the_cluster_goes_on() {
     let configs = tempfile::tempdir().expect("config dir");
@@ -300,6 +348,8 @@ fn strangers_on_the_replication_port_are_refused_and_the_cluster_goes_on() {
         from: 2,
         to: 1,
         shard: 0,
+        tcp_port: 0,
+        websocket_port: 0,
         cluster_id: "another".into(),
     };
     let mut stranger = TcpStream::connect(replication).expect("connect");

@@ -193,7 +193,7 @@ fn semver(version: &str) -> u32 {
 /// GetClusterMetadata: a cluster node's roster, or this single node.
 pub fn get_cluster_metadata(context: &Context) -> Outcome {
     if let Some(view) = &context.seed.cluster {
-        let metadata = roster(view, context);
+        let metadata = roster(view);
         return Ok(Reply::encoded(|out| metadata.encode(out)));
     }
     let bound = &context.seed.bound;
@@ -216,23 +216,16 @@ pub fn get_cluster_metadata(context: &Context) -> Outcome {
     Ok(Reply::encoded(|out| metadata.encode(out)))
 }
 
-/// The configured nodes with the addresses they advertise (this node's own bound ones where
-/// its entry names none), the metadata leader as this node knows it as the leader, and each
-/// node healthy when it was heard from within an election timeout.
-fn roster(view: &ClusterView, context: &Context) -> ClusterMetadata {
-    let bound = &context.seed.bound;
+/// The configured nodes with the addresses they advertise (where the roster names none, the
+/// ports their listeners reported in their handshakes), the metadata leader as this node knows
+/// it as the leader, and each node healthy when it was heard from within an election timeout.
+fn roster(view: &ClusterView) -> ClusterMetadata {
     let nodes = view
         .settings
         .peers
         .iter()
         .map(|peer| {
-            let own = peer.id == view.node_id();
-            let tcp = peer
-                .tcp
-                .or_else(|| own.then(|| bound.tcp.get().copied()).flatten());
-            let websocket = peer
-                .websocket
-                .or_else(|| own.then(|| bound.websocket.get().copied()).flatten());
+            let (tcp, websocket) = view.client_addresses(peer.id);
             let ip = tcp
                 .or(websocket)
                 .unwrap_or(peer.replication_address)
