@@ -27,6 +27,9 @@ const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
 const GET_CLUSTER_METADATA: u32 = 12;
 /// No leader took a metadata change in time.
 const TASK_TIMEOUT: u32 = 12001;
+const GET_CONSUMER_GROUP: u32 = 600;
+const CREATE_CONSUMER_GROUP: u32 = 602;
+const JOIN_CONSUMER_GROUP: u32 = 604;
 
 struct Cluster {
     nodes: Vec<TestServer>,
@@ -338,6 +341,31 @@ async fn official_sdk_clients_work_through_any_node() {
         let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
         wait_for_streams(&cluster, node, &expected);
     }
+
+    // Consumer groups are cluster metadata too (raw connections, so each step reaches the
+    // node it names; the SDK would move to the leader): created through node 1, joined
+    // through node 2, seen with that member through node 3.
+    let mut first = cluster.connect(0);
+    let stream = raw::create_stream(&mut first, "grouped");
+    let topic = raw::create_topic(&mut first, stream, "t", 2);
+    let mut scope = raw::id_numeric(stream);
+    scope.extend(raw::id_numeric(topic));
+    let mut create = scope.clone();
+    create.extend(raw::str8(b"g"));
+    first.request(CREATE_CONSUMER_GROUP, &create).ok();
+    let mut group = scope.clone();
+    group.extend(raw::id_named("g"));
+    let mut second = cluster.connect(1);
+    wait_for(|| (second.request(JOIN_CONSUMER_GROUP, &group).status == 0).then_some(()));
+    let mut third = cluster.connect(2);
+    wait_for(|| {
+        let details = third.request(GET_CONSUMER_GROUP, &group).ok();
+        // GroupHeader: id u32 | partitions_count u32 | members_count u32 | name
+        let members = details
+            .get(8..12)
+            .map(|count| u32::from_le_bytes(count.try_into().expect("4")));
+        (members == Some(1)).then_some(())
+    });
 }
 
 #[test]

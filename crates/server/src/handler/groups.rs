@@ -12,8 +12,8 @@ use std::{cell::RefCell, collections::HashMap, rc::Rc, time::Duration};
 
 use bytes::BytesMut;
 use galgo_metadata::{
-    ConsumerGroup, GroupKey, MetadataError, Need, PartitionId, PartitionKey, ShardId, Topic,
-    TopicKey,
+    ConsumerGroup, GroupKey, Metadata, MetadataError, Need, PartitionId, PartitionKey, ShardId,
+    Topic, TopicKey,
 };
 use galgo_protocol::{
     Identifier,
@@ -25,7 +25,11 @@ use galgo_protocol::{
 };
 use galgo_storage::OffsetOwner;
 
-use super::{Outcome, Reply, metadata_change::change_metadata, partition_calls::by_owner};
+use super::{
+    Outcome, Reply,
+    metadata_change::{change_metadata, commit_on_shard0},
+    partition_calls::by_owner,
+};
 use crate::{
     config::ConsumerGroupConfig,
     context::{Context, Shard, now_us},
@@ -207,16 +211,25 @@ pub async fn create(shard: &Rc<Shard>, create: CreateConsumerGroup) -> Outcome {
     let key = shard
         .call(ShardId(0), move |shard0| async move {
             let log = shard0.lock_metadata().await;
-            let group = shard0.metadata.borrow().prepare_create_group(
-                &create.stream,
-                &create.topic,
-                &create.name,
-            )?;
-            let key = group.group;
+            let prepare = move |metadata: &Metadata| {
+                metadata
+                    .prepare_create_group(&create.stream, &create.topic, &create.name)
+                    .map(Some)
+            };
+            let key = prepare(&shard0.metadata.borrow())?
+                .expect("a group was prepared")
+                .group;
             let partitions = topic_partitions(&shard0, key);
             forget_group_offsets(&shard0, partitions, key.group.0).await?;
-            shard0.commit(&log, group).await?;
-            Ok::<_, CommandError>(key)
+            let created = commit_on_shard0(&shard0, &log, prepare).await?;
+            let created = created.expect("a group was prepared").group;
+            // On a cluster node another change may have come first and the group got another
+            // id (offsets are still kept by each node for itself).
+            if created != key {
+                let partitions = topic_partitions(&shard0, created);
+                forget_group_offsets(&shard0, partitions, created.group.0).await?;
+            }
+            Ok::<_, CommandError>(created)
         })
         .await??;
     let metadata = shard.metadata.borrow();
@@ -296,16 +309,17 @@ pub async fn join(shard: &Rc<Shard>, session: &Session, join: JoinConsumerGroup)
                     .metadata
                     .borrow()
                     .group(&join.stream, &join.topic, &join.group)?;
-            let change = shard0.metadata.borrow().prepare_join_group(
-                &join.stream,
-                &join.topic,
-                &join.group,
-                client_id,
-                now_us(),
-            )?;
-            if let Some(change) = change {
-                shard0.commit(&log, change).await?;
-            }
+            let at_us = now_us();
+            commit_on_shard0(&shard0, &log, |metadata| {
+                metadata.prepare_join_group(
+                    &join.stream,
+                    &join.topic,
+                    &join.group,
+                    client_id,
+                    at_us,
+                )
+            })
+            .await?;
             drop(log);
             complete_ready_revocations(&shard0, key).await
         })
@@ -331,11 +345,10 @@ async fn leave_group(shard: &Rc<Shard>, key: GroupKey, client_id: u32) -> Result
     shard
         .call(ShardId(0), move |shard0| async move {
             let log = shard0.lock_metadata().await;
-            let change = shard0
-                .metadata
-                .borrow()
-                .prepare_leave_group(key, client_id)?;
-            shard0.commit(&log, change).await?;
+            commit_on_shard0(&shard0, &log, |metadata| {
+                metadata.prepare_leave_group(key, client_id).map(Some)
+            })
+            .await?;
             Ok::<_, CommandError>(())
         })
         .await?
@@ -433,13 +446,10 @@ async fn complete_revocations(
     shard
         .call(ShardId(0), move |shard0| async move {
             let log = shard0.lock_metadata().await;
-            let change = shard0
-                .metadata
-                .borrow()
-                .prepare_complete_revocations(key, &partitions);
-            if let Some(change) = change {
-                shard0.commit(&log, change).await?;
-            }
+            commit_on_shard0(&shard0, &log, |metadata| {
+                Ok(metadata.prepare_complete_revocations(key, &partitions))
+            })
+            .await?;
             Ok::<_, CommandError>(())
         })
         .await?

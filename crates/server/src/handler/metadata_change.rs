@@ -11,6 +11,7 @@ use galgo_metadata::{
 };
 
 use galgo_cluster::{MetadataGroup, ProposeError};
+use galgo_storage::MetadataLog;
 
 use super::partition_calls::{PartitionOp, on_owners};
 use crate::{context::Shard, error::CommandError};
@@ -27,7 +28,9 @@ where
         .call(ShardId(0), move |shard0| async move {
             let log = shard0.lock_metadata().await;
             if let Some(group) = shard0.state().metadata_group().cloned() {
-                return propose_change(&shard0, &group, prepare).await;
+                let prepared =
+                    propose_change(&shard0, &group, |metadata| prepare(metadata).map(Some));
+                return Ok(prepared.await?.expect("a change was prepared"));
             }
             let prepared = prepare(&shard0.metadata.borrow())?;
             let change: Change = prepared.clone().into();
@@ -49,28 +52,55 @@ const CONFLICTS_MAX: u32 = 16;
 /// A cluster node's `change_metadata`, on shard 0 under the metadata lock: prepares against
 /// this node's replica and proposes to the metadata group; the change applies on every node
 /// (crate::cluster::ReplicatedMetadata), and here before this returns. When another change
-/// came first, prepares again against the newer replica.
+/// came first, prepares again against the newer replica. `prepare` may find nothing to change
+/// (`None`, proposed as nothing).
 async fn propose_change<C, P>(
     shard0: &Rc<Shard>,
     group: &MetadataGroup,
     prepare: P,
-) -> Result<C, CommandError>
+) -> Result<Option<C>, CommandError>
 where
     C: Into<Change> + Clone,
-    P: Fn(&Metadata) -> Result<C, MetadataError>,
+    P: Fn(&Metadata) -> Result<Option<C>, MetadataError>,
 {
     for _ in 0..CONFLICTS_MAX {
         let (version, prepared) = {
             let metadata = shard0.metadata.borrow();
             (metadata.version(), prepare(&metadata)?)
         };
+        let Some(prepared) = prepared else {
+            return Ok(None);
+        };
         match group.propose(version, prepared.clone().into()).await {
-            Ok(()) => return Ok(prepared),
+            Ok(()) => return Ok(Some(prepared)),
             Err(ProposeError::Conflict) => {}
             Err(error) => return Err(CommandError::Cluster(error)),
         }
     }
     Err(CommandError::Cluster(ProposeError::Conflict))
+}
+
+/// On shard 0, holding the metadata lock (`log`): makes what `prepare` returns, if anything,
+/// the next metadata change: in the metadata log on a single node, through the metadata group
+/// on a cluster node. For changes that create and remove no partition (consumer groups and
+/// their members); [`change_metadata`] handles those that do.
+pub async fn commit_on_shard0<C, P>(
+    shard0: &Rc<Shard>,
+    log: &MetadataLog,
+    prepare: P,
+) -> Result<Option<C>, CommandError>
+where
+    C: Into<Change> + Clone,
+    P: Fn(&Metadata) -> Result<Option<C>, MetadataError>,
+{
+    if let Some(group) = shard0.state().metadata_group().cloned() {
+        return propose_change(shard0, &group, prepare).await;
+    }
+    let prepared = prepare(&shard0.metadata.borrow())?;
+    if let Some(change) = &prepared {
+        shard0.commit(log, change.clone()).await?;
+    }
+    Ok(prepared)
 }
 
 /// The partitions a change creates, with the owners placement will give them.
