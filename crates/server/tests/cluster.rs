@@ -30,6 +30,7 @@ const TASK_TIMEOUT: u32 = 12001;
 const GET_CONSUMER_GROUP: u32 = 600;
 const CREATE_CONSUMER_GROUP: u32 = 602;
 const JOIN_CONSUMER_GROUP: u32 = 604;
+const DELETE_STREAM: u32 = 203;
 
 struct Cluster {
     nodes: Vec<TestServer>,
@@ -497,14 +498,115 @@ const FAULTS: [Fault; 5] = [
     Fault::SlowLinks,
 ];
 
-/// Creates `name` through node `index`: `Some(true)` acknowledged, `Some(false)` refused (the
-/// outcome is then unknown: a change no leader took in time may still commit later), `None`
-/// when the node is down.
-fn try_create(cluster: &Cluster, index: usize, name: &str) -> Option<bool> {
+/// Sends one request through node `index`: `Some(true)` acknowledged, `Some(false)` refused
+/// (the outcome is then unknown: a change no leader took in time may still commit later),
+/// `None` when the node is down.
+fn try_request(cluster: &Cluster, index: usize, code: u32, payload: &[u8]) -> Option<bool> {
     let mut conn = RawConn::try_connect_logged_in(cluster.nodes[index].addr).ok()?;
-    conn.send_frame(code::CREATE_STREAM, &raw::str8(name.as_bytes()));
+    conn.send_frame(code, payload);
     let response = conn.try_read_response().ok()?;
     Some(response.status == 0)
+}
+
+/// Creates stream `name` through node `index` (see [`try_request`]).
+fn try_create(cluster: &Cluster, index: usize, name: &str) -> Option<bool> {
+    try_request(
+        cluster,
+        index,
+        code::CREATE_STREAM,
+        &raw::str8(name.as_bytes()),
+    )
+}
+
+/// What the nemesis asked and heard, per stream name.
+#[derive(Default)]
+struct History {
+    created: Vec<String>,
+    /// Creates refused: the stream may exist or not.
+    create_unknown: Vec<String>,
+    /// Streams whose topic (2 partitions) was acknowledged, or refused.
+    topic: Vec<String>,
+    topic_unknown: Vec<String>,
+    deleted: Vec<String>,
+    delete_unknown: Vec<String>,
+}
+
+impl History {
+    /// One random operation through a random node: create a stream (and then a topic in it),
+    /// or delete one created before.
+    fn operate(&mut self, cluster: &Cluster, rng: &mut Rng, serial: usize) {
+        let through = rng.below(3);
+        let live: Vec<&String> = self
+            .created
+            .iter()
+            .filter(|name| !self.deleted.contains(name) && !self.delete_unknown.contains(name))
+            .collect();
+        if rng.below(4) == 0 && !live.is_empty() {
+            let name = live[rng.below(live.len())].clone();
+            let outcome = try_request(cluster, through, DELETE_STREAM, &raw::id_named(&name));
+            match outcome {
+                Some(true) => self.deleted.push(name),
+                Some(false) => self.delete_unknown.push(name),
+                None => {}
+            }
+            return;
+        }
+        let name = format!("s{serial}");
+        match try_create(cluster, through, &name) {
+            Some(true) => self.created.push(name.clone()),
+            Some(false) => {
+                self.create_unknown.push(name);
+                return;
+            }
+            None => return,
+        }
+        let topic = raw::create_topic_payload(&raw::id_named(&name), "t", 2);
+        match try_request(cluster, through, code::CREATE_TOPIC, &topic) {
+            Some(true) => self.topic.push(name),
+            Some(false) => self.topic_unknown.push(name),
+            None => {}
+        }
+    }
+
+    /// Checks one node's streams (name, topics) against what was asked and heard.
+    #[track_caller]
+    fn check(&self, streams: &[(String, u32)]) {
+        let present = |name: &String| streams.iter().find(|(found, _)| found == name);
+        for name in &self.created {
+            let found = present(name);
+            if self.deleted.contains(name) {
+                assert!(found.is_none(), "deleted {name} is still there");
+            } else if !self.delete_unknown.contains(name) {
+                assert!(found.is_some(), "acknowledged {name} is missing");
+            }
+        }
+        for (name, topics) in streams {
+            if name.starts_with("marker-") {
+                continue;
+            }
+            assert!(
+                self.created.contains(name) || self.create_unknown.contains(name),
+                "{name} was never asked for"
+            );
+            let expected = if self.topic.contains(name) {
+                1..=1
+            } else if self.topic_unknown.contains(name) {
+                0..=1
+            } else {
+                0..=0
+            };
+            assert!(expected.contains(topics), "{name} has {topics} topics");
+        }
+    }
+}
+
+fn stream_headers(conn: &mut RawConn) -> Vec<(String, u32)> {
+    let payload = conn.request(code::GET_STREAMS, &[]).ok();
+    StreamHeader::decode_list(&payload)
+        .expect("StreamHeaders")
+        .into_iter()
+        .map(|stream| (stream.name, stream.topics_count))
+        .collect()
 }
 
 /// The nemesis: `NEMESIS_STEPS` (default 12) rounds, each with one random fault on a random
@@ -529,8 +631,8 @@ fn nemesis() {
     // Odd and non-zero, and distinct for neighbouring seeds.
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut cluster = Cluster::start_proxied(3);
-    let (mut acknowledged, mut unknown) = (Vec::new(), Vec::new());
-    let mut created = 0;
+    let mut history = History::default();
+    let mut serial = 0;
     for step in 0..steps {
         let node = rng.below(3);
         let fault = FAULTS[rng.below(FAULTS.len())];
@@ -549,14 +651,8 @@ fn nemesis() {
                 .for_each(|link| link.delay(Duration::from_millis(50))),
         }
         for _ in 0..3 {
-            let through = rng.below(3);
-            let name = format!("s{created}");
-            created += 1;
-            match try_create(&cluster, through, &name) {
-                Some(true) => acknowledged.push(name),
-                Some(false) => unknown.push(name),
-                None => {}
-            }
+            history.operate(&cluster, &mut rng, serial);
+            serial += 1;
         }
         cluster.heal_all();
         if matches!(fault, Fault::Kill) {
@@ -564,29 +660,35 @@ fn nemesis() {
         }
     }
     println!(
-        "{} acknowledged, {} unknown",
-        acknowledged.len(),
-        unknown.len()
+        "{} acknowledged, {} unknown: streams created {} / {}, topics {} / {}, deleted {} / {}",
+        history.created.len() + history.topic.len() + history.deleted.len(),
+        history.create_unknown.len() + history.topic_unknown.len() + history.delete_unknown.len(),
+        history.created.len(),
+        history.create_unknown.len(),
+        history.topic.len(),
+        history.topic_unknown.len(),
+        history.deleted.len(),
+        history.delete_unknown.len(),
     );
     assert!(
-        !acknowledged.is_empty(),
+        !history.created.is_empty(),
         "the cluster took no change at all"
     );
-    check_history(&cluster, "marker-1", &acknowledged, &unknown);
+    check_history(&cluster, "marker-1", &history);
     for node in &mut cluster.nodes {
         node.stop();
     }
     for node in &mut cluster.nodes {
         node.restart();
     }
-    check_history(&cluster, "marker-2", &acknowledged, &unknown);
+    check_history(&cluster, "marker-2", &history);
 }
 
 /// Checks every node's streams against the history. A marker stream created last through
 /// node 1 comes after everything committed before it in the one log every node applies in
 /// order, so once a node lists the marker its list is complete.
 #[track_caller]
-fn check_history(cluster: &Cluster, marker: &str, acknowledged: &[String], unknown: &[String]) {
+fn check_history(cluster: &Cluster, marker: &str, history: &History) {
     // Refused means unknown (it may commit later, and then a retry is refused as a name that
     // exists): the marker is there once node 1 lists it.
     wait_for(|| match try_create(cluster, 0, marker) {
@@ -598,12 +700,15 @@ fn check_history(cluster: &Cluster, marker: &str, acknowledged: &[String], unkno
                 names.iter().any(|name| name == marker).then_some(())
             }),
     });
-    let lists: Vec<Vec<String>> = (0..3)
+    let lists: Vec<Vec<(String, u32)>> = (0..3)
         .map(|node| {
             let mut conn = cluster.connect(node);
             wait_for(|| {
-                let names = stream_names(&mut conn);
-                names.iter().any(|name| name == marker).then_some(names)
+                let streams = stream_headers(&mut conn);
+                streams
+                    .iter()
+                    .any(|(name, _)| name == marker)
+                    .then_some(streams)
             })
         })
         .collect();
@@ -611,13 +716,5 @@ fn check_history(cluster: &Cluster, marker: &str, acknowledged: &[String], unkno
         lists.iter().all(|list| *list == lists[0]),
         "the nodes disagree: {lists:?}"
     );
-    for name in acknowledged {
-        assert!(lists[0].contains(name), "acknowledged {name} is missing");
-    }
-    for name in &lists[0] {
-        assert!(
-            name.starts_with("marker-") || acknowledged.contains(name) || unknown.contains(name),
-            "{name} was never asked for"
-        );
-    }
+    history.check(&lists[0]);
 }
