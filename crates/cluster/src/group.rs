@@ -48,6 +48,8 @@ const PROPOSE_ELECTIONS_MAX: u32 = 5;
 const MESSAGE_BYTES_MAX: u64 = 1 << 20;
 /// Append messages in flight per follower.
 const INFLIGHT_MESSAGES_MAX: usize = 64;
+/// How often a node that cannot write its Raft log tries again.
+const PERSIST_RETRY: Duration = Duration::from_secs(1);
 
 /// What the driver acts on.
 pub enum Input {
@@ -392,11 +394,27 @@ impl Driver {
         self.node.advance_apply();
     }
 
-    /// Makes entries and hard state durable. A node that cannot write its Raft log cannot
-    /// take part safely (it would vote or acknowledge what it may forget), so it stops.
+    /// Makes entries and hard state durable. A node that cannot write its Raft log (a full
+    /// disk, an I/O error) must not vote or acknowledge what it may forget, so the driver waits
+    /// here, retrying, and takes no part in the group meanwhile: no tick, no message, no vote.
+    /// A leader's followers stop hearing it and elect another; the node serves what it has
+    /// and goes on where it stopped once a write succeeds. (A failed append leaves the file
+    /// as it was: the next one overwrites whatever part got written.)
     async fn persist(&self, hard_state: &raft::eraftpb::HardState, entries: &[Entry]) {
-        if let Err(why) = self.log.append(hard_state, entries).await {
-            panic!("{why}: the node cannot take part in the metadata group without its log");
+        let mut failures = 0u64;
+        while let Err(why) = self.log.append(hard_state, entries).await {
+            if failures == 0 {
+                tracing::error!(
+                    %why,
+                    "cannot write the cluster log: this node takes no part in the metadata \
+                     group until a write succeeds (retrying every second)"
+                );
+            }
+            failures += 1;
+            compio::time::sleep(PERSIST_RETRY).await;
+        }
+        if failures > 0 {
+            tracing::info!(failures, "the cluster log is writable again");
         }
     }
 

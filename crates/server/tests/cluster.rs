@@ -85,16 +85,22 @@ fn loopback(port: u16) -> SocketAddr {
 impl Cluster {
     /// `count` nodes that reach each other directly.
     fn start(count: usize) -> Cluster {
-        Self::start_with(count, false, "")
+        Self::start_with(count, false, "", &[])
     }
 
     /// `count` nodes whose every link (each direction of each pair) passes a [`FaultProxy`],
     /// with a 50 ms tick: elections within 0.5–1 s, proposals given up after 5 s.
     fn start_proxied(count: usize) -> Cluster {
-        Self::start_with(count, true, "tick_ms = 50\n")
+        Self::start_with(count, true, "tick_ms = 50\n", &[])
     }
 
-    fn start_with(count: usize, proxied: bool, extra: &str) -> Cluster {
+    /// With `file_size_max[i]`, node `i`'s files are limited to that many bytes each.
+    fn start_with(
+        count: usize,
+        proxied: bool,
+        extra: &str,
+        file_size_max: &[Option<u64>],
+    ) -> Cluster {
         let configs = tempfile::tempdir().expect("config dir");
         let real: Vec<SocketAddr> = free_ports(count).into_iter().map(loopback).collect();
         let links: Vec<Option<FaultProxy>> = (0..count * count)
@@ -121,7 +127,11 @@ impl Cluster {
                     "test-cluster",
                     extra,
                 );
-                TestServer::launch(&["--config", config.to_str().expect("utf-8 path")])
+                let args = ["--config", config.to_str().expect("utf-8 path")];
+                match file_size_max.get(from).copied().flatten() {
+                    Some(bytes) => TestServer::launch_with_file_size_max(&args, bytes),
+                    None => TestServer::launch(&args),
+                }
             })
             .collect();
         for node in &mut nodes {
@@ -367,6 +377,45 @@ async fn official_sdk_clients_work_through_any_node() {
             .map(|count| u32::from_le_bytes(count.try_into().expect("4")));
         (members == Some(1)).then_some(())
     });
+}
+
+#[test]
+fn a_node_that_cannot_write_its_raft_log_takes_no_part_and_the_others_go_on() {
+    // Node 3's files may not grow past 64 KiB: its metadata Raft log fills up first (only
+    // streams are created, no partition files).
+    const LIMIT: u64 = 64 * 1024;
+    let cluster = Cluster::start_with(3, false, "tick_ms = 50\n", &[None, None, Some(LIMIT)]);
+    let raft_log = cluster.nodes[2]
+        .data_dir
+        .join("state/cluster/metadata.raft");
+    let mut first = cluster.connect(0);
+    let mut created = 0;
+    // Long names fill the log sooner; every create is acknowledged by nodes 1 and 2.
+    wait_for(|| {
+        let name = format!("{created:04}-{}", "x".repeat(200));
+        raw::create_stream(&mut first, &name);
+        created += 1;
+        cluster.nodes[2]
+            .logs()
+            .contains("cannot write the cluster log")
+            .then_some(())
+    });
+    let size = std::fs::metadata(&raft_log).expect("node 3's log").len();
+    assert!(size <= LIMIT, "{size}");
+    // The majority goes on, whoever led before.
+    for _ in 0..5 {
+        let name = format!("{created:04}-{}", "y".repeat(200));
+        raw::create_stream(&mut first, &name);
+        created += 1;
+    }
+    let mut second = cluster.connect(1);
+    wait_for(|| (stream_names(&mut second).len() == created).then_some(()));
+    // Node 3 still runs and answers, but acknowledges nothing and has not applied the rest.
+    let mut third = cluster.connect(2);
+    let refused = third.request(code::CREATE_STREAM, &raw::str8(b"on-a-full-disk"));
+    refused.assert_error(TASK_TIMEOUT);
+    assert!(stream_names(&mut third).len() < created);
+    assert_eq!(std::fs::metadata(&raft_log).expect("log").len(), size);
 }
 
 #[test]

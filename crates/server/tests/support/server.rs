@@ -55,6 +55,8 @@ pub struct TestServer {
     /// The ready line of the current run, until [`TestServer::wait_ready`] takes it.
     ready: Option<mpsc::Receiver<ReadyAddresses>>,
     runs: u32,
+    /// RLIMIT_FSIZE of every run, if set: writes past it fail (EFBIG), as on a full disk.
+    file_size_max: Option<u64>,
 }
 
 struct Process {
@@ -106,7 +108,22 @@ impl TestServer {
         Self::launch_with_env(args, &[])
     }
 
+    /// Like [`TestServer::launch`], with the server's files limited to `bytes` each
+    /// (RLIMIT_FSIZE): a write past it fails as on a full disk. Its log file is limited too.
+    pub fn launch_with_file_size_max(args: &[&str], bytes: u64) -> TestServer {
+        let mut server = Self::build(args, &[]);
+        server.file_size_max = Some(bytes);
+        server.spawn();
+        server
+    }
+
     fn launch_with_env(args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut server = Self::build(args, env);
+        server.spawn();
+        server
+    }
+
+    fn build(args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let root = tempfile::Builder::new()
             .prefix("galgo-test-")
             .tempdir()
@@ -114,7 +131,7 @@ impl TestServer {
         let data_dir = root.path().join("data");
         std::fs::create_dir_all(&data_dir).expect("create data dir");
         let args = with_default_shards(args);
-        let mut server = TestServer {
+        TestServer {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ws_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_addr: None,
@@ -128,9 +145,8 @@ impl TestServer {
             process: None,
             ready: None,
             runs: 0,
-        };
-        server.spawn();
-        server
+            file_size_max: None,
+        }
     }
 
     /// The TCP address the current run logged when its listeners bound, which on a first
@@ -299,7 +315,24 @@ impl TestServer {
         self.runs += 1;
         let log_path = self.log_path(self.runs);
         let log = File::create(&log_path).expect("create server log file");
-        let mut child = Command::new(server_binary())
+        let mut command = Command::new(server_binary());
+        if let Some(bytes) = self.file_size_max {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only async-signal-safe setrlimit runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: bytes,
+                        rlim_max: bytes,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--tcp-address", "127.0.0.1:0", "--no-pin"])
