@@ -178,11 +178,6 @@ impl MetadataGroup {
         }
     }
 
-    /// The cluster as this node sees it.
-    pub fn view(&self) -> &Arc<ClusterView> {
-        &self.view
-    }
-
     /// Proposes `change`, prepared against metadata version `expected_version`, and waits
     /// until this node has applied it. A proposal no leader takes is sent again (it is safe
     /// to send twice: see [`MetadataProposal`]) for [`PROPOSE_ELECTIONS_MAX`] election
@@ -302,18 +297,18 @@ impl Driver {
                 self.node.report_unreachable(peer);
             }
             let (leader, term) = (self.node.raft.leader_id, self.node.raft.term);
-            if leader != self.view.leader().unwrap_or(0) && leader != 0 {
+            let new_leader = leader != 0 && self.view.leader() != Some(leader);
+            self.view.set_leader(leader, term);
+            if new_leader {
                 tracing::info!(
                     node = self.view.node_id(),
                     leader,
                     term,
                     "metadata group has a new leader"
                 );
-                self.view.set_leader(leader, term);
                 self.propose_pending();
                 self.on_ready().await;
             }
-            self.view.set_leader(leader, term);
         }
     }
 

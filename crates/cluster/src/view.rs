@@ -71,10 +71,14 @@ impl ClusterView {
     }
 
     pub(crate) fn heard_from(&self, node: u64) {
-        if let Some(index) = self.settings.peers.iter().position(|peer| peer.id == node) {
-            let now = self.started.elapsed().as_millis() as u64 + 1;
-            self.heard[index].store(now, Ordering::Relaxed);
+        if let Some(index) = self.index_of(node) {
+            self.heard[index].store(self.now_ms(), Ordering::Relaxed);
         }
+    }
+
+    /// Ms since the view was made, plus one (0 stands for never in `heard`).
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 + 1
     }
 
     fn index_of(&self, node: u64) -> Option<usize> {
@@ -121,14 +125,14 @@ impl ClusterView {
         if node == self.settings.node_id {
             return true;
         }
-        let Some(index) = self.settings.peers.iter().position(|peer| peer.id == node) else {
+        let Some(index) = self.index_of(node) else {
             return false;
         };
         match self.heard[index].load(Ordering::Relaxed) {
             0 => false,
             at => {
-                let now = self.started.elapsed().as_millis() as u64 + 1;
-                now.saturating_sub(at) <= self.settings.election_timeout().as_millis() as u64
+                self.now_ms().saturating_sub(at)
+                    <= self.settings.election_timeout().as_millis() as u64
             }
         }
     }

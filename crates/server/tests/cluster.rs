@@ -24,6 +24,8 @@ use support::{
 
 /// Every wait on the cluster (an election, a node catching up) ends within this.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often [`wait_for`] probes again.
+const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 const GET_CLUSTER_METADATA: u32 = 12;
 /// No leader took a metadata change in time.
 const TASK_TIMEOUT: u32 = 12001;
@@ -228,7 +230,7 @@ fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
             Instant::now() < deadline,
             "the cluster did not get there in time"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(PROBE_INTERVAL);
     }
 }
 
