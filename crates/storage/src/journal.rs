@@ -291,6 +291,53 @@ impl Journal {
         self.abort_run();
     }
 
+    /// Drops every message at `offset` and above (a batch that straddles it keeps its front),
+    /// with no write in flight; `offset` must not be below the journal's first message.
+    /// Returns the memory bytes given up (what the shard's bound counted for them).
+    pub fn truncate_from(&mut self, offset: u64) -> u64 {
+        assert_eq!(self.in_flight_batches, 0, "no write in flight");
+        debug_assert!(self.first_offset().is_none_or(|first| first <= offset));
+        let mut freed = 0;
+        while let Some(last) = self.batches.back_mut() {
+            if last.end_offset_exclusive() <= offset {
+                break;
+            }
+            let before = last.memory_bytes();
+            let (messages_before, size_before) =
+                (u64::from(last.messages_count), last.messages.len() as u64);
+            if last.first_offset >= offset {
+                self.batches.pop_back();
+                freed += before;
+                self.messages_count -= messages_before;
+                self.size_bytes -= size_before;
+                continue;
+            }
+            let keep = (offset - last.first_offset) as u32;
+            let (_, end) = last.byte_range(0, keep);
+            last.messages = last.messages.slice(..end);
+            last.entries = last.entries.slice(..keep as usize * INDEX_ENTRY_BYTES);
+            last.messages_count = keep;
+            freed += before - last.memory_bytes();
+            self.messages_count -= messages_before - u64::from(keep);
+            self.size_bytes -= size_before - end as u64;
+        }
+        if let Some(last) = self.batches.back() {
+            self.tail_segment_start = last.segment_start;
+            self.tail_position = u64::from(last.position) + last.messages.len() as u64;
+        }
+        freed
+    }
+
+    /// Whether the journal holds no batch.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+
+    /// Timestamp of the newest batch.
+    pub fn last_timestamp(&self) -> Option<u64> {
+        self.batches.back().map(|batch| batch.timestamp)
+    }
+
     /// The first message with timestamp ≥ `timestamp` (all of a batch share its timestamp).
     pub fn offset_at_timestamp(&self, timestamp: u64) -> Option<u64> {
         let at = self

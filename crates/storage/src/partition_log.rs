@@ -26,6 +26,7 @@
 mod append;
 mod flush;
 mod read;
+mod replica;
 mod retention;
 mod sync;
 

@@ -118,7 +118,7 @@ pub(crate) async fn recover_segments(
 }
 
 /// Opens the last recovered segment for writing, as the active segment.
-async fn open_active(
+pub(crate) async fn open_active(
     dir: &Path,
     config: &StorageConfig,
     last: RecoveredSegment,

@@ -5,10 +5,10 @@
 use bytes::BytesMut;
 use galgo_protocol::message::{self, MessageView};
 
-use super::{AppendReceipt, JOURNAL_BACKLOG_FACTOR, PartitionLog};
+use super::{AppendReceipt, JOURNAL_BACKLOG_FACTOR, LogState, PartitionLog};
 use crate::{
     FsyncMode, StorageError,
-    journal::JournalBatch,
+    journal::{JournalBatch, Placement},
     offset_index::{INDEX_ENTRY_BYTES, IndexEntry},
 };
 
@@ -30,8 +30,26 @@ impl PartitionLog {
         now_us: u64,
     ) -> Result<AppendReceipt, StorageError> {
         check_block(&messages, count)?;
+        self.make_room(messages.len() as u64).await?;
+        let (messages, count, duplicates_count) = self.deduplicate(messages, count, now_us);
+        if count == 0 {
+            let next_offset = self.state.borrow().next_offset;
+            return Ok(AppendReceipt {
+                first_offset: next_offset,
+                last_offset: next_offset.wrapping_sub(1),
+                duplicates_count,
+            });
+        }
+        let (mut receipt, generation) = self.push_batch(messages, count, now_us)?;
+        receipt.duplicates_count = duplicates_count;
+        self.journaled(receipt, generation).await
+    }
+
+    /// Before a batch of `size_bytes` is journaled: the shard's pacing, then room in the
+    /// journal (past its bound, the appender writes it out itself).
+    pub(super) async fn make_room(&self, size_bytes: u64) -> Result<(), StorageError> {
         if self.config.fsync != FsyncMode::Always
-            && let Some(pause) = self.tail.cache().admission(messages.len() as u64)
+            && let Some(pause) = self.tail.cache().admission(size_bytes)
         {
             compio::time::sleep(pause).await;
         }
@@ -45,17 +63,16 @@ impl PartitionLog {
                 }
             }
         }
-        let (messages, count, duplicates_count) = self.deduplicate(messages, count, now_us);
-        if count == 0 {
-            let next_offset = self.state.borrow().next_offset;
-            return Ok(AppendReceipt {
-                first_offset: next_offset,
-                last_offset: next_offset.wrapping_sub(1),
-                duplicates_count,
-            });
-        }
-        let (mut receipt, generation) = self.push_batch(messages, count, now_us)?;
-        receipt.duplicates_count = duplicates_count;
+        Ok(())
+    }
+
+    /// After a batch was journaled: wakes long polls, then waits for the group commit
+    /// (`fsync = "always"`) or starts the journal's write once a threshold is crossed.
+    pub(super) async fn journaled(
+        &self,
+        receipt: AppendReceipt,
+        generation: u64,
+    ) -> Result<AppendReceipt, StorageError> {
         // Long polls parked on this partition re-poll now (a no-op when none waits).
         self.wake_waiters();
         if self.config.fsync == FsyncMode::Always {
@@ -129,21 +146,7 @@ impl PartitionLog {
         let first_offset = state.next_offset;
         let timestamp = now_us.max(state.last_timestamp);
         let size_bytes = messages.len() as u64;
-        let placement =
-            state
-                .journal
-                .place(first_offset, size_bytes, self.config.segment_size_bytes);
-        if placement.position + size_bytes > u64::from(u32::MAX) {
-            return Err(StorageError::InvalidBatch(
-                "batch larger than a segment can hold",
-            ));
-        }
-        let relative_base = u32::try_from(first_offset - placement.segment_start)
-            .ok()
-            .filter(|base| base.checked_add(count).is_some())
-            .ok_or(StorageError::InvalidBatch(
-                "too many messages for one segment",
-            ))?;
+        let (placement, relative_base) = self.place(&state, first_offset, size_bytes, count)?;
         let stamp = Stamp {
             first_offset,
             relative_base,
@@ -160,6 +163,46 @@ impl PartitionLog {
             messages: messages.freeze(),
             entries: entries.freeze(),
         };
+        Ok(self.push_journal_batch(&mut state, batch))
+    }
+
+    /// Where a batch of `count` messages in `size_bytes` starting at `first_offset` goes,
+    /// and its first message's offset relative to that segment.
+    pub(super) fn place(
+        &self,
+        state: &LogState,
+        first_offset: u64,
+        size_bytes: u64,
+        count: u32,
+    ) -> Result<(Placement, u32), StorageError> {
+        let placement =
+            state
+                .journal
+                .place(first_offset, size_bytes, self.config.segment_size_bytes);
+        if placement.position + size_bytes > u64::from(u32::MAX) {
+            return Err(StorageError::InvalidBatch(
+                "batch larger than a segment can hold",
+            ));
+        }
+        let relative_base = u32::try_from(first_offset - placement.segment_start)
+            .ok()
+            .filter(|base| base.checked_add(count).is_some())
+            .ok_or(StorageError::InvalidBatch(
+                "too many messages for one segment",
+            ))?;
+        Ok((placement, relative_base))
+    }
+
+    /// Journals a stamped batch that follows the log; returns its receipt and the log's
+    /// generation.
+    pub(super) fn push_journal_batch(
+        &self,
+        state: &mut LogState,
+        batch: JournalBatch,
+    ) -> (AppendReceipt, u64) {
+        let (first_offset, count, timestamp) =
+            (batch.first_offset, batch.messages_count, batch.timestamp);
+        let size_bytes = batch.messages.len() as u64;
         self.tail.cache().journaled(batch.memory_bytes());
         state.journal.push(batch);
         state.next_offset += u64::from(count);
@@ -170,7 +213,7 @@ impl PartitionLog {
             last_offset: state.next_offset - 1,
             duplicates_count: 0,
         };
-        Ok((receipt, state.generation))
+        (receipt, state.generation)
     }
 
     /// True when the journal is at its bound: past its own allowance
@@ -282,7 +325,7 @@ impl Stamp {
 }
 
 /// The block must be exactly `count` whole messages.
-fn check_block(messages: &[u8], count: u32) -> Result<(), StorageError> {
+pub(super) fn check_block(messages: &[u8], count: u32) -> Result<(), StorageError> {
     if count == 0 {
         return Err(StorageError::InvalidBatch("no messages"));
     }
