@@ -5,6 +5,10 @@
 //!   (16-byte entries, §9.3); an in-memory journal in front of them; recovery at open; stored
 //!   consumer and group offsets.
 //! * [`MetadataLog`]: the append-only, checksummed log of metadata changes (shard 0 only).
+//! * For a replicated partition (a cluster's partition group): [`RaftRecords`], one record
+//!   per Raft entry beside the partition log that holds the entries' messages, and
+//!   [`ReplicaStateFile`], the group's term, vote, commit and log start; the partition log's
+//!   `append_stamped` and `truncate_from` keep the messages in step with them.
 //!
 //! It is not the broker: no wire codec beyond the message layout of `galgo_protocol`, no shard
 //! routing, no retention policy decisions. Every object here lives on one shard thread and is
@@ -48,6 +52,8 @@ pub mod offset_index;
 mod partition_log;
 mod read_buffers;
 mod recovery;
+mod replica_records;
+mod replica_state;
 mod segment;
 mod tail_cache;
 mod write_pace;
@@ -62,4 +68,10 @@ pub use partition_log::{
     PartitionStats, Polled, RemovedSegments, SegmentInfo, remove_partition,
 };
 pub use recovery::{DroppedSegment, RecoveryReport, SegmentRecovery};
+pub use replica_records::{
+    RAFT_RECORD_BYTES, RAFT_RECORDS_FILE, RaftRecord, RaftRecords, RecordKind,
+};
+pub use replica_state::{
+    LogStart, REPLICA_STATE_FILE, REPLICA_VOTERS_MAX, ReplicaState, ReplicaStateFile,
+};
 pub use tail_cache::{TailCache, TailCacheCounters};
