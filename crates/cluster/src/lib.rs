@@ -12,6 +12,7 @@ mod group;
 mod group_log;
 mod log_bridge;
 mod proposal;
+pub mod replica;
 mod settings;
 pub mod transport;
 mod view;
