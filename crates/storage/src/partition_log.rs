@@ -292,6 +292,16 @@ impl PartitionLog {
         self.state.borrow().first_offset()
     }
 
+    /// Timestamp of the newest message (0 when none was ever appended).
+    pub fn last_timestamp(&self) -> u64 {
+        self.state.borrow().last_timestamp
+    }
+
+    /// The durability mode the log was opened with.
+    pub fn fsync_mode(&self) -> crate::FsyncMode {
+        self.config.fsync
+    }
+
     /// The last assigned offset; `None` if the partition never had a message.
     pub fn last_offset(&self) -> Option<u64> {
         self.state.borrow().next_offset.checked_sub(1)

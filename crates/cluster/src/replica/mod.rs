@@ -3,6 +3,11 @@
 //! The group's Raft log is the partition log: one copy of each batch on disk, with a
 //! `raft.records` record per entry and the group's `raft_state` beside it (galgo-storage).
 
+mod group;
 mod storage;
+
+pub use group::{
+    GroupConfig, GroupHandle, GroupInput, GroupView, Proposal, ReplicaError, Sink, start_group,
+};
 
 pub use storage::{ENTRY_CONTEXT_BYTES, EntryMeta, Fetch, PartitionStorage};

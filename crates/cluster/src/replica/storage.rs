@@ -258,6 +258,22 @@ impl Core {
         self.window_start += drop as u64;
     }
 
+    /// Puts the data of the entries from `start` to the last in memory (at open: the
+    /// entries above the commit, read back from the log).
+    pub fn set_window(&mut self, start: u64, data: Vec<Bytes>) {
+        assert!(
+            start > self.log_start.index,
+            "the window starts inside the log"
+        );
+        assert_eq!(
+            start + data.len() as u64,
+            self.last_index() + 1,
+            "the window reaches the last entry"
+        );
+        self.window = data.into();
+        self.window_start = start;
+    }
+
     /// Takes the reads `entries` queued.
     pub fn take_fetches(&mut self) -> Vec<Fetch> {
         std::mem::take(&mut self.fetches)

@@ -1,0 +1,811 @@
+//! One partition group on one replica: its `RawNode`, driven by a task of the partition's
+//! shard, over the partition log, its `raft.records` and its `raft_state`.
+//!
+//! * **The leader stamps** a send before proposing it: offsets after its log's last entry
+//!   (committed or not), a timestamp never below its newest, ids for id 0, checksums. The
+//!   entry's data is the stamped batch, its context what the record says; followers append
+//!   the bytes verbatim (`PartitionLog::append_stamped`).
+//! * **A Ready** is handled in raft-rs's order: a leader's messages leave at once; entries
+//!   are made durable (an uncommitted tail they replace is cut from the log and the records
+//!   first; "durable" is written under `fsync = "interval"` or `"never"`, fdatasynced under
+//!   `"always"`); a changed term or vote is saved and fdatasynced; committed entries are
+//!   applied; the messages that waited for the write leave.
+//! * **Apply** moves the high watermark (the offset after the last committed batch), wakes
+//!   long polls, and answers this node's sends: success when the committed entry is the one
+//!   proposed (same term), [`ReplicaError::Replaced`] when another leader's entry took its
+//!   index. With `ack = "leader"` a send is answered once the leader's own write is durable.
+//! * Nothing reads above the high watermark: the log holds uncommitted batches (it is the
+//!   Raft log), and the server bounds polls by [`GroupView::high_watermark`].
+//!
+//! This first version runs one task per group and persists each group's Ready on its own;
+//! the shard-wide raft pass with one persistence round for all groups (docs/architecture.md,
+//! "Driving groups on a shard") is not built.
+
+use std::{
+    cell::Cell,
+    collections::HashMap,
+    path::{Path, PathBuf},
+    rc::Rc,
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_channel::oneshot;
+use galgo_protocol::message::{self, MessageView};
+use galgo_storage::{
+    AppendReceipt, FsyncMode, LogStart, PartitionLog, RaftRecord, RaftRecords, RecordKind,
+    ReplicaState, ReplicaStateFile,
+};
+use raft::{
+    Config, RawNode, StateRole,
+    eraftpb::{Entry, HardState, Message, MessageType},
+};
+use thiserror::Error;
+
+use super::storage::{EntryMeta, PartitionStorage};
+use crate::{
+    log_bridge,
+    settings::{Ack, ELECTION_TICKS, HEARTBEAT_TICKS},
+};
+
+/// Inputs queued for a group before new messages are dropped (Raft resends).
+const INPUTS_MAX: usize = 4096;
+/// Inputs handled before the group looks at its `Ready`.
+const INPUTS_PER_PASS: usize = 256;
+/// Largest append message.
+const MESSAGE_BYTES_MAX: u64 = 1 << 20;
+/// Append messages in flight per follower.
+const INFLIGHT_MESSAGES_MAX: usize = 64;
+/// Ticks between saves of a moved commit (one election timeout).
+const COMMIT_SAVE_TICKS: u32 = ELECTION_TICKS as u32;
+/// Bytes of applied entries kept in memory for followers slightly behind.
+const APPLIED_WINDOW_BYTES: u64 = 8 << 20;
+
+/// What a group acts on.
+pub enum GroupInput {
+    /// A message from a peer.
+    Message(Message),
+    /// A send to propose (leader only).
+    Propose(Proposal),
+    /// The tick.
+    Tick,
+    /// Stop the group (the partition is closed or deleted).
+    Stop,
+}
+
+/// A send waiting for its outcome.
+pub struct Proposal {
+    /// The messages as the client sent them.
+    pub messages: BytesMut,
+    /// How many.
+    pub count: u32,
+    /// The server time, µs.
+    pub now_us: u64,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Result<AppendReceipt, ReplicaError>>,
+}
+
+/// Why a send was not acknowledged.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ReplicaError {
+    /// This replica does not lead the group; the leader it knows, if any.
+    #[error("this node does not lead the partition (leader: {0:?})")]
+    NotLeader(Option<u64>),
+    /// Another leader's entry took the proposal's index: it was not stored.
+    #[error("the batch was replaced by another leader's entries and not stored")]
+    Replaced,
+    /// The batch is malformed.
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    /// The log could not be written; the outcome is unknown.
+    #[error("partition storage: {0}")]
+    Storage(String),
+    /// The group stopped before the outcome was known.
+    #[error("the partition group stopped")]
+    Stopped,
+}
+
+/// How a group is set up.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// The group's id (never reused).
+    pub group: u64,
+    /// This node.
+    pub node_id: u64,
+    /// The replicas.
+    pub voters: Vec<u64>,
+    /// The replica that campaigns first in a new group.
+    pub preferred_leader: u64,
+    /// When a send is acknowledged.
+    pub ack: Ack,
+    /// Raft's tick.
+    pub tick: Duration,
+}
+
+/// What the shard sees of a group: who leads, and how far it committed.
+#[derive(Debug)]
+pub struct GroupView {
+    node_id: u64,
+    leader: Cell<u64>,
+    term: Cell<u64>,
+    high_watermark: Cell<u64>,
+}
+
+impl GroupView {
+    /// The leader this replica knows (None during an election).
+    pub fn leader(&self) -> Option<u64> {
+        Some(self.leader.get()).filter(|&leader| leader != 0)
+    }
+
+    /// True while this replica leads.
+    pub fn is_leader(&self) -> bool {
+        self.leader.get() == self.node_id
+    }
+
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.term.get()
+    }
+
+    /// The offset after the last committed message: polls read below it only.
+    pub fn high_watermark(&self) -> u64 {
+        self.high_watermark.get()
+    }
+}
+
+/// A running group: what the shard sends it.
+#[derive(Clone)]
+pub struct GroupHandle {
+    inputs: flume::Sender<GroupInput>,
+    view: Rc<GroupView>,
+}
+
+impl GroupHandle {
+    /// The group's view.
+    pub fn view(&self) -> &Rc<GroupView> {
+        &self.view
+    }
+
+    /// Hands a peer's message to the group; dropped when its queue is full (Raft resends).
+    pub fn step(&self, message: Message) {
+        let _ = self.inputs.try_send(GroupInput::Message(message));
+    }
+
+    /// Proposes a send and waits for its outcome (see the module page). The caller bounds
+    /// the wait: an entry that neither commits nor is replaced (no quorum) has no outcome.
+    pub async fn propose(
+        &self,
+        messages: BytesMut,
+        count: u32,
+        now_us: u64,
+    ) -> Result<AppendReceipt, ReplicaError> {
+        let (reply, outcome) = oneshot::channel();
+        let proposal = Proposal {
+            messages,
+            count,
+            now_us,
+            reply,
+        };
+        self.inputs
+            .send_async(GroupInput::Propose(proposal))
+            .await
+            .map_err(|_| ReplicaError::Stopped)?;
+        outcome.await.map_err(|_| ReplicaError::Stopped)?
+    }
+
+    /// Stops the group; its task ends after the input queued before.
+    pub fn stop(&self) {
+        let _ = self.inputs.try_send(GroupInput::Stop);
+    }
+}
+
+/// Where a group's messages to peers go: false when one was dropped.
+pub type Sink = Rc<dyn Fn(u64, Message) -> bool>;
+
+/// Opens the group of the partition whose log is `log` and whose directory is `dir`, and
+/// starts its task and tick on this runtime (the partition's shard).
+pub async fn start_group(
+    config: GroupConfig,
+    dir: &Path,
+    log: Rc<PartitionLog>,
+    sink: Sink,
+) -> Result<GroupHandle, String> {
+    let opened = open_replica(&config, dir, &log).await?;
+    let raft_config = Config {
+        id: config.node_id,
+        election_tick: ELECTION_TICKS,
+        heartbeat_tick: HEARTBEAT_TICKS,
+        applied: opened.saved.commit,
+        pre_vote: true,
+        check_quorum: true,
+        max_size_per_msg: MESSAGE_BYTES_MAX,
+        max_inflight_msgs: INFLIGHT_MESSAGES_MAX,
+        ..Config::default()
+    };
+    let fail = |what: &str, error: &dyn std::fmt::Display| {
+        format!(
+            "partition group {} in {}: {what}: {error}",
+            config.group,
+            dir.display()
+        )
+    };
+    raft_config
+        .validate()
+        .map_err(|error| fail("config", &error))?;
+    let logger = log_bridge::logger(config.group, config.node_id);
+    let mut node = RawNode::new(&raft_config, opened.storage.clone(), &logger)
+        .map_err(|error| fail("raft", &error))?;
+    if opened.new && config.preferred_leader == config.node_id {
+        let _ = node.campaign();
+    }
+    let view = Rc::new(GroupView {
+        node_id: config.node_id,
+        leader: Cell::new(0),
+        term: Cell::new(opened.saved.term),
+        high_watermark: Cell::new(opened.storage.rl().end_offset_at(opened.saved.commit)),
+    });
+    let (inputs, queued) = flume::bounded(INPUTS_MAX);
+    let group = Group {
+        config: config.clone(),
+        node,
+        storage: opened.storage,
+        log,
+        records: opened.records,
+        state_file: opened.state_file,
+        saved: opened.saved,
+        sink,
+        view: view.clone(),
+        pending: HashMap::new(),
+        last_stamp: 0,
+        unreachable: Vec::new(),
+        ticks: 0,
+        dir: dir.to_path_buf(),
+    };
+    compio::runtime::spawn(group.run(queued)).detach();
+    compio::runtime::spawn(tick(inputs.clone(), config.tick)).detach();
+    Ok(GroupHandle { inputs, view })
+}
+
+/// A replica's files, opened and brought in step with its log.
+struct Opened {
+    state_file: ReplicaStateFile,
+    records: RaftRecords,
+    saved: ReplicaState,
+    storage: PartitionStorage,
+    /// No state was saved before: a new group.
+    new: bool,
+}
+
+/// Opens `raft_state` and `raft.records` (creating a new group's), cuts the records and the
+/// log to their common prefix and builds the storage, the entries above the commit loaded.
+async fn open_replica(
+    config: &GroupConfig,
+    dir: &Path,
+    log: &PartitionLog,
+) -> Result<Opened, String> {
+    let fail = |what: &str, error: &dyn std::fmt::Display| {
+        format!(
+            "partition group {} in {}: {what}: {error}",
+            config.group,
+            dir.display()
+        )
+    };
+    let (mut state_file, saved) = ReplicaStateFile::open(dir)
+        .await
+        .map_err(|error| fail("raft_state", &error))?;
+    let (mut records_file, mut records) = RaftRecords::open(dir)
+        .await
+        .map_err(|error| fail("raft.records", &error))?;
+    let new = saved.is_none();
+    let mut saved = saved.unwrap_or_else(|| ReplicaState {
+        voters: config.voters.clone(),
+        log_start: LogStart {
+            index: 0,
+            term: 0,
+            offset: log.last_offset().map_or(0, |last| last + 1),
+        },
+        ..ReplicaState::default()
+    });
+    reconcile(log, &mut records_file, &mut records, saved.log_start)
+        .await
+        .map_err(|error| fail("recovery", &error))?;
+    let last_index = saved.log_start.index + records.len() as u64;
+    if saved.commit > last_index {
+        tracing::warn!(
+            group = config.group,
+            commit = saved.commit,
+            last_index,
+            "commit past the durable records (power lost under fsync = \"interval\"?); lowered"
+        );
+        saved.commit = last_index;
+    }
+    if new {
+        state_file
+            .save(&saved)
+            .await
+            .map_err(|error| fail("raft_state", &error))?;
+    }
+    let hard_state = HardState {
+        term: saved.term,
+        vote: saved.vote,
+        commit: saved.commit,
+        ..HardState::default()
+    };
+    let storage =
+        PartitionStorage::new(hard_state, saved.voters.clone(), saved.log_start, &records)?;
+    load_unapplied(&storage, log, saved.commit)
+        .await
+        .map_err(|error| fail("reading uncommitted entries", &error))?;
+    Ok(Opened {
+        state_file,
+        records: records_file,
+        saved,
+        storage,
+        new,
+    })
+}
+
+/// Cuts the records and the log to their common prefix: records whose batches the log lost
+/// (its unsynced tail), and messages no record describes (written before their records).
+async fn reconcile(
+    log: &PartitionLog,
+    file: &mut RaftRecords,
+    records: &mut Vec<RaftRecord>,
+    log_start: LogStart,
+) -> Result<(), String> {
+    let log_end = log.last_offset().map_or(0, |last| last + 1);
+    let before = records.len();
+    while records.last().is_some_and(|record| {
+        record.kind == RecordKind::Batch && record.first_offset + u64::from(record.count) > log_end
+    }) {
+        records.pop();
+    }
+    if records.len() < before {
+        let from = log_start.index + 1 + records.len() as u64;
+        tracing::warn!(dir = %log.dir().display(), from, "raft records past the log cut");
+        file.truncate_from(from)
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    let records_end = records
+        .iter()
+        .rev()
+        .find(|record| record.kind == RecordKind::Batch)
+        .map_or(log_start.offset, |record| {
+            record.first_offset + u64::from(record.count)
+        });
+    if log_end > records_end {
+        tracing::warn!(dir = %log.dir().display(), from = records_end, to = log_end,
+            "messages without raft records cut");
+        log.truncate_from(records_end)
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(())
+}
+
+/// Loads the data of the entries above `commit` into the storage's window: raft-rs reads
+/// them synchronously once they commit.
+async fn load_unapplied(
+    storage: &PartitionStorage,
+    log: &PartitionLog,
+    commit: u64,
+) -> Result<(), String> {
+    let last = storage.rl().last_index();
+    let mut data = Vec::new();
+    for index in commit + 1..=last {
+        let meta = *storage.rl().meta(index).expect("held");
+        data.push(read_batch(log, &meta).await?);
+    }
+    storage.wl().set_window(commit + 1, data);
+    Ok(())
+}
+
+/// The stamped bytes of the batch `meta` describes, read back from the log (nothing for an
+/// entry that is not a batch).
+async fn read_batch(log: &PartitionLog, meta: &EntryMeta) -> Result<Bytes, String> {
+    if meta.kind != RecordKind::Batch {
+        return Ok(Bytes::new());
+    }
+    let mut out = BytesMut::with_capacity(meta.bytes as usize);
+    let (mut offset, end) = (meta.first_offset, meta.end_offset());
+    while offset < end {
+        let polled = log
+            .poll(offset, (end - offset) as u32)
+            .await
+            .map_err(|error| error.to_string())?;
+        if polled.messages_count == 0 {
+            return Err(format!("messages {offset}..{end} are missing from the log"));
+        }
+        for chunk in &polled.chunks {
+            out.extend_from_slice(chunk);
+        }
+        offset += u64::from(polled.messages_count);
+    }
+    if out.len() as u64 != meta.bytes {
+        return Err(format!(
+            "batch at {} is {} bytes in the log, {} in its record",
+            meta.first_offset,
+            out.len(),
+            meta.bytes
+        ));
+    }
+    Ok(out.freeze())
+}
+
+async fn tick(inputs: flume::Sender<GroupInput>, every: Duration) {
+    loop {
+        compio::time::sleep(every).await;
+        if inputs.send_async(GroupInput::Tick).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A proposal of this node waiting for its entry to commit.
+struct Pending {
+    term: u64,
+    receipt: AppendReceipt,
+    reply: oneshot::Sender<Result<AppendReceipt, ReplicaError>>,
+}
+
+struct Group {
+    config: GroupConfig,
+    node: RawNode<PartitionStorage>,
+    storage: PartitionStorage,
+    log: Rc<PartitionLog>,
+    records: RaftRecords,
+    state_file: ReplicaStateFile,
+    /// The state last saved.
+    saved: ReplicaState,
+    sink: Sink,
+    view: Rc<GroupView>,
+    /// This node's proposals by index.
+    pending: HashMap<u64, Pending>,
+    /// Timestamp of the newest batch this node stamped.
+    last_stamp: u64,
+    /// Peers whose messages were dropped in this pass.
+    unreachable: Vec<u64>,
+    /// Ticks since the commit was last saved.
+    ticks: u32,
+    dir: PathBuf,
+}
+
+impl Group {
+    async fn run(mut self, queued: flume::Receiver<GroupInput>) {
+        while let Ok(input) = queued.recv_async().await {
+            let mut stop = self.handle(input);
+            for _ in 1..INPUTS_PER_PASS {
+                let Ok(input) = queued.try_recv() else {
+                    break;
+                };
+                stop |= self.handle(input);
+            }
+            if let Err(error) = self.on_ready().await {
+                // The log cannot be written: nothing more is promised from this replica.
+                tracing::error!(group = self.config.group, dir = %self.dir.display(), %error,
+                    "partition group stopped: its log cannot be written");
+                stop = true;
+            }
+            if self.ticks >= COMMIT_SAVE_TICKS
+                && let Err(error) = self.save_commit().await
+            {
+                tracing::error!(group = self.config.group, %error,
+                    "partition group stopped: its raft_state cannot be written");
+                stop = true;
+            }
+            for peer in self.unreachable.drain(..) {
+                self.node.report_unreachable(peer);
+            }
+            self.view.leader.set(self.node.raft.leader_id);
+            self.view.term.set(self.node.raft.term);
+            if stop {
+                break;
+            }
+        }
+        for (_, pending) in self.pending.drain() {
+            let _ = pending.reply.send(Err(ReplicaError::Stopped));
+        }
+        self.view.leader.set(0);
+    }
+
+    /// Handles one input; true to stop.
+    fn handle(&mut self, input: GroupInput) -> bool {
+        match input {
+            GroupInput::Message(message) => {
+                if let Err(error) = self.node.step(message) {
+                    tracing::debug!(group = self.config.group, %error, "raft message not taken");
+                }
+            }
+            GroupInput::Propose(proposal) => self.propose(proposal),
+            GroupInput::Tick => {
+                self.node.tick();
+                self.ticks += 1;
+            }
+            GroupInput::Stop => return true,
+        }
+        false
+    }
+
+    /// Where the next batch starts: after the last entry's messages, stable or not.
+    fn next_offset(&self) -> u64 {
+        self.node
+            .raft
+            .raft_log
+            .unstable
+            .entries
+            .iter()
+            .rev()
+            .filter_map(|entry| EntryMeta::of(entry).ok())
+            .find(|meta| meta.kind == RecordKind::Batch)
+            .map_or_else(|| self.storage.rl().end_offset(), |meta| meta.end_offset())
+    }
+
+    fn propose(&mut self, proposal: Proposal) {
+        if self.node.raft.state != StateRole::Leader {
+            let leader = Some(self.node.raft.leader_id).filter(|&id| id != 0);
+            let _ = proposal.reply.send(Err(ReplicaError::NotLeader(leader)));
+            return;
+        }
+        let Proposal {
+            mut messages,
+            count,
+            now_us,
+            reply,
+        } = proposal;
+        let first_offset = self.next_offset();
+        let timestamp = now_us.max(self.last_stamp).max(self.log.last_timestamp());
+        if let Err(why) = stamp(&mut messages, count, first_offset, timestamp) {
+            let _ = reply.send(Err(ReplicaError::InvalidBatch(why)));
+            return;
+        }
+        let term = self.node.raft.term;
+        let meta = EntryMeta {
+            term,
+            kind: RecordKind::Batch,
+            aux: [0; 3],
+            count,
+            first_offset,
+            bytes: messages.len() as u64,
+        };
+        let entry = Entry {
+            data: messages.freeze(),
+            context: meta.context(),
+            ..Entry::default()
+        };
+        let message = Message {
+            msg_type: MessageType::MsgPropose,
+            from: self.config.node_id,
+            entries: vec![entry].into(),
+            ..Message::default()
+        };
+        if let Err(error) = self.node.step(message) {
+            tracing::debug!(group = self.config.group, %error, "proposal dropped");
+            let leader = Some(self.node.raft.leader_id).filter(|&id| id != self.config.node_id);
+            let _ = reply.send(Err(ReplicaError::NotLeader(leader)));
+            return;
+        }
+        let index = self.node.raft.raft_log.last_index();
+        self.last_stamp = timestamp;
+        let receipt = AppendReceipt {
+            first_offset,
+            last_offset: first_offset + u64::from(count) - 1,
+            duplicates_count: 0,
+        };
+        self.pending.insert(
+            index,
+            Pending {
+                term,
+                receipt,
+                reply,
+            },
+        );
+    }
+
+    fn send(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            let to = message.to;
+            if !(self.sink)(self.config.group, message) && !self.unreachable.contains(&to) {
+                self.unreachable.push(to);
+            }
+        }
+    }
+
+    async fn on_ready(&mut self) -> Result<(), String> {
+        loop {
+            if self.node.has_ready() {
+                self.handle_ready().await?;
+            }
+            let fetches = self.storage.wl().take_fetches();
+            if fetches.is_empty() {
+                return Ok(());
+            }
+            for fetch in fetches {
+                let mut data = Vec::new();
+                let mut bytes = 0;
+                for index in fetch.low..fetch.high {
+                    let Some(meta) = self.storage.rl().meta(index).copied() else {
+                        break;
+                    };
+                    data.push((index, read_batch(&self.log, &meta).await?));
+                    bytes += meta.bytes;
+                    if bytes >= MESSAGE_BYTES_MAX {
+                        break;
+                    }
+                }
+                self.storage.wl().fetched(data);
+                self.node.on_entries_fetched(fetch.context);
+                self.storage.wl().clear_fetched();
+            }
+        }
+    }
+
+    async fn handle_ready(&mut self) -> Result<(), String> {
+        let mut ready = self.node.ready();
+        self.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            tracing::error!(
+                group = self.config.group,
+                "partition snapshot received; ignored"
+            );
+        }
+        let entries = ready.take_entries();
+        self.persist(&entries).await?;
+        if let Some(hard_state) = ready.hs() {
+            self.save_hard_state(hard_state.clone()).await?;
+        }
+        self.apply(ready.take_committed_entries());
+        self.send(ready.take_persisted_messages());
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.storage.wl().hard_state.commit = commit;
+        }
+        self.send(light.take_messages());
+        self.apply(light.take_committed_entries());
+        self.node.advance_apply();
+        let applied = self.node.raft.raft_log.applied;
+        self.storage
+            .wl()
+            .release_window(applied + 1, APPLIED_WINDOW_BYTES);
+        Ok(())
+    }
+
+    /// Makes `entries` durable in the log and the records, cutting what they replace.
+    async fn persist(&mut self, entries: &[Entry]) -> Result<(), String> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        let storage_error = |error: galgo_storage::StorageError| error.to_string();
+        if first.index <= self.storage.rl().last_index() {
+            let cut_at = self.storage.rl().end_offset_at(first.index - 1);
+            self.log
+                .truncate_from(cut_at)
+                .await
+                .map_err(storage_error)?;
+            self.records
+                .truncate_from(first.index)
+                .await
+                .map_err(storage_error)?;
+            for (index, pending) in self.pending.extract_if(|&index, _| index >= first.index) {
+                tracing::debug!(group = self.config.group, index, "a proposal was replaced");
+                let _ = pending.reply.send(Err(ReplicaError::Replaced));
+            }
+        }
+        let mut records = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let meta = EntryMeta::of(entry)?;
+            if meta.kind == RecordKind::Batch {
+                let receipt = self
+                    .log
+                    .append_stamped(entry.data.clone(), meta.count)
+                    .await
+                    .map_err(storage_error)?;
+                if receipt.first_offset != meta.first_offset {
+                    return Err(format!(
+                        "entry {} starts at offset {} but the log is at {}",
+                        entry.index, meta.first_offset, receipt.first_offset
+                    ));
+                }
+            }
+            records.push(meta.record(entry.index));
+        }
+        self.records.append(&records).await.map_err(storage_error)?;
+        let always = self.log.fsync_mode() == FsyncMode::Always;
+        self.log.flush(always).await.map_err(storage_error)?;
+        if always {
+            self.records.sync().await.map_err(storage_error)?;
+        }
+        self.storage.wl().append(entries)?;
+        if self.config.ack == Ack::Leader {
+            for entry in entries {
+                if self
+                    .pending
+                    .get(&entry.index)
+                    .is_some_and(|pending| pending.term == entry.term)
+                {
+                    let pending = self.pending.remove(&entry.index).expect("present");
+                    let _ = pending.reply.send(Ok(pending.receipt));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves a new term or vote at once (fdatasynced); a commit alone is saved with the next
+    /// term or vote change or every `COMMIT_SAVE_TICKS` ticks (a restart with an older commit
+    /// only learns it again from the leader).
+    async fn save_hard_state(&mut self, hard_state: HardState) -> Result<(), String> {
+        let changed = hard_state.term != self.saved.term || hard_state.vote != self.saved.vote;
+        self.storage.wl().hard_state = hard_state.clone();
+        if changed {
+            self.saved.term = hard_state.term;
+            self.saved.vote = hard_state.vote;
+            self.saved.commit = hard_state.commit.min(self.storage.rl().last_index());
+            self.state_file
+                .save(&self.saved)
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Saves a commit that moved since the last save (every `COMMIT_SAVE_TICKS` ticks).
+    async fn save_commit(&mut self) -> Result<(), String> {
+        self.ticks = 0;
+        let commit = {
+            let storage = self.storage.rl();
+            storage.hard_state.commit.min(storage.last_index())
+        };
+        if commit == self.saved.commit {
+            return Ok(());
+        }
+        self.saved.commit = commit;
+        self.state_file
+            .save(&self.saved)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        let Some(last) = entries.last() else {
+            return;
+        };
+        let end = self.storage.rl().end_offset_at(last.index);
+        for entry in &entries {
+            if let Some(pending) = self.pending.remove(&entry.index) {
+                let outcome = if pending.term == entry.term {
+                    Ok(pending.receipt)
+                } else {
+                    Err(ReplicaError::Replaced)
+                };
+                let _ = pending.reply.send(outcome);
+            }
+        }
+        if end > self.view.high_watermark.get() {
+            self.view.high_watermark.set(end);
+            self.log.wake_waiters();
+        }
+    }
+}
+
+/// Stamps `count` client messages from `first_offset` on at `timestamp` (ids for id 0,
+/// checksums), checking that the block holds exactly them.
+fn stamp(messages: &mut [u8], count: u32, first_offset: u64, timestamp: u64) -> Result<(), String> {
+    let mut at = 0;
+    for k in 0..count {
+        let size = MessageView::parse(&messages[at..])
+            .ok_or("the block holds fewer messages than counted")?
+            .size();
+        message::stamp(
+            &mut messages[at..at + size],
+            first_offset + u64::from(k),
+            timestamp,
+            || uuid::Uuid::new_v4().as_u128(),
+        );
+        at += size;
+    }
+    if count == 0 || at != messages.len() {
+        return Err("the block is not exactly the counted messages".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! Partition groups of three replicas in one process: real partition logs in temp
+//! directories, Raft messages passed in memory through links a test can cut. Facts, not
+//! timings: every wait is for a condition, bounded.
+
+use std::{
+    cell::RefCell,
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use bytes::BytesMut;
+use galgo_cluster::{
+    Ack,
+    replica::{GroupConfig, GroupHandle, ReplicaError, Sink, start_group},
+};
+use galgo_protocol::message::{MessageIter, encode_message};
+use galgo_storage::{DirectIo, FsyncMode, PartitionLog, StorageConfig, TailCache};
+
+const GROUP: u64 = 77;
+const NODES: [u64; 3] = [1, 2, 3];
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Three replicas and the links between them.
+struct Replicas {
+    temp: tempfile::TempDir,
+    ack: Ack,
+    handles: Rc<RefCell<HashMap<u64, GroupHandle>>>,
+    logs: HashMap<u64, Rc<PartitionLog>>,
+    /// Links (from, to) that drop everything.
+    cut: Rc<RefCell<HashSet<(u64, u64)>>>,
+}
+
+fn storage_config() -> Rc<StorageConfig> {
+    Rc::new(StorageConfig {
+        segment_size_bytes: 256 << 10,
+        journal_messages_max: 64,
+        journal_bytes_max: 1 << 20,
+        fsync: FsyncMode::Interval,
+        direct_io: DirectIo::Auto,
+    })
+}
+
+impl Replicas {
+    async fn start(ack: Ack) -> Self {
+        let mut replicas = Replicas {
+            temp: tempfile::tempdir().unwrap(),
+            ack,
+            handles: Rc::default(),
+            logs: HashMap::new(),
+            cut: Rc::default(),
+        };
+        for node in NODES {
+            replicas.start_node(node).await;
+        }
+        replicas
+    }
+
+    fn dir(&self, node: u64) -> PathBuf {
+        self.temp.path().join(format!("node-{node}"))
+    }
+
+    async fn start_node(&mut self, node: u64) {
+        let dir = self.dir(node);
+        let (log, _) = PartitionLog::open(dir.clone(), storage_config(), &TailCache::new(1 << 20))
+            .await
+            .unwrap();
+        let (handles, cut) = (self.handles.clone(), self.cut.clone());
+        let sink: Sink = Rc::new(move |group, message| {
+            assert_eq!(group, GROUP);
+            let to = message.to;
+            if !cut.borrow().contains(&(node, to))
+                && let Some(handle) = handles.borrow().get(&to)
+            {
+                handle.step(message);
+            }
+            true
+        });
+        let config = GroupConfig {
+            group: GROUP,
+            node_id: node,
+            voters: NODES.to_vec(),
+            preferred_leader: 1,
+            ack: self.ack,
+            tick: Duration::from_millis(10),
+        };
+        let handle = start_group(config, &dir, log.clone(), sink).await.unwrap();
+        self.handles.borrow_mut().insert(node, handle);
+        self.logs.insert(node, log);
+    }
+
+    /// Stops a replica as a crash would leave it: its log is not closed.
+    async fn stop_node(&mut self, node: u64) {
+        let handle = self.handles.borrow_mut().remove(&node).unwrap();
+        handle.stop();
+        let view = handle.view().clone();
+        drop(handle);
+        wait_until("the stopped group let go of its view", || {
+            Rc::strong_count(&view) == 1
+        })
+        .await;
+        self.logs.remove(&node);
+    }
+
+    fn isolate(&self, node: u64, isolated: bool) {
+        let mut cut = self.cut.borrow_mut();
+        for other in NODES.into_iter().filter(|&other| other != node) {
+            for link in [(node, other), (other, node)] {
+                if isolated {
+                    cut.insert(link);
+                } else {
+                    cut.remove(&link);
+                }
+            }
+        }
+    }
+
+    fn leader_among(&self, nodes: &[u64]) -> Option<u64> {
+        let handles = self.handles.borrow();
+        nodes
+            .iter()
+            .copied()
+            .find(|node| handles.get(node).is_some_and(|h| h.view().is_leader()))
+    }
+
+    async fn wait_leader(&self, among: &[u64]) -> u64 {
+        let started = Instant::now();
+        loop {
+            if let Some(leader) = self.leader_among(among) {
+                return leader;
+            }
+            assert!(started.elapsed() < WAIT, "no leader among {among:?}");
+            compio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn propose(
+        &self,
+        node: u64,
+        tag: &str,
+        count: u32,
+        bytes: usize,
+    ) -> Result<(u64, u64), ReplicaError> {
+        let handle = self.handles.borrow().get(&node).cloned();
+        let handle = handle.expect("a running replica");
+        let receipt = handle
+            .propose(block(tag, count, bytes), count, now_us())
+            .await?;
+        Ok((receipt.first_offset, receipt.last_offset))
+    }
+
+    /// Waits until every running replica committed `end` messages and holds the same bytes.
+    async fn wait_agree(&self, end: u64) -> Vec<String> {
+        let nodes: Vec<u64> = self.logs.keys().copied().collect();
+        for &node in &nodes {
+            let handles = self.handles.clone();
+            wait_until("every replica committed everything", move || {
+                handles.borrow()[&node].view().high_watermark() >= end
+            })
+            .await;
+        }
+        let mut contents = Vec::new();
+        for &node in &nodes {
+            let log = &self.logs[&node];
+            assert_eq!(log.last_offset(), end.checked_sub(1), "node {node}'s log");
+            contents.push(read_all(log).await);
+        }
+        for other in &contents[1..] {
+            assert_eq!(other, &contents[0], "replicas hold the same messages");
+        }
+        contents.swap_remove(0)
+    }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// `count` client messages whose payloads are `{tag}-{k}` padded to `bytes`.
+fn block(tag: &str, count: u32, bytes: usize) -> BytesMut {
+    let mut out = Vec::new();
+    for k in 0..count {
+        let mut payload = format!("{tag}-{k}").into_bytes();
+        payload.resize(payload.len().max(bytes), b'.');
+        encode_message(0, 1, &payload, b"", &mut out);
+    }
+    BytesMut::from(&out[..])
+}
+
+/// Every message's (offset, id, payload tag), checked contiguous with valid checksums.
+async fn read_all(log: &PartitionLog) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut next = 0;
+    loop {
+        let polled = log.poll(next, 10_000).await.unwrap();
+        if polled.messages_count == 0 {
+            return out;
+        }
+        for chunk in &polled.chunks {
+            for view in MessageIter::new(chunk) {
+                let view = view.unwrap();
+                assert!(view.checksum_is_valid());
+                assert_eq!(view.offset(), next);
+                next += 1;
+                let payload = String::from_utf8_lossy(view.payload());
+                let tag = payload.trim_end_matches('.');
+                out.push(format!("{}:{:x}:{tag}", view.offset(), view.id()));
+            }
+        }
+    }
+}
+
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < WAIT, "timed out waiting: {what}");
+        compio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[compio::test]
+async fn three_replicas_hold_the_same_committed_batches() {
+    let replicas = Replicas::start(Ack::Majority).await;
+    let leader = replicas.wait_leader(&NODES).await;
+    let mut end = 0;
+    for n in 0..20u32 {
+        let count = 1 + n % 4;
+        let (first, last) = replicas
+            .propose(leader, &format!("b{n}"), count, 100)
+            .await
+            .unwrap();
+        assert_eq!((first, last), (end, end + u64::from(count) - 1));
+        end += u64::from(count);
+    }
+    let messages = replicas.wait_agree(end).await;
+    assert_eq!(messages.len() as u64, end);
+    assert!(messages[0].ends_with(":b0-0"));
+    let follower = NODES.into_iter().find(|&node| node != leader).unwrap();
+    assert_eq!(
+        replicas.propose(follower, "x", 1, 10).await,
+        Err(ReplicaError::NotLeader(Some(leader))),
+        "a follower refuses sends and names the leader"
+    );
+    assert!(replicas.dir(leader).join("raft.records").exists());
+}
+
+#[compio::test]
+async fn a_killed_leader_is_replaced_and_catches_up_after_a_restart() {
+    let mut replicas = Replicas::start(Ack::Majority).await;
+    let leader = replicas.wait_leader(&NODES).await;
+    for n in 0..5 {
+        replicas
+            .propose(leader, &format!("a{n}"), 2, 50)
+            .await
+            .unwrap();
+    }
+    replicas.stop_node(leader).await;
+    let others: Vec<u64> = NODES.into_iter().filter(|&node| node != leader).collect();
+    let second = replicas.wait_leader(&others).await;
+    for n in 0..5 {
+        let (first, _) = replicas
+            .propose(second, &format!("b{n}"), 3, 50)
+            .await
+            .unwrap();
+        assert_eq!(first, 10 + 3 * n, "the new leader continues the offsets");
+    }
+    replicas.start_node(leader).await;
+    let messages = replicas.wait_agree(25).await;
+    assert!(messages[10].ends_with(":b0-0"));
+    // The whole group restarts and keeps everything.
+    for node in NODES {
+        replicas.stop_node(node).await;
+    }
+    for node in NODES {
+        replicas.start_node(node).await;
+    }
+    let leader = replicas.wait_leader(&NODES).await;
+    replicas.propose(leader, "c", 1, 10).await.unwrap();
+    assert_eq!(replicas.wait_agree(26).await[..25], messages[..]);
+}
+
+#[compio::test]
+async fn an_isolated_leaders_uncommitted_batches_are_replaced_not_stored() {
+    let replicas = Replicas::start(Ack::Majority).await;
+    let old = replicas.wait_leader(&NODES).await;
+    replicas.propose(old, "kept", 2, 10).await.unwrap();
+    replicas.wait_agree(2).await;
+    replicas.isolate(old, true);
+    // Sent to the isolated leader: written there, never committed.
+    let proposer = replicas.handles.borrow()[&old].clone();
+    let lost =
+        compio::runtime::spawn(
+            async move { proposer.propose(block("lost", 3, 10), 3, now_us()).await },
+        );
+    let old_log = replicas.logs[&old].clone();
+    wait_until("the isolated leader wrote the batch", || {
+        old_log.last_offset() == Some(4)
+    })
+    .await;
+    let others: Vec<u64> = NODES.into_iter().filter(|&node| node != old).collect();
+    let new = replicas.wait_leader(&others).await;
+    replicas.propose(new, "won", 1, 10).await.unwrap();
+    replicas.isolate(old, false);
+    assert_eq!(lost.await.unwrap(), Err(ReplicaError::Replaced));
+    let messages = replicas.wait_agree(3).await;
+    assert!(messages[2].ends_with(":won-0"), "{messages:?}");
+}
+
+#[compio::test]
+async fn a_follower_far_behind_catches_up_from_the_leaders_log() {
+    let replicas = Replicas::start(Ack::Majority).await;
+    let leader = replicas.wait_leader(&NODES).await;
+    let behind = NODES.into_iter().find(|&node| node != leader).unwrap();
+    replicas.isolate(behind, true);
+    // More than the leader keeps in memory past its applied index (8 MiB): the follower's
+    // entries come back from the leader's segments.
+    for n in 0..48 {
+        replicas
+            .propose(leader, &format!("big{n}"), 4, 64 << 10)
+            .await
+            .unwrap();
+    }
+    replicas.isolate(behind, false);
+    let messages = replicas.wait_agree(192).await;
+    assert!(messages[191].ends_with(":big47-3"));
+}
+
+#[compio::test]
+async fn with_ack_leader_a_send_is_answered_before_a_majority_holds_it() {
+    let replicas = Replicas::start(Ack::Leader).await;
+    let leader = replicas.wait_leader(&NODES).await;
+    replicas.propose(leader, "first", 1, 10).await.unwrap();
+    replicas.wait_agree(1).await;
+    // With both followers cut off the leader still answers (it keeps leading until its
+    // check-quorum notices), but nothing commits: consumers see nothing new.
+    for node in NODES.into_iter().filter(|&node| node != leader) {
+        replicas.isolate(node, true);
+    }
+    let answered = replicas.propose(leader, "alone", 1, 10).await;
+    if answered.is_ok() {
+        let view = replicas.handles.borrow()[&leader].view().clone();
+        assert_eq!(view.high_watermark(), 1, "not committed: not readable");
+    } else {
+        assert!(matches!(answered, Err(ReplicaError::NotLeader(_))));
+    }
+}
