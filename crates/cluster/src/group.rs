@@ -140,6 +140,7 @@ impl MetadataGroup {
         let (inputs, queued) = flume::bounded(INPUTS_MAX);
         transport::listen(view.clone(), inputs.clone()).await?;
         let (outboxes, dialers) = transport::outboxes(&view);
+        view.partitions.set_outboxes(outboxes.clone());
         let waiters = Rc::new(RefCell::new(HashMap::new()));
         let driver = Driver {
             node,

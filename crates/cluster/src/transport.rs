@@ -27,8 +27,9 @@ use crate::{
     group::Input,
     view::ClusterView,
     wire::{
-        FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FrameBuilder, HANDSHAKE_FIXED_BYTES, Handshake, MAGIC,
-        METADATA_GROUP, WireError, decode_frame_body, decode_frame_header,
+        FRAME_BYTES_MAX, FRAME_HEADER_BYTES, ForwardedSend, Frame, FrameBuilder,
+        HANDSHAKE_FIXED_BYTES, Handshake, MAGIC, METADATA_GROUP, SendOutcome, WireError,
+        decode_frame, decode_frame_header, encode_outcome,
     },
 };
 
@@ -39,12 +40,24 @@ const FRAME_TARGET_BYTES: usize = 1 << 20;
 /// First and longest wait between dials of an unreachable peer.
 const REDIAL_MS_MIN: u64 = 50;
 const REDIAL_MS_MAX: u64 = 1_000;
+/// How long a forwarded send may wait for its outcome on the leader (the origin waits as
+/// long, and then answers "unknown").
+pub const FORWARDED_SEND_WAIT: Duration = Duration::from_secs(10);
 /// A dialer that sends nothing useful within this long is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What an outbox queues.
+pub enum Outgoing {
+    /// A Raft message of a group: many go in one frame.
+    Raft(u64, Message),
+    /// A frame of its own, encoded (a forwarded send or its outcome).
+    Frame(Vec<u8>),
+}
+
 /// The outboxes of every peer.
+#[derive(Clone)]
 pub struct Outboxes {
-    peers: HashMap<u64, flume::Sender<(u64, Message)>>,
+    peers: HashMap<u64, flume::Sender<Outgoing>>,
 }
 
 impl Outboxes {
@@ -53,12 +66,19 @@ impl Outboxes {
     pub fn send(&self, group: u64, message: Message) -> bool {
         self.peers
             .get(&message.to)
-            .is_some_and(|outbox| outbox.try_send((group, message)).is_ok())
+            .is_some_and(|outbox| outbox.try_send(Outgoing::Raft(group, message)).is_ok())
+    }
+
+    /// Queues an encoded frame for node `to`; false when it was dropped.
+    pub fn send_frame(&self, to: u64, frame: Vec<u8>) -> bool {
+        self.peers
+            .get(&to)
+            .is_some_and(|outbox| outbox.try_send(Outgoing::Frame(frame)).is_ok())
     }
 }
 
-/// What an outbox queues: a message and its group.
-type Queued = flume::Receiver<(u64, Message)>;
+/// What an outbox queues, read by its dialer.
+type Queued = flume::Receiver<Outgoing>;
 
 /// The dialers of every peer, not started yet: what their outboxes queue waits meanwhile.
 pub struct Dialers {
@@ -145,16 +165,28 @@ async fn write_loop(
     let BufResult(written, _) = stream.write_all(handshake.encode()).await;
     written?;
     let mut builder = FrameBuilder::default();
-    while let Ok((group, message)) = queued.recv_async().await {
-        builder.push(group, &message);
-        while builder.len() < FRAME_TARGET_BYTES {
-            let Ok((group, message)) = queued.try_recv() else {
-                break;
-            };
-            builder.push(group, &message);
+    while let Ok(first) = queued.recv_async().await {
+        let mut next = Some(first);
+        while let Some(outgoing) = next.take() {
+            match outgoing {
+                Outgoing::Raft(group, message) => builder.push(group, &message),
+                Outgoing::Frame(frame) => {
+                    if !builder.is_empty() {
+                        let BufResult(written, _) = stream.write_all(builder.finish()).await;
+                        written?;
+                    }
+                    let BufResult(written, _) = stream.write_all(frame).await;
+                    written?;
+                }
+            }
+            if builder.len() < FRAME_TARGET_BYTES {
+                next = queued.try_recv().ok();
+            }
         }
-        let BufResult(written, _) = stream.write_all(builder.finish()).await;
-        written?;
+        if !builder.is_empty() {
+            let BufResult(written, _) = stream.write_all(builder.finish()).await;
+            written?;
+        }
     }
     Ok(())
 }
@@ -241,7 +273,7 @@ impl RefusalLog {
 /// sends something wrong (`Err` saying what).
 async fn read_peer(
     mut stream: TcpStream,
-    view: &ClusterView,
+    view: &Arc<ClusterView>,
     inputs: &flume::Sender<Input>,
 ) -> Result<u64, String> {
     let handshake = compio::time::timeout(HANDSHAKE_TIMEOUT, read_handshake(&mut stream))
@@ -266,21 +298,56 @@ async fn read_peer(
         debug_assert!(len <= FRAME_BYTES_MAX);
         let BufResult(read, body) = stream.read_exact(vec![0u8; len]).await;
         read.map_err(|error| error.to_string())?;
-        let messages = decode_frame_body(&body, checksum).map_err(|error| error.to_string())?;
+        let frame = decode_frame(&body, checksum).map_err(|error| error.to_string())?;
         view.heard_from(from);
-        for (group, message) in messages {
-            if group != METADATA_GROUP {
-                return Err(format!("message for unknown group {group}"));
+        let messages = match frame {
+            Frame::Raft(messages) => messages,
+            Frame::Send(send) => {
+                serve_forwarded(view, from, send);
+                continue;
             }
+            Frame::Outcome(call, outcome) => {
+                view.partitions.complete(call, outcome);
+                continue;
+            }
+        };
+        for (group, message) in messages {
             if message.from != from || message.to != view.node_id() {
                 return Err(format!(
                     "message from {} to {} on node {from}'s connection",
                     message.from, message.to
                 ));
             }
-            if inputs.send_async(Input::Message(message)).await.is_err() {
+            if group != METADATA_GROUP {
+                view.partitions.deliver(group, message);
+            } else if inputs.send_async(Input::Message(message)).await.is_err() {
                 return Ok(from);
             }
+        }
+    }
+}
+
+/// Proposes a send another node forwarded to this one (it leads the partition, as that node
+/// knew) and answers its outcome on this node's own connection to it, from a task of its
+/// own: the reader goes on meanwhile.
+fn serve_forwarded(view: &Arc<ClusterView>, from: u64, send: ForwardedSend) {
+    let call = send.call;
+    match view.partitions.propose_forwarded(send) {
+        Err(outcome) => {
+            view.partitions
+                .send_frame(from, encode_outcome(call, outcome));
+        }
+        Ok(pending) => {
+            let view = view.clone();
+            compio::runtime::spawn(async move {
+                let outcome = match compio::time::timeout(FORWARDED_SEND_WAIT, pending).await {
+                    Ok(Ok(result)) => SendOutcome::from(result),
+                    Ok(Err(_)) | Err(_) => SendOutcome::Unknown,
+                };
+                view.partitions
+                    .send_frame(from, encode_outcome(call, outcome));
+            })
+            .detach();
         }
     }
 }

@@ -8,7 +8,7 @@ use std::{
     time::Instant,
 };
 
-use crate::settings::ClusterSettings;
+use crate::{replica::PartitionRouter, settings::ClusterSettings};
 
 /// The cluster as this node sees it now.
 #[derive(Debug)]
@@ -26,6 +26,8 @@ pub struct ClusterView {
     /// Per peer: the ports of its TCP and WebSocket client listeners as its handshake said
     /// (0: not known), this node's own included once bound.
     client_ports: Vec<[AtomicU16; 2]>,
+    /// This node's partition groups and the way to their peers.
+    pub partitions: PartitionRouter,
 }
 
 impl ClusterView {
@@ -44,6 +46,7 @@ impl ClusterView {
             term: AtomicU64::new(0),
             heard,
             client_ports,
+            partitions: PartitionRouter::default(),
         }
     }
 

@@ -10,6 +10,10 @@
 //!   [body length u32][xxh3-64 of body u64][body]
 //!   body: kind u8 = 1 (Raft messages), then per message:
 //!         group u64 | length u32 | raft-rs `eraftpb.Message`, protobuf-encoded
+//!   body: kind u8 = 2 (a send forwarded to the partition's leader):
+//!         call u64 | group u64 | count u32 | the messages as the client sent them
+//!   body: kind u8 = 3 (its outcome, on the connection the leader dialed):
+//!         call u64 | status u8 | leader u64 | first offset u64 | last offset u64
 //! ```
 //!
 //! A connection is one-way: the dialer only writes. Replies are messages on the connection
@@ -31,6 +35,97 @@ pub const FRAME_BYTES_MAX: usize = 64 << 20;
 pub const HANDSHAKE_FIXED_BYTES: usize = 8 + 2 + 8 + 8 + 2 + 2 + 2 + 1;
 /// Frame kind: Raft messages.
 const KIND_RAFT: u8 = 1;
+/// Frame kind: a forwarded send.
+const KIND_SEND: u8 = 2;
+/// Frame kind: a forwarded send's outcome.
+const KIND_OUTCOME: u8 = 3;
+/// Bytes of an outcome body, kind included.
+const OUTCOME_BYTES: usize = 1 + 8 + 1 + 8 + 8 + 8;
+
+/// A send forwarded to the node leading its partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardedSend {
+    /// The sender's number for it, echoed in the outcome.
+    pub call: u64,
+    /// The partition's group.
+    pub group: u64,
+    /// Messages in `messages`.
+    pub count: u32,
+    /// The messages as the client sent them.
+    pub messages: bytes::Bytes,
+}
+
+/// What became of a forwarded send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Acknowledged: the offsets of its first and last message.
+    Stored {
+        /// First message's offset.
+        first_offset: u64,
+        /// Last message's offset.
+        last_offset: u64,
+    },
+    /// The receiver does not lead the partition (the leader it knows, 0: none).
+    NotLeader(u64),
+    /// Not stored: refused, or replaced by another leader's entries.
+    NotStored,
+    /// The batch is malformed.
+    Invalid,
+    /// No outcome: it may still be stored.
+    Unknown,
+}
+
+/// A decoded frame.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    /// Raft messages, with their groups.
+    Raft(Vec<(u64, Message)>),
+    /// A forwarded send.
+    Send(ForwardedSend),
+    /// A forwarded send's outcome, by call number.
+    Outcome(u64, SendOutcome),
+}
+
+/// A frame of one forwarded send, header included.
+pub fn encode_send(send: &ForwardedSend) -> Vec<u8> {
+    let mut body = Vec::with_capacity(1 + 20 + send.messages.len());
+    body.push(KIND_SEND);
+    body.extend_from_slice(&send.call.to_le_bytes());
+    body.extend_from_slice(&send.group.to_le_bytes());
+    body.extend_from_slice(&send.count.to_le_bytes());
+    body.extend_from_slice(&send.messages);
+    seal(body)
+}
+
+/// A frame of one outcome, header included.
+pub fn encode_outcome(call: u64, outcome: SendOutcome) -> Vec<u8> {
+    let (status, leader, first, last) = match outcome {
+        SendOutcome::Stored {
+            first_offset,
+            last_offset,
+        } => (0u8, 0, first_offset, last_offset),
+        SendOutcome::NotLeader(leader) => (1, leader, 0, 0),
+        SendOutcome::NotStored => (2, 0, 0, 0),
+        SendOutcome::Invalid => (3, 0, 0, 0),
+        SendOutcome::Unknown => (4, 0, 0, 0),
+    };
+    let mut body = Vec::with_capacity(OUTCOME_BYTES);
+    body.push(KIND_OUTCOME);
+    body.extend_from_slice(&call.to_le_bytes());
+    body.push(status);
+    for value in [leader, first, last] {
+        body.extend_from_slice(&value.to_le_bytes());
+    }
+    seal(body)
+}
+
+fn seal(body: Vec<u8>) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
 
 /// The Raft group of cluster metadata; partition groups get ids from 1 on.
 pub const METADATA_GROUP: u64 = 0;
@@ -155,11 +250,7 @@ impl FrameBuilder {
     pub fn finish(&mut self) -> Vec<u8> {
         let body = std::mem::take(&mut self.body);
         self.messages = 0;
-        let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + body.len());
-        frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
-        frame.extend_from_slice(&body);
-        frame
+        seal(body)
     }
 }
 
@@ -172,17 +263,59 @@ pub fn decode_frame_header(header: &[u8; FRAME_HEADER_BYTES]) -> Result<(usize, 
     Ok((len, u64::from_le_bytes(header[4..].try_into().expect("8"))))
 }
 
-/// The messages of a frame body, checked against its checksum.
-pub fn decode_frame_body(body: &[u8], checksum: u64) -> Result<Vec<(u64, Message)>, WireError> {
+/// A frame body, checked against its checksum.
+pub fn decode_frame(body: &[u8], checksum: u64) -> Result<Frame, WireError> {
     if xxhash_rust::xxh3::xxh3_64(body) != checksum {
         return Err(WireError::Checksum);
     }
-    let Some((&kind, mut rest)) = body.split_first() else {
+    let Some((&kind, rest)) = body.split_first() else {
         return Err(WireError::Malformed("empty body"));
     };
-    if kind != KIND_RAFT {
-        return Err(WireError::Malformed("unknown frame kind"));
+    let u64_at = |at: usize| u64::from_le_bytes(rest[at..at + 8].try_into().expect("8"));
+    match kind {
+        KIND_RAFT => decode_raft(rest).map(Frame::Raft),
+        KIND_SEND => {
+            if rest.len() < 20 {
+                return Err(WireError::Malformed("truncated forwarded send"));
+            }
+            Ok(Frame::Send(ForwardedSend {
+                call: u64_at(0),
+                group: u64_at(8),
+                count: u32::from_le_bytes(rest[16..20].try_into().expect("4")),
+                messages: bytes::Bytes::copy_from_slice(&rest[20..]),
+            }))
+        }
+        KIND_OUTCOME => {
+            if body.len() != OUTCOME_BYTES {
+                return Err(WireError::Malformed("outcome of the wrong size"));
+            }
+            let (leader, first_offset, last_offset) = (u64_at(9), u64_at(17), u64_at(25));
+            let outcome = match rest[8] {
+                0 => SendOutcome::Stored {
+                    first_offset,
+                    last_offset,
+                },
+                1 => SendOutcome::NotLeader(leader),
+                2 => SendOutcome::NotStored,
+                3 => SendOutcome::Invalid,
+                4 => SendOutcome::Unknown,
+                _ => return Err(WireError::Malformed("unknown outcome status")),
+            };
+            Ok(Frame::Outcome(u64_at(0), outcome))
+        }
+        _ => Err(WireError::Malformed("unknown frame kind")),
     }
+}
+
+/// The messages of a frame body of Raft messages, checked against its checksum.
+pub fn decode_frame_body(body: &[u8], checksum: u64) -> Result<Vec<(u64, Message)>, WireError> {
+    match decode_frame(body, checksum)? {
+        Frame::Raft(messages) => Ok(messages),
+        _ => Err(WireError::Malformed("not a frame of Raft messages")),
+    }
+}
+
+fn decode_raft(mut rest: &[u8]) -> Result<Vec<(u64, Message)>, WireError> {
     let mut messages = Vec::new();
     while !rest.is_empty() {
         if rest.len() < 12 {
@@ -228,6 +361,38 @@ mod tests {
         let (len, checksum) = decode_frame_header(header).unwrap();
         assert_eq!(len, frame.len() - FRAME_HEADER_BYTES);
         (&frame[FRAME_HEADER_BYTES..], checksum)
+    }
+
+    #[test]
+    fn forwarded_sends_and_outcomes_round_trip() {
+        let send = ForwardedSend {
+            call: 9,
+            group: 12345,
+            count: 2,
+            messages: bytes::Bytes::from_static(b"two messages"),
+        };
+        let frame = encode_send(&send);
+        let (body, checksum) = body_of(&frame);
+        assert_eq!(decode_frame(body, checksum), Ok(Frame::Send(send)));
+        for outcome in [
+            SendOutcome::Stored {
+                first_offset: 3,
+                last_offset: 4,
+            },
+            SendOutcome::NotLeader(2),
+            SendOutcome::NotStored,
+            SendOutcome::Invalid,
+            SendOutcome::Unknown,
+        ] {
+            let frame = encode_outcome(7, outcome);
+            let (body, checksum) = body_of(&frame);
+            assert_eq!(decode_frame(body, checksum), Ok(Frame::Outcome(7, outcome)));
+            let mut bad = body.to_vec();
+            bad[9] = 99;
+            let checksum = xxhash_rust::xxh3::xxh3_64(&bad);
+            assert!(decode_frame(&bad, checksum).is_err(), "an unknown status");
+            assert!(decode_frame(&bad[..20], xxhash_rust::xxh3::xxh3_64(&bad[..20])).is_err());
+        }
     }
 
     #[test]
@@ -301,7 +466,7 @@ mod tests {
         #[test]
         fn any_body_decodes_or_fails_without_panicking(body in prop::collection::vec(any::<u8>(), 0..200)) {
             let checksum = xxhash_rust::xxh3::xxh3_64(&body);
-            let _ = decode_frame_body(&body, checksum);
+            let _ = decode_frame(&body, checksum);
         }
     }
 }

@@ -9,8 +9,14 @@
 
 use std::{future::Future, pin::Pin, rc::Rc, sync::Arc, time::Duration};
 
-use galgo_cluster::{Applier, ClusterView, MetadataGroup, MetadataProposal};
-use galgo_metadata::ROOT_USER_ID;
+use galgo_cluster::{
+    Applier, ClusterView, MetadataGroup, MetadataProposal,
+    replica::{GroupConfig, Sink, start_group},
+    wire::METADATA_GROUP,
+};
+use galgo_metadata::{PartitionKey, ROOT_USER_ID, TopicKey};
+use galgo_storage::StorageError;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::{
     context::{ContextSeed, RootCreated, Shard},
@@ -42,14 +48,20 @@ impl Applier for ReplicatedMetadata {
             let change = proposal.change;
             // At start-up the partitions are opened once the whole log is applied, keeping
             // what their files hold; only a change committed while serving makes new ones.
-            if !replaying {
-                let created = partitions_created_by(&shard0.metadata.borrow(), &change);
-                if let Err(error) = on_owners(shard0, created, PartitionOp::OpenFresh).await {
-                    tracing::error!(%error, "cannot open a partition a committed change created");
-                }
+            let created = if replaying {
+                Vec::new()
+            } else {
+                partitions_created_by(&shard0.metadata.borrow(), &change)
+            };
+            if let Err(error) = on_owners(shard0, created.clone(), PartitionOp::OpenFresh).await {
+                tracing::error!(%error, "cannot open a partition a committed change created");
             }
             let removed = shard0.metadata.borrow().partitions_removed_by(&change);
             shard0.publish(change).await;
+            // A partition's group is named by what the change created: started once applied.
+            if let Err(error) = on_owners(shard0, created, PartitionOp::Replicate).await {
+                tracing::error!(%error, "cannot start the group of a partition a change created");
+            }
             if !replaying && let Err(error) = on_owners(shard0, removed, PartitionOp::Remove).await
             {
                 tracing::error!(%error, "cannot delete a partition a committed change removed");
@@ -152,5 +164,76 @@ pub async fn create_root(shard0: Rc<Shard>, pending: Option<handler::PendingRoot
                 compio::time::sleep(ROOT_RETRY).await;
             }
         }
+    }
+}
+
+/// A partition's Raft group id: the same on every node, and never the id of a deleted
+/// partition's group (Iggy reuses partition ids; the creation time, assigned where the
+/// change was prepared and replicated with it, tells them apart).
+pub fn group_id(key: PartitionKey, created_at_us: u64) -> u64 {
+    let mut bytes = Vec::with_capacity(20);
+    bytes.extend_from_slice(&key.stream.0.to_le_bytes());
+    bytes.extend_from_slice(&key.topic.0.to_le_bytes());
+    bytes.extend_from_slice(&key.partition.0.to_le_bytes());
+    bytes.extend_from_slice(&created_at_us.to_le_bytes());
+    match xxh3_64(&bytes) {
+        METADATA_GROUP => METADATA_GROUP + 1,
+        id => id,
+    }
+}
+
+/// On a cluster node, starts the Raft group of a partition this shard owns, once its log is
+/// open: every node is a replica (the replication factor is the node count in this
+/// version), and the preferred leader, the replica that campaigns first, rotates with the
+/// group id so that leaders spread over the nodes.
+pub async fn start_replica(shard: &Shard, key: PartitionKey) -> Result<(), StorageError> {
+    let Some(view) = shard.state().seed.cluster.clone() else {
+        return Ok(());
+    };
+    let created_at_us = {
+        let metadata = shard.metadata.borrow();
+        let topic = TopicKey {
+            stream: key.stream,
+            topic: key.topic,
+        };
+        let Some(partition) = metadata
+            .topic_by_key(topic)
+            .ok()
+            .and_then(|topic| topic.partitions.get(key.partition.0 as usize))
+        else {
+            return Ok(());
+        };
+        partition.created_at_us
+    };
+    let Some(log) = shard.partition(&key) else {
+        return Ok(());
+    };
+    let group = group_id(key, created_at_us);
+    let voters = view.settings.voters();
+    let config = GroupConfig {
+        group,
+        node_id: view.node_id(),
+        preferred_leader: voters[(group % voters.len() as u64) as usize],
+        voters,
+        ack: view.settings.ack,
+        tick: view.settings.tick,
+    };
+    let router = view.clone();
+    let sink: Sink = Rc::new(move |group, message| router.partitions.send(group, message));
+    let handle = start_group(config, &shard.partition_dir(&key), log, sink)
+        .await
+        .map_err(|why| StorageError::Io(std::io::Error::other(why)))?;
+    view.partitions.register(group, handle.inputs());
+    shard.state().add_replica(key, group, handle);
+    Ok(())
+}
+
+/// Stops the Raft group of a partition this shard owns (before its log is closed).
+pub fn stop_replica(shard: &Shard, key: PartitionKey) {
+    if let Some((group, handle)) = shard.state().take_replica(&key) {
+        if let Some(view) = &shard.state().seed.cluster {
+            view.partitions.unregister(group);
+        }
+        handle.stop();
     }
 }

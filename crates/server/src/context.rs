@@ -10,8 +10,8 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use galgo_cluster::{ClusterView, MetadataGroup};
-use galgo_metadata::{Event, StreamId, TopicId};
+use galgo_cluster::{ClusterView, MetadataGroup, replica::GroupHandle};
+use galgo_metadata::{Event, PartitionKey, StreamId, TopicId};
 use galgo_shards::ShardState;
 
 use crate::{
@@ -141,6 +141,9 @@ pub struct Context {
     sessions_opened: Cell<u64>,
     /// Shard 0 of a cluster node: the metadata group its changes are proposed to.
     metadata_group: OnceCell<Rc<MetadataGroup>>,
+    /// A cluster node: the partition groups of the partitions this shard owns, with their
+    /// group ids.
+    replicas: RefCell<HashMap<PartitionKey, (u64, GroupHandle)>>,
 }
 
 /// The bits below a 0.9 session number's shard part: each shard numbers its sessions in its
@@ -162,7 +165,26 @@ impl Context {
             requests: RequestStats::default(),
             sessions_opened: Cell::new(0),
             metadata_group: OnceCell::new(),
+            replicas: RefCell::default(),
         }
+    }
+
+    /// The partition group of a partition this shard owns (a cluster node's partitions).
+    pub fn replica(&self, key: &PartitionKey) -> Option<GroupHandle> {
+        self.replicas
+            .borrow()
+            .get(key)
+            .map(|(_, handle)| handle.clone())
+    }
+
+    /// A partition group started on this shard.
+    pub fn add_replica(&self, key: PartitionKey, group: u64, handle: GroupHandle) {
+        self.replicas.borrow_mut().insert(key, (group, handle));
+    }
+
+    /// Forgets a partition's group; returns its id and handle.
+    pub fn take_replica(&self, key: &PartitionKey) -> Option<(u64, GroupHandle)> {
+        self.replicas.borrow_mut().remove(key)
     }
 
     /// Shard 0 of a cluster node: the metadata group (once it has started).

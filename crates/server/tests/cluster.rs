@@ -302,6 +302,182 @@ fn metadata_agrees_on_every_node_through_a_leader_kill_and_restarts() {
     assert!(!topics.is_empty(), "the topic survived on node 1");
 }
 
+/// A send refused, nothing stored (no partition leader, or replaced by another leader's).
+const TRANSIENT_NOT_ACCEPTED: u32 = 58;
+/// A send whose outcome is unknown: it may or may not be stored.
+const TRANSIENT_NOT_COMMITTED: u32 = 57;
+
+/// What became of one send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sent {
+    Acknowledged,
+    Refused,
+    Unknown,
+}
+
+/// Sends one message to `partition` through node `index`.
+fn send_one(
+    cluster: &Cluster,
+    index: usize,
+    topic: (u32, u32),
+    partition: u32,
+    payload: &str,
+) -> Sent {
+    let Ok(mut conn) = RawConn::try_connect_logged_in(cluster.nodes[index].addr) else {
+        return Sent::Refused;
+    };
+    let send = raw::SendMessages::new(topic.0, topic.1, partition, &[payload.as_bytes()]);
+    conn.send_frame(code::SEND_MESSAGES, &send.encode());
+    match conn.try_read_response() {
+        Ok(response) if response.status == 0 => Sent::Acknowledged,
+        Ok(response) if response.status == TRANSIENT_NOT_ACCEPTED => Sent::Refused,
+        Ok(response) => {
+            assert_eq!(response.status, TRANSIENT_NOT_COMMITTED, "a send's status");
+            Sent::Unknown
+        }
+        // The node died with the send in flight.
+        Err(_) => Sent::Unknown,
+    }
+}
+
+/// Every payload of `partition` on node `index`, from offset 0, checked contiguous.
+fn payloads_on(cluster: &Cluster, index: usize, topic: (u32, u32), partition: u32) -> Vec<String> {
+    let mut conn = cluster.connect(index);
+    let mut payloads = Vec::new();
+    loop {
+        let polled = raw::poll(
+            &mut conn,
+            topic.0,
+            topic.1,
+            partition,
+            payloads.len() as u64,
+            1000,
+        );
+        if polled.messages.is_empty() {
+            return payloads;
+        }
+        for (offset, payload) in polled.messages {
+            assert_eq!(offset, payloads.len() as u64, "offsets are contiguous");
+            payloads.push(String::from_utf8(payload).expect("utf-8 payload"));
+        }
+    }
+}
+
+/// Checks one partition's history against what every running node holds: the same
+/// messages everywhere, each once, the acknowledged ones all there in the order they were
+/// sent, nothing refused. Waits for the nodes to catch up.
+#[track_caller]
+fn check_partition(
+    cluster: &Cluster,
+    running: &[usize],
+    topic: (u32, u32),
+    partition: u32,
+    history: &[(String, Sent)],
+) {
+    let acknowledged: Vec<&String> = history
+        .iter()
+        .filter(|(_, sent)| *sent == Sent::Acknowledged)
+        .map(|(payload, _)| payload)
+        .collect();
+    let held = wait_for(|| {
+        let held: Vec<Vec<String>> = running
+            .iter()
+            .map(|&node| payloads_on(cluster, node, topic, partition))
+            .collect();
+        let agree = held.iter().all(|other| *other == held[0]);
+        let complete = acknowledged.iter().all(|payload| held[0].contains(payload));
+        (agree && complete).then(|| held[0].clone())
+    });
+    let mut seen = std::collections::HashSet::new();
+    for payload in &held {
+        assert!(seen.insert(payload), "{payload} stored twice: {held:?}");
+        let (_, sent) = history
+            .iter()
+            .find(|(sent, _)| sent == payload)
+            .unwrap_or_else(|| panic!("{payload} was never sent"));
+        assert_ne!(*sent, Sent::Refused, "{payload} was refused but stored");
+    }
+    let order: Vec<&String> = held.iter().filter(|p| acknowledged.contains(p)).collect();
+    assert_eq!(
+        order, acknowledged,
+        "acknowledged messages in the order they were sent"
+    );
+}
+
+/// [`check_partition`] for every partition of the history.
+#[track_caller]
+fn check_partitions(
+    cluster: &Cluster,
+    running: &[usize],
+    topic: (u32, u32),
+    history: &[Vec<(String, Sent)>],
+) {
+    for (partition, sent) in history.iter().enumerate() {
+        check_partition(cluster, running, topic, partition as u32, sent);
+    }
+}
+
+#[test]
+fn messages_are_replicated_and_none_acknowledged_is_lost_when_a_leader_dies() {
+    let mut cluster = Cluster::start(3);
+    let stream = raw::create_stream(&mut cluster.connect(0), "orders");
+    let topic_id = raw::create_topic(&mut cluster.connect(1), stream, "events", 3);
+    let topic = (stream, topic_id);
+    let mut history: Vec<Vec<(String, Sent)>> = vec![Vec::new(); 3];
+    // Through every node to every partition: a node that does not lead a partition forwards
+    // to the one that does. Until the groups have leaders a send may be refused.
+    let mut n = 0;
+    for partition in 0..3u32 {
+        wait_for(|| {
+            let payload = format!("p{partition}-warmup-{n}");
+            n += 1;
+            let sent = send_one(&cluster, 0, topic, partition, &payload);
+            history[partition as usize].push((payload, sent));
+            (sent == Sent::Acknowledged).then_some(())
+        });
+    }
+    for k in 0..30u32 {
+        let (node, partition) = ((k % 3) as usize, (k / 3) % 3);
+        let payload = format!("p{partition}-m{k}");
+        let sent = send_one(&cluster, node, topic, partition, &payload);
+        assert_eq!(sent, Sent::Acknowledged, "{payload} through node {node}");
+        history[partition as usize].push((payload, sent));
+    }
+    check_partitions(&cluster, &[0, 1, 2], topic, &history);
+
+    // A node dies (SIGKILL) while sends go on through another: it leads a partition group
+    // (leaders are spread), so that partition elects another leader; the sends are
+    // acknowledged again once it has, and nothing acknowledged is lost.
+    let (victim, sender) = (0, 1);
+    let mut k = 100;
+    let mut send_round = |cluster: &Cluster, history: &mut Vec<Vec<(String, Sent)>>| {
+        for partition in 0..3u32 {
+            let payload = format!("p{partition}-m{k}");
+            k += 1;
+            let sent = send_one(cluster, sender, topic, partition, &payload);
+            history[partition as usize].push((payload, sent));
+        }
+    };
+    for _ in 0..5 {
+        send_round(&cluster, &mut history);
+    }
+    cluster.nodes[victim].kill();
+    wait_for(|| {
+        send_round(&cluster, &mut history);
+        let recent = history.iter().all(|partition| {
+            partition
+                .last()
+                .is_some_and(|(_, sent)| *sent == Sent::Acknowledged)
+        });
+        recent.then_some(())
+    });
+    check_partitions(&cluster, &[1, 2], topic, &history);
+    // It comes back and catches up: every node holds the same messages.
+    cluster.nodes[victim].restart();
+    send_round(&cluster, &mut history);
+    check_partitions(&cluster, &[0, 1, 2], topic, &history);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_clients_work_through_any_node() {
     use iggy::prelude::*;

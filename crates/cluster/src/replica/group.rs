@@ -11,7 +11,7 @@
 //!   `"always"`); a changed term or vote is saved and fdatasynced; committed entries are
 //!   applied; the messages that waited for the write leave.
 //! * **Apply** moves the high watermark (the offset after the last committed batch), wakes
-//!   long polls, and answers this node's sends: success when the committed entry is the one
+//!   long polls parked on [`GroupView::wait_for_commit`], and answers this node's sends: success when the committed entry is the one
 //!   proposed (same term), [`ReplicaError::Replaced`] when another leader's entry took its
 //!   index. With `ack = "leader"` a send is answered once the leader's own write is durable.
 //! * Nothing reads above the high watermark: the log holds uncommitted batches (it is the
@@ -125,13 +125,41 @@ pub struct GroupConfig {
 /// What the shard sees of a group: who leads, and how far it committed.
 #[derive(Debug)]
 pub struct GroupView {
+    group: u64,
     node_id: u64,
     leader: Cell<u64>,
     term: Cell<u64>,
     high_watermark: Cell<u64>,
+    /// Notified when the high watermark moves or the group stops.
+    committed: event_listener::Event,
+    stopped: Cell<bool>,
 }
 
 impl GroupView {
+    /// The group's id.
+    pub fn group(&self) -> u64 {
+        self.group
+    }
+
+    /// This node.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// Waits until the high watermark passes `end` or the group stops: what a long poll of
+    /// a replicated partition parks on. Costs nothing while it waits; the apply wakes it.
+    pub async fn wait_for_commit(&self, end: u64) {
+        let moved = || self.high_watermark.get() > end || self.stopped.get();
+        if moved() {
+            return;
+        }
+        let listener = self.committed.listen();
+        if moved() {
+            return;
+        }
+        listener.await;
+    }
+
     /// The leader this replica knows (None during an election).
     pub fn leader(&self) -> Option<u64> {
         Some(self.leader.get()).filter(|&leader| leader != 0)
@@ -158,6 +186,14 @@ impl GroupView {
 pub struct GroupHandle {
     inputs: flume::Sender<GroupInput>,
     view: Rc<GroupView>,
+}
+
+impl std::fmt::Debug for GroupHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupHandle")
+            .field("view", &self.view)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GroupHandle {
@@ -191,6 +227,11 @@ impl GroupHandle {
             .await
             .map_err(|_| ReplicaError::Stopped)?;
         outcome.await.map_err(|_| ReplicaError::Stopped)?
+    }
+
+    /// The group's input queue, for the router to hand it peers' messages.
+    pub fn inputs(&self) -> flume::Sender<GroupInput> {
+        self.inputs.clone()
     }
 
     /// Stops the group; its task ends after the input queued before.
@@ -239,10 +280,13 @@ pub async fn start_group(
         let _ = node.campaign();
     }
     let view = Rc::new(GroupView {
+        group: config.group,
         node_id: config.node_id,
         leader: Cell::new(0),
         term: Cell::new(opened.saved.term),
         high_watermark: Cell::new(opened.storage.rl().end_offset_at(opened.saved.commit)),
+        committed: event_listener::Event::new(),
+        stopped: Cell::new(false),
     });
     let (inputs, queued) = flume::bounded(INPUTS_MAX);
     let group = Group {
@@ -507,6 +551,8 @@ impl Group {
             let _ = pending.reply.send(Err(ReplicaError::Stopped));
         }
         self.view.leader.set(0);
+        self.view.stopped.set(true);
+        self.view.committed.notify(usize::MAX);
     }
 
     /// Handles one input; true to stop.
@@ -783,7 +829,7 @@ impl Group {
         }
         if end > self.view.high_watermark.get() {
             self.view.high_watermark.set(end);
-            self.log.wake_waiters();
+            self.view.committed.notify(usize::MAX);
         }
     }
 }

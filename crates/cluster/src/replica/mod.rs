@@ -4,10 +4,12 @@
 //! `raft.records` record per entry and the group's `raft_state` beside it (galgo-storage).
 
 mod group;
+mod router;
 mod storage;
 
 pub use group::{
     GroupConfig, GroupHandle, GroupInput, GroupView, Proposal, ReplicaError, Sink, start_group,
 };
 
+pub use router::{PartitionRouter, ProposalOutcome};
 pub use storage::{ENTRY_CONTEXT_BYTES, EntryMeta, Fetch, PartitionStorage};

@@ -7,6 +7,7 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
+use galgo_cluster::{replica::GroupHandle, wire::SendOutcome};
 use galgo_metadata::{GroupKey, MetadataError, Need, PartitionKey, ShardId, TopicKey};
 use galgo_protocol::{
     Consumer, ErrorCode, Identifier, Partitioning, PollingStrategy,
@@ -14,7 +15,7 @@ use galgo_protocol::{
     consumer_key,
     partitioning::partition_for_key,
 };
-use galgo_storage::{OffsetOwner, PartitionLog};
+use galgo_storage::{AppendReceipt, OffsetOwner, PartitionLog};
 
 use super::{Appended, Outcome, Reply, groups::after_group_commit, partition_calls::on_partition};
 use crate::{
@@ -77,8 +78,12 @@ pub async fn send(
     let (messages, count) = (send.messages, send.messages_count);
     let base_offset = on_partition(shard, key, owner, move |owner, log| async move {
         let bytes = messages.len() as u64;
-        // The owner's clock stamps the batch, so timestamps follow offsets per partition.
-        let receipt = log.append(messages, count, now_us()).await?;
+        // The owner's clock stamps the batch, so timestamps follow offsets per partition;
+        // on a cluster node, the partition leader's clock.
+        let receipt = match owner.state().replica(&key) {
+            Some(group) => replicated_send(&owner, &group, messages, count).await?,
+            None => log.append(messages, count, now_us()).await?,
+        };
         let appended = u64::from(count - receipt.duplicates_count);
         owner.state().requests.record_in(key, appended, bytes);
         Ok(receipt.first_offset)
@@ -90,6 +95,75 @@ pub async fn send(
         partition_id: key.partition.0,
         base_offset,
     }))
+}
+
+/// How long a send to a replicated partition waits for its outcome: 5 election timeouts at
+/// the default tick, as a metadata change does. Past it the outcome is unknown.
+const REPLICATED_SEND_WAIT: Duration = Duration::from_secs(10);
+
+/// A send to a replicated partition, acknowledged once committed (or, with `ack = "leader"`,
+/// once the leader holds it). Proposed here when this node leads the partition, forwarded
+/// once to the leader otherwise (waiting up to two election timeouts for one to be known).
+/// Not stored (no leader, refused, or replaced by another leader's entries) is 58
+/// TransientNotAccepted; no outcome in time is 57 TransientNotCommitted (it may still be
+/// stored).
+async fn replicated_send(
+    shard: &Shard,
+    group: &GroupHandle,
+    messages: BytesMut,
+    count: u32,
+) -> Result<AppendReceipt, CommandError> {
+    let view = group.view();
+    let Some(cluster) = shard.state().seed.cluster.clone() else {
+        return Err(ErrorCode::TransientNotAccepted.into());
+    };
+    let deadline = Instant::now() + 2 * cluster.settings.election_timeout();
+    let leader = loop {
+        if let Some(leader) = view.leader() {
+            break leader;
+        }
+        if Instant::now() >= deadline || shard.is_stopping() {
+            return Err(ErrorCode::TransientNotAccepted.into());
+        }
+        compio::time::sleep(cluster.settings.tick).await;
+    };
+    let outcome = if leader == view.node_id() {
+        match compio::time::timeout(
+            REPLICATED_SEND_WAIT,
+            group.propose(messages, count, now_us()),
+        )
+        .await
+        {
+            Ok(result) => SendOutcome::from(result),
+            Err(_) => SendOutcome::Unknown,
+        }
+    } else {
+        cluster
+            .partitions
+            .forward_send(
+                leader,
+                view.group(),
+                messages.freeze(),
+                count,
+                REPLICATED_SEND_WAIT,
+            )
+            .await
+    };
+    match outcome {
+        SendOutcome::Stored {
+            first_offset,
+            last_offset,
+        } => Ok(AppendReceipt {
+            first_offset,
+            last_offset,
+            duplicates_count: 0,
+        }),
+        SendOutcome::NotLeader(_) | SendOutcome::NotStored => {
+            Err(ErrorCode::TransientNotAccepted.into())
+        }
+        SendOutcome::Invalid => Err(ErrorCode::InvalidMessagesCount.into()),
+        SendOutcome::Unknown => Err(ErrorCode::TransientNotCommitted.into()),
+    }
 }
 
 /// PollMessages, for a single consumer (partition 0 unless given) or a group member.
@@ -116,7 +190,8 @@ pub async fn poll(
         context,
     );
     let polled = on_partition(shard, key, owner, move |owner, log| async move {
-        let polled = poll_partition_waiting(&owner, &log, read).await?;
+        let replica = owner.state().replica(&key);
+        let polled = poll_partition_waiting(&owner, &log, replica.as_ref(), read).await?;
         polled.count_out(&owner, key);
         Ok(polled)
     })
@@ -177,7 +252,8 @@ async fn poll_group(
     session.note_partition_owner(owner);
     let read = PartitionRead::new(partition, OffsetOwner::Group(group.group.0), poll, context);
     let chunks = on_partition(shard, key, owner, move |shard, log| async move {
-        let polled = poll_partition_waiting(&shard, &log, read).await?;
+        let replica = shard.state().replica(&key);
+        let polled = poll_partition_waiting(&shard, &log, replica.as_ref(), read).await?;
         polled.count_out(&shard, key);
         if let Some(last_returned) = polled.last_returned {
             shard
@@ -256,32 +332,47 @@ impl PartitionRead {
 /// A poll that, finding nothing, waits for the partition's next append (galgo's long poll)
 /// and polls again, until messages come, its wait runs out or the shard stops. Each wake
 /// polls once more: an append below the start offset, or a purge, only re-arms the wait.
+///
+/// A replicated partition (`replica`) is read up to its high watermark only, and its long
+/// polls wake when that moves: its log also holds batches not committed yet.
 async fn poll_partition_waiting(
     shard: &Shard,
     log: &PartitionLog,
+    replica: Option<&GroupHandle>,
     read: PartitionRead,
 ) -> Result<Polled, CommandError> {
     let deadline = Instant::now() + read.wait;
     loop {
         // Seen before polling: an append that lands while the poll runs ends the wait at once.
-        let end = log.last_offset().map_or(0, |last| last + 1);
-        let polled = poll_partition(log, read).await?;
+        let end = match replica {
+            Some(replica) => replica.view().high_watermark(),
+            None => log.last_offset().map_or(0, |last| last + 1),
+        };
+        let polled = poll_partition(log, read, replica.map(|_| end)).await?;
         if polled.messages_count > 0 || read.count == 0 || shard.is_stopping() {
             return Ok(polled);
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero()
-            || compio::time::timeout(left, log.wait_for_append(end))
-                .await
-                .is_err()
-        {
+        if left.is_zero() {
+            return Ok(polled);
+        }
+        let woken = match replica {
+            Some(replica) => compio::time::timeout(left, replica.view().wait_for_commit(end)).await,
+            None => compio::time::timeout(left, log.wait_for_append(end)).await,
+        };
+        if woken.is_err() {
             return Ok(polled);
         }
     }
 }
 
-/// Reads from one partition on its owner and commits the offset when asked.
-async fn poll_partition(log: &PartitionLog, read: PartitionRead) -> Result<Polled, CommandError> {
+/// Reads from one partition on its owner and commits the offset when asked; below
+/// `committed_end` only, when given (a replicated partition's high watermark).
+async fn poll_partition(
+    log: &PartitionLog,
+    read: PartitionRead,
+    committed_end: Option<u64>,
+) -> Result<Polled, CommandError> {
     let PartitionRead {
         partition,
         consumer,
@@ -290,7 +381,12 @@ async fn poll_partition(log: &PartitionLog, read: PartitionRead) -> Result<Polle
         auto_commit,
         ..
     } = read;
-    let last = log.last_offset();
+    let last = match committed_end {
+        Some(end) => end
+            .checked_sub(1)
+            .filter(|&last| last >= log.first_offset()),
+        None => log.last_offset(),
+    };
     let start = match (strategy, last) {
         (_, None) => None,
         (PollingStrategy::Offset(offset), _) => Some(offset.max(log.first_offset())),
@@ -306,7 +402,11 @@ async fn poll_partition(log: &PartitionLog, read: PartitionRead) -> Result<Polle
     };
     let current_offset = last.unwrap_or(0);
     let polled = match start {
-        Some(start) if count > 0 && last.is_some_and(|last| start <= last) => {
+        Some(start)
+            if count > 0
+                && let Some(last) = last.filter(|&last| start <= last) =>
+        {
+            let count = count.min(u32::try_from(last + 1 - start).unwrap_or(u32::MAX));
             Some(log.poll(start, count).await?)
         }
         _ => None,

@@ -74,6 +74,9 @@ pub enum PartitionOp {
     Open,
     /// Open a new partition's log, wiping an orphan left by an unfinished change.
     OpenFresh,
+    /// A cluster node: start the Raft group of a new partition, once the change that
+    /// created it is applied (`Open` starts an existing partition's).
+    Replicate,
     /// Close the log and delete its files.
     Remove,
     /// Delete every message (journal included) and the stored offsets.
@@ -83,10 +86,15 @@ pub enum PartitionOp {
 impl PartitionOp {
     async fn run(self, shard: &Shard, key: PartitionKey) -> Result<(), StorageError> {
         match self {
-            Self::Open => shard.open_partition(key, false).await,
+            Self::Open => {
+                shard.open_partition(key, false).await?;
+                crate::cluster::start_replica(shard, key).await
+            }
             Self::OpenFresh => shard.open_partition(key, true).await,
+            Self::Replicate => crate::cluster::start_replica(shard, key).await,
             Self::Remove => {
                 shard.state().requests.forget(key);
+                crate::cluster::stop_replica(shard, key);
                 shard.remove_partition(key).await
             }
             Self::Purge => match shard.partition(&key) {
