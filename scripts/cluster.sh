@@ -11,7 +11,8 @@
 # Environment: CLUSTER_DIR (default ${TMPDIR:-/tmp}/galgo-cluster: node<i>.toml, node<i>.log,
 # node<i>.pid, data<i>/), NODES (default 3), BASE_PORT (default 18200): node i listens on
 # BASE_PORT + 10 i for TCP, + 2 WebSocket, + 3 HTTP (/metrics, /health), + 5 replication.
-# TICK_MS: the Raft tick (default 100).
+# TICK_MS: the Raft tick (default 100). ACK: when sends are acknowledged, majority (default)
+# or leader. FSYNC: [storage] fsync (default: the server's, interval).
 # SERVER: a galgo-server binary; TARGET_DIR: cargo's target directory for the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,10 @@ write_config() {
     echo "address = \"127.0.0.1:$(port "$node" 2)\""
     echo "[http]"
     echo "address = \"127.0.0.1:$(port "$node" 3)\""
+    if [[ -n "${FSYNC:-}" ]]; then
+      echo "[storage]"
+      echo "fsync = \"$FSYNC\""
+    fi
     echo "[shards]"
     echo "count = 1"
     echo "pin = false"
@@ -42,6 +47,7 @@ write_config() {
     echo "node_id = $node"
     echo "replication_address = \"127.0.0.1:$(port "$node" 5)\""
     echo "tick_ms = ${TICK_MS:-100}"
+    echo "ack = \"${ACK:-majority}\""
     for peer in $(seq "$NODES"); do
       echo "[[cluster.peers]]"
       echo "id = $peer"

@@ -1,11 +1,13 @@
 //! galgo-cluster: replication between galgo nodes on raft-rs (docs/architecture.md,
 //! "Cluster").
 //!
-//! Built so far: the metadata group. Every node runs one Raft group for cluster metadata on
-//! its shard 0 ([`MetadataGroup`]); its committed entries are the metadata changes every node
-//! applies, in one order, as a single node applies its metadata log. The replication transport
-//! ([`transport`]) carries its messages between nodes, and [`ClusterView`] tells any shard who
-//! leads and who was heard from.
+//! Every node runs one Raft group for cluster metadata on its shard 0 ([`MetadataGroup`]); its
+//! committed entries are the metadata changes every node applies, in one order, as a single
+//! node applies its metadata log. Every partition has a Raft group of its own on the shard
+//! that owns it ([`replica`]), whose log is the partition log. The replication transport
+//! ([`transport`]) carries their messages between nodes, and forwarded sends;
+//! [`ClusterView`] tells any shard who leads and who was heard from, and routes partition
+//! groups' messages.
 #![warn(missing_docs)]
 
 mod group;
