@@ -133,6 +133,9 @@ pub struct GroupView {
     /// Notified when the high watermark moves or the group stops.
     committed: event_listener::Event,
     stopped: Cell<bool>,
+    /// Set by [`GroupHandle::stop`]: the group's task ends at its next pass (its tick wakes
+    /// it even when its queue was too full to take the stop).
+    stop_requested: Cell<bool>,
 }
 
 impl GroupView {
@@ -234,8 +237,9 @@ impl GroupHandle {
         self.inputs.clone()
     }
 
-    /// Stops the group; its task ends after the input queued before.
+    /// Stops the group: its task ends at its next pass, without handling what is queued.
     pub fn stop(&self) {
+        self.view.stop_requested.set(true);
         let _ = self.inputs.try_send(GroupInput::Stop);
     }
 }
@@ -287,6 +291,7 @@ pub async fn start_group(
         high_watermark: Cell::new(opened.storage.rl().end_offset_at(opened.saved.commit)),
         committed: event_listener::Event::new(),
         stopped: Cell::new(false),
+        stop_requested: Cell::new(false),
     });
     let (inputs, queued) = flume::bounded(INPUTS_MAX);
     let group = Group {
@@ -518,6 +523,9 @@ struct Group {
 impl Group {
     async fn run(mut self, queued: flume::Receiver<GroupInput>) {
         while let Ok(input) = queued.recv_async().await {
+            if self.view.stop_requested.get() {
+                break;
+            }
             let mut stop = self.handle(input);
             for _ in 1..INPUTS_PER_PASS {
                 let Ok(input) = queued.try_recv() else {
