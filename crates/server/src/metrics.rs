@@ -85,6 +85,8 @@ struct PartitionFigures {
     group_lags: Vec<(String, u64)>,
     /// Per stored single-consumer offset: the consumer's id and its lag.
     consumer_lags: Vec<(u32, u64)>,
+    /// A cluster node's partition: its group's leader (0: none known) and high watermark.
+    replica: Option<(u64, u64)>,
 }
 
 /// Gathers every shard's figures, each within `timeout`; a shard that does not answer is
@@ -127,7 +129,12 @@ fn shard_figures(shard: &Shard) -> ShardFigures {
             .into_iter()
             .filter_map(|(key, log)| {
                 let traffic = shard.state().requests.traffic(key);
-                partition_figures(&metadata, key, &log, traffic)
+                let mut figures = partition_figures(&metadata, key, &log, traffic)?;
+                figures.replica = shard.state().replica(&key).map(|group| {
+                    let view = group.view();
+                    (view.leader().unwrap_or(0), view.high_watermark())
+                });
+                Some(figures)
             })
             .collect(),
         cluster: shard
@@ -184,6 +191,7 @@ fn partition_figures(
         traffic,
         group_lags: Vec::new(),
         consumer_lags: Vec::new(),
+        replica: None,
     };
     for (owner, stored) in log.stored_offsets() {
         match owner {
@@ -420,6 +428,25 @@ fn register_partitions(registry: &mut Registry, shards: &[ShardFigures]) {
     }
     register_partition_counters(registry, shards);
     register_lags(registry, shards);
+    register_replicas(registry, shards);
+}
+
+/// A cluster node's partition groups: who leads each, and how far it committed.
+fn register_replicas(registry: &mut Registry, shards: &[ShardFigures]) {
+    let leaders = Family::<Labels, Gauge>::default();
+    let committed = Family::<Labels, Gauge>::default();
+    let replicas = shards
+        .iter()
+        .flat_map(|shard| &shard.partitions)
+        .filter_map(|partition| Some((&partition.labels, partition.replica?)));
+    for (labels, (leader, high_watermark)) in replicas {
+        leaders.get_or_create(labels).set(leader as i64);
+        committed.get_or_create(labels).set(high_watermark as i64);
+    }
+    let help = "The node leading the partition's Raft group as this node knows it (0: none)";
+    registry.register("galgo_partition_leader", help, leaders);
+    let help = "The offset after the partition's last committed message: what polls read up to";
+    registry.register("galgo_partition_high_watermark", help, committed);
 }
 
 fn register_partition_counters(registry: &mut Registry, shards: &[ShardFigures]) {

@@ -445,6 +445,10 @@ fn messages_are_replicated_and_none_acknowledged_is_lost_when_a_leader_dies() {
         history[partition as usize].push((payload, sent));
     }
     check_partitions(&cluster, &[0, 1, 2], topic, &history);
+    let metrics = http_get(cluster.nodes[0].http_addr.expect("HTTP runs"), "/metrics");
+    for name in ["galgo_partition_leader{", "galgo_partition_high_watermark{"] {
+        assert!(metrics.contains(name), "{name} in {metrics}");
+    }
 
     // A node dies (SIGKILL) while sends go on through another: it leads a partition group
     // (leaders are spread), so that partition elects another leader; the sends are

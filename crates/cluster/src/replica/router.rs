@@ -8,7 +8,7 @@ use std::{
         Mutex, OnceLock, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -26,10 +26,27 @@ use crate::{
 /// node forwarded whose outcome it waits for.
 #[derive(Default)]
 pub struct PartitionRouter {
-    groups: Mutex<HashMap<u64, flume::Sender<GroupInput>>>,
+    groups: Mutex<Groups>,
     outboxes: OnceLock<Outboxes>,
     calls: Mutex<HashMap<u64, oneshot::Sender<SendOutcome>>>,
     next_call: AtomicU64,
+}
+
+/// Groups held for a group that does not run here yet, at most.
+const EARLY_GROUPS_MAX: usize = 1024;
+/// Messages held per such group, at most.
+const EARLY_MESSAGES_MAX: usize = 16;
+/// How long they are held.
+const EARLY_TTL: Duration = Duration::from_secs(5);
+
+/// The running groups, and messages for groups about to start here.
+#[derive(Default)]
+struct Groups {
+    running: HashMap<u64, flume::Sender<GroupInput>>,
+    /// A new partition's group starts on each node as that node applies the change creating
+    /// it; the first node's vote request would otherwise be dropped by the others and the
+    /// group wait a whole election timeout for its first leader.
+    early: HashMap<u64, (Instant, Vec<Message>)>,
 }
 
 /// What a forwarded proposal's outcome comes as.
@@ -52,7 +69,7 @@ impl From<Result<AppendReceipt, ReplicaError>> for SendOutcome {
 
 impl std::fmt::Debug for PartitionRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let groups = self.groups.lock().map_or(0, |groups| groups.len());
+        let groups = self.groups.lock().map_or(0, |groups| groups.running.len());
         f.debug_struct("PartitionRouter")
             .field("groups", &groups)
             .finish_non_exhaustive()
@@ -60,22 +77,49 @@ impl std::fmt::Debug for PartitionRouter {
 }
 
 impl PartitionRouter {
-    /// A group started on one of this node's shards.
+    /// A group started on one of this node's shards: it gets what peers sent it shortly
+    /// before.
     pub fn register(&self, group: u64, inputs: flume::Sender<GroupInput>) {
-        self.lock().insert(group, inputs);
+        let mut groups = self.lock();
+        if let Some((since, early)) = groups.early.remove(&group)
+            && since.elapsed() < EARLY_TTL
+        {
+            for message in early {
+                let _ = inputs.try_send(GroupInput::Message(message));
+            }
+        }
+        groups.running.insert(group, inputs);
     }
 
     /// A group stopped.
     pub fn unregister(&self, group: u64) {
-        self.lock().remove(&group);
+        self.lock().running.remove(&group);
     }
 
-    /// Hands a peer's message to its group. A group this node does not run (not created
-    /// here yet, or deleted) or whose queue is full drops it: Raft resends.
+    /// Hands a peer's message to its group. A group whose queue is full drops it (Raft
+    /// resends); one that does not run here has a few held briefly, in case it is about to
+    /// start, and the rest dropped.
     pub fn deliver(&self, group: u64, message: Message) {
-        let inputs = self.lock().get(&group).cloned();
-        if let Some(inputs) = inputs {
+        let mut groups = self.lock();
+        if let Some(inputs) = groups.running.get(&group) {
             let _ = inputs.try_send(GroupInput::Message(message));
+            return;
+        }
+        let now = Instant::now();
+        if groups.early.len() >= EARLY_GROUPS_MAX {
+            groups
+                .early
+                .retain(|_, (since, _)| now.duration_since(*since) < EARLY_TTL);
+        }
+        if groups.early.len() >= EARLY_GROUPS_MAX && !groups.early.contains_key(&group) {
+            return;
+        }
+        let (_, held) = groups
+            .early
+            .entry(group)
+            .or_insert_with(|| (now, Vec::new()));
+        if held.len() < EARLY_MESSAGES_MAX {
+            held.push(message);
         }
     }
 
@@ -141,6 +185,7 @@ impl PartitionRouter {
     pub fn propose_forwarded(&self, send: ForwardedSend) -> Result<ProposalOutcome, SendOutcome> {
         let inputs = self
             .lock()
+            .running
             .get(&send.group)
             .cloned()
             .ok_or(SendOutcome::NotLeader(0))?;
@@ -160,12 +205,55 @@ impl PartitionRouter {
         Ok(outcome)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, flume::Sender<GroupInput>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {
         // A panic while holding the lock leaves a map that is still whole.
         self.groups.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_calls(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<SendOutcome>>> {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(to: u64) -> Message {
+        Message {
+            to,
+            ..Message::default()
+        }
+    }
+
+    fn delivered(queued: &flume::Receiver<GroupInput>) -> Vec<u64> {
+        queued
+            .try_iter()
+            .filter_map(|input| match input {
+                GroupInput::Message(message) => Some(message.to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn messages_for_a_group_about_to_start_reach_it_and_others_are_bounded() {
+        let router = PartitionRouter::default();
+        for to in 0..EARLY_MESSAGES_MAX as u64 + 5 {
+            router.deliver(7, message(to));
+        }
+        let (inputs, queued) = flume::unbounded();
+        router.register(7, inputs);
+        let early = delivered(&queued);
+        assert_eq!(early, (0..EARLY_MESSAGES_MAX as u64).collect::<Vec<_>>());
+        router.deliver(7, message(99));
+        assert_eq!(delivered(&queued), [99], "a running group gets messages at once");
+        for group in 100..100 + EARLY_GROUPS_MAX as u64 + 10 {
+            router.deliver(group, message(1));
+        }
+        assert!(router.lock().early.len() <= EARLY_GROUPS_MAX);
+        router.unregister(7);
+        router.deliver(7, message(5));
+        assert!(delivered(&queued).is_empty(), "a stopped group gets nothing");
     }
 }
