@@ -22,7 +22,7 @@
 //! "Driving groups on a shard") is not built.
 
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
     collections::HashMap,
     path::{Path, PathBuf},
     rc::Rc,
@@ -130,7 +130,7 @@ pub struct GroupView {
     leader: Cell<u64>,
     term: Cell<u64>,
     high_watermark: Cell<u64>,
-    /// Notified when the high watermark moves or the group stops.
+    /// Notified when the high watermark moves, the leader changes or the group stops.
     committed: event_listener::Event,
     stopped: Cell<bool>,
     /// Set by [`GroupHandle::stop`]: the group's task ends at its next pass (its tick wakes
@@ -166,6 +166,27 @@ impl GroupView {
     /// The leader this replica knows (None during an election).
     pub fn leader(&self) -> Option<u64> {
         Some(self.leader.get()).filter(|&leader| leader != 0)
+    }
+
+    /// The leader, waiting up to `wait` for one to be known (an election).
+    pub async fn wait_for_leader(&self, wait: Duration) -> Option<u64> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if let Some(leader) = self.leader() {
+                return Some(leader);
+            }
+            if self.stopped.get() {
+                return None;
+            }
+            let listener = self.committed.listen();
+            if let Some(leader) = self.leader() {
+                return Some(leader);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || compio::time::timeout(left, listener).await.is_err() {
+                return self.leader();
+            }
+        }
     }
 
     /// True while this replica leads.
@@ -300,8 +321,12 @@ pub async fn start_group(
         storage: opened.storage,
         log,
         records: opened.records,
-        state_file: opened.state_file,
-        saved: opened.saved,
+        saver: StateSaver {
+            file: Rc::new(async_lock::Mutex::new(opened.state_file)),
+            state: Rc::new(RefCell::new(opened.saved)),
+            saving: Rc::new(Cell::new(false)),
+            failed: Rc::new(Cell::new(false)),
+        },
         sink,
         view: view.clone(),
         pending: HashMap::new(),
@@ -491,6 +516,42 @@ async fn tick(inputs: flume::Sender<GroupInput>, every: Duration) {
     }
 }
 
+/// The replica's `raft_state` and what it should hold: one save at a time, each writing the
+/// state as it is when the save starts (a background commit save never writes an older term
+/// or vote over a newer one).
+#[derive(Clone)]
+struct StateSaver {
+    file: Rc<async_lock::Mutex<ReplicaStateFile>>,
+    state: Rc<RefCell<ReplicaState>>,
+    /// A background save is queued or running.
+    saving: Rc<Cell<bool>>,
+    /// A background save failed.
+    failed: Rc<Cell<bool>>,
+}
+
+impl StateSaver {
+    async fn save_now(&self) -> Result<(), String> {
+        let mut file = self.file.lock().await;
+        let state = self.state.borrow().clone();
+        file.save(&state).await.map_err(|error| error.to_string())
+    }
+
+    fn save_in_background(&self, group: u64) {
+        if self.saving.replace(true) {
+            return;
+        }
+        let saver = self.clone();
+        compio::runtime::spawn(async move {
+            if let Err(error) = saver.save_now().await {
+                tracing::error!(group, %error, "cannot save a partition group's raft_state");
+                saver.failed.set(true);
+            }
+            saver.saving.set(false);
+        })
+        .detach();
+    }
+}
+
 /// A proposal of this node waiting for its entry to commit.
 struct Pending {
     term: u64,
@@ -504,9 +565,8 @@ struct Group {
     storage: PartitionStorage,
     log: Rc<PartitionLog>,
     records: RaftRecords,
-    state_file: ReplicaStateFile,
-    /// The state last saved.
-    saved: ReplicaState,
+    /// The replica's `raft_state`.
+    saver: StateSaver,
     sink: Sink,
     view: Rc<GroupView>,
     /// This node's proposals by index.
@@ -540,7 +600,7 @@ impl Group {
                 stop = true;
             }
             if self.ticks >= COMMIT_SAVE_TICKS
-                && let Err(error) = self.save_commit().await
+                && let Err(error) = self.save_commit()
             {
                 tracing::error!(group = self.config.group, %error,
                     "partition group stopped: its raft_state cannot be written");
@@ -549,7 +609,9 @@ impl Group {
             for peer in self.unreachable.drain(..) {
                 self.node.report_unreachable(peer);
             }
-            self.view.leader.set(self.node.raft.leader_id);
+            if self.view.leader.replace(self.node.raft.leader_id) != self.node.raft.leader_id {
+                self.view.committed.notify(usize::MAX);
+            }
             self.view.term.set(self.node.raft.term);
             if stop {
                 break;
@@ -785,39 +847,45 @@ impl Group {
         Ok(())
     }
 
-    /// Saves a new term or vote at once (fdatasynced); a commit alone is saved with the next
-    /// term or vote change or every `COMMIT_SAVE_TICKS` ticks (a restart with an older commit
-    /// only learns it again from the leader).
+    /// Saves a new term or vote at once (fdatasynced) before anything that depends on it
+    /// leaves; a commit alone is saved with the next term or vote change or in the background
+    /// every `COMMIT_SAVE_TICKS` ticks (a restart with an older commit only learns it again
+    /// from the leader).
     async fn save_hard_state(&mut self, hard_state: HardState) -> Result<(), String> {
-        let changed = hard_state.term != self.saved.term || hard_state.vote != self.saved.vote;
+        let changed = {
+            let saved = self.saver.state.borrow();
+            hard_state.term != saved.term || hard_state.vote != saved.vote
+        };
         self.storage.wl().hard_state = hard_state.clone();
         if changed {
-            self.saved.term = hard_state.term;
-            self.saved.vote = hard_state.vote;
-            self.saved.commit = hard_state.commit.min(self.storage.rl().last_index());
-            self.state_file
-                .save(&self.saved)
-                .await
-                .map_err(|error| error.to_string())?;
+            let commit = hard_state.commit.min(self.storage.rl().last_index());
+            {
+                let mut saved = self.saver.state.borrow_mut();
+                saved.term = hard_state.term;
+                saved.vote = hard_state.vote;
+                saved.commit = saved.commit.max(commit);
+            }
+            self.saver.save_now().await?;
         }
         Ok(())
     }
 
-    /// Saves a commit that moved since the last save (every `COMMIT_SAVE_TICKS` ticks).
-    async fn save_commit(&mut self) -> Result<(), String> {
+    /// Saves a commit that moved since the last save, in the background: its fdatasync
+    /// (hundreds of milliseconds on a busy disk) must not hold up the group.
+    fn save_commit(&mut self) -> Result<(), String> {
         self.ticks = 0;
+        if self.saver.failed.get() {
+            return Err("the raft_state cannot be written".into());
+        }
         let commit = {
             let storage = self.storage.rl();
             storage.hard_state.commit.min(storage.last_index())
         };
-        if commit == self.saved.commit {
-            return Ok(());
+        if commit > self.saver.state.borrow().commit {
+            self.saver.state.borrow_mut().commit = commit;
+            self.saver.save_in_background(self.config.group);
         }
-        self.saved.commit = commit;
-        self.state_file
-            .save(&self.saved)
-            .await
-            .map_err(|error| error.to_string())
+        Ok(())
     }
 
     fn apply(&mut self, entries: Vec<Entry>) {

@@ -247,13 +247,20 @@ mod tests {
         let early = delivered(&queued);
         assert_eq!(early, (0..EARLY_MESSAGES_MAX as u64).collect::<Vec<_>>());
         router.deliver(7, message(99));
-        assert_eq!(delivered(&queued), [99], "a running group gets messages at once");
+        assert_eq!(
+            delivered(&queued),
+            [99],
+            "a running group gets messages at once"
+        );
         for group in 100..100 + EARLY_GROUPS_MAX as u64 + 10 {
             router.deliver(group, message(1));
         }
         assert!(router.lock().early.len() <= EARLY_GROUPS_MAX);
         router.unregister(7);
         router.deliver(7, message(5));
-        assert!(delivered(&queued).is_empty(), "a stopped group gets nothing");
+        assert!(
+            delivered(&queued).is_empty(),
+            "a stopped group gets nothing"
+        );
     }
 }

@@ -117,15 +117,9 @@ async fn replicated_send(
     let Some(cluster) = shard.state().seed.cluster.clone() else {
         return Err(ErrorCode::TransientNotAccepted.into());
     };
-    let deadline = Instant::now() + 2 * cluster.settings.election_timeout();
-    let leader = loop {
-        if let Some(leader) = view.leader() {
-            break leader;
-        }
-        if Instant::now() >= deadline || shard.is_stopping() {
-            return Err(ErrorCode::TransientNotAccepted.into());
-        }
-        compio::time::sleep(cluster.settings.tick).await;
+    let wait = 2 * cluster.settings.election_timeout();
+    let Some(leader) = view.wait_for_leader(wait).await else {
+        return Err(ErrorCode::TransientNotAccepted.into());
     };
     let outcome = if leader == view.node_id() {
         match compio::time::timeout(
