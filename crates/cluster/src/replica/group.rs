@@ -189,6 +189,22 @@ impl GroupView {
         }
     }
 
+    /// Waits until the leader is no longer `leader` (an election started or ended), or the
+    /// group stops.
+    pub async fn wait_for_leader_change(&self, leader: u64) {
+        let changed = || self.leader.get() != leader || self.stopped.get();
+        loop {
+            if changed() {
+                return;
+            }
+            let listener = self.committed.listen();
+            if changed() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
     /// True while this replica leads.
     pub fn is_leader(&self) -> bool {
         self.leader.get() == self.node_id

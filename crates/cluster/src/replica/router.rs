@@ -49,6 +49,18 @@ struct Groups {
     early: HashMap<u64, (Instant, Vec<Message>)>,
 }
 
+/// Removes a forwarded send's slot when its caller is done with it.
+struct ForgetCall<'a> {
+    router: &'a PartitionRouter,
+    call: u64,
+}
+
+impl Drop for ForgetCall<'_> {
+    fn drop(&mut self) {
+        self.router.lock_calls().remove(&self.call);
+    }
+}
+
 /// What a forwarded proposal's outcome comes as.
 pub type ProposalOutcome = oneshot::Receiver<Result<AppendReceipt, ReplicaError>>;
 
@@ -155,6 +167,8 @@ impl PartitionRouter {
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
         let (slot, outcome) = oneshot::channel();
         self.lock_calls().insert(call, slot);
+        // The call is forgotten however this ends, the caller giving up included.
+        let _forget = ForgetCall { router: self, call };
         let frame = encode_send(&ForwardedSend {
             call,
             group,
@@ -162,11 +176,9 @@ impl PartitionRouter {
             messages,
         });
         if !self.send_frame(leader, frame) {
-            self.lock_calls().remove(&call);
             return SendOutcome::NotStored;
         }
         let outcome = compio::time::timeout(wait, outcome).await;
-        self.lock_calls().remove(&call);
         match outcome {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) | Err(_) => SendOutcome::Unknown,

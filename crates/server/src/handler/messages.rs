@@ -2,7 +2,10 @@
 //! when that is this shard); stored bytes travel back untouched.
 
 use std::{
+    future::{Future, poll_fn},
+    pin::pin,
     rc::Rc,
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -132,16 +135,21 @@ async fn replicated_send(
             Err(_) => SendOutcome::Unknown,
         }
     } else {
-        cluster
-            .partitions
-            .forward_send(
-                leader,
-                view.group(),
-                messages.freeze(),
-                count,
-                REPLICATED_SEND_WAIT,
-            )
-            .await
+        // A leader that died takes the send with it: once this replica sees the leader change
+        // (an election), the outcome is unknown at once rather than after the whole wait.
+        let forward = cluster.partitions.forward_send(
+            leader,
+            view.group(),
+            messages.freeze(),
+            count,
+            REPLICATED_SEND_WAIT,
+        );
+        let (mut forward, mut changed) = (pin!(forward), pin!(view.wait_for_leader_change(leader)));
+        poll_fn(|cx| match forward.as_mut().poll(cx) {
+            Poll::Ready(outcome) => Poll::Ready(outcome),
+            Poll::Pending => changed.as_mut().poll(cx).map(|()| SendOutcome::Unknown),
+        })
+        .await
     };
     match outcome {
         SendOutcome::Stored {
