@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The cluster nemesis, long: three galgo nodes on loopback whose links pass fault proxies,
 # STEPS rounds of one random fault on a random node (SIGKILL and restart, cut both ways, cut
-# one way, slow links) while streams are created through random nodes; then a history check,
+# one way, slow links) while streams and topics are created and deleted and messages sent
+# through random nodes; then a history check of both,
 # and again after every node restarted (crates/server/tests/cluster.rs, `nemesis`). Each run
 # prints its seed; SEED replays it. Figures in docs/reliability.md.
 #
@@ -16,5 +17,5 @@ RUNS=${RUNS:-1}
 for run in $(seq 0 $((RUNS - 1))); do
   NEMESIS_SEED=$((SEED + run)) NEMESIS_STEPS=$STEPS \
     cargo test --locked -p galgo-server --test cluster -- --ignored --nocapture --exact nemesis 2>&1 |
-    grep -E '^(nemesis seed|step |[0-9]+ acknowledged|test result)|panicked|disagree|missing|never asked'
+    grep -E '^(nemesis seed|step |[0-9]+ acknowledged|messages:|test result)|panicked|disagree|missing|never asked|stored twice|refused but stored|in the order'
 done

@@ -863,7 +863,7 @@ impl History {
             }
         }
         for (name, topics) in streams {
-            if name.starts_with("marker-") {
+            if name.starts_with("marker-") || name == MESSAGES_STREAM {
                 continue;
             }
             assert!(
@@ -881,6 +881,9 @@ impl History {
         }
     }
 }
+
+/// The nemesis's stream for messages, outside its metadata history.
+const MESSAGES_STREAM: &str = "nemesis-messages";
 
 fn stream_headers(conn: &mut RawConn) -> Vec<(String, u32)> {
     let payload = conn.request(code::GET_STREAMS, &[]).ok();
@@ -915,25 +918,27 @@ fn nemesis() {
     let mut cluster = Cluster::start_proxied(3);
     let mut history = History::default();
     let mut serial = 0;
+    // Messages: one topic of three partitions, never deleted; each step sends a few through
+    // random nodes to random partitions, one at a time, so acknowledgements come in send order.
+    let stream = raw::create_stream(&mut cluster.connect(0), MESSAGES_STREAM);
+    let topic = (
+        stream,
+        raw::create_topic(&mut cluster.connect(0), stream, "events", 3),
+    );
+    let mut messages: Vec<Vec<(String, Sent)>> = vec![Vec::new(); 3];
     for step in 0..steps {
         let node = rng.below(3);
         let fault = FAULTS[rng.below(FAULTS.len())];
         println!("step {step}: {fault:?} on node {}", node + 1);
-        match fault {
-            Fault::Kill => cluster.nodes[node].kill(),
-            Fault::CutBothWays => cluster.links_of(node).for_each(FaultProxy::cut),
-            Fault::CutOutgoing => (0..3)
-                .filter(|&other| other != node)
-                .for_each(|other| cluster.link(node, other).cut()),
-            Fault::CutIncoming => (0..3)
-                .filter(|&other| other != node)
-                .for_each(|other| cluster.link(other, node).cut()),
-            Fault::SlowLinks => cluster
-                .links_of(node)
-                .for_each(|link| link.delay(Duration::from_millis(50))),
-        }
+        apply_fault(&mut cluster, node, fault);
         for _ in 0..3 {
             history.operate(&cluster, &mut rng, serial);
+            let (via, partition) = (rng.below(3), rng.below(3));
+            let payload = format!("p{partition}-s{serial}");
+            if cluster.nodes[via].is_running() {
+                let sent = send_one(&cluster, via, topic, partition as u32, &payload);
+                messages[partition].push((payload, sent));
+            }
             serial += 1;
         }
         cluster.heal_all();
@@ -952,11 +957,13 @@ fn nemesis() {
         history.deleted.len(),
         history.delete_unknown.len(),
     );
+    report_messages(&messages);
     assert!(
         !history.created.is_empty(),
         "the cluster took no change at all"
     );
     check_history(&cluster, "marker-1", &history);
+    check_partitions(&cluster, &[0, 1, 2], topic, &messages);
     for node in &mut cluster.nodes {
         node.stop();
     }
@@ -964,6 +971,39 @@ fn nemesis() {
         node.restart();
     }
     check_history(&cluster, "marker-2", &history);
+    check_partitions(&cluster, &[0, 1, 2], topic, &messages);
+}
+
+fn apply_fault(cluster: &mut Cluster, node: usize, fault: Fault) {
+    match fault {
+        Fault::Kill => cluster.nodes[node].kill(),
+        Fault::CutBothWays => cluster.links_of(node).for_each(FaultProxy::cut),
+        Fault::CutOutgoing => (0..3)
+            .filter(|&other| other != node)
+            .for_each(|other| cluster.link(node, other).cut()),
+        Fault::CutIncoming => (0..3)
+            .filter(|&other| other != node)
+            .for_each(|other| cluster.link(other, node).cut()),
+        Fault::SlowLinks => cluster
+            .links_of(node)
+            .for_each(|link| link.delay(Duration::from_millis(50))),
+    }
+}
+
+fn report_messages(messages: &[Vec<(String, Sent)>]) {
+    let count = |what: Sent| {
+        messages
+            .iter()
+            .flatten()
+            .filter(|(_, sent)| *sent == what)
+            .count()
+    };
+    println!(
+        "messages: {} acknowledged, {} refused, {} unknown",
+        count(Sent::Acknowledged),
+        count(Sent::Refused),
+        count(Sent::Unknown)
+    );
 }
 
 /// Checks every node's streams against the history. A marker stream created last through
