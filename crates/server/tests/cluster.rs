@@ -303,6 +303,8 @@ fn metadata_agrees_on_every_node_through_a_leader_kill_and_restarts() {
     assert!(!topics.is_empty(), "the topic survived on node 1");
 }
 
+const PURGE_STREAM: u32 = 205;
+const FEATURE_UNAVAILABLE: u32 = 5;
 /// A send refused, nothing stored (no partition leader, or replaced by another leader's).
 const TRANSIENT_NOT_ACCEPTED: u32 = 58;
 /// A send whose outcome is unknown: it may or may not be stored.
@@ -449,6 +451,12 @@ fn messages_are_replicated_and_none_acknowledged_is_lost_when_a_leader_dies() {
     for name in ["galgo_partition_leader{", "galgo_partition_high_watermark{"] {
         assert!(metrics.contains(name), "{name} in {metrics}");
     }
+    // A purge would rewind offsets under the Raft logs: refused, nothing lost.
+    cluster
+        .connect(1)
+        .request(PURGE_STREAM, &raw::id_numeric(stream))
+        .assert_error(FEATURE_UNAVAILABLE);
+    check_partitions(&cluster, &[0, 1, 2], topic, &history);
 
     // A node dies (SIGKILL) while sends go on through another: it leads a partition group
     // (leaders are spread), so that partition elects another leader; the sends are

@@ -759,11 +759,24 @@ impl Group {
                     let Some(meta) = self.storage.rl().meta(index).copied() else {
                         break;
                     };
-                    data.push((index, read_batch(&self.log, &meta).await?));
+                    match read_batch(&self.log, &meta).await {
+                        Ok(batch) => data.push((index, batch)),
+                        Err(why) => {
+                            // Retention removed it: that follower cannot catch up by log
+                            // (snapshots are not built); the group goes on without it.
+                            tracing::warn!(group = self.config.group, index, %why,
+                                "an entry a follower needs is gone from the log");
+                            break;
+                        }
+                    }
                     bytes += meta.bytes;
                     if bytes >= MESSAGE_BYTES_MAX {
                         break;
                     }
+                }
+                if data.is_empty() {
+                    // Asked again at the follower's next answer.
+                    continue;
                 }
                 self.storage.wl().fetched(data);
                 self.node.on_entries_fetched(fetch.context);

@@ -123,8 +123,9 @@ pub async fn delete(shard: &Rc<Shard>, stream: Identifier) -> Outcome {
     Ok(Reply::empty())
 }
 
-/// PurgeStream: every message of every topic, journals included.
+/// PurgeStream: every message of every topic, journals included (not on a cluster node).
 pub async fn purge(shard: &Rc<Shard>, stream: StreamId) -> Outcome {
+    super::topics::refuse_purge_on_a_cluster(shard)?;
     let partitions = partitions_of(&shard.metadata.borrow(), |candidate| candidate.id == stream);
     on_owners(shard, partitions, PartitionOp::Purge).await?;
     Ok(Reply::empty())

@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, rc::Rc};
 
 use bytes::BytesMut;
 use galgo_metadata::{Need, PartitionKey, StreamId, Topic, TopicKey, TopicSettings};
+use galgo_protocol::ErrorCode;
 use galgo_protocol::command::topics::{
     CompressionAlgorithm, CreatePartitions, CreateTopic, DeletePartitions, DeleteTopic, GetTopic,
     GetTopics, PartitionInfo, PurgeTopic, TopicDetails, TopicHeader, UpdateTopic,
@@ -15,7 +16,10 @@ use super::{
     metadata_change::change_metadata,
     partition_calls::{PartitionFigures, PartitionOp, gather_figures, on_owners},
 };
-use crate::context::{Shard, now_us};
+use crate::{
+    context::{Shard, now_us},
+    error::CommandError,
+};
 
 type Figures = BTreeMap<PartitionKey, PartitionFigures>;
 
@@ -213,8 +217,10 @@ pub async fn delete(shard: &Rc<Shard>, delete: DeleteTopic) -> Outcome {
     Ok(Reply::empty())
 }
 
-/// PurgeTopic: every message, journals included; offsets restart at 0.
+/// PurgeTopic: every message, journals included; offsets restart at 0. Not on a cluster
+/// node (5 FeatureUnavailable): offsets would restart under the partitions' Raft logs.
 pub async fn purge(shard: &Rc<Shard>, key: TopicKey) -> Outcome {
+    refuse_purge_on_a_cluster(shard)?;
     let partitions = topic_partitions(shard, key).unwrap_or_default();
     on_owners(shard, partitions, PartitionOp::Purge).await?;
     Ok(Reply::empty())
@@ -262,4 +268,14 @@ topic_handlers! {
     DeletePartitions: Need::ManageTopic => |cx, request, _| {
         delete_partitions(cx.shard, request).await
     };
+}
+
+/// Purges rewind a partition's offsets, which its Raft group's log cannot follow: a cluster
+/// node refuses them (docs/architecture.md, "Not in the first version").
+pub fn refuse_purge_on_a_cluster(shard: &Shard) -> Result<(), CommandError> {
+    if shard.state().seed.cluster.is_some() {
+        tracing::warn!("purge refused: a cluster cannot purge replicated partitions");
+        return Err(ErrorCode::FeatureUnavailable.into());
+    }
+    Ok(())
 }
