@@ -56,6 +56,9 @@ const INPUTS_PER_PASS: usize = 256;
 const MESSAGE_BYTES_MAX: u64 = 1 << 20;
 /// Append messages in flight per follower.
 const INFLIGHT_MESSAGES_MAX: usize = 64;
+/// How often a leader that is not the preferred one checks whether to hand leadership back
+/// (two election timeouts, so that a failover settles first).
+const REBALANCE_TICKS: u32 = 2 * ELECTION_TICKS as u32;
 /// Ticks between saves of a moved commit (one election timeout).
 const COMMIT_SAVE_TICKS: u32 = ELECTION_TICKS as u32;
 /// Bytes of applied entries kept in memory for followers slightly behind.
@@ -349,6 +352,7 @@ pub async fn start_group(
         last_stamp: 0,
         unreachable: Vec::new(),
         ticks: 0,
+        leading_ticks: 0,
         dir: dir.to_path_buf(),
     };
     compio::runtime::spawn(group.run(queued)).detach();
@@ -593,6 +597,8 @@ struct Group {
     unreachable: Vec<u64>,
     /// Ticks since the commit was last saved.
     ticks: u32,
+    /// Ticks this replica has led for (0 while it does not).
+    leading_ticks: u32,
     dir: PathBuf,
 }
 
@@ -653,10 +659,46 @@ impl Group {
             GroupInput::Tick => {
                 self.node.tick();
                 self.ticks += 1;
+                self.leading_ticks = if self.node.raft.state == StateRole::Leader {
+                    self.leading_ticks + 1
+                } else {
+                    0
+                };
+                // Half an election timeout off raft-rs's check-quorum, which clears every
+                // peer's `recent_active` each election timeout until it hears from it again.
+                if self.leading_ticks % REBALANCE_TICKS
+                    == REBALANCE_TICKS / 2 + ELECTION_TICKS as u32 / 2
+                {
+                    self.hand_back_leadership();
+                }
             }
             GroupInput::Stop => return true,
         }
         false
+    }
+
+    /// A leader that is not the group's preferred one hands leadership back to it once it is
+    /// reachable and holds the whole log (raft-rs's leader transfer: it campaigns at once),
+    /// so that leaders spread over the nodes again after a failover. Each group decides alone.
+    fn hand_back_leadership(&mut self) {
+        let preferred = self.config.preferred_leader;
+        let raft = &self.node.raft;
+        if preferred == self.config.node_id || raft.lead_transferee.is_some() {
+            return;
+        }
+        let last = raft.raft_log.last_index();
+        let caught_up = raft
+            .prs()
+            .get(preferred)
+            .is_some_and(|progress| progress.recent_active && progress.matched == last);
+        if caught_up {
+            tracing::debug!(
+                group = self.config.group,
+                to = preferred,
+                "leadership handed back to the preferred replica"
+            );
+            self.node.transfer_leader(preferred);
+        }
     }
 
     /// Where the next batch starts: after the last entry's messages, stable or not.
