@@ -10,6 +10,7 @@ use std::{
     io::Write,
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -44,15 +45,39 @@ struct Cluster {
 }
 
 /// Free loopback ports for the replication listeners: peers must know each other's address
-/// before any starts, so these cannot be port 0. Bound and released at once.
+/// before any starts, so these cannot be port 0. They are taken below the kernel's ephemeral
+/// range, so that nothing bound to port 0 meanwhile (another test's server or fault proxy)
+/// can take one between the probe here and its node's bind; a counter keeps them distinct
+/// within this process, and each is probed free. Without room below that range: ports the
+/// kernel hands out, bound and released at once.
 fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().expect("local addr").port())
-        .collect()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(0);
+    if ephemeral_low < FIRST + 2_000 {
+        let listeners: Vec<TcpListener> = (0..count)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+            .collect();
+        return listeners
+            .iter()
+            .map(|listener| listener.local_addr().expect("local addr").port())
+            .collect();
+    }
+    let span = ephemeral_low - FIRST;
+    let base = std::process::id().wrapping_mul(7_919) % span;
+    let mut ports = Vec::with_capacity(count);
+    while ports.len() < count {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free port left below the ephemeral range");
+        let port = u16::try_from(FIRST + (base + n) % span).expect("a port");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 /// Node `node`'s config: it listens on `own`, and dials peer `i + 1` at `peers[i]` (its own
