@@ -50,7 +50,13 @@ pub async fn gather_figures(
         let gathered = shard
             .call(owner, move |shard| async move {
                 keys.into_iter()
-                    .filter_map(|key| Some((key, figures_of(&*shard.partition(&key)?))))
+                    .filter_map(|key| {
+                        let mut figures = figures_of(&*shard.partition(&key)?);
+                        if let Some(group) = shard.state().replica(&key) {
+                            committed_only(&mut figures, group.view().high_watermark());
+                        }
+                        Some((key, figures))
+                    })
                     .collect::<Vec<_>>()
             })
             .await?;
@@ -65,6 +71,15 @@ pub fn figures_of(log: &PartitionLog) -> PartitionFigures {
         stats: log.stats(),
         current_offset: log.last_offset().unwrap_or(0),
     }
+}
+
+/// A replicated partition's figures as clients may read it: its messages below the high
+/// watermark `committed_end` (the log also holds batches not committed yet).
+fn committed_only(figures: &mut PartitionFigures, committed_end: u64) {
+    let held_end = figures.current_offset + u64::from(figures.stats.messages_count > 0);
+    let uncommitted = held_end.saturating_sub(committed_end);
+    figures.stats.messages_count = figures.stats.messages_count.saturating_sub(uncommitted);
+    figures.current_offset = committed_end.saturating_sub(1);
 }
 
 /// What [`on_owners`] does to each partition on its owning shard.
@@ -131,4 +146,39 @@ pub fn by_owner(partitions: Vec<(PartitionKey, ShardId)>) -> BTreeMap<ShardId, V
         grouped.entry(owner).or_default().push(key);
     }
     grouped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(messages_count: u64, current_offset: u64) -> PartitionFigures {
+        PartitionFigures {
+            stats: PartitionStats {
+                messages_count,
+                ..PartitionStats::default()
+            },
+            current_offset,
+        }
+    }
+
+    #[test]
+    fn a_replicated_partition_shows_its_committed_messages_only() {
+        // Offsets 0..=9 held, 0..=6 committed.
+        let mut held = figures(10, 9);
+        committed_only(&mut held, 7);
+        assert_eq!((held.stats.messages_count, held.current_offset), (7, 6));
+        // Retention kept 5..=9: 5 and 6 committed.
+        let mut held = figures(5, 9);
+        committed_only(&mut held, 7);
+        assert_eq!((held.stats.messages_count, held.current_offset), (2, 6));
+        // Everything committed: unchanged.
+        let mut held = figures(10, 9);
+        committed_only(&mut held, 10);
+        assert_eq!((held.stats.messages_count, held.current_offset), (10, 9));
+        // Nothing committed yet.
+        let mut held = figures(3, 2);
+        committed_only(&mut held, 0);
+        assert_eq!((held.stats.messages_count, held.current_offset), (0, 0));
+    }
 }
