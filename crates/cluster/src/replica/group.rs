@@ -734,14 +734,7 @@ impl Group {
             return;
         }
         let term = self.node.raft.term;
-        let meta = EntryMeta {
-            term,
-            kind: RecordKind::Batch,
-            aux: [0; 3],
-            count,
-            first_offset,
-            bytes: messages.len() as u64,
-        };
+        let meta = EntryMeta::batch(term, first_offset, count, messages.len() as u64);
         let entry = Entry {
             data: messages.freeze(),
             context: meta.context(),

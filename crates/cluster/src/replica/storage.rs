@@ -87,6 +87,18 @@ impl EntryMeta {
         })
     }
 
+    /// The meta of a batch of `count` messages from `first_offset`, `bytes` long.
+    pub fn batch(term: u64, first_offset: u64, count: u32, bytes: u64) -> Self {
+        Self {
+            term,
+            kind: RecordKind::Batch,
+            aux: [0; 3],
+            count,
+            first_offset,
+            bytes,
+        }
+    }
+
     /// The context an entry of this meta carries.
     pub fn context(&self) -> Bytes {
         let mut out = Vec::with_capacity(ENTRY_CONTEXT_BYTES);
@@ -467,14 +479,7 @@ mod tests {
     use super::*;
 
     fn batch_entry(index: u64, term: u64, first_offset: u64, count: u32) -> Entry {
-        let meta = EntryMeta {
-            term,
-            kind: RecordKind::Batch,
-            aux: [0; 3],
-            count,
-            first_offset,
-            bytes: 10,
-        };
+        let meta = EntryMeta::batch(term, first_offset, count, 10);
         Entry {
             index,
             term,
