@@ -209,6 +209,9 @@ pub struct PartitionLog {
     tail: Rc<CachedTail>,
     /// Notified by every append, purge and close: what long polls park on.
     appended: event_listener::Event,
+    /// Retention and segment deletes never remove a message at or above this offset
+    /// ([`PartitionLog::set_retention_end`]).
+    retention_end: Cell<u64>,
 }
 
 impl PartitionLog {
@@ -248,6 +251,7 @@ impl PartitionLog {
             io_counters: Cell::new(IoCounters::default()),
             tail: CachedTail::new(cache.clone()),
             appended: event_listener::Event::new(),
+            retention_end: Cell::new(u64::MAX),
         });
         Ok((log, report))
     }
@@ -287,6 +291,14 @@ impl PartitionLog {
         sealed.chain([active]).collect()
     }
 
+    /// Bounds what retention and segment deletes may remove: only sealed segments whose
+    /// messages are all below `offset`. A replicated partition's group keeps it at the end of
+    /// its durably committed entries, so that no replica deletes what Raft may still need to
+    /// read back (docs/architecture.md, "Snapshots and retention"). Unbounded by default.
+    pub fn set_retention_end(&self, offset: u64) {
+        self.retention_end.set(offset);
+    }
+
     /// Start offset of the first segment.
     pub fn first_offset(&self) -> u64 {
         self.state.borrow().first_offset()
@@ -300,6 +312,11 @@ impl PartitionLog {
     /// The durability mode the log was opened with.
     pub fn fsync_mode(&self) -> crate::FsyncMode {
         self.config.fsync
+    }
+
+    /// The offset the next appended message gets.
+    pub fn next_offset(&self) -> u64 {
+        self.state.borrow().next_offset
     }
 
     /// The last assigned offset; `None` if the partition never had a message.

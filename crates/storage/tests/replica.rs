@@ -199,6 +199,85 @@ async fn a_cut_below_what_retention_kept_is_refused() {
     assert_eq!(log.stats().messages_count, 0);
 }
 
+#[compio::test]
+async fn retention_never_passes_the_retention_end() {
+    let temp = tempfile::tempdir().unwrap();
+    let log = open(temp.path(), config(200, 1), 0).await;
+    for n in 0..5u64 {
+        let payloads: Vec<Vec<u8>> = (0..3).map(|k| payload(n, k, 3)).collect();
+        log.append_stamped(stamped(&payloads, n * 3, 10 + n), 3)
+            .await
+            .unwrap();
+    }
+    log.flush(false).await.unwrap();
+    let sealed_ends: Vec<u64> = log
+        .segments()
+        .iter()
+        .filter(|segment| segment.sealed)
+        .map(|segment| segment.end_offset.expect("a sealed segment holds messages"))
+        .collect();
+    assert!(sealed_ends.len() >= 3, "{:?}", log.segments());
+    // Up to the end of the second sealed segment, exclusive of its last message: only the
+    // first may go.
+    log.set_retention_end(sealed_ends[1]);
+    log.remove_expired_segments(u64::MAX, Some(0), None)
+        .await
+        .unwrap();
+    assert_eq!(log.first_offset(), sealed_ends[0] + 1);
+    log.remove_oldest_segments(10, u64::MAX).await.unwrap();
+    assert_eq!(
+        log.first_offset(),
+        sealed_ends[0] + 1,
+        "segment deletes respect the bound too"
+    );
+    log.set_retention_end(sealed_ends[1] + 1);
+    log.remove_oldest_segments(10, u64::MAX).await.unwrap();
+    assert_eq!(log.first_offset(), sealed_ends[1] + 1);
+    log.set_retention_end(0);
+    log.remove_expired_segments(u64::MAX, Some(0), Some(0))
+        .await
+        .unwrap();
+    assert_eq!(log.first_offset(), sealed_ends[1] + 1);
+}
+
+#[compio::test]
+async fn a_reset_log_starts_empty_at_its_offset_and_reopens_so() {
+    let temp = tempfile::tempdir().unwrap();
+    let log = open(temp.path(), config(200, 1), 1 << 20).await;
+    for n in 0..4u64 {
+        let payloads: Vec<Vec<u8>> = (0..3).map(|k| payload(n, k, 3)).collect();
+        log.append_stamped(stamped(&payloads, n * 3, 10 + n), 3)
+            .await
+            .unwrap();
+    }
+    let owner = OffsetOwner::Consumer(7);
+    log.store_offset(owner, 4).await.unwrap();
+    log.reset_to(1_000).await.unwrap();
+    assert_eq!(
+        (log.first_offset(), log.next_offset(), log.last_offset()),
+        (1_000, 1_000, Some(999))
+    );
+    assert_eq!(log.stats().messages_count, 0);
+    assert!(
+        read_all(&log, 0).await.is_empty(),
+        "nothing below the reset"
+    );
+    assert_eq!(log.stored_offset(owner), Some(4), "stored offsets stay");
+    let payloads: Vec<Vec<u8>> = (0..3).map(|k| payload(9, k, 3)).collect();
+    log.append_stamped(stamped(&payloads, 1_000, 20), 3)
+        .await
+        .unwrap();
+    log.flush(true).await.unwrap();
+    log.close().await.unwrap();
+    drop(log);
+    let log = open(temp.path(), config(200, 1), 0).await;
+    assert_eq!(log.first_offset(), 1_000);
+    let read = read_all(&log, 1_000).await;
+    let offsets: Vec<u64> = read.iter().map(|(offset, _, _)| *offset).collect();
+    assert_eq!(offsets, vec![1_000, 1_001, 1_002]);
+    assert_eq!(read[0].2, payloads[0]);
+}
+
 /// One step of the model test.
 #[derive(Clone, Debug)]
 enum Step {
