@@ -16,7 +16,10 @@ use galgo_cluster::{
     replica::{GroupConfig, GroupHandle, ReplicaError, Sink, start_group},
 };
 use galgo_protocol::message::{MessageIter, encode_message};
-use galgo_storage::{DirectIo, FsyncMode, PartitionLog, StorageConfig, TailCache};
+use galgo_storage::{
+    DirectIo, FsyncMode, LogStart, PartitionLog, RaftRecords, RecordKind, SNAPSHOT_INTENT_FILE,
+    SnapshotIntent, StorageConfig, TailCache,
+};
 
 const GROUP: u64 = 77;
 const NODES: [u64; 3] = [1, 2, 3];
@@ -193,8 +196,13 @@ fn block(tag: &str, count: u32, bytes: usize) -> BytesMut {
 
 /// Every message's (offset, id, payload tag), checked contiguous with valid checksums.
 async fn read_all(log: &PartitionLog) -> Vec<String> {
+    read_from(log, 0).await
+}
+
+/// The messages from `from` on (from the log's first offset if that is later).
+async fn read_from(log: &PartitionLog, from: u64) -> Vec<String> {
     let mut out = Vec::new();
-    let mut next = 0;
+    let mut next = from.max(log.first_offset());
     loop {
         let polled = log.poll(next, 10_000).await.unwrap();
         if polled.messages_count == 0 {
@@ -338,6 +346,139 @@ async fn a_follower_far_behind_catches_up_from_the_leaders_log() {
     replicas.isolate(behind, false);
     let messages = replicas.wait_agree(192).await;
     assert!(messages[191].ends_with(":big47-3"));
+}
+
+/// Retention on a replica, as the delete-segments command would: the sealed segments ending
+/// at or below `end_offset_max`, as soon as the group lets it remove them.
+async fn remove_what_retention_may(
+    log: &PartitionLog,
+    first_offset_at_least: u64,
+    end_offset_max: u64,
+) {
+    let started = Instant::now();
+    loop {
+        log.remove_oldest_segments(u32::MAX, end_offset_max)
+            .await
+            .unwrap();
+        if log.first_offset() >= first_offset_at_least {
+            return;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "retention stayed at {} (wanted {first_offset_at_least})",
+            log.first_offset()
+        );
+        compio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[compio::test]
+async fn a_follower_behind_retention_catches_up_by_snapshot_and_after_a_torn_install() {
+    let mut replicas = Replicas::start(Ack::Majority).await;
+    let leader = replicas.wait_leader(&NODES).await;
+    let behind = NODES.into_iter().find(|&node| node != leader).unwrap();
+    let other = NODES
+        .into_iter()
+        .find(|&node| node != leader && node != behind)
+        .unwrap();
+    for n in 0..4 {
+        replicas
+            .propose(leader, &format!("early{n}"), 2, 100)
+            .await
+            .unwrap();
+    }
+    replicas.wait_agree(8).await;
+    replicas.stop_node(behind).await;
+    // 48 batches of 256 KiB over 256 KiB segments, then retention on the two that run:
+    // what the stopped follower lacks is gone from every log that has it.
+    for n in 0..48 {
+        replicas
+            .propose(leader, &format!("big{n}"), 4, 64 << 10)
+            .await
+            .unwrap();
+    }
+    let end = 8 + 48 * 4;
+    for node in [leader, other] {
+        let handles = replicas.handles.clone();
+        wait_until("the running replicas committed everything", move || {
+            handles.borrow()[&node].view().high_watermark() >= end
+        })
+        .await;
+        // Retention waits for the commit to be saved (every election timeout).
+        remove_what_retention_may(&replicas.logs[&node], 100, end - 20).await;
+    }
+    let leader_first = replicas.logs[&leader].first_offset();
+    assert!(
+        leader_first >= 100 && leader_first < end,
+        "{leader_first} {end}"
+    );
+
+    replicas.start_node(behind).await;
+    let handles = replicas.handles.clone();
+    wait_until("the restarted follower caught up", move || {
+        handles.borrow()[&behind].view().high_watermark() >= end
+    })
+    .await;
+    let restarted = &replicas.logs[&behind];
+    assert!(
+        restarted.first_offset() >= leader_first,
+        "the follower's log restarted at the leader's log start, not at {}",
+        restarted.first_offset()
+    );
+    let from = restarted.first_offset();
+    let expected = read_from(&replicas.logs[&leader], from).await;
+    assert_eq!(read_from(restarted, from).await, expected);
+    assert_eq!(expected.len() as u64, end - from);
+    assert!(expected.last().unwrap().ends_with(":big47-3"));
+
+    // The restarted follower is a full member: with the other one gone, sends still commit.
+    replicas.stop_node(other).await;
+    replicas.propose(leader, "after", 3, 10).await.unwrap();
+    let handles = replicas.handles.clone();
+    wait_until("the follower committed the new batch", move || {
+        handles.borrow()[&behind].view().high_watermark() >= end + 3
+    })
+    .await;
+
+    // A crash part-way through an install: the intent is found at open and the install is
+    // finished (the log restarts at its start, the records go). The intent names the
+    // follower's own last entry, so Raft loses nothing it acknowledged; the follower's log
+    // then holds nothing below it, and it still commits what comes next (the other
+    // follower is still down).
+    replicas.stop_node(behind).await;
+    let dir = replicas.dir(behind);
+    let (_, records) = RaftRecords::open(&dir).await.unwrap();
+    let last = *records.last().unwrap();
+    assert_eq!(last.kind, RecordKind::Batch);
+    let start = LogStart {
+        index: last.index,
+        term: last.term,
+        offset: last.first_offset + u64::from(last.count),
+    };
+    assert_eq!(start.offset, end + 3);
+    SnapshotIntent::write(&dir, start).await.unwrap();
+    replicas.start_node(behind).await;
+    assert!(
+        !dir.join(SNAPSHOT_INTENT_FILE).exists(),
+        "the intent is cleared"
+    );
+    let restarted = &replicas.logs[&behind];
+    assert_eq!(restarted.first_offset(), start.offset);
+    assert_eq!(restarted.next_offset(), start.offset);
+    replicas.propose(leader, "later", 2, 10).await.unwrap();
+    let handles = replicas.handles.clone();
+    wait_until(
+        "the follower committed after the finished install",
+        move || handles.borrow()[&behind].view().high_watermark() >= end + 5,
+    )
+    .await;
+    let expected = read_from(&replicas.logs[&leader], start.offset).await;
+    assert_eq!(
+        read_from(&replicas.logs[&behind], start.offset).await,
+        expected
+    );
+    assert_eq!(expected.len(), 2);
+    assert!(expected[1].ends_with(":later-1"));
 }
 
 #[compio::test]

@@ -182,6 +182,17 @@ pub fn group_id(key: PartitionKey, created_at_us: u64) -> u64 {
     }
 }
 
+/// On a cluster node, keeps retention off a partition just opened until its group starts and
+/// bounds it by what the group durably committed (docs/architecture.md, "Snapshots and
+/// retention").
+pub fn hold_retention(shard: &Shard, key: PartitionKey) {
+    if shard.state().seed.cluster.is_some()
+        && let Some(log) = shard.partition(&key)
+    {
+        log.set_retention_end(0);
+    }
+}
+
 /// On a cluster node, starts the Raft group of a partition this shard owns, once its log is
 /// open: every node is a replica (the replication factor is the node count in this
 /// version), and the preferred leader, the replica that campaigns first, rotates with the

@@ -73,5 +73,6 @@ pub use replica_records::{
 };
 pub use replica_state::{
     LogStart, REPLICA_STATE_FILE, REPLICA_VOTERS_MAX, ReplicaState, ReplicaStateFile,
+    SNAPSHOT_INTENT_FILE, SnapshotIntent,
 };
 pub use tail_cache::{TailCache, TailCacheCounters};

@@ -22,6 +22,10 @@ use crate::{StorageError, disk};
 
 /// The file's name in the partition's directory.
 pub const REPLICA_STATE_FILE: &str = "raft_state";
+/// The snapshot install intent's name in the partition's directory.
+pub const SNAPSHOT_INTENT_FILE: &str = "raft_snapshot";
+const INTENT_MAGIC: &[u8; 8] = b"galgoRSI";
+const INTENT_BYTES: usize = 8 + 3 * 8 + 8;
 const SLOT_BYTES: usize = 4096;
 const MAGIC: &[u8; 8] = b"galgoRST";
 const FORMAT: u16 = 1;
@@ -113,6 +117,67 @@ impl ReplicaStateFile {
         disk::write_all_at(&self.file, slot, (sequence % 2) * SLOT_BYTES as u64).await?;
         self.file.sync_data().await?;
         self.sequence = sequence;
+        Ok(())
+    }
+}
+
+/// A snapshot install in progress: written and fdatasynced before a replica changes anything
+/// for a snapshot, removed once its log restarts at the snapshot's offset and its records are
+/// gone. A replica that finds one at open finishes the install: without it, a crash between
+/// the steps would leave a log whose messages below the new start no Raft record vouches for.
+///
+/// ```text
+/// magic "galgoRSI" | start index u64 | start term u64 | start offset u64 | xxh3 u64
+/// ```
+pub struct SnapshotIntent;
+
+impl SnapshotIntent {
+    /// Records that the replica in `dir` is moving its log start to `start`.
+    pub async fn write(dir: &Path, start: LogStart) -> Result<(), StorageError> {
+        let mut bytes = Vec::with_capacity(INTENT_BYTES);
+        bytes.extend_from_slice(INTENT_MAGIC);
+        for value in [start.index, start.term, start.offset] {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        let checksum = xxh3_64(&bytes);
+        bytes.extend_from_slice(&checksum.to_le_bytes());
+        let file = disk::open_read_write(&dir.join(SNAPSHOT_INTENT_FILE), true).await?;
+        file.set_len(0).await?;
+        disk::write_all_at(&file, bytes, 0).await?;
+        file.sync_data().await?;
+        disk::sync_dir(dir).await?;
+        Ok(())
+    }
+
+    /// The install the replica in `dir` had started, if any. A torn intent was never acted
+    /// on (it is fdatasynced before anything else changes) and reads as none.
+    pub async fn read(dir: &Path) -> Result<Option<LogStart>, StorageError> {
+        let file = match disk::open_read_write(&dir.join(SNAPSHOT_INTENT_FILE), false).await {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let len = disk::file_len(&file).await?;
+        if len != INTENT_BYTES as u64 {
+            return Ok(None);
+        }
+        let bytes = disk::read_exact_at(&file, INTENT_BYTES, 0).await?;
+        let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        if &bytes[..8] != INTENT_MAGIC || xxh3_64(&bytes[..32]) != u64_at(32) {
+            return Ok(None);
+        }
+        Ok(Some(LogStart {
+            index: u64_at(8),
+            term: u64_at(16),
+            offset: u64_at(24),
+        }))
+    }
+
+    /// The install is complete (or the intent was torn): forget it.
+    pub async fn clear(dir: &Path) -> Result<(), StorageError> {
+        if disk::remove_file_if_exists(&dir.join(SNAPSHOT_INTENT_FILE)).await? {
+            disk::sync_dir(dir).await?;
+        }
         Ok(())
     }
 }
@@ -242,5 +307,39 @@ mod tests {
             assert_eq!(slot.len(), SLOT_BYTES);
             assert_eq!(decode_slot(&slot), Some((9, value)));
         }
+    }
+
+    #[compio::test]
+    async fn a_snapshot_intent_is_read_back_whole_or_not_at_all() {
+        let temp = tempfile::tempdir().unwrap();
+        assert_eq!(SnapshotIntent::read(temp.path()).await.unwrap(), None);
+        let start = LogStart {
+            index: 40,
+            term: 3,
+            offset: 1_234,
+        };
+        SnapshotIntent::write(temp.path(), start).await.unwrap();
+        assert_eq!(
+            SnapshotIntent::read(temp.path()).await.unwrap(),
+            Some(start)
+        );
+        let path = temp.path().join(SNAPSHOT_INTENT_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(
+            SnapshotIntent::read(temp.path()).await.unwrap(),
+            None,
+            "damaged"
+        );
+        std::fs::write(&path, &bytes[..10]).unwrap();
+        assert_eq!(
+            SnapshotIntent::read(temp.path()).await.unwrap(),
+            None,
+            "torn"
+        );
+        SnapshotIntent::clear(temp.path()).await.unwrap();
+        assert!(!path.exists());
+        SnapshotIntent::clear(temp.path()).await.unwrap();
     }
 }

@@ -34,15 +34,15 @@ use futures_channel::oneshot;
 use galgo_protocol::message::{self, MessageView};
 use galgo_storage::{
     AppendReceipt, FsyncMode, LogStart, PartitionLog, RaftRecord, RaftRecords, RecordKind,
-    ReplicaState, ReplicaStateFile,
+    ReplicaState, ReplicaStateFile, SnapshotIntent,
 };
 use raft::{
-    Config, RawNode, StateRole,
-    eraftpb::{Entry, HardState, Message, MessageType},
+    Config, RawNode, SnapshotStatus, StateRole,
+    eraftpb::{Entry, HardState, Message, MessageType, Snapshot},
 };
 use thiserror::Error;
 
-use super::storage::{EntryMeta, PartitionStorage};
+use super::storage::{EntryMeta, PartitionStorage, snapshot_log_start};
 use crate::{
     log_bridge,
     settings::{Ack, ELECTION_TICKS, HEARTBEAT_TICKS},
@@ -106,6 +106,10 @@ pub enum ReplicaError {
     /// The group stopped before the outcome was known.
     #[error("the partition group stopped")]
     Stopped,
+    /// A snapshot from the leader replaced this replica's log before the outcome was known
+    /// (the batch may have been committed).
+    #[error("a snapshot replaced the log before the batch's outcome was known")]
+    Superseded,
 }
 
 /// How a group is set up.
@@ -333,6 +337,8 @@ pub async fn start_group(
         stopped: Cell::new(false),
         stop_requested: Cell::new(false),
     });
+    // Nothing above the durably committed entries is ever removed by retention.
+    log.set_retention_end(opened.storage.rl().end_offset_at(opened.saved.commit));
     let (inputs, queued) = flume::bounded(INPUTS_MAX);
     let group = Group {
         config: config.clone(),
@@ -340,8 +346,10 @@ pub async fn start_group(
         storage: opened.storage,
         log,
         records: opened.records,
+        retention_commit: opened.saved.commit,
         saver: StateSaver {
             file: Rc::new(async_lock::Mutex::new(opened.state_file)),
+            durable_commit: Rc::new(Cell::new(opened.saved.commit)),
             state: Rc::new(RefCell::new(opened.saved)),
             saving: Rc::new(Cell::new(false)),
             failed: Rc::new(Cell::new(false)),
@@ -351,6 +359,8 @@ pub async fn start_group(
         pending: HashMap::new(),
         last_stamp: 0,
         unreachable: Vec::new(),
+        snapshot_reports: Vec::new(),
+        follow_retention: false,
         ticks: 0,
         leading_ticks: 0,
         dir: dir.to_path_buf(),
@@ -396,13 +406,21 @@ async fn open_replica(
         log_start: LogStart {
             index: 0,
             term: 0,
-            offset: log.last_offset().map_or(0, |last| last + 1),
+            offset: log.next_offset(),
         },
         ..ReplicaState::default()
     });
-    reconcile(log, &mut records_file, &mut records, saved.log_start)
-        .await
-        .map_err(|error| fail("recovery", &error))?;
+    recover(
+        config.group,
+        dir,
+        log,
+        &mut state_file,
+        &mut saved,
+        &mut records_file,
+        &mut records,
+    )
+    .await
+    .map_err(|error| fail("recovery", &error))?;
     let last_index = saved.log_start.index + records.len() as u64;
     if saved.commit > last_index {
         tracing::warn!(
@@ -439,6 +457,51 @@ async fn open_replica(
     })
 }
 
+/// Finishes what a crash interrupted, a snapshot install (its intent is still there) or the
+/// rewrite of the records after retention moved the log start (records below it are left),
+/// then cuts the records and the log to their common prefix.
+async fn recover(
+    group: u64,
+    dir: &Path,
+    log: &PartitionLog,
+    state_file: &mut ReplicaStateFile,
+    saved: &mut ReplicaState,
+    records_file: &mut RaftRecords,
+    records: &mut Vec<RaftRecord>,
+) -> Result<(), String> {
+    let intent = SnapshotIntent::read(dir)
+        .await
+        .map_err(|error| error.to_string())?;
+    if let Some(start) = intent {
+        tracing::warn!(
+            group,
+            index = start.index,
+            offset = start.offset,
+            "finishing a snapshot install a crash interrupted"
+        );
+        saved.log_start = start;
+        saved.commit = saved.commit.max(start.index);
+        state_file
+            .save(saved)
+            .await
+            .map_err(|error| error.to_string())?;
+        restart_log(dir, log, records_file, start.offset).await?;
+        records.clear();
+    }
+    // Records of entries retention removed, left by a crash before the file was rewritten.
+    if records
+        .first()
+        .is_some_and(|record| record.index <= saved.log_start.index)
+    {
+        records.retain(|record| record.index > saved.log_start.index);
+        records_file
+            .compact_below(saved.log_start.index + 1)
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    reconcile(log, records_file, records, saved.log_start).await
+}
+
 /// Cuts the records and the log to their common prefix: records whose batches the log lost
 /// (its unsynced tail), and messages no record describes (written before their records).
 async fn reconcile(
@@ -447,7 +510,21 @@ async fn reconcile(
     records: &mut Vec<RaftRecord>,
     log_start: LogStart,
 ) -> Result<(), String> {
-    let log_end = log.last_offset().map_or(0, |last| last + 1);
+    if log.next_offset() < log_start.offset {
+        // The log lost its unsynced tail below where Raft's log starts (power lost under
+        // fsync = "interval" after retention moved the start): what is gone there is in the
+        // snapshot the start stands for; start the log at the start.
+        tracing::warn!(dir = %log.dir().display(), next = log.next_offset(),
+            start = log_start.offset, "partition log behind its raft log start; restarted there");
+        records.clear();
+        file.truncate_from(0)
+            .await
+            .map_err(|error| error.to_string())?;
+        log.reset_to(log_start.offset)
+            .await
+            .map_err(|error| error.to_string())?;
+    }
+    let log_end = log.next_offset();
     let before = records.len();
     while records.last().is_some_and(|record| {
         record.kind == RecordKind::Batch && record.first_offset + u64::from(record.count) > log_end
@@ -476,6 +553,21 @@ async fn reconcile(
             .map_err(|error| error.to_string())?;
     }
     Ok(())
+}
+
+/// The last steps of a snapshot install, after its intent and the new `raft_state` are
+/// durable: the log restarts empty at `offset`, the records go, the intent is cleared.
+async fn restart_log(
+    dir: &Path,
+    log: &PartitionLog,
+    records: &mut RaftRecords,
+    offset: u64,
+) -> Result<(), String> {
+    let storage_error = |error: galgo_storage::StorageError| error.to_string();
+    log.reset_to(offset).await.map_err(storage_error)?;
+    records.truncate_from(0).await.map_err(storage_error)?;
+    records.sync().await.map_err(storage_error)?;
+    SnapshotIntent::clear(dir).await.map_err(storage_error)
 }
 
 /// Loads the data of the entries above `commit` into the storage's window: raft-rs reads
@@ -542,6 +634,8 @@ async fn tick(inputs: flume::Sender<GroupInput>, every: Duration) {
 #[derive(Clone)]
 struct StateSaver {
     file: Rc<async_lock::Mutex<ReplicaStateFile>>,
+    /// The commit of the last completed save.
+    durable_commit: Rc<Cell<u64>>,
     state: Rc<RefCell<ReplicaState>>,
     /// A background save is queued or running.
     saving: Rc<Cell<bool>>,
@@ -553,7 +647,9 @@ impl StateSaver {
     async fn save_now(&self) -> Result<(), String> {
         let mut file = self.file.lock().await;
         let state = self.state.borrow().clone();
-        file.save(&state).await.map_err(|error| error.to_string())
+        file.save(&state).await.map_err(|error| error.to_string())?;
+        self.durable_commit.set(state.commit);
+        Ok(())
     }
 
     fn save_in_background(&self, group: u64) {
@@ -595,6 +691,13 @@ struct Group {
     last_stamp: u64,
     /// Peers whose messages were dropped in this pass.
     unreachable: Vec<u64>,
+    /// Snapshots sent (or dropped) in this pass, for raft-rs's `report_snapshot`.
+    snapshot_reports: Vec<(u64, SnapshotStatus)>,
+    /// Look at the partition log's first offset at the end of this pass (a tick, or an entry
+    /// a follower needed was gone).
+    follow_retention: bool,
+    /// The durable commit the retention end was last set from.
+    retention_commit: u64,
     /// Ticks since the commit was last saved.
     ticks: u32,
     /// Ticks this replica has led for (0 while it does not).
@@ -628,8 +731,18 @@ impl Group {
                     "partition group stopped: its raft_state cannot be written");
                 stop = true;
             }
+            if std::mem::take(&mut self.follow_retention)
+                && let Err(error) = self.follow_retention().await
+            {
+                tracing::error!(group = self.config.group, %error,
+                    "partition group stopped: its log start cannot be moved");
+                stop = true;
+            }
             for peer in self.unreachable.drain(..) {
                 self.node.report_unreachable(peer);
+            }
+            for (peer, status) in self.snapshot_reports.drain(..) {
+                self.node.report_snapshot(peer, status);
             }
             if self.view.leader.replace(self.node.raft.leader_id) != self.node.raft.leader_id {
                 self.view.committed.notify(usize::MAX);
@@ -659,6 +772,7 @@ impl Group {
             GroupInput::Tick => {
                 self.node.tick();
                 self.ticks += 1;
+                self.follow_retention = true;
                 self.leading_ticks = if self.node.raft.state == StateRole::Leader {
                     self.leading_ticks + 1
                 } else {
@@ -772,7 +886,17 @@ impl Group {
     fn send(&mut self, messages: Vec<Message>) {
         for message in messages {
             let to = message.to;
-            if !(self.sink)(self.config.group, message) && !self.unreachable.contains(&to) {
+            let snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
+            let sent = (self.sink)(self.config.group, message);
+            if snapshot {
+                let status = if sent {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.snapshot_reports.push((to, status));
+            }
+            if !sent && !self.unreachable.contains(&to) {
                 self.unreachable.push(to);
             }
         }
@@ -797,10 +921,11 @@ impl Group {
                     match read_batch(&self.log, &meta).await {
                         Ok(batch) => data.push((index, batch)),
                         Err(why) => {
-                            // Retention removed it: that follower cannot catch up by log
-                            // (snapshots are not built); the group goes on without it.
-                            tracing::warn!(group = self.config.group, index, %why,
+                            // Retention removed it: the log start moves past it at the end
+                            // of this pass, and that follower gets a snapshot instead.
+                            tracing::debug!(group = self.config.group, index, %why,
                                 "an entry a follower needs is gone from the log");
+                            self.follow_retention = true;
                             break;
                         }
                     }
@@ -824,10 +949,7 @@ impl Group {
         let mut ready = self.node.ready();
         self.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
-            tracing::error!(
-                group = self.config.group,
-                "partition snapshot received; ignored"
-            );
+            self.install_snapshot(ready.snapshot()).await?;
         }
         let entries = ready.take_entries();
         self.persist(&entries).await?;
@@ -847,6 +969,84 @@ impl Group {
         self.storage
             .wl()
             .release_window(applied + 1, APPLIED_WINDOW_BYTES);
+        Ok(())
+    }
+
+    /// Follows the partition log's retention: the Raft log starts after the last entry whose
+    /// messages are all gone (never past the durably committed entries), and the retention
+    /// end follows the durable commit. Followers behind the new start get a snapshot.
+    async fn follow_retention(&mut self) -> Result<(), String> {
+        let durable_commit = self.saver.durable_commit.get();
+        if durable_commit != self.retention_commit {
+            self.retention_commit = durable_commit;
+            let end = self.storage.rl().end_offset_at(durable_commit);
+            self.log.set_retention_end(end);
+        }
+        let first_offset = self.log.first_offset();
+        if first_offset <= self.storage.rl().log_start.offset {
+            return Ok(());
+        }
+        let limit = durable_commit.min(self.node.raft.raft_log.applied);
+        let Some(start) = self.storage.rl().start_at(first_offset, limit) else {
+            return Ok(());
+        };
+        // raft_state first: a crash before the records are rewritten leaves records below
+        // the start, which the next open drops.
+        self.saver.state.borrow_mut().log_start = start;
+        self.saver.save_now().await?;
+        self.storage.wl().compact(start);
+        self.records
+            .compact_below(start.index + 1)
+            .await
+            .map_err(|error| error.to_string())?;
+        tracing::debug!(
+            group = self.config.group,
+            index = start.index,
+            offset = start.offset,
+            "raft log start moved after retention"
+        );
+        Ok(())
+    }
+
+    /// Installs the leader's snapshot: this replica's log restarts, empty, where the
+    /// leader's starts (its retention removed what lies below). An intent file makes the
+    /// steps one: a crash part-way is finished at the next open.
+    async fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), String> {
+        let start = snapshot_log_start(snapshot)?;
+        let conf_state = snapshot.get_metadata().get_conf_state().clone();
+        let storage_error = |error: galgo_storage::StorageError| error.to_string();
+        for (index, pending) in self.pending.extract_if(|&index, _| index <= start.index) {
+            tracing::debug!(
+                group = self.config.group,
+                index,
+                "a proposal's outcome superseded"
+            );
+            let _ = pending.reply.send(Err(ReplicaError::Superseded));
+        }
+        SnapshotIntent::write(&self.dir, start)
+            .await
+            .map_err(storage_error)?;
+        {
+            let mut saved = self.saver.state.borrow_mut();
+            saved.log_start = start;
+            saved.commit = saved.commit.max(start.index);
+            saved.voters = conf_state.voters.clone();
+        }
+        self.saver.save_now().await?;
+        restart_log(&self.dir, &self.log, &mut self.records, start.offset).await?;
+        self.storage.wl().install(start, conf_state);
+        self.retention_commit = start.index;
+        self.log.set_retention_end(start.offset);
+        if start.offset > self.view.high_watermark.get() {
+            self.view.high_watermark.set(start.offset);
+            self.view.committed.notify(usize::MAX);
+        }
+        tracing::info!(
+            group = self.config.group,
+            index = start.index,
+            offset = start.offset,
+            "snapshot installed: the log restarts at the leader's log start"
+        );
         Ok(())
     }
 

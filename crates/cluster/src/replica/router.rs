@@ -74,7 +74,9 @@ impl From<Result<AppendReceipt, ReplicaError>> for SendOutcome {
             Err(ReplicaError::NotLeader(leader)) => SendOutcome::NotLeader(leader.unwrap_or(0)),
             Err(ReplicaError::Replaced) => SendOutcome::NotStored,
             Err(ReplicaError::InvalidBatch(_)) => SendOutcome::Invalid,
-            Err(ReplicaError::Storage(_) | ReplicaError::Stopped) => SendOutcome::Unknown,
+            Err(ReplicaError::Storage(_) | ReplicaError::Stopped | ReplicaError::Superseded) => {
+                SendOutcome::Unknown
+            }
         }
     }
 }

@@ -26,6 +26,40 @@ use raft::{
 
 /// Bytes of an entry's context: kind u8 | aux [u8; 3] | count u32 | first offset u64.
 pub const ENTRY_CONTEXT_BYTES: usize = 16;
+/// A snapshot's data: format u32 | reserved u32 | the log start offset u64. A partition
+/// snapshot holds no messages (docs/architecture.md, "Snapshots and retention").
+const SNAPSHOT_DATA_BYTES: usize = 16;
+const SNAPSHOT_FORMAT: u32 = 1;
+
+/// The data of a snapshot whose log starts at partition offset `offset`.
+pub fn snapshot_data(offset: u64) -> Bytes {
+    let mut out = Vec::with_capacity(SNAPSHOT_DATA_BYTES);
+    out.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&offset.to_le_bytes());
+    Bytes::from(out)
+}
+
+/// The log start a snapshot describes, or why it cannot be installed.
+pub fn snapshot_log_start(snapshot: &Snapshot) -> Result<LogStart, String> {
+    let data = &snapshot.data[..];
+    let metadata = snapshot.get_metadata();
+    if data.len() != SNAPSHOT_DATA_BYTES
+        || u32::from_le_bytes(data[..4].try_into().expect("4 bytes")) != SNAPSHOT_FORMAT
+        || data[4..8] != [0; 4]
+    {
+        return Err(format!(
+            "snapshot at {} has {} bytes of data in an unknown format",
+            metadata.index,
+            data.len()
+        ));
+    }
+    Ok(LogStart {
+        index: metadata.index,
+        term: metadata.term,
+        offset: u64::from_le_bytes(data[8..16].try_into().expect("8 bytes")),
+    })
+}
 
 /// What one entry holds, without its data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +238,54 @@ impl Core {
             .rev()
             .find(|meta| meta.kind == RecordKind::Batch)
             .map_or(self.log_start.offset, EntryMeta::end_offset)
+    }
+
+    /// Where the log may start once the partition log starts at `first_offset` (retention
+    /// removed what lies below): after the last entry, at most `limit`, whose messages are all
+    /// below it. `None` when no message of a held entry is gone.
+    pub fn start_at(&self, first_offset: u64, limit: u64) -> Option<LogStart> {
+        let mut start = self.log_start;
+        for index in self.log_start.index + 1..=limit.min(self.last_index()) {
+            let meta = self.meta(index).expect("held");
+            if meta.kind == RecordKind::Batch {
+                if meta.end_offset() > first_offset {
+                    break;
+                }
+                start.offset = meta.end_offset();
+            }
+            start.index = index;
+            start.term = meta.term;
+        }
+        (start.offset > self.log_start.offset).then_some(start)
+    }
+
+    /// Forgets the entries up to `start.index`, which becomes the log start.
+    pub fn compact(&mut self, start: LogStart) {
+        assert!(
+            start.index > self.log_start.index && start.index <= self.last_index(),
+            "a compaction inside the log"
+        );
+        let drop = (start.index - self.log_start.index) as usize;
+        self.metas.drain(..drop);
+        if self.window_start <= start.index {
+            let drop = ((start.index + 1 - self.window_start) as usize).min(self.window.len());
+            self.window.drain(..drop);
+            self.window_start = start.index + 1;
+        }
+        self.fetched = self.fetched.split_off(&(start.index + 1));
+        self.log_start = start;
+    }
+
+    /// Replaces the whole log with a snapshot's start: nothing held after it.
+    pub fn install(&mut self, start: LogStart, conf_state: ConfState) {
+        self.metas.clear();
+        self.window.clear();
+        self.fetched.clear();
+        self.fetches.clear();
+        self.window_start = start.index + 1;
+        self.log_start = start;
+        self.conf_state = conf_state;
+        self.hard_state.commit = self.hard_state.commit.max(start.index);
     }
 
     /// Index of the first entry whose data is in memory.
@@ -465,12 +547,24 @@ impl Storage for PartitionStorage {
         Ok(self.core.borrow().last_index())
     }
 
+    /// Only a follower behind the log start needs one: the log start itself, no messages
+    /// (retention removed them everywhere below it).
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Only a follower behind the log start needs one; replicated partitions keep their
-        // whole log until snapshots are built (docs/architecture.md, "Snapshots").
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+        let core = self.core.borrow();
+        if core.log_start.index == 0 {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let mut snapshot = Snapshot {
+            data: snapshot_data(core.log_start.offset),
+            ..Snapshot::default()
+        };
+        let metadata = snapshot.mut_metadata();
+        metadata.index = core.log_start.index;
+        metadata.term = core.log_start.term;
+        metadata.set_conf_state(core.conf_state.clone());
+        Ok(snapshot)
     }
 }
 
@@ -621,5 +715,102 @@ mod tests {
                 .is_err(),
             "records must follow the log start"
         );
+    }
+
+    #[test]
+    fn retention_moves_the_start_and_a_snapshot_describes_it() {
+        let leader = storage();
+        assert!(leader.snapshot(0, 2).is_err(), "nothing compacted yet");
+        let entries = vec![
+            empty_entry(1, 1),
+            batch_entry(2, 1, 0, 3),
+            batch_entry(3, 1, 3, 2),
+            empty_entry(4, 2),
+            batch_entry(5, 2, 5, 5),
+        ];
+        leader.wl().append(&entries).unwrap();
+        assert_eq!(leader.rl().start_at(0, 5), None, "nothing removed");
+        assert_eq!(
+            leader.rl().start_at(4, 5),
+            Some(LogStart {
+                index: 2,
+                term: 1,
+                offset: 3
+            }),
+            "entry 3 still has a message at 4"
+        );
+        let start = leader.rl().start_at(5, 5).unwrap();
+        assert_eq!(
+            start,
+            LogStart {
+                index: 4,
+                term: 2,
+                offset: 5
+            }
+        );
+        assert_eq!(
+            leader.rl().start_at(10, 3),
+            Some(LogStart {
+                index: 3,
+                term: 1,
+                offset: 5
+            }),
+            "never past the limit"
+        );
+        leader.wl().compact(start);
+        assert_eq!(leader.first_index().unwrap(), 5);
+        assert_eq!(leader.term(4).unwrap(), 2);
+        assert!(leader.term(3).is_err());
+        assert!(matches!(
+            leader.entries(4, 6, None, GetEntriesContext::empty(true)),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        let got = leader
+            .entries(5, 6, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(got, entries[4..].to_vec());
+        let snapshot = leader.snapshot(0, 2).unwrap();
+        assert_eq!(snapshot.get_metadata().index, 4);
+        assert_eq!(snapshot.get_metadata().term, 2);
+        assert_eq!(
+            snapshot.get_metadata().get_conf_state().voters,
+            vec![1, 2, 3]
+        );
+        assert_eq!(snapshot_log_start(&snapshot).unwrap(), start);
+    }
+
+    #[test]
+    fn a_follower_installs_a_snapshots_start_and_appends_after_it() {
+        let start = LogStart {
+            index: 4,
+            term: 2,
+            offset: 5,
+        };
+        let mut snapshot = Snapshot {
+            data: snapshot_data(start.offset),
+            ..Snapshot::default()
+        };
+        snapshot.mut_metadata().index = start.index;
+        snapshot.mut_metadata().term = start.term;
+        snapshot
+            .mut_metadata()
+            .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        assert_eq!(snapshot_log_start(&snapshot).unwrap(), start);
+        let entries = [empty_entry(1, 1), batch_entry(2, 1, 0, 3)];
+        let follower = storage();
+        follower.wl().append(&entries[..2]).unwrap();
+        follower
+            .wl()
+            .install(start, snapshot.get_metadata().get_conf_state().clone());
+        assert_eq!(follower.first_index().unwrap(), 5);
+        assert_eq!(follower.last_index().unwrap(), 4);
+        assert_eq!(follower.rl().end_offset(), 5);
+        assert_eq!(follower.rl().hard_state.commit, 4);
+        follower.wl().append(&[batch_entry(5, 2, 5, 5)]).unwrap();
+        assert_eq!(follower.rl().end_offset(), 10);
+
+        let mut bad = snapshot.clone();
+        bad.data = Bytes::from_static(b"not a snapshot");
+        assert!(snapshot_log_start(&bad).is_err());
     }
 }

@@ -103,9 +103,14 @@ impl PartitionOp {
         match self {
             Self::Open => {
                 shard.open_partition(key, false).await?;
+                crate::cluster::hold_retention(shard, key);
                 crate::cluster::start_replica(shard, key).await
             }
-            Self::OpenFresh => shard.open_partition(key, true).await,
+            Self::OpenFresh => {
+                shard.open_partition(key, true).await?;
+                crate::cluster::hold_retention(shard, key);
+                Ok(())
+            }
             Self::Replicate => crate::cluster::start_replica(shard, key).await,
             Self::Remove => {
                 shard.state().requests.forget(key);
