@@ -645,6 +645,111 @@ async fn official_sdk_clients_work_through_any_node() {
     });
 }
 
+const DELETE_SEGMENTS: u32 = 503;
+
+/// Node `index`'s messages of `partition` from its first offset on: (first offset, payloads),
+/// checked contiguous.
+fn payloads_from_first(
+    cluster: &Cluster,
+    index: usize,
+    topic: (u32, u32),
+    partition: u32,
+) -> (u64, Vec<String>) {
+    let mut conn = cluster.connect(index);
+    let mut first = None;
+    let mut payloads = Vec::new();
+    loop {
+        let next = first.map_or(0, |first| first + payloads.len() as u64);
+        let polled = raw::poll(&mut conn, topic.0, topic.1, partition, next, 1000);
+        if polled.messages.is_empty() {
+            return (first.unwrap_or(polled.current_offset + 1), payloads);
+        }
+        for (offset, payload) in polled.messages {
+            let first = *first.get_or_insert(offset);
+            assert_eq!(
+                offset,
+                first + payloads.len() as u64,
+                "offsets are contiguous"
+            );
+            payloads.push(String::from_utf8(payload).expect("utf-8 payload"));
+        }
+    }
+}
+
+/// Sends `payload` through node `index` until it is acknowledged (an election may be on).
+fn send_acknowledged(cluster: &Cluster, index: usize, topic: (u32, u32), payload: &str) {
+    wait_for(|| (send_one(cluster, index, topic, 0, payload) == Sent::Acknowledged).then_some(()));
+}
+
+#[test]
+fn a_follower_behind_retention_catches_up_by_snapshot() {
+    // 4 KiB segments: a few hundred messages fill many, which the delete-segments command
+    // removes on the nodes that run.
+    let mut cluster = Cluster::start_with(
+        3,
+        false,
+        "tick_ms = 50\n[storage]\nsegment_size_bytes = 4096\n",
+        &[],
+    );
+    let stream = raw::create_stream(&mut cluster.connect(0), "retained");
+    let topic_id = raw::create_topic(&mut cluster.connect(0), stream, "log", 1);
+    let topic = (stream, topic_id);
+    let pad = "x".repeat(200);
+    for k in 0..5 {
+        send_acknowledged(&cluster, 0, topic, &format!("early{k}-{pad}"));
+    }
+    let victim = 2;
+    wait_for(|| (payloads_from_first(&cluster, victim, topic, 0).1.len() == 5).then_some(()));
+    cluster.nodes[victim].kill();
+    for k in 0..200 {
+        send_acknowledged(&cluster, k % 2, topic, &format!("m{k}-{pad}"));
+    }
+    // Retention on the two that run: allowed once the commit is saved, so asked again
+    // until it has removed what the victim lacks.
+    let mut delete = raw::id_numeric(stream);
+    delete.extend_from_slice(&raw::id_numeric(topic_id));
+    delete.extend_from_slice(&0u32.to_le_bytes());
+    delete.extend_from_slice(&1000u32.to_le_bytes());
+    let firsts: Vec<u64> = [0, 1]
+        .into_iter()
+        .map(|node| {
+            wait_for(|| {
+                let mut conn = cluster.connect(node);
+                let _ = conn.request(DELETE_SEGMENTS, &delete);
+                let (first, _) = payloads_from_first(&cluster, node, topic, 0);
+                (first >= 100).then_some(first)
+            })
+        })
+        .collect();
+    // The victim comes back behind both logs' starts: it gets a snapshot, restarts its log
+    // where the leader's starts, and takes what follows by log.
+    cluster.nodes[victim].restart();
+    let (first, held) = wait_for(|| {
+        let (first, held) = payloads_from_first(&cluster, victim, topic, 0);
+        held.last()
+            .is_some_and(|last| last.starts_with("m199-"))
+            .then_some((first, held))
+    });
+    assert!(
+        first >= *firsts.iter().min().expect("two"),
+        "{first} {firsts:?}"
+    );
+    assert!(first < 205, "the victim holds messages, not only a start");
+    for node in [0, 1] {
+        let (their_first, theirs) = payloads_from_first(&cluster, node, topic, 0);
+        let skip = usize::try_from(first - their_first).expect("the victim starts later");
+        assert_eq!(theirs[skip..], held[..], "node {node} and the victim agree");
+    }
+    // A full member: with another node gone, sends still commit, and the victim has them.
+    cluster.nodes[1].kill();
+    send_acknowledged(&cluster, 0, topic, "after-the-snapshot");
+    wait_for(|| {
+        let (_, held) = payloads_from_first(&cluster, victim, topic, 0);
+        (held.last().map(String::as_str) == Some("after-the-snapshot")).then_some(())
+    });
+    assert!(cluster.nodes[victim].logs().contains("snapshot installed"));
+}
+
 #[test]
 fn a_node_that_cannot_write_its_raft_log_takes_no_part_and_the_others_go_on() {
     // Node 3's files may not grow past 64 KiB: its metadata Raft log fills up first (only
