@@ -15,6 +15,7 @@
 //! * [`register`]: the login (Register) request and its reply.
 //! * [`options`]: the options blocks of streams, topics and users.
 //! * [`batch`]: the message batch format of SendMessages and PollMessages (§8.8).
+//! * [`routing`]: the poll routing commands of a multi-node roster (14, 103, 104, 123).
 //! * [`bodies`]: every other body that differs from 0.8, converted to and from the shared
 //!   [`Request`](crate::Request) and the 0.8 response payloads, so one set of handlers serves
 //!   both generations.
@@ -26,3 +27,4 @@ pub mod bodies;
 pub mod header;
 pub mod options;
 pub mod register;
+pub mod routing;

@@ -24,6 +24,9 @@ pub struct ClientRecord {
     pub transport: Transport,
     /// Peer address as text, e.g. "127.0.0.1:53412".
     pub address: String,
+    /// A 0.9 connection's bound session: the client id of its Register and the session
+    /// number, which a data connection's AttachConsumerSession names.
+    pub vsr_session: Option<(u128, u64)>,
 }
 
 /// The clients of one shard. Lives on that shard only.
@@ -46,6 +49,19 @@ impl ClientTable {
         if let Some(record) = self.clients.get_mut(&client_id) {
             record.user_id = user_id;
         }
+    }
+    /// Records a 0.9 connection's bound session (None once it ends).
+    pub fn set_vsr_session(&mut self, client_id: u32, bound: Option<(u128, u64)>) {
+        if let Some(record) = self.clients.get_mut(&client_id) {
+            record.vsr_session = bound;
+        }
+    }
+    /// The connection bound to the 0.9 session `(client, session)`: its client id and user.
+    pub fn find_vsr_session(&self, client: u128, session: u64) -> Option<(u32, Option<u32>)> {
+        self.clients
+            .values()
+            .find(|record| record.vsr_session == Some((client, session)))
+            .map(|record| (record.client_id, record.user_id))
     }
     /// Marks every client logged in as `user_id` as logged out (the user was deleted or
     /// deactivated); each connection ends its own session at its next request.

@@ -162,6 +162,7 @@ fn open_session(shard: &Shard, peer: SocketAddr, listener: Listener) -> Session 
         user_id: None,
         transport,
         address: peer.to_string(),
+        vsr_session: None,
     });
     tracing::debug!(shard = shard.id().0, %peer, ?transport, client_id = session.client_id, "client connected");
     session

@@ -100,6 +100,7 @@ mod users;
 pub use groups::{GroupServing, expire_revocations as expire_group_revocations};
 pub(crate) use metadata_change::partitions_created_by;
 pub(crate) use partition_calls::{PartitionOp, on_owners};
+pub(crate) use system::this_node;
 pub use tokens::clean_expired as clean_expired_tokens;
 pub(crate) use users::{PendingRoot, create_root};
 pub use users::{ensure_root, start_root_creation};

@@ -222,6 +222,7 @@ fn arrive<S: Movable>(
         user_id: session.user_id,
         transport: session.transport,
         address: session.peer.to_string(),
+        vsr_session: session.vsr_session(),
     });
     let task = serve_arrived(shard, fd, stream, buffer, session);
     compio::runtime::spawn(task).detach();

@@ -69,6 +69,14 @@ impl Session {
         matches!(self.generation, Generation::Vsr(_))
     }
 
+    /// A 0.9 connection's bound session (Register's client id, the session number).
+    pub fn vsr_session(&self) -> Option<(u128, u64)> {
+        match &self.generation {
+            Generation::Vsr(state) => state.bound(),
+            _ => None,
+        }
+    }
+
     /// Notes the shard that owned the partition a send or poll went to.
     pub fn note_partition_owner(&self, owner: ShardId) {
         self.partition_owner.set(Some(owner));

@@ -750,6 +750,115 @@ fn a_follower_behind_retention_catches_up_by_snapshot() {
     assert!(cluster.nodes[victim].logs().contains("snapshot installed"));
 }
 
+/// Offsets `consumer` reads from partition 0 with Next and auto-commit (routed polls), three
+/// at a time, until it has read `count`.
+async fn poll_routed(
+    client: &iggy_next::prelude::IggyClient,
+    (stream, topic): (
+        &iggy_next::prelude::Identifier,
+        &iggy_next::prelude::Identifier,
+    ),
+    consumer: &iggy_next::prelude::Consumer,
+    count: usize,
+) -> Vec<u64> {
+    use iggy_next::prelude::*;
+    let mut seen = Vec::new();
+    let started = std::time::Instant::now();
+    while seen.len() < count {
+        assert!(started.elapsed() < CLUSTER_TIMEOUT, "read {seen:?} only");
+        let page = client
+            .poll_messages(
+                stream,
+                topic,
+                Some(0),
+                consumer,
+                &PollingStrategy::next(),
+                3,
+                true,
+            )
+            .await
+            .expect("an auto-commit poll, routed");
+        seen.extend(support::sdk_next::offsets(&page.messages));
+    }
+    seen
+}
+
+/// The 0.9 SDK (`iggy` 0.11) on a roster of three nodes routes auto-commit polls and offset
+/// writes (103/123 on its connection, then a data connection that Registers, attaches with
+/// 14 and polls with 104): a single consumer's and a group member's auto-commit polls read
+/// each message once, and offsets are stored, read and deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_0_9_sdk_routes_auto_commit_polls_and_offsets_on_a_cluster() {
+    use iggy_next::prelude::*;
+    use support::sdk_next::{self as sdk, id, name};
+    let cluster = Cluster::start(3);
+    cluster.leader(&[0, 1, 2]);
+    wait_for(|| {
+        let roster = cluster_metadata(&mut cluster.connect(0));
+        roster
+            .nodes
+            .iter()
+            .all(|node| node.tcp_port != 0)
+            .then_some(())
+    });
+    let client = sdk::client(cluster.nodes[1].addr).await;
+    let (stream, topic) = sdk::create_stream_and_topic(&client, "routed", "t", 1).await;
+    let (s, t) = (id(stream), id(topic));
+    // A node serves what it has committed; the SDK client may sit on any node (it moves to
+    // the metadata leader after its login).
+    sdk::send_to(&client, stream, topic, 0, sdk::messages("m", 0..10)).await;
+    let reader = Consumer::new(name("reader"));
+    let seen = poll_routed(&client, (&s, &t), &reader, 10).await;
+    assert_eq!(
+        seen,
+        (0..10).collect::<Vec<u64>>(),
+        "each message once, in order"
+    );
+    let stored = client
+        .get_consumer_offset(&reader, &s, &t, Some(0))
+        .await
+        .expect("get offset")
+        .expect("auto-commit stored the offset");
+    assert_eq!(stored.stored_offset, 9);
+    client
+        .store_consumer_offset(&reader, &s, &t, Some(0), 4)
+        .await
+        .expect("store an offset, routed");
+    let stored = client
+        .get_consumer_offset(&reader, &s, &t, Some(0))
+        .await
+        .expect("get offset");
+    assert_eq!(stored.map(|info| info.stored_offset), Some(4));
+    client
+        .delete_consumer_offset(&reader, &s, &t, Some(0))
+        .await
+        .expect("delete an offset, routed");
+    let stored = client
+        .get_consumer_offset(&reader, &s, &t, Some(0))
+        .await
+        .expect("get offset");
+    assert!(stored.is_none(), "{stored:?}");
+
+    // A group member's polls act for the main connection's membership on the data connection.
+    client
+        .create_consumer_group(&s, &t, "g")
+        .await
+        .expect("create group");
+    client
+        .join_consumer_group(&s, &t, &name("g"))
+        .await
+        .expect("join");
+    let group = Consumer::group(name("g"));
+    let seen = poll_routed(&client, (&s, &t), &group, 10).await;
+    assert_eq!(seen, (0..10).collect::<Vec<u64>>());
+    let stored = client
+        .get_consumer_offset(&group, &s, &t, Some(0))
+        .await
+        .expect("get the group's offset")
+        .expect("stored");
+    assert_eq!(stored.stored_offset, 9);
+}
+
 #[test]
 fn a_node_that_cannot_write_its_raft_log_takes_no_part_and_the_others_go_on() {
     // Node 3's files may not grow past 64 KiB: its metadata Raft log fills up first (only

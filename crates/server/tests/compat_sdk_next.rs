@@ -1826,3 +1826,126 @@ async fn one_scenario_over_wss() {
     )
     .await;
 }
+
+const ATTACH: u32 = 14;
+const POLL_ROUTING: u32 = 103;
+const POLL_ON_PRIMARY: u32 = 104;
+const OFFSET_ROUTING: u32 = 123;
+
+/// A NonReplicated request of `conn`'s session carrying `code`.
+fn non_replicated(conn: &VsrConn, code: u32) -> vsr::Request {
+    vsr::Request {
+        client: conn.client,
+        session: conn.session,
+        request: conn.request,
+        operation: vsr::operation::NON_REPLICATED,
+        code,
+        stamp: false,
+    }
+}
+
+/// An AttachConsumerSession body naming `(client, session)`.
+fn session_ref(client: u128, session: u64) -> Vec<u8> {
+    let mut out = client.to_le_bytes().to_vec();
+    out.extend_from_slice(&session.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out
+}
+
+/// A topic of one partition made over 0.8, and a PollMessages body for it.
+fn routed_topic(server: &TestServer) -> Vec<u8> {
+    let mut setup = support::raw::RawConn::connect(server.addr);
+    setup.login_root();
+    let stream = support::raw::create_stream(&mut setup, "routed");
+    let topic = support::raw::create_topic(&mut setup, stream, "t", 1);
+    support::raw::poll_payload(stream, topic, 0, 0, 10)
+}
+
+/// GetPollRouting and GetConsumerOffsetRouting by hand on one node: the route names this
+/// connection's session and this node; a body that is not the routed request is refused.
+#[test]
+fn poll_routes_name_this_session_and_this_node() {
+    let server = TestServer::start(&[]);
+    let poll = routed_topic(&server);
+    let mut main = VsrConn::connect(server.addr, 0xA11CE);
+    main.register("iggy", "iggy");
+    let route = main.exchange(&vsr::request_frame(
+        &non_replicated(&main, POLL_ROUTING),
+        &poll,
+    ));
+    assert_eq!(route.status(), 0, "{route:?}");
+    let body = &route.body;
+    assert_eq!(
+        u128::from_le_bytes(body[..16].try_into().unwrap()),
+        main.client
+    );
+    assert_eq!(
+        u64::from_le_bytes(body[16..24].try_into().unwrap()),
+        main.session
+    );
+    // ClusterNode after the 32 bytes: name str32, ip str32, then the TCP port.
+    let name_len = u32::from_le_bytes(body[32..36].try_into().unwrap()) as usize;
+    let ip_at = 36 + name_len;
+    let ip_len = u32::from_le_bytes(body[ip_at..ip_at + 4].try_into().unwrap()) as usize;
+    let port_at = ip_at + 4 + ip_len;
+    let tcp_port = u16::from_le_bytes(body[port_at..port_at + 2].try_into().unwrap());
+    assert_eq!(tcp_port, server.addr.port());
+    // 123 takes an offset's target: Consumer | stream | topic | partition flag | partition.
+    let target = &poll[..poll.len() - 14];
+    let routed = main.exchange(&vsr::request_frame(
+        &non_replicated(&main, OFFSET_ROUTING),
+        target,
+    ));
+    assert_eq!(routed.status(), 0, "{routed:?}");
+    assert_eq!(routed.body[..24], route.body[..24]);
+    let garbage = main.exchange(&vsr::request_frame(
+        &non_replicated(&main, POLL_ROUTING),
+        b"not a poll",
+    ));
+    assert_ne!(garbage.status(), 0);
+}
+
+/// AttachConsumerSession by hand: a data connection attaches, after its own Register, to a
+/// live session of its own user only, then polls with PollMessagesOnPrimary; a closed
+/// session can no longer be attached to.
+#[test]
+fn a_data_connection_attaches_to_a_live_session_only() {
+    let server = TestServer::start(&[]);
+    let poll = routed_topic(&server);
+    let mut main = VsrConn::connect(server.addr, 0xA11CE);
+    main.register("iggy", "iggy");
+    let mut data = VsrConn::connect(server.addr, 0xDA7A);
+    let attach = |data: &mut VsrConn, body: &[u8]| {
+        let request = non_replicated(data, ATTACH);
+        data.exchange(&vsr::request_frame(&request, body))
+    };
+    let early = attach(&mut data, &session_ref(main.client, main.session));
+    assert_eq!(early.status(), code::UNAUTHENTICATED, "before Register");
+    data.register("iggy", "iggy");
+    let wrong = attach(&mut data, &session_ref(main.client, main.session + 1));
+    assert_eq!(wrong.status(), code::UNAUTHORIZED, "no such session");
+    let short = attach(&mut data, &session_ref(main.client, main.session)[..31]);
+    assert_eq!(short.status(), 3, "a 31-byte attach");
+    let attached = attach(&mut data, &session_ref(main.client, main.session));
+    assert_eq!((attached.status(), attached.body.len()), (0, 0));
+    let polled = data.exchange(&vsr::request_frame(
+        &non_replicated(&data, POLL_ON_PRIMARY),
+        &poll,
+    ));
+    assert_eq!(polled.status(), 0, "{polled:?}");
+    // partition_id u32 | current_offset u64 | messages_count u32: an empty partition.
+    assert_eq!(polled.body.len(), 16);
+
+    let (client, session) = (main.client, main.session);
+    drop(main);
+    let mut late = VsrConn::connect(server.addr, 0x1A7E);
+    late.register("iggy", "iggy");
+    let started = std::time::Instant::now();
+    while attach(&mut late, &session_ref(client, session)).status() != code::UNAUTHORIZED {
+        assert!(
+            started.elapsed() < TEST_TIMEOUT,
+            "the closed session stayed attachable"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -415,7 +415,7 @@ pub struct ClusterNode {
 }
 
 impl ClusterNode {
-    fn encode(&self, out: &mut BytesMut) {
+    pub(crate) fn encode(&self, out: &mut BytesMut) {
         put_str32(out, &self.name);
         put_str32(out, &self.ip);
         for port in [
@@ -430,7 +430,7 @@ impl ClusterNode {
         out.put_u8(self.status);
     }
 
-    fn decode(reader: &mut Reader<'_>) -> Result<Self, ErrorCode> {
+    pub(crate) fn decode(reader: &mut Reader<'_>) -> Result<Self, ErrorCode> {
         Ok(Self {
             name: reader.str32()?.to_owned(),
             ip: reader.str32()?.to_owned(),

@@ -27,8 +27,11 @@ use galgo_protocol::{
             ReplyHeader, RequestHeader,
         },
         register::{self, Register, RegisterError, RegisterReply},
+        routing,
     },
 };
+
+mod route;
 
 use super::{Connection, Ended, execute};
 use crate::{
@@ -55,6 +58,17 @@ pub struct VsrSession {
     poll_buffer: BytesMut,
     /// The last poll reply, taken back into `poll_buffer` once it is written.
     poll_reply: Option<Bytes>,
+    /// On a data connection of the poll routing: the client id of the main connection it
+    /// attached to (AttachConsumerSession), whose consumer-group memberships its polls and
+    /// offset writes act for.
+    attached: Option<u32>,
+}
+
+impl VsrSession {
+    /// The bound session: Register's client id and the session number.
+    pub fn bound(&self) -> Option<(u128, u64)> {
+        (self.session != 0).then_some((self.client, self.session))
+    }
 }
 
 /// The largest poll buffer a connection keeps between polls; a larger one (an unusually
@@ -142,9 +156,13 @@ fn reclaim_poll_buffer(state: &mut VsrSession) {
     }
 }
 
-/// The 0.8 command code a header carries (0 when it carries none).
+/// The 0.8 command code a header carries (0 when it carries none). PollMessagesOnPrimary is
+/// a poll, on the data connection of the poll routing.
 fn command_of(header: &RequestHeader) -> u32 {
     match header.operation {
+        Operation::NON_REPLICATED if header.code == routing::POLL_MESSAGES_ON_PRIMARY => {
+            CommandCode::PollMessages.as_u32()
+        }
         Operation::NON_REPLICATED => header.code,
         Operation::LOGOUT => CommandCode::LogoutUser.as_u32(),
         Operation::REGISTER => CommandCode::LoginUser.as_u32(),
@@ -171,6 +189,11 @@ async fn answer(
         }
         return refused.frame(shard, session, &header);
     }
+    if header.operation == Operation::NON_REPLICATED
+        && let Some(frame) = route::answer(shard, context, session, &header, &body).await
+    {
+        return frame;
+    }
     let outcome = if header.operation == Operation::LOGOUT {
         execute(
             shard,
@@ -191,6 +214,10 @@ async fn answer(
     };
     if header.operation == Operation::LOGOUT {
         *state(session) = VsrSession::default();
+        let clients = &shard.state().clients;
+        clients
+            .borrow_mut()
+            .set_vsr_session(session.client_id, None);
     } else if header.operation.is_numbered() {
         let state = state(session);
         state.last_request = header.request;
@@ -300,7 +327,22 @@ async fn run(
             return Err(error.into());
         }
     };
-    execute(shard, context, session, request).await
+    // A data connection's polls and offset writes act for the main connection's memberships.
+    let acts_for_parent = matches!(
+        command,
+        CommandCode::PollMessages
+            | CommandCode::StoreConsumerOffset
+            | CommandCode::DeleteConsumerOffset
+    );
+    match state(session).attached.filter(|_| acts_for_parent) {
+        Some(parent) => {
+            let own = std::mem::replace(&mut session.client_id, parent);
+            let outcome = execute(shard, context, session, request).await;
+            session.client_id = own;
+            outcome
+        }
+        None => execute(shard, context, session, request).await,
+    }
 }
 
 /// The frame of a successful reply: the body converted to its 0.9 form, behind a result
@@ -424,9 +466,12 @@ fn evict(
     window: Option<(u32, u32)>,
 ) -> Vec<Bytes> {
     *state(session) = VsrSession::default();
+    let clients = &shard.state().clients;
+    clients
+        .borrow_mut()
+        .set_vsr_session(session.client_id, None);
     if session.user_id.is_some() {
         session.log_out();
-        let clients = &shard.state().clients;
         clients.borrow_mut().set_user(session.client_id, None);
     }
     let mut out = [0; HEADER_BYTES];
@@ -499,6 +544,10 @@ fn registered(shard: &Shard, session: &mut Session, header: &RequestHeader) -> V
         session: number,
         ..VsrSession::default()
     };
+    let clients = &shard.state().clients;
+    clients
+        .borrow_mut()
+        .set_vsr_session(session.client_id, Some((header.client, number)));
     let reply = RegisterReply {
         user_id,
         session: number,

@@ -196,24 +196,40 @@ pub fn get_cluster_metadata(context: &Context) -> Outcome {
         let metadata = roster(view);
         return Ok(Reply::encoded(|out| metadata.encode(out)));
     }
+    let metadata = ClusterMetadata {
+        name: "single-node".to_owned(),
+        nodes: vec![this_node(context)],
+    };
+    Ok(Reply::encoded(|out| metadata.encode(out)))
+}
+
+/// This node's record, as the roster gives it, leading and healthy: the primary a 0.9 poll
+/// route names (every node serves the partitions it holds).
+pub fn this_node(context: &Context) -> ClusterNode {
+    if let Some(view) = &context.seed.cluster {
+        let own = format!("galgo-node-{}", view.node_id());
+        if let Some(node) = roster(view).nodes.into_iter().find(|node| node.name == own) {
+            return ClusterNode {
+                role: NODE_ROLE_LEADER,
+                status: NODE_STATUS_HEALTHY,
+                ..node
+            };
+        }
+    }
     let bound = &context.seed.bound;
     let address = bound.tcp.get().copied().unwrap_or(context.seed.tcp.address);
     let websocket_port = bound.websocket.get().map_or(0, SocketAddr::port);
-    let metadata = ClusterMetadata {
-        name: "single-node".to_owned(),
-        nodes: vec![ClusterNode {
-            name: "galgo-node".to_owned(),
-            ip: address.ip().to_string(),
-            tcp_port: address.port(),
-            // Transports galgo does not run report port 0.
-            quic_port: 0,
-            http_port: 0,
-            websocket_port,
-            role: 0,
-            status: 0,
-        }],
-    };
-    Ok(Reply::encoded(|out| metadata.encode(out)))
+    ClusterNode {
+        name: "galgo-node".to_owned(),
+        ip: address.ip().to_string(),
+        tcp_port: address.port(),
+        // Transports galgo does not run report port 0.
+        quic_port: 0,
+        http_port: 0,
+        websocket_port,
+        role: NODE_ROLE_LEADER,
+        status: NODE_STATUS_HEALTHY,
+    }
 }
 
 /// The configured nodes with the addresses they advertise (where the roster names none, the
