@@ -21,15 +21,17 @@ use compio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
+use futures_channel::oneshot;
 use raft::eraftpb::Message;
 
 use crate::{
     group::Input,
+    replica::ReplicaError,
     view::ClusterView,
     wire::{
-        FRAME_BYTES_MAX, FRAME_HEADER_BYTES, ForwardedSend, Frame, FrameBuilder,
-        HANDSHAKE_FIXED_BYTES, Handshake, MAGIC, METADATA_GROUP, SendOutcome, WireError,
-        decode_frame, decode_frame_header, encode_outcome,
+        FRAME_BYTES_MAX, FRAME_HEADER_BYTES, Frame, FrameBuilder, HANDSHAKE_FIXED_BYTES, Handshake,
+        MAGIC, METADATA_GROUP, SendOutcome, WireError, decode_frame, decode_frame_header,
+        encode_outcome,
     },
 };
 
@@ -303,7 +305,14 @@ async fn read_peer(
         let messages = match frame {
             Frame::Raft(messages) => messages,
             Frame::Send(send) => {
-                serve_forwarded(view, from, send);
+                let call = send.call;
+                serve_forwarded(view, from, call, view.partitions.propose_forwarded(send));
+                continue;
+            }
+            Frame::Offset(write) => {
+                let call = write.call;
+                let pending = view.partitions.propose_forwarded_offset(write);
+                serve_forwarded(view, from, call, pending);
                 continue;
             }
             Frame::Outcome(call, outcome) => {
@@ -327,12 +336,19 @@ async fn read_peer(
     }
 }
 
-/// Proposes a send another node forwarded to this one (it leads the partition, as that node
-/// knew) and answers its outcome on this node's own connection to it, from a task of its
-/// own: the reader goes on meanwhile.
-fn serve_forwarded(view: &Arc<ClusterView>, from: u64, send: ForwardedSend) {
-    let call = send.call;
-    match view.partitions.propose_forwarded(send) {
+/// Answers a proposal another node forwarded to this one (it leads the partition, as that
+/// node knew) on this node's own connection to it, from a task of its own: the reader goes on
+/// meanwhile.
+fn serve_forwarded<T>(
+    view: &Arc<ClusterView>,
+    from: u64,
+    call: u64,
+    proposed: Result<oneshot::Receiver<Result<T, ReplicaError>>, SendOutcome>,
+) where
+    T: 'static,
+    SendOutcome: From<Result<T, ReplicaError>>,
+{
+    match proposed {
         Err(outcome) => {
             view.partitions
                 .send_frame(from, encode_outcome(call, outcome));

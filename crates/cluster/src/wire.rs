@@ -14,6 +14,10 @@
 //!         call u64 | group u64 | count u32 | the messages as the client sent them
 //!   body: kind u8 = 3 (its outcome, on the connection the leader dialed):
 //!         call u64 | status u8 | leader u64 | first offset u64 | last offset u64
+//!   body: kind u8 = 4 (a consumer offset write forwarded to the partition's leader):
+//!         call u64 | group u64 | owner kind u8 (1 consumer, 2 group) | owner id u32
+//!         | op u8 (1 store, 2 delete) | offset u64
+//!         answered with kind 3: Stored with the entry's index as both offsets
 //! ```
 //!
 //! A connection is one-way: the dialer only writes. Replies are messages on the connection
@@ -39,8 +43,12 @@ const KIND_RAFT: u8 = 1;
 const KIND_SEND: u8 = 2;
 /// Frame kind: a forwarded send's outcome.
 const KIND_OUTCOME: u8 = 3;
+/// Frame kind: a forwarded consumer offset write.
+const KIND_OFFSET: u8 = 4;
 /// Bytes of an outcome body, kind included.
 const OUTCOME_BYTES: usize = 1 + 8 + 1 + 8 + 8 + 8;
+/// Bytes of a forwarded offset write's body, kind included.
+const OFFSET_BYTES: usize = 1 + 8 + 8 + 1 + 4 + 1 + 8;
 
 /// A send forwarded to the node leading its partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +61,19 @@ pub struct ForwardedSend {
     pub count: u32,
     /// The messages as the client sent them.
     pub messages: bytes::Bytes,
+}
+
+/// A consumer offset write forwarded to the node leading its partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForwardedOffset {
+    /// The sender's number for it, echoed in the outcome.
+    pub call: u64,
+    /// The partition's group.
+    pub group: u64,
+    /// Whose offset.
+    pub owner: galgo_storage::OffsetOwner,
+    /// The offset to store; `None` deletes it.
+    pub offset: Option<u64>,
 }
 
 /// What became of a forwarded send.
@@ -84,6 +105,8 @@ pub enum Frame {
     Send(ForwardedSend),
     /// A forwarded send's outcome, by call number.
     Outcome(u64, SendOutcome),
+    /// A forwarded consumer offset write.
+    Offset(ForwardedOffset),
 }
 
 /// A frame of one forwarded send, header included.
@@ -94,6 +117,27 @@ pub fn encode_send(send: &ForwardedSend) -> Vec<u8> {
     body.extend_from_slice(&send.group.to_le_bytes());
     body.extend_from_slice(&send.count.to_le_bytes());
     body.extend_from_slice(&send.messages);
+    seal(body)
+}
+
+/// A frame of one forwarded offset write, header included.
+pub fn encode_offset(write: &ForwardedOffset) -> Vec<u8> {
+    let (kind, id) = match write.owner {
+        galgo_storage::OffsetOwner::Consumer(id) => (1u8, id),
+        galgo_storage::OffsetOwner::Group(id) => (2, id),
+    };
+    let (op, offset) = match write.offset {
+        Some(offset) => (1u8, offset),
+        None => (2, 0),
+    };
+    let mut body = Vec::with_capacity(OFFSET_BYTES);
+    body.push(KIND_OFFSET);
+    body.extend_from_slice(&write.call.to_le_bytes());
+    body.extend_from_slice(&write.group.to_le_bytes());
+    body.push(kind);
+    body.extend_from_slice(&id.to_le_bytes());
+    body.push(op);
+    body.extend_from_slice(&offset.to_le_bytes());
     seal(body)
 }
 
@@ -303,8 +347,33 @@ pub fn decode_frame(body: &[u8], checksum: u64) -> Result<Frame, WireError> {
             };
             Ok(Frame::Outcome(u64_at(0), outcome))
         }
+        KIND_OFFSET => decode_offset(body).map(Frame::Offset),
         _ => Err(WireError::Malformed("unknown frame kind")),
     }
+}
+
+fn decode_offset(body: &[u8]) -> Result<ForwardedOffset, WireError> {
+    if body.len() != OFFSET_BYTES {
+        return Err(WireError::Malformed("offset write of the wrong size"));
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8"));
+    let id = u32::from_le_bytes(body[18..22].try_into().expect("4"));
+    let owner = match body[17] {
+        1 => galgo_storage::OffsetOwner::Consumer(id),
+        2 => galgo_storage::OffsetOwner::Group(id),
+        _ => return Err(WireError::Malformed("unknown offset owner kind")),
+    };
+    let offset = match body[22] {
+        1 => Some(u64_at(23)),
+        2 => None,
+        _ => return Err(WireError::Malformed("unknown offset operation")),
+    };
+    Ok(ForwardedOffset {
+        call: u64_at(1),
+        group: u64_at(9),
+        owner,
+        offset,
+    })
 }
 
 /// The messages of a frame body of Raft messages, checked against its checksum.
@@ -392,6 +461,32 @@ mod tests {
             let checksum = xxhash_rust::xxh3::xxh3_64(&bad);
             assert!(decode_frame(&bad, checksum).is_err(), "an unknown status");
             assert!(decode_frame(&bad[..20], xxhash_rust::xxh3::xxh3_64(&bad[..20])).is_err());
+        }
+    }
+
+    #[test]
+    fn forwarded_offset_writes_round_trip_and_bad_ones_are_refused() {
+        for (owner, offset) in [
+            (galgo_storage::OffsetOwner::Consumer(7), Some(42)),
+            (galgo_storage::OffsetOwner::Group(3), None),
+        ] {
+            let write = ForwardedOffset {
+                call: 5,
+                group: 99,
+                owner,
+                offset,
+            };
+            let frame = encode_offset(&write);
+            let (body, checksum) = body_of(&frame);
+            assert_eq!(decode_frame(body, checksum), Ok(Frame::Offset(write)));
+            for (at, value) in [(17, 9u8), (22, 0)] {
+                let mut bad = body.to_vec();
+                bad[at] = value;
+                let checksum = xxhash_rust::xxh3::xxh3_64(&bad);
+                assert!(decode_frame(&bad, checksum).is_err(), "byte {at} = {value}");
+            }
+            let short = &body[..body.len() - 1];
+            assert!(decode_frame(short, xxhash_rust::xxh3::xxh3_64(short)).is_err());
         }
     }
 

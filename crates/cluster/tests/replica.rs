@@ -17,8 +17,8 @@ use galgo_cluster::{
 };
 use galgo_protocol::message::{MessageIter, encode_message};
 use galgo_storage::{
-    DirectIo, FsyncMode, LogStart, PartitionLog, RaftRecords, RecordKind, SNAPSHOT_INTENT_FILE,
-    SnapshotIntent, StorageConfig, TailCache,
+    DirectIo, FsyncMode, LogStart, OffsetOwner, PartitionLog, RaftRecords, RecordKind,
+    SNAPSHOT_INTENT_FILE, SnapshotIntent, StorageConfig, TailCache,
 };
 
 const GROUP: u64 = 77;
@@ -404,6 +404,13 @@ async fn a_follower_behind_retention_catches_up_by_snapshot_and_after_a_torn_ins
     }
     replicas.wait_agree(8).await;
     replicas.stop_node(behind).await;
+    // An offset the stopped follower misses, whose entry retention then compacts away: the
+    // snapshot carries it.
+    let consumer = OffsetOwner::Consumer(9);
+    replicas
+        .write_offset(&[leader, other], consumer, Some(6))
+        .await
+        .unwrap();
     // 48 batches of 256 KiB over 256 KiB segments, then retention on the two that run:
     // what the stopped follower lacks is gone from every log that has it.
     for n in 0..48 {
@@ -445,6 +452,11 @@ async fn a_follower_behind_retention_catches_up_by_snapshot_and_after_a_torn_ins
     assert_eq!(read_from(restarted, from).await, expected);
     assert_eq!(expected.len() as u64, end - from);
     assert!(expected.last().unwrap().ends_with(":big47-3"));
+    assert_eq!(
+        restarted.stored_offset(consumer),
+        Some(6),
+        "from the snapshot"
+    );
 
     // The restarted follower is a full member: with the other one gone, sends still commit.
     let other = if leader == other {
@@ -515,6 +527,70 @@ async fn a_follower_behind_retention_catches_up_by_snapshot_and_after_a_torn_ins
     );
     assert_eq!(expected.len(), 2);
     assert!(expected[1].ends_with(":later-1"));
+}
+
+impl Replicas {
+    /// Proposes an offset write through whichever of `among` leads until it is applied there
+    /// (an election answers "not leader": not written, so sent again).
+    async fn write_offset(
+        &self,
+        among: &[u64],
+        owner: OffsetOwner,
+        offset: Option<u64>,
+    ) -> Result<u64, ReplicaError> {
+        let started = Instant::now();
+        loop {
+            let leader = self.wait_leader(among).await;
+            let handle = self.handles.borrow().get(&leader).cloned().unwrap();
+            match handle.propose_offset(owner, offset).await {
+                Err(ReplicaError::NotLeader(_) | ReplicaError::Replaced) => {
+                    assert!(started.elapsed() < WAIT, "{owner:?} never written");
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Waits until every running replica stores `expected` for `owner`.
+    async fn wait_offsets(&self, owner: OffsetOwner, expected: Option<u64>) {
+        for log in self.logs.values() {
+            let log = log.clone();
+            wait_until("every replica applied the offset write", move || {
+                log.stored_offset(owner) == expected
+            })
+            .await;
+        }
+    }
+}
+
+#[compio::test]
+async fn consumer_offsets_are_replicated_through_the_group() {
+    let replicas = Replicas::start(Ack::Majority).await;
+    replicas.propose_stored(&NODES, "m", 5, 10).await;
+    replicas.wait_agree(5).await;
+    let consumer = OffsetOwner::Consumer(7);
+    let group = OffsetOwner::Group(2);
+    let index = replicas
+        .write_offset(&NODES, consumer, Some(3))
+        .await
+        .unwrap();
+    assert!(index > 0);
+    replicas.write_offset(&NODES, group, Some(4)).await.unwrap();
+    replicas.wait_offsets(consumer, Some(3)).await;
+    replicas.wait_offsets(group, Some(4)).await;
+    assert_eq!(
+        replicas.write_offset(&NODES, consumer, Some(5)).await,
+        Err(ReplicaError::InvalidOffset),
+        "past the committed messages"
+    );
+    replicas.write_offset(&NODES, consumer, None).await.unwrap();
+    replicas.wait_offsets(consumer, None).await;
+    assert_eq!(
+        replicas.write_offset(&NODES, consumer, None).await,
+        Err(ReplicaError::InvalidOffset),
+        "nothing left to delete"
+    );
+    replicas.wait_offsets(group, Some(4)).await;
 }
 
 #[compio::test]

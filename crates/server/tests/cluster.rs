@@ -859,6 +859,108 @@ async fn the_0_9_sdk_routes_auto_commit_polls_and_offsets_on_a_cluster() {
     assert_eq!(stored.stored_offset, 9);
 }
 
+const GET_CONSUMER_OFFSET: u32 = 120;
+const STORE_CONSUMER_OFFSET: u32 = 121;
+const DELETE_CONSUMER_OFFSET: u32 = 122;
+
+/// A single consumer's offset target on partition 0: consumer | stream | topic | partition.
+fn offset_target(consumer: u32, topic: (u32, u32)) -> Vec<u8> {
+    let mut target = vec![1];
+    target.extend(raw::id_numeric(consumer));
+    target.extend(raw::id_numeric(topic.0));
+    target.extend(raw::id_numeric(topic.1));
+    target.push(1);
+    target.extend_from_slice(&0u32.to_le_bytes());
+    target
+}
+
+/// The offset node `index` stores for `consumer` on partition 0.
+fn stored_offset_on(
+    cluster: &Cluster,
+    index: usize,
+    consumer: u32,
+    topic: (u32, u32),
+) -> Option<u64> {
+    let reply = cluster
+        .connect(index)
+        .request(GET_CONSUMER_OFFSET, &offset_target(consumer, topic))
+        .ok();
+    // partition u32 | current offset u64 | stored offset u64, or nothing.
+    (reply.len() == 20).then(|| u64::from_le_bytes(reply[12..20].try_into().expect("8")))
+}
+
+/// An auto-commit poll of `count` with Next through node `index`: the offsets it returned.
+fn poll_next_on(
+    cluster: &Cluster,
+    index: usize,
+    consumer: u32,
+    topic: (u32, u32),
+    count: u32,
+) -> Vec<u64> {
+    let mut payload = offset_target(consumer, topic);
+    payload.push(5); // Next
+    payload.extend_from_slice(&0u64.to_le_bytes());
+    payload.extend_from_slice(&count.to_le_bytes());
+    payload.push(1); // auto-commit
+    let mut conn = cluster.connect(index);
+    let reply = conn.request(code::POLL_MESSAGES, &payload).ok();
+    raw::decode_polled(&reply)
+        .messages
+        .into_iter()
+        .map(|(offset, _)| offset)
+        .collect()
+}
+
+#[test]
+fn consumer_offsets_are_replicated_to_every_node() {
+    let cluster = Cluster::start(3);
+    let stream = raw::create_stream(&mut cluster.connect(0), "offsets");
+    let topic_id = raw::create_topic(&mut cluster.connect(1), stream, "t", 1);
+    let topic = (stream, topic_id);
+    for k in 0..10 {
+        send_acknowledged(&cluster, k % 3, topic, &format!("m{k}"));
+    }
+    // Stored through one node, read through every node.
+    let mut store = offset_target(5, topic);
+    store.extend_from_slice(&6u64.to_le_bytes());
+    cluster
+        .connect(1)
+        .request(STORE_CONSUMER_OFFSET, &store)
+        .ok();
+    for node in 0..3 {
+        wait_for(|| (stored_offset_on(&cluster, node, 5, topic) == Some(6)).then_some(()));
+    }
+    // Past the committed messages: refused by the leader, whichever node it came through.
+    let mut past = offset_target(5, topic);
+    past.extend_from_slice(&10u64.to_le_bytes());
+    cluster
+        .connect(2)
+        .request(STORE_CONSUMER_OFFSET, &past)
+        .assert_error(4100);
+    // A consumer moving between nodes goes on where it stopped (once the node it moves to
+    // applied its commit).
+    assert_eq!(poll_next_on(&cluster, 2, 9, topic, 4), vec![0, 1, 2, 3]);
+    wait_for(|| (stored_offset_on(&cluster, 0, 9, topic) == Some(3)).then_some(()));
+    assert_eq!(poll_next_on(&cluster, 0, 9, topic, 4), vec![4, 5, 6, 7]);
+    // Deleted through another node: gone everywhere; a second delete finds nothing.
+    let target = offset_target(5, topic);
+    cluster
+        .connect(2)
+        .request(DELETE_CONSUMER_OFFSET, &target)
+        .ok();
+    for node in 0..3 {
+        wait_for(|| {
+            stored_offset_on(&cluster, node, 5, topic)
+                .is_none()
+                .then_some(())
+        });
+    }
+    cluster
+        .connect(0)
+        .request(DELETE_CONSUMER_OFFSET, &target)
+        .assert_error(3021);
+}
+
 #[test]
 fn a_node_that_cannot_write_its_raft_log_takes_no_part_and_the_others_go_on() {
     // Node 3's files may not grow past 64 KiB: its metadata Raft log fills up first (only

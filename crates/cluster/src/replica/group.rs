@@ -33,8 +33,8 @@ use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
 use galgo_protocol::message::{self, MessageView};
 use galgo_storage::{
-    AppendReceipt, FsyncMode, LogStart, PartitionLog, RaftRecord, RaftRecords, RecordKind,
-    ReplicaState, ReplicaStateFile, SnapshotIntent,
+    AppendReceipt, FsyncMode, LogStart, OffsetOwner, PartitionLog, RaftRecord, RaftRecords,
+    RecordKind, ReplicaState, ReplicaStateFile, SnapshotIntent,
 };
 use raft::{
     Config, RawNode, SnapshotStatus, StateRole,
@@ -42,7 +42,7 @@ use raft::{
 };
 use thiserror::Error;
 
-use super::storage::{EntryMeta, PartitionStorage, snapshot_log_start};
+use super::storage::{EntryMeta, PartitionStorage, decode_snapshot};
 use crate::{
     log_bridge,
     settings::{Ack, ELECTION_TICKS, HEARTBEAT_TICKS},
@@ -70,6 +70,8 @@ pub enum GroupInput {
     Message(Message),
     /// A send to propose (leader only).
     Propose(Proposal),
+    /// A consumer offset write to propose (leader only).
+    ProposeOffset(OffsetProposal),
     /// The tick.
     Tick,
     /// Stop the group (the partition is closed or deleted).
@@ -86,6 +88,17 @@ pub struct Proposal {
     pub now_us: u64,
     /// Where the outcome goes.
     pub reply: oneshot::Sender<Result<AppendReceipt, ReplicaError>>,
+}
+
+/// A consumer offset write waiting for its outcome: answered once applied on the leader (in
+/// either ack mode: the leader's next poll must see it), with the entry's index.
+pub struct OffsetProposal {
+    /// Whose offset.
+    pub owner: OffsetOwner,
+    /// The offset to store; `None` deletes it.
+    pub offset: Option<u64>,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<Result<u64, ReplicaError>>,
 }
 
 /// Why a send was not acknowledged.
@@ -110,6 +123,9 @@ pub enum ReplicaError {
     /// (the batch may have been committed).
     #[error("a snapshot replaced the log before the batch's outcome was known")]
     Superseded,
+    /// An offset to store past the committed messages, or none stored to delete.
+    #[error("no such offset: past the committed messages, or none stored")]
+    InvalidOffset,
 }
 
 /// How a group is set up.
@@ -137,7 +153,10 @@ pub struct GroupView {
     leader: Cell<u64>,
     term: Cell<u64>,
     high_watermark: Cell<u64>,
-    /// Notified when the high watermark moves, the leader changes or the group stops.
+    /// Index of the last applied entry.
+    applied: Cell<u64>,
+    /// Notified when the high watermark or the applied index moves, the leader changes or the
+    /// group stops.
     committed: event_listener::Event,
     stopped: Cell<bool>,
     /// Set by [`GroupHandle::stop`]: the group's task ends at its next pass (its tick wakes
@@ -168,6 +187,22 @@ impl GroupView {
             return;
         }
         listener.await;
+    }
+
+    /// Waits until this replica applied the entry at `index` or the group stops: an offset
+    /// write forwarded to the leader is visible here once it returns.
+    pub async fn wait_for_applied(&self, index: u64) {
+        let applied = || self.applied.get() >= index || self.stopped.get();
+        loop {
+            if applied() {
+                return;
+            }
+            let listener = self.committed.listen();
+            if applied() {
+                return;
+            }
+            listener.await;
+        }
     }
 
     /// The leader this replica knows (None during an election).
@@ -276,6 +311,26 @@ impl GroupHandle {
         outcome.await.map_err(|_| ReplicaError::Stopped)?
     }
 
+    /// Proposes a consumer offset write (`None` deletes) and waits for its outcome: the
+    /// index of its entry, once applied here.
+    pub async fn propose_offset(
+        &self,
+        owner: OffsetOwner,
+        offset: Option<u64>,
+    ) -> Result<u64, ReplicaError> {
+        let (reply, outcome) = oneshot::channel();
+        let proposal = OffsetProposal {
+            owner,
+            offset,
+            reply,
+        };
+        self.inputs
+            .send_async(GroupInput::ProposeOffset(proposal))
+            .await
+            .map_err(|_| ReplicaError::Stopped)?;
+        outcome.await.map_err(|_| ReplicaError::Stopped)?
+    }
+
     /// The group's input queue, for the router to hand it peers' messages.
     pub fn inputs(&self) -> flume::Sender<GroupInput> {
         self.inputs.clone()
@@ -322,8 +377,9 @@ pub async fn start_group(
         .validate()
         .map_err(|error| fail("config", &error))?;
     let logger = log_bridge::logger(config.group, config.node_id);
-    let mut node = RawNode::new(&raft_config, opened.storage.clone(), &logger)
-        .map_err(|error| fail("raft", &error))?;
+    let storage = opened.storage.clone().with_log(log.clone());
+    let mut node =
+        RawNode::new(&raft_config, storage, &logger).map_err(|error| fail("raft", &error))?;
     if opened.new && config.preferred_leader == config.node_id {
         let _ = node.campaign();
     }
@@ -333,6 +389,7 @@ pub async fn start_group(
         leader: Cell::new(0),
         term: Cell::new(opened.saved.term),
         high_watermark: Cell::new(opened.storage.rl().end_offset_at(opened.saved.commit)),
+        applied: Cell::new(opened.saved.commit),
         committed: event_listener::Event::new(),
         stopped: Cell::new(false),
         stop_requested: Cell::new(false),
@@ -347,13 +404,7 @@ pub async fn start_group(
         log,
         records: opened.records,
         retention_commit: opened.saved.commit,
-        saver: StateSaver {
-            file: Rc::new(async_lock::Mutex::new(opened.state_file)),
-            durable_commit: Rc::new(Cell::new(opened.saved.commit)),
-            state: Rc::new(RefCell::new(opened.saved)),
-            saving: Rc::new(Cell::new(false)),
-            failed: Rc::new(Cell::new(false)),
-        },
+        saver: StateSaver::new(opened.state_file, opened.saved),
         sink,
         view: view.clone(),
         pending: HashMap::new(),
@@ -644,6 +695,17 @@ struct StateSaver {
 }
 
 impl StateSaver {
+    /// The saver of `file`, whose newest state is `saved`.
+    fn new(file: ReplicaStateFile, saved: ReplicaState) -> Self {
+        Self {
+            file: Rc::new(async_lock::Mutex::new(file)),
+            durable_commit: Rc::new(Cell::new(saved.commit)),
+            state: Rc::new(RefCell::new(saved)),
+            saving: Rc::new(Cell::new(false)),
+            failed: Rc::new(Cell::new(false)),
+        }
+    }
+
     async fn save_now(&self) -> Result<(), String> {
         let mut file = self.file.lock().await;
         let state = self.state.borrow().clone();
@@ -671,8 +733,32 @@ impl StateSaver {
 /// A proposal of this node waiting for its entry to commit.
 struct Pending {
     term: u64,
-    receipt: AppendReceipt,
-    reply: oneshot::Sender<Result<AppendReceipt, ReplicaError>>,
+    waiter: Waiter,
+}
+
+/// Who waits for a proposal, and what they get.
+enum Waiter {
+    /// A send: its offsets.
+    Batch {
+        receipt: AppendReceipt,
+        reply: oneshot::Sender<Result<AppendReceipt, ReplicaError>>,
+    },
+    /// A consumer offset write: its entry's index.
+    Offset(oneshot::Sender<Result<u64, ReplicaError>>),
+}
+
+impl Pending {
+    /// Answers the proposal at `index`.
+    fn settle(self, index: u64, outcome: Result<(), ReplicaError>) {
+        match self.waiter {
+            Waiter::Batch { receipt, reply } => {
+                let _ = reply.send(outcome.map(|()| receipt));
+            }
+            Waiter::Offset(reply) => {
+                let _ = reply.send(outcome.map(|()| index));
+            }
+        }
+    }
 }
 
 struct Group {
@@ -752,8 +838,8 @@ impl Group {
                 break;
             }
         }
-        for (_, pending) in self.pending.drain() {
-            let _ = pending.reply.send(Err(ReplicaError::Stopped));
+        for (index, pending) in self.pending.drain() {
+            pending.settle(index, Err(ReplicaError::Stopped));
         }
         self.view.leader.set(0);
         self.view.stopped.set(true);
@@ -769,6 +855,7 @@ impl Group {
                 }
             }
             GroupInput::Propose(proposal) => self.propose(proposal),
+            GroupInput::ProposeOffset(proposal) => self.propose_offset(proposal),
             GroupInput::Tick => {
                 self.node.tick();
                 self.ticks += 1;
@@ -877,8 +964,57 @@ impl Group {
             index,
             Pending {
                 term,
-                receipt,
-                reply,
+                waiter: Waiter::Batch { receipt, reply },
+            },
+        );
+    }
+
+    /// A consumer offset write: an entry with no data whose record says whose offset and
+    /// which (docs/architecture.md, "Consumer offsets"). The leader refuses an offset past
+    /// its committed messages, and a delete of an offset it does not hold.
+    fn propose_offset(&mut self, proposal: OffsetProposal) {
+        let OffsetProposal {
+            owner,
+            offset,
+            reply,
+        } = proposal;
+        if self.node.raft.state != StateRole::Leader {
+            let leader = Some(self.node.raft.leader_id).filter(|&id| id != 0);
+            let _ = reply.send(Err(ReplicaError::NotLeader(leader)));
+            return;
+        }
+        let valid = match offset {
+            Some(offset) => offset < self.view.high_watermark.get(),
+            None => self.log.stored_offset(owner).is_some(),
+        };
+        if !valid {
+            let _ = reply.send(Err(ReplicaError::InvalidOffset));
+            return;
+        }
+        let term = self.node.raft.term;
+        let meta = EntryMeta::offset_write(term, owner, offset);
+        let entry = Entry {
+            context: meta.context(),
+            ..Entry::default()
+        };
+        let message = Message {
+            msg_type: MessageType::MsgPropose,
+            from: self.config.node_id,
+            entries: vec![entry].into(),
+            ..Message::default()
+        };
+        if let Err(error) = self.node.step(message) {
+            tracing::debug!(group = self.config.group, %error, "offset write dropped");
+            let leader = Some(self.node.raft.leader_id).filter(|&id| id != self.config.node_id);
+            let _ = reply.send(Err(ReplicaError::NotLeader(leader)));
+            return;
+        }
+        let index = self.node.raft.raft_log.last_index();
+        self.pending.insert(
+            index,
+            Pending {
+                term,
+                waiter: Waiter::Offset(reply),
             },
         );
     }
@@ -956,14 +1092,14 @@ impl Group {
         if let Some(hard_state) = ready.hs() {
             self.save_hard_state(hard_state.clone()).await?;
         }
-        self.apply(ready.take_committed_entries());
+        self.apply(ready.take_committed_entries()).await?;
         self.send(ready.take_persisted_messages());
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.storage.wl().hard_state.commit = commit;
         }
         self.send(light.take_messages());
-        self.apply(light.take_committed_entries());
+        self.apply(light.take_committed_entries()).await?;
         self.node.advance_apply();
         let applied = self.node.raft.raft_log.applied;
         self.storage
@@ -1012,7 +1148,8 @@ impl Group {
     /// leader's starts (its retention removed what lies below). An intent file makes the
     /// steps one: a crash part-way is finished at the next open.
     async fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), String> {
-        let start = snapshot_log_start(snapshot)?;
+        let content = decode_snapshot(snapshot)?;
+        let start = content.start;
         let conf_state = snapshot.get_metadata().get_conf_state().clone();
         let storage_error = |error: galgo_storage::StorageError| error.to_string();
         for (index, pending) in self.pending.extract_if(|&index, _| index <= start.index) {
@@ -1021,7 +1158,20 @@ impl Group {
                 index,
                 "a proposal's outcome superseded"
             );
-            let _ = pending.reply.send(Err(ReplicaError::Superseded));
+            pending.settle(index, Err(ReplicaError::Superseded));
+        }
+        // The leader's stored offsets first: set semantics, so a crash before the rest
+        // leaves newer offsets over an older log, which later entries set again.
+        for (owner, _) in self.log.stored_offsets() {
+            if !content.offsets.iter().any(|(kept, _)| *kept == owner) {
+                self.log.delete_offset(owner).await.map_err(storage_error)?;
+            }
+        }
+        for &(owner, offset) in &content.offsets {
+            self.log
+                .store_offset(owner, offset)
+                .await
+                .map_err(storage_error)?;
         }
         SnapshotIntent::write(&self.dir, start)
             .await
@@ -1035,6 +1185,7 @@ impl Group {
         self.saver.save_now().await?;
         restart_log(&self.dir, &self.log, &mut self.records, start.offset).await?;
         self.storage.wl().install(start, conf_state);
+        self.view.applied.set(start.index);
         self.retention_commit = start.index;
         self.log.set_retention_end(start.offset);
         if start.offset > self.view.high_watermark.get() {
@@ -1068,7 +1219,7 @@ impl Group {
                 .map_err(storage_error)?;
             for (index, pending) in self.pending.extract_if(|&index, _| index >= first.index) {
                 tracing::debug!(group = self.config.group, index, "a proposal was replaced");
-                let _ = pending.reply.send(Err(ReplicaError::Replaced));
+                pending.settle(index, Err(ReplicaError::Replaced));
             }
         }
         let mut records = Vec::with_capacity(entries.len());
@@ -1098,13 +1249,12 @@ impl Group {
         self.storage.wl().append(entries)?;
         if self.config.ack == Ack::Leader {
             for entry in entries {
-                if self
-                    .pending
-                    .get(&entry.index)
-                    .is_some_and(|pending| pending.term == entry.term)
-                {
+                let durable_send = self.pending.get(&entry.index).is_some_and(|pending| {
+                    pending.term == entry.term && matches!(pending.waiter, Waiter::Batch { .. })
+                });
+                if durable_send {
                     let pending = self.pending.remove(&entry.index).expect("present");
-                    let _ = pending.reply.send(Ok(pending.receipt));
+                    pending.settle(entry.index, Ok(()));
                 }
             }
         }
@@ -1152,25 +1302,41 @@ impl Group {
         Ok(())
     }
 
-    fn apply(&mut self, entries: Vec<Entry>) {
+    /// Applies committed entries: consumer offset writes reach the partition's stored
+    /// offsets, this node's proposals are answered, the high watermark moves.
+    async fn apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
         let Some(last) = entries.last() else {
-            return;
+            return Ok(());
         };
-        let end = self.storage.rl().end_offset_at(last.index);
+        let (last_index, end) = (last.index, self.storage.rl().end_offset_at(last.index));
+        let storage_error = |error: galgo_storage::StorageError| error.to_string();
         for entry in &entries {
+            match EntryMeta::of(entry)?.offset_target() {
+                Some((owner, Some(offset))) => self
+                    .log
+                    .store_offset(owner, offset)
+                    .await
+                    .map_err(storage_error)?,
+                Some((owner, None)) => {
+                    self.log.delete_offset(owner).await.map_err(storage_error)?;
+                }
+                None => {}
+            }
             if let Some(pending) = self.pending.remove(&entry.index) {
                 let outcome = if pending.term == entry.term {
-                    Ok(pending.receipt)
+                    Ok(())
                 } else {
                     Err(ReplicaError::Replaced)
                 };
-                let _ = pending.reply.send(outcome);
+                pending.settle(entry.index, outcome);
             }
         }
+        self.view.applied.set(last_index);
         if end > self.view.high_watermark.get() {
             self.view.high_watermark.set(end);
-            self.view.committed.notify(usize::MAX);
         }
+        self.view.committed.notify(usize::MAX);
+        Ok(())
     }
 }
 

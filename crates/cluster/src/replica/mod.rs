@@ -8,8 +8,11 @@ mod router;
 mod storage;
 
 pub use group::{
-    GroupConfig, GroupHandle, GroupInput, GroupView, Proposal, ReplicaError, Sink, start_group,
+    GroupConfig, GroupHandle, GroupInput, GroupView, OffsetProposal, Proposal, ReplicaError, Sink,
+    start_group,
 };
 
 pub use router::{PartitionRouter, ProposalOutcome};
-pub use storage::{ENTRY_CONTEXT_BYTES, EntryMeta, Fetch, PartitionStorage};
+pub use storage::{
+    ENTRY_CONTEXT_BYTES, EntryMeta, Fetch, PartitionStorage, SnapshotContent, decode_snapshot,
+};

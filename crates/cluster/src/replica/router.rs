@@ -13,13 +13,13 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
-use galgo_storage::AppendReceipt;
+use galgo_storage::{AppendReceipt, OffsetOwner};
 use raft::eraftpb::Message;
 
-use super::group::{GroupInput, Proposal, ReplicaError};
+use super::group::{GroupInput, OffsetProposal, Proposal, ReplicaError};
 use crate::{
     transport::Outboxes,
-    wire::{ForwardedSend, SendOutcome, encode_send},
+    wire::{ForwardedOffset, ForwardedSend, SendOutcome, encode_offset, encode_send},
 };
 
 /// The partition groups of this node, by group id, the peers' outboxes, and the sends this
@@ -73,8 +73,32 @@ impl From<Result<AppendReceipt, ReplicaError>> for SendOutcome {
             },
             Err(ReplicaError::NotLeader(leader)) => SendOutcome::NotLeader(leader.unwrap_or(0)),
             Err(ReplicaError::Replaced) => SendOutcome::NotStored,
-            Err(ReplicaError::InvalidBatch(_)) => SendOutcome::Invalid,
-            Err(ReplicaError::Storage(_) | ReplicaError::Stopped | ReplicaError::Superseded) => {
+            Err(error) => SendOutcome::from_error(error),
+        }
+    }
+}
+
+/// A consumer offset write's outcome: its entry's index as both offsets.
+impl From<Result<u64, ReplicaError>> for SendOutcome {
+    fn from(result: Result<u64, ReplicaError>) -> Self {
+        match result {
+            Ok(index) => SendOutcome::Stored {
+                first_offset: index,
+                last_offset: index,
+            },
+            Err(error) => SendOutcome::from_error(error),
+        }
+    }
+}
+
+impl SendOutcome {
+    /// What a proposal that failed with `error` tells the node that forwarded it.
+    fn from_error(error: ReplicaError) -> Self {
+        match error {
+            ReplicaError::NotLeader(leader) => SendOutcome::NotLeader(leader.unwrap_or(0)),
+            ReplicaError::Replaced => SendOutcome::NotStored,
+            ReplicaError::InvalidBatch(_) | ReplicaError::InvalidOffset => SendOutcome::Invalid,
+            ReplicaError::Storage(_) | ReplicaError::Stopped | ReplicaError::Superseded => {
                 SendOutcome::Unknown
             }
         }
@@ -166,18 +190,51 @@ impl PartitionRouter {
         count: u32,
         wait: Duration,
     ) -> SendOutcome {
+        self.forward(leader, wait, |call| {
+            encode_send(&ForwardedSend {
+                call,
+                group,
+                count,
+                messages,
+            })
+        })
+        .await
+    }
+
+    /// Forwards a consumer offset write (`None` deletes) to `leader`, as
+    /// [`PartitionRouter::forward_send`] does a send; stored, it comes back with its entry's
+    /// index as both offsets.
+    pub async fn forward_offset(
+        &self,
+        leader: u64,
+        group: u64,
+        owner: OffsetOwner,
+        offset: Option<u64>,
+        wait: Duration,
+    ) -> SendOutcome {
+        self.forward(leader, wait, |call| {
+            encode_offset(&ForwardedOffset {
+                call,
+                group,
+                owner,
+                offset,
+            })
+        })
+        .await
+    }
+
+    async fn forward(
+        &self,
+        leader: u64,
+        wait: Duration,
+        frame: impl FnOnce(u64) -> Vec<u8>,
+    ) -> SendOutcome {
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
         let (slot, outcome) = oneshot::channel();
         self.lock_calls().insert(call, slot);
         // The call is forgotten however this ends, the caller giving up included.
         let _forget = ForgetCall { router: self, call };
-        let frame = encode_send(&ForwardedSend {
-            call,
-            group,
-            count,
-            messages,
-        });
-        if !self.send_frame(leader, frame) {
+        if !self.send_frame(leader, frame(call)) {
             return SendOutcome::NotStored;
         }
         let outcome = compio::time::timeout(wait, outcome).await;
@@ -215,6 +272,30 @@ impl PartitionRouter {
         };
         inputs
             .try_send(GroupInput::Propose(proposal))
+            .map_err(|_| SendOutcome::NotStored)?;
+        Ok(outcome)
+    }
+
+    /// Proposes a consumer offset write another node forwarded, as
+    /// [`PartitionRouter::propose_forwarded`] does a send.
+    pub fn propose_forwarded_offset(
+        &self,
+        write: ForwardedOffset,
+    ) -> Result<oneshot::Receiver<Result<u64, ReplicaError>>, SendOutcome> {
+        let inputs = self
+            .lock()
+            .running
+            .get(&write.group)
+            .cloned()
+            .ok_or(SendOutcome::NotLeader(0))?;
+        let (reply, outcome) = oneshot::channel();
+        let proposal = OffsetProposal {
+            owner: write.owner,
+            offset: write.offset,
+            reply,
+        };
+        inputs
+            .try_send(GroupInput::ProposeOffset(proposal))
             .map_err(|_| SendOutcome::NotStored)?;
         Ok(outcome)
     }

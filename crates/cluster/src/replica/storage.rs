@@ -17,7 +17,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use galgo_storage::{LogStart, RaftRecord, RecordKind};
+use galgo_storage::{LogStart, OffsetOwner, PartitionLog, RaftRecord, RecordKind};
 use protobuf::Message as _;
 use raft::{
     GetEntriesContext, RaftState, Storage, StorageError,
@@ -26,39 +26,93 @@ use raft::{
 
 /// Bytes of an entry's context: kind u8 | aux [u8; 3] | count u32 | first offset u64.
 pub const ENTRY_CONTEXT_BYTES: usize = 16;
-/// A snapshot's data: format u32 | reserved u32 | the log start offset u64. A partition
-/// snapshot holds no messages (docs/architecture.md, "Snapshots and retention").
-const SNAPSHOT_DATA_BYTES: usize = 16;
-const SNAPSHOT_FORMAT: u32 = 1;
+/// A snapshot's data: format u32 | offsets count u32 | the log start offset u64, then per
+/// stored consumer offset: owner kind u8 (1 consumer, 2 group) | owner id u32 | offset u64. A
+/// partition snapshot holds no messages (docs/architecture.md, "Snapshots and retention").
+const SNAPSHOT_HEAD_BYTES: usize = 16;
+const SNAPSHOT_OFFSET_BYTES: usize = 13;
+const SNAPSHOT_FORMAT: u32 = 2;
 
-/// The data of a snapshot whose log starts at partition offset `offset`.
-pub fn snapshot_data(offset: u64) -> Bytes {
-    let mut out = Vec::with_capacity(SNAPSHOT_DATA_BYTES);
+/// The data of a snapshot whose log starts at partition offset `offset`, with the stored
+/// consumer offsets.
+pub fn snapshot_data(offset: u64, offsets: &[(OffsetOwner, u64)]) -> Bytes {
+    let mut out = Vec::with_capacity(SNAPSHOT_HEAD_BYTES + offsets.len() * SNAPSHOT_OFFSET_BYTES);
     out.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
     out.extend_from_slice(&offset.to_le_bytes());
+    for &(owner, stored) in offsets {
+        let (kind, id) = owner_code(owner);
+        out.push(kind);
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&stored.to_le_bytes());
+    }
     Bytes::from(out)
 }
 
-/// The log start a snapshot describes, or why it cannot be installed.
-pub fn snapshot_log_start(snapshot: &Snapshot) -> Result<LogStart, String> {
+/// What a snapshot installs: its log start and the stored consumer offsets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotContent {
+    /// Where the log starts.
+    pub start: LogStart,
+    /// The consumer offsets stored at the leader.
+    pub offsets: Vec<(OffsetOwner, u64)>,
+}
+
+/// What a snapshot describes, or why it cannot be installed.
+pub fn decode_snapshot(snapshot: &Snapshot) -> Result<SnapshotContent, String> {
     let data = &snapshot.data[..];
     let metadata = snapshot.get_metadata();
-    if data.len() != SNAPSHOT_DATA_BYTES
-        || u32::from_le_bytes(data[..4].try_into().expect("4 bytes")) != SNAPSHOT_FORMAT
-        || data[4..8] != [0; 4]
-    {
-        return Err(format!(
+    let unknown = || {
+        format!(
             "snapshot at {} has {} bytes of data in an unknown format",
             metadata.index,
             data.len()
+        )
+    };
+    if data.len() < SNAPSHOT_HEAD_BYTES
+        || u32::from_le_bytes(data[..4].try_into().expect("4 bytes")) != SNAPSHOT_FORMAT
+    {
+        return Err(unknown());
+    }
+    let count = u32::from_le_bytes(data[4..8].try_into().expect("4 bytes")) as usize;
+    let body = &data[SNAPSHOT_HEAD_BYTES..];
+    if count.checked_mul(SNAPSHOT_OFFSET_BYTES) != Some(body.len()) {
+        return Err(unknown());
+    }
+    let mut offsets = Vec::with_capacity(count);
+    for record in body.chunks_exact(SNAPSHOT_OFFSET_BYTES) {
+        let id = u32::from_le_bytes(record[1..5].try_into().expect("4 bytes"));
+        let owner = offset_owner(record[0], id).ok_or_else(unknown)?;
+        offsets.push((
+            owner,
+            u64::from_le_bytes(record[5..13].try_into().expect("8 bytes")),
         ));
     }
-    Ok(LogStart {
-        index: metadata.index,
-        term: metadata.term,
-        offset: u64::from_le_bytes(data[8..16].try_into().expect("8 bytes")),
+    Ok(SnapshotContent {
+        start: LogStart {
+            index: metadata.index,
+            term: metadata.term,
+            offset: u64::from_le_bytes(data[8..16].try_into().expect("8 bytes")),
+        },
+        offsets,
     })
+}
+
+/// An offset owner as entries and snapshots write it: kind (1 consumer, 2 group) and id.
+pub fn owner_code(owner: OffsetOwner) -> (u8, u32) {
+    match owner {
+        OffsetOwner::Consumer(id) => (1, id),
+        OffsetOwner::Group(id) => (2, id),
+    }
+}
+
+/// The owner a kind and id name.
+pub fn offset_owner(kind: u8, id: u32) -> Option<OffsetOwner> {
+    match kind {
+        1 => Some(OffsetOwner::Consumer(id)),
+        2 => Some(OffsetOwner::Group(id)),
+        _ => None,
+    }
 }
 
 /// What one entry holds, without its data.
@@ -119,6 +173,33 @@ impl EntryMeta {
             first_offset: u64::from_le_bytes(context[8..16].try_into().expect("8 bytes")),
             bytes: entry.data.len() as u64,
         })
+    }
+
+    /// The meta of a consumer offset write: `Some(offset)` stores it, `None` deletes it.
+    pub fn offset_write(term: u64, owner: OffsetOwner, offset: Option<u64>) -> Self {
+        let (kind, id) = owner_code(owner);
+        Self {
+            term,
+            kind: if offset.is_some() {
+                RecordKind::StoreOffset
+            } else {
+                RecordKind::DeleteOffset
+            },
+            aux: [kind, 0, 0],
+            count: id,
+            first_offset: offset.unwrap_or(0),
+            bytes: 0,
+        }
+    }
+
+    /// The owner and offset of a consumer offset write (`None` as the offset for a delete).
+    pub fn offset_target(&self) -> Option<(OffsetOwner, Option<u64>)> {
+        let owner = offset_owner(self.aux[0], self.count)?;
+        match self.kind {
+            RecordKind::StoreOffset => Some((owner, Some(self.first_offset))),
+            RecordKind::DeleteOffset => Some((owner, None)),
+            _ => None,
+        }
     }
 
     /// The meta of a batch of `count` messages from `first_offset`, `bytes` long.
@@ -420,9 +501,19 @@ impl Core {
 }
 
 /// The `Storage` of one partition group; the driver keeps a clone to update it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct PartitionStorage {
     core: Rc<RefCell<Core>>,
+    /// The partition log, whose stored consumer offsets a snapshot carries.
+    log: Option<Rc<PartitionLog>>,
+}
+
+impl std::fmt::Debug for PartitionStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionStorage")
+            .field("core", &self.core)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PartitionStorage {
@@ -459,7 +550,14 @@ impl PartitionStorage {
         };
         Ok(Self {
             core: Rc::new(RefCell::new(core)),
+            log: None,
         })
+    }
+
+    /// The same storage, whose snapshots carry `log`'s stored consumer offsets.
+    pub fn with_log(mut self, log: Rc<PartitionLog>) -> Self {
+        self.log = Some(log);
+        self
     }
 
     /// Reads the state.
@@ -547,8 +645,10 @@ impl Storage for PartitionStorage {
         Ok(self.core.borrow().last_index())
     }
 
-    /// Only a follower behind the log start needs one: the log start itself, no messages
-    /// (retention removed them everywhere below it).
+    /// Only a follower behind the log start needs one: the log start itself and the stored
+    /// consumer offsets, no messages (retention removed them everywhere below it). The
+    /// offsets are the latest applied here, possibly past the start: the entries after it
+    /// set them again in order, so the follower ends with the same ones.
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         let core = self.core.borrow();
         if core.log_start.index == 0 {
@@ -556,8 +656,13 @@ impl Storage for PartitionStorage {
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
         }
+        let offsets = self
+            .log
+            .as_ref()
+            .map(|log| log.stored_offsets())
+            .unwrap_or_default();
         let mut snapshot = Snapshot {
-            data: snapshot_data(core.log_start.offset),
+            data: snapshot_data(core.log_start.offset, &offsets),
             ..Snapshot::default()
         };
         let metadata = snapshot.mut_metadata();
@@ -776,7 +881,7 @@ mod tests {
             snapshot.get_metadata().get_conf_state().voters,
             vec![1, 2, 3]
         );
-        assert_eq!(snapshot_log_start(&snapshot).unwrap(), start);
+        assert_eq!(decode_snapshot(&snapshot).unwrap().start, start);
     }
 
     #[test]
@@ -787,7 +892,7 @@ mod tests {
             offset: 5,
         };
         let mut snapshot = Snapshot {
-            data: snapshot_data(start.offset),
+            data: snapshot_data(start.offset, &[(OffsetOwner::Group(3), 4)]),
             ..Snapshot::default()
         };
         snapshot.mut_metadata().index = start.index;
@@ -795,7 +900,7 @@ mod tests {
         snapshot
             .mut_metadata()
             .set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
-        assert_eq!(snapshot_log_start(&snapshot).unwrap(), start);
+        assert_eq!(decode_snapshot(&snapshot).unwrap().start, start);
         let entries = [empty_entry(1, 1), batch_entry(2, 1, 0, 3)];
         let follower = storage();
         follower.wl().append(&entries[..2]).unwrap();
@@ -811,6 +916,6 @@ mod tests {
 
         let mut bad = snapshot.clone();
         bad.data = Bytes::from_static(b"not a snapshot");
-        assert!(snapshot_log_start(&bad).is_err());
+        assert!(decode_snapshot(&bad).is_err());
     }
 }

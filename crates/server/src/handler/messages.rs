@@ -10,7 +10,10 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use galgo_cluster::{replica::GroupHandle, wire::SendOutcome};
+use galgo_cluster::{
+    replica::{GroupHandle, GroupView},
+    wire::SendOutcome,
+};
 use galgo_metadata::{GroupKey, MetadataError, Need, PartitionKey, ShardId, TopicKey};
 use galgo_protocol::{
     Consumer, ErrorCode, Identifier, Partitioning, PollingStrategy,
@@ -135,8 +138,6 @@ async fn replicated_send(
             Err(_) => SendOutcome::Unknown,
         }
     } else {
-        // A leader that died takes the send with it: once this replica sees the leader change
-        // (an election), the outcome is unknown at once rather than after the whole wait.
         let forward = cluster.partitions.forward_send(
             leader,
             view.group(),
@@ -144,12 +145,7 @@ async fn replicated_send(
             count,
             REPLICATED_SEND_WAIT,
         );
-        let (mut forward, mut changed) = (pin!(forward), pin!(view.wait_for_leader_change(leader)));
-        poll_fn(|cx| match forward.as_mut().poll(cx) {
-            Poll::Ready(outcome) => Poll::Ready(outcome),
-            Poll::Pending => changed.as_mut().poll(cx).map(|()| SendOutcome::Unknown),
-        })
-        .await
+        unless_leader_changes(view, leader, forward).await
     };
     match outcome {
         SendOutcome::Stored {
@@ -164,6 +160,75 @@ async fn replicated_send(
             Err(ErrorCode::TransientNotAccepted.into())
         }
         SendOutcome::Invalid => Err(ErrorCode::InvalidMessagesCount.into()),
+        SendOutcome::Unknown => Err(ErrorCode::TransientNotCommitted.into()),
+    }
+}
+
+/// A forwarded proposal's outcome, or unknown as soon as this replica sees `leader` replaced:
+/// a leader that died takes what was forwarded to it with it (an election), and the caller
+/// should not wait the whole bound for that.
+async fn unless_leader_changes(
+    view: &GroupView,
+    leader: u64,
+    forward: impl Future<Output = SendOutcome>,
+) -> SendOutcome {
+    let (mut forward, mut changed) = (pin!(forward), pin!(view.wait_for_leader_change(leader)));
+    poll_fn(|cx| match forward.as_mut().poll(cx) {
+        Poll::Ready(outcome) => Poll::Ready(outcome),
+        Poll::Pending => changed.as_mut().poll(cx).map(|()| SendOutcome::Unknown),
+    })
+    .await
+}
+
+/// A consumer offset write (`None` deletes) on a replicated partition: proposed here when
+/// this node leads it, forwarded once to the leader otherwise, and answered once this
+/// replica applied it, so that the next poll through this node starts after it. The leader
+/// refuses an offset past its committed messages (4100 InvalidOffset) and a delete of
+/// nothing stored (3021); no leader is 58, no outcome in time 57, as for a send.
+pub(super) async fn replicated_offset(
+    shard: &Shard,
+    group: &GroupHandle,
+    owner: OffsetOwner,
+    offset: Option<u64>,
+) -> Result<(), CommandError> {
+    let view = group.view();
+    let Some(cluster) = shard.state().seed.cluster.clone() else {
+        return Err(ErrorCode::TransientNotAccepted.into());
+    };
+    let wait = 2 * cluster.settings.election_timeout();
+    let Some(leader) = view.wait_for_leader(wait).await else {
+        return Err(ErrorCode::TransientNotAccepted.into());
+    };
+    let outcome = if leader == view.node_id() {
+        match compio::time::timeout(REPLICATED_SEND_WAIT, group.propose_offset(owner, offset)).await
+        {
+            Ok(result) => SendOutcome::from(result),
+            Err(_) => SendOutcome::Unknown,
+        }
+    } else {
+        let forward = cluster.partitions.forward_offset(
+            leader,
+            view.group(),
+            owner,
+            offset,
+            REPLICATED_SEND_WAIT,
+        );
+        unless_leader_changes(view, leader, forward).await
+    };
+    match outcome {
+        SendOutcome::Stored {
+            first_offset: index,
+            ..
+        } => {
+            // Committed: visible here within a round trip (the leader broadcasts its commit).
+            let _ = compio::time::timeout(wait, view.wait_for_applied(index)).await;
+            Ok(())
+        }
+        SendOutcome::NotLeader(_) | SendOutcome::NotStored => {
+            Err(ErrorCode::TransientNotAccepted.into())
+        }
+        SendOutcome::Invalid if offset.is_some() => Err(ErrorCode::InvalidOffset.into()),
+        SendOutcome::Invalid => Err(ErrorCode::ConsumerOffsetNotFound.into()),
         SendOutcome::Unknown => Err(ErrorCode::TransientNotCommitted.into()),
     }
 }
@@ -350,7 +415,8 @@ async fn poll_partition_waiting(
             Some(replica) => replica.view().high_watermark(),
             None => log.last_offset().map_or(0, |last| last + 1),
         };
-        let polled = poll_partition(log, read, replica.map(|_| end)).await?;
+        let polled =
+            poll_partition(shard, log, read, replica.map(|replica| (replica, end))).await?;
         if polled.messages_count > 0 || read.count == 0 || shard.is_stopping() {
             return Ok(polled);
         }
@@ -368,13 +434,16 @@ async fn poll_partition_waiting(
     }
 }
 
-/// Reads from one partition on its owner and commits the offset when asked; below
-/// `committed_end` only, when given (a replicated partition's high watermark).
+/// Reads from one partition on its owner and commits the offset when asked; for a replicated
+/// partition, below its high watermark `committed_end` only, and the offset committed
+/// through its group.
 async fn poll_partition(
+    shard: &Shard,
     log: &PartitionLog,
     read: PartitionRead,
-    committed_end: Option<u64>,
+    replica: Option<(&GroupHandle, u64)>,
 ) -> Result<Polled, CommandError> {
+    let committed_end = replica.map(|(_, end)| end);
     let PartitionRead {
         partition,
         consumer,
@@ -419,7 +488,12 @@ async fn poll_partition(
         .filter(|polled| polled.messages_count > 0)
         .map(|polled| polled.first_offset + u64::from(polled.messages_count) - 1);
     if auto_commit && let Some(last_returned) = last_returned {
-        log.store_offset(consumer, last_returned).await?;
+        match replica {
+            Some((group, _)) => {
+                replicated_offset(shard, group, consumer, Some(last_returned)).await?;
+            }
+            None => log.store_offset(consumer, last_returned).await?,
+        }
     }
     let mut header = BytesMut::with_capacity(16);
     PolledMessagesHeader {

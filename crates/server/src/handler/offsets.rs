@@ -15,7 +15,10 @@ use galgo_protocol::{
 use galgo_storage::OffsetOwner;
 
 use super::{
-    Outcome, Reply, groups::after_group_commit, messages::locate, partition_calls::on_partition,
+    Outcome, Reply,
+    groups::after_group_commit,
+    messages::{locate, replicated_offset},
+    partition_calls::on_partition,
 };
 use crate::{
     context::{Context, Shard},
@@ -132,9 +135,13 @@ pub async fn store(
     let (key, owner) = locate(shard, topic, partition)?;
     let offset = store.offset;
     on_partition(shard, key, owner, move |shard, log| async move {
-        match log.last_offset() {
-            Some(last) if offset <= last => log.store_offset(owner_key, offset).await?,
-            _ => return Err(ErrorCode::InvalidOffset.into()),
+        match shard.state().replica(&key) {
+            // The leader checks the offset against what it committed.
+            Some(replica) => replicated_offset(&shard, &replica, owner_key, Some(offset)).await?,
+            None => match log.last_offset() {
+                Some(last) if offset <= last => log.store_offset(owner_key, offset).await?,
+                _ => return Err(ErrorCode::InvalidOffset.into()),
+            },
         }
         if let Some(group) = group {
             after_group_commit(&shard, group, partition).await?;
@@ -156,7 +163,10 @@ pub async fn delete(
     let resolved = resolve_for_write(shard, context, session, topic, &delete.target)?;
     let (owner_key, partition) = (resolved.owner_key, resolved.partition);
     let (key, owner) = locate(shard, topic, partition)?;
-    on_partition(shard, key, owner, move |_, log| async move {
+    on_partition(shard, key, owner, move |shard, log| async move {
+        if let Some(replica) = shard.state().replica(&key) {
+            return replicated_offset(&shard, &replica, owner_key, None).await;
+        }
         if log.delete_offset(owner_key).await? {
             Ok(())
         } else {
