@@ -961,6 +961,83 @@ fn consumer_offsets_are_replicated_to_every_node() {
         .assert_error(3021);
 }
 
+const DELETE_CONSUMER_GROUP: u32 = 603;
+
+/// A group's offset target on partition 0 (the group by name).
+fn group_target(group: &str, topic: (u32, u32)) -> Vec<u8> {
+    let mut target = vec![2];
+    target.extend(raw::id_named(group));
+    target.extend(raw::id_numeric(topic.0));
+    target.extend(raw::id_numeric(topic.1));
+    target.push(1);
+    target.extend_from_slice(&0u32.to_le_bytes());
+    target
+}
+
+#[test]
+fn a_deleted_groups_offsets_are_gone_from_every_node() {
+    let cluster = Cluster::start(3);
+    let stream = raw::create_stream(&mut cluster.connect(0), "groups");
+    let topic_id = raw::create_topic(&mut cluster.connect(0), stream, "t", 1);
+    let topic = (stream, topic_id);
+    for k in 0..5 {
+        send_acknowledged(&cluster, 0, topic, &format!("m{k}"));
+    }
+    let mut scope = raw::id_numeric(stream);
+    scope.extend(raw::id_numeric(topic_id));
+    let create = |node: usize, name: &str| {
+        let mut create = scope.clone();
+        create.extend(raw::str8(name.as_bytes()));
+        wait_for(|| {
+            (cluster
+                .connect(node)
+                .request(CREATE_CONSUMER_GROUP, &create)
+                .status
+                == 0)
+                .then_some(())
+        });
+    };
+    // A member stores the group's offset through node 1: every node has it.
+    create(0, "g");
+    let mut member = cluster.connect(0);
+    let mut join = scope.clone();
+    join.extend(raw::id_named("g"));
+    wait_for(|| (member.request(JOIN_CONSUMER_GROUP, &join).status == 0).then_some(()));
+    let mut store = group_target("g", topic);
+    store.extend_from_slice(&3u64.to_le_bytes());
+    member.request(STORE_CONSUMER_OFFSET, &store).ok();
+    let stored_on = |node: usize, group: &str| {
+        let reply = cluster
+            .connect(node)
+            .request(GET_CONSUMER_OFFSET, &group_target(group, topic))
+            .ok();
+        (reply.len() == 20).then(|| u64::from_le_bytes(reply[12..20].try_into().expect("8")))
+    };
+    for node in 0..3 {
+        wait_for(|| (stored_on(node, "g") == Some(3)).then_some(()));
+    }
+    // Deleted through node 2, and a new group through node 3 reuses its id: no node gives
+    // the new group the old one's offset.
+    let mut delete = scope.clone();
+    delete.extend(raw::id_named("g"));
+    cluster
+        .connect(1)
+        .request(DELETE_CONSUMER_GROUP, &delete)
+        .ok();
+    create(2, "h");
+    for node in 0..3 {
+        wait_for(|| {
+            let reply = cluster.connect(node).request(GET_CONSUMER_GROUP, &{
+                let mut get = scope.clone();
+                get.extend(raw::id_named("h"));
+                get
+            });
+            (reply.status == 0).then_some(())
+        });
+        assert_eq!(stored_on(node, "h"), None, "node {node}");
+    }
+}
+
 #[test]
 fn a_node_that_cannot_write_its_raft_log_takes_no_part_and_the_others_go_on() {
     // Node 3's files may not grow past 64 KiB: its metadata Raft log fills up first (only

@@ -27,6 +27,7 @@ use galgo_storage::OffsetOwner;
 
 use super::{
     Outcome, Reply,
+    messages::replicated_offset,
     metadata_change::{change_metadata, commit_on_shard0},
     partition_calls::by_owner,
 };
@@ -224,7 +225,7 @@ pub async fn create(shard: &Rc<Shard>, create: CreateConsumerGroup) -> Outcome {
             let created = commit_on_shard0(&shard0, &log, prepare).await?;
             let created = created.expect("a group was prepared").group;
             // On a cluster node another change may have come first and the group got another
-            // id (offsets are still kept by each node for itself).
+            // id.
             if created != key {
                 let partitions = topic_partitions(&shard0, created);
                 forget_group_offsets(&shard0, partitions, created.group.0).await?;
@@ -276,22 +277,40 @@ pub async fn delete(shard: &Rc<Shard>, topic: TopicKey, delete: DeleteConsumerGr
     Ok(Reply::empty())
 }
 
-/// Removes a group's stored offsets (and what was served to it) from the given partitions.
+/// Removes a group's stored offsets (and what was served to it) from the given partitions;
+/// on a cluster node through each partition's group, so that every node forgets them.
 async fn forget_group_offsets(
     shard: &Rc<Shard>,
     partitions: Vec<(PartitionKey, ShardId)>,
     group: u32,
 ) -> Result<(), CommandError> {
+    let owner_key = OffsetOwner::Group(group);
     for (owner, keys) in by_owner(partitions) {
         shard
             .call(owner, move |shard| async move {
                 for key in keys {
                     shard.state().groups.forget_served(key, group);
-                    if let Some(log) = shard.partition(&key) {
-                        log.delete_offset(OffsetOwner::Group(group)).await?;
+                    let Some(log) = shard.partition(&key) else {
+                        continue;
+                    };
+                    match shard.state().replica(&key) {
+                        Some(replica) if log.stored_offset(owner_key).is_some() => {
+                            // Best effort: an offset left behind (no leader now) is one a
+                            // group reusing the id would start from.
+                            if let Err(error) =
+                                replicated_offset(&shard, &replica, owner_key, None).await
+                            {
+                                tracing::warn!(partition = %key, group, %error,
+                                    "a deleted group's offset could not be removed");
+                            }
+                        }
+                        Some(_) => {}
+                        None => {
+                            log.delete_offset(owner_key).await?;
+                        }
                     }
                 }
-                Ok::<_, galgo_storage::StorageError>(())
+                Ok::<_, CommandError>(())
             })
             .await??;
     }
