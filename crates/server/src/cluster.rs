@@ -11,7 +11,7 @@ use std::{future::Future, pin::Pin, rc::Rc, sync::Arc, time::Duration};
 
 use galgo_cluster::{
     Applier, ClusterView, MetadataGroup, MetadataProposal,
-    replica::{GroupConfig, Sink, start_group},
+    replica::{GroupConfig, GroupView, Sink, start_group},
     wire::METADATA_GROUP,
 };
 use galgo_metadata::{PartitionKey, ROOT_USER_ID, TopicKey};
@@ -197,7 +197,7 @@ pub fn hold_retention(shard: &Shard, key: PartitionKey) {
 /// open: every node is a replica (the replication factor is the node count in this
 /// version), and the preferred leader, the replica that campaigns first, rotates with the
 /// group id so that leaders spread over the nodes.
-pub async fn start_replica(shard: &Shard, key: PartitionKey) -> Result<(), StorageError> {
+pub async fn start_replica(shard: &Rc<Shard>, key: PartitionKey) -> Result<(), StorageError> {
     let Some(view) = shard.state().seed.cluster.clone() else {
         return Ok(());
     };
@@ -235,8 +235,48 @@ pub async fn start_replica(shard: &Shard, key: PartitionKey) -> Result<(), Stora
         .await
         .map_err(|why| StorageError::Io(std::io::Error::other(why)))?;
     view.partitions.register(group, handle.inputs());
+    let watched = handle.view().clone();
     shard.state().add_replica(key, group, handle);
+    compio::runtime::spawn(restart_after_failure(shard.clone(), key, watched)).detach();
     Ok(())
+}
+
+/// How long a partition group that stopped on a storage failure waits before it is opened
+/// again, in election timeouts.
+const RESTART_ELECTION_TIMEOUTS: u32 = 5;
+
+/// A partition group that stops on its own (its log or Raft files cannot be written: a full
+/// disk) has acknowledged nothing it could not store and takes no part meanwhile (the others
+/// elect a leader without it; polls here stay at its last high watermark, sends are refused
+/// with 58). It is opened again from its files every few election timeouts, one error line
+/// each time, until it starts, and then catches up like a restarted replica.
+async fn restart_after_failure(shard: Rc<Shard>, key: PartitionKey, view: Rc<GroupView>) {
+    view.wait_stopped().await;
+    if !view.failed() {
+        return;
+    }
+    let Some(cluster) = shard.state().seed.cluster.clone() else {
+        return;
+    };
+    let backoff = cluster.settings.election_timeout() * RESTART_ELECTION_TIMEOUTS;
+    loop {
+        compio::time::sleep(backoff).await;
+        let current = shard.state().replica(&key);
+        if shard.is_stopping() || !current.is_some_and(|handle| Rc::ptr_eq(handle.view(), &view)) {
+            return;
+        }
+        match start_replica(&shard, key).await {
+            Ok(()) => {
+                tracing::info!(partition = %key, group = view.group(),
+                    "partition group opened again after a storage failure");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(partition = %key, group = view.group(), %error,
+                    "partition group still cannot start; trying again");
+            }
+        }
+    }
 }
 
 /// Stops the Raft group of a partition this shard owns (before its log is closed).

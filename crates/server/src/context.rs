@@ -177,6 +177,23 @@ impl Context {
             .map(|(_, handle)| handle.clone())
     }
 
+    /// The group a send, poll or offset write of a partition this shard owns goes through:
+    /// `None` on a single node; on a cluster node, refused (58, retried by clients) while the
+    /// partition has no group here (it could not start), since the log alone would serve
+    /// uncommitted messages and store unreplicated ones.
+    pub fn serving_replica(
+        &self,
+        key: &PartitionKey,
+    ) -> Result<Option<GroupHandle>, galgo_protocol::ErrorCode> {
+        match self.replica(key) {
+            Some(group) => Ok(Some(group)),
+            None if self.seed.cluster.is_some() => {
+                Err(galgo_protocol::ErrorCode::TransientNotAccepted)
+            }
+            None => Ok(None),
+        }
+    }
+
     /// A partition group started on this shard.
     pub fn add_replica(&self, key: PartitionKey, group: u64, handle: GroupHandle) {
         self.replicas.borrow_mut().insert(key, (group, handle));

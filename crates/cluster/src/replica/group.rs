@@ -247,6 +247,26 @@ impl GroupView {
         }
     }
 
+    /// True once the group stopped on its own: its storage failed (a full disk), nobody asked
+    /// it to.
+    pub fn failed(&self) -> bool {
+        self.stopped.get() && !self.stop_requested.get()
+    }
+
+    /// Waits until the group stops, asked to or not.
+    pub async fn wait_stopped(&self) {
+        loop {
+            if self.stopped.get() {
+                return;
+            }
+            let listener = self.committed.listen();
+            if self.stopped.get() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
     /// True while this replica leads.
     pub fn is_leader(&self) -> bool {
         self.leader.get() == self.node_id

@@ -86,7 +86,7 @@ pub async fn send(
         let bytes = messages.len() as u64;
         // The owner's clock stamps the batch, so timestamps follow offsets per partition;
         // on a cluster node, the partition leader's clock.
-        let receipt = match owner.state().replica(&key) {
+        let receipt = match owner.state().serving_replica(&key)? {
             Some(group) => replicated_send(&owner, &group, messages, count).await?,
             None => log.append(messages, count, now_us()).await?,
         };
@@ -257,7 +257,7 @@ pub async fn poll(
         context,
     );
     let polled = on_partition(shard, key, owner, move |owner, log| async move {
-        let replica = owner.state().replica(&key);
+        let replica = owner.state().serving_replica(&key)?;
         let polled = poll_partition_waiting(&owner, &log, replica.as_ref(), read).await?;
         polled.count_out(&owner, key);
         Ok(polled)
@@ -319,7 +319,7 @@ async fn poll_group(
     session.note_partition_owner(owner);
     let read = PartitionRead::new(partition, OffsetOwner::Group(group.group.0), poll, context);
     let chunks = on_partition(shard, key, owner, move |shard, log| async move {
-        let replica = shard.state().replica(&key);
+        let replica = shard.state().serving_replica(&key)?;
         let polled = poll_partition_waiting(&shard, &log, replica.as_ref(), read).await?;
         polled.count_out(&shard, key);
         if let Some(last_returned) = polled.last_returned {

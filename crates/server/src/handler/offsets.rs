@@ -135,7 +135,7 @@ pub async fn store(
     let (key, owner) = locate(shard, topic, partition)?;
     let offset = store.offset;
     on_partition(shard, key, owner, move |shard, log| async move {
-        match shard.state().replica(&key) {
+        match shard.state().serving_replica(&key)? {
             // The leader checks the offset against what it committed.
             Some(replica) => replicated_offset(&shard, &replica, owner_key, Some(offset)).await?,
             None => match log.last_offset() {
@@ -164,7 +164,7 @@ pub async fn delete(
     let (owner_key, partition) = (resolved.owner_key, resolved.partition);
     let (key, owner) = locate(shard, topic, partition)?;
     on_partition(shard, key, owner, move |shard, log| async move {
-        if let Some(replica) = shard.state().replica(&key) {
+        if let Some(replica) = shard.state().serving_replica(&key)? {
             return replicated_offset(&shard, &replica, owner_key, None).await;
         }
         if log.delete_offset(owner_key).await? {

@@ -99,7 +99,7 @@ pub enum PartitionOp {
 }
 
 impl PartitionOp {
-    async fn run(self, shard: &Shard, key: PartitionKey) -> Result<(), StorageError> {
+    async fn run(self, shard: &Rc<Shard>, key: PartitionKey) -> Result<(), StorageError> {
         match self {
             Self::Open => {
                 shard.open_partition(key, false).await?;

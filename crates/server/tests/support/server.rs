@@ -295,6 +295,20 @@ impl TestServer {
             .join(partition_id.to_string())
     }
 
+    /// Lifts the running server's RLIMIT_FSIZE: its writes succeed again, as when room is
+    /// made on a full disk.
+    pub fn lift_file_size_max(&self) {
+        let pid = self.process.as_ref().expect("server was started").pid;
+        let unlimited = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: prlimit reads the new limit from a valid rlimit and writes no old one.
+        let done =
+            unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &unlimited, std::ptr::null_mut()) };
+        assert_eq!(done, 0, "prlimit: {}", std::io::Error::last_os_error());
+    }
+
     /// Everything the server wrote to stderr, over all runs so far.
     pub fn logs(&self) -> String {
         let mut logs = String::new();
@@ -321,9 +335,11 @@ impl TestServer {
             // SAFETY: only async-signal-safe setrlimit runs between fork and exec.
             unsafe {
                 command.pre_exec(move || {
+                    // Only the soft limit: the test may lift it while the server runs
+                    // (`lift_file_size_max`), as room made on a full disk.
                     let limit = libc::rlimit {
                         rlim_cur: bytes,
-                        rlim_max: bytes,
+                        rlim_max: libc::RLIM_INFINITY,
                     };
                     if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
                         return Err(std::io::Error::last_os_error());
