@@ -23,7 +23,9 @@ use raft::{
 };
 
 const MAGIC: &[u8; 14] = b"galgo-raft-log";
-const FORMAT: u16 = 1;
+/// 2: a consumer-group join names the node its client is on (`MembershipChange::Join`), and
+/// nodes announce their start (`NodeStarted`). A log of another format is refused, not read.
+const FORMAT: u16 = 2;
 
 /// The group's log file.
 pub struct GroupLog {
@@ -52,6 +54,17 @@ impl GroupLog {
                 .map_err(|error| format!("cannot write the cluster log {shown}: {error}"))?;
             return Ok((GroupLog { file }, storage));
         };
+        let format_at = MAGIC.len();
+        if first.len() >= format_at + 2
+            && first[..format_at] == MAGIC[..]
+            && first[format_at..format_at + 2] != FORMAT.to_le_bytes()
+        {
+            let found = u16::from_le_bytes([first[format_at], first[format_at + 1]]);
+            return Err(format!(
+                "the cluster log {shown} is in format {found}, written by an earlier galgo; \
+                 this galgo reads format {FORMAT} only and does not convert it"
+            ));
+        }
         if first[..] != identity[..] {
             return Err(format!(
                 "the cluster log {shown} belongs to another node or cluster \
@@ -195,5 +208,19 @@ mod tests {
         assert_eq!(entries[2].term, 2);
         let refused = GroupLog::open(path, 2, "c", vec![1, 2, 3]).await;
         assert!(refused.is_err(), "another node's log is refused");
+    }
+
+    #[compio::test]
+    async fn a_log_of_another_format_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metadata.raft");
+        let (file, _) = MetadataLog::open(path.clone()).await.unwrap();
+        let mut older = identity_record(1, "c");
+        older[MAGIC.len()..MAGIC.len() + 2].copy_from_slice(&1u16.to_le_bytes());
+        file.append(&older).await.unwrap();
+        drop(file);
+        let refused = GroupLog::open(path, 1, "c", vec![1]).await;
+        let why = refused.err().expect("refused");
+        assert!(why.contains("in format 1"), "{why}");
     }
 }

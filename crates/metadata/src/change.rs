@@ -246,8 +246,18 @@ pub enum MembershipChange {
         member_id: MemberId,
         /// The client that joined.
         client_id: ClientId,
+        /// The cluster node it is connected to (0 on a single node).
+        node: u64,
         /// When, µs since the epoch (revocations time out from here).
         at_us: u64,
+    },
+    /// A cluster node started: the members of its clients that joined before the start are
+    /// gone (full rebalance of each group that had one).
+    NodeStarted {
+        /// The node.
+        node: u64,
+        /// When it started, µs since the epoch, by its clock: members it took in since stay.
+        started_us: u64,
     },
     /// A member left or its client disconnected (full rebalance).
     Leave {

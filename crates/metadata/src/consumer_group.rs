@@ -32,6 +32,11 @@ pub struct Member {
     pub id: MemberId,
     /// The client (connection) that joined.
     pub client_id: u32,
+    /// The cluster node the client is connected to (0 on a single node): its members go when
+    /// that node starts again, since a start ends every connection it had.
+    pub node: u64,
+    /// When it joined, µs since the epoch, by that node's clock.
+    pub joined_us: u64,
     /// The partitions it owns, ascending (those pending revocation from it included).
     pub partitions: Vec<u32>,
 }
@@ -128,7 +133,13 @@ impl ConsumerGroup {
     }
 
     /// Adds a member and rebalances cooperatively.
-    pub(crate) fn join(&mut self, id: MemberId, client_id: u32, partitions_count: u32, at_us: u64) {
+    pub(crate) fn join(
+        &mut self,
+        id: MemberId,
+        (client_id, node): (u32, u64),
+        partitions_count: u32,
+        at_us: u64,
+    ) {
         assert_eq!(
             id,
             self.next_member_id(),
@@ -137,6 +148,8 @@ impl ConsumerGroup {
         let member = Member {
             id,
             client_id,
+            node,
+            joined_us: at_us,
             partitions: Vec::new(),
         };
         self.members.insert(id, member);
@@ -262,7 +275,7 @@ mod tests {
 
     fn join(group: &mut ConsumerGroup, client_id: u32, partitions: u32) {
         let id = group.next_member_id();
-        group.join(id, client_id, partitions, 0);
+        group.join(id, (client_id, 0), partitions, 0);
     }
 
     #[test]

@@ -811,6 +811,47 @@ mod tests {
     }
 
     #[test]
+    fn a_node_start_removes_the_members_that_joined_through_it_before() {
+        let mut metadata = Metadata::new(2, 1 << 20);
+        let change = metadata.prepare_create_stream("s", 1).expect("new");
+        commit(&mut metadata, change);
+        let (s, t, g) = (
+            Identifier::Name("s".into()),
+            Identifier::Name("t".into()),
+            Identifier::Name("g".into()),
+        );
+        let change = metadata
+            .prepare_create_topic(&s, "t", 4, settings(), 1)
+            .expect("new");
+        commit(&mut metadata, change);
+        let change = metadata.prepare_create_group(&s, &t, "g").expect("new");
+        commit(&mut metadata, change);
+        // Client 10 through node 1, clients 20 and 21 through node 2, 21 after its start.
+        for (client, node, at_us) in [(10, 1, 100), (20, 2, 100), (21, 2, 300)] {
+            let change = metadata
+                .prepare_join_group(&s, &t, &g, (client, node), at_us)
+                .expect("joins")
+                .expect("a new member");
+            commit(&mut metadata, change);
+        }
+        assert_eq!(
+            metadata.prepare_node_started(3, 200),
+            None,
+            "no member of node 3"
+        );
+        let change = metadata
+            .prepare_node_started(2, 200)
+            .expect("client 20 joined through node 2 before");
+        commit(&mut metadata, change);
+        let (_, group) = metadata.group(&s, &t, &g).expect("group");
+        let clients: Vec<u32> = group.members().map(|member| member.client_id).collect();
+        assert_eq!(clients, vec![10, 21]);
+        let owned: usize = group.members().map(|member| member.partitions.len()).sum();
+        assert_eq!(owned, 4, "every partition has an owner again");
+        assert_eq!(metadata.prepare_node_started(2, 200), None, "applied once");
+    }
+
+    #[test]
     fn deletes_release_partitions_and_names() {
         let mut metadata = Metadata::new(2, 1 << 20);
         let change = metadata.prepare_create_stream("s", 1).expect("new");

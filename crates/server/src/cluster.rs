@@ -167,6 +167,43 @@ pub async fn create_root(shard0: Rc<Shard>, pending: Option<handler::PendingRoot
     }
 }
 
+/// A cluster node, once it serves: the consumer-group members that joined through it before
+/// this start are gone (their connections ended with the process), so their partitions go to
+/// live members. Proposed in the background until the metadata group takes it, as the root
+/// user is; nothing is proposed when there is no such member.
+pub async fn forget_members_from_before(shard0: Rc<Shard>, started_us: u64) {
+    let Some(view) = shard0.state().seed.cluster.clone() else {
+        return;
+    };
+    let node = view.node_id();
+    loop {
+        if shard0
+            .metadata
+            .borrow()
+            .prepare_node_started(node, started_us)
+            .is_none()
+        {
+            return;
+        }
+        let prepare = move |_: &galgo_metadata::Metadata| {
+            Ok(galgo_metadata::MembershipChange::NodeStarted { node, started_us })
+        };
+        match handler::change_metadata(&shard0, prepare).await {
+            Ok(_) => {
+                tracing::info!(
+                    node,
+                    "consumer-group members from before this start removed"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::info!(%error, "members from before this start not removed yet; trying again");
+                compio::time::sleep(ROOT_RETRY).await;
+            }
+        }
+    }
+}
+
 /// A partition's Raft group id: the same on every node, and never the id of a deleted
 /// partition's group (Iggy reuses partition ids; the creation time, assigned where the
 /// change was prepared and replicated with it, tells them apart).

@@ -98,7 +98,7 @@ mod topics;
 mod users;
 
 pub use groups::{GroupServing, expire_revocations as expire_group_revocations};
-pub(crate) use metadata_change::partitions_created_by;
+pub(crate) use metadata_change::{change_metadata, partitions_created_by};
 pub(crate) use partition_calls::{PartitionOp, on_owners};
 pub(crate) use system::this_node;
 pub use tokens::clean_expired as clean_expired_tokens;

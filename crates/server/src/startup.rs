@@ -145,9 +145,13 @@ fn serve(seed: ContextSeed) -> Serve<Context> {
             if let Some(view) = seed.cluster.clone() {
                 cluster::join(&shard0, view.clone()).await?;
                 let pending = handler::start_root_creation(&shard0, &seed.root, &seed.root_created);
+                // Before any client can join a group through this start.
+                let started_us = context::now_us();
                 listener::listen_on_every_shard(&shard0).await?;
                 cluster::connect_peers(&shard0, &view);
                 compio::runtime::spawn(cluster::create_root(shard0.clone(), pending)).detach();
+                let forget = cluster::forget_members_from_before(shard0.clone(), started_us);
+                compio::runtime::spawn(forget).detach();
                 return Ok(());
             }
             let pending = handler::start_root_creation(&shard0, &seed.root, &seed.root_created);

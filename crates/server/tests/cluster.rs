@@ -1038,6 +1038,64 @@ fn a_deleted_groups_offsets_are_gone_from_every_node() {
     }
 }
 
+/// The member count of group `g` of `scope` as node `index` sees it.
+fn members_on(cluster: &Cluster, index: usize, scope: &[u8]) -> Option<u32> {
+    let mut group = scope.to_vec();
+    group.extend(raw::id_named("g"));
+    let details = cluster
+        .connect(index)
+        .request(GET_CONSUMER_GROUP, &group)
+        .ok();
+    // GroupHeader: id u32 | partitions_count u32 | members_count u32 | name
+    details
+        .get(8..12)
+        .map(|count| u32::from_le_bytes(count.try_into().expect("4")))
+}
+
+#[test]
+fn members_through_a_node_that_restarts_leave_their_groups() {
+    let mut cluster = Cluster::start(3);
+    let stream = raw::create_stream(&mut cluster.connect(0), "members");
+    let topic = raw::create_topic(&mut cluster.connect(0), stream, "t", 2);
+    let mut scope = raw::id_numeric(stream);
+    scope.extend(raw::id_numeric(topic));
+    let mut create = scope.clone();
+    create.extend(raw::str8(b"g"));
+    wait_for(|| {
+        (cluster
+            .connect(0)
+            .request(CREATE_CONSUMER_GROUP, &create)
+            .status
+            == 0)
+            .then_some(())
+    });
+    let mut join = scope.clone();
+    join.extend(raw::id_named("g"));
+    // One member through node 2, one through node 3.
+    let mut second = cluster.connect(1);
+    wait_for(|| (second.request(JOIN_CONSUMER_GROUP, &join).status == 0).then_some(()));
+    let mut third = cluster.connect(2);
+    wait_for(|| (third.request(JOIN_CONSUMER_GROUP, &join).status == 0).then_some(()));
+    wait_for(|| (members_on(&cluster, 0, &scope) == Some(2)).then_some(()));
+    // Node 3 dies: nobody saw its client leave, so its member stays while it is down ...
+    cluster.nodes[2].kill();
+    assert_eq!(members_on(&cluster, 0, &scope), Some(2));
+    // ... and goes once it starts again; the member through node 2 stays.
+    cluster.nodes[2].restart();
+    for node in 0..3 {
+        wait_for(|| (members_on(&cluster, node, &scope) == Some(1)).then_some(()));
+    }
+    let mut fresh = cluster.connect(2);
+    wait_for(|| (fresh.request(JOIN_CONSUMER_GROUP, &join).status == 0).then_some(()));
+    wait_for(|| (members_on(&cluster, 0, &scope) == Some(2)).then_some(()));
+    assert!(
+        cluster.nodes[2]
+            .logs()
+            .contains("consumer-group members from before this start removed")
+    );
+    drop(second);
+}
+
 #[test]
 fn a_node_that_cannot_write_its_raft_log_takes_no_part_and_the_others_go_on() {
     // Node 3's files may not grow past 64 KiB: its metadata Raft log fills up first (only

@@ -5,7 +5,7 @@ use galgo_protocol::identifier::Identifier;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::{
-    ClientId, ConsumerGroup, GroupChange, GroupId, MemberId, MembershipChange, Metadata,
+    ClientId, ConsumerGroup, GroupChange, GroupId, Member, MemberId, MembershipChange, Metadata,
     MetadataError, NewGroup, PartitionId, StreamId, Topic, TopicId, TopicKey,
 };
 
@@ -128,7 +128,7 @@ impl Metadata {
         stream: &Identifier,
         topic: &Identifier,
         group: &Identifier,
-        client_id: u32,
+        (client_id, node): (u32, u64),
         now_us: u64,
     ) -> Result<Option<MembershipChange>, MetadataError> {
         let (key, found) = self.group(stream, topic, group)?;
@@ -139,8 +139,37 @@ impl Metadata {
             group: key,
             member_id: found.next_member_id(),
             client_id: ClientId(client_id),
+            node,
             at_us: now_us,
         }))
+    }
+
+    /// A cluster node's start at `started_us`, as a change: `None` when no group has a member
+    /// that joined through it before.
+    pub fn prepare_node_started(&self, node: u64, started_us: u64) -> Option<MembershipChange> {
+        (!self.members_of_node(node, started_us).is_empty())
+            .then_some(MembershipChange::NodeStarted { node, started_us })
+    }
+
+    /// Every member that joined through `node` before `before_us`, by group.
+    fn members_of_node(&self, node: u64, before_us: u64) -> Vec<(GroupKey, MemberId)> {
+        let mut found = Vec::new();
+        let gone = |member: &&Member| member.node == node && member.joined_us < before_us;
+        for stream in self.streams() {
+            for topic in stream.topics() {
+                for group in topic.groups() {
+                    for member in group.members().filter(gone) {
+                        let key = GroupKey {
+                            stream: stream.id,
+                            topic: topic.id,
+                            group: group.id,
+                        };
+                        found.push((key, member.id));
+                    }
+                }
+            }
+        }
+        found
     }
 
     /// Validates a leave: the client must be a member.
@@ -227,10 +256,17 @@ impl Metadata {
                 group,
                 member_id,
                 client_id,
+                node,
                 at_us,
             } => {
                 let (count, group) = self.group_mut(*group);
-                group.join(*member_id, client_id.0, count, *at_us);
+                group.join(*member_id, (client_id.0, *node), count, *at_us);
+            }
+            MembershipChange::NodeStarted { node, started_us } => {
+                for (key, member_id) in self.members_of_node(*node, *started_us) {
+                    let (count, group) = self.group_mut(key);
+                    group.leave(member_id, count);
+                }
             }
             MembershipChange::Leave { group, member_id } => {
                 let (count, group) = self.group_mut(*group);
