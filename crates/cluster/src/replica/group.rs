@@ -961,19 +961,13 @@ impl Group {
             context: meta.context(),
             ..Entry::default()
         };
-        let message = Message {
-            msg_type: MessageType::MsgPropose,
-            from: self.config.node_id,
-            entries: vec![entry].into(),
-            ..Message::default()
+        let index = match self.step_proposal(entry) {
+            Ok(index) => index,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
         };
-        if let Err(error) = self.node.step(message) {
-            tracing::debug!(group = self.config.group, %error, "proposal dropped");
-            let leader = Some(self.node.raft.leader_id).filter(|&id| id != self.config.node_id);
-            let _ = reply.send(Err(ReplicaError::NotLeader(leader)));
-            return;
-        }
-        let index = self.node.raft.raft_log.last_index();
         self.last_stamp = timestamp;
         let receipt = AppendReceipt {
             first_offset,
@@ -987,6 +981,23 @@ impl Group {
                 waiter: Waiter::Batch { receipt, reply },
             },
         );
+    }
+
+    /// Proposes one entry on this leader; its index, or "not leader" when raft-rs dropped it
+    /// (leadership lost, or a transfer under way).
+    fn step_proposal(&mut self, entry: Entry) -> Result<u64, ReplicaError> {
+        let message = Message {
+            msg_type: MessageType::MsgPropose,
+            from: self.config.node_id,
+            entries: vec![entry].into(),
+            ..Message::default()
+        };
+        if let Err(error) = self.node.step(message) {
+            tracing::debug!(group = self.config.group, %error, "proposal dropped");
+            let leader = Some(self.node.raft.leader_id).filter(|&id| id != self.config.node_id);
+            return Err(ReplicaError::NotLeader(leader));
+        }
+        Ok(self.node.raft.raft_log.last_index())
     }
 
     /// A consumer offset write: an entry with no data whose record says whose offset and
@@ -1017,19 +1028,13 @@ impl Group {
             context: meta.context(),
             ..Entry::default()
         };
-        let message = Message {
-            msg_type: MessageType::MsgPropose,
-            from: self.config.node_id,
-            entries: vec![entry].into(),
-            ..Message::default()
+        let index = match self.step_proposal(entry) {
+            Ok(index) => index,
+            Err(error) => {
+                let _ = reply.send(Err(error));
+                return;
+            }
         };
-        if let Err(error) = self.node.step(message) {
-            tracing::debug!(group = self.config.group, %error, "offset write dropped");
-            let leader = Some(self.node.raft.leader_id).filter(|&id| id != self.config.node_id);
-            let _ = reply.send(Err(ReplicaError::NotLeader(leader)));
-            return;
-        }
-        let index = self.node.raft.raft_log.last_index();
         self.pending.insert(
             index,
             Pending {
