@@ -324,8 +324,17 @@ impl GroupHandle {
             now_us,
             reply,
         };
+        self.ask(GroupInput::Propose(proposal), outcome).await
+    }
+
+    /// Queues `input` and waits for the outcome it carries the sender of.
+    async fn ask<T>(
+        &self,
+        input: GroupInput,
+        outcome: oneshot::Receiver<Result<T, ReplicaError>>,
+    ) -> Result<T, ReplicaError> {
         self.inputs
-            .send_async(GroupInput::Propose(proposal))
+            .send_async(input)
             .await
             .map_err(|_| ReplicaError::Stopped)?;
         outcome.await.map_err(|_| ReplicaError::Stopped)?
@@ -344,11 +353,7 @@ impl GroupHandle {
             offset,
             reply,
         };
-        self.inputs
-            .send_async(GroupInput::ProposeOffset(proposal))
-            .await
-            .map_err(|_| ReplicaError::Stopped)?;
-        outcome.await.map_err(|_| ReplicaError::Stopped)?
+        self.ask(GroupInput::ProposeOffset(proposal), outcome).await
     }
 
     /// The group's input queue, for the router to hand it peers' messages.

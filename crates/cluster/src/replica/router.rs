@@ -254,12 +254,7 @@ impl PartitionRouter {
     /// Proposes a send another node forwarded; `Err` with its outcome when it was not even
     /// proposed (the group does not run here, or its queue is full).
     pub fn propose_forwarded(&self, send: ForwardedSend) -> Result<ProposalOutcome, SendOutcome> {
-        let inputs = self
-            .lock()
-            .running
-            .get(&send.group)
-            .cloned()
-            .ok_or(SendOutcome::NotLeader(0))?;
+        let inputs = self.running(send.group)?;
         let (reply, outcome) = oneshot::channel();
         let now_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -282,12 +277,7 @@ impl PartitionRouter {
         &self,
         write: ForwardedOffset,
     ) -> Result<oneshot::Receiver<Result<u64, ReplicaError>>, SendOutcome> {
-        let inputs = self
-            .lock()
-            .running
-            .get(&write.group)
-            .cloned()
-            .ok_or(SendOutcome::NotLeader(0))?;
+        let inputs = self.running(write.group)?;
         let (reply, outcome) = oneshot::channel();
         let proposal = OffsetProposal {
             owner: write.owner,
@@ -298,6 +288,15 @@ impl PartitionRouter {
             .try_send(GroupInput::ProposeOffset(proposal))
             .map_err(|_| SendOutcome::NotStored)?;
         Ok(outcome)
+    }
+
+    /// The input queue of `group`, running here; "not leader" (of nothing known) otherwise.
+    fn running(&self, group: u64) -> Result<flume::Sender<GroupInput>, SendOutcome> {
+        self.lock()
+            .running
+            .get(&group)
+            .cloned()
+            .ok_or(SendOutcome::NotLeader(0))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {

@@ -64,22 +64,25 @@ impl Metadata {
 
     /// Every group a client is a member of, with its member id.
     pub fn memberships_of(&self, client_id: u32) -> Vec<(GroupKey, MemberId)> {
-        let mut found = Vec::new();
-        for stream in self.streams() {
-            for topic in stream.topics() {
-                for group in topic.groups() {
-                    if let Some(member) = group.member_of_client(client_id) {
-                        let key = GroupKey {
-                            stream: stream.id,
-                            topic: topic.id,
-                            group: group.id,
-                        };
-                        found.push((key, member.id));
-                    }
-                }
-            }
-        }
-        found
+        self.groups_by_key()
+            .filter_map(|(key, group)| Some((key, group.member_of_client(client_id)?.id)))
+            .collect()
+    }
+
+    /// Every group of every topic, with its address.
+    fn groups_by_key(&self) -> impl Iterator<Item = (GroupKey, &ConsumerGroup)> {
+        self.streams().flat_map(|stream| {
+            stream.topics().flat_map(move |topic| {
+                topic.groups().map(move |group| {
+                    let key = GroupKey {
+                        stream: stream.id,
+                        topic: topic.id,
+                        group: group.id,
+                    };
+                    (key, group)
+                })
+            })
+        })
     }
 
     /// How many consumer groups exist, over all topics.
@@ -153,23 +156,15 @@ impl Metadata {
 
     /// Every member that joined through `node` before `before_us`, by group.
     fn members_of_node(&self, node: u64, before_us: u64) -> Vec<(GroupKey, MemberId)> {
-        let mut found = Vec::new();
-        let gone = |member: &&Member| member.node == node && member.joined_us < before_us;
-        for stream in self.streams() {
-            for topic in stream.topics() {
-                for group in topic.groups() {
-                    for member in group.members().filter(gone) {
-                        let key = GroupKey {
-                            stream: stream.id,
-                            topic: topic.id,
-                            group: group.id,
-                        };
-                        found.push((key, member.id));
-                    }
-                }
-            }
-        }
-        found
+        let gone = move |member: &&Member| member.node == node && member.joined_us < before_us;
+        self.groups_by_key()
+            .flat_map(|(key, group)| {
+                group
+                    .members()
+                    .filter(gone)
+                    .map(move |member| (key, member.id))
+            })
+            .collect()
     }
 
     /// Validates a leave: the client must be a member.

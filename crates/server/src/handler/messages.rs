@@ -5,12 +5,14 @@ use std::{
     future::{Future, poll_fn},
     pin::pin,
     rc::Rc,
+    sync::Arc,
     task::Poll,
     time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
 use galgo_cluster::{
+    ClusterView,
     replica::{GroupHandle, GroupView},
     wire::SendOutcome,
 };
@@ -107,6 +109,22 @@ pub async fn send(
 /// the default tick, as a metadata change does. Past it the outcome is unknown.
 const REPLICATED_SEND_WAIT: Duration = Duration::from_secs(10);
 
+/// The node leading a replicated partition, waited for up to two election timeouts (that
+/// wait is returned too); 58 TransientNotAccepted when none is known by then.
+async fn partition_leader(
+    shard: &Shard,
+    view: &GroupView,
+) -> Result<(Arc<ClusterView>, u64, Duration), CommandError> {
+    let Some(cluster) = shard.state().seed.cluster.clone() else {
+        return Err(ErrorCode::TransientNotAccepted.into());
+    };
+    let wait = 2 * cluster.settings.election_timeout();
+    let Some(leader) = view.wait_for_leader(wait).await else {
+        return Err(ErrorCode::TransientNotAccepted.into());
+    };
+    Ok((cluster, leader, wait))
+}
+
 /// A send to a replicated partition, acknowledged once committed (or, with `ack = "leader"`,
 /// once the leader holds it). Proposed here when this node leads the partition, forwarded
 /// once to the leader otherwise (waiting up to two election timeouts for one to be known).
@@ -120,13 +138,7 @@ async fn replicated_send(
     count: u32,
 ) -> Result<AppendReceipt, CommandError> {
     let view = group.view();
-    let Some(cluster) = shard.state().seed.cluster.clone() else {
-        return Err(ErrorCode::TransientNotAccepted.into());
-    };
-    let wait = 2 * cluster.settings.election_timeout();
-    let Some(leader) = view.wait_for_leader(wait).await else {
-        return Err(ErrorCode::TransientNotAccepted.into());
-    };
+    let (cluster, leader, _) = partition_leader(shard, view).await?;
     let outcome = if leader == view.node_id() {
         match compio::time::timeout(
             REPLICATED_SEND_WAIT,
@@ -192,13 +204,7 @@ pub(super) async fn replicated_offset(
     offset: Option<u64>,
 ) -> Result<(), CommandError> {
     let view = group.view();
-    let Some(cluster) = shard.state().seed.cluster.clone() else {
-        return Err(ErrorCode::TransientNotAccepted.into());
-    };
-    let wait = 2 * cluster.settings.election_timeout();
-    let Some(leader) = view.wait_for_leader(wait).await else {
-        return Err(ErrorCode::TransientNotAccepted.into());
-    };
+    let (cluster, leader, wait) = partition_leader(shard, view).await?;
     let outcome = if leader == view.node_id() {
         match compio::time::timeout(REPLICATED_SEND_WAIT, group.propose_offset(owner, offset)).await
         {
