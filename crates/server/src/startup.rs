@@ -71,7 +71,7 @@ pub fn run(config: Config) -> Result<(), u8> {
         pinned = shards.iter().any(|shard| shard.cpu.is_some()),
         data_dir = %storage.data_dir.display(),
         fsync = %config.storage.fsync,
-        direct_io = %config.storage.direct_io,
+        direct_io = %storage.direct_io,
         "starting galgo-server {}",
         env!("CARGO_PKG_VERSION")
     );
