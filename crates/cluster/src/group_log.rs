@@ -24,8 +24,10 @@ use raft::{
 
 const MAGIC: &[u8; 14] = b"galgo-raft-log";
 /// 2: a consumer-group join names the node its client is on (`MembershipChange::Join`), and
-/// nodes announce their start (`NodeStarted`). A log of another format is refused, not read.
-const FORMAT: u16 = 2;
+/// nodes announce their start (`NodeStarted`). 3: the metadata leader removes the members of
+/// a node lost for the member timeout (`NodeLost`), an entry format 2 builds cannot read.
+/// A log of another format is refused, not read.
+const FORMAT: u16 = 3;
 
 /// The group's log file.
 pub struct GroupLog {
@@ -216,11 +218,11 @@ mod tests {
         let path = dir.path().join("metadata.raft");
         let (file, _) = MetadataLog::open(path.clone()).await.unwrap();
         let mut older = identity_record(1, "c");
-        older[MAGIC.len()..MAGIC.len() + 2].copy_from_slice(&1u16.to_le_bytes());
+        older[MAGIC.len()..MAGIC.len() + 2].copy_from_slice(&2u16.to_le_bytes());
         file.append(&older).await.unwrap();
         drop(file);
         let refused = GroupLog::open(path, 1, "c", vec![1]).await;
         let why = refused.err().expect("refused");
-        assert!(why.contains("in format 1"), "{why}");
+        assert!(why.contains("in format 2"), "{why}");
     }
 }

@@ -37,6 +37,9 @@ pub struct ClusterSettings {
     pub ack: Ack,
     /// The Raft tick.
     pub tick: Duration,
+    /// How long a node may stay unheard before the members that joined consumer groups
+    /// through it leave them (their partitions go to members that can consume them).
+    pub member_timeout: Duration,
     /// Every node, this one included, by id.
     pub peers: Vec<Peer>,
 }
@@ -55,6 +58,12 @@ impl ClusterSettings {
         }
         if self.tick.is_zero() {
             return Err("cluster.tick_ms must be positive".into());
+        }
+        if self.member_timeout < self.election_timeout() {
+            return Err(format!(
+                "cluster.member_timeout_ms must be at least the longest election timeout ({} ms)",
+                self.election_timeout().as_millis()
+            ));
         }
         let mut ids: Vec<u64> = self.peers.iter().map(|peer| peer.id).collect();
         ids.sort_unstable();
@@ -116,6 +125,7 @@ mod tests {
             replication_address: "127.0.0.1:1".parse().unwrap(),
             ack: Ack::Majority,
             tick: Duration::from_millis(100),
+            member_timeout: Duration::from_secs(30),
             peers: ids
                 .iter()
                 .map(|&id| Peer {
@@ -137,5 +147,14 @@ mod tests {
         let mut shared = settings(1, &[1, 2]);
         shared.peers[1].replication_address = shared.peers[0].replication_address;
         assert!(shared.validate().is_err());
+    }
+
+    #[test]
+    fn the_member_timeout_outlasts_an_election() {
+        let mut short = settings(1, &[1, 2, 3]);
+        short.member_timeout = short.election_timeout() - Duration::from_millis(1);
+        assert!(short.validate().is_err());
+        short.member_timeout = short.election_timeout();
+        assert!(short.validate().is_ok());
     }
 }

@@ -5,7 +5,7 @@
 use std::{
     net::SocketAddr,
     sync::atomic::{AtomicU16, AtomicU64, Ordering},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use crate::{replica::PartitionRouter, settings::ClusterSettings};
@@ -128,15 +128,21 @@ impl ClusterView {
         if node == self.settings.node_id {
             return true;
         }
-        let Some(index) = self.index_of(node) else {
-            return false;
-        };
-        match self.heard[index].load(Ordering::Relaxed) {
-            0 => false,
-            at => {
-                self.now_ms().saturating_sub(at)
-                    <= self.settings.election_timeout().as_millis() as u64
-            }
+        self.index_of(node).is_some_and(|index| {
+            self.heard[index].load(Ordering::Relaxed) != 0
+                && self.silent_for(node) <= self.settings.election_timeout()
+        })
+    }
+
+    /// How long this node has not heard from peer `node`: since it last did, or since this
+    /// view was made if it never did. Zero for this node and for a node not in the roster.
+    pub fn silent_for(&self, node: u64) -> Duration {
+        if node == self.settings.node_id {
+            return Duration::ZERO;
         }
+        self.index_of(node).map_or(Duration::ZERO, |index| {
+            let at = self.heard[index].load(Ordering::Relaxed).max(1);
+            Duration::from_millis(self.now_ms().saturating_sub(at))
+        })
     }
 }

@@ -273,6 +273,15 @@ pub enum MembershipChange {
         /// The partitions that move.
         partitions: Vec<PartitionId>,
     },
+    /// The metadata leader has not heard from a cluster node for the member timeout: the
+    /// members of its clients that joined before `lost_us` are gone (full rebalance of each
+    /// group that had one). Last, so that logs written before it keep their meaning.
+    NodeLost {
+        /// The node.
+        node: u64,
+        /// When the leader took it as lost, µs since the epoch, by the leader's clock.
+        lost_us: u64,
+    },
 }
 
 /// `From` into [`Change`] for each type a `prepare_*` returns, so the commit path takes any of

@@ -811,7 +811,7 @@ mod tests {
     }
 
     #[test]
-    fn a_node_start_removes_the_members_that_joined_through_it_before() {
+    fn a_node_start_or_loss_removes_the_members_that_joined_through_it_before() {
         let mut metadata = Metadata::new(2, 1 << 20);
         let change = metadata.prepare_create_stream("s", 1).expect("new");
         commit(&mut metadata, change);
@@ -849,6 +849,20 @@ mod tests {
         let owned: usize = group.members().map(|member| member.partitions.len()).sum();
         assert_eq!(owned, 4, "every partition has an owner again");
         assert_eq!(metadata.prepare_node_started(2, 200), None, "applied once");
+        // Node 1 taken as lost: its client's member goes the same way.
+        assert_eq!(
+            metadata.prepare_node_lost(2, 200),
+            None,
+            "none of node 2's left"
+        );
+        let change = metadata
+            .prepare_node_lost(1, 400)
+            .expect("client 10 joined through node 1 before");
+        commit(&mut metadata, change);
+        let (_, group) = metadata.group(&s, &t, &g).expect("group");
+        let clients: Vec<u32> = group.members().map(|member| member.client_id).collect();
+        assert_eq!(clients, vec![21]);
+        assert_eq!(group.members().next().expect("21").partitions.len(), 4);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use galgo_storage::StorageError;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::{
-    context::{ContextSeed, RootCreated, Shard},
+    context::{self, ContextSeed, RootCreated, Shard},
     handler::{self, PartitionOp, on_owners, partitions_created_by},
 };
 
@@ -199,6 +199,54 @@ pub async fn forget_members_from_before(shard0: Rc<Shard>, started_us: u64) {
             Err(error) => {
                 tracing::info!(%error, "members from before this start not removed yet; trying again");
                 compio::time::sleep(ROOT_RETRY).await;
+            }
+        }
+    }
+}
+
+/// How often the metadata leader looks for nodes silent for the member timeout.
+const LOST_CHECK: Duration = Duration::from_secs(1);
+
+/// On the metadata leader, for as long as this node runs: the consumer-group members that
+/// joined through a node not heard from for `[cluster] member_timeout_ms` leave their groups
+/// (`NodeLost`), so that their partitions go to members that can consume them. If that node
+/// was only cut off, its clients are no longer members and join again (as after a Kafka
+/// session timeout). Looked at every second; a change that does not commit is proposed again
+/// at the next look, by whichever node leads then.
+pub async fn forget_members_of_lost_nodes(shard0: Rc<Shard>) {
+    let Some(view) = shard0.state().seed.cluster.clone() else {
+        return;
+    };
+    let timeout = view.settings.member_timeout;
+    loop {
+        compio::time::sleep(LOST_CHECK).await;
+        if view.leader() != Some(view.node_id()) {
+            continue;
+        }
+        let lost: Vec<u64> = view
+            .settings
+            .others()
+            .map(|peer| peer.id)
+            .filter(|&node| view.silent_for(node) >= timeout)
+            .collect();
+        for node in lost {
+            // The leader's clock: a member that joins through the node once it is back (by
+            // that node's clock, which may run a little ahead) stays.
+            let lost_us = context::now_us();
+            let found = shard0.metadata.borrow().prepare_node_lost(node, lost_us);
+            let Some(change) = found else {
+                continue;
+            };
+            let prepare = move |_: &galgo_metadata::Metadata| Ok(change.clone());
+            match handler::change_metadata(&shard0, prepare).await {
+                Ok(_) => tracing::warn!(
+                    node,
+                    silent_ms = view.silent_for(node).as_millis() as u64,
+                    "node not heard from for the member timeout: the consumer-group members that joined through it removed"
+                ),
+                Err(error) => {
+                    tracing::info!(node, %error, "members of a lost node not removed yet; trying again");
+                }
             }
         }
     }

@@ -355,6 +355,8 @@ pub struct ClusterConfig {
     pub ack: String,
     /// The Raft tick.
     pub tick_ms: u64,
+    /// How long a node may stay unheard before its clients' consumer-group members leave.
+    pub member_timeout_ms: u64,
     /// Every node.
     pub peers: Vec<PeerConfig>,
 }
@@ -661,6 +663,7 @@ impl Config {
             replication_address: cluster.replication_address,
             ack,
             tick: std::time::Duration::from_millis(cluster.tick_ms),
+            member_timeout: std::time::Duration::from_millis(cluster.member_timeout_ms),
             peers: cluster
                 .peers
                 .iter()

@@ -152,6 +152,8 @@ fn serve(seed: ContextSeed) -> Serve<Context> {
                 compio::runtime::spawn(cluster::create_root(shard0.clone(), pending)).detach();
                 let forget = cluster::forget_members_from_before(shard0.clone(), started_us);
                 compio::runtime::spawn(forget).detach();
+                let lost = cluster::forget_members_of_lost_nodes(shard0.clone());
+                compio::runtime::spawn(lost).detach();
                 return Ok(());
             }
             let pending = handler::start_root_creation(&shard0, &seed.root, &seed.root_created);

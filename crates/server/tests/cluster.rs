@@ -1097,6 +1097,49 @@ fn members_through_a_node_that_restarts_leave_their_groups() {
 }
 
 #[test]
+fn members_through_a_node_that_stays_away_leave_their_groups_after_the_member_timeout() {
+    let mut cluster =
+        Cluster::start_with(3, false, "tick_ms = 50\nmember_timeout_ms = 2000\n", &[]);
+    let stream = raw::create_stream(&mut cluster.connect(0), "lost");
+    let topic = raw::create_topic(&mut cluster.connect(0), stream, "t", 2);
+    let mut scope = raw::id_numeric(stream);
+    scope.extend(raw::id_numeric(topic));
+    let mut create = scope.clone();
+    create.extend(raw::str8(b"g"));
+    wait_for(|| {
+        (cluster
+            .connect(0)
+            .request(CREATE_CONSUMER_GROUP, &create)
+            .status
+            == 0)
+            .then_some(())
+    });
+    let mut group = scope.clone();
+    group.extend(raw::id_named("g"));
+    // One member through node 2, one through node 3: a partition each.
+    let mut second = cluster.connect(1);
+    wait_for(|| (second.request(JOIN_CONSUMER_GROUP, &group).status == 0).then_some(()));
+    let mut third = cluster.connect(2);
+    wait_for(|| (third.request(JOIN_CONSUMER_GROUP, &group).status == 0).then_some(()));
+    wait_for(|| (members_on(&cluster, 0, &scope) == Some(2)).then_some(()));
+    // Node 3 dies and stays away: after the member timeout its member is gone on both
+    // survivors, and node 2's member owns both partitions.
+    cluster.nodes[2].kill();
+    for node in 0..2 {
+        wait_for(|| (members_on(&cluster, node, &scope) == Some(1)).then_some(()));
+    }
+    // GroupHeader (id, partitions, members, name "g": 14 bytes), then the member: id u32 |
+    // partitions_count u32 | partition ids.
+    let details = second.request(GET_CONSUMER_GROUP, &group).ok();
+    let owned = u32::from_le_bytes(details[18..22].try_into().expect("4"));
+    assert_eq!(owned, 2, "the live member owns every partition");
+    assert!(cluster.nodes[..2].iter().any(|node| {
+        node.logs()
+            .contains("node not heard from for the member timeout")
+    }));
+}
+
+#[test]
 fn a_node_that_cannot_write_its_raft_log_takes_no_part_and_the_others_go_on() {
     // Node 3's files may not grow past 64 KiB: its metadata Raft log fills up first (only
     // streams are created, no partition files).

@@ -154,6 +154,13 @@ impl Metadata {
             .then_some(MembershipChange::NodeStarted { node, started_us })
     }
 
+    /// A cluster node taken as lost at `lost_us`, as a change: `None` when no group has a
+    /// member that joined through it before.
+    pub fn prepare_node_lost(&self, node: u64, lost_us: u64) -> Option<MembershipChange> {
+        (!self.members_of_node(node, lost_us).is_empty())
+            .then_some(MembershipChange::NodeLost { node, lost_us })
+    }
+
     /// Every member that joined through `node` before `before_us`, by group.
     fn members_of_node(&self, node: u64, before_us: u64) -> Vec<(GroupKey, MemberId)> {
         let gone = move |member: &&Member| member.node == node && member.joined_us < before_us;
@@ -257,8 +264,15 @@ impl Metadata {
                 let (count, group) = self.group_mut(*group);
                 group.join(*member_id, (client_id.0, *node), count, *at_us);
             }
-            MembershipChange::NodeStarted { node, started_us } => {
-                for (key, member_id) in self.members_of_node(*node, *started_us) {
+            MembershipChange::NodeStarted {
+                node,
+                started_us: before_us,
+            }
+            | MembershipChange::NodeLost {
+                node,
+                lost_us: before_us,
+            } => {
+                for (key, member_id) in self.members_of_node(*node, *before_us) {
                     let (count, group) = self.group_mut(key);
                     group.leave(member_id, count);
                 }
