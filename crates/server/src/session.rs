@@ -50,10 +50,10 @@ pub struct Session {
 }
 
 impl Session {
-    /// A new, anonymous session.
-    pub fn new(peer: SocketAddr, transport: Transport) -> Self {
+    /// A new, anonymous session of a connection to cluster node `node` (0 on a single node).
+    pub fn new(peer: SocketAddr, transport: Transport, node: u64) -> Self {
         Self {
-            client_id: client_id(&peer),
+            client_id: client_id(&peer, node),
             peer,
             transport,
             user_id: None,
@@ -112,9 +112,13 @@ impl Session {
     }
 }
 
-/// Iggy's client id: XXH32 with seed 0 over the peer address as text.
-pub fn client_id(peer: &SocketAddr) -> u32 {
-    xxhash_rust::xxh32::xxh32(peer.to_string().as_bytes(), 0)
+/// Iggy's client id on a single node (`node` 0): XXH32 with seed 0 over the peer address as
+/// text. A cluster node seeds the hash with its node id: one machine's clients of two nodes
+/// may have the same address (a port is reused towards another destination), and their ids
+/// name consumer-group members on every node, so they must not clash.
+pub fn client_id(peer: &SocketAddr, node: u64) -> u32 {
+    let seed = (node ^ (node >> 32)) as u32;
+    xxhash_rust::xxh32::xxh32(peer.to_string().as_bytes(), seed)
 }
 
 /// Log lines one connection may cause per [`LOG_WINDOW`]; beyond them lines are counted, not
@@ -178,4 +182,20 @@ macro_rules! session_log {
             tracing::$level!($($field)+);
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_iggys_on_a_single_node_and_differ_between_cluster_nodes() {
+        let peer: SocketAddr = "127.0.0.1:50000".parse().expect("address");
+        assert_eq!(
+            client_id(&peer, 0),
+            xxhash_rust::xxh32::xxh32(b"127.0.0.1:50000", 0)
+        );
+        assert_ne!(client_id(&peer, 1), client_id(&peer, 2));
+        assert_ne!(client_id(&peer, 1), client_id(&peer, 0));
+    }
 }

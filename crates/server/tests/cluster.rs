@@ -1139,6 +1139,51 @@ fn members_through_a_node_that_stays_away_leave_their_groups_after_the_member_ti
     }));
 }
 
+/// Connects to `to` from `from` (a local address other sockets may share) and logs in.
+fn connect_from(from: SocketAddr, to: SocketAddr) -> RawConn {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_reuse_address(true).expect("SO_REUSEADDR");
+    socket
+        .bind(&from.into())
+        .expect("bind the shared local address");
+    socket.connect(&to.into()).expect("connect");
+    let mut conn = RawConn::from_stream(socket.into());
+    conn.login_root();
+    conn
+}
+
+#[test]
+fn clients_of_two_nodes_from_one_address_are_two_members() {
+    let cluster = Cluster::start(3);
+    let stream = raw::create_stream(&mut cluster.connect(0), "shared-address");
+    let topic = raw::create_topic(&mut cluster.connect(0), stream, "t", 2);
+    let mut scope = raw::id_numeric(stream);
+    scope.extend(raw::id_numeric(topic));
+    let mut create = scope.clone();
+    create.extend(raw::str8(b"g"));
+    wait_for(|| {
+        (cluster
+            .connect(0)
+            .request(CREATE_CONSUMER_GROUP, &create)
+            .status
+            == 0)
+            .then_some(())
+    });
+    let mut join = scope.clone();
+    join.extend(raw::id_named("g"));
+    // One local address, as the kernel may give two connections to different nodes: the
+    // same port towards two destinations.
+    let shared = loopback(free_ports(1)[0]);
+    let mut second = connect_from(shared, cluster.nodes[1].addr);
+    let mut third = connect_from(shared, cluster.nodes[2].addr);
+    wait_for(|| (second.request(JOIN_CONSUMER_GROUP, &join).status == 0).then_some(()));
+    wait_for(|| (third.request(JOIN_CONSUMER_GROUP, &join).status == 0).then_some(()));
+    for node in 0..3 {
+        wait_for(|| (members_on(&cluster, node, &scope) == Some(2)).then_some(()));
+    }
+}
+
 #[test]
 fn a_node_that_cannot_write_its_raft_log_takes_no_part_and_the_others_go_on() {
     // Node 3's files may not grow past 64 KiB: its metadata Raft log fills up first (only

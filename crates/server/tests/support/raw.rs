@@ -85,6 +85,18 @@ impl RawConn {
         RawConn::try_connect(addr).unwrap_or_else(|error| panic!("connect to {addr}: {error}"))
     }
 
+    /// Speaks over a stream the test connected itself.
+    pub fn from_stream(stream: TcpStream) -> RawConn {
+        stream.set_nodelay(true).expect("nodelay");
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("timeout");
+        stream
+            .set_write_timeout(Some(READ_TIMEOUT))
+            .expect("timeout");
+        RawConn { stream }
+    }
+
     /// Connects, or says why not (for tests where the server may be gone).
     pub fn try_connect(addr: SocketAddr) -> std::io::Result<RawConn> {
         let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)?;
