@@ -28,6 +28,7 @@ use raft::{
 use thiserror::Error;
 
 use crate::{
+    disks::Disks,
     group_log::GroupLog,
     log_bridge,
     proposal::MetadataProposal,
@@ -115,6 +116,8 @@ impl MetadataGroup {
         applier: Rc<dyn Applier>,
     ) -> Result<Rc<MetadataGroup>, String> {
         let settings = &view.settings;
+        // The disk ids live beside the log (GroupLog::open makes the directory).
+        let log_dir = path.parent().map(PathBuf::from).unwrap_or_default();
         let (log, storage) = GroupLog::open(
             path,
             settings.node_id,
@@ -138,8 +141,9 @@ impl MetadataGroup {
         let logger = log_bridge::logger(METADATA_GROUP, settings.node_id);
         let node = RawNode::new(&config, storage, &logger).map_err(|error| error.to_string())?;
         let (inputs, queued) = flume::bounded(INPUTS_MAX);
-        transport::listen(view.clone(), inputs.clone()).await?;
-        let (outboxes, dialers) = transport::outboxes(&view);
+        let disks = Rc::new(Disks::open(&log_dir).await?);
+        transport::listen(view.clone(), inputs.clone(), disks.clone()).await?;
+        let (outboxes, dialers) = transport::outboxes(&view, disks.own());
         view.partitions.set_outboxes(outboxes.clone());
         let waiters = Rc::new(RefCell::new(HashMap::new()));
         let driver = Driver {

@@ -10,6 +10,7 @@
 //! groups' messages.
 #![warn(missing_docs)]
 
+pub mod disks;
 mod group;
 mod group_log;
 mod log_bridge;

@@ -25,6 +25,7 @@ use futures_channel::oneshot;
 use raft::eraftpb::Message;
 
 use crate::{
+    disks::Disks,
     group::Input,
     replica::ReplicaError,
     view::ClusterView,
@@ -85,13 +86,15 @@ type Queued = flume::Receiver<Outgoing>;
 /// The dialers of every peer, not started yet: what their outboxes queue waits meanwhile.
 pub struct Dialers {
     view: Arc<ClusterView>,
+    /// This node's disk id, in every handshake.
+    disk_id: u64,
     /// Per peer: its id, replication address and outbox.
     peers: Vec<(u64, SocketAddr, Queued)>,
 }
 
 /// Every peer's outbox, and its dialer to start once this node's client listeners are bound
 /// (the handshake tells peers their ports).
-pub fn outboxes(view: &Arc<ClusterView>) -> (Outboxes, Dialers) {
+pub fn outboxes(view: &Arc<ClusterView>, disk_id: u64) -> (Outboxes, Dialers) {
     let mut outboxes = HashMap::new();
     let mut dialers = Vec::new();
     for peer in view.settings.others() {
@@ -101,6 +104,7 @@ pub fn outboxes(view: &Arc<ClusterView>) -> (Outboxes, Dialers) {
     }
     let dialers = Dialers {
         view: view.clone(),
+        disk_id,
         peers: dialers,
     };
     (Outboxes { peers: outboxes }, dialers)
@@ -110,12 +114,18 @@ impl Dialers {
     /// Starts a dialer for every peer on this runtime.
     pub fn start(self) {
         for (peer, address, queued) in self.peers {
-            compio::runtime::spawn(dial_loop(self.view.clone(), peer, address, queued)).detach();
+            let dial = dial_loop(self.view.clone(), (peer, address), self.disk_id, queued);
+            compio::runtime::spawn(dial).detach();
         }
     }
 }
 
-async fn dial_loop(view: Arc<ClusterView>, peer: u64, address: SocketAddr, queued: Queued) {
+async fn dial_loop(
+    view: Arc<ClusterView>,
+    (peer, address): (u64, SocketAddr),
+    disk_id: u64,
+    queued: Queued,
+) {
     let mut wait = REDIAL_MS_MIN;
     let mut failures = 0u64;
     loop {
@@ -126,6 +136,7 @@ async fn dial_loop(view: Arc<ClusterView>, peer: u64, address: SocketAddr, queue
             shard: 0,
             tcp_port,
             websocket_port,
+            disk_id,
             cluster_id: view.settings.cluster_id.clone(),
         };
         match TcpStream::connect(address).await {
@@ -194,7 +205,11 @@ async fn write_loop(
 }
 
 /// Binds the replication listener and accepts peers on this runtime until it stops.
-pub async fn listen(view: Arc<ClusterView>, inputs: flume::Sender<Input>) -> Result<(), String> {
+pub async fn listen(
+    view: Arc<ClusterView>,
+    inputs: flume::Sender<Input>,
+    disks: Rc<Disks>,
+) -> Result<(), String> {
     let address = view.settings.replication_address;
     let listener = TcpListener::bind(address)
         .await
@@ -206,8 +221,13 @@ pub async fn listen(view: Arc<ClusterView>, inputs: flume::Sender<Input>) -> Res
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    let task =
-                        serve_peer(stream, peer, view.clone(), inputs.clone(), refusals.clone());
+                    let task = serve_peer(
+                        stream,
+                        peer,
+                        (view.clone(), disks.clone()),
+                        inputs.clone(),
+                        refusals.clone(),
+                    );
                     compio::runtime::spawn(task).detach();
                 }
                 Err(error) => {
@@ -224,12 +244,12 @@ pub async fn listen(view: Arc<ClusterView>, inputs: flume::Sender<Input>) -> Res
 async fn serve_peer(
     stream: TcpStream,
     address: SocketAddr,
-    view: Arc<ClusterView>,
+    (view, disks): (Arc<ClusterView>, Rc<Disks>),
     inputs: flume::Sender<Input>,
     refusals: Rc<RefusalLog>,
 ) {
     let _ = stream.set_nodelay(true);
-    match read_peer(stream, &view, &inputs).await {
+    match read_peer(stream, &view, &disks, &inputs).await {
         Ok(from) => tracing::debug!(%address, peer = from, "replication connection closed by peer"),
         Err(why) => refusals.log(address, &why),
     }
@@ -276,12 +296,14 @@ impl RefusalLog {
 async fn read_peer(
     mut stream: TcpStream,
     view: &Arc<ClusterView>,
+    disks: &Disks,
     inputs: &flume::Sender<Input>,
 ) -> Result<u64, String> {
     let handshake = compio::time::timeout(HANDSHAKE_TIMEOUT, read_handshake(&mut stream))
         .await
         .map_err(|_| "no handshake in time".to_owned())??;
     check_handshake(&handshake, view)?;
+    disks.check(handshake.from, handshake.disk_id).await?;
     let from = handshake.from;
     view.set_client_ports(from, handshake.tcp_port, handshake.websocket_port);
     let mut header = vec![0u8; FRAME_HEADER_BYTES];

@@ -5,6 +5,7 @@
 //! handshake (dialer → acceptor, once):
 //!   magic "galgoRPL" | version u16 | from node u64 | to node u64 | shard u16
 //!   | tcp port u16 | websocket port u16 (the dialer's client listeners, 0: none)
+//!   | disk id u64 (the dialer's data directory, crate::disks)
 //!   | cluster id length u8 | cluster id                                   (integers LE)
 //! frame:
 //!   [body length u32][xxh3-64 of body u64][body]
@@ -29,14 +30,14 @@ use thiserror::Error;
 
 /// What every replication connection starts with.
 pub const MAGIC: &[u8; 8] = b"galgoRPL";
-/// The protocol version this build speaks.
-pub const VERSION: u16 = 1;
+/// The protocol version this build speaks (2: the handshake carries the disk id).
+pub const VERSION: u16 = 2;
 /// Size of a frame's header.
 pub const FRAME_HEADER_BYTES: usize = 12;
 /// Largest frame body accepted.
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
 /// The fixed part of a handshake (all but the cluster id).
-pub const HANDSHAKE_FIXED_BYTES: usize = 8 + 2 + 8 + 8 + 2 + 2 + 2 + 1;
+pub const HANDSHAKE_FIXED_BYTES: usize = 8 + 2 + 8 + 8 + 2 + 2 + 2 + 8 + 1;
 /// Frame kind: Raft messages.
 const KIND_RAFT: u8 = 1;
 /// Frame kind: a forwarded send.
@@ -188,6 +189,8 @@ pub struct Handshake {
     pub tcp_port: u16,
     /// The same for WebSocket.
     pub websocket_port: u16,
+    /// The dialer's disk id (crate::disks).
+    pub disk_id: u64,
     /// The cluster both belong to.
     pub cluster_id: String,
 }
@@ -228,6 +231,7 @@ impl Handshake {
         out.extend_from_slice(&self.shard.to_le_bytes());
         out.extend_from_slice(&self.tcp_port.to_le_bytes());
         out.extend_from_slice(&self.websocket_port.to_le_bytes());
+        out.extend_from_slice(&self.disk_id.to_le_bytes());
         out.push(id.len() as u8);
         out.extend_from_slice(id);
         out
@@ -251,9 +255,10 @@ impl Handshake {
             shard: u16_at(26),
             tcp_port: u16_at(28),
             websocket_port: u16_at(30),
+            disk_id: u64_at(32),
             cluster_id: String::new(),
         };
-        Ok((handshake, usize::from(fixed[32])))
+        Ok((handshake, usize::from(fixed[40])))
     }
 }
 
@@ -498,6 +503,7 @@ mod tests {
             shard: 1,
             tcp_port: 8090,
             websocket_port: 8092,
+            disk_id: 0x5f0c_8e3a_9b1d_2c47,
             cluster_id: "prod-1".into(),
         };
         let bytes = handshake.encode();

@@ -1278,6 +1278,38 @@ fn a_replica_whose_disk_fills_stops_and_comes_back_when_it_has_room() {
 }
 
 #[test]
+fn a_node_whose_data_directory_was_wiped_is_refused_by_its_peers() {
+    let mut cluster = Cluster::start(3);
+    raw::create_stream(&mut cluster.connect(0), "before");
+    // Every node has heard from every other (node 3 applied what node 1 proposed).
+    wait_for(|| {
+        stream_names(&mut cluster.connect(2))
+            .contains(&"before".to_owned())
+            .then_some(())
+    });
+    // Node 3 comes back with the same id on an empty directory: it forgot its votes and
+    // what it acknowledged, so its peers take no message from it.
+    cluster.nodes[2].kill();
+    std::fs::remove_dir_all(&cluster.nodes[2].data_dir).expect("wipe");
+    cluster.nodes[2].restart();
+    for node in 0..2 {
+        wait_for(|| {
+            cluster.nodes[node]
+                .logs()
+                .contains("its data directory was replaced")
+                .then_some(())
+        });
+    }
+    // The other two go on as a majority.
+    raw::create_stream(&mut cluster.connect(0), "after");
+    wait_for(|| {
+        stream_names(&mut cluster.connect(1))
+            .contains(&"after".to_owned())
+            .then_some(())
+    });
+}
+
+#[test]
 fn strangers_on_the_replication_port_are_refused_and_the_cluster_goes_on() {
     let configs = tempfile::tempdir().expect("config dir");
     let replication = loopback(free_ports(1)[0]);
@@ -1293,6 +1325,7 @@ fn strangers_on_the_replication_port_are_refused_and_the_cluster_goes_on() {
         shard: 0,
         tcp_port: 0,
         websocket_port: 0,
+        disk_id: 0,
         cluster_id: "another".into(),
     };
     let mut stranger = TcpStream::connect(replication).expect("connect");

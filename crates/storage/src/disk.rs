@@ -102,6 +102,21 @@ pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {
     handle.sync_all().await
 }
 
+/// Replaces the small file at `path` with `bytes` so that a crash leaves the old or the new
+/// contents, never a mix: written to a sibling temporary file, fdatasynced, renamed over
+/// `path`, and the directory fsynced.
+pub async fn replace_file(path: &Path, bytes: Vec<u8>) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let file = File::create(&tmp).await?;
+    write_all_at(&file, bytes, 0).await?;
+    file.sync_data().await?;
+    drop(file);
+    compio::fs::rename(&tmp, path).await?;
+    sync_dir(dir).await
+}
+
 /// Names of the entries of `dir`; empty when it does not exist.
 pub(crate) async fn list_dir(dir: &Path) -> io::Result<Vec<String>> {
     let dir = dir.to_path_buf();

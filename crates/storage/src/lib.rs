@@ -61,6 +61,7 @@ mod write_pace;
 pub use config::{DirectIo, FsyncMode, SEGMENT_SIZE_BYTES_MAX, StorageConfig};
 pub use consumer_offsets::{ClampedOffset, OffsetOwner};
 pub use deduplication::DeduplicationConfig;
+pub use disk::replace_file;
 pub use error::StorageError;
 pub use metadata_log::{METADATA_RECORD_BYTES_MAX, METADATA_RECORD_HEADER_BYTES, MetadataLog};
 pub use partition_log::{
