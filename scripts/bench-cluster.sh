@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A three-node loopback cluster against one node, in one run (docs/benchmarks.md, "Cluster"):
-# galgo-bench's producer and consumer, with ack = "majority" and ack = "leader", each round
+# galgo-bench's producer and consumer, and consumer groups polling with auto-commit (each
+# poll's offset goes through the partition's leader on a cluster), with ack = "majority" and
+# ack = "leader", each round
 # on fresh data directories, in the order single, majority, leader. Prints MB/s and
 # p50 / p99 / p99.9 per round and their ratios to the single node of the same round.
 #
@@ -43,7 +45,8 @@ cleanup() {
 trap cleanup EXIT
 
 # Two producers on two streams of three partitions each, 1 KB messages in batches of 100,
-# then two consumers reading that back.
+# then two consumers reading that back; then a consumer group per stream (streams of their
+# own, filled first) whose two members poll with auto-commit.
 WORKLOAD=(--producers 2 --consumers 2 --streams 2 --partitions 3 --message-size 1000
   --messages-per-batch 100 --batches 1000 --warmup-secs 0 --baseline-secs 0
   --durability "fsync=$FSYNC")
@@ -51,9 +54,11 @@ WORKLOAD=(--producers 2 --consumers 2 --streams 2 --partitions 3 --message-size 
 # bench NAME PORT: the producer and consumer runs against the node at PORT.
 bench() {
   local name=$1 port=$2 mode
-  for mode in pinned-producer pinned-consumer; do
+  for mode in pinned-producer pinned-consumer balanced-consumer-group; do
+    local prefix=$name-
+    [[ $mode == balanced-consumer-group ]] && prefix=$name-g-
     if ! "$BENCH" --server "iggy://iggy:iggy@127.0.0.1:$port" --mode "$mode" "${WORKLOAD[@]}" \
-      --stream-prefix "$name-" --label "$name-$mode" --json "$OUT/$name-$mode.json" \
+      --stream-prefix "$prefix" --label "$name-$mode" --json "$OUT/$name-$mode.json" \
       >"$OUT/$name-$mode.txt" 2>&1; then
       say "[$name $mode] FAILED: $(tail -1 "$OUT/$name-$mode.txt")"
     fi
@@ -92,7 +97,8 @@ def figures(name, mode, group):
 print("| round | workload | single: MB/s, p50 / p99 / p99.9 µs | majority | leader | MB/s ratio majority / leader |")
 print("|---|---|---|---|---|---|")
 for n in range(1, rounds + 1):
-    for mode, group in [("pinned-producer", "producers"), ("pinned-consumer", "consumers")]:
+    for mode, group in [("pinned-producer", "producers"), ("pinned-consumer", "consumers"),
+                        ("balanced-consumer-group", "consumers")]:
         row = [figures(f"{setup}-{n}", mode, group) for setup in ("single", "majority", "leader")]
         show = lambda f: "failed" if f is None else f"{f[0]:.0f}, {f[1]:.0f} / {f[2]:.0f} / {f[3]:.0f}"
         ratio = lambda f: "" if f is None or row[0] is None else f"{f[0] / row[0][0]:.2f}"
