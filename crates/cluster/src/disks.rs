@@ -41,16 +41,18 @@ impl Disks {
     pub async fn open(dir: &Path) -> Result<Self, String> {
         let path = dir.join(FILE);
         let shown = path.display().to_string();
-        let (own, peers) = match compio::fs::read(&path).await {
+        let (own, peers, new) = match compio::fs::read(&path).await {
             Ok(bytes) => {
                 let text = String::from_utf8(bytes)
                     .map_err(|_| format!("the disk id file {shown} is not text"))?;
-                parse(&text).map_err(|why| format!("the disk id file {shown}: {why}"))?
+                let (own, peers) =
+                    parse(&text).map_err(|why| format!("the disk id file {shown}: {why}"))?;
+                (own, peers, false)
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 8];
                 getrandom::fill(&mut bytes).map_err(|error| error.to_string())?;
-                (u64::from_le_bytes(bytes), BTreeMap::new())
+                (u64::from_le_bytes(bytes), BTreeMap::new(), true)
             }
             Err(error) => return Err(format!("cannot read {shown}: {error}")),
         };
@@ -60,7 +62,11 @@ impl Disks {
             peers: RefCell::new(peers),
             writing: async_lock::Mutex::new(()),
         };
-        disks.save().await?;
+        // Written only when new: a node whose disk is full still starts (and takes no part
+        // until it can write again, as its Raft log says).
+        if new {
+            disks.save().await?;
+        }
         Ok(disks)
     }
 
