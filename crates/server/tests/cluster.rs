@@ -1185,6 +1185,39 @@ fn clients_of_two_nodes_from_one_address_are_two_members() {
 }
 
 #[test]
+fn a_topic_reports_the_replication_factor_the_cluster_gives_it() {
+    const GET_TOPIC: u32 = 300;
+    const INVALID_REPLICATION_FACTOR: u32 = 2018;
+    let cluster = Cluster::start(3);
+    let stream = raw::create_stream(&mut cluster.connect(0), "factors");
+    let stream_id = raw::id_numeric(stream);
+    // CreateTopic: stream | partitions u32 | compression u8 | expiry u64 | max size u64 |
+    // replication factor u8 | name; the TopicHeader has the factor at byte 33.
+    let factor_at = stream_id.len() + 4 + 1 + 8 + 8;
+    let mut asked_one = raw::create_topic_payload(&stream_id, "one", 1);
+    asked_one[factor_at] = 1;
+    let created = cluster
+        .connect(0)
+        .request(code::CREATE_TOPIC, &asked_one)
+        .ok();
+    assert_eq!(created[33], 3, "every node holds every partition");
+    let topic = u32::from_le_bytes(created[0..4].try_into().expect("id"));
+    let mut get = stream_id.clone();
+    get.extend(raw::id_numeric(topic));
+    wait_for(|| {
+        let reply = cluster.connect(1).request(GET_TOPIC, &get);
+        (reply.status == 0).then(|| reply.ok()[33])
+    });
+    assert_eq!(cluster.connect(1).request(GET_TOPIC, &get).ok()[33], 3);
+    let mut asked_four = raw::create_topic_payload(&stream_id, "four", 1);
+    asked_four[factor_at] = 4;
+    cluster
+        .connect(0)
+        .request(code::CREATE_TOPIC, &asked_four)
+        .assert_error(INVALID_REPLICATION_FACTOR);
+}
+
+#[test]
 fn a_node_that_cannot_write_its_raft_log_takes_no_part_and_the_others_go_on() {
     // Node 3's files may not grow past 64 KiB: its metadata Raft log fills up first (only
     // streams are created, no partition files).

@@ -155,15 +155,31 @@ fn settings(
     }
 }
 
+/// The replication factor a topic gets for `asked` (0: not set): on a single node what was
+/// asked, as Iggy keeps it; on a cluster node the node count, the only factor this version
+/// places (every node holds every partition), so that GetTopic says what is true. More than
+/// the node count cannot be met and is refused (2018 InvalidReplicationFactor).
+fn replication_factor(shard: &Shard, asked: u8) -> Result<u8, CommandError> {
+    let Some(view) = shard.state().seed.cluster.as_ref() else {
+        return Ok(asked);
+    };
+    let nodes = u8::try_from(view.settings.peers.len()).unwrap_or(u8::MAX);
+    if asked > nodes {
+        return Err(ErrorCode::InvalidReplicationFactor.into());
+    }
+    Ok(nodes)
+}
+
 /// CreateTopic: answers the new topic with its (empty) partitions.
 pub async fn create(shard: &Rc<Shard>, create: CreateTopic) -> Outcome {
     let now = now_us();
+    let replication_factor = replication_factor(shard, create.replication_factor)?;
     let topic = change_metadata(shard, move |metadata| {
         let settings = settings(
             create.compression,
             create.message_expiry_us,
             create.max_topic_size_bytes,
-            create.replication_factor,
+            replication_factor,
         );
         metadata.prepare_create_topic(
             &create.stream,
@@ -184,6 +200,10 @@ pub async fn create(shard: &Rc<Shard>, create: CreateTopic) -> Outcome {
 /// UpdateTopic: name and settings; a setting the request leaves out (the 0.9 generation's
 /// patch) keeps its current value, read under the metadata lock.
 pub async fn update(shard: &Rc<Shard>, update: UpdateTopic) -> Outcome {
+    let asked = match update.replication_factor {
+        0 => 0,
+        asked => replication_factor(shard, asked)?,
+    };
     change_metadata(shard, move |metadata| {
         let current = metadata.resolve_topic(&update.stream, &update.topic)?;
         let current = metadata.topic_by_key(current)?.settings;
@@ -197,7 +217,7 @@ pub async fn update(shard: &Rc<Shard>, update: UpdateTopic) -> Outcome {
             update
                 .max_topic_size_bytes
                 .unwrap_or(current.max_topic_size_bytes),
-            match update.replication_factor {
+            match asked {
                 0 => current.replication_factor,
                 asked => asked,
             },
