@@ -205,7 +205,7 @@ impl Client {
             let status = ErrorCode::from_u32(header.status).unwrap_or(ErrorCode::Error);
             return Err(ClientError::Server(status));
         }
-        let body = reply.split_off(HEADER_BYTES);
+        let mut body = reply.split_off(HEADER_BYTES);
         if operation == Operation::REGISTER {
             let start = header::split_result(&body).map_err(server_code)?;
             let registered = RegisterReply::decode(&body[start..]).map_err(malformed(code))?;
@@ -220,21 +220,20 @@ impl Client {
         if operation == Operation::LOGOUT {
             *self.vsr_state() = VsrClient::new();
         }
-        let body = if operation.is_result_framed() {
+        if operation.is_result_framed() {
             let start = header::split_result(&body).map_err(server_code)?;
-            body.freeze().slice(start..)
-        } else {
-            body.freeze()
-        };
+            body.advance(start);
+        }
         if code == CommandCode::SendMessages {
             // Its confirmations are the 0.9 generation's own; the 0.8 answer is empty.
             return Ok(BytesMut::new());
         }
         if code == CommandCode::PollMessages {
-            // Read in place by PolledMessages::iter: no conversion to the 0.8 layout.
-            return Ok(BytesMut::from(body));
+            // Read in place by PolledMessages::iter: neither converted to the 0.8 layout nor
+            // copied (a `BytesMut` made from a `Bytes` that shares the read buffer would be).
+            return Ok(body);
         }
-        let payload = bodies::decode_reply(code, body).map_err(malformed(code))?;
+        let payload = bodies::decode_reply(code, body.freeze()).map_err(malformed(code))?;
         Ok(BytesMut::from(&payload[..]))
     }
 }

@@ -11,7 +11,7 @@ use compio::{
     net::TcpStream,
 };
 
-use crate::limits::READ_CHUNK_BYTES;
+use crate::limits::{IOVECS_MAX, READ_CHUNK_BYTES};
 
 /// An ordered, reliable byte transport as a frame loop sees it. Lives on one compio runtime.
 ///
@@ -54,7 +54,14 @@ impl ByteStream for TcpStream {
         self.write_all(buffer).await
     }
 
-    async fn write_vectored(&mut self, chunks: Vec<Bytes>) -> io::Result<()> {
+    async fn write_vectored(&mut self, mut chunks: Vec<Bytes>) -> io::Result<()> {
+        // One operation takes at most IOV_MAX iovecs (EINVAL beyond).
+        while chunks.len() > IOVECS_MAX {
+            let rest = chunks.split_off(IOVECS_MAX);
+            let BufResult(written, _) = self.write_vectored_all(chunks).await;
+            written?;
+            chunks = rest;
+        }
         let BufResult(written, _) = self.write_vectored_all(chunks).await;
         written
     }

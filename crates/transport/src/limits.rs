@@ -15,4 +15,8 @@ pub const SEND_BUFFER_BYTES: usize = 1024 * 1024;
 /// more.
 pub const WS_RECEIVE_BYTES_MAX: usize = 1024 * 1024;
 
+/// Most iovecs one vectored socket write takes: Linux's IOV_MAX (UIO_MAXIOV). A frame of
+/// more chunks (a 0.9 poll reply of many messages) leaves in several writes.
+pub const IOVECS_MAX: usize = 1024;
+
 const _: () = assert!(WS_RECEIVE_BYTES_MAX >= READ_CHUNK_BYTES);

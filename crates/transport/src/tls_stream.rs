@@ -8,7 +8,7 @@
 //! the connection rustls starts (a client's names the server); the handshake loop is shared.
 
 use std::{
-    io::{self, Read, Write},
+    io::{self, IoSlice, Read, Write},
     sync::Arc,
 };
 
@@ -212,8 +212,25 @@ impl<S: ByteStream, Si: Side> ByteStream for TlsStream<S, Si> {
     }
 
     async fn write_vectored(&mut self, chunks: Vec<Bytes>) -> io::Result<()> {
-        for chunk in &chunks {
-            self.encrypt(chunk).await?;
+        // All chunks in one call: rustls fills each record from as many of them as it takes,
+        // where a call per chunk would end a record at every chunk (a 0.9 poll reply has two
+        // a message).
+        let (mut index, mut offset) = (0, 0);
+        while index < chunks.len() {
+            let slices: Vec<IoSlice<'_>> = std::iter::once(&chunks[index][offset..])
+                .chain(chunks[index + 1..].iter().map(|chunk| &chunk[..]))
+                .map(IoSlice::new)
+                .collect();
+            let mut taken = self.tls.writer().write_vectored(&slices)?;
+            while index < chunks.len() && taken >= chunks[index].len() - offset {
+                taken -= chunks[index].len() - offset;
+                (index, offset) = (index + 1, 0);
+            }
+            offset += taken;
+            if index < chunks.len() {
+                // rustls's send buffer is full: let the socket take it.
+                self.send_pending().await?;
+            }
         }
         self.send_pending().await
     }

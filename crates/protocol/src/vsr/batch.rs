@@ -757,16 +757,32 @@ impl<'a> ChunkCursor<'a> {
     }
 }
 
-/// The stored messages of a poll reply, each whole: borrowed from its chunk, or gathered into
-/// a buffer of its own when a read split it across two chunks (rare: at most one per chunk
-/// boundary).
-fn stored_messages<'a>(mut cursor: ChunkCursor<'a>) -> Result<Vec<Cow<'a, [u8]>>, ErrorCode> {
+/// One stored message of a poll reply, whole: borrowed from its chunk (with its place there,
+/// so that its body can go out as a slice of that chunk), or gathered into a buffer of its own
+/// when a read split it across two chunks (rare: at most one per chunk boundary).
+struct StoredMessage<'a> {
+    bytes: Cow<'a, [u8]>,
+    /// Index of the chunk it lies in and its start there, when borrowed.
+    place: Option<(usize, usize)>,
+}
+
+impl AsRef<[u8]> for StoredMessage<'_> {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// The stored messages of a poll reply.
+fn stored_messages<'a>(mut cursor: ChunkCursor<'a>) -> Result<Vec<StoredMessage<'a>>, ErrorCode> {
     let mut messages = Vec::new();
     while !cursor.is_empty() {
         let chunk = &cursor.chunks[cursor.chunk][cursor.offset..];
         if let Some(view) = MessageView::parse(chunk) {
             let size = view.size();
-            messages.push(Cow::Borrowed(&chunk[..size]));
+            messages.push(StoredMessage {
+                bytes: Cow::Borrowed(&chunk[..size]),
+                place: Some((cursor.chunk, cursor.offset)),
+            });
             cursor.skip(size)?;
             continue;
         }
@@ -776,7 +792,10 @@ fn stored_messages<'a>(mut cursor: ChunkCursor<'a>) -> Result<Vec<Cow<'a, [u8]>>
         let mut gathered = Vec::with_capacity(MESSAGE_HEADER_BYTES + body_len);
         gathered.extend_from_slice(&header);
         cursor.advance(body_len, |piece| gathered.extend_from_slice(piece))?;
-        messages.push(Cow::Owned(gathered));
+        messages.push(StoredMessage {
+            bytes: Cow::Owned(gathered),
+            place: None,
+        });
     }
     Ok(messages)
 }
@@ -784,13 +803,14 @@ fn stored_messages<'a>(mut cursor: ChunkCursor<'a>) -> Result<Vec<Cow<'a, [u8]>>
 /// The messages one batch record takes from the start of `messages`: those with the first
 /// one's server timestamp whose offset and origin-timestamp deltas fit a u32. Returns how
 /// many, and their earliest origin timestamp.
-fn record_extent(messages: &[Cow<'_, [u8]>]) -> (usize, u64) {
-    let first = &messages[0];
+fn record_extent(messages: &[impl AsRef<[u8]>]) -> (usize, u64) {
+    let first = messages[0].as_ref();
     let (base_offset, timestamp) = (u64_at(first, OFFSET_AT), u64_at(first, TIMESTAMP_AT));
     let mut earliest = u64_at(first, ORIGIN_TIMESTAMP_AT);
     let mut latest = earliest;
     let mut count = 1;
     for next in &messages[1..] {
+        let next = next.as_ref();
         let origin = u64_at(next, ORIGIN_TIMESTAMP_AT);
         let (low, high) = (earliest.min(origin), latest.max(origin));
         let joins = u64_at(next, TIMESTAMP_AT) == timestamp
@@ -807,48 +827,164 @@ fn record_extent(messages: &[Cow<'_, [u8]>]) -> (usize, u64) {
     (count, earliest)
 }
 
-/// Writes one batch record of `messages` (all of them; [`record_extent`] chose them).
-fn write_record(
-    messages: &[Cow<'_, [u8]>],
-    origin_timestamp: u64,
-    partition_id: u32,
-    hasher: &mut Xxh3Default,
-    out: &mut BytesMut,
-) {
-    let first = &messages[0];
-    let frames_len: usize = messages
-        .iter()
-        .map(|message| message.len() - MESSAGE_GROWTH_BYTES)
-        .sum();
-    let mut header = BatchHeader {
-        partition_id: u64::from(partition_id),
-        base_offset: u64_at(first, OFFSET_AT),
-        base_timestamp: u64_at(first, TIMESTAMP_AT),
-        origin_timestamp,
-        batch_length: (BATCH_HEADER_BYTES + frames_len) as u64,
-        batch_checksum: 0,
-        message_count: messages.len() as u32,
+/// Bodies (payload and user headers) at least this long leave as slices of the stored bytes,
+/// an iovec each; shorter ones are copied beside their frame header, where one iovec carries
+/// many of them (an iovec costs the kernel more than copying a few hundred bytes).
+const REFERENCED_BODY_BYTES_MIN: usize = 512;
+
+/// Bodies at least this long are hashed in a stream (frame header, then the body where it
+/// lies) rather than copied behind the frame header into one input first.
+const STREAMED_BODY_BYTES_MIN: usize = 16 * 1024;
+
+/// The frame of one stored message, `offset_delta` and `timestamp_delta` from its record, and
+/// its body: the 48-byte header with its checksum, and the checksum.
+fn frame_header(
+    message: &[u8],
+    offset_delta: u32,
+    timestamp_delta: u32,
+    input: &mut Vec<u8>,
+) -> ([u8; FRAME_HEADER_BYTES], u64) {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    header[FRAME_ID_AT..OFFSET_DELTA_AT].copy_from_slice(&message[ID_AT..ID_AT + 16]);
+    header[OFFSET_DELTA_AT..TIMESTAMP_DELTA_AT].copy_from_slice(&offset_delta.to_le_bytes());
+    header[TIMESTAMP_DELTA_AT..FRAME_HEADERS_LENGTH_AT]
+        .copy_from_slice(&timestamp_delta.to_le_bytes());
+    header[FRAME_HEADERS_LENGTH_AT..FRAME_PAYLOAD_LENGTH_AT]
+        .copy_from_slice(&message[USER_HEADERS_LENGTH_AT..USER_HEADERS_LENGTH_AT + 4]);
+    header[FRAME_PAYLOAD_LENGTH_AT..FRAME_RESERVED_AT]
+        .copy_from_slice(&message[PAYLOAD_LENGTH_AT..PAYLOAD_LENGTH_AT + 4]);
+    let body = &message[MESSAGE_HEADER_BYTES..];
+    let checksum = if body.len() >= STREAMED_BODY_BYTES_MIN {
+        let mut hasher = twox_hash::XxHash3_64::new();
+        std::hash::Hasher::write(&mut hasher, &header[FRAME_ID_AT..]);
+        std::hash::Hasher::write(&mut hasher, body);
+        std::hash::Hasher::finish(&hasher)
+    } else {
+        input.clear();
+        input.extend_from_slice(&header[FRAME_ID_AT..]);
+        input.extend_from_slice(body);
+        xxh3_64(input)
     };
-    let header_at = out.len();
-    out.put_bytes(0, BATCH_HEADER_BYTES);
-    header.start_checksum(hasher);
-    for message in messages {
-        // record_extent proved both deltas fit a u32.
-        let offset_delta = (u64_at(message, OFFSET_AT) - header.base_offset) as u32;
-        let timestamp_delta = (u64_at(message, ORIGIN_TIMESTAMP_AT) - origin_timestamp) as u32;
-        let frame_at = out.len();
-        out.put_u64_le(0);
-        out.put_slice(&message[ID_AT..ID_AT + 16]);
-        out.put_u32_le(offset_delta);
-        out.put_u32_le(timestamp_delta);
-        out.put_slice(&message[USER_HEADERS_LENGTH_AT..USER_HEADERS_LENGTH_AT + 4]);
-        out.put_slice(&message[PAYLOAD_LENGTH_AT..PAYLOAD_LENGTH_AT + 4]);
-        out.put_u64_le(0);
-        out.put_slice(&message[MESSAGE_HEADER_BYTES..]);
-        hasher.update(&seal_frame(&mut out[frame_at..]).to_le_bytes());
+    header[FRAME_CHECKSUM_AT..FRAME_ID_AT].copy_from_slice(&checksum.to_le_bytes());
+    (header, checksum)
+}
+
+/// A piece of a 0.9 poll reply, in order: a range of the buffer headers are written to, or a
+/// message body where it is stored.
+enum Piece {
+    Written(std::ops::Range<usize>),
+    Stored {
+        chunk: usize,
+        range: std::ops::Range<usize>,
+    },
+}
+
+/// Whether a message's body leaves as a slice of its chunk rather than copied.
+fn referenced(message: &StoredMessage<'_>) -> bool {
+    message.place.is_some()
+        && message.bytes.len() - MESSAGE_HEADER_BYTES >= REFERENCED_BODY_BYTES_MIN
+}
+
+/// The batch records of a poll reply's messages (their ranges and earliest origin timestamps)
+/// and how many bytes the buffer of its headers and copied bodies takes.
+fn plan_records(messages: &[StoredMessage<'_>]) -> (Vec<(std::ops::Range<usize>, u64)>, usize) {
+    let mut records = Vec::new();
+    let (mut written, mut start) = (POLLED_MESSAGES_HEADER_BYTES, 0);
+    while start < messages.len() {
+        let (count, origin_timestamp) = record_extent(&messages[start..]);
+        let end = start + count;
+        written += BATCH_HEADER_BYTES;
+        for message in &messages[start..end] {
+            written += FRAME_HEADER_BYTES;
+            if !referenced(message) {
+                written += message.bytes.len() - MESSAGE_HEADER_BYTES;
+            }
+        }
+        records.push((start..end, origin_timestamp));
+        start = end;
     }
-    header.batch_checksum = hasher.digest();
-    header.write_into(&mut out[header_at..]);
+    (records, written)
+}
+
+/// Writes a 0.9 poll reply as pieces: headers and copied bodies into `scratch`, referenced
+/// bodies as pieces of their own.
+struct PiecesWriter {
+    scratch: BytesMut,
+    pieces: Vec<Piece>,
+    /// Where the part of `scratch` not yet in a piece starts.
+    from: usize,
+    hasher: Xxh3Default,
+    /// A frame's hash input, reused.
+    input: Vec<u8>,
+}
+
+impl PiecesWriter {
+    /// Writes one batch record of `record` (all of them; [`record_extent`] chose them).
+    fn write_record(
+        &mut self,
+        record: &[StoredMessage<'_>],
+        origin_timestamp: u64,
+        partition_id: u32,
+    ) {
+        let first = &record[0].bytes;
+        let frames_len: usize = record
+            .iter()
+            .map(|message| message.bytes.len() - MESSAGE_GROWTH_BYTES)
+            .sum();
+        let mut header = BatchHeader {
+            partition_id: u64::from(partition_id),
+            base_offset: u64_at(first, OFFSET_AT),
+            base_timestamp: u64_at(first, TIMESTAMP_AT),
+            origin_timestamp,
+            batch_length: (BATCH_HEADER_BYTES + frames_len) as u64,
+            batch_checksum: 0,
+            message_count: record.len() as u32,
+        };
+        let header_at = self.scratch.len();
+        self.scratch.put_bytes(0, BATCH_HEADER_BYTES);
+        header.start_checksum(&mut self.hasher);
+        for message in record {
+            let bytes = &message.bytes;
+            // record_extent proved both deltas fit a u32.
+            let offset_delta = (u64_at(bytes, OFFSET_AT) - header.base_offset) as u32;
+            let timestamp_delta = (u64_at(bytes, ORIGIN_TIMESTAMP_AT) - origin_timestamp) as u32;
+            let (frame, checksum) =
+                frame_header(bytes, offset_delta, timestamp_delta, &mut self.input);
+            self.hasher.update(&checksum.to_le_bytes());
+            self.scratch.put_slice(&frame);
+            match message.place.filter(|_| referenced(message)) {
+                Some((chunk, at)) => {
+                    self.pieces
+                        .push(Piece::Written(self.from..self.scratch.len()));
+                    self.from = self.scratch.len();
+                    self.pieces.push(Piece::Stored {
+                        chunk,
+                        range: at + MESSAGE_HEADER_BYTES..at + bytes.len(),
+                    });
+                }
+                None => self.scratch.put_slice(&bytes[MESSAGE_HEADER_BYTES..]),
+            }
+        }
+        header.batch_checksum = self.hasher.digest();
+        header.write_into(&mut self.scratch[header_at..]);
+    }
+
+    /// The pieces, in order and none empty, and the whole written buffer.
+    fn finish(mut self, chunks: &[Bytes]) -> (Vec<Bytes>, Bytes) {
+        self.pieces
+            .push(Piece::Written(self.from..self.scratch.len()));
+        let whole = self.scratch.freeze();
+        let pieces = self
+            .pieces
+            .into_iter()
+            .filter_map(|piece| match piece {
+                Piece::Written(range) if range.is_empty() => None,
+                Piece::Written(range) => Some(whole.slice(range)),
+                Piece::Stored { chunk, range } => Some(chunks[chunk].slice(range)),
+            })
+            .collect();
+        (pieces, whole)
+    }
 }
 
 /// Converts a 0.8 PollMessages reply (the 16-byte head, then stored messages back to back,
@@ -857,19 +993,20 @@ fn write_record(
 /// offset and origin-timestamp deltas fit a u32. Frame and batch checksums are computed
 /// afresh; the stored checksums are not needed.
 ///
+/// The reply is returned as pieces to send in order, without copying the stored messages:
+/// the head, record headers, frame headers and short bodies are written into `scratch`
+/// (cleared first; a connection hands the same buffer back poll after poll), and each body
+/// of at least [`REFERENCED_BODY_BYTES_MIN`] bytes is a slice of the chunk that holds it. The
+/// second value is the whole of what `scratch` became, for the caller to take back with
+/// `Bytes::try_into_mut` once the pieces are written and dropped.
+///
 /// A head shorter than 16 bytes, a torn message or a `messages_count` that disagrees with the
-/// messages is 3 `InvalidCommand`. The output is one buffer, sized before it is written; each
-/// message is copied once and hashed once (this runs on every 0.9 poll).
-pub fn encode_polled(chunks: &[Bytes]) -> Result<BytesMut, ErrorCode> {
-    let mut out = BytesMut::new();
-    encode_polled_into(chunks, &mut out)?;
-    Ok(out)
-}
-
-/// [`encode_polled`] into `out` (cleared first), so a connection can reuse one buffer for
-/// every poll instead of faulting in a fresh one each time.
-pub fn encode_polled_into(chunks: &[Bytes], out: &mut BytesMut) -> Result<(), ErrorCode> {
-    out.clear();
+/// messages is 3 `InvalidCommand`.
+pub fn encode_polled_pieces(
+    chunks: &[Bytes],
+    mut scratch: BytesMut,
+) -> Result<(Vec<Bytes>, Bytes), ErrorCode> {
+    scratch.clear();
     let mut cursor = ChunkCursor::new(chunks);
     let head_bytes: [u8; POLLED_MESSAGES_HEADER_BYTES] = cursor.read()?;
     let head = PolledMessagesHeader::decode(&head_bytes)?;
@@ -877,34 +1014,31 @@ pub fn encode_polled_into(chunks: &[Bytes], out: &mut BytesMut) -> Result<(), Er
     if messages.len() as u64 != u64::from(head.messages_count) {
         return Err(ErrorCode::InvalidCommand);
     }
-    let mut records = Vec::new();
-    let (mut size, mut start) = (POLLED_MESSAGES_HEADER_BYTES, 0);
-    while start < messages.len() {
-        let (count, origin_timestamp) = record_extent(&messages[start..]);
-        let end = start + count;
-        let frames_len: usize = messages[start..end]
-            .iter()
-            .map(|message| message.len() - MESSAGE_GROWTH_BYTES)
-            .sum();
-        size += BATCH_HEADER_BYTES + frames_len;
-        records.push((start..end, origin_timestamp));
-        start = end;
-    }
-    out.reserve(size);
-    out.put_slice(&head_bytes);
-    let mut hasher = Xxh3Default::new();
+    let (records, written) = plan_records(&messages);
+    scratch.reserve(written);
+    scratch.put_slice(&head_bytes);
+    let mut writer = PiecesWriter {
+        scratch,
+        pieces: Vec::new(),
+        from: 0,
+        hasher: Xxh3Default::new(),
+        input: Vec::new(),
+    };
     for (range, origin_timestamp) in records {
-        let record = &messages[range];
-        write_record(
-            record,
-            origin_timestamp,
-            head.partition_id,
-            &mut hasher,
-            out,
-        );
+        writer.write_record(&messages[range], origin_timestamp, head.partition_id);
     }
-    debug_assert_eq!(out.len(), size);
-    Ok(())
+    debug_assert_eq!(writer.scratch.len(), written);
+    Ok(writer.finish(chunks))
+}
+
+/// [`encode_polled_pieces`] as one buffer.
+pub fn encode_polled(chunks: &[Bytes]) -> Result<BytesMut, ErrorCode> {
+    let (pieces, _) = encode_polled_pieces(chunks, BytesMut::new())?;
+    let mut out = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+    for piece in &pieces {
+        out.put_slice(piece);
+    }
+    Ok(out)
 }
 
 /// Converts a 0.9 poll reply back into the 0.8 reply galgo's client decodes: the head (its
@@ -1374,6 +1508,87 @@ mod tests {
         records
     }
 
+    /// Whether every frame checksum is XXH3-64 of the frame's bytes 8..end and every batch
+    /// checksum XXH3-64 of the listed header fields then the frame checksums.
+    fn checksums_hold(records: &[(BatchHeader, Vec<u8>)]) -> bool {
+        records.iter().all(|(header, frames)| {
+            let mut input = Vec::new();
+            for field in [
+                header.partition_id,
+                header.base_offset,
+                header.base_timestamp,
+                header.origin_timestamp,
+                header.batch_length,
+            ] {
+                input.extend_from_slice(&field.to_le_bytes());
+            }
+            input.extend_from_slice(&header.message_count.to_le_bytes());
+            let mut position = 0;
+            while position < frames.len() {
+                let frame = Frame::at(frames, position).unwrap();
+                if frame.checksum() != xxh3_64(&frame.bytes[8..]) {
+                    return false;
+                }
+                input.extend_from_slice(&frame.bytes[..8]);
+                position += frame.bytes.len();
+            }
+            header.batch_checksum == xxh3_64(&input)
+        })
+    }
+
+    #[test]
+    fn long_bodies_leave_as_slices_of_the_stored_bytes() {
+        let sizes = [600, 10, 505, 506, 20_000, 700];
+        let messages: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| {
+                let payload = vec![i as u8 + 1; size];
+                stored(
+                    i as u128 + 1,
+                    40 + i as u64,
+                    500,
+                    2_000 + i as u64,
+                    &payload,
+                )
+            })
+            .collect();
+        let reply = Bytes::from(poll_reply(3, &messages));
+        // The last message straddles two chunks: it is gathered, so copied.
+        let split = reply.len() - 100;
+        let chunks = [reply.slice(..split), reply.slice(split..)];
+        let (pieces, whole) = encode_polled_pieces(&chunks, BytesMut::new()).expect("valid");
+        let inside = |piece: &Bytes, chunk: &Bytes| {
+            let (start, end) = (
+                chunk.as_ptr() as usize,
+                chunk.as_ptr() as usize + chunk.len(),
+            );
+            (start..end).contains(&(piece.as_ptr() as usize))
+        };
+        let referenced: Vec<usize> = pieces
+            .iter()
+            .filter(|piece| inside(piece, &chunks[0]) || inside(piece, &chunks[1]))
+            .map(Bytes::len)
+            .collect();
+        // Bodies are the payload and the 6 bytes of user headers `stored` gives each message.
+        assert_eq!(referenced, [606, 512, 20_006]);
+        assert!(pieces.iter().all(|piece| !piece.is_empty()));
+        let body: Vec<u8> = pieces.concat();
+        assert_eq!(body, encode_polled(&chunks).expect("valid").to_vec());
+        assert!(checksums_hold(&records(&body)));
+        assert_eq!(
+            decode_polled(&body).expect("valid").to_vec(),
+            reply.to_vec()
+        );
+        // The headers' buffer comes back for the next poll once the pieces are gone.
+        drop(pieces);
+        let scratch = whole.try_into_mut().expect("the only reference left");
+        let capacity = scratch.capacity();
+        let (pieces, _) = encode_polled_pieces(&chunks, scratch).expect("valid");
+        assert_eq!(pieces.concat(), body);
+        assert!(capacity >= body.len() - referenced.iter().sum::<usize>());
+    }
+
     #[test]
     fn polled_messages_group_into_records() {
         let messages = [
@@ -1409,28 +1624,7 @@ mod tests {
                 (7, 14 + u64::from(u32::MAX), 600, 1_000 + (1 << 33), 1),
             ]
         );
-        // The batch checksum is XXH3-64 of the listed header fields then the frame checksums.
-        for (header, frames) in &records {
-            let mut input = Vec::new();
-            for field in [
-                header.partition_id,
-                header.base_offset,
-                header.base_timestamp,
-                header.origin_timestamp,
-                header.batch_length,
-            ] {
-                input.extend_from_slice(&field.to_le_bytes());
-            }
-            input.extend_from_slice(&header.message_count.to_le_bytes());
-            let mut position = 0;
-            while position < frames.len() {
-                let frame = Frame::at(frames, position).unwrap();
-                assert_eq!(frame.checksum(), xxh3_64(&frame.bytes[8..]));
-                input.extend_from_slice(&frame.bytes[..8]);
-                position += frame.bytes.len();
-            }
-            assert_eq!(header.batch_checksum, xxh3_64(&input));
-        }
+        assert!(checksums_hold(&records));
         let (_, first) = &records[0];
         assert_eq!(
             &first[24..32],
@@ -1550,7 +1744,11 @@ mod tests {
             0u64..3,
             1u64..=2,
             0u64..4,
-            proptest::collection::vec(any::<u8>(), 0..30),
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..30),
+                // Long enough to leave as a slice of the stored bytes.
+                proptest::collection::vec(any::<u8>(), 500..700),
+            ],
         );
         proptest::collection::vec(message, 0..8).prop_map(|messages| {
             let mut offset = 0u64;
@@ -1602,12 +1800,13 @@ mod tests {
         fn polls_round_trip(
             partition_id in any::<u32>(),
             messages in any_stored(),
-            step in 1usize..100,
+            step in prop_oneof![1usize..100, 100usize..5000],
         ) {
             let reply = poll_reply(partition_id, &messages);
             let body = encode_polled(&chunked(&reply, step)).unwrap();
             let expected_len = reply.len() - 16 * messages.len() + 256 * records(&body).len();
             prop_assert_eq!(body.len(), expected_len);
+            prop_assert!(checksums_hold(&records(&body)));
             prop_assert_eq!(decode_polled(&body).unwrap().to_vec(), reply);
             for view in MessageIter::new(&decode_polled(&body).unwrap()[16..]) {
                 prop_assert!(view.map(|m: MessageView<'_>| m.checksum_is_valid()).unwrap_or(false));

@@ -53,10 +53,11 @@ pub struct VsrSession {
     last_request: u64,
     /// The frame that answered it, for a retry of the same request.
     last_reply: Option<KeptReply>,
-    /// The buffer poll replies are converted into, reused from one poll to the next (a fresh
-    /// megabyte per poll cost more in page faults than the conversion itself).
+    /// The buffer a poll reply's headers (and short message bodies) are written into, reused
+    /// from one poll to the next; the stored message bodies go out as they are.
     poll_buffer: BytesMut,
-    /// The last poll reply, taken back into `poll_buffer` once it is written.
+    /// That buffer as the last poll reply froze it, taken back into `poll_buffer` once the
+    /// reply is written.
     poll_reply: Option<Bytes>,
     /// On a data connection of the poll routing: the client id of the main connection it
     /// attached to (AttachConsumerSession), whose consumer-group memberships its polls and
@@ -368,11 +369,10 @@ fn success(
         }
         (Some(CommandCode::PollMessages), _) => {
             let state = state(session);
-            let mut out = std::mem::take(&mut state.poll_buffer);
-            batch::encode_polled_into(&reply.into_chunks(), &mut out).map(|()| {
-                let out = out.freeze();
-                state.poll_reply = Some(out.clone());
-                vec![out]
+            let scratch = std::mem::take(&mut state.poll_buffer);
+            batch::encode_polled_pieces(&reply.into_chunks(), scratch).map(|(pieces, whole)| {
+                state.poll_reply = Some(whole);
+                pieces
             })
         }
         (Some(code), _) => bodies::encode_reply(code, reply.into_chunks()),
