@@ -56,6 +56,9 @@ pub(crate) struct JournalBatch {
     pub messages: Bytes,
     /// Their index entries, encoded, one per message.
     pub entries: Bytes,
+    /// Memory it keeps allocated besides those two: the bytes of the request its messages
+    /// were split off without a copy (a 0.8 request's metadata and index block).
+    pub held_bytes: u64,
 }
 
 impl AsRef<JournalBatch> for JournalBatch {
@@ -65,9 +68,10 @@ impl AsRef<JournalBatch> for JournalBatch {
 }
 
 impl JournalBatch {
-    /// Bytes it holds in memory: its messages and their index entries.
+    /// Bytes it holds in memory: its messages, their index entries and what it keeps
+    /// allocated with them.
     pub(crate) fn memory_bytes(&self) -> u64 {
-        (self.messages.len() + self.entries.len()) as u64
+        (self.messages.len() + self.entries.len()) as u64 + self.held_bytes
     }
 
     pub(crate) fn end_offset_exclusive(&self) -> u64 {
@@ -444,6 +448,7 @@ mod tests {
             timestamp,
             messages: Bytes::from(messages),
             entries: Bytes::from(entries),
+            held_bytes: 0,
         }
     }
 

@@ -13,8 +13,9 @@
 //! Retention and purge drop a partition's batches themselves; the shard-wide order then holds
 //! stale slots, skipped when reached and compacted away once they outnumber the live ones.
 //!
-//! The bound covers every batch the shard holds in memory: written ones (cached) and those
-//! appended but not yet written (the journals' backlog, counted by `journaled`). A backlog
+//! The bound covers every batch the shard holds in memory, with what it keeps allocated
+//! (`JournalBatch::memory_bytes`): written ones (cached) and those appended but not yet
+//! written (the journals' backlog, counted by `journaled`). A backlog
 //! that grows because the disk is slower than the producers (or stalls in an fdatasync)
 //! takes its room from the cache, oldest first; once unwritten batches fill the whole bound,
 //! appenders wait for the disk (`PartitionLog::append`). Memory for message batches therefore

@@ -208,3 +208,38 @@ async fn unwritten_batches_take_their_room_from_the_cache_and_give_it_back() {
     drop(log);
     assert_eq!(cache.unwritten_bytes(), 0);
 }
+
+#[compio::test]
+async fn what_a_batch_keeps_allocated_counts_against_the_bound() {
+    let temp = tempfile::tempdir().unwrap();
+    let cache = TailCache::new(20 * CACHED_MESSAGE_BYTES);
+    let log = open(temp.path(), 1 << 20, &cache).await;
+    // Each batch of 2 keeps as much again allocated (the request it was split off).
+    let held = 2 * CACHED_MESSAGE_BYTES;
+    for _ in 0..3 {
+        let first = log.last_offset().map_or(0, |last| last + 1);
+        log.append_holding(block(first, 2), 2, 1, held)
+            .await
+            .unwrap();
+        assert_eq!(
+            cache.unwritten_bytes(),
+            2 * CACHED_MESSAGE_BYTES + held,
+            "journaled, it counts with what it holds"
+        );
+        log.flush(false).await.unwrap();
+    }
+    assert_eq!(cache.bytes(), 3 * (2 * CACHED_MESSAGE_BYTES + held));
+    // Three more exceed the bound of 20 messages' worth (5 such batches): the oldest batch
+    // goes, and what it held with it.
+    for _ in 0..3 {
+        let first = log.last_offset().map_or(0, |last| last + 1);
+        log.append_holding(block(first, 2), 2, 1, held)
+            .await
+            .unwrap();
+        log.flush(false).await.unwrap();
+    }
+    let batch = 2 * CACHED_MESSAGE_BYTES + held;
+    assert_eq!(cache.bytes(), 5 * batch);
+    assert_eq!(cache.counters().evicted_bytes, batch);
+    check_range(&log, 0, 12, 3).await;
+}

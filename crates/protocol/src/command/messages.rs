@@ -109,6 +109,17 @@ impl SendMessages {
         })
     }
 
+    /// Bytes a 0.8 request puts before its messages block (the metadata and the index, as
+    /// [`Self::encode`] writes them). [`Self::decode`] splits the block off without a copy,
+    /// so they stay allocated for as long as the block does.
+    pub fn bytes_before_block(&self) -> usize {
+        4 + self.stream.encoded_len()
+            + self.topic.encoded_len()
+            + self.partitioning.encoded_len()
+            + 4
+            + self.messages_count as usize * SEND_INDEX_ENTRY_BYTES
+    }
+
     /// Walks the messages of the block.
     pub fn iter_messages(&self) -> MessageIter<'_> {
         MessageIter::new(&self.messages)
@@ -441,6 +452,7 @@ pub(crate) mod tests {
         assert_eq!(request.messages_count, 1);
         assert_eq!(&request.messages[..], &hi[..]);
         assert_eq!(encoded(|out| request.encode(out)), payload);
+        assert_eq!(request.bytes_before_block(), payload.len() - hi.len());
     }
 
     #[test]

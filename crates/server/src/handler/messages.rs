@@ -30,7 +30,7 @@ use crate::{
     context::Shard,
     context::{Context, now_us},
     error::CommandError,
-    session::Session,
+    session::{Generation, Session},
 };
 
 /// A partition of a resolved topic: its key and owner.
@@ -83,6 +83,13 @@ pub async fn send(
 ) -> Outcome {
     let (key, owner) = route(shard, context, topic, &send.partitioning)?;
     session.note_partition_owner(owner);
+    // A 0.8 request's block was split off the request without a copy, so the request's
+    // metadata and index stay allocated with it; a 0.9 send was converted into a block of
+    // its own.
+    let held_bytes = match session.generation {
+        Generation::Vsr(_) => 0,
+        _ => send.bytes_before_block() as u64,
+    };
     let (messages, count) = (send.messages, send.messages_count);
     let base_offset = on_partition(shard, key, owner, move |owner, log| async move {
         let bytes = messages.len() as u64;
@@ -90,7 +97,10 @@ pub async fn send(
         // on a cluster node, the partition leader's clock.
         let receipt = match owner.state().serving_replica(&key)? {
             Some(group) => replicated_send(&owner, &group, messages, count).await?,
-            None => log.append(messages, count, now_us()).await?,
+            None => {
+                log.append_holding(messages, count, now_us(), held_bytes)
+                    .await?
+            }
         };
         let appended = u64::from(count - receipt.duplicates_count);
         owner.state().requests.record_in(key, appended, bytes);

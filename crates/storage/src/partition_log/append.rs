@@ -29,6 +29,19 @@ impl PartitionLog {
         count: u32,
         now_us: u64,
     ) -> Result<AppendReceipt, StorageError> {
+        self.append_holding(messages, count, now_us, 0).await
+    }
+
+    /// [`Self::append`] of a block that keeps `held_bytes` more allocated with it (the
+    /// request it was split off without a copy): they count against the shard's memory
+    /// bound for as long as the batch stays in memory, as its messages do.
+    pub async fn append_holding(
+        &self,
+        messages: BytesMut,
+        count: u32,
+        now_us: u64,
+        held_bytes: u64,
+    ) -> Result<AppendReceipt, StorageError> {
         check_block(&messages, count)?;
         self.make_room(messages.len() as u64).await?;
         let (messages, count, duplicates_count) = self.deduplicate(messages, count, now_us);
@@ -40,7 +53,9 @@ impl PartitionLog {
                 duplicates_count,
             });
         }
-        let (mut receipt, generation) = self.push_batch(messages, count, now_us)?;
+        // A block without duplicates is the one appended; one with some was copied.
+        let held_bytes = if duplicates_count == 0 { held_bytes } else { 0 };
+        let (mut receipt, generation) = self.push_batch(messages, count, now_us, held_bytes)?;
         receipt.duplicates_count = duplicates_count;
         self.journaled(receipt, generation).await
     }
@@ -141,6 +156,7 @@ impl PartitionLog {
         mut messages: BytesMut,
         count: u32,
         now_us: u64,
+        held_bytes: u64,
     ) -> Result<(AppendReceipt, u64), StorageError> {
         let mut state = self.state.borrow_mut();
         let first_offset = state.next_offset;
@@ -162,6 +178,7 @@ impl PartitionLog {
             timestamp,
             messages: messages.freeze(),
             entries: entries.freeze(),
+            held_bytes,
         };
         Ok(self.push_journal_batch(&mut state, batch))
     }

@@ -55,6 +55,7 @@ impl PartitionLog {
                 timestamp,
                 messages,
                 entries,
+                held_bytes: 0,
             };
             self.push_journal_batch(&mut state, batch)
         };
