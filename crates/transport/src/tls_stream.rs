@@ -20,7 +20,7 @@ use rustls::{
 
 use crate::{
     byte_stream::{ByteStream, receive, send_all},
-    limits::{READ_CHUNK_BYTES, SEND_BUFFER_BYTES},
+    limits::{IOVECS_MAX, READ_CHUNK_BYTES, SEND_BUFFER_BYTES},
     side::{Client, Server, Side},
 };
 
@@ -215,19 +215,24 @@ impl<S: ByteStream, Si: Side> ByteStream for TlsStream<S, Si> {
         // All chunks in one call: rustls fills each record from as many of them as it takes,
         // where a call per chunk would end a record at every chunk (a 0.9 poll reply has two
         // a message).
+        // At most IOVECS_MAX slices a call, so a reply of very many chunks is not listed
+        // whole again after every partial write.
         let (mut index, mut offset) = (0, 0);
         while index < chunks.len() {
             let slices: Vec<IoSlice<'_>> = std::iter::once(&chunks[index][offset..])
                 .chain(chunks[index + 1..].iter().map(|chunk| &chunk[..]))
+                .take(IOVECS_MAX)
                 .map(IoSlice::new)
                 .collect();
-            let mut taken = self.tls.writer().write_vectored(&slices)?;
-            while index < chunks.len() && taken >= chunks[index].len() - offset {
-                taken -= chunks[index].len() - offset;
+            let offered: usize = slices.iter().map(|slice| slice.len()).sum();
+            let taken = self.tls.writer().write_vectored(&slices)?;
+            let mut left = taken;
+            while index < chunks.len() && left >= chunks[index].len() - offset {
+                left -= chunks[index].len() - offset;
                 (index, offset) = (index + 1, 0);
             }
-            offset += taken;
-            if index < chunks.len() {
+            offset += left;
+            if taken < offered {
                 // rustls's send buffer is full: let the socket take it.
                 self.send_pending().await?;
             }
