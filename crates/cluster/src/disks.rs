@@ -101,7 +101,7 @@ impl Disks {
 
     async fn save(&self) -> Result<(), String> {
         let text = render(self.own, &self.peers.borrow());
-        galgo_storage::replace_file(&self.path, text.into_bytes())
+        galgo_storage::replace_file(&self.path, text.into_bytes(), true)
             .await
             .map_err(|error| format!("cannot write {}: {error}", self.path.display()))
     }

@@ -156,13 +156,7 @@ fn websocket_config(
 /// A new session for a connection accepted from `peer`, registered with the shard's clients.
 fn open_session(shard: &Shard, peer: SocketAddr, listener: Listener) -> Session {
     let transport = listener.transport();
-    let node = shard
-        .state()
-        .seed
-        .cluster
-        .as_ref()
-        .map_or(0, |view| view.node_id());
-    let session = Session::new(peer, transport, node);
+    let session = Session::new(peer, transport, shard.state().node_id());
     shard.state().clients.borrow_mut().insert(ClientRecord {
         client_id: session.client_id,
         user_id: None,

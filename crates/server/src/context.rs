@@ -169,6 +169,14 @@ impl Context {
         }
     }
 
+    /// This node's id in its cluster; 0 on a single node.
+    pub fn node_id(&self) -> u64 {
+        self.seed
+            .cluster
+            .as_ref()
+            .map_or(0, |cluster| cluster.node_id())
+    }
+
     /// The partition group of a partition this shard owns (a cluster node's partitions).
     pub fn replica(&self, key: &PartitionKey) -> Option<GroupHandle> {
         self.replicas

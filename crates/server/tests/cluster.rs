@@ -1052,10 +1052,10 @@ fn members_on(cluster: &Cluster, index: usize, scope: &[u8]) -> Option<u32> {
         .map(|count| u32::from_le_bytes(count.try_into().expect("4")))
 }
 
-#[test]
-fn members_through_a_node_that_restarts_leave_their_groups() {
-    let mut cluster = Cluster::start(3);
-    let stream = raw::create_stream(&mut cluster.connect(0), "members");
+/// A new stream `stream_name` with a topic "t" of 2 partitions and a group "g" on it, made
+/// through node 1: the topic's identifiers (the scope of group requests) and the group's.
+fn topic_with_group(cluster: &Cluster, stream_name: &str) -> (Vec<u8>, Vec<u8>) {
+    let stream = raw::create_stream(&mut cluster.connect(0), stream_name);
     let topic = raw::create_topic(&mut cluster.connect(0), stream, "t", 2);
     let mut scope = raw::id_numeric(stream);
     scope.extend(raw::id_numeric(topic));
@@ -1069,8 +1069,15 @@ fn members_through_a_node_that_restarts_leave_their_groups() {
             == 0)
             .then_some(())
     });
-    let mut join = scope.clone();
-    join.extend(raw::id_named("g"));
+    let mut group = scope.clone();
+    group.extend(raw::id_named("g"));
+    (scope, group)
+}
+
+#[test]
+fn members_through_a_node_that_restarts_leave_their_groups() {
+    let mut cluster = Cluster::start(3);
+    let (scope, join) = topic_with_group(&cluster, "members");
     // One member through node 2, one through node 3.
     let mut second = cluster.connect(1);
     wait_for(|| (second.request(JOIN_CONSUMER_GROUP, &join).status == 0).then_some(()));
@@ -1100,22 +1107,7 @@ fn members_through_a_node_that_restarts_leave_their_groups() {
 fn members_through_a_node_that_stays_away_leave_their_groups_after_the_member_timeout() {
     let mut cluster =
         Cluster::start_with(3, false, "tick_ms = 50\nmember_timeout_ms = 2000\n", &[]);
-    let stream = raw::create_stream(&mut cluster.connect(0), "lost");
-    let topic = raw::create_topic(&mut cluster.connect(0), stream, "t", 2);
-    let mut scope = raw::id_numeric(stream);
-    scope.extend(raw::id_numeric(topic));
-    let mut create = scope.clone();
-    create.extend(raw::str8(b"g"));
-    wait_for(|| {
-        (cluster
-            .connect(0)
-            .request(CREATE_CONSUMER_GROUP, &create)
-            .status
-            == 0)
-            .then_some(())
-    });
-    let mut group = scope.clone();
-    group.extend(raw::id_named("g"));
+    let (scope, group) = topic_with_group(&cluster, "lost");
     // One member through node 2, one through node 3: a partition each.
     let mut second = cluster.connect(1);
     wait_for(|| (second.request(JOIN_CONSUMER_GROUP, &group).status == 0).then_some(()));
@@ -1156,22 +1148,7 @@ fn connect_from(from: SocketAddr, to: SocketAddr) -> RawConn {
 #[test]
 fn clients_of_two_nodes_from_one_address_are_two_members() {
     let cluster = Cluster::start(3);
-    let stream = raw::create_stream(&mut cluster.connect(0), "shared-address");
-    let topic = raw::create_topic(&mut cluster.connect(0), stream, "t", 2);
-    let mut scope = raw::id_numeric(stream);
-    scope.extend(raw::id_numeric(topic));
-    let mut create = scope.clone();
-    create.extend(raw::str8(b"g"));
-    wait_for(|| {
-        (cluster
-            .connect(0)
-            .request(CREATE_CONSUMER_GROUP, &create)
-            .status
-            == 0)
-            .then_some(())
-    });
-    let mut join = scope.clone();
-    join.extend(raw::id_named("g"));
+    let (scope, join) = topic_with_group(&cluster, "shared-address");
     // One local address, as the kernel may give two connections to different nodes: the
     // same port towards two destinations.
     let shared = loopback(free_ports(1)[0]);

@@ -19,7 +19,6 @@ use crate::{FsyncMode, StorageError, disk};
 pub(crate) const OFFSETS_DIR: &str = "offsets";
 const CONSUMERS_DIR: &str = "consumers";
 const GROUPS_DIR: &str = "groups";
-const TMP_SUFFIX: &str = ".tmp";
 /// Size of a stored offset file.
 const OFFSET_FILE_BYTES: usize = 8;
 
@@ -84,7 +83,7 @@ impl ConsumerOffsets {
             for name in disk::list_dir(&subdir).await? {
                 let path = subdir.join(&name);
                 let Some(id) = name.parse::<u32>().ok() else {
-                    if name.ends_with(TMP_SUFFIX) {
+                    if name.ends_with(disk::TMP_SUFFIX) {
                         disk::remove_file_if_exists(&path).await?;
                     }
                     continue;
@@ -195,17 +194,7 @@ impl ConsumerOffsets {
             disk::remove_file_if_exists(&path).await?;
             return Ok(());
         };
-        let tmp = subdir.join(format!("{}{TMP_SUFFIX}", owner.id()));
-        let file = compio::fs::File::create(&tmp).await?;
-        disk::write_all_at(&file, value.to_le_bytes().to_vec(), 0).await?;
-        if self.fsync {
-            file.sync_data().await?;
-        }
-        drop(file);
-        compio::fs::rename(&tmp, &path).await?;
-        if self.fsync {
-            disk::sync_dir(&subdir).await?;
-        }
+        disk::replace_file(&path, value.to_le_bytes().to_vec(), self.fsync).await?;
         Ok(())
     }
 }

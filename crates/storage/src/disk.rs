@@ -102,19 +102,28 @@ pub(crate) async fn sync_dir(dir: &Path) -> io::Result<()> {
     handle.sync_all().await
 }
 
+/// What [`replace_file`] appends to a file's name for its temporary sibling; one left behind
+/// by a crash is never the file itself.
+pub(crate) const TMP_SUFFIX: &str = ".tmp";
+
 /// Replaces the small file at `path` with `bytes` so that a crash leaves the old or the new
-/// contents, never a mix: written to a sibling temporary file, fdatasynced, renamed over
-/// `path`, and the directory fsynced.
-pub async fn replace_file(path: &Path, bytes: Vec<u8>) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+/// contents, never a mix: written to a sibling temporary file, renamed over `path`. When
+/// `durable`, the file is fdatasynced before the rename and the directory fsynced after it,
+/// so the new contents also survive a crash of the machine once this returns.
+pub async fn replace_file(path: &Path, bytes: Vec<u8>, durable: bool) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
+    tmp.push(TMP_SUFFIX);
     let file = File::create(&tmp).await?;
     write_all_at(&file, bytes, 0).await?;
-    file.sync_data().await?;
+    if durable {
+        file.sync_data().await?;
+    }
     drop(file);
     compio::fs::rename(&tmp, path).await?;
-    sync_dir(dir).await
+    if durable {
+        sync_dir(path.parent().unwrap_or(Path::new("."))).await?;
+    }
+    Ok(())
 }
 
 /// Names of the entries of `dir`; empty when it does not exist.

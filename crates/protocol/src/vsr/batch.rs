@@ -1019,7 +1019,8 @@ pub fn encode_polled_pieces(
     scratch.put_slice(&head_bytes);
     let mut writer = PiecesWriter {
         scratch,
-        pieces: Vec::new(),
+        // At most a written piece before each referenced body, the body, and the last one.
+        pieces: Vec::with_capacity(2 * messages.len() + 1),
         from: 0,
         hasher: Xxh3Default::new(),
         input: Vec::new(),

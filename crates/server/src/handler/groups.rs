@@ -320,12 +320,7 @@ async fn forget_group_offsets(
 /// JoinConsumerGroup: a cooperative rebalance; joining twice is a no-op.
 pub async fn join(shard: &Rc<Shard>, session: &Session, join: JoinConsumerGroup) -> Outcome {
     let client_id = session.client_id;
-    let node = shard
-        .state()
-        .seed
-        .cluster
-        .as_ref()
-        .map_or(0, |cluster| cluster.node_id());
+    let node = shard.state().node_id();
     shard
         .call(ShardId(0), move |shard0| async move {
             let log = shard0.lock_metadata().await;

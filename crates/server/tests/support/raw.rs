@@ -14,6 +14,15 @@ use galgo_protocol::message::{MessageIter, MessageView, encode_message};
 /// How long a raw read waits for the server.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A test's socket: no Nagle delay, and reads and writes that give up after
+/// [`READ_TIMEOUT`] instead of hanging the test.
+pub fn with_test_options(stream: TcpStream) -> std::io::Result<TcpStream> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    stream.set_write_timeout(Some(READ_TIMEOUT))?;
+    Ok(stream)
+}
+
 /// Command codes (PROTOCOL.md §3) used by the raw tests.
 pub mod code {
     pub const PING: u32 = 1;
@@ -87,23 +96,17 @@ impl RawConn {
 
     /// Speaks over a stream the test connected itself.
     pub fn from_stream(stream: TcpStream) -> RawConn {
-        stream.set_nodelay(true).expect("nodelay");
-        stream
-            .set_read_timeout(Some(READ_TIMEOUT))
-            .expect("timeout");
-        stream
-            .set_write_timeout(Some(READ_TIMEOUT))
-            .expect("timeout");
-        RawConn { stream }
+        RawConn {
+            stream: with_test_options(stream).expect("socket options"),
+        }
     }
 
     /// Connects, or says why not (for tests where the server may be gone).
     pub fn try_connect(addr: SocketAddr) -> std::io::Result<RawConn> {
         let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(READ_TIMEOUT))?;
-        stream.set_write_timeout(Some(READ_TIMEOUT))?;
-        Ok(RawConn { stream })
+        Ok(RawConn {
+            stream: with_test_options(stream)?,
+        })
     }
 
     /// Connects and logs in as root, or says why not (for tests where the server may be gone).

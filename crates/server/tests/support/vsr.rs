@@ -287,14 +287,8 @@ pub struct VsrConn {
 impl VsrConn {
     pub fn connect(addr: SocketAddr, client: u128) -> VsrConn {
         let stream = TcpStream::connect_timeout(&addr, READ_TIMEOUT)
+            .and_then(super::raw::with_test_options)
             .unwrap_or_else(|error| panic!("connect to {addr}: {error}"));
-        stream.set_nodelay(true).expect("nodelay");
-        stream
-            .set_read_timeout(Some(READ_TIMEOUT))
-            .expect("timeout");
-        stream
-            .set_write_timeout(Some(READ_TIMEOUT))
-            .expect("timeout");
         VsrConn {
             stream,
             client,
