@@ -455,6 +455,7 @@ async fn inbox_loop<S: ShardState>(shard: Rc<Shard<S>>, inbox: flume::Receiver<S
             }
             ShardMessage::Reply { call_id, value } => shard.complete(call_id, value),
             ShardMessage::Event(event) => shard.apply_event(&event),
+            ShardMessage::Replace(metadata) => shard.replace_metadata_here(&metadata),
             ShardMessage::Shutdown => {
                 if !shard.is_stopping() {
                     compio::runtime::spawn(shut_down(shard.clone())).detach();

@@ -2,7 +2,7 @@
 
 use std::{any::Any, future::Future, pin::Pin, rc::Rc, sync::Arc};
 
-use galgo_metadata::{Event, ShardId};
+use galgo_metadata::{Event, Metadata, ShardId};
 
 use crate::{Shard, ShardState};
 
@@ -30,6 +30,9 @@ pub(crate) enum ShardMessage<S: ShardState> {
     Reply { call_id: u64, value: ReplyValue },
     /// A metadata change to apply, in version order.
     Event(Arc<Event>),
+    /// A whole metadata state to take instead of this shard's (a cluster node's metadata
+    /// snapshot), in order with the events around it.
+    Replace(Arc<Metadata>),
     /// Run work for a thread that is not a shard.
     External(ExternalJob<S>),
     /// Leave the inbox loop: the shard is done.

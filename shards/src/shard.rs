@@ -36,6 +36,9 @@ pub trait ShardState: 'static {
     /// A metadata event was just applied to this shard's replica.
     fn on_event(&self, _event: &Event) {}
 
+    /// This shard's replica was just replaced by `new` (a snapshot); `old` is what it was.
+    fn on_replace(&self, _old: &Metadata, _new: &Metadata) {}
+
     /// Connections still open on this shard: a graceful shutdown waits (a bounded time) for
     /// them to finish before closing the partitions.
     fn open_connections(&self) -> usize {
@@ -196,6 +199,27 @@ impl<S: ShardState> Shard<S> {
         self.metadata.borrow_mut().apply(event);
         self.state.on_event(event);
         ShardCounters::bump(&self.counters.events_applied);
+    }
+
+    /// Takes `metadata` instead of this shard's replica (from shard 0, in order with events).
+    pub(crate) fn replace_metadata_here(&self, metadata: &Metadata) {
+        let old = std::mem::replace(&mut *self.metadata.borrow_mut(), metadata.clone());
+        self.state.on_replace(&old, metadata);
+        ShardCounters::bump(&self.counters.events_applied);
+    }
+
+    /// Shard 0 only: replaces the metadata replica of every shard with `metadata` (a cluster
+    /// node restoring a snapshot of the metadata group), this one first, in order with the
+    /// events broadcast before and after it.
+    pub async fn replace_metadata(&self, metadata: Metadata) {
+        let metadata = Arc::new(metadata);
+        self.replace_metadata_here(&metadata);
+        for target in self.all_shards().filter(|&shard| shard != self.id) {
+            // A closed inbox means that shard already stopped; it needs no more metadata.
+            let _ = self
+                .send(target, ShardMessage::Replace(metadata.clone()))
+                .await;
+        }
     }
 
     /// Shard 0 only: takes the metadata-change lock. Hold it from `prepare_*` to `commit`, so

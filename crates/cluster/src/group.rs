@@ -21,15 +21,14 @@ use std::{
 use futures_channel::oneshot;
 use galgo_metadata::Change;
 use raft::{
-    Config, RawNode, Storage,
-    eraftpb::{Entry, EntryType, Message},
-    storage::MemStorage,
+    Config, RawNode, SnapshotStatus, Storage,
+    eraftpb::{Entry, EntryType, HardState, Message, MessageType, Snapshot},
 };
 use thiserror::Error;
 
 use crate::{
     disks::Disks,
-    group_log::GroupLog,
+    group_log::{GroupLog, GroupStorage, OpenedLog},
     log_bridge,
     proposal::MetadataProposal,
     settings::{ELECTION_TICKS, HEARTBEAT_TICKS},
@@ -72,6 +71,19 @@ pub trait Applier: 'static {
         proposal: MetadataProposal,
         replaying: bool,
     ) -> Pin<Box<dyn Future<Output = bool> + '_>>;
+
+    /// The applied state, as a snapshot's data: what [`Applier::restore`] takes back.
+    fn snapshot(&self) -> Vec<u8>;
+
+    /// Replaces the applied state with a snapshot's. `replaying` is set at start-up, before
+    /// the node serves (the log starts from its snapshot); otherwise the leader sent it to
+    /// this node, which was behind the leader's log start. Refuses data it cannot read,
+    /// changing nothing.
+    fn restore<'a>(
+        &'a self,
+        data: &'a [u8],
+        replaying: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + 'a>>;
 }
 
 /// Why a proposal did not apply.
@@ -118,13 +130,18 @@ impl MetadataGroup {
         let settings = &view.settings;
         // The disk ids live beside the log (GroupLog::open makes the directory).
         let log_dir = path.parent().map(PathBuf::from).unwrap_or_default();
-        let (log, storage) = GroupLog::open(
+        let OpenedLog {
+            log,
+            storage,
+            snapshot,
+        } = GroupLog::open(
             path,
             settings.node_id,
             &settings.cluster_id,
             settings.voters(),
         )
         .await?;
+        let storage = GroupStorage::new(storage, snapshot);
         let commit = replay(&storage, applier.as_ref()).await?;
         let config = Config {
             id: settings.node_id,
@@ -155,7 +172,10 @@ impl MetadataGroup {
             waiters: waiters.clone(),
             queued,
             unreachable: Vec::new(),
+            snapshot_reports: Vec::new(),
             pending: HashMap::new(),
+            snapshot_entries: settings.metadata_snapshot_entries,
+            compact_at: storage_compact_at(commit, settings.metadata_snapshot_entries),
         };
         compio::runtime::spawn(driver.run()).detach();
         compio::runtime::spawn(tick(inputs.clone(), settings.tick)).detach();
@@ -227,18 +247,31 @@ impl MetadataGroup {
     }
 }
 
-/// Applies the entries the log holds up to its commit; returns that commit.
-async fn replay(storage: &MemStorage, applier: &dyn Applier) -> Result<u64, String> {
+/// Restores the log's snapshot, if any, and applies the entries after it up to the commit;
+/// returns that commit.
+async fn replay(storage: &GroupStorage, applier: &dyn Applier) -> Result<u64, String> {
+    if let Ok(snapshot) = storage.snapshot(0, 0) {
+        applier
+            .restore(&snapshot.data, true)
+            .await
+            .map_err(|why| format!("the cluster log's snapshot cannot be restored: {why}"))?;
+    }
     let commit = storage
         .initial_state()
         .map_err(|error| error.to_string())?
         .hard_state
         .commit;
-    if commit == 0 {
-        return Ok(0);
+    let first = storage.first_index().map_err(|error| error.to_string())?;
+    if commit < first {
+        return Ok(commit);
     }
     let entries = storage
-        .entries(1, commit + 1, None, raft::GetEntriesContext::empty(false))
+        .entries(
+            first,
+            commit + 1,
+            None,
+            raft::GetEntriesContext::empty(false),
+        )
         .map_err(|error| error.to_string())?;
     for entry in entries {
         if let Some(proposal) = proposal_of(&entry) {
@@ -272,8 +305,13 @@ async fn tick(inputs: flume::Sender<Input>, every: Duration) {
     }
 }
 
+/// The applied index at which the next compaction is due, counted from the last one.
+fn storage_compact_at(applied: u64, snapshot_entries: u64) -> u64 {
+    applied.saturating_add(snapshot_entries)
+}
+
 struct Driver {
-    node: RawNode<MemStorage>,
+    node: RawNode<GroupStorage>,
     log: GroupLog,
     outboxes: Outboxes,
     applier: Rc<dyn Applier>,
@@ -282,6 +320,12 @@ struct Driver {
     queued: flume::Receiver<Input>,
     /// Peers whose outbox dropped a message during this pass.
     unreachable: Vec<u64>,
+    /// Snapshots sent (or dropped) during this pass, for raft-rs's `report_snapshot`.
+    snapshot_reports: Vec<(u64, SnapshotStatus)>,
+    /// Applied entries between two compactions.
+    snapshot_entries: u64,
+    /// The applied index from which the next compaction is due.
+    compact_at: u64,
     /// This node's proposals whose proposer still waits, by sequence: proposed again as soon
     /// as a new leader is known, rather than at the proposer's next retry.
     pending: HashMap<u64, Vec<u8>>,
@@ -301,6 +345,10 @@ impl Driver {
             for peer in self.unreachable.drain(..) {
                 self.node.report_unreachable(peer);
             }
+            for (peer, status) in self.snapshot_reports.drain(..) {
+                self.node.report_snapshot(peer, status);
+            }
+            self.compact().await;
             let (leader, term) = (self.node.raft.leader_id, self.node.raft.term);
             let new_leader = leader != 0 && self.view.leader() != Some(leader);
             self.view.set_leader(leader, term);
@@ -352,7 +400,17 @@ impl Driver {
     fn send(&mut self, messages: Vec<Message>) {
         for message in messages {
             let to = message.to;
-            if !self.outboxes.send(METADATA_GROUP, message) && !self.unreachable.contains(&to) {
+            let snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
+            let sent = self.outboxes.send(METADATA_GROUP, message);
+            if snapshot {
+                let status = if sent {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.snapshot_reports.push((to, status));
+            }
+            if !sent && !self.unreachable.contains(&to) {
                 self.unreachable.push(to);
             }
         }
@@ -365,13 +423,12 @@ impl Driver {
         let mut ready = self.node.ready();
         self.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
-            // The metadata log is never compacted, so no leader has a snapshot to send.
-            tracing::error!("metadata group received a snapshot; ignored");
+            self.install(ready.snapshot().clone(), ready.hs()).await;
         }
         let entries = ready.take_entries();
         let hard_state = ready.hs().cloned();
         if !entries.is_empty() || hard_state.is_some() {
-            let store = self.node.raft.raft_log.store.clone();
+            let store = self.node.raft.raft_log.store.memory().clone();
             let durable = hard_state.unwrap_or_else(|| store.rl().hard_state().clone());
             self.persist(&durable, &entries).await;
             let mut core = store.wl();
@@ -383,7 +440,7 @@ impl Driver {
         self.send(ready.take_persisted_messages());
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
-            let store = self.node.raft.raft_log.store.clone();
+            let store = self.node.raft.raft_log.store.memory().clone();
             let mut durable = store.rl().hard_state().clone();
             durable.commit = commit;
             self.persist(&durable, &[]).await;
@@ -400,7 +457,7 @@ impl Driver {
     /// A leader's followers stop hearing it and elect another; the node serves what it has
     /// and goes on where it stopped once a write succeeds. (A failed append leaves the file
     /// as it was: the next one overwrites whatever part got written.)
-    async fn persist(&self, hard_state: &raft::eraftpb::HardState, entries: &[Entry]) {
+    async fn persist(&self, hard_state: &HardState, entries: &[Entry]) {
         let mut failures = 0u64;
         while let Err(why) = self.log.append(hard_state, entries).await {
             if failures == 0 {
@@ -415,6 +472,101 @@ impl Driver {
         }
         if failures > 0 {
             tracing::info!(failures, "the cluster log is writable again");
+        }
+    }
+
+    /// Installs the leader's snapshot (this node was behind the leader's log start): the log
+    /// is rewritten as the snapshot, then the applied state replaced by its data. Like
+    /// [`Driver::persist`], a node that cannot write its log waits here, taking no part.
+    async fn install(&mut self, snapshot: Snapshot, hard_state: Option<&HardState>) {
+        let store = self.node.raft.raft_log.store.clone();
+        let (index, term) = (snapshot.get_metadata().index, snapshot.get_metadata().term);
+        let mut durable = hard_state
+            .cloned()
+            .unwrap_or_else(|| store.memory().rl().hard_state().clone());
+        durable.commit = durable.commit.max(index);
+        durable.term = durable.term.max(term);
+        let mut failures = 0u64;
+        while let Err(why) = self.log.rewrite(&snapshot, &durable, &[]).await {
+            if failures == 0 {
+                tracing::error!(%why, "cannot write the leader's metadata snapshot: this node \
+                    takes no part in the metadata group until a write succeeds (retrying every second)");
+            }
+            failures += 1;
+            compio::time::sleep(PERSIST_RETRY).await;
+        }
+        if let Err(why) = store.install(snapshot.clone(), durable) {
+            tracing::error!(index, %why, "the leader's metadata snapshot does not fit the log");
+            return;
+        }
+        if let Err(why) = self.applier.restore(&snapshot.data, false).await {
+            tracing::error!(index, %why, "the leader's metadata snapshot cannot be restored: \
+                this node's metadata stays where it was");
+        }
+        self.compact_at = storage_compact_at(index, self.snapshot_entries);
+        tracing::info!(
+            node = self.view.node_id(),
+            index,
+            term,
+            bytes = snapshot.data.len(),
+            "metadata snapshot installed from the leader"
+        );
+    }
+
+    /// Compacts the log into a snapshot of the applied state once `snapshot_entries` entries
+    /// were applied since the last one. A failed rewrite leaves the log as it was, and the
+    /// next try comes after as many entries again.
+    async fn compact(&mut self) {
+        let applied = self.node.raft.raft_log.applied;
+        if applied < self.compact_at {
+            return;
+        }
+        self.compact_at = storage_compact_at(applied, self.snapshot_entries);
+        let store = self.node.raft.raft_log.store.clone();
+        let Ok(term) = store.term(applied) else {
+            return;
+        };
+        let state = store.initial_state().expect("memory storage answers");
+        let mut snapshot = Snapshot {
+            data: self.applier.snapshot().into(),
+            ..Snapshot::default()
+        };
+        let metadata = snapshot.mut_metadata();
+        metadata.index = applied;
+        metadata.term = term;
+        metadata.set_conf_state(state.conf_state);
+        let last = store.last_index().expect("memory storage answers");
+        let entries = if last > applied {
+            store
+                .entries(
+                    applied + 1,
+                    last + 1,
+                    None,
+                    raft::GetEntriesContext::empty(false),
+                )
+                .expect("the entries after the applied index are held")
+        } else {
+            Vec::new()
+        };
+        let compacted = applied - store.snapshot_index();
+        match self
+            .log
+            .rewrite(&snapshot, &state.hard_state, &entries)
+            .await
+        {
+            Ok(()) => {
+                let bytes = snapshot.data.len();
+                store.compact_to(snapshot);
+                tracing::info!(
+                    index = applied,
+                    compacted,
+                    kept = entries.len(),
+                    bytes,
+                    "metadata log compacted into a snapshot"
+                );
+            }
+            Err(why) => tracing::warn!(%why, next_at = self.compact_at,
+                "cannot compact the cluster log; it keeps its entries until the next try"),
         }
     }
 

@@ -40,6 +40,8 @@ pub struct ClusterSettings {
     /// How long a node may stay unheard before the members that joined consumer groups
     /// through it leave them (their partitions go to members that can consume them).
     pub member_timeout: Duration,
+    /// Applied entries after which the metadata group's log is compacted into a snapshot.
+    pub metadata_snapshot_entries: u64,
     /// Every node, this one included, by id.
     pub peers: Vec<Peer>,
 }
@@ -48,6 +50,9 @@ pub struct ClusterSettings {
 pub const HEARTBEAT_TICKS: usize = 2;
 /// An election starts after a random 1×–2× this many ticks without a leader.
 pub const ELECTION_TICKS: usize = 10;
+/// The fewest applied metadata entries between two snapshots: fewer would rewrite the log for
+/// every few changes.
+pub const METADATA_SNAPSHOT_ENTRIES_MIN: u64 = 16;
 
 impl ClusterSettings {
     /// Checks the roster: ids at least 1 and distinct, this node among them, at most one
@@ -63,6 +68,11 @@ impl ClusterSettings {
             return Err(format!(
                 "cluster.member_timeout_ms must be at least the longest election timeout ({} ms)",
                 self.election_timeout().as_millis()
+            ));
+        }
+        if self.metadata_snapshot_entries < METADATA_SNAPSHOT_ENTRIES_MIN {
+            return Err(format!(
+                "cluster.metadata_snapshot_entries must be at least {METADATA_SNAPSHOT_ENTRIES_MIN}"
             ));
         }
         let mut ids: Vec<u64> = self.peers.iter().map(|peer| peer.id).collect();
@@ -126,6 +136,7 @@ mod tests {
             ack: Ack::Majority,
             tick: Duration::from_millis(100),
             member_timeout: Duration::from_secs(30),
+            metadata_snapshot_entries: 10_000,
             peers: ids
                 .iter()
                 .map(|&id| Peer {

@@ -74,6 +74,22 @@ impl ConsumerGroup {
         }
     }
 
+    /// A group as a snapshot stores it; the caller checked that members own each partition
+    /// at most once and that every revocation is between two of them.
+    pub(crate) fn restored(
+        id: GroupId,
+        name: String,
+        members: BTreeMap<MemberId, Member>,
+        pending: BTreeMap<u32, Revocation>,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            members,
+            pending,
+        }
+    }
+
     /// Members in id order.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()

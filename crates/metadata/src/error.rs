@@ -81,4 +81,15 @@ pub enum MetadataError {
         /// The format this build reads and writes, [`crate::LOG_FORMAT_VERSION`].
         expected: u16,
     },
+    /// Bytes that are not a metadata snapshot, or one whose content does not hold together.
+    #[error("corrupt metadata snapshot: {0}")]
+    CorruptSnapshot(String),
+    /// A metadata snapshot in a format this build does not read (written by another galgo).
+    #[error("the metadata snapshot is in format {found}; this galgo reads format {expected} only")]
+    UnsupportedSnapshotFormat {
+        /// The snapshot's format.
+        found: u16,
+        /// The format this build reads and writes, [`crate::SNAPSHOT_FORMAT_VERSION`].
+        expected: u16,
+    },
 }

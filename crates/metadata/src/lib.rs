@@ -7,7 +7,8 @@
 //! (validation, id assignment), persists it, and broadcasts it as an [`Event`]; every replica
 //! then [`Metadata::apply`]s events in version order. `apply` is pure and deterministic, so
 //! replaying the metadata log at start-up rebuilds the same state on every shard, partition
-//! placement included.
+//! placement included. A [`Metadata::snapshot`] images the whole state at one version and
+//! [`Metadata::from_snapshot`] rebuilds it, so a metadata log can be compacted up to a snapshot.
 //!
 //! ```text
 //!  shard 0:  prepare(request) ─▶ Change ─▶ log ─▶ apply ─▶ Event ─▶ every other shard: apply
@@ -26,6 +27,7 @@ mod ids;
 mod log_format;
 mod metadata;
 mod slab;
+mod snapshot;
 mod users;
 
 pub use authorization::{Need, authorize};
@@ -41,6 +43,7 @@ pub use ids::{
 };
 pub use log_format::{LOG_FORMAT_VERSION, format_record, read_log};
 pub use metadata::{Metadata, Partition, Stream, Topic, TopicDefaults};
+pub use snapshot::SNAPSHOT_FORMAT_VERSION;
 pub use users::{PersonalAccessToken, ROOT_USER_ID, User};
 
 /// Largest number of partitions one CreateTopic or CreatePartitions may ask for.

@@ -73,7 +73,7 @@ pub struct Stream {
     /// Creation time, µs since the epoch.
     pub created_at_us: u64,
     pub(crate) topics: Slab<Topic>,
-    topic_names: HashMap<String, u32>,
+    pub(crate) topic_names: HashMap<String, u32>,
 }
 
 impl Stream {
@@ -121,14 +121,14 @@ impl Default for TopicDefaults {
 /// changes, every shard applies them.
 #[derive(Clone, Debug)]
 pub struct Metadata {
-    version: u64,
-    segment_size_bytes: u64,
+    pub(crate) version: u64,
+    pub(crate) segment_size_bytes: u64,
     pub(crate) streams: Slab<Stream>,
-    stream_names: HashMap<String, u32>,
-    topic_defaults: TopicDefaults,
+    pub(crate) stream_names: HashMap<String, u32>,
+    pub(crate) topic_defaults: TopicDefaults,
     /// Partitions owned by each shard, the input of placement.
-    shard_loads: Vec<u32>,
-    users: Users,
+    pub(crate) shard_loads: Vec<u32>,
+    pub(crate) users: Users,
 }
 
 impl Metadata {
@@ -743,7 +743,7 @@ impl Metadata {
 }
 
 /// The least-loaded shard, ties to the lowest id; counts the new partition in.
-fn place(loads: &mut [u32]) -> ShardId {
+pub(crate) fn place(loads: &mut [u32]) -> ShardId {
     let (index, load) = loads
         .iter_mut()
         .enumerate()

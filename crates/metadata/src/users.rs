@@ -33,7 +33,7 @@ pub struct User {
     /// remembers it, so a session of a deleted user never carries over to a new user that
     /// reuses the id, and a session ended by deactivation stays ended after reactivation.
     pub generation: u64,
-    tokens: BTreeMap<String, PersonalAccessToken>,
+    pub(crate) tokens: BTreeMap<String, PersonalAccessToken>,
 }
 
 impl User {
@@ -101,6 +101,37 @@ fn permissions_from_record(record: Option<&Vec<u8>>) -> Option<Permissions> {
 }
 
 impl Users {
+    /// The users of a snapshot, with the name and token indexes rebuilt. Two users of one
+    /// name, or two tokens of one digest, are refused: the indexes could find only one.
+    pub(crate) fn restored(users: Slab<User>) -> Result<Self, String> {
+        let mut names = HashMap::new();
+        let mut token_hashes = HashMap::new();
+        for user in users.values() {
+            if names.insert(user.username.clone(), user.id.0).is_some() {
+                return Err(format!("two users are named {:?}", user.username));
+            }
+            for token in user.tokens.values() {
+                let owner = (user.id, token.name.clone());
+                if token_hashes
+                    .insert(token.token_hash.clone(), owner)
+                    .is_some()
+                {
+                    return Err(format!("two tokens have the digest {:?}", token.token_hash));
+                }
+            }
+        }
+        Ok(Self {
+            users,
+            names,
+            token_hashes,
+        })
+    }
+
+    /// The users with their id allocation, as a snapshot stores them.
+    pub(crate) fn slab(&self) -> &Slab<User> {
+        &self.users
+    }
+
     pub(crate) fn all(&self) -> impl Iterator<Item = &User> {
         self.users.values()
     }

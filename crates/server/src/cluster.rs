@@ -7,14 +7,14 @@
 //! deleted. An entry prepared against another metadata version changes nothing, on every
 //! node alike (galgo_cluster::MetadataProposal).
 
-use std::{future::Future, pin::Pin, rc::Rc, sync::Arc, time::Duration};
+use std::{collections::HashSet, future::Future, pin::Pin, rc::Rc, sync::Arc, time::Duration};
 
 use galgo_cluster::{
     Applier, ClusterView, MetadataGroup, MetadataProposal,
     replica::{GroupConfig, GroupView, Sink, start_group},
     wire::METADATA_GROUP,
 };
-use galgo_metadata::{PartitionKey, ROOT_USER_ID, TopicKey};
+use galgo_metadata::{Metadata, PartitionKey, ROOT_USER_ID, ShardId, TopicKey};
 use galgo_storage::StorageError;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -66,14 +66,86 @@ impl Applier for ReplicatedMetadata {
             {
                 tracing::error!(%error, "cannot delete a partition a committed change removed");
             }
-            if !self.root_created.is_initialized()
-                && shard0.metadata.borrow().user_by_id(ROOT_USER_ID).is_some()
-            {
-                let _ = self.root_created.set(()).await;
-            }
+            self.note_root().await;
             true
         })
     }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.shard0.metadata.borrow().snapshot()
+    }
+
+    fn restore<'a>(
+        &'a self,
+        data: &'a [u8],
+        replaying: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + 'a>> {
+        Box::pin(async move {
+            let shard0 = &self.shard0;
+            let restored = Metadata::from_snapshot(data, &shard0.metadata.borrow())
+                .map_err(|error| error.to_string())?;
+            // At start-up the partitions are opened once the log is applied, as they are.
+            let (created, removed) = if replaying {
+                (Vec::new(), Vec::new())
+            } else {
+                partitions_changed(&shard0.metadata.borrow(), &restored)
+            };
+            // Removed first: a partition id the snapshot reuses (a new creation time) names
+            // the same directory as the partition it replaces.
+            if let Err(error) = on_owners(shard0, removed, PartitionOp::Remove).await {
+                tracing::error!(%error, "cannot delete a partition a metadata snapshot removed");
+            }
+            if let Err(error) = on_owners(shard0, created.clone(), PartitionOp::OpenFresh).await {
+                tracing::error!(%error, "cannot open a partition a metadata snapshot created");
+            }
+            shard0.replace_metadata(restored).await;
+            if let Err(error) = on_owners(shard0, created, PartitionOp::Replicate).await {
+                tracing::error!(%error, "cannot start the group of a partition a snapshot created");
+            }
+            self.note_root().await;
+            Ok(())
+        })
+    }
+}
+
+impl ReplicatedMetadata {
+    /// Lets logins in once the root user exists.
+    async fn note_root(&self) {
+        if !self.root_created.is_initialized()
+            && self
+                .shard0
+                .metadata
+                .borrow()
+                .user_by_id(ROOT_USER_ID)
+                .is_some()
+        {
+            let _ = self.root_created.set(()).await;
+        }
+    }
+}
+
+/// Partitions with the shard that owns each.
+type Placed = Vec<(PartitionKey, ShardId)>;
+
+/// The partitions `new` has that `old` has not, with the owners `new` gives them, and those
+/// `old` has that `new` has not, with their owners in `old`. A partition is the same one only
+/// with the same key and creation time (Iggy reuses partition ids).
+fn partitions_changed(old: &Metadata, new: &Metadata) -> (Placed, Placed) {
+    let births = |metadata: &Metadata| -> HashSet<(PartitionKey, u64)> {
+        metadata
+            .partitions()
+            .map(|(key, partition)| (key, partition.created_at_us))
+            .collect()
+    };
+    let (old_births, new_births) = (births(old), births(new));
+    let only_in = |metadata: &Metadata, other: &HashSet<(PartitionKey, u64)>| {
+        metadata
+            .partitions()
+            .filter(|(key, partition)| !other.contains(&(*key, partition.created_at_us)))
+            .map(|(key, partition)| (key, partition.owner))
+            .collect::<Placed>()
+    };
+    (only_in(new, &old_births), only_in(old, &new_births))
 }
 
 /// Refuses a data directory of the other kind: a cluster node's in a single node, or a single

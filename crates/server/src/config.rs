@@ -357,6 +357,8 @@ pub struct ClusterConfig {
     pub tick_ms: u64,
     /// How long a node may stay unheard before its clients' consumer-group members leave.
     pub member_timeout_ms: u64,
+    /// Applied metadata entries between two snapshots of the metadata group's log.
+    pub metadata_snapshot_entries: u64,
     /// Every node.
     pub peers: Vec<PeerConfig>,
 }
@@ -664,6 +666,7 @@ impl Config {
             ack,
             tick: std::time::Duration::from_millis(cluster.tick_ms),
             member_timeout: std::time::Duration::from_millis(cluster.member_timeout_ms),
+            metadata_snapshot_entries: cluster.metadata_snapshot_entries,
             peers: cluster
                 .peers
                 .iter()

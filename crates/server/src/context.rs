@@ -11,7 +11,7 @@ use std::{
 };
 
 use galgo_cluster::{ClusterView, MetadataGroup, replica::GroupHandle};
-use galgo_metadata::{Event, PartitionKey, StreamId, TopicId};
+use galgo_metadata::{Event, Metadata, PartitionKey, StreamId, TopicId};
 use galgo_shards::ShardState;
 
 use crate::{
@@ -247,6 +247,19 @@ impl ShardState for Context {
     fn on_event(&self, event: &Event) {
         if let Some(user) = event.change.ends_sessions_of() {
             self.clients.borrow_mut().log_out_user(user.0);
+        }
+    }
+
+    /// Ends the sessions a snapshot ended: of users it deleted, deactivated or recreated
+    /// (the same id, another generation), as the events it stands for would have.
+    fn on_replace(&self, old: &Metadata, new: &Metadata) {
+        for user in old.users() {
+            let kept = new
+                .user_by_id(user.id)
+                .is_some_and(|now| now.active && now.generation == user.generation);
+            if !kept {
+                self.clients.borrow_mut().log_out_user(user.id.0);
+            }
         }
     }
 

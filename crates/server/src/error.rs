@@ -75,8 +75,9 @@ fn metadata_code(error: &MetadataError) -> ErrorCode {
         MetadataError::GroupNotFound => ErrorCode::ConsumerGroupIdNotFound,
         MetadataError::GroupNameExists => ErrorCode::ConsumerGroupNameAlreadyExists,
         MetadataError::NotGroupMember => ErrorCode::ConsumerGroupMemberNotFound,
-        MetadataError::CorruptRecord(_) | MetadataError::UnsupportedLogFormat { .. } => {
-            ErrorCode::Error
-        }
+        MetadataError::CorruptRecord(_)
+        | MetadataError::UnsupportedLogFormat { .. }
+        | MetadataError::CorruptSnapshot(_)
+        | MetadataError::UnsupportedSnapshotFormat { .. } => ErrorCode::Error,
     }
 }

@@ -750,6 +750,83 @@ fn a_follower_behind_retention_catches_up_by_snapshot() {
     assert!(cluster.nodes[victim].logs().contains("snapshot installed"));
 }
 
+#[test]
+fn a_node_behind_the_metadata_log_start_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::start_with(
+        3,
+        false,
+        "tick_ms = 50\nmetadata_snapshot_entries = 16\n",
+        &[],
+    );
+    let gone = raw::create_stream(&mut cluster.connect(0), "gone");
+    raw::create_topic(&mut cluster.connect(0), gone, "old", 1);
+    let kept = raw::create_stream(&mut cluster.connect(0), "kept");
+    let kept_topic = raw::create_topic(&mut cluster.connect(0), kept, "t", 1);
+    send_acknowledged(&cluster, 0, (kept, kept_topic), "before");
+    send_acknowledged(&cluster, 0, (gone, 0), "old-message");
+    let victim = 2;
+    wait_for_streams(&cluster, victim, &["gone", "kept"]);
+    wait_for(|| (payloads_on(&cluster, victim, (gone, 0), 0).len() == 1).then_some(()));
+    cluster.nodes[victim].kill();
+
+    // While it is away: a stream deleted, its id reused by a new stream whose topic's
+    // partition has the same key as the deleted one's, then more than two compactions' worth
+    // of entries, so that the others' last snapshots cover all of it and their logs start
+    // past everything the victim holds.
+    let mut conn = cluster.connect(0);
+    conn.request(DELETE_STREAM, &raw::id_numeric(gone)).ok();
+    let names: Vec<String> = (0..40).map(|k| format!("s{k}")).collect();
+    let reused = raw::create_stream(&mut conn, &names[0]);
+    assert_eq!(reused, gone, "the first new stream takes the freed id");
+    raw::create_topic(&mut conn, reused, "new", 1);
+    send_acknowledged(&cluster, 0, (reused, 0), "new-message");
+    for name in &names[1..] {
+        raw::create_stream(&mut conn, name);
+    }
+    for node in [0, 1] {
+        wait_for(|| {
+            cluster.nodes[node]
+                .logs()
+                .contains("metadata log compacted into a snapshot")
+                .then_some(())
+        });
+    }
+
+    // Back, it gets the leader's snapshot: the same streams, the deleted partition's files
+    // gone and the new one replicating in its place.
+    cluster.nodes[victim].restart();
+    let mut expected: Vec<&str> = vec!["s0", "kept"];
+    expected.extend(names[1..].iter().map(String::as_str));
+    wait_for_streams(&cluster, victim, &expected);
+    assert!(
+        cluster.nodes[victim]
+            .logs()
+            .contains("metadata snapshot installed from the leader")
+    );
+    wait_for(|| (payloads_on(&cluster, victim, (reused, 0), 0) == ["new-message"]).then_some(()));
+    send_acknowledged(&cluster, victim, (kept, kept_topic), "after");
+    wait_for(|| {
+        (payloads_on(&cluster, victim, (kept, kept_topic), 0) == ["before", "after"]).then_some(())
+    });
+
+    // Every node starts again from its compacted log, and the cluster takes changes again.
+    for node in &mut cluster.nodes {
+        node.stop();
+    }
+    for node in &mut cluster.nodes {
+        node.restart();
+    }
+    raw::create_stream(&mut cluster.connect(1), "last");
+    expected.push("last");
+    for node in 0..3 {
+        wait_for_streams(&cluster, node, &expected);
+        wait_for(|| {
+            (payloads_on(&cluster, node, (kept, kept_topic), 0) == ["before", "after"])
+                .then_some(())
+        });
+    }
+}
+
 /// Offsets `consumer` reads from partition 0 with Next and auto-commit (routed polls), three
 /// at a time, until it has read `count`.
 async fn poll_routed(
@@ -1584,7 +1661,14 @@ fn nemesis() {
     println!("nemesis seed {seed}, {steps} steps");
     // Odd and non-zero, and distinct for neighbouring seeds.
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let mut cluster = Cluster::start_proxied(3);
+    // As start_proxied, with metadata compacted every 16 entries: a node killed or cut off
+    // for a few steps comes back behind the others' log starts and gets a snapshot.
+    let mut cluster = Cluster::start_with(
+        3,
+        true,
+        "tick_ms = 50\nmetadata_snapshot_entries = 16\n",
+        &[],
+    );
     let mut history = History::default();
     let mut serial = 0;
     // Messages: one topic of three partitions, never deleted; each step sends a few through

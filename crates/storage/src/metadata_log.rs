@@ -76,13 +76,8 @@ impl MetadataLog {
 
     /// Appends one record and fdatasyncs before returning.
     pub async fn append(&self, record: &[u8]) -> Result<(), StorageError> {
-        if record.len() > METADATA_RECORD_BYTES_MAX {
-            return Err(StorageError::RecordTooLarge(record.len()));
-        }
         let mut frame = Vec::with_capacity(METADATA_RECORD_HEADER_BYTES + record.len());
-        frame.extend_from_slice(&(record.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(record).to_le_bytes());
-        frame.extend_from_slice(record);
+        push_frame(&mut frame, record)?;
         let frame_len = frame.len() as u64;
         let _turn = self.append_lock.lock().await;
         let at = self.end.get();
@@ -92,6 +87,44 @@ impl MetadataLog {
         self.end.set(at + frame_len);
         Ok(())
     }
+
+    /// Replaces the whole log with `records` (a compaction); appends then go on after them.
+    /// The new image is written beside the log, fdatasynced and renamed over it, so a crash
+    /// leaves either the old log or the new one, never a mix. Until the rename succeeds this
+    /// log is untouched; from then on it writes to the new file, even if syncing the
+    /// directory fails (that error is returned: the rename may not be durable yet).
+    pub async fn rewrite(&mut self, records: &[&[u8]]) -> Result<(), StorageError> {
+        let mut image = Vec::new();
+        for record in records {
+            push_frame(&mut image, record)?;
+        }
+        let end = image.len() as u64;
+        let mut tmp = self.path.as_os_str().to_owned();
+        tmp.push(disk::TMP_SUFFIX);
+        let file = File::create(&tmp).await?;
+        disk::write_all_at(&file, image, 0).await?;
+        file.sync_data().await?;
+        compio::fs::rename(&tmp, &self.path).await?;
+        self.file = file;
+        self.end.set(end);
+        let parent = self
+            .path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty());
+        disk::sync_dir(parent.unwrap_or(std::path::Path::new("."))).await?;
+        Ok(())
+    }
+}
+
+/// Appends one record's frame to `out`.
+fn push_frame(out: &mut Vec<u8>, record: &[u8]) -> Result<(), StorageError> {
+    if record.len() > METADATA_RECORD_BYTES_MAX {
+        return Err(StorageError::RecordTooLarge(record.len()));
+    }
+    out.extend_from_slice(&(record.len() as u32).to_le_bytes());
+    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(record).to_le_bytes());
+    out.extend_from_slice(record);
+    Ok(())
 }
 
 /// The records of a log image and the end of the last good one.
@@ -120,10 +153,32 @@ mod tests {
     use super::*;
 
     fn frame(payload: &[u8]) -> Vec<u8> {
-        let mut out = (payload.len() as u32).to_le_bytes().to_vec();
-        out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes());
-        out.extend_from_slice(payload);
+        let mut out = Vec::new();
+        push_frame(&mut out, payload).unwrap();
         out
+    }
+
+    #[compio::test]
+    async fn a_rewritten_log_holds_the_new_records_and_goes_on_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("metadata.log");
+        let (log, _) = MetadataLog::open(path.clone()).await.unwrap();
+        for record in [&b"a"[..], b"b", b"c"] {
+            log.append(record).await.unwrap();
+        }
+        let mut log = log;
+        log.rewrite(&[b"head", b"c"]).await.unwrap();
+        log.append(b"d").await.unwrap();
+        drop(log);
+        let (_log, records) = MetadataLog::open(path.clone()).await.unwrap();
+        let expected: Vec<Bytes> = ["head", "c", "d"].into_iter().map(Bytes::from).collect();
+        assert_eq!(records, expected);
+        let mut tmp = path.into_os_string();
+        tmp.push(crate::disk::TMP_SUFFIX);
+        assert!(
+            !std::path::Path::new(&tmp).exists(),
+            "nothing is left beside the log"
+        );
     }
 
     #[test]
