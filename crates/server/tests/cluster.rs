@@ -1725,6 +1725,18 @@ fn nemesis() {
     }
     check_history(&cluster, "marker-2", &history);
     check_partitions(&cluster, &[0, 1, 2], topic, &messages);
+    let logged = |line: &str| -> usize {
+        cluster
+            .nodes
+            .iter()
+            .map(|node| node.logs().matches(line).count())
+            .sum()
+    };
+    println!(
+        "metadata snapshots: {} taken, {} installed from a leader",
+        logged("metadata log compacted into a snapshot"),
+        logged("metadata snapshot installed from the leader"),
+    );
 }
 
 fn apply_fault(cluster: &mut Cluster, node: usize, fault: Fault) {
