@@ -1640,6 +1640,9 @@ fn stream_headers(conn: &mut RawConn) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// The nemesis's nodes: as [`Cluster::start_proxied`], metadata compacted every 16 entries.
+const NEMESIS_CONFIG: &str = "tick_ms = 50\nmetadata_snapshot_entries = 16\n";
+
 /// The nemesis: `NEMESIS_STEPS` (default 12) rounds, each with one random fault on a random
 /// node (SIGKILL, cut both ways, cut one way, slow links) while streams are created through
 /// random nodes, the faulty one included; then everything heals. The history is checked at
@@ -1661,14 +1664,8 @@ fn nemesis() {
     println!("nemesis seed {seed}, {steps} steps");
     // Odd and non-zero, and distinct for neighbouring seeds.
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    // As start_proxied, with metadata compacted every 16 entries: a node killed or cut off
-    // for a few steps comes back behind the others' log starts and gets a snapshot.
-    let mut cluster = Cluster::start_with(
-        3,
-        true,
-        "tick_ms = 50\nmetadata_snapshot_entries = 16\n",
-        &[],
-    );
+    // Compacting every 16 entries: a node away for a few steps comes back to a snapshot.
+    let mut cluster = Cluster::start_with(3, true, NEMESIS_CONFIG, &[]);
     let mut history = History::default();
     let mut serial = 0;
     // Messages: one topic of three partitions, never deleted; each step sends a few through
@@ -1725,6 +1722,11 @@ fn nemesis() {
     }
     check_history(&cluster, "marker-2", &history);
     check_partitions(&cluster, &[0, 1, 2], topic, &messages);
+    report_snapshots(&cluster);
+}
+
+/// How many metadata snapshots the nodes took and installed, from their logs.
+fn report_snapshots(cluster: &Cluster) {
     let logged = |line: &str| -> usize {
         cluster
             .nodes
