@@ -22,6 +22,7 @@ use crate::{
     },
     credentials::Hasher,
     handler::GroupServing,
+    proposed_offsets::ProposedOffsets,
     request_stats::RequestStats,
 };
 
@@ -137,6 +138,8 @@ pub struct Context {
     pub groups: GroupServing,
     /// What this shard's requests did, for /metrics.
     pub requests: RequestStats,
+    /// A cluster node: offsets auto-commit polls proposed that are not settled yet.
+    pub proposed_offsets: ProposedOffsets,
     /// 0.9 sessions this shard has opened (connection/vsr.rs numbers them from it).
     sessions_opened: Cell<u64>,
     /// Shard 0 of a cluster node: the metadata group its changes are proposed to.
@@ -163,6 +166,7 @@ impl Context {
             hasher: Hasher::default(),
             groups: GroupServing::default(),
             requests: RequestStats::default(),
+            proposed_offsets: ProposedOffsets::default(),
             sessions_opened: Cell::new(0),
             metadata_group: OnceCell::new(),
             replicas: RefCell::default(),

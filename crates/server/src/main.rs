@@ -18,6 +18,7 @@ mod http;
 mod listener;
 mod metrics;
 mod migration;
+mod proposed_offsets;
 mod request_stats;
 mod session;
 mod startup;

@@ -1038,6 +1038,59 @@ fn consumer_offsets_are_replicated_to_every_node() {
         .assert_error(3021);
 }
 
+#[test]
+fn an_auto_commit_poll_is_answered_before_its_offset_commits() {
+    let mut cluster = Cluster::start_with(3, false, "tick_ms = 50\n", &[]);
+    let stream = raw::create_stream(&mut cluster.connect(0), "early");
+    let topic_id = raw::create_topic(&mut cluster.connect(0), stream, "t", 1);
+    let topic = (stream, topic_id);
+    for k in 0..10 {
+        send_acknowledged(&cluster, 0, topic, &format!("m{k}"));
+    }
+    // A follower of the partition left alone: no offset can commit (its leader is gone), yet
+    // its auto-commit polls are answered, each going on after the one before, and its stored
+    // offset reads as the one proposed.
+    for node in 0..3 {
+        wait_for(|| (payloads_on(&cluster, node, topic, 0).len() == 10).then_some(()));
+    }
+    let leader = wait_for(|| partition_leader_on(&cluster, 0));
+    let alone = (0..3).find(|&node| node != leader).expect("a follower");
+    for node in (0..3).filter(|&node| node != alone) {
+        cluster.nodes[node].kill();
+    }
+    assert_eq!(poll_next_on(&cluster, alone, 9, topic, 4), vec![0, 1, 2, 3]);
+    assert_eq!(poll_next_on(&cluster, alone, 9, topic, 4), vec![4, 5, 6, 7]);
+    assert_eq!(stored_offset_on(&cluster, alone, 9, topic), Some(7));
+    // Once the proposals give up, the stored offset is what was committed (nothing), so
+    // those messages come again: at least once.
+    wait_for(|| {
+        stored_offset_on(&cluster, alone, 9, topic)
+            .is_none()
+            .then_some(())
+    });
+    // With a majority back, offsets commit again, the same on every node.
+    for node in (0..3).filter(|&node| node != alone) {
+        cluster.nodes[node].restart();
+    }
+    assert_eq!(poll_next_on(&cluster, alone, 9, topic, 4), vec![0, 1, 2, 3]);
+    for node in 0..3 {
+        wait_for(|| (stored_offset_on(&cluster, node, 9, topic) == Some(3)).then_some(()));
+    }
+}
+
+/// The node (index) that node `index` sees leading its only partition, from its /metrics.
+fn partition_leader_on(cluster: &Cluster, index: usize) -> Option<usize> {
+    let metrics = http_get(
+        cluster.nodes[index].http_addr.expect("HTTP runs"),
+        "/metrics",
+    );
+    let line = metrics
+        .lines()
+        .find(|line| line.starts_with("galgo_partition_leader{"))?;
+    let node: usize = line.rsplit(' ').next()?.trim().parse().ok()?;
+    node.checked_sub(1)
+}
+
 const DELETE_CONSUMER_GROUP: u32 = 603;
 
 /// A group's offset target on partition 0 (the group by name).

@@ -290,6 +290,7 @@ async fn forget_group_offsets(
             .call(owner, move |shard| async move {
                 for key in keys {
                     shard.state().groups.forget_served(key, group);
+                    shard.state().proposed_offsets.forget(key, owner_key);
                     let Some(log) = shard.partition(&key) else {
                         continue;
                     };

@@ -16,7 +16,7 @@ use galgo_cluster::{
     replica::{GroupHandle, GroupView},
     wire::SendOutcome,
 };
-use galgo_metadata::{GroupKey, MetadataError, Need, PartitionKey, ShardId, TopicKey};
+use galgo_metadata::{GroupId, GroupKey, MetadataError, Need, PartitionKey, ShardId, TopicKey};
 use galgo_protocol::{
     Consumer, ErrorCode, Identifier, Partitioning, PollingStrategy,
     command::messages::{FlushUnsavedBuffer, PollMessages, PolledMessagesHeader, SendMessages},
@@ -267,7 +267,7 @@ pub async fn poll(
     let (key, owner) = locate(shard, topic, partition)?;
     session.note_partition_owner(owner);
     let read = PartitionRead::new(
-        partition,
+        key,
         OffsetOwner::Consumer(consumer_key(consumer)),
         &poll,
         context,
@@ -333,7 +333,7 @@ async fn poll_group(
     };
     let (key, owner) = locate(shard, topic, partition)?;
     session.note_partition_owner(owner);
-    let read = PartitionRead::new(partition, OffsetOwner::Group(group.group.0), poll, context);
+    let read = PartitionRead::new(key, OffsetOwner::Group(group.group.0), poll, context);
     let chunks = on_partition(shard, key, owner, move |shard, log| async move {
         let replica = shard.state().serving_replica(&key)?;
         let polled = poll_partition_waiting(&shard, &log, replica.as_ref(), read).await?;
@@ -389,7 +389,7 @@ impl Polled {
 /// What a poll reads from one partition, sent to its owner.
 #[derive(Clone, Copy, Debug)]
 struct PartitionRead {
-    partition: u32,
+    key: PartitionKey,
     consumer: OffsetOwner,
     strategy: PollingStrategy,
     count: u32,
@@ -399,10 +399,15 @@ struct PartitionRead {
 }
 
 impl PartitionRead {
-    fn new(partition: u32, consumer: OffsetOwner, poll: &PollMessages, context: &Context) -> Self {
+    fn new(
+        key: PartitionKey,
+        consumer: OffsetOwner,
+        poll: &PollMessages,
+        context: &Context,
+    ) -> Self {
         let wait_ms = poll.wait_ms.min(context.seed.limits.poll_wait_ms_max);
         Self {
-            partition,
+            key,
             consumer,
             strategy: poll.strategy,
             count: poll.count,
@@ -419,7 +424,7 @@ impl PartitionRead {
 /// A replicated partition (`replica`) is read up to its high watermark only, and its long
 /// polls wake when that moves: its log also holds batches not committed yet.
 async fn poll_partition_waiting(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     log: &PartitionLog,
     replica: Option<&GroupHandle>,
     read: PartitionRead,
@@ -451,17 +456,17 @@ async fn poll_partition_waiting(
 }
 
 /// Reads from one partition on its owner and commits the offset when asked; for a replicated
-/// partition, below its high watermark `committed_end` only, and the offset committed
-/// through its group.
+/// partition, below its high watermark `committed_end` only, and the offset proposed to its
+/// group (answered before it commits: [`commit_proposed`]).
 async fn poll_partition(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     log: &PartitionLog,
     read: PartitionRead,
     replica: Option<(&GroupHandle, u64)>,
 ) -> Result<Polled, CommandError> {
     let committed_end = replica.map(|(_, end)| end);
     let PartitionRead {
-        partition,
+        key,
         consumer,
         strategy,
         count,
@@ -482,10 +487,7 @@ async fn poll_partition(
         (PollingStrategy::Last, Some(last)) => {
             Some((last + 1 - u64::from(count).min(last + 1)).max(log.first_offset()))
         }
-        (PollingStrategy::Next, _) => Some(
-            log.stored_offset(consumer)
-                .map_or(log.first_offset(), |stored| stored + 1),
-        ),
+        (PollingStrategy::Next, _) => Some(next_offset(shard, log, key, consumer)),
     };
     let current_offset = last.unwrap_or(0);
     let polled = match start {
@@ -506,14 +508,14 @@ async fn poll_partition(
     if auto_commit && let Some(last_returned) = last_returned {
         match replica {
             Some((group, _)) => {
-                replicated_offset(shard, group, consumer, Some(last_returned)).await?;
+                commit_proposed(shard, group.clone(), key, consumer, last_returned);
             }
             None => log.store_offset(consumer, last_returned).await?,
         }
     }
     let mut header = BytesMut::with_capacity(16);
     PolledMessagesHeader {
-        partition_id: partition,
+        partition_id: key.partition.0,
         current_offset,
         messages_count,
     }
@@ -527,6 +529,55 @@ async fn poll_partition(
         last_returned,
         messages_count,
     })
+}
+
+/// Where a Next poll starts: after the offset stored for `consumer`, or after the one an
+/// auto-commit poll proposed here and that is not settled yet.
+fn next_offset(shard: &Shard, log: &PartitionLog, key: PartitionKey, consumer: OffsetOwner) -> u64 {
+    shard
+        .state()
+        .proposed_offsets
+        .get(key, consumer)
+        .or_else(|| log.stored_offset(consumer))
+        .map_or(log.first_offset(), |stored| stored + 1)
+}
+
+/// A cluster node's auto-commit: the poll is answered now, and `offset` is proposed to the
+/// partition's group in the background (forwarded to its leader like any offset). Until the
+/// proposal settles the offset stands in for the stored one on this node
+/// (crate::proposed_offsets), so the consumer's next Next poll here goes on after it. Once
+/// it is applied, a pending revocation of the partition in the group may complete; if it
+/// fails, the stored offset is what it was and the messages after it are delivered again
+/// (at least once), as after a crash before the commit.
+fn commit_proposed(
+    shard: &Rc<Shard>,
+    group: GroupHandle,
+    key: PartitionKey,
+    owner: OffsetOwner,
+    offset: u64,
+) {
+    shard.state().proposed_offsets.propose(key, owner, offset);
+    let shard = shard.clone();
+    compio::runtime::spawn(async move {
+        let committed = replicated_offset(&shard, &group, owner, Some(offset)).await;
+        shard.state().proposed_offsets.settle(key, owner, offset);
+        let settled = match (committed, owner) {
+            (Ok(()), OffsetOwner::Group(id)) => {
+                let group = GroupKey {
+                    stream: key.stream,
+                    topic: key.topic,
+                    group: GroupId(id),
+                };
+                after_group_commit(&shard, group, key.partition.0).await
+            }
+            (result, _) => result,
+        };
+        if let Err(error) = settled {
+            tracing::debug!(partition = %key, ?owner, offset, %error,
+                "an auto-commit did not commit: the messages after the stored offset come again");
+        }
+    })
+    .detach();
 }
 
 /// FlushUnsavedBuffer: writes the partition's journal out, and fsyncs it when asked.

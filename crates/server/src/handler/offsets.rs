@@ -103,9 +103,11 @@ pub async fn get(shard: &Rc<Shard>, topic: Option<TopicKey>, get: GetConsumerOff
     let Ok((key, owner)) = locate(shard, topic, partition) else {
         return Ok(Reply::empty());
     };
-    let info = on_partition(shard, key, owner, move |_, log| async move {
-        Ok(log
-            .stored_offset(owner_key)
+    let info = on_partition(shard, key, owner, move |shard, log| async move {
+        // What an auto-commit poll proposed here counts as stored until it settles.
+        let proposed = shard.state().proposed_offsets.get(key, owner_key);
+        Ok(proposed
+            .or_else(|| log.stored_offset(owner_key))
             .map(|stored_offset| ConsumerOffsetInfo {
                 partition_id: partition,
                 current_offset: log.last_offset().unwrap_or(0),
@@ -137,7 +139,10 @@ pub async fn store(
     on_partition(shard, key, owner, move |shard, log| async move {
         match shard.state().serving_replica(&key)? {
             // The leader checks the offset against what it committed.
-            Some(replica) => replicated_offset(&shard, &replica, owner_key, Some(offset)).await?,
+            Some(replica) => {
+                shard.state().proposed_offsets.forget(key, owner_key);
+                replicated_offset(&shard, &replica, owner_key, Some(offset)).await?;
+            }
             None => match log.last_offset() {
                 Some(last) if offset <= last => log.store_offset(owner_key, offset).await?,
                 _ => return Err(ErrorCode::InvalidOffset.into()),
@@ -165,6 +170,7 @@ pub async fn delete(
     let (key, owner) = locate(shard, topic, partition)?;
     on_partition(shard, key, owner, move |shard, log| async move {
         if let Some(replica) = shard.state().serving_replica(&key)? {
+            shard.state().proposed_offsets.forget(key, owner_key);
             return replicated_offset(&shard, &replica, owner_key, None).await;
         }
         if log.delete_offset(owner_key).await? {
