@@ -98,13 +98,20 @@ pub enum ProposeError {
     /// The node is stopping.
     #[error("the node is stopping")]
     Stopped,
+    /// A snapshot from the leader replaced this node's log before the change was seen to
+    /// apply: it may or may not be part of it.
+    #[error("a metadata snapshot from the leader came before the change's outcome was known")]
+    Unknown,
 }
+
+/// This node's proposers that wait, by sequence, for their change's outcome.
+type Waiters = Rc<RefCell<HashMap<u64, oneshot::Sender<Result<(), ProposeError>>>>>;
 
 /// The handle shard 0 proposes through.
 pub struct MetadataGroup {
     view: Arc<ClusterView>,
     inputs: flume::Sender<Input>,
-    waiters: Rc<RefCell<HashMap<u64, oneshot::Sender<bool>>>>,
+    waiters: Waiters,
     next_sequence: Cell<u64>,
     dialers: RefCell<Option<transport::Dialers>>,
 }
@@ -233,8 +240,7 @@ impl MetadataGroup {
             }
             let wait = retry.min(deadline.saturating_duration_since(Instant::now()));
             match compio::time::timeout(wait, &mut outcome).await {
-                Ok(Ok(true)) => break Ok(()),
-                Ok(Ok(false)) => break Err(ProposeError::Conflict),
+                Ok(Ok(outcome)) => break outcome,
                 Ok(Err(_)) => break Err(ProposeError::Stopped),
                 Err(_) if Instant::now() >= deadline => {
                     break Err(ProposeError::NoLeader(election * PROPOSE_ELECTIONS_MAX));
@@ -316,7 +322,7 @@ struct Driver {
     outboxes: Outboxes,
     applier: Rc<dyn Applier>,
     view: Arc<ClusterView>,
-    waiters: Rc<RefCell<HashMap<u64, oneshot::Sender<bool>>>>,
+    waiters: Waiters,
     queued: flume::Receiver<Input>,
     /// Peers whose outbox dropped a message during this pass.
     unreachable: Vec<u64>,
@@ -499,6 +505,13 @@ impl Driver {
             tracing::error!(index, %why, "the leader's metadata snapshot does not fit the log");
             return;
         }
+        // This node's proposals that still wait may be in the snapshot or not: their
+        // proposers hear that the outcome is unknown rather than prepare them again.
+        for sequence in std::mem::take(&mut self.pending).into_keys() {
+            if let Some(waiter) = self.waiters.borrow_mut().remove(&sequence) {
+                let _ = waiter.send(Err(ProposeError::Unknown));
+            }
+        }
         if let Err(why) = self.applier.restore(&snapshot.data, false).await {
             tracing::error!(index, %why, "the leader's metadata snapshot cannot be restored: \
                 this node's metadata stays where it was");
@@ -580,7 +593,11 @@ impl Driver {
             if let Some(sequence) = mine {
                 self.pending.remove(&sequence);
                 if let Some(waiter) = self.waiters.borrow_mut().remove(&sequence) {
-                    let _ = waiter.send(applied);
+                    let _ = waiter.send(if applied {
+                        Ok(())
+                    } else {
+                        Err(ProposeError::Conflict)
+                    });
                 }
             }
         }
