@@ -1091,6 +1091,51 @@ fn partition_leader_on(cluster: &Cluster, index: usize) -> Option<usize> {
     node.checked_sub(1)
 }
 
+/// Sends one message with `id` to partition 0 through node `index`, until acknowledged.
+fn send_with_id(cluster: &Cluster, index: usize, topic: (u32, u32), id: u128, payload: &str) {
+    wait_for(|| {
+        let mut conn = RawConn::try_connect_logged_in(cluster.nodes[index].addr).ok()?;
+        let send = raw::SendMessages::with_ids(topic.0, topic.1, 0, &[(id, payload.as_bytes())]);
+        conn.send_frame(code::SEND_MESSAGES, &send.encode());
+        let response = conn.try_read_response().ok()?;
+        (response.status == 0).then_some(())
+    });
+}
+
+#[test]
+fn a_committed_message_id_is_dropped_through_any_node_and_after_a_failover() {
+    let mut cluster = Cluster::start_with(
+        3,
+        false,
+        "tick_ms = 50\n[deduplication]\nenabled = true\n",
+        &[],
+    );
+    let stream = raw::create_stream(&mut cluster.connect(0), "dedup");
+    let topic_id = raw::create_topic(&mut cluster.connect(0), stream, "t", 1);
+    let topic = (stream, topic_id);
+    send_with_id(&cluster, 0, topic, 42, "first");
+    // The same id again through every node, the leader or not: acknowledged, not stored.
+    for node in 0..3 {
+        send_with_id(&cluster, node, topic, 42, &format!("again-{node}"));
+    }
+    send_with_id(&cluster, 1, topic, 43, "second");
+    for node in 0..3 {
+        wait_for(|| (payloads_on(&cluster, node, topic, 0) == ["first", "second"]).then_some(()));
+    }
+    // The leader dies: the new one learnt the ids of what was committed when it applied it.
+    let leader = wait_for(|| partition_leader_on(&cluster, 0));
+    cluster.nodes[leader].kill();
+    let survivors: Vec<usize> = (0..3).filter(|&node| node != leader).collect();
+    send_with_id(&cluster, survivors[0], topic, 42, "after-failover");
+    send_with_id(&cluster, survivors[1], topic, 43, "after-failover");
+    send_with_id(&cluster, survivors[0], topic, 44, "third");
+    for &node in &survivors {
+        wait_for(|| {
+            (payloads_on(&cluster, node, topic, 0) == ["first", "second", "third"]).then_some(())
+        });
+    }
+}
+
 const DELETE_CONSUMER_GROUP: u32 = 603;
 
 /// A group's offset target on partition 0 (the group by name).

@@ -42,13 +42,53 @@ impl Deduplicator {
     /// the rest. Returns the block to append (the same one when nothing was dropped) and its
     /// count; the count is 0 when every message was a duplicate.
     pub(crate) fn filter(&mut self, block: BytesMut, count: u32, now_us: u64) -> (BytesMut, u32) {
+        self.filter_with(block, count, now_us, true)
+    }
+
+    /// Removes the messages whose ids are remembered, remembering nothing new: a replicated
+    /// partition's leader, whose batch is not stored until it commits (its ids are remembered
+    /// then, by [`Deduplicator::remember_block`]).
+    pub(crate) fn filter_known(
+        &mut self,
+        block: BytesMut,
+        count: u32,
+        now_us: u64,
+    ) -> (BytesMut, u32) {
+        self.filter_with(block, count, now_us, false)
+    }
+
+    /// Remembers the ids of a block of `count` whole messages that was stored.
+    pub(crate) fn remember_block(&mut self, block: &[u8], count: u32, now_us: u64) {
+        self.expire(now_us);
+        let mut at = 0;
+        for _ in 0..count {
+            let Some(view) = MessageView::parse(&block[at..]) else {
+                return;
+            };
+            self.remember(view.id(), now_us);
+            at += view.size();
+        }
+    }
+
+    fn filter_with(
+        &mut self,
+        block: BytesMut,
+        count: u32,
+        now_us: u64,
+        remember: bool,
+    ) -> (BytesMut, u32) {
         self.expire(now_us);
         let mut kept: Vec<(usize, usize)> = Vec::with_capacity(count as usize);
         let mut at = 0;
         for _ in 0..count {
             let view = MessageView::parse(&block[at..]).expect("a checked block");
             let size = view.size();
-            if self.remember(view.id(), now_us) {
+            let new = if remember {
+                self.remember(view.id(), now_us)
+            } else {
+                view.id() == 0 || !self.seen.contains_key(&view.id())
+            };
+            if new {
                 kept.push((at, size));
             }
             at += size;
@@ -150,5 +190,25 @@ mod tests {
         assert_eq!(ids_of(&kept, count), vec![1, 2, 3, 4]);
         let (_, count) = dedup.filter(block(&[4]), 1, 501);
         assert_eq!(count, 0);
+    }
+
+    #[test]
+    fn a_leader_drops_only_what_was_stored_and_remembers_at_storing() {
+        let config = DeduplicationConfig {
+            ids_max: 10,
+            expiry_us: 100,
+        };
+        let mut dedup = Deduplicator::new(config);
+        // Proposed, not stored: nothing remembered, so a retry of it passes.
+        let (kept, count) = dedup.filter_known(block(&[1, 2, 0]), 3, 0);
+        assert_eq!(ids_of(&kept, count), vec![1, 2, 0]);
+        let (kept, count) = dedup.filter_known(block(&[1, 2]), 2, 1);
+        assert_eq!(ids_of(&kept, count), vec![1, 2]);
+        // Stored (committed and applied): remembered from then on.
+        dedup.remember_block(&block(&[1, 0]), 2, 2);
+        let (kept, count) = dedup.filter_known(block(&[1, 2, 0]), 3, 3);
+        assert_eq!(ids_of(&kept, count), vec![2, 0]);
+        let (_, count) = dedup.filter_known(block(&[1]), 1, 200);
+        assert_eq!(count, 1, "forgotten past the expiry");
     }
 }

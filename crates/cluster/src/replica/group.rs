@@ -948,12 +948,23 @@ impl Group {
             return;
         }
         let Proposal {
-            mut messages,
+            messages,
             count,
             now_us,
             reply,
         } = proposal;
         let first_offset = self.next_offset();
+        // Ids of committed batches only: a retry of a send that did not commit must pass.
+        let (mut messages, count, duplicates_count) =
+            self.log.drop_stored_ids(messages, count, now_us);
+        if count == 0 {
+            let _ = reply.send(Ok(AppendReceipt {
+                first_offset,
+                last_offset: first_offset.wrapping_sub(1),
+                duplicates_count,
+            }));
+            return;
+        }
         let timestamp = now_us.max(self.last_stamp).max(self.log.last_timestamp());
         if let Err(why) = stamp(&mut messages, count, first_offset, timestamp) {
             let _ = reply.send(Err(ReplicaError::InvalidBatch(why)));
@@ -977,7 +988,7 @@ impl Group {
         let receipt = AppendReceipt {
             first_offset,
             last_offset: first_offset + u64::from(count) - 1,
-            duplicates_count: 0,
+            duplicates_count,
         };
         self.pending.insert(
             index,
@@ -1340,8 +1351,13 @@ impl Group {
         };
         let (last_index, end) = (last.index, self.storage.rl().end_offset_at(last.index));
         let storage_error = |error: galgo_storage::StorageError| error.to_string();
+        let now_us = now_us();
         for entry in &entries {
-            match EntryMeta::of(entry)?.offset_target() {
+            let meta = EntryMeta::of(entry)?;
+            if meta.kind == RecordKind::Batch {
+                self.log.remember_ids(&entry.data, meta.count, now_us);
+            }
+            match meta.offset_target() {
                 Some((owner, Some(offset))) => self
                     .log
                     .store_offset(owner, offset)
@@ -1368,6 +1384,13 @@ impl Group {
         self.view.committed.notify(usize::MAX);
         Ok(())
     }
+}
+
+/// The wall clock in µs since the Unix epoch.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros() as u64)
 }
 
 /// Stamps `count` client messages from `first_offset` on at `timestamp` (ids for id 0,

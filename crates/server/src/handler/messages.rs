@@ -173,11 +173,17 @@ async fn replicated_send(
         SendOutcome::Stored {
             first_offset,
             last_offset,
-        } => Ok(AppendReceipt {
-            first_offset,
-            last_offset,
-            duplicates_count: 0,
-        }),
+        } => {
+            // The leader dropped the messages whose ids a committed batch had (when
+            // deduplicating): the rest are the offsets it answered.
+            let stored = last_offset.wrapping_add(1).wrapping_sub(first_offset);
+            let stored = u32::try_from(stored).unwrap_or(count).min(count);
+            Ok(AppendReceipt {
+                first_offset,
+                last_offset,
+                duplicates_count: count - stored,
+            })
+        }
         SendOutcome::NotLeader(_) | SendOutcome::NotStored => {
             Err(ErrorCode::TransientNotAccepted.into())
         }

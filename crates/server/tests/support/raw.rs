@@ -339,10 +339,21 @@ impl SendMessages {
         partition_id: u32,
         payloads: &[&[u8]],
     ) -> SendMessages {
+        let with_ids: Vec<(u128, &[u8])> = payloads.iter().map(|&payload| (0, payload)).collect();
+        Self::with_ids(stream_id, topic_id, partition_id, &with_ids)
+    }
+
+    /// The same, each message with the id given beside its payload.
+    pub fn with_ids(
+        stream_id: u32,
+        topic_id: u32,
+        partition_id: u32,
+        payloads: &[(u128, &[u8])],
+    ) -> SendMessages {
         let mut messages = Vec::new();
         let mut index = Vec::new();
-        for payload in payloads {
-            encode_message(0, 1, payload, b"", &mut messages);
+        for &(id, payload) in payloads {
+            encode_message(id, 1, payload, b"", &mut messages);
             index.extend_from_slice(&0u32.to_le_bytes());
             index.extend_from_slice(&(messages.len() as u32).to_le_bytes());
             index.extend_from_slice(&0u64.to_le_bytes());

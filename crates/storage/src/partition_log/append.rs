@@ -138,6 +138,34 @@ impl PartitionLog {
         .detach();
     }
 
+    /// A replicated partition's leader, before it stamps and proposes a batch: drops the
+    /// messages whose ids a stored batch had (see [`PartitionLog::remember_ids`]), and
+    /// remembers nothing, since the batch may never commit. Returns the block, its count and
+    /// how many were dropped; without deduplication, the block as it is.
+    pub fn drop_stored_ids(
+        &self,
+        messages: BytesMut,
+        count: u32,
+        now_us: u64,
+    ) -> (BytesMut, u32, u32) {
+        match self.deduplicator.borrow_mut().as_mut() {
+            None => (messages, count, 0),
+            Some(deduplicator) => {
+                let (kept, kept_count) = deduplicator.filter_known(messages, count, now_us);
+                (kept, kept_count, count - kept_count)
+            }
+        }
+    }
+
+    /// A replicated partition, once a batch is committed and applied: remembers its ids (on
+    /// every replica, so a new leader deduplicates what was committed). Server-assigned ids
+    /// are remembered too; they are random and never sent again.
+    pub fn remember_ids(&self, block: &[u8], count: u32, now_us: u64) {
+        if let Some(deduplicator) = self.deduplicator.borrow_mut().as_mut() {
+            deduplicator.remember_block(block, count, now_us);
+        }
+    }
+
     /// Drops the messages whose ids were appended recently. Synchronous, like `push_batch`
     /// right after it, so two racing batches with one id cannot both pass.
     fn deduplicate(&self, messages: BytesMut, count: u32, now_us: u64) -> (BytesMut, u32, u32) {
