@@ -501,10 +501,9 @@ impl Driver {
             failures += 1;
             compio::time::sleep(PERSIST_RETRY).await;
         }
-        if let Err(why) = store.install(snapshot.clone(), durable) {
-            tracing::error!(index, %why, "the leader's metadata snapshot does not fit the log");
-            return;
-        }
+        store
+            .install(snapshot.clone(), durable)
+            .expect("raft-rs hands over a snapshot past this log's start");
         // This node's proposals that still wait may be in the snapshot or not: their
         // proposers hear that the outcome is unknown rather than prepare them again.
         for sequence in std::mem::take(&mut self.pending).into_keys() {
@@ -513,8 +512,12 @@ impl Driver {
             }
         }
         if let Err(why) = self.applier.restore(&snapshot.data, false).await {
-            tracing::error!(index, %why, "the leader's metadata snapshot cannot be restored: \
-                this node's metadata stays where it was");
+            // Its log now starts at the snapshot: with the state behind it, every later entry
+            // would be skipped, silently. A start on this log refuses it the same way.
+            panic!(
+                "the leader's metadata snapshot at index {index} cannot be restored ({why}): \
+                 this node cannot follow the metadata group"
+            );
         }
         self.compact_at = storage_compact_at(index, self.snapshot_entries);
         tracing::info!(
