@@ -1767,13 +1767,13 @@ fn nemesis() {
     let mut history = History::default();
     let mut serial = 0;
     // Messages: one topic of three partitions, never deleted; each step sends a few through
-    // random nodes to random partitions, one at a time, so acknowledgements come in send order.
+    // random nodes to random partitions, and a consumer reads one.
     let stream = raw::create_stream(&mut cluster.connect(0), MESSAGES_STREAM);
     let topic = (
         stream,
         raw::create_topic(&mut cluster.connect(0), stream, "events", 3),
     );
-    let mut messages: Vec<Vec<(String, Sent)>> = vec![Vec::new(); 3];
+    let mut traffic = Traffic::new(topic);
     for step in 0..steps {
         let node = rng.below(3);
         let fault = FAULTS[rng.below(FAULTS.len())];
@@ -1781,14 +1781,10 @@ fn nemesis() {
         apply_fault(&mut cluster, node, fault);
         for _ in 0..3 {
             history.operate(&cluster, &mut rng, serial);
-            let (via, partition) = (rng.below(3), rng.below(3));
-            let payload = format!("p{partition}-s{serial}");
-            if cluster.nodes[via].is_running() {
-                let sent = send_one(&cluster, via, topic, partition as u32, &payload);
-                messages[partition].push((payload, sent));
-            }
+            traffic.send(&mut cluster, &mut rng, serial);
             serial += 1;
         }
+        traffic.read(&mut cluster, &mut rng);
         cluster.heal_all();
         if matches!(fault, Fault::Kill) {
             cluster.nodes[node].restart();
@@ -1805,13 +1801,13 @@ fn nemesis() {
         history.deleted.len(),
         history.delete_unknown.len(),
     );
-    report_messages(&messages);
+    traffic.report();
     assert!(
         !history.created.is_empty(),
         "the cluster took no change at all"
     );
     check_history(&cluster, "marker-1", &history);
-    check_partitions(&cluster, &[0, 1, 2], topic, &messages);
+    traffic.check(&cluster);
     for node in &mut cluster.nodes {
         node.stop();
     }
@@ -1819,8 +1815,95 @@ fn nemesis() {
         node.restart();
     }
     check_history(&cluster, "marker-2", &history);
-    check_partitions(&cluster, &[0, 1, 2], topic, &messages);
+    traffic.check(&cluster);
     report_snapshots(&cluster);
+}
+
+/// The nemesis's messages: what was sent to each partition of one topic and how each send
+/// ended, and what consumers read meanwhile.
+struct Traffic {
+    topic: (u32, u32),
+    sent: Vec<Vec<(String, Sent)>>,
+    /// Per read: the partition, and the `(offset, payload)` of each message it returned.
+    reads: Vec<(u32, Vec<(u64, String)>)>,
+}
+
+impl Traffic {
+    fn new(topic: (u32, u32)) -> Self {
+        Self {
+            topic,
+            sent: vec![Vec::new(); 3],
+            reads: Vec::new(),
+        }
+    }
+
+    /// One message through a random running node to a random partition, one at a time, so
+    /// acknowledgements come in send order.
+    fn send(&mut self, cluster: &mut Cluster, rng: &mut Rng, serial: usize) {
+        let (via, partition) = (rng.below(3), rng.below(3));
+        let payload = format!("p{partition}-s{serial}");
+        if cluster.nodes[via].is_running() {
+            let sent = send_one(cluster, via, self.topic, partition as u32, &payload);
+            self.sent[partition].push((payload, sent));
+        }
+    }
+
+    /// A consumer reads a random partition from its start through a random node, under the
+    /// step's fault; what it got is kept for [`Traffic::check`].
+    fn read(&mut self, cluster: &mut Cluster, rng: &mut Rng) {
+        let (via, partition) = (rng.below(3), rng.below(3) as u32);
+        if !cluster.nodes[via].is_running() {
+            return;
+        }
+        let Ok(mut conn) = RawConn::try_connect_logged_in(cluster.nodes[via].addr) else {
+            return;
+        };
+        let (stream, topic) = self.topic;
+        let poll = raw::poll_payload(stream, topic, partition, 0, 1000);
+        conn.send_frame(code::POLL_MESSAGES, &poll);
+        let Ok(response) = conn.try_read_response() else {
+            return;
+        };
+        if response.status != 0 {
+            return;
+        }
+        let read = raw::decode_polled(&response.payload)
+            .messages
+            .into_iter()
+            .map(|(offset, payload)| (offset, String::from_utf8(payload).expect("utf-8")))
+            .collect();
+        self.reads.push((partition, read));
+    }
+
+    fn report(&self) {
+        report_messages(&self.sent);
+        let messages: usize = self.reads.iter().map(|(_, read)| read.len()).sum();
+        println!("reads: {}, {messages} messages", self.reads.len());
+    }
+
+    /// Every partition as [`check_partitions`] wants it on every node, and every message a
+    /// consumer read is still there, at the offset it was read at, on every node: nobody read
+    /// a message that later disappeared.
+    #[track_caller]
+    fn check(&self, cluster: &Cluster) {
+        check_partitions(cluster, &[0, 1, 2], self.topic, &self.sent);
+        for node in 0..3 {
+            let held: Vec<Vec<String>> = (0..3)
+                .map(|partition| payloads_on(cluster, node, self.topic, partition))
+                .collect();
+            for (partition, read) in &self.reads {
+                for (offset, payload) in read {
+                    let now = held[*partition as usize].get(*offset as usize);
+                    assert_eq!(
+                        now,
+                        Some(payload),
+                        "node {}: partition {partition} offset {offset} was read as {payload}",
+                        node + 1
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// How many metadata snapshots the nodes took and installed, from their logs.
