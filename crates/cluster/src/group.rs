@@ -163,6 +163,10 @@ impl MetadataGroup {
         };
         config.validate().map_err(|error| error.to_string())?;
         let logger = log_bridge::logger(METADATA_GROUP, settings.node_id);
+        // Entries since the last snapshot count across restarts, so a node restarted more
+        // often than it applies `metadata_snapshot_entries` still compacts.
+        let compact_at =
+            storage_compact_at(storage.snapshot_index(), settings.metadata_snapshot_entries);
         let node = RawNode::new(&config, storage, &logger).map_err(|error| error.to_string())?;
         let (inputs, queued) = flume::bounded(INPUTS_MAX);
         let disks = Rc::new(Disks::open(&log_dir).await?);
@@ -182,7 +186,7 @@ impl MetadataGroup {
             snapshot_reports: Vec::new(),
             pending: HashMap::new(),
             snapshot_entries: settings.metadata_snapshot_entries,
-            compact_at: storage_compact_at(commit, settings.metadata_snapshot_entries),
+            compact_at,
         };
         compio::runtime::spawn(driver.run()).detach();
         compio::runtime::spawn(tick(inputs.clone(), settings.tick)).detach();

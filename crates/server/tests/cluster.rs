@@ -827,6 +827,36 @@ fn a_node_behind_the_metadata_log_start_catches_up_from_a_snapshot() {
     }
 }
 
+#[test]
+fn entries_since_the_last_metadata_snapshot_count_across_a_restart() {
+    let mut cluster = Cluster::start_with(
+        3,
+        false,
+        "tick_ms = 50\nmetadata_snapshot_entries = 16\n",
+        &[],
+    );
+    let names: Vec<String> = (0..18).map(|k| format!("s{k}")).collect();
+    // Fewer than 16 entries before node 3 restarts, fewer than 16 after, more than 16 in all.
+    for name in &names[..6] {
+        raw::create_stream(&mut cluster.connect(0), name);
+    }
+    let shown: Vec<&str> = names[..6].iter().map(String::as_str).collect();
+    wait_for_streams(&cluster, 2, &shown);
+    cluster.nodes[2].stop();
+    cluster.nodes[2].restart();
+    for name in &names[6..] {
+        raw::create_stream(&mut cluster.connect(0), name);
+    }
+    let shown: Vec<&str> = names.iter().map(String::as_str).collect();
+    wait_for_streams(&cluster, 2, &shown);
+    wait_for(|| {
+        cluster.nodes[2]
+            .logs()
+            .contains("metadata log compacted into a snapshot")
+            .then_some(())
+    });
+}
+
 /// Offsets `consumer` reads from partition 0 with Next and auto-commit (routed polls), three
 /// at a time, until it has read `count`.
 async fn poll_routed(
