@@ -1815,6 +1815,7 @@ fn nemesis() {
             serial += 1;
         }
         traffic.read(&mut cluster, &mut rng);
+        traffic.consume(&mut cluster, &mut rng);
         cluster.heal_all();
         if matches!(fault, Fault::Kill) {
             cluster.nodes[node].restart();
@@ -1856,7 +1857,13 @@ struct Traffic {
     sent: Vec<Vec<(String, Sent)>>,
     /// Per read: the partition, and the `(offset, payload)` of each message it returned.
     reads: Vec<(u32, Vec<(u64, String)>)>,
+    /// Per partition, the auto-commit consumer's polls in order: the offsets each returned,
+    /// or `None` for a poll that got no answer (its offset may have been stored).
+    consumed: Vec<Vec<Option<Vec<u64>>>>,
 }
+
+/// The nemesis's auto-commit consumer.
+const NEMESIS_CONSUMER: u32 = 77;
 
 impl Traffic {
     fn new(topic: (u32, u32)) -> Self {
@@ -1864,6 +1871,67 @@ impl Traffic {
             topic,
             sent: vec![Vec::new(); 3],
             reads: Vec::new(),
+            consumed: vec![Vec::new(); 3],
+        }
+    }
+
+    /// The auto-commit consumer polls Next from a random partition through a random running
+    /// node, under the step's fault.
+    fn consume(&mut self, cluster: &mut Cluster, rng: &mut Rng) {
+        let (via, partition) = (rng.below(3), rng.below(3));
+        if !cluster.nodes[via].is_running() {
+            return;
+        }
+        let Ok(mut conn) = RawConn::try_connect_logged_in(cluster.nodes[via].addr) else {
+            return;
+        };
+        let mut poll = vec![1];
+        poll.extend(raw::id_numeric(NEMESIS_CONSUMER));
+        poll.extend(raw::id_numeric(self.topic.0));
+        poll.extend(raw::id_numeric(self.topic.1));
+        poll.push(1);
+        poll.extend_from_slice(&(partition as u32).to_le_bytes());
+        poll.push(5); // Next
+        poll.extend_from_slice(&0u64.to_le_bytes());
+        poll.extend_from_slice(&4u32.to_le_bytes());
+        poll.push(1); // auto-commit
+        conn.send_frame(code::POLL_MESSAGES, &poll);
+        let answered = conn.try_read_response().ok().map(|response| {
+            let offsets = match response.status {
+                0 => raw::decode_polled(&response.payload).messages,
+                _ => Vec::new(),
+            };
+            offsets.into_iter().map(|(offset, _)| offset).collect()
+        });
+        self.consumed[partition].push(answered);
+    }
+
+    /// The auto-commit consumer skipped nothing: each answered poll starts at or before the
+    /// offset after everything it was given, unless the poll before it got no answer (its
+    /// offset may have been stored without the consumer seeing its messages).
+    #[track_caller]
+    fn check_consumed(&self) {
+        for (partition, polls) in self.consumed.iter().enumerate() {
+            let mut next = 0;
+            let mut unanswered = false;
+            for poll in polls {
+                match poll {
+                    None => unanswered = true,
+                    Some(offsets) => {
+                        // An empty answer (nothing new, or refused) stores nothing.
+                        let (Some(&first), Some(&last)) = (offsets.first(), offsets.last()) else {
+                            continue;
+                        };
+                        assert!(
+                            first <= next || unanswered,
+                            "partition {partition}: the auto-commit consumer was given \
+                             {first}..={last} after {next} (polls: {polls:?})"
+                        );
+                        next = next.max(last + 1);
+                        unanswered = false;
+                    }
+                }
+            }
         }
     }
 
@@ -1908,7 +1976,16 @@ impl Traffic {
     fn report(&self) {
         report_messages(&self.sent);
         let messages: usize = self.reads.iter().map(|(_, read)| read.len()).sum();
-        println!("reads: {}, {messages} messages", self.reads.len());
+        let polls = self.consumed.iter().flatten();
+        let (answered, unanswered) = polls.fold((0, 0), |(yes, no), poll| match poll {
+            Some(offsets) => (yes + offsets.len(), no),
+            None => (yes, no + 1),
+        });
+        println!(
+            "reads: {}, {messages} messages; auto-commit consumer: {answered} messages, \
+             {unanswered} polls unanswered",
+            self.reads.len()
+        );
     }
 
     /// Every partition as [`check_partitions`] wants it on every node, and every message a
@@ -1917,6 +1994,7 @@ impl Traffic {
     #[track_caller]
     fn check(&self, cluster: &Cluster) {
         check_partitions(cluster, &[0, 1, 2], self.topic, &self.sent);
+        self.check_consumed();
         for node in 0..3 {
             let held: Vec<Vec<String>> = (0..3)
                 .map(|partition| payloads_on(cluster, node, self.topic, partition))
