@@ -21,8 +21,8 @@ use std::{
 use futures_channel::oneshot;
 use galgo_metadata::Change;
 use raft::{
-    Config, RawNode, SnapshotStatus, Storage,
-    eraftpb::{Entry, EntryType, HardState, Message, MessageType, Snapshot},
+    Config, RawNode, Storage,
+    eraftpb::{Entry, EntryType, HardState, Message, Snapshot},
 };
 use thiserror::Error;
 
@@ -31,6 +31,7 @@ use crate::{
     group_log::{GroupLog, GroupStorage, OpenedLog},
     log_bridge,
     proposal::MetadataProposal,
+    send_reports::SendReports,
     settings::{ELECTION_TICKS, HEARTBEAT_TICKS},
     transport::{self, Outboxes},
     view::ClusterView,
@@ -182,8 +183,7 @@ impl MetadataGroup {
             view: view.clone(),
             waiters: waiters.clone(),
             queued,
-            unreachable: Vec::new(),
-            snapshot_reports: Vec::new(),
+            reports: SendReports::default(),
             pending: HashMap::new(),
             snapshot_entries: settings.metadata_snapshot_entries,
             compact_at,
@@ -328,10 +328,8 @@ struct Driver {
     view: Arc<ClusterView>,
     waiters: Waiters,
     queued: flume::Receiver<Input>,
-    /// Peers whose outbox dropped a message during this pass.
-    unreachable: Vec<u64>,
-    /// Snapshots sent (or dropped) during this pass, for raft-rs's `report_snapshot`.
-    snapshot_reports: Vec<(u64, SnapshotStatus)>,
+    /// What this pass's sends leave for raft-rs to hear.
+    reports: SendReports,
     /// Applied entries between two compactions.
     snapshot_entries: u64,
     /// The applied index from which the next compaction is due.
@@ -352,12 +350,7 @@ impl Driver {
                 self.handle(input);
             }
             self.on_ready().await;
-            for peer in self.unreachable.drain(..) {
-                self.node.report_unreachable(peer);
-            }
-            for (peer, status) in self.snapshot_reports.drain(..) {
-                self.node.report_snapshot(peer, status);
-            }
+            self.reports.report(&mut self.node);
             self.compact().await;
             let (leader, term) = (self.node.raft.leader_id, self.node.raft.term);
             let new_leader = leader != 0 && self.view.leader() != Some(leader);
@@ -409,20 +402,9 @@ impl Driver {
 
     fn send(&mut self, messages: Vec<Message>) {
         for message in messages {
-            let to = message.to;
-            let snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
-            let sent = self.outboxes.send(METADATA_GROUP, message);
-            if snapshot {
-                let status = if sent {
-                    SnapshotStatus::Finish
-                } else {
-                    SnapshotStatus::Failure
-                };
-                self.snapshot_reports.push((to, status));
-            }
-            if !sent && !self.unreachable.contains(&to) {
-                self.unreachable.push(to);
-            }
+            let outboxes = &self.outboxes;
+            self.reports
+                .send(message, |message| outboxes.send(METADATA_GROUP, message));
         }
     }
 

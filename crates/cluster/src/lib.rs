@@ -16,6 +16,7 @@ mod group_log;
 mod log_bridge;
 mod proposal;
 pub mod replica;
+mod send_reports;
 mod settings;
 pub mod transport;
 mod view;

@@ -28,6 +28,8 @@ mod log_format;
 mod metadata;
 mod slab;
 mod snapshot;
+#[cfg(test)]
+mod test_support;
 mod users;
 
 pub use authorization::{Need, authorize};

@@ -756,23 +756,7 @@ pub(crate) fn place(loads: &mut [u32]) -> ShardId {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn settings() -> TopicSettings {
-        TopicSettings {
-            compression: 1,
-            message_expiry_us: 0,
-            max_topic_size_bytes: 0,
-            replication_factor: 0,
-        }
-    }
-
-    fn commit(metadata: &mut Metadata, change: impl Into<Change>) {
-        let event = Event {
-            version: metadata.version() + 1,
-            change: change.into(),
-        };
-        metadata.apply(&event);
-    }
+    use crate::test_support::{commit, settings};
 
     #[test]
     fn partitions_spread_over_shards_and_replicas_agree() {

@@ -500,26 +500,9 @@ mod tests {
     use galgo_protocol::identifier::Identifier;
 
     use super::*;
-    use crate::{Change, Event};
+    use crate::test_support::{commit, settings};
 
     const SEGMENT_SIZE_BYTES: u64 = 1 << 20;
-
-    fn settings() -> TopicSettings {
-        TopicSettings {
-            compression: 1,
-            message_expiry_us: 0,
-            max_topic_size_bytes: 0,
-            replication_factor: 0,
-        }
-    }
-
-    fn commit(metadata: &mut Metadata, change: impl Into<Change>) {
-        let event = Event {
-            version: metadata.version() + 1,
-            change: change.into(),
-        };
-        metadata.apply(&event);
-    }
 
     fn name(name: &str) -> Identifier {
         Identifier::Name(name.into())

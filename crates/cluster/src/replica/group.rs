@@ -37,7 +37,7 @@ use galgo_storage::{
     RecordKind, ReplicaState, ReplicaStateFile, SnapshotIntent,
 };
 use raft::{
-    Config, RawNode, SnapshotStatus, StateRole,
+    Config, RawNode, StateRole,
     eraftpb::{Entry, HardState, Message, MessageType, Snapshot},
 };
 use thiserror::Error;
@@ -45,6 +45,7 @@ use thiserror::Error;
 use super::storage::{EntryMeta, PartitionStorage, decode_snapshot};
 use crate::{
     log_bridge,
+    send_reports::SendReports,
     settings::{Ack, ELECTION_TICKS, HEARTBEAT_TICKS},
 };
 
@@ -434,8 +435,7 @@ pub async fn start_group(
         view: view.clone(),
         pending: HashMap::new(),
         last_stamp: 0,
-        unreachable: Vec::new(),
-        snapshot_reports: Vec::new(),
+        reports: SendReports::default(),
         follow_retention: false,
         ticks: 0,
         leading_ticks: 0,
@@ -800,10 +800,8 @@ struct Group {
     pending: HashMap<u64, Pending>,
     /// Timestamp of the newest batch this node stamped.
     last_stamp: u64,
-    /// Peers whose messages were dropped in this pass.
-    unreachable: Vec<u64>,
-    /// Snapshots sent (or dropped) in this pass, for raft-rs's `report_snapshot`.
-    snapshot_reports: Vec<(u64, SnapshotStatus)>,
+    /// What this pass's sends leave for raft-rs to hear.
+    reports: SendReports,
     /// Look at the partition log's first offset at the end of this pass (a tick, or an entry
     /// a follower needed was gone).
     follow_retention: bool,
@@ -849,12 +847,7 @@ impl Group {
                     "partition group stopped: its log start cannot be moved");
                 stop = true;
             }
-            for peer in self.unreachable.drain(..) {
-                self.node.report_unreachable(peer);
-            }
-            for (peer, status) in self.snapshot_reports.drain(..) {
-                self.node.report_snapshot(peer, status);
-            }
+            self.reports.report(&mut self.node);
             if self.view.leader.replace(self.node.raft.leader_id) != self.node.raft.leader_id {
                 self.view.committed.notify(usize::MAX);
             }
@@ -1062,20 +1055,8 @@ impl Group {
 
     fn send(&mut self, messages: Vec<Message>) {
         for message in messages {
-            let to = message.to;
-            let snapshot = message.get_msg_type() == MessageType::MsgSnapshot;
-            let sent = (self.sink)(self.config.group, message);
-            if snapshot {
-                let status = if sent {
-                    SnapshotStatus::Finish
-                } else {
-                    SnapshotStatus::Failure
-                };
-                self.snapshot_reports.push((to, status));
-            }
-            if !sent && !self.unreachable.contains(&to) {
-                self.unreachable.push(to);
-            }
+            let (sink, group) = (&self.sink, self.config.group);
+            self.reports.send(message, |message| sink(group, message));
         }
     }
 
