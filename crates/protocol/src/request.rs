@@ -115,6 +115,7 @@ mod tests {
             partitioning: Partitioning::MessagesKey(bytes::Bytes::from_static(b"key")),
             messages_count: 2,
             messages: BytesMut::from(&block[..]),
+            frames: None,
         }
     }
 

@@ -109,7 +109,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use galgo_metadata::{Metadata, MetadataError, Need, StreamId, TopicId, TopicKey};
-use galgo_protocol::{Command, Identifier, Request};
+use galgo_protocol::{Command, Identifier, Request, vsr::batch::KeptRecord};
 
 use crate::{
     authorization,
@@ -124,6 +124,9 @@ use crate::{
 pub struct Reply {
     chunks: Vec<Bytes>,
     appended: Option<Appended>,
+    /// A poll's chunks that a 0.9 producer sent, in its layout, for a 0.9 reply to send as
+    /// they are (their `chunk` indexes `chunks`).
+    kept: Vec<KeptRecord>,
 }
 
 /// Where a send's messages went, which the 0.9 generation confirms (PROTOCOL-0.9.md §8.8)
@@ -154,6 +157,16 @@ impl Reply {
         Self {
             chunks,
             appended: None,
+            kept: Vec::new(),
+        }
+    }
+    /// A poll's reply: the head and the stored messages, with the frames kept for some of
+    /// them.
+    pub fn polled(chunks: Vec<Bytes>, kept: Vec<KeptRecord>) -> Self {
+        Self {
+            chunks,
+            appended: None,
+            kept,
         }
     }
     /// The empty OK of a send, with where its messages went.
@@ -161,6 +174,7 @@ impl Reply {
         Self {
             chunks: Vec::new(),
             appended: Some(appended),
+            kept: Vec::new(),
         }
     }
     /// Where a send's messages went, for a send.
@@ -176,6 +190,10 @@ impl Reply {
     /// The chunks.
     pub fn into_chunks(self) -> Vec<Bytes> {
         self.chunks
+    }
+    /// The chunks, and the frames kept for some of them.
+    pub fn into_polled(self) -> (Vec<Bytes>, Vec<KeptRecord>) {
+        (self.chunks, self.kept)
     }
 }
 

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use galgo_protocol::vsr::batch::{KeptRecord, SentFrames};
 
 use crate::{
     disk::WRITE_BUFFERS_MAX,
@@ -59,6 +60,8 @@ pub(crate) struct JournalBatch {
     /// Memory it keeps allocated besides those two: the bytes of the request its messages
     /// were split off without a copy (a 0.8 request's metadata and index block).
     pub held_bytes: u64,
+    /// The messages as the 0.9 producer sent them, served to 0.9 polls as they are.
+    pub frames: Option<SentFrames>,
 }
 
 impl AsRef<JournalBatch> for JournalBatch {
@@ -71,7 +74,21 @@ impl JournalBatch {
     /// Bytes it holds in memory: its messages, their index entries and what it keeps
     /// allocated with them.
     pub(crate) fn memory_bytes(&self) -> u64 {
-        (self.messages.len() + self.entries.len()) as u64 + self.held_bytes
+        let frames = self.frames.as_ref().map_or(0, SentFrames::memory_bytes);
+        (self.messages.len() + self.entries.len()) as u64 + self.held_bytes + frames
+    }
+
+    /// The kept frames of messages `[from, to)`, which lie at `range` of `messages`, for
+    /// chunk `chunk` of a read.
+    fn kept_record(
+        &self,
+        from: u32,
+        to: u32,
+        range: (usize, usize),
+        chunk: usize,
+    ) -> Option<KeptRecord> {
+        let sent = self.frames.as_ref()?;
+        sent.record((from, to), range, chunk, self.first_offset, self.timestamp)
     }
 
     pub(crate) fn end_offset_exclusive(&self) -> u64 {
@@ -271,11 +288,17 @@ impl Journal {
         self.in_flight_bytes = 0;
     }
 
-    /// Appends to `out` the stored bytes of the messages from `offset` that `limits` allow.
-    /// Zero-copy: the chunks are slices of the batches. Returns the number of messages and
-    /// bytes.
-    pub fn read(&self, offset: u64, limits: ReadLimits, out: &mut Vec<Bytes>) -> (u32, u64) {
-        read_batches(&self.batches, offset, limits, out)
+    /// Appends to `out` the stored bytes of the messages from `offset` that `limits` allow,
+    /// and to `kept` the kept frames of the same messages where a batch has them. Zero-copy:
+    /// the chunks are slices of the batches. Returns the number of messages and bytes.
+    pub fn read(
+        &self,
+        offset: u64,
+        limits: ReadLimits,
+        out: &mut Vec<Bytes>,
+        kept: &mut Vec<KeptRecord>,
+    ) -> (u32, u64) {
+        read_batches(&self.batches, offset, limits, out, kept)
     }
 
     /// Drops the batches of a run whose write completed and hands them, oldest first, to
@@ -318,6 +341,10 @@ impl Journal {
             }
             let keep = (offset - last.first_offset) as u32;
             let (_, end) = last.byte_range(0, keep);
+            last.frames = last
+                .frames
+                .take()
+                .and_then(|frames| frames.prefix(keep, end));
             last.messages = last.messages.slice(..end);
             last.entries = last.entries.slice(..keep as usize * INDEX_ENTRY_BYTES);
             last.messages_count = keep;
@@ -358,6 +385,7 @@ pub(crate) fn read_batches<B: AsRef<JournalBatch>>(
     offset: u64,
     limits: ReadLimits,
     out: &mut Vec<Bytes>,
+    kept: &mut Vec<KeptRecord>,
 ) -> (u32, u64) {
     let ReadLimits {
         messages_max,
@@ -385,6 +413,9 @@ pub(crate) fn read_batches<B: AsRef<JournalBatch>>(
         }
         let (start, end) = batch.byte_range(from, to);
         out.push(batch.messages.slice(start..end));
+        if let Some(record) = batch.kept_record(from, to, (start, end), out.len() - 1) {
+            kept.push(record);
+        }
         messages += to - from;
         bytes += (end - start) as u64;
         offset += u64::from(to - from);
@@ -449,6 +480,7 @@ mod tests {
             messages: Bytes::from(messages),
             entries: Bytes::from(entries),
             held_bytes: 0,
+            frames: None,
         }
     }
 
@@ -464,7 +496,12 @@ mod tests {
         let journal = journal();
         let mut out = Vec::new();
         assert_eq!(
-            journal.read(1, ReadLimits::new(3, u64::MAX, true), &mut out),
+            journal.read(
+                1,
+                ReadLimits::new(3, u64::MAX, true),
+                &mut out,
+                &mut Vec::new()
+            ),
             (3, 250)
         );
         assert_eq!(
@@ -473,7 +510,12 @@ mod tests {
         );
         out.clear();
         assert_eq!(
-            journal.read(4, ReadLimits::new(10, u64::MAX, true), &mut out),
+            journal.read(
+                4,
+                ReadLimits::new(10, u64::MAX, true),
+                &mut out,
+                &mut Vec::new()
+            ),
             (1, 90)
         );
     }
@@ -483,17 +525,17 @@ mod tests {
         let journal = journal();
         let mut out = Vec::new();
         assert_eq!(
-            journal.read(0, ReadLimits::new(10, 170, true), &mut out),
+            journal.read(0, ReadLimits::new(10, 170, true), &mut out, &mut Vec::new()),
             (2, 164)
         );
         out.clear();
         assert_eq!(
-            journal.read(1, ReadLimits::new(10, 1, true), &mut out),
+            journal.read(1, ReadLimits::new(10, 1, true), &mut out, &mut Vec::new()),
             (1, 100)
         );
         out.clear();
         assert_eq!(
-            journal.read(1, ReadLimits::new(10, 1, false), &mut out),
+            journal.read(1, ReadLimits::new(10, 1, false), &mut out, &mut Vec::new()),
             (0, 0)
         );
     }
@@ -510,7 +552,12 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(
             journal
-                .read(0, ReadLimits::new(5, u64::MAX, true), &mut out)
+                .read(
+                    0,
+                    ReadLimits::new(5, u64::MAX, true),
+                    &mut out,
+                    &mut Vec::new()
+                )
                 .0,
             5
         );

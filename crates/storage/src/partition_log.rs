@@ -38,6 +38,7 @@ use std::{
 
 use async_lock::Mutex;
 use bytes::Bytes;
+use galgo_protocol::vsr::batch::KeptRecord;
 
 use crate::{
     DeduplicationConfig, OffsetOwner, RecoveryReport, StorageConfig, StorageError,
@@ -82,6 +83,9 @@ pub struct Polled {
     /// Whole messages back to back, in offset order, split into chunks at batch and read
     /// boundaries.
     pub chunks: Vec<Bytes>,
+    /// The chunks whose messages a 0.9 producer sent, in its layout (their `chunk` indexes
+    /// `chunks`), for 0.9 polls to send as they are.
+    pub kept: Vec<KeptRecord>,
 }
 
 impl Polled {

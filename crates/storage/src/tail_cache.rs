@@ -30,6 +30,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use galgo_protocol::vsr::batch::KeptRecord;
 
 use crate::{
     journal::{self, JournalBatch, ReadLimits},
@@ -325,8 +326,14 @@ impl CachedTail {
 
     /// What `Journal::read` does, from the cached batches; `offset` must not be below
     /// `first_offset`.
-    pub fn read(&self, offset: u64, limits: ReadLimits, out: &mut Vec<Bytes>) -> (u32, u64) {
-        journal::read_batches(&self.batches.borrow(), offset, limits, out)
+    pub fn read(
+        &self,
+        offset: u64,
+        limits: ReadLimits,
+        out: &mut Vec<Bytes>,
+        kept: &mut Vec<KeptRecord>,
+    ) -> (u32, u64) {
+        journal::read_batches(&self.batches.borrow(), offset, limits, out, kept)
     }
 }
 

@@ -5,7 +5,13 @@
 use std::{path::Path, rc::Rc};
 
 use bytes::BytesMut;
-use galgo_protocol::message::{MessageIter, encode_message};
+use galgo_protocol::{
+    Identifier,
+    command::messages::PolledMessagesHeader,
+    message::{MessageIter, encode_message},
+    partitioning::Partitioning,
+    vsr::batch::{self, KeptRecord, OutgoingMessage, SentFrames},
+};
 use galgo_storage::{DirectIo, FsyncMode, PartitionLog, StorageConfig, TailCache};
 
 /// 100-byte payloads: a stored message is 64 + 100 bytes, and its index entry 16.
@@ -218,7 +224,7 @@ async fn what_a_batch_keeps_allocated_counts_against_the_bound() {
     let held = 2 * CACHED_MESSAGE_BYTES;
     for _ in 0..3 {
         let first = log.last_offset().map_or(0, |last| last + 1);
-        log.append_holding(block(first, 2), 2, 1, held)
+        log.append_holding(block(first, 2), 2, 1, held, None)
             .await
             .unwrap();
         assert_eq!(
@@ -233,7 +239,7 @@ async fn what_a_batch_keeps_allocated_counts_against_the_bound() {
     // goes, and what it held with it.
     for _ in 0..3 {
         let first = log.last_offset().map_or(0, |last| last + 1);
-        log.append_holding(block(first, 2), 2, 1, held)
+        log.append_holding(block(first, 2), 2, 1, held, None)
             .await
             .unwrap();
         log.flush(false).await.unwrap();
@@ -242,4 +248,109 @@ async fn what_a_batch_keeps_allocated_counts_against_the_bound() {
     assert_eq!(cache.bytes(), 5 * batch);
     assert_eq!(cache.counters().evicted_bytes, batch);
     check_range(&log, 0, 12, 3).await;
+}
+
+/// A batch as a 0.9 producer sends it, decoded as the server decodes it: the stored block
+/// and the frames it keeps. Payloads as `block` makes them; ids from 1.
+fn sent_0_9(first: u64, count: u32) -> (BytesMut, SentFrames) {
+    let payloads: Vec<Vec<u8>> = MessageIter::new(&block(first, count))
+        .map(|view| view.expect("whole").payload().to_vec())
+        .collect();
+    let outgoing: Vec<OutgoingMessage<'_>> = payloads
+        .iter()
+        .enumerate()
+        .map(|(k, payload)| OutgoingMessage {
+            id: u128::from(first) + k as u128 + 1,
+            origin_timestamp: 1_000 + first + k as u64,
+            payload,
+            user_headers: b"",
+        })
+        .collect();
+    let zero = Identifier::Numeric(0);
+    let mut body = BytesMut::new();
+    batch::encode_send(
+        &zero,
+        &zero,
+        &Partitioning::PartitionId(0),
+        &outgoing,
+        &mut body,
+    )
+    .expect("encoded");
+    let send = batch::decode_send(body).expect("valid");
+    (send.messages, send.frames.expect("ids are set"))
+}
+
+/// A poll of `[from, from + count)`, served to a 0.9 consumer: every message once and in
+/// order, and how many of them went out as the producer's own frames.
+async fn poll_0_9(log: &PartitionLog, from: u64, count: u32) -> u32 {
+    let polled = log.poll(from, count).await.expect("poll");
+    assert_eq!(polled.messages_count, count);
+    let mut head = BytesMut::new();
+    PolledMessagesHeader {
+        partition_id: 0,
+        current_offset: 0,
+        messages_count: count,
+    }
+    .encode(&mut head);
+    let mut chunks = vec![head.clone().freeze()];
+    chunks.extend(polled.chunks.iter().cloned());
+    let kept: Vec<KeptRecord> = polled
+        .kept
+        .iter()
+        .map(|record| KeptRecord {
+            chunk: record.chunk + 1,
+            ..record.clone()
+        })
+        .collect();
+    let reply = batch::encode_polled_keeping(&chunks, &kept).expect("encoded");
+    let as_0_8 = batch::decode_polled(&reply).expect("a valid 0.9 reply");
+    assert_eq!(
+        &as_0_8[..],
+        &chunks.concat()[..],
+        "the same messages as the 0.8 reply"
+    );
+    polled
+        .kept
+        .iter()
+        .map(|record| record.message_count() as u32)
+        .sum()
+}
+
+#[compio::test]
+async fn batches_sent_in_the_0_9_layout_serve_their_frames_while_in_memory() {
+    let temp = tempfile::tempdir().unwrap();
+    // Room for about 4 batches of 3 with their frames (each held twice).
+    let cache = TailCache::new(8 * 3 * CACHED_MESSAGE_BYTES);
+    let log = open(temp.path(), 1 << 20, &cache).await;
+    let mut batch_bytes = 0;
+    for k in 0..10u64 {
+        let (messages, frames) = sent_0_9(3 * k, 3);
+        let held = frames.memory_bytes();
+        batch_bytes = 3 * CACHED_MESSAGE_BYTES + held;
+        log.append_holding(messages, 3, 1, 0, Some(frames))
+            .await
+            .unwrap();
+        if k == 0 {
+            assert_eq!(
+                cache.unwritten_bytes(),
+                3 * CACHED_MESSAGE_BYTES + held,
+                "the frames count against the bound"
+            );
+        }
+        if k < 9 {
+            log.flush(false).await.unwrap();
+        }
+    }
+    check_range(&log, 0, 30, 4).await;
+    // The newest batch is in the journal, some before it in the cache: whole batches and
+    // slices of them go out as sent.
+    assert_eq!(poll_0_9(&log, 27, 3).await, 3);
+    assert_eq!(poll_0_9(&log, 25, 4).await, 4);
+    assert_eq!(poll_0_9(&log, 28, 1).await, 1);
+    // The oldest were evicted: what the files serve is converted.
+    assert_eq!(cache.bytes() % batch_bytes, 0, "batches of one size");
+    let first_cached = 27 - cache.bytes() / batch_bytes * 3;
+    assert!(first_cached > 3, "the bound evicted the oldest batches");
+    assert_eq!(poll_0_9(&log, 0, 30).await as u64, 30 - first_cached);
+    assert_eq!(poll_0_9(&log, 1, 2).await, 0);
 }

@@ -24,6 +24,7 @@ use crate::partition_flag::{decode_optional_partition, encode_optional_partition
 use crate::partitioning::Partitioning;
 use crate::polling::PollingStrategy;
 use crate::reader::Reader;
+use crate::vsr::batch::SentFrames;
 
 /// Bytes of one SendMessages index entry.
 pub const SEND_INDEX_ENTRY_BYTES: usize = 16;
@@ -44,6 +45,9 @@ pub struct SendMessages {
     pub messages_count: u32,
     /// The messages block.
     pub messages: BytesMut,
+    /// A 0.9 request's frames as sent, when they can be served to 0.9 polls as they are
+    /// (vsr/batch.rs); `None` from a 0.8 request.
+    pub frames: Option<SentFrames>,
 }
 
 /// Where the parts of a SendMessages payload lie, found before anything is split.
@@ -76,6 +80,7 @@ impl SendMessages {
             partitioning: layout.partitioning,
             messages_count: layout.messages_count,
             messages,
+            frames: None,
         })
     }
 

@@ -69,7 +69,7 @@ const FRAME_PAYLOAD_LENGTH_AT: usize = 36;
 const FRAME_RESERVED_AT: usize = 40;
 
 /// What a message grows by from a frame to the 0.8 layout (and shrinks by the other way).
-const MESSAGE_GROWTH_BYTES: usize = MESSAGE_HEADER_BYTES - FRAME_HEADER_BYTES;
+pub const MESSAGE_GROWTH_BYTES: usize = MESSAGE_HEADER_BYTES - FRAME_HEADER_BYTES;
 
 const _: () = assert!(BATCH_RESERVED_AT == MESSAGE_COUNT_AT + 4);
 const _: () = assert!(FRAME_RESERVED_AT + 8 == FRAME_HEADER_BYTES);
@@ -175,6 +175,107 @@ impl BatchHeader {
             Some(least) if least <= frames_len => Ok(()),
             _ => Err(ErrorCode::InvalidCommand),
         }
+    }
+}
+
+/// A 0.9 producer's frames as it sent them (offset deltas 0, 1, 2, … and timestamp deltas
+/// against `origin_timestamp`), kept beside the stored 0.8 layout of the same messages so that
+/// a 0.9 poll can send them as they are ([`KeptRecord`]): their checksums, verified on the way
+/// in, cover nothing the server stamps. Only batches whose ids are all set (the server
+/// changes an id of 0) are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentFrames {
+    /// The frames, back to back.
+    pub frames: Bytes,
+    /// Their checksums, 8 bytes each, in order: what a record's batch checksum covers, read
+    /// without touching the frames (a cache miss each, for frames that have gone cold).
+    pub checksums: Bytes,
+    /// The batch's origin timestamp, the base of the frames' timestamp deltas.
+    pub origin_timestamp: u64,
+    /// Bytes of the request the frames keep allocated.
+    pub held_bytes: u64,
+}
+
+impl SentFrames {
+    /// Bytes it keeps allocated: the request the frames are a slice of, and the checksums.
+    pub fn memory_bytes(&self) -> u64 {
+        self.held_bytes + self.checksums.len() as u64
+    }
+
+    /// The byte ranges of the frames and of the checksums of the batch's messages
+    /// `[from, to)`, given where those messages lie in the stored layout (`stored`, from the
+    /// batch's first message), where each is [`MESSAGE_GROWTH_BYTES`] longer than its frame.
+    fn ranges(
+        &self,
+        from: u32,
+        to: u32,
+        stored: (usize, usize),
+    ) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+        let start = stored.0.checked_sub(from as usize * MESSAGE_GROWTH_BYTES)?;
+        let end = stored.1.checked_sub(to as usize * MESSAGE_GROWTH_BYTES)?;
+        let (first, last) = (from as usize * 8, to as usize * 8);
+        let fits = start <= end && end <= self.frames.len() && first < last;
+        (fits && last <= self.checksums.len()).then_some((start..end, first..last))
+    }
+
+    /// The record of the batch's messages `[from, to)`, which lie at `stored` of the stored
+    /// batch and make chunk `chunk` of a poll reply; the stored batch starts at `base_offset`
+    /// and has the server timestamp `base_timestamp`. `None` for an empty or outside range.
+    pub fn record(
+        &self,
+        (from, to): (u32, u32),
+        stored: (usize, usize),
+        chunk: usize,
+        base_offset: u64,
+        base_timestamp: u64,
+    ) -> Option<KeptRecord> {
+        let (frames, checksums) = self.ranges(from, to, stored)?;
+        Some(KeptRecord {
+            chunk,
+            frames: self.frames.slice(frames),
+            checksums: self.checksums.slice(checksums),
+            base_offset,
+            base_timestamp,
+            origin_timestamp: self.origin_timestamp,
+        })
+    }
+
+    /// The frames of the batch's first `count` messages, which end at `stored_end` of the
+    /// stored batch (a batch cut short).
+    pub fn prefix(&self, count: u32, stored_end: usize) -> Option<Self> {
+        let (frames, checksums) = self.ranges(0, count, (0, stored_end))?;
+        Some(Self {
+            frames: self.frames.slice(frames),
+            checksums: self.checksums.slice(checksums),
+            ..self.clone()
+        })
+    }
+}
+
+/// One chunk of a 0.8 poll reply that can go out as one 0.9 batch record with its kept
+/// frames instead of converted: the chunk's messages are `frames`, frame `k` being the message
+/// at `base_offset + offset_delta(k)`. Made by [`SentFrames::record`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptRecord {
+    /// Index of the chunk (in the reply's chunks, the head's included) holding the same
+    /// messages in the stored layout, whole.
+    pub chunk: usize,
+    /// The frames, whole, as sent.
+    pub frames: Bytes,
+    /// Their checksums, 8 bytes each: one per message.
+    pub checksums: Bytes,
+    /// Offset of the stored batch's first message (the frames' offset deltas are from it).
+    pub base_offset: u64,
+    /// The server timestamp of the stored batch.
+    pub base_timestamp: u64,
+    /// The base of the frames' timestamp deltas.
+    pub origin_timestamp: u64,
+}
+
+impl KeptRecord {
+    /// Frames in the record.
+    pub fn message_count(&self) -> usize {
+        self.checksums.len() / 8
     }
 }
 
@@ -424,28 +525,43 @@ pub fn decode_send(body: BytesMut) -> Result<SendMessages, ErrorCode> {
     header.check_count_fits(frames.len())?;
     let grown = header.message_count as usize * MESSAGE_GROWTH_BYTES;
     let mut messages = BytesMut::with_capacity(frames.len() + grown);
-    convert_sent_frames(&header, frames, &mut messages)?;
+    let mut checksums = BytesMut::with_capacity(header.message_count as usize * 8);
+    let ids_all_set = convert_sent_frames(&header, frames, &mut messages, &mut checksums)?;
     debug_assert_eq!(messages.len(), frames.len() + grown);
+    let frames_at = metadata.batch_at + BATCH_HEADER_BYTES;
+    let held_bytes = body.len() as u64;
+    // A frame with id 0 gets its id from the server, which changes the frame: those are
+    // served converted.
+    let frames = ids_all_set.then(|| SentFrames {
+        frames: body.freeze().slice(frames_at..),
+        checksums: checksums.freeze(),
+        origin_timestamp: header.origin_timestamp,
+        held_bytes,
+    });
     Ok(SendMessages {
         stream: metadata.stream,
         topic: metadata.topic,
         partitioning: metadata.partitioning,
         messages_count: metadata.messages_count,
         messages,
+        frames,
     })
 }
 
-/// Verifies and converts every frame of a sent batch, then the batch checksum.
+/// Verifies and converts every frame of a sent batch (their checksums go to `checksums`),
+/// then the batch checksum. True when no frame has id 0.
 fn convert_sent_frames(
     header: &BatchHeader,
     frames: &[u8],
     out: &mut BytesMut,
-) -> Result<(), ErrorCode> {
+    checksums: &mut BytesMut,
+) -> Result<bool, ErrorCode> {
     let mut hasher = Xxh3Default::new();
     header.start_checksum(&mut hasher);
-    let mut position = 0;
+    let (mut position, mut ids_all_set) = (0, true);
     for index in 0..header.message_count {
         let frame = Frame::at(frames, position)?;
+        ids_all_set &= frame.id().iter().any(|&byte| byte != 0);
         if frame.offset_delta() != index {
             return Err(ErrorCode::InvalidCommand);
         }
@@ -459,6 +575,7 @@ fn convert_sent_frames(
             return Err(ErrorCode::InvalidMessageChecksum);
         }
         hasher.update(&frame.bytes[..8]);
+        checksums.put_slice(&frame.bytes[..8]);
         let origin_timestamp = header
             .origin_timestamp
             .checked_add(u64::from(frame.timestamp_delta()))
@@ -481,7 +598,7 @@ fn convert_sent_frames(
     if hasher.digest() != header.batch_checksum {
         return Err(ErrorCode::InvalidBatchChecksum);
     }
-    Ok(())
+    Ok(ids_all_set)
 }
 
 /// One message a client sends.
@@ -717,6 +834,22 @@ impl<'a> ChunkCursor<'a> {
         }
     }
 
+    /// The bytes of `chunks[..end]` from `offset` of chunk `chunk` on (`chunk` ≤ `end`).
+    fn between(chunks: &'a [Bytes], (chunk, offset): (usize, usize), end: usize) -> Self {
+        let chunks = &chunks[..end];
+        let from = chunks.get(chunk..).unwrap_or_default();
+        Self {
+            chunks,
+            chunk,
+            offset,
+            remaining: from
+                .iter()
+                .map(Bytes::len)
+                .sum::<usize>()
+                .saturating_sub(offset),
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.remaining == 0
     }
@@ -869,14 +1002,15 @@ fn frame_header(
     (header, checksum)
 }
 
-/// A piece of a 0.9 poll reply, in order: a range of the buffer headers are written to, or a
-/// message body where it is stored.
+/// A piece of a 0.9 poll reply, in order: a range of the buffer headers are written to, a
+/// message body where it is stored, or the frames of a [`KeptRecord`].
 enum Piece {
     Written(std::ops::Range<usize>),
     Stored {
         chunk: usize,
         range: std::ops::Range<usize>,
     },
+    Kept(usize),
 }
 
 /// Whether a message's body leaves as a slice of its chunk rather than copied.
@@ -886,10 +1020,10 @@ fn referenced(message: &StoredMessage<'_>) -> bool {
 }
 
 /// The batch records of a poll reply's messages (their ranges and earliest origin timestamps)
-/// and how many bytes the buffer of its headers and copied bodies takes.
+/// and how many bytes the buffer of their headers and copied bodies takes.
 fn plan_records(messages: &[StoredMessage<'_>]) -> (Vec<(std::ops::Range<usize>, u64)>, usize) {
     let mut records = Vec::new();
-    let (mut written, mut start) = (POLLED_MESSAGES_HEADER_BYTES, 0);
+    let (mut written, mut start) = (0, 0);
     while start < messages.len() {
         let (count, origin_timestamp) = record_extent(&messages[start..]);
         let end = start + count;
@@ -906,8 +1040,89 @@ fn plan_records(messages: &[StoredMessage<'_>]) -> (Vec<(std::ops::Range<usize>,
     (records, written)
 }
 
+/// A part of a 0.9 poll reply: stored messages converted into records, or one kept record.
+enum Part<'a> {
+    Converted {
+        messages: Vec<StoredMessage<'a>>,
+        records: Vec<(std::ops::Range<usize>, u64)>,
+    },
+    /// The index of the kept record, and its header.
+    Kept(usize, BatchHeader),
+}
+
+/// The header of a kept record in a reply from `partition_id`, its checksum computed from
+/// the frames' own; `None` for a record without a whole number of checksums.
+fn kept_header(
+    kept: &KeptRecord,
+    partition_id: u32,
+    hasher: &mut Xxh3Default,
+) -> Option<BatchHeader> {
+    let count = u32::try_from(kept.message_count()).ok()?;
+    if count == 0 || !kept.checksums.len().is_multiple_of(8) {
+        return None;
+    }
+    let mut header = BatchHeader {
+        partition_id: u64::from(partition_id),
+        base_offset: kept.base_offset,
+        base_timestamp: kept.base_timestamp,
+        origin_timestamp: kept.origin_timestamp,
+        batch_length: (BATCH_HEADER_BYTES + kept.frames.len()) as u64,
+        batch_checksum: 0,
+        message_count: count,
+    };
+    header.start_checksum(hasher);
+    hasher.update(&kept.checksums);
+    header.batch_checksum = hasher.digest();
+    Some(header)
+}
+
+/// Splits a poll reply's messages (from `cursor`, just after the head) into parts: each
+/// usable kept record (whole chunks after the head, in order, whole checksums) is a part of
+/// its own, and the messages between them are converted. Returns the parts, their message
+/// count and the bytes they write.
+fn plan_parts<'a>(
+    cursor: &ChunkCursor<'a>,
+    kept: &[KeptRecord],
+    partition_id: u32,
+    hasher: &mut Xxh3Default,
+) -> Result<(Vec<Part<'a>>, u64, usize), ErrorCode> {
+    let chunks = cursor.chunks;
+    let (mut parts, mut messages_count, mut written) = (Vec::new(), 0u64, 0);
+    let (mut chunk, mut offset) = (cursor.chunk, cursor.offset);
+    let convert = |parts: &mut Vec<Part<'a>>,
+                   from: (usize, usize),
+                   to: usize|
+     -> Result<(u64, usize), ErrorCode> {
+        let stretch = ChunkCursor::between(chunks, from, to);
+        if stretch.is_empty() {
+            return Ok((0, 0));
+        }
+        let messages = stored_messages(stretch)?;
+        let (records, bytes) = plan_records(&messages);
+        let count = messages.len() as u64;
+        parts.push(Part::Converted { messages, records });
+        Ok((count, bytes))
+    };
+    for (index, record) in kept.iter().enumerate() {
+        let whole = record.chunk > chunk || (record.chunk == chunk && offset == 0);
+        if !whole || record.chunk >= chunks.len() {
+            continue;
+        }
+        let Some(header) = kept_header(record, partition_id, hasher) else {
+            continue;
+        };
+        let (count, bytes) = convert(&mut parts, (chunk, offset), record.chunk)?;
+        parts.push(Part::Kept(index, header));
+        messages_count += count + u64::from(header.message_count);
+        written += bytes + BATCH_HEADER_BYTES;
+        (chunk, offset) = (record.chunk + 1, 0);
+    }
+    let (count, bytes) = convert(&mut parts, (chunk, offset), chunks.len())?;
+    Ok((parts, messages_count + count, written + bytes))
+}
+
 /// Writes a 0.9 poll reply as pieces: headers and copied bodies into `scratch`, referenced
-/// bodies as pieces of their own.
+/// bodies and kept frames as pieces of their own.
 struct PiecesWriter {
     scratch: BytesMut,
     pieces: Vec<Piece>,
@@ -919,6 +1134,14 @@ struct PiecesWriter {
 }
 
 impl PiecesWriter {
+    /// Ends the written piece so far (an empty one is dropped at `finish`) and adds `piece`.
+    fn push_piece(&mut self, piece: Piece) {
+        self.pieces
+            .push(Piece::Written(self.from..self.scratch.len()));
+        self.from = self.scratch.len();
+        self.pieces.push(piece);
+    }
+
     /// Writes one batch record of `record` (all of them; [`record_extent`] chose them).
     fn write_record(
         &mut self,
@@ -953,15 +1176,10 @@ impl PiecesWriter {
             self.hasher.update(&checksum.to_le_bytes());
             self.scratch.put_slice(&frame);
             match message.place.filter(|_| referenced(message)) {
-                Some((chunk, at)) => {
-                    self.pieces
-                        .push(Piece::Written(self.from..self.scratch.len()));
-                    self.from = self.scratch.len();
-                    self.pieces.push(Piece::Stored {
-                        chunk,
-                        range: at + MESSAGE_HEADER_BYTES..at + bytes.len(),
-                    });
-                }
+                Some((chunk, at)) => self.push_piece(Piece::Stored {
+                    chunk,
+                    range: at + MESSAGE_HEADER_BYTES..at + bytes.len(),
+                }),
                 None => self.scratch.put_slice(&bytes[MESSAGE_HEADER_BYTES..]),
             }
         }
@@ -969,8 +1187,14 @@ impl PiecesWriter {
         header.write_into(&mut self.scratch[header_at..]);
     }
 
+    /// Writes a kept record: its header, then its frames as they are.
+    fn write_kept(&mut self, index: usize, header: &BatchHeader) {
+        header.encode(&mut self.scratch);
+        self.push_piece(Piece::Kept(index));
+    }
+
     /// The pieces, in order and none empty, and the whole written buffer.
-    fn finish(mut self, chunks: &[Bytes]) -> (Vec<Bytes>, Bytes) {
+    fn finish(mut self, chunks: &[Bytes], kept: &[KeptRecord]) -> (Vec<Bytes>, Bytes) {
         self.pieces
             .push(Piece::Written(self.from..self.scratch.len()));
         let whole = self.scratch.freeze();
@@ -981,6 +1205,7 @@ impl PiecesWriter {
                 Piece::Written(range) if range.is_empty() => None,
                 Piece::Written(range) => Some(whole.slice(range)),
                 Piece::Stored { chunk, range } => Some(chunks[chunk].slice(range)),
+                Piece::Kept(index) => Some(kept[index].frames.clone()),
             })
             .collect();
         (pieces, whole)
@@ -989,9 +1214,14 @@ impl PiecesWriter {
 
 /// Converts a 0.8 PollMessages reply (the 16-byte head, then stored messages back to back,
 /// split across `chunks` at any byte) into the 0.9 reply: the same head, then batch records.
-/// Consecutive messages share a record while they have the same server timestamp and their
-/// offset and origin-timestamp deltas fit a u32. Frame and batch checksums are computed
-/// afresh; the stored checksums are not needed.
+///
+/// Each chunk that `kept` names (whole, after the head, in chunk order) goes out as one
+/// record: a header written here, then its kept frames as they are. The other messages are
+/// converted: consecutive ones share a record while they have the same server timestamp and
+/// their offset and origin-timestamp deltas fit a u32, and their frame and batch checksums
+/// are computed afresh (the stored checksums are not needed). A kept record is trusted to
+/// hold its chunk's messages (storage made both from one batch); one without a whole number
+/// of checksums is converted instead.
 ///
 /// The reply is returned as pieces to send in order, without copying the stored messages:
 /// the head, record headers, frame headers and short bodies are written into `scratch`
@@ -1004,37 +1234,54 @@ impl PiecesWriter {
 /// messages is 3 `InvalidCommand`.
 pub fn encode_polled_pieces(
     chunks: &[Bytes],
+    kept: &[KeptRecord],
     mut scratch: BytesMut,
 ) -> Result<(Vec<Bytes>, Bytes), ErrorCode> {
     scratch.clear();
     let mut cursor = ChunkCursor::new(chunks);
     let head_bytes: [u8; POLLED_MESSAGES_HEADER_BYTES] = cursor.read()?;
     let head = PolledMessagesHeader::decode(&head_bytes)?;
-    let messages = stored_messages(cursor)?;
-    if messages.len() as u64 != u64::from(head.messages_count) {
+    let mut hasher = Xxh3Default::new();
+    let (parts, messages_count, written) =
+        plan_parts(&cursor, kept, head.partition_id, &mut hasher)?;
+    if messages_count != u64::from(head.messages_count) {
         return Err(ErrorCode::InvalidCommand);
     }
-    let (records, written) = plan_records(&messages);
+    let written = POLLED_MESSAGES_HEADER_BYTES + written;
     scratch.reserve(written);
     scratch.put_slice(&head_bytes);
     let mut writer = PiecesWriter {
         scratch,
-        // At most a written piece before each referenced body, the body, and the last one.
-        pieces: Vec::with_capacity(2 * messages.len() + 1),
+        // At most a written piece before each referenced body or kept record, that piece,
+        // and the last one.
+        pieces: Vec::with_capacity(2 * (head.messages_count as usize) + 1),
         from: 0,
-        hasher: Xxh3Default::new(),
+        hasher,
         input: Vec::new(),
     };
-    for (range, origin_timestamp) in records {
-        writer.write_record(&messages[range], origin_timestamp, head.partition_id);
+    for part in &parts {
+        match part {
+            Part::Converted { messages, records } => {
+                for (range, origin_timestamp) in records {
+                    let record = &messages[range.clone()];
+                    writer.write_record(record, *origin_timestamp, head.partition_id);
+                }
+            }
+            Part::Kept(index, header) => writer.write_kept(*index, header),
+        }
     }
     debug_assert_eq!(writer.scratch.len(), written);
-    Ok(writer.finish(chunks))
+    Ok(writer.finish(chunks, kept))
+}
+
+/// [`encode_polled_pieces`] as one buffer, every message converted.
+pub fn encode_polled(chunks: &[Bytes]) -> Result<BytesMut, ErrorCode> {
+    encode_polled_keeping(chunks, &[])
 }
 
 /// [`encode_polled_pieces`] as one buffer.
-pub fn encode_polled(chunks: &[Bytes]) -> Result<BytesMut, ErrorCode> {
-    let (pieces, _) = encode_polled_pieces(chunks, BytesMut::new())?;
+pub fn encode_polled_keeping(chunks: &[Bytes], kept: &[KeptRecord]) -> Result<BytesMut, ErrorCode> {
+    let (pieces, _) = encode_polled_pieces(chunks, kept, BytesMut::new())?;
     let mut out = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
     for piece in &pieces {
         out.put_slice(piece);
@@ -1558,7 +1805,7 @@ mod tests {
         // The last message straddles two chunks: it is gathered, so copied.
         let split = reply.len() - 100;
         let chunks = [reply.slice(..split), reply.slice(split..)];
-        let (pieces, whole) = encode_polled_pieces(&chunks, BytesMut::new()).expect("valid");
+        let (pieces, whole) = encode_polled_pieces(&chunks, &[], BytesMut::new()).expect("valid");
         let inside = |piece: &Bytes, chunk: &Bytes| {
             let (start, end) = (
                 chunk.as_ptr() as usize,
@@ -1585,7 +1832,7 @@ mod tests {
         drop(pieces);
         let scratch = whole.try_into_mut().expect("the only reference left");
         let capacity = scratch.capacity();
-        let (pieces, _) = encode_polled_pieces(&chunks, scratch).expect("valid");
+        let (pieces, _) = encode_polled_pieces(&chunks, &[], scratch).expect("valid");
         assert_eq!(pieces.concat(), body);
         assert!(capacity >= body.len() - referenced.iter().sum::<usize>());
     }
@@ -1739,6 +1986,144 @@ mod tests {
         proptest::collection::vec(message, 1..6)
     }
 
+    /// A batch as the server holds it after a 0.9 send: the stored layout, stamped, the
+    /// sizes of its messages there, and its kept frames (when asked for and ids allow).
+    struct SentBatch {
+        first_offset: u64,
+        timestamp: u64,
+        stored: Vec<u8>,
+        sizes: Vec<usize>,
+        frames: Option<SentFrames>,
+    }
+
+    fn sent_batch(
+        messages: &[Outgoing],
+        first_offset: u64,
+        timestamp: u64,
+        keep: bool,
+    ) -> SentBatch {
+        let outgoing: Vec<_> = messages
+            .iter()
+            .map(
+                |(id, origin_timestamp, payload, user_headers)| OutgoingMessage {
+                    id: *id,
+                    origin_timestamp: *origin_timestamp,
+                    payload,
+                    user_headers,
+                },
+            )
+            .collect();
+        let zero = Identifier::Numeric(0);
+        let mut body = BytesMut::new();
+        let partitioning = Partitioning::PartitionId(0);
+        encode_send(&zero, &zero, &partitioning, &outgoing, &mut body).unwrap();
+        let send = decode_send(body).unwrap();
+        assert_eq!(
+            send.frames.is_some(),
+            messages.iter().all(|(id, ..)| *id != 0),
+            "frames are kept exactly when every id is set"
+        );
+        let (mut stored, mut sizes) = (Vec::new(), Vec::new());
+        for (k, message) in MessageIter::new(&send.messages).enumerate() {
+            let mut bytes = message.unwrap().as_bytes().to_vec();
+            stamp(&mut bytes, first_offset + k as u64, timestamp, || 7);
+            sizes.push(bytes.len());
+            stored.extend_from_slice(&bytes);
+        }
+        SentBatch {
+            first_offset,
+            timestamp,
+            stored,
+            sizes,
+            frames: send.frames.filter(|_| keep),
+        }
+    }
+
+    /// A poll reply of messages `[from, to)` (counted across the batches) as storage hands it
+    /// out: the head, then one chunk per batch touched, with a kept record where the batch
+    /// kept its frames. Also the whole 0.8 reply.
+    fn slice_poll(
+        batches: &[SentBatch],
+        partition_id: u32,
+        from: usize,
+        to: usize,
+    ) -> (Vec<Bytes>, Vec<KeptRecord>, Vec<u8>) {
+        let mut head = BytesMut::new();
+        PolledMessagesHeader {
+            partition_id,
+            current_offset: 99,
+            messages_count: (to - from) as u32,
+        }
+        .encode(&mut head);
+        let mut stored = head.to_vec();
+        let (mut chunks, mut kept) = (vec![head.freeze()], Vec::new());
+        let mut first = 0;
+        for batch in batches {
+            let count = batch.sizes.len();
+            let range = from.max(first)..to.min(first + count);
+            let (lo, hi) = (
+                range.start.wrapping_sub(first),
+                range.end.wrapping_sub(first),
+            );
+            first += count;
+            if range.is_empty() {
+                continue;
+            }
+            let start: usize = batch.sizes[..lo].iter().sum();
+            let end: usize = batch.sizes[..hi].iter().sum();
+            stored.extend_from_slice(&batch.stored[start..end]);
+            chunks.push(Bytes::copy_from_slice(&batch.stored[start..end]));
+            if let Some(frames) = &batch.frames {
+                let range = (lo as u32, hi as u32);
+                let chunk = chunks.len() - 1;
+                let record = frames.record(
+                    range,
+                    (start, end),
+                    chunk,
+                    batch.first_offset,
+                    batch.timestamp,
+                );
+                kept.push(record.unwrap());
+            }
+        }
+        (chunks, kept, stored)
+    }
+
+    #[test]
+    fn a_kept_record_without_whole_checksums_is_converted() {
+        let messages: Vec<Outgoing> = (1..=3u128)
+            .map(|id| (id, 1_000 + id as u64, vec![id as u8; 40], Vec::new()))
+            .collect();
+        let batch = sent_batch(&messages, 10, 700, true);
+        assert!(
+            batch
+                .frames
+                .as_ref()
+                .unwrap()
+                .record((2, 2), (0, 0), 1, 0, 0)
+                .is_none()
+        );
+        assert!(
+            batch
+                .frames
+                .as_ref()
+                .unwrap()
+                .record((0, 4), (0, 200), 1, 0, 0)
+                .is_none()
+        );
+        let (chunks, mut kept, stored) = slice_poll(&[batch], 4, 0, 3);
+        let whole = kept[0].checksums.clone();
+        kept[0].checksums = whole.slice(..23);
+        let body = encode_polled_keeping(&chunks, &kept).expect("converted instead");
+        assert_eq!(decode_polled(&body).expect("valid").to_vec(), stored);
+        assert!(checksums_hold(&records(&body)));
+        // Named chunks that are not whole messages after the head are not used either.
+        kept[0].checksums = whole;
+        kept[0].chunk = 0;
+        let body = encode_polled_keeping(&chunks, &kept).expect("converted instead");
+        assert_eq!(decode_polled(&body).expect("valid").to_vec(), stored);
+    }
+
     /// Stored messages: offsets rising with gaps, a few shared timestamps, spread origins.
     fn any_stored() -> impl Strategy<Value = Vec<Vec<u8>>> {
         let message = (
@@ -1811,6 +2196,35 @@ mod tests {
             prop_assert_eq!(decode_polled(&body).unwrap().to_vec(), reply);
             for view in MessageIter::new(&decode_polled(&body).unwrap()[16..]) {
                 prop_assert!(view.map(|m: MessageView<'_>| m.checksum_is_valid()).unwrap_or(false));
+            }
+        }
+
+        /// Batches kept as a 0.9 producer sent them serve, for any slice of them, exactly
+        /// what converting their stored layout serves, with checksums that hold.
+        #[test]
+        fn kept_records_serve_what_conversion_serves(
+            batches in proptest::collection::vec((any_outgoing(), 0u64..3, any::<bool>()), 1..5),
+            cut in (any::<prop::sample::Index>(), any::<prop::sample::Index>()),
+            partition_id in any::<u32>(),
+        ) {
+            let sent: Vec<SentBatch> = batches
+                .iter()
+                .scan(0u64, |offset, (messages, timestamp, keep)| {
+                    let batch = sent_batch(messages, *offset, 500 + timestamp, *keep);
+                    *offset += messages.len() as u64;
+                    Some(batch)
+                })
+                .collect();
+            let total: usize = sent.iter().map(|batch| batch.sizes.len()).sum();
+            let (a, b) = (cut.0.index(total), cut.1.index(total));
+            let (from, to) = (a.min(b), a.max(b) + 1);
+            let (chunks, kept, stored) = slice_poll(&sent, partition_id, from, to);
+            let body = encode_polled_keeping(&chunks, &kept).unwrap();
+            let records = records(&body);
+            prop_assert!(checksums_hold(&records));
+            prop_assert_eq!(decode_polled(&body).unwrap().to_vec(), stored);
+            for record in &kept {
+                prop_assert!(records.iter().any(|(_, frames)| frames[..] == record.frames[..]));
             }
         }
 

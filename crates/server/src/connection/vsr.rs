@@ -370,7 +370,8 @@ fn success(
         (Some(CommandCode::PollMessages), _) => {
             let state = state(session);
             let scratch = std::mem::take(&mut state.poll_buffer);
-            batch::encode_polled_pieces(&reply.into_chunks(), scratch).map(|(pieces, whole)| {
+            let (chunks, kept) = reply.into_polled();
+            batch::encode_polled_pieces(&chunks, &kept, scratch).map(|(pieces, whole)| {
                 state.poll_reply = Some(whole);
                 pieces
             })

@@ -22,6 +22,7 @@ use galgo_protocol::{
     command::messages::{FlushUnsavedBuffer, PollMessages, PolledMessagesHeader, SendMessages},
     consumer_key,
     partitioning::partition_for_key,
+    vsr::batch::KeptRecord,
 };
 use galgo_storage::{AppendReceipt, OffsetOwner, PartitionLog};
 
@@ -90,7 +91,7 @@ pub async fn send(
         Generation::Vsr(_) => 0,
         _ => send.bytes_before_block() as u64,
     };
-    let (messages, count) = (send.messages, send.messages_count);
+    let (messages, count, frames) = (send.messages, send.messages_count, send.frames);
     let base_offset = on_partition(shard, key, owner, move |owner, log| async move {
         let bytes = messages.len() as u64;
         // The owner's clock stamps the batch, so timestamps follow offsets per partition;
@@ -98,7 +99,7 @@ pub async fn send(
         let receipt = match owner.state().serving_replica(&key)? {
             Some(group) => replicated_send(&owner, &group, messages, count).await?,
             None => {
-                log.append_holding(messages, count, now_us(), held_bytes)
+                log.append_holding(messages, count, now_us(), held_bytes, frames)
                     .await?
             }
         };
@@ -285,7 +286,7 @@ pub async fn poll(
         Ok(polled)
     })
     .await?;
-    Ok(Reply::chunks(polled.chunks))
+    Ok(Reply::polled(polled.chunks, polled.kept))
 }
 
 /// The partition a member's poll reads: the given one if the member owns it, otherwise the
@@ -340,7 +341,7 @@ async fn poll_group(
     let (key, owner) = locate(shard, topic, partition)?;
     session.note_partition_owner(owner);
     let read = PartitionRead::new(key, OffsetOwner::Group(group.group.0), poll, context);
-    let chunks = on_partition(shard, key, owner, move |shard, log| async move {
+    let polled = on_partition(shard, key, owner, move |shard, log| async move {
         let replica = shard.state().serving_replica(&key)?;
         let polled = poll_partition_waiting(&shard, &log, replica.as_ref(), read).await?;
         polled.count_out(&shard, key);
@@ -353,10 +354,10 @@ async fn poll_group(
                 after_group_commit(&shard, group, partition).await?;
             }
         }
-        Ok(polled.chunks)
+        Ok(polled)
     })
     .await?;
-    Ok(Reply::chunks(chunks))
+    Ok(Reply::polled(polled.chunks, polled.kept))
 }
 
 /// The partition id of an empty 0.9 group poll of a partition the member does not own
@@ -377,6 +378,8 @@ fn no_partition_reply(partition_id: u32) -> Reply {
 struct Polled {
     /// The response: header, then the stored messages as they are.
     chunks: Vec<Bytes>,
+    /// Frames kept for some of those chunks (galgo_storage::Polled::kept), indexing `chunks`.
+    kept: Vec<KeptRecord>,
     /// The offset of the last message returned, if any.
     last_returned: Option<u64>,
     /// Messages returned.
@@ -519,22 +522,38 @@ async fn poll_partition(
             None => log.store_offset(consumer, last_returned).await?,
         }
     }
-    let mut header = BytesMut::with_capacity(16);
-    PolledMessagesHeader {
+    let head = PolledMessagesHeader {
         partition_id: key.partition.0,
         current_offset,
         messages_count,
-    }
-    .encode(&mut header);
-    let mut chunks = vec![header.freeze()];
-    if let Some(polled) = polled {
-        chunks.extend(polled.chunks);
-    }
+    };
+    let (chunks, kept) = reply_parts(head, polled);
     Ok(Polled {
         chunks,
+        kept,
         last_returned,
         messages_count,
     })
+}
+
+/// A poll's reply: the head, then the stored messages, with the frames kept for some of
+/// them (indexes moved past the head).
+fn reply_parts(
+    head: PolledMessagesHeader,
+    polled: Option<galgo_storage::Polled>,
+) -> (Vec<Bytes>, Vec<KeptRecord>) {
+    let mut header = BytesMut::with_capacity(16);
+    head.encode(&mut header);
+    let mut chunks = vec![header.freeze()];
+    let Some(polled) = polled else {
+        return (chunks, Vec::new());
+    };
+    chunks.extend(polled.chunks);
+    let mut kept = polled.kept;
+    for record in &mut kept {
+        record.chunk += 1;
+    }
+    (chunks, kept)
 }
 
 /// Where a Next poll starts: after the offset stored for `consumer`, or after the one an

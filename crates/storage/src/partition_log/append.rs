@@ -3,7 +3,10 @@
 //! that covers it (see the module page of `partition_log`).
 
 use bytes::BytesMut;
-use galgo_protocol::message::{self, MessageView};
+use galgo_protocol::{
+    message::{self, MessageView},
+    vsr::batch::SentFrames,
+};
 
 use super::{AppendReceipt, JOURNAL_BACKLOG_FACTOR, LogState, PartitionLog};
 use crate::{
@@ -29,18 +32,21 @@ impl PartitionLog {
         count: u32,
         now_us: u64,
     ) -> Result<AppendReceipt, StorageError> {
-        self.append_holding(messages, count, now_us, 0).await
+        self.append_holding(messages, count, now_us, 0, None).await
     }
 
     /// [`Self::append`] of a block that keeps `held_bytes` more allocated with it (the
-    /// request it was split off without a copy): they count against the shard's memory
-    /// bound for as long as the batch stays in memory, as its messages do.
+    /// request it was split off without a copy), and the same messages as a 0.9 producer sent
+    /// them (`frames`), kept beside the batch for 0.9 polls while it is in memory: both count
+    /// against the shard's memory bound, as its messages do. Frames are dropped when
+    /// deduplication drops a message.
     pub async fn append_holding(
         &self,
         messages: BytesMut,
         count: u32,
         now_us: u64,
         held_bytes: u64,
+        frames: Option<SentFrames>,
     ) -> Result<AppendReceipt, StorageError> {
         check_block(&messages, count)?;
         self.make_room(messages.len() as u64).await?;
@@ -53,9 +59,14 @@ impl PartitionLog {
                 duplicates_count,
             });
         }
-        // A block without duplicates is the one appended; one with some was copied.
-        let held_bytes = if duplicates_count == 0 { held_bytes } else { 0 };
-        let (mut receipt, generation) = self.push_batch(messages, count, now_us, held_bytes)?;
+        // A block without duplicates is the one appended; one with some was copied, and no
+        // longer matches the frames.
+        let (held_bytes, frames) = match duplicates_count {
+            0 => (held_bytes, frames),
+            _ => (0, None),
+        };
+        let (mut receipt, generation) =
+            self.push_batch(messages, count, now_us, held_bytes, frames)?;
         receipt.duplicates_count = duplicates_count;
         self.journaled(receipt, generation).await
     }
@@ -185,6 +196,7 @@ impl PartitionLog {
         count: u32,
         now_us: u64,
         held_bytes: u64,
+        frames: Option<SentFrames>,
     ) -> Result<(AppendReceipt, u64), StorageError> {
         let mut state = self.state.borrow_mut();
         let first_offset = state.next_offset;
@@ -207,6 +219,7 @@ impl PartitionLog {
             messages: messages.freeze(),
             entries: entries.freeze(),
             held_bytes,
+            frames,
         };
         Ok(self.push_journal_batch(&mut state, batch))
     }

@@ -103,7 +103,10 @@ impl PartitionLog {
         if let Some(journal_first) = state.journal.first_offset()
             && offset >= journal_first
         {
-            let (messages, bytes) = state.journal.read(offset, limits, &mut polled.chunks);
+            let (messages, bytes) =
+                state
+                    .journal
+                    .read(offset, limits, &mut polled.chunks, &mut polled.kept);
             self.tail.cache().count_read(true);
             return ReadPlan::Served(messages, bytes);
         }
@@ -111,7 +114,9 @@ impl PartitionLog {
         // cache, the files, read no further than the cache's first offset.
         let messages_max = match self.tail.first_offset() {
             Some(cache_first) if offset >= cache_first => {
-                let (messages, bytes) = self.tail.read(offset, limits, &mut polled.chunks);
+                let (messages, bytes) =
+                    self.tail
+                        .read(offset, limits, &mut polled.chunks, &mut polled.kept);
                 self.tail.cache().count_read(true);
                 return ReadPlan::Served(messages, bytes);
             }

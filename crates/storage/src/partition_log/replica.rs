@@ -56,6 +56,7 @@ impl PartitionLog {
                 messages,
                 entries,
                 held_bytes: 0,
+                frames: None,
             };
             self.push_journal_batch(&mut state, batch)
         };
