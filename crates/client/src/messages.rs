@@ -88,7 +88,10 @@ impl PreparedBatch {
         let mut vsr = match self.vsr.take() {
             Some(vsr) => vsr,
             None => {
-                let send = SendMessages::decode(BytesMut::from(&self.frame[8..]))?;
+                let mut send = SendMessages::decode(BytesMut::from(&self.frame[8..]))?;
+                // Minted once: every send of the batch carries the same ids, as the SDK's
+                // messages keep the ids it minted into them.
+                crate::vsr::mint_ids(&mut send.messages);
                 let mut frame = BytesMut::zeroed(HEADER_BYTES);
                 let (stream, topic) = (&send.stream, &send.topic);
                 encode_send_block(

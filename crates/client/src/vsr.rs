@@ -8,6 +8,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use galgo_protocol::{
     CommandCode, ErrorCode, Request,
     command::users::LoginResponse,
+    message::{ID_AT, MessageView},
     vsr::{
         bodies,
         header::{
@@ -78,6 +79,20 @@ fn fresh_client_id() -> u128 {
     ((high << 64) | low).max(1)
 }
 
+/// Gives every message of a 0.8 block whose id is 0 a random UUIDv4, as the 0.9 SDK does
+/// before it sends (PROTOCOL-0.9.md §8.8): a 0.9 server mints no ids, and galgo keeps a 0.9
+/// batch's frames for its 0.9 consumers only when the server changes none of them.
+pub(crate) fn mint_ids(block: &mut [u8]) {
+    let mut at = 0;
+    while let Some(size) = MessageView::parse(&block[at..]).map(|message| message.size()) {
+        let id = &mut block[at + ID_AT..at + ID_AT + 16];
+        if id.iter().all(|&byte| byte == 0) {
+            id.copy_from_slice(&uuid::Uuid::new_v4().as_u128().to_le_bytes());
+        }
+        at += size;
+    }
+}
+
 fn malformed(command: CommandCode) -> impl Fn(ErrorCode) -> ClientError {
     move |code| ClientError::MalformedResponse {
         command: command.name(),
@@ -123,7 +138,11 @@ impl Client {
         let (operation, body) = if login {
             (Operation::REGISTER, register_body(code, payload)?)
         } else {
-            let request = Request::decode(code.as_u32(), payload).map_err(ClientError::Server)?;
+            let mut request =
+                Request::decode(code.as_u32(), payload).map_err(ClientError::Server)?;
+            if let Request::SendMessages(send) = &mut request {
+                mint_ids(&mut send.messages);
+            }
             let mut body = BytesMut::new();
             bodies::encode_request(&request, &mut body).map_err(ClientError::Server)?;
             (Operation::for_code(code), body)
