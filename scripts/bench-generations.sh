@@ -9,15 +9,17 @@
 #   scripts/bench-generations.sh [OUT_DIR]
 #     OUT_DIR  reports and logs, default bench-reports/generations-<date-time>; the summary
 #              is OUT_DIR/summary.txt
-#   Environment: ROUNDS (default 3), DATA_DIR (default $TMPDIR or /tmp), PORT (default
-#   18190; WebSocket uses PORT+2), SERVER and BENCH (binaries; built in release mode if
-#   unset), TARGET_DIR (cargo's target directory for that build, default target).
+#   Environment: ROUNDS (default 3), WORKLOADS (default "producer consumer small-messages",
+#   any of them), DATA_DIR (default $TMPDIR or /tmp), PORT (default 18190; WebSocket uses
+#   PORT+2), SERVER and BENCH (binaries; built in release mode if unset), TARGET_DIR (cargo's
+#   target directory for that build, default target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 OUT=${1:-bench-reports/generations-$(date +%Y%m%d-%H%M%S)}
 ROUNDS=${ROUNDS:-3}
+WORKLOADS=${WORKLOADS:-producer consumer small-messages}
 DATA_DIR=${DATA_DIR:-${TMPDIR:-/tmp}}
 PORT=${PORT:-18190}
 TARGET_DIR=${TARGET_DIR:-${CARGO_TARGET_DIR:-target}}
@@ -45,10 +47,12 @@ bench() {
   fi
 }
 
-# workload NAME ARGS...: a fresh server, a warm-up run, then ROUNDS pairs.
+# workload NAME ARGS...: a fresh server, a warm-up run, then ROUNDS pairs (unless WORKLOADS
+# leaves NAME out).
 workload() {
   local name=$1
   shift
+  [[ " $WORKLOADS " == *" $name "* ]] || return 0
   start_galgo "$SERVER" "$OUT/$name.server.log" --set "tcp.address=127.0.0.1:$PORT" \
     --set "websocket.address=127.0.0.1:$((PORT + 2))"
   bench "$name-warmup" 0.8 "$@"
@@ -69,9 +73,9 @@ workload small-messages --mode pinned-producer --producers 1 \
 
 # Per round: MB/s of the producers and consumers, p50 and p99 of one-message requests, and
 # the 0.9 / 0.8 ratios.
-python3 - "$OUT" "$ROUNDS" <<'EOF' | tee -a "$SUMMARY"
+python3 - "$OUT" "$ROUNDS" "$WORKLOADS" <<'EOF' | tee -a "$SUMMARY"
 import json, statistics, sys
-out, rounds = sys.argv[1], int(sys.argv[2])
+out, rounds, chosen = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
 def figure(name, group, what):
     try:
         fig = json.load(open(f"{out}/{name}.json"))[group]
@@ -87,6 +91,8 @@ for workload, group, what, label in [
         ("consumer", "consumers", "MB/s", "consumer MB/s (reading that back)"),
         ("small-messages", "producers", "p50", "one 100 B message per request, p50 µs"),
         ("small-messages", "producers", "p99", "one 100 B message per request, p99 µs")]:
+    if workload not in chosen:
+        continue
     pairs = [(figure(f"{workload}-08-{n}", group, what), figure(f"{workload}-09-{n}", group, what))
              for n in range(1, rounds + 1)]
     pairs = [(a, b) for a, b in pairs if a and b]
