@@ -922,6 +922,10 @@ fn stored_messages<'a>(mut cursor: ChunkCursor<'a>) -> Result<Vec<StoredMessage<
         let header: [u8; MESSAGE_HEADER_BYTES] = cursor.read()?;
         let body_len = u32_at(&header, PAYLOAD_LENGTH_AT) as usize
             + u32_at(&header, USER_HEADERS_LENGTH_AT) as usize;
+        // Sized by the header only once the bytes are known to be there.
+        if body_len > cursor.remaining {
+            return Err(ErrorCode::InvalidCommand);
+        }
         let mut gathered = Vec::with_capacity(MESSAGE_HEADER_BYTES + body_len);
         gathered.extend_from_slice(&header);
         cursor.advance(body_len, |piece| gathered.extend_from_slice(piece))?;
@@ -1903,6 +1907,17 @@ mod tests {
         miscounted[12] = 3;
         assert_eq!(
             encode_polled(&chunked(&miscounted, 5)),
+            Err(ErrorCode::InvalidCommand)
+        );
+        // A message split across chunks that claims more bytes than follow is refused. It
+        // used to size a buffer by its lengths first: 4 GB under the fuzzer, whose memory
+        // limit is what catches that (scripts/fuzz.sh).
+        let mut huge = poll_reply(0, &messages[..1]);
+        huge[16 + PAYLOAD_LENGTH_AT..16 + PAYLOAD_LENGTH_AT + 4].copy_from_slice(&[0xff; 4]);
+        huge[16 + USER_HEADERS_LENGTH_AT..16 + USER_HEADERS_LENGTH_AT + 4]
+            .copy_from_slice(&[0xff; 4]);
+        assert_eq!(
+            encode_polled(&chunked(&huge, 20)),
             Err(ErrorCode::InvalidCommand)
         );
 
