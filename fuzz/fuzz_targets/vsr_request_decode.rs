@@ -4,7 +4,7 @@
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
-use galgo_protocol::CommandCode;
+use galgo_protocol::{CommandCode, Request};
 use galgo_protocol::vsr::bodies::{decode_reply, decode_request, encode_reply, encode_request};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,5 +23,14 @@ fuzz_target!(|data: &[u8]| {
     let mut encoded = BytesMut::new();
     encode_request(&request, &mut encoded).expect("a decoded request re-encodes");
     let again = decode_request(code, encoded).expect("an encoded request decodes");
-    assert_eq!(again, request, "round trip of a decoded 0.9 request");
+    assert_eq!(without_frames(again), without_frames(request), "round trip of a decoded 0.9 request");
 });
+
+/// A request without a send's kept frames, which may differ after a round trip: the batch's
+/// origin timestamp is re-encoded as its earliest message's.
+fn without_frames(mut request: Request) -> Request {
+    if let Request::SendMessages(send) = &mut request {
+        send.frames = None;
+    }
+    request
+}
