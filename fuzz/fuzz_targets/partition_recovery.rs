@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 use galgo_protocol::message::{MessageIter, encode_message};
-use galgo_storage::{FsyncMode, PartitionLog, StorageConfig};
+use galgo_storage::{DirectIo, FsyncMode, PartitionLog, StorageConfig, TailCache};
 use libfuzzer_sys::fuzz_target;
 
 const INTACT_MESSAGES: u64 = 3;
@@ -18,6 +18,7 @@ fn config() -> Rc<StorageConfig> {
         journal_messages_max: 1,
         journal_bytes_max: 1 << 20,
         fsync: FsyncMode::Never,
+        direct_io: DirectIo::Auto,
     })
 }
 
@@ -34,7 +35,9 @@ fn run(tail: &[u8], damage_index: bool) {
     let path = dir.path().join("partition");
     let runtime = compio::runtime::Runtime::new().expect("io_uring runtime");
     runtime.block_on(async {
-        let (log, _) = PartitionLog::open(path.clone(), config()).await.expect("open");
+        // No tail cache: polls after the reopen read what recovery left in the files.
+        let cache = TailCache::new(0);
+        let (log, _) = PartitionLog::open(path.clone(), config(), &cache).await.expect("open");
         log.append(batch(INTACT_MESSAGES), INTACT_MESSAGES as u32, 1).await.expect("append");
         log.close().await.expect("close");
         drop(log);
@@ -47,7 +50,7 @@ fn run(tail: &[u8], damage_index: bool) {
             bytes.extend_from_slice(tail);
             std::fs::write(&segment, bytes).expect("damage log");
         }
-        let (log, _) = PartitionLog::open(path.clone(), config()).await.expect("recover");
+        let (log, _) = PartitionLog::open(path.clone(), config(), &cache).await.expect("recover");
         let last = log.last_offset().expect("the intact messages survive");
         assert!(last >= INTACT_MESSAGES - 1);
         let polled = log.poll(0, u32::MAX).await.expect("poll");
