@@ -11,6 +11,7 @@ use bytes::Bytes;
 use galgo_protocol::vsr::batch::{KeptRecord, SentFrames};
 
 use crate::{
+    Polled,
     disk::WRITE_BUFFERS_MAX,
     offset_index::{self, INDEX_ENTRY_BYTES, IndexEntry},
 };
@@ -288,17 +289,12 @@ impl Journal {
         self.in_flight_bytes = 0;
     }
 
-    /// Appends to `out` the stored bytes of the messages from `offset` that `limits` allow,
-    /// and to `kept` the kept frames of the same messages where a batch has them. Zero-copy:
-    /// the chunks are slices of the batches. Returns the number of messages and bytes.
-    pub fn read(
-        &self,
-        offset: u64,
-        limits: ReadLimits,
-        out: &mut Vec<Bytes>,
-        kept: &mut Vec<KeptRecord>,
-    ) -> (u32, u64) {
-        read_batches(&self.batches, offset, limits, out, kept)
+    /// Appends to `out`'s chunks the stored bytes of the messages from `offset` that `limits`
+    /// allow, and to its kept records the frames a 0.9 producer sent of them, where a batch
+    /// has them. Zero-copy: the chunks are slices of the batches. Returns the number of
+    /// messages and bytes.
+    pub fn read(&self, offset: u64, limits: ReadLimits, out: &mut Polled) -> (u32, u64) {
+        read_batches(&self.batches, offset, limits, out)
     }
 
     /// Drops the batches of a run whose write completed and hands them, oldest first, to
@@ -384,8 +380,7 @@ pub(crate) fn read_batches<B: AsRef<JournalBatch>>(
     batches: &VecDeque<B>,
     offset: u64,
     limits: ReadLimits,
-    out: &mut Vec<Bytes>,
-    kept: &mut Vec<KeptRecord>,
+    out: &mut Polled,
 ) -> (u32, u64) {
     let ReadLimits {
         messages_max,
@@ -412,9 +407,9 @@ pub(crate) fn read_batches<B: AsRef<JournalBatch>>(
             break;
         }
         let (start, end) = batch.byte_range(from, to);
-        out.push(batch.messages.slice(start..end));
-        if let Some(record) = batch.kept_record(from, to, (start, end), out.len() - 1) {
-            kept.push(record);
+        out.chunks.push(batch.messages.slice(start..end));
+        if let Some(record) = batch.kept_record(from, to, (start, end), out.chunks.len() - 1) {
+            out.kept.push(record);
         }
         messages += to - from;
         bytes += (end - start) as u64;
@@ -494,28 +489,18 @@ mod tests {
     #[test]
     fn read_crosses_batches_without_copying() {
         let journal = journal();
-        let mut out = Vec::new();
+        let mut out = Polled::default();
         assert_eq!(
-            journal.read(
-                1,
-                ReadLimits::new(3, u64::MAX, true),
-                &mut out,
-                &mut Vec::new()
-            ),
+            journal.read(1, ReadLimits::new(3, u64::MAX, true), &mut out),
             (3, 250)
         );
         assert_eq!(
-            out.iter().map(Bytes::len).collect::<Vec<_>>(),
+            out.chunks.iter().map(Bytes::len).collect::<Vec<_>>(),
             vec![100, 150]
         );
-        out.clear();
+        out = Polled::default();
         assert_eq!(
-            journal.read(
-                4,
-                ReadLimits::new(10, u64::MAX, true),
-                &mut out,
-                &mut Vec::new()
-            ),
+            journal.read(4, ReadLimits::new(10, u64::MAX, true), &mut out),
             (1, 90)
         );
     }
@@ -523,19 +508,19 @@ mod tests {
     #[test]
     fn read_respects_the_byte_budget_but_returns_one_message() {
         let journal = journal();
-        let mut out = Vec::new();
+        let mut out = Polled::default();
         assert_eq!(
-            journal.read(0, ReadLimits::new(10, 170, true), &mut out, &mut Vec::new()),
+            journal.read(0, ReadLimits::new(10, 170, true), &mut out),
             (2, 164)
         );
-        out.clear();
+        out = Polled::default();
         assert_eq!(
-            journal.read(1, ReadLimits::new(10, 1, true), &mut out, &mut Vec::new()),
+            journal.read(1, ReadLimits::new(10, 1, true), &mut out),
             (1, 100)
         );
-        out.clear();
+        out = Polled::default();
         assert_eq!(
-            journal.read(1, ReadLimits::new(10, 1, false), &mut out, &mut Vec::new()),
+            journal.read(1, ReadLimits::new(10, 1, false), &mut out),
             (0, 0)
         );
     }
@@ -549,15 +534,10 @@ mod tests {
             (0, 5, 404)
         );
         assert_eq!(journal.pending_messages(), 0);
-        let mut out = Vec::new();
+        let mut out = Polled::default();
         assert_eq!(
             journal
-                .read(
-                    0,
-                    ReadLimits::new(5, u64::MAX, true),
-                    &mut out,
-                    &mut Vec::new()
-                )
+                .read(0, ReadLimits::new(5, u64::MAX, true), &mut out)
                 .0,
             5
         );

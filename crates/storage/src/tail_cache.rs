@@ -29,10 +29,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-use galgo_protocol::vsr::batch::KeptRecord;
-
 use crate::{
+    Polled,
     journal::{self, JournalBatch, ReadLimits},
     write_pace::WritePace,
 };
@@ -326,14 +324,8 @@ impl CachedTail {
 
     /// What `Journal::read` does, from the cached batches; `offset` must not be below
     /// `first_offset`.
-    pub fn read(
-        &self,
-        offset: u64,
-        limits: ReadLimits,
-        out: &mut Vec<Bytes>,
-        kept: &mut Vec<KeptRecord>,
-    ) -> (u32, u64) {
-        journal::read_batches(&self.batches.borrow(), offset, limits, out, kept)
+    pub fn read(&self, offset: u64, limits: ReadLimits, out: &mut Polled) -> (u32, u64) {
+        journal::read_batches(&self.batches.borrow(), offset, limits, out)
     }
 }
 

@@ -61,6 +61,8 @@ const MESSAGE_COUNT_AT: usize = 48;
 const BATCH_RESERVED_AT: usize = 52;
 
 const FRAME_CHECKSUM_AT: usize = 0;
+/// Bytes of a frame's checksum (an XXH3-64), and of each entry of [`SentFrames::checksums`].
+const FRAME_CHECKSUM_BYTES: usize = 8;
 const FRAME_ID_AT: usize = 8;
 const OFFSET_DELTA_AT: usize = 24;
 const TIMESTAMP_DELTA_AT: usize = 28;
@@ -213,7 +215,10 @@ impl SentFrames {
     ) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
         let start = stored.0.checked_sub(from as usize * MESSAGE_GROWTH_BYTES)?;
         let end = stored.1.checked_sub(to as usize * MESSAGE_GROWTH_BYTES)?;
-        let (first, last) = (from as usize * 8, to as usize * 8);
+        let (first, last) = (
+            from as usize * FRAME_CHECKSUM_BYTES,
+            to as usize * FRAME_CHECKSUM_BYTES,
+        );
         let fits = start <= end && end <= self.frames.len() && first < last;
         (fits && last <= self.checksums.len()).then_some((start..end, first..last))
     }
@@ -275,7 +280,7 @@ pub struct KeptRecord {
 impl KeptRecord {
     /// Frames in the record.
     pub fn message_count(&self) -> usize {
-        self.checksums.len() / 8
+        self.checksums.len() / FRAME_CHECKSUM_BYTES
     }
 }
 
@@ -525,7 +530,8 @@ pub fn decode_send(body: BytesMut) -> Result<SendMessages, ErrorCode> {
     header.check_count_fits(frames.len())?;
     let grown = header.message_count as usize * MESSAGE_GROWTH_BYTES;
     let mut messages = BytesMut::with_capacity(frames.len() + grown);
-    let mut checksums = BytesMut::with_capacity(header.message_count as usize * 8);
+    let mut checksums =
+        BytesMut::with_capacity(header.message_count as usize * FRAME_CHECKSUM_BYTES);
     let ids_all_set = convert_sent_frames(&header, frames, &mut messages, &mut checksums)?;
     debug_assert_eq!(messages.len(), frames.len() + grown);
     let frames_at = metadata.batch_at + BATCH_HEADER_BYTES;
@@ -574,8 +580,9 @@ fn convert_sent_frames(
         if xxh3_64(&frame.bytes[FRAME_ID_AT..]) != frame.checksum() {
             return Err(ErrorCode::InvalidMessageChecksum);
         }
-        hasher.update(&frame.bytes[..8]);
-        checksums.put_slice(&frame.bytes[..8]);
+        let checksum = &frame.bytes[FRAME_CHECKSUM_AT..FRAME_CHECKSUM_AT + FRAME_CHECKSUM_BYTES];
+        hasher.update(checksum);
+        checksums.put_slice(checksum);
         let origin_timestamp = header
             .origin_timestamp
             .checked_add(u64::from(frame.timestamp_delta()))
@@ -1023,25 +1030,49 @@ fn referenced(message: &StoredMessage<'_>) -> bool {
         && message.bytes.len() - MESSAGE_HEADER_BYTES >= REFERENCED_BODY_BYTES_MIN
 }
 
+/// What parts of a 0.9 poll reply add up to: their messages, the bytes they write into the
+/// buffer of headers and copied bodies, and the pieces they send from where those lie
+/// (referenced bodies, kept frames), which size the list of pieces.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    messages: u64,
+    written: usize,
+    own_pieces: usize,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, other: Self) {
+        self.messages += other.messages;
+        self.written += other.written;
+        self.own_pieces += other.own_pieces;
+    }
+}
+
 /// The batch records of a poll reply's messages (their ranges and earliest origin timestamps)
-/// and how many bytes the buffer of their headers and copied bodies takes.
-fn plan_records(messages: &[StoredMessage<'_>]) -> (Vec<(std::ops::Range<usize>, u64)>, usize) {
+/// and what they add up to.
+fn plan_records(messages: &[StoredMessage<'_>]) -> (Vec<(std::ops::Range<usize>, u64)>, Tally) {
     let mut records = Vec::new();
-    let (mut written, mut start) = (0, 0);
+    let mut tally = Tally {
+        messages: messages.len() as u64,
+        ..Tally::default()
+    };
+    let mut start = 0;
     while start < messages.len() {
         let (count, origin_timestamp) = record_extent(&messages[start..]);
         let end = start + count;
-        written += BATCH_HEADER_BYTES;
+        tally.written += BATCH_HEADER_BYTES;
         for message in &messages[start..end] {
-            written += FRAME_HEADER_BYTES;
-            if !referenced(message) {
-                written += message.bytes.len() - MESSAGE_HEADER_BYTES;
+            tally.written += FRAME_HEADER_BYTES;
+            if referenced(message) {
+                tally.own_pieces += 1;
+            } else {
+                tally.written += message.bytes.len() - MESSAGE_HEADER_BYTES;
             }
         }
         records.push((start..end, origin_timestamp));
         start = end;
     }
-    (records, written)
+    (records, tally)
 }
 
 /// A part of a 0.9 poll reply: stored messages converted into records, or one kept record.
@@ -1062,7 +1093,7 @@ fn kept_header(
     hasher: &mut Xxh3Default,
 ) -> Option<BatchHeader> {
     let count = u32::try_from(kept.message_count()).ok()?;
-    if count == 0 || !kept.checksums.len().is_multiple_of(8) {
+    if count == 0 || !kept.checksums.len().is_multiple_of(FRAME_CHECKSUM_BYTES) {
         return None;
     }
     let mut header = BatchHeader {
@@ -1082,31 +1113,28 @@ fn kept_header(
 
 /// Splits a poll reply's messages (from `cursor`, just after the head) into parts: each
 /// usable kept record (whole chunks after the head, in order, whole checksums) is a part of
-/// its own, and the messages between them are converted. Returns the parts, their message
-/// count and the bytes they write.
+/// its own, and the messages between them are converted. Returns the parts and what they add
+/// up to.
 fn plan_parts<'a>(
     cursor: &ChunkCursor<'a>,
     kept: &[KeptRecord],
     partition_id: u32,
     hasher: &mut Xxh3Default,
-) -> Result<(Vec<Part<'a>>, u64, usize), ErrorCode> {
+) -> Result<(Vec<Part<'a>>, Tally), ErrorCode> {
     let chunks = cursor.chunks;
-    let (mut parts, mut messages_count, mut written) = (Vec::new(), 0u64, 0);
+    let (mut parts, mut tally) = (Vec::new(), Tally::default());
     let (mut chunk, mut offset) = (cursor.chunk, cursor.offset);
-    let convert = |parts: &mut Vec<Part<'a>>,
-                   from: (usize, usize),
-                   to: usize|
-     -> Result<(u64, usize), ErrorCode> {
-        let stretch = ChunkCursor::between(chunks, from, to);
-        if stretch.is_empty() {
-            return Ok((0, 0));
-        }
-        let messages = stored_messages(stretch)?;
-        let (records, bytes) = plan_records(&messages);
-        let count = messages.len() as u64;
-        parts.push(Part::Converted { messages, records });
-        Ok((count, bytes))
-    };
+    let convert =
+        |parts: &mut Vec<Part<'a>>, from: (usize, usize), to: usize| -> Result<Tally, ErrorCode> {
+            let stretch = ChunkCursor::between(chunks, from, to);
+            if stretch.is_empty() {
+                return Ok(Tally::default());
+            }
+            let messages = stored_messages(stretch)?;
+            let (records, tally) = plan_records(&messages);
+            parts.push(Part::Converted { messages, records });
+            Ok(tally)
+        };
     for (index, record) in kept.iter().enumerate() {
         let whole = record.chunk > chunk || (record.chunk == chunk && offset == 0);
         if !whole || record.chunk >= chunks.len() {
@@ -1115,14 +1143,17 @@ fn plan_parts<'a>(
         let Some(header) = kept_header(record, partition_id, hasher) else {
             continue;
         };
-        let (count, bytes) = convert(&mut parts, (chunk, offset), record.chunk)?;
+        tally += convert(&mut parts, (chunk, offset), record.chunk)?;
         parts.push(Part::Kept(index, header));
-        messages_count += count + u64::from(header.message_count);
-        written += bytes + BATCH_HEADER_BYTES;
+        tally += Tally {
+            messages: u64::from(header.message_count),
+            written: BATCH_HEADER_BYTES,
+            own_pieces: 1,
+        };
         (chunk, offset) = (record.chunk + 1, 0);
     }
-    let (count, bytes) = convert(&mut parts, (chunk, offset), chunks.len())?;
-    Ok((parts, messages_count + count, written + bytes))
+    tally += convert(&mut parts, (chunk, offset), chunks.len())?;
+    Ok((parts, tally))
 }
 
 /// Writes a 0.9 poll reply as pieces: headers and copied bodies into `scratch`, referenced
@@ -1246,19 +1277,18 @@ pub fn encode_polled_pieces(
     let head_bytes: [u8; POLLED_MESSAGES_HEADER_BYTES] = cursor.read()?;
     let head = PolledMessagesHeader::decode(&head_bytes)?;
     let mut hasher = Xxh3Default::new();
-    let (parts, messages_count, written) =
-        plan_parts(&cursor, kept, head.partition_id, &mut hasher)?;
-    if messages_count != u64::from(head.messages_count) {
+    let (parts, tally) = plan_parts(&cursor, kept, head.partition_id, &mut hasher)?;
+    if tally.messages != u64::from(head.messages_count) {
         return Err(ErrorCode::InvalidCommand);
     }
-    let written = POLLED_MESSAGES_HEADER_BYTES + written;
+    let written = POLLED_MESSAGES_HEADER_BYTES + tally.written;
     scratch.reserve(written);
     scratch.put_slice(&head_bytes);
     let mut writer = PiecesWriter {
         scratch,
         // At most a written piece before each referenced body or kept record, that piece,
         // and the last one.
-        pieces: Vec::with_capacity(2 * (head.messages_count as usize) + 1),
+        pieces: Vec::with_capacity(2 * tally.own_pieces + 1),
         from: 0,
         hasher,
         input: Vec::new(),
@@ -1275,6 +1305,7 @@ pub fn encode_polled_pieces(
         }
     }
     debug_assert_eq!(writer.scratch.len(), written);
+    debug_assert!(writer.pieces.len() <= 2 * tally.own_pieces);
     Ok(writer.finish(chunks, kept))
 }
 
@@ -2110,22 +2141,10 @@ mod tests {
             .map(|id| (id, 1_000 + id as u64, vec![id as u8; 40], Vec::new()))
             .collect();
         let batch = sent_batch(&messages, 10, 700, true);
-        assert!(
-            batch
-                .frames
-                .as_ref()
-                .unwrap()
-                .record((2, 2), (0, 0), 1, 0, 0)
-                .is_none()
-        );
-        assert!(
-            batch
-                .frames
-                .as_ref()
-                .unwrap()
-                .record((0, 4), (0, 200), 1, 0, 0)
-                .is_none()
-        );
+        let frames = batch.frames.as_ref().unwrap();
+        // An empty range, and one past the batch's three messages, make no record.
+        assert!(frames.record((2, 2), (0, 0), 1, 0, 0).is_none());
+        assert!(frames.record((0, 4), (0, 200), 1, 0, 0).is_none());
         let (chunks, mut kept, stored) = slice_poll(&[batch], 4, 0, 3);
         let whole = kept[0].checksums.clone();
         kept[0].checksums = whole.slice(..23);

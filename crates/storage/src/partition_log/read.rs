@@ -103,10 +103,7 @@ impl PartitionLog {
         if let Some(journal_first) = state.journal.first_offset()
             && offset >= journal_first
         {
-            let (messages, bytes) =
-                state
-                    .journal
-                    .read(offset, limits, &mut polled.chunks, &mut polled.kept);
+            let (messages, bytes) = state.journal.read(offset, limits, polled);
             self.tail.cache().count_read(true);
             return ReadPlan::Served(messages, bytes);
         }
@@ -114,9 +111,7 @@ impl PartitionLog {
         // cache, the files, read no further than the cache's first offset.
         let messages_max = match self.tail.first_offset() {
             Some(cache_first) if offset >= cache_first => {
-                let (messages, bytes) =
-                    self.tail
-                        .read(offset, limits, &mut polled.chunks, &mut polled.kept);
+                let (messages, bytes) = self.tail.read(offset, limits, polled);
                 self.tail.cache().count_read(true);
                 return ReadPlan::Served(messages, bytes);
             }
