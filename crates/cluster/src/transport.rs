@@ -16,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use compio::{
     BufResult,
     io::{AsyncReadExt, AsyncWriteExt},
@@ -320,9 +321,12 @@ async fn read_peer(
         let fixed: &[u8; FRAME_HEADER_BYTES] = header[..].try_into().expect("header size");
         let (len, checksum) = decode_frame_header(fixed).map_err(|error| error.to_string())?;
         debug_assert!(len <= FRAME_BYTES_MAX);
-        let BufResult(read, body) = stream.read_exact(vec![0u8; len]).await;
+        // `with_capacity` gives exactly `len` (Vec's guarantee): read_exact fills it whole,
+        // with no zeroing first.
+        let BufResult(read, body) = stream.read_exact(Vec::with_capacity(len)).await;
         read.map_err(|error| error.to_string())?;
-        let frame = decode_frame(&body, checksum).map_err(|error| error.to_string())?;
+        let frame =
+            decode_frame(&Bytes::from(body), checksum).map_err(|error| error.to_string())?;
         view.heard_from(from);
         let messages = match frame {
             Frame::Raft(messages) => messages,

@@ -24,6 +24,7 @@
 //! A connection is one-way: the dialer only writes. Replies are messages on the connection
 //! the other node dialed, so no two nodes ever race to dial each other.
 
+use bytes::Bytes;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use thiserror::Error;
@@ -61,7 +62,7 @@ pub struct ForwardedSend {
     /// Messages in `messages`.
     pub count: u32,
     /// The messages as the client sent them.
-    pub messages: bytes::Bytes,
+    pub messages: Bytes,
 }
 
 /// A consumer offset write forwarded to the node leading its partition.
@@ -112,8 +113,7 @@ pub enum Frame {
 
 /// A frame of one forwarded send, header included.
 pub fn encode_send(send: &ForwardedSend) -> Vec<u8> {
-    let mut body = Vec::with_capacity(1 + 20 + send.messages.len());
-    body.push(KIND_SEND);
+    let mut body = open(KIND_SEND, 20 + send.messages.len());
     body.extend_from_slice(&send.call.to_le_bytes());
     body.extend_from_slice(&send.group.to_le_bytes());
     body.extend_from_slice(&send.count.to_le_bytes());
@@ -131,8 +131,7 @@ pub fn encode_offset(write: &ForwardedOffset) -> Vec<u8> {
         Some(offset) => (1u8, offset),
         None => (2, 0),
     };
-    let mut body = Vec::with_capacity(OFFSET_BYTES);
-    body.push(KIND_OFFSET);
+    let mut body = open(KIND_OFFSET, OFFSET_BYTES - 1);
     body.extend_from_slice(&write.call.to_le_bytes());
     body.extend_from_slice(&write.group.to_le_bytes());
     body.push(kind);
@@ -154,8 +153,7 @@ pub fn encode_outcome(call: u64, outcome: SendOutcome) -> Vec<u8> {
         SendOutcome::Invalid => (3, 0, 0, 0),
         SendOutcome::Unknown => (4, 0, 0, 0),
     };
-    let mut body = Vec::with_capacity(OUTCOME_BYTES);
-    body.push(KIND_OUTCOME);
+    let mut body = open(KIND_OUTCOME, OUTCOME_BYTES - 1);
     body.extend_from_slice(&call.to_le_bytes());
     body.push(status);
     for value in [leader, first, last] {
@@ -164,11 +162,20 @@ pub fn encode_outcome(call: u64, outcome: SendOutcome) -> Vec<u8> {
     seal(body)
 }
 
-fn seal(body: Vec<u8>) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&body).to_le_bytes());
-    frame.extend_from_slice(&body);
+/// A frame of `kind` being written: room for its header, then the kind, with capacity for
+/// `rest` more bytes of body. [`seal`] fills the header in place, so a body is never copied.
+fn open(kind: u8, rest: usize) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + 1 + rest);
+    frame.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
+    frame.push(kind);
+    frame
+}
+
+/// Writes the header of a frame [`open`] started: the body's length and checksum.
+fn seal(mut frame: Vec<u8>) -> Vec<u8> {
+    let (header, body) = frame.split_at_mut(FRAME_HEADER_BYTES);
+    header[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    header[4..].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(body).to_le_bytes());
     frame
 }
 
@@ -262,32 +269,33 @@ impl Handshake {
     }
 }
 
-/// Builds frames of Raft messages.
+/// Builds frames of Raft messages, each encoded straight into the frame.
 #[derive(Debug, Default)]
 pub struct FrameBuilder {
-    body: Vec<u8>,
+    frame: Vec<u8>,
     messages: usize,
 }
 
 impl FrameBuilder {
     /// Adds one message of `group`.
     pub fn push(&mut self, group: u64, message: &Message) {
-        if self.body.is_empty() {
-            self.body.push(KIND_RAFT);
+        if self.messages == 0 {
+            self.frame = open(KIND_RAFT, 12 + message.compute_size() as usize);
         }
-        let encoded = message
-            .write_to_bytes()
+        self.frame.extend_from_slice(&group.to_le_bytes());
+        let at = self.frame.len();
+        self.frame.extend_from_slice(&[0; 4]);
+        message
+            .write_to_vec(&mut self.frame)
             .expect("encoding a raft message into memory cannot fail");
-        self.body.extend_from_slice(&group.to_le_bytes());
-        self.body
-            .extend_from_slice(&(encoded.len() as u32).to_le_bytes());
-        self.body.extend_from_slice(&encoded);
+        let encoded = (self.frame.len() - at - 4) as u32;
+        self.frame[at..at + 4].copy_from_slice(&encoded.to_le_bytes());
         self.messages += 1;
     }
 
-    /// Bytes of the body so far.
+    /// Bytes of the frame so far.
     pub fn len(&self) -> usize {
-        self.body.len()
+        self.frame.len()
     }
 
     /// Nothing added yet.
@@ -297,9 +305,8 @@ impl FrameBuilder {
 
     /// The frame, header included; the builder is empty again.
     pub fn finish(&mut self) -> Vec<u8> {
-        let body = std::mem::take(&mut self.body);
         self.messages = 0;
-        seal(body)
+        seal(std::mem::take(&mut self.frame))
     }
 }
 
@@ -312,8 +319,9 @@ pub fn decode_frame_header(header: &[u8; FRAME_HEADER_BYTES]) -> Result<(usize, 
     Ok((len, u64::from_le_bytes(header[4..].try_into().expect("8"))))
 }
 
-/// A frame body, checked against its checksum.
-pub fn decode_frame(body: &[u8], checksum: u64) -> Result<Frame, WireError> {
+/// A frame body, checked against its checksum. Forwarded messages and the entries of Raft
+/// messages are slices of `body`, not copies.
+pub fn decode_frame(body: &Bytes, checksum: u64) -> Result<Frame, WireError> {
     if xxhash_rust::xxh3::xxh3_64(body) != checksum {
         return Err(WireError::Checksum);
     }
@@ -322,7 +330,7 @@ pub fn decode_frame(body: &[u8], checksum: u64) -> Result<Frame, WireError> {
     };
     let u64_at = |at: usize| u64::from_le_bytes(rest[at..at + 8].try_into().expect("8"));
     match kind {
-        KIND_RAFT => decode_raft(rest).map(Frame::Raft),
+        KIND_RAFT => decode_raft(body.slice(1..)).map(Frame::Raft),
         KIND_SEND => {
             if rest.len() < 20 {
                 return Err(WireError::Malformed("truncated forwarded send"));
@@ -331,7 +339,7 @@ pub fn decode_frame(body: &[u8], checksum: u64) -> Result<Frame, WireError> {
                 call: u64_at(0),
                 group: u64_at(8),
                 count: u32::from_le_bytes(rest[16..20].try_into().expect("4")),
-                messages: bytes::Bytes::copy_from_slice(&rest[20..]),
+                messages: body.slice(21..),
             }))
         }
         KIND_OUTCOME => {
@@ -382,14 +390,19 @@ fn decode_offset(body: &[u8]) -> Result<ForwardedOffset, WireError> {
 }
 
 /// The messages of a frame body of Raft messages, checked against its checksum.
-pub fn decode_frame_body(body: &[u8], checksum: u64) -> Result<Vec<(u64, Message)>, WireError> {
+pub fn decode_frame_body(body: &Bytes, checksum: u64) -> Result<Vec<(u64, Message)>, WireError> {
     match decode_frame(body, checksum)? {
         Frame::Raft(messages) => Ok(messages),
         _ => Err(WireError::Malformed("not a frame of Raft messages")),
     }
 }
 
-fn decode_raft(mut rest: &[u8]) -> Result<Vec<(u64, Message)>, WireError> {
+/// Raft messages; an entry's data (or context) shares the frame's memory only when it is at
+/// least half of the frame, and is copied otherwise: a small entry kept in memory (the group's window, the
+/// tail cache) never holds a large frame alive, so what those count is at least half of what
+/// they hold.
+fn decode_raft(mut rest: Bytes) -> Result<Vec<(u64, Message)>, WireError> {
+    let shared_min = rest.len() / 2;
     let mut messages = Vec::new();
     while !rest.is_empty() {
         if rest.len() < 12 {
@@ -397,13 +410,21 @@ fn decode_raft(mut rest: &[u8]) -> Result<Vec<(u64, Message)>, WireError> {
         }
         let group = u64::from_le_bytes(rest[..8].try_into().expect("8"));
         let len = u32::from_le_bytes(rest[8..12].try_into().expect("4")) as usize;
-        let Some(encoded) = rest.get(12..12 + len) else {
+        if rest.len() - 12 < len {
             return Err(WireError::Malformed("truncated message"));
-        };
-        let message = Message::parse_from_bytes(encoded)
+        }
+        let encoded = rest.slice(12..12 + len);
+        let mut message = Message::parse_from_carllerche_bytes(&encoded)
             .map_err(|error| WireError::Protobuf(error.to_string()))?;
+        for entry in message.entries.iter_mut() {
+            for field in [&mut entry.data, &mut entry.context] {
+                if field.len() < shared_min {
+                    *field = Bytes::copy_from_slice(field);
+                }
+            }
+        }
         messages.push((group, message));
-        rest = &rest[12 + len..];
+        rest = rest.slice(12 + len..);
     }
     Ok(messages)
 }
@@ -430,11 +451,22 @@ mod tests {
         message
     }
 
-    fn body_of(frame: &[u8]) -> (&[u8], u64) {
+    fn body_of(frame: &[u8]) -> (Bytes, u64) {
         let header: &[u8; FRAME_HEADER_BYTES] = frame[..FRAME_HEADER_BYTES].try_into().unwrap();
         let (len, checksum) = decode_frame_header(header).unwrap();
         assert_eq!(len, frame.len() - FRAME_HEADER_BYTES);
-        (&frame[FRAME_HEADER_BYTES..], checksum)
+        (
+            Bytes::copy_from_slice(&frame[FRAME_HEADER_BYTES..]),
+            checksum,
+        )
+    }
+
+    /// `body` with its own checksum: a frame as a sender could have sealed it.
+    fn decode_sealed(body: &[u8]) -> Result<Frame, WireError> {
+        decode_frame(
+            &Bytes::copy_from_slice(body),
+            xxhash_rust::xxh3::xxh3_64(body),
+        )
     }
 
     #[test]
@@ -443,11 +475,11 @@ mod tests {
             call: 9,
             group: 12345,
             count: 2,
-            messages: bytes::Bytes::from_static(b"two messages"),
+            messages: Bytes::from_static(b"two messages"),
         };
         let frame = encode_send(&send);
         let (body, checksum) = body_of(&frame);
-        assert_eq!(decode_frame(body, checksum), Ok(Frame::Send(send)));
+        assert_eq!(decode_frame(&body, checksum), Ok(Frame::Send(send)));
         for outcome in [
             SendOutcome::Stored {
                 first_offset: 3,
@@ -460,12 +492,14 @@ mod tests {
         ] {
             let frame = encode_outcome(7, outcome);
             let (body, checksum) = body_of(&frame);
-            assert_eq!(decode_frame(body, checksum), Ok(Frame::Outcome(7, outcome)));
+            assert_eq!(
+                decode_frame(&body, checksum),
+                Ok(Frame::Outcome(7, outcome))
+            );
             let mut bad = body.to_vec();
             bad[9] = 99;
-            let checksum = xxhash_rust::xxh3::xxh3_64(&bad);
-            assert!(decode_frame(&bad, checksum).is_err(), "an unknown status");
-            assert!(decode_frame(&bad[..20], xxhash_rust::xxh3::xxh3_64(&bad[..20])).is_err());
+            assert!(decode_sealed(&bad).is_err(), "an unknown status");
+            assert!(decode_sealed(&bad[..20]).is_err());
         }
     }
 
@@ -483,15 +517,13 @@ mod tests {
             };
             let frame = encode_offset(&write);
             let (body, checksum) = body_of(&frame);
-            assert_eq!(decode_frame(body, checksum), Ok(Frame::Offset(write)));
+            assert_eq!(decode_frame(&body, checksum), Ok(Frame::Offset(write)));
             for (at, value) in [(17, 9u8), (22, 0)] {
                 let mut bad = body.to_vec();
                 bad[at] = value;
-                let checksum = xxhash_rust::xxh3::xxh3_64(&bad);
-                assert!(decode_frame(&bad, checksum).is_err(), "byte {at} = {value}");
+                assert!(decode_sealed(&bad).is_err(), "byte {at} = {value}");
             }
-            let short = &body[..body.len() - 1];
-            assert!(decode_frame(short, xxhash_rust::xxh3::xxh3_64(short)).is_err());
+            assert!(decode_sealed(&body[..body.len() - 1]).is_err());
         }
     }
 
@@ -532,7 +564,7 @@ mod tests {
         let last = frame.len() - 1;
         frame[last] ^= 1;
         let (body, checksum) = body_of(&frame);
-        assert_eq!(decode_frame_body(body, checksum), Err(WireError::Checksum));
+        assert_eq!(decode_frame_body(&body, checksum), Err(WireError::Checksum));
         let oversized = ((FRAME_BYTES_MAX + 1) as u32).to_le_bytes();
         let mut header = [0u8; FRAME_HEADER_BYTES];
         header[..4].copy_from_slice(&oversized);
@@ -540,6 +572,35 @@ mod tests {
             decode_frame_header(&header),
             Err(WireError::TooLong(_))
         ));
+    }
+
+    #[test]
+    fn a_large_entry_shares_the_frame_and_a_small_one_is_copied() {
+        let mut builder = FrameBuilder::default();
+        builder.push(1, &message(2, 3, vec![7; 10_000]));
+        builder.push(4, &message(2, 3, b"small".to_vec()));
+        let (body, checksum) = body_of(&builder.finish());
+        let frame = body.as_ptr_range();
+        let messages = decode_frame_body(&body, checksum).unwrap();
+        let inside = |data: &Bytes| frame.contains(&data.as_ptr());
+        let (large, small) = (&messages[0].1.entries[0], &messages[1].1.entries[0]);
+        assert_eq!((large.data.len(), &small.data[..]), (10_000, &b"small"[..]));
+        assert!(
+            inside(&large.data),
+            "the large entry is a slice of the frame"
+        );
+        assert!(!inside(&small.data), "the small entry is a copy");
+        let send = ForwardedSend {
+            call: 1,
+            group: 2,
+            count: 1,
+            messages: Bytes::from(vec![1; 500]),
+        };
+        let (body, checksum) = body_of(&encode_send(&send));
+        let Ok(Frame::Send(decoded)) = decode_frame(&body, checksum) else {
+            panic!("a forwarded send");
+        };
+        assert!(body.as_ptr_range().contains(&decoded.messages.as_ptr()));
     }
 
     proptest! {
@@ -561,13 +622,12 @@ mod tests {
             let frame = builder.finish();
             prop_assert!(builder.is_empty());
             let (body, checksum) = body_of(&frame);
-            prop_assert_eq!(decode_frame_body(body, checksum).unwrap(), sent);
+            prop_assert_eq!(decode_frame_body(&body, checksum).unwrap(), sent);
         }
 
         #[test]
         fn any_body_decodes_or_fails_without_panicking(body in prop::collection::vec(any::<u8>(), 0..200)) {
-            let checksum = xxhash_rust::xxh3::xxh3_64(&body);
-            let _ = decode_frame(&body, checksum);
+            let _ = decode_sealed(&body);
         }
     }
 }

@@ -31,6 +31,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
+use futures_util::future::join;
 use galgo_protocol::message::{self, MessageView};
 use galgo_storage::{
     AppendReceipt, FsyncMode, LogStart, OffsetOwner, PartitionLog, RaftRecord, RaftRecords,
@@ -1262,12 +1263,19 @@ impl Group {
             }
             records.push(meta.record(entry.index));
         }
-        self.records.append(&records).await.map_err(storage_error)?;
+        // The records and the log are written (and fdatasynced) side by side: an open cuts
+        // both to their common prefix, so neither has to land first.
         let always = self.log.fsync_mode() == FsyncMode::Always;
-        self.log.flush(always).await.map_err(storage_error)?;
-        if always {
-            self.records.sync().await.map_err(storage_error)?;
-        }
+        let records_file = &mut self.records;
+        let records_written = async move {
+            records_file.append(&records).await?;
+            if always {
+                records_file.sync().await?;
+            }
+            Ok(())
+        };
+        let (records_written, log_written) = join(records_written, self.log.flush(always)).await;
+        records_written.and(log_written).map_err(storage_error)?;
         self.storage.wl().append(entries)?;
         if self.config.ack == Ack::Leader {
             for entry in entries {
