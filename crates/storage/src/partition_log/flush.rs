@@ -4,6 +4,7 @@
 use std::{cell::RefCell, time::Instant};
 
 use compio::fs::File;
+use futures_util::future::join;
 
 use super::{LogState, PartitionLog, sync::SealedSync};
 use crate::{
@@ -113,27 +114,31 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Writes one run to the active segment (one write to the log, one to the index), then
-    /// moves it from the journal to the segment's index.
+    /// Writes one run to the active segment (one write to the log and one to the index, side
+    /// by side), then moves it from the journal to the segment's index.
     async fn write_run(&self, run: &Run) -> Result<(), StorageError> {
         let (log, index_file, index_position, direct_tail) = self.run_target(run);
         let position = u64::from(run.position);
         let pace = self.tail.cache().pace();
         pace.write_started(Instant::now());
-        let written = async {
-            let new_tail = match direct_tail {
-                Some(tail) => {
-                    Some(direct_io::write_direct(&log, &tail, &run.messages, position).await?)
-                }
+        // The log and the index are written side by side: recovery trusts neither beyond what
+        // the other proves (an index entry past the log's end, or over bytes that fail their
+        // checks, is cut), so neither has to land first.
+        let log_written = async {
+            match direct_tail {
+                Some(tail) => Ok(Some(
+                    direct_io::write_direct(&log, &tail, &run.messages, position).await?,
+                )),
                 None => {
                     disk::write_vectored_all_at(&log, run.messages.clone(), position).await?;
-                    None
+                    Ok::<_, StorageError>(None)
                 }
-            };
-            disk::write_vectored_all_at(&index_file, run.entries.clone(), index_position).await?;
-            Ok::<_, StorageError>(new_tail)
-        }
-        .await;
+            }
+        };
+        let index_written =
+            disk::write_vectored_all_at(&index_file, run.entries.clone(), index_position);
+        let (log_written, index_written) = join(log_written, index_written).await;
+        let written = index_written.map_err(StorageError::from).and(log_written);
         pace.write_finished(
             if written.is_ok() { run.size_bytes } else { 0 },
             Instant::now(),
