@@ -31,14 +31,16 @@ use crate::{
     replica::ReplicaError,
     view::ClusterView,
     wire::{
-        FRAME_BYTES_MAX, FRAME_HEADER_BYTES, Frame, FrameBuilder, HANDSHAKE_FIXED_BYTES, Handshake,
-        MAGIC, METADATA_GROUP, SendOutcome, WireError, decode_frame, decode_frame_header,
-        encode_outcome,
+        FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_PIECES_MAX, Frame, FrameBuilder,
+        HANDSHAKE_FIXED_BYTES, Handshake, MAGIC, METADATA_GROUP, Pieces, SendOutcome, WireError,
+        decode_frame, decode_frame_header, encode_outcome,
     },
 };
 
 /// Messages queued per peer before new ones are dropped.
 const OUTBOX_MESSAGES_MAX: usize = 4096;
+/// Buffers one vectored write takes at most (IOV_MAX on Linux).
+const IOVECS_MAX: usize = 1024;
 /// Frames are cut at about this many bytes.
 const FRAME_TARGET_BYTES: usize = 1 << 20;
 /// First and longest wait between dials of an unreachable peer.
@@ -55,7 +57,7 @@ pub enum Outgoing {
     /// A Raft message of a group: many go in one frame.
     Raft(u64, Message),
     /// A frame of its own, encoded (a forwarded send or its outcome).
-    Frame(Vec<u8>),
+    Frame(Pieces),
 }
 
 /// The outboxes of every peer.
@@ -74,7 +76,7 @@ impl Outboxes {
     }
 
     /// Queues an encoded frame for node `to`; false when it was dropped.
-    pub fn send_frame(&self, to: u64, frame: Vec<u8>) -> bool {
+    pub fn send_frame(&self, to: u64, frame: Pieces) -> bool {
         self.peers
             .get(&to)
             .is_some_and(|outbox| outbox.try_send(Outgoing::Frame(frame)).is_ok())
@@ -183,24 +185,32 @@ async fn write_loop(
         let mut next = Some(first);
         while let Some(outgoing) = next.take() {
             match outgoing {
-                Outgoing::Raft(group, message) => builder.push(group, &message),
+                Outgoing::Raft(group, message) => builder.push(group, message),
                 Outgoing::Frame(frame) => {
                     if !builder.is_empty() {
-                        let BufResult(written, _) = stream.write_all(builder.finish()).await;
-                        written?;
+                        write_pieces(&mut stream, builder.finish()).await?;
                     }
-                    let BufResult(written, _) = stream.write_all(frame).await;
-                    written?;
+                    write_pieces(&mut stream, frame).await?;
                 }
             }
-            if builder.len() < FRAME_TARGET_BYTES {
+            if builder.len() < FRAME_TARGET_BYTES && builder.pieces() + 2 < FRAME_PIECES_MAX {
                 next = queued.try_recv().ok();
             }
         }
         if !builder.is_empty() {
-            let BufResult(written, _) = stream.write_all(builder.finish()).await;
-            written?;
+            write_pieces(&mut stream, builder.finish()).await?;
         }
+    }
+    Ok(())
+}
+
+/// Writes a frame's pieces, at most `IOVECS_MAX` per vectored write (more is EINVAL).
+async fn write_pieces(stream: &mut TcpStream, mut pieces: Pieces) -> std::io::Result<()> {
+    while !pieces.is_empty() {
+        let rest = pieces.split_off(pieces.len().min(IOVECS_MAX));
+        let BufResult(written, _) = stream.write_vectored_all(pieces).await;
+        written?;
+        pieces = rest;
     }
     Ok(())
 }

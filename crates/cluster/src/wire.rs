@@ -10,7 +10,9 @@
 //! frame:
 //!   [body length u32][xxh3-64 of body u64][body]
 //!   body: kind u8 = 1 (Raft messages), then per message:
-//!         group u64 | length u32 | raft-rs `eraftpb.Message`, protobuf-encoded
+//!         group u64 | length u32 | raft-rs `eraftpb.Message`, protobuf-encoded (its
+//!         entries after its other fields, and an entry's data after its other fields: any
+//!         order is valid protobuf, and a large entry's data goes out from where it lies)
 //!   body: kind u8 = 2 (a send forwarded to the partition's leader):
 //!         call u64 | group u64 | count u32 | the messages as the client sent them
 //!   body: kind u8 = 3 (its outcome, on the connection the leader dialed):
@@ -28,6 +30,7 @@ use bytes::Bytes;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use thiserror::Error;
+use xxhash_rust::xxh3::Xxh3;
 
 /// What every replication connection starts with.
 pub const MAGIC: &[u8; 8] = b"galgoRPL";
@@ -39,6 +42,16 @@ pub const FRAME_HEADER_BYTES: usize = 12;
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
 /// The fixed part of a handshake (all but the cluster id).
 pub const HANDSHAKE_FIXED_BYTES: usize = 8 + 2 + 8 + 8 + 2 + 2 + 2 + 8 + 1;
+/// A frame as written: its pieces in order, the header first.
+pub type Pieces = Vec<Bytes>;
+/// Entry data at least this large is written from where it lies, not copied into the frame.
+const SHARED_DATA_MIN: usize = 4096;
+/// Pieces in one frame at most (a vectored write takes at most 1,024).
+pub const FRAME_PIECES_MAX: usize = 512;
+/// Protobuf key of `eraftpb.Message.entries` (field 7, length-delimited).
+const ENTRIES_KEY: u8 = 7 << 3 | 2;
+/// Protobuf key of `eraftpb.Entry.data` (field 4, length-delimited).
+const DATA_KEY: u8 = 4 << 3 | 2;
 /// Frame kind: Raft messages.
 const KIND_RAFT: u8 = 1;
 /// Frame kind: a forwarded send.
@@ -111,18 +124,34 @@ pub enum Frame {
     Offset(ForwardedOffset),
 }
 
-/// A frame of one forwarded send, header included.
-pub fn encode_send(send: &ForwardedSend) -> Vec<u8> {
-    let mut body = open(KIND_SEND, 20 + send.messages.len());
-    body.extend_from_slice(&send.call.to_le_bytes());
-    body.extend_from_slice(&send.group.to_le_bytes());
-    body.extend_from_slice(&send.count.to_le_bytes());
-    body.extend_from_slice(&send.messages);
-    seal(body)
+/// A frame of one forwarded send, header included; the messages are a piece of their own.
+pub fn encode_send(send: &ForwardedSend) -> Pieces {
+    let mut fixed = Vec::with_capacity(21);
+    fixed.push(KIND_SEND);
+    fixed.extend_from_slice(&send.call.to_le_bytes());
+    fixed.extend_from_slice(&send.group.to_le_bytes());
+    fixed.extend_from_slice(&send.count.to_le_bytes());
+    let mut hasher = Xxh3::new();
+    hasher.update(&fixed);
+    hasher.update(&send.messages);
+    let len = fixed.len() + send.messages.len();
+    vec![
+        header(len, hasher.digest()),
+        Bytes::from(fixed),
+        send.messages.clone(),
+    ]
+}
+
+/// A frame header: the body's length and checksum.
+fn header(len: usize, checksum: u64) -> Bytes {
+    let mut header = Vec::with_capacity(FRAME_HEADER_BYTES);
+    header.extend_from_slice(&(len as u32).to_le_bytes());
+    header.extend_from_slice(&checksum.to_le_bytes());
+    Bytes::from(header)
 }
 
 /// A frame of one forwarded offset write, header included.
-pub fn encode_offset(write: &ForwardedOffset) -> Vec<u8> {
+pub fn encode_offset(write: &ForwardedOffset) -> Pieces {
     let (kind, id) = match write.owner {
         galgo_storage::OffsetOwner::Consumer(id) => (1u8, id),
         galgo_storage::OffsetOwner::Group(id) => (2, id),
@@ -138,11 +167,11 @@ pub fn encode_offset(write: &ForwardedOffset) -> Vec<u8> {
     body.extend_from_slice(&id.to_le_bytes());
     body.push(op);
     body.extend_from_slice(&offset.to_le_bytes());
-    seal(body)
+    vec![Bytes::from(seal(body))]
 }
 
 /// A frame of one outcome, header included.
-pub fn encode_outcome(call: u64, outcome: SendOutcome) -> Vec<u8> {
+pub fn encode_outcome(call: u64, outcome: SendOutcome) -> Pieces {
     let (status, leader, first, last) = match outcome {
         SendOutcome::Stored {
             first_offset,
@@ -159,7 +188,7 @@ pub fn encode_outcome(call: u64, outcome: SendOutcome) -> Vec<u8> {
     for value in [leader, first, last] {
         body.extend_from_slice(&value.to_le_bytes());
     }
-    seal(body)
+    vec![Bytes::from(seal(body))]
 }
 
 /// A frame of `kind` being written: room for its header, then the kind, with capacity for
@@ -269,33 +298,83 @@ impl Handshake {
     }
 }
 
-/// Builds frames of Raft messages, each encoded straight into the frame.
-#[derive(Debug, Default)]
+/// Builds frames of Raft messages as pieces: what protobuf encodes is gathered in one buffer,
+/// and an entry's data of [`SHARED_DATA_MIN`] bytes or more is a piece of its own, the
+/// `Bytes` the entry holds (a leader's batch goes to each follower without a copy).
+#[derive(Default)]
 pub struct FrameBuilder {
-    frame: Vec<u8>,
+    /// Pieces of the body so far, `gathered` not included.
+    pieces: Vec<Bytes>,
+    /// Bytes encoded since the last piece.
+    gathered: Vec<u8>,
+    /// Checksum of `pieces`.
+    hasher: Xxh3,
+    /// Bytes in `pieces`.
+    pieces_bytes: usize,
     messages: usize,
 }
 
 impl FrameBuilder {
     /// Adds one message of `group`.
-    pub fn push(&mut self, group: u64, message: &Message) {
+    pub fn push(&mut self, group: u64, mut message: Message) {
         if self.messages == 0 {
-            self.frame = open(KIND_RAFT, 12 + message.compute_size() as usize);
+            self.gathered.push(KIND_RAFT);
         }
-        self.frame.extend_from_slice(&group.to_le_bytes());
-        let at = self.frame.len();
-        self.frame.extend_from_slice(&[0; 4]);
-        message
-            .write_to_vec(&mut self.frame)
-            .expect("encoding a raft message into memory cannot fail");
-        let encoded = (self.frame.len() - at - 4) as u32;
-        self.frame[at..at + 4].copy_from_slice(&encoded.to_le_bytes());
+        let mut entries = std::mem::take(&mut message.entries).into_vec();
+        let shared: Vec<Bytes> = entries
+            .iter_mut()
+            .map(|entry| {
+                if entry.data.len() >= SHARED_DATA_MIN {
+                    std::mem::take(&mut entry.data)
+                } else {
+                    Bytes::new()
+                }
+            })
+            .collect();
+        // Each entry's length: its other fields, then its data's key, length and bytes.
+        let lengths: Vec<usize> = entries
+            .iter()
+            .zip(&shared)
+            .map(|(entry, data)| {
+                let rest = entry.compute_size() as usize;
+                match data.len() {
+                    0 => rest,
+                    len => rest + 1 + varint_len(len) + len,
+                }
+            })
+            .collect();
+        let encoded = message.compute_size() as usize
+            + lengths
+                .iter()
+                .map(|&len| 1 + varint_len(len) + len)
+                .sum::<usize>();
+        self.gathered.extend_from_slice(&group.to_le_bytes());
+        self.gathered
+            .extend_from_slice(&(encoded as u32).to_le_bytes());
+        write_message(&message, &mut self.gathered);
+        for ((entry, data), len) in entries.iter().zip(shared).zip(lengths) {
+            self.gathered.push(ENTRIES_KEY);
+            push_varint(&mut self.gathered, len);
+            write_message(entry, &mut self.gathered);
+            if !data.is_empty() {
+                self.gathered.push(DATA_KEY);
+                push_varint(&mut self.gathered, data.len());
+                self.cut();
+                self.add_piece(data);
+            }
+        }
         self.messages += 1;
     }
 
-    /// Bytes of the frame so far.
+    /// Bytes of the body so far.
     pub fn len(&self) -> usize {
-        self.frame.len()
+        self.pieces_bytes + self.gathered.len()
+    }
+
+    /// Pieces so far (a frame stays under [`FRAME_PIECES_MAX`] if cut once this reaches
+    /// `FRAME_PIECES_MAX - 2`: a message adds at most two per large entry, one entry each).
+    pub fn pieces(&self) -> usize {
+        self.pieces.len() + 1
     }
 
     /// Nothing added yet.
@@ -303,11 +382,53 @@ impl FrameBuilder {
         self.messages == 0
     }
 
-    /// The frame, header included; the builder is empty again.
-    pub fn finish(&mut self) -> Vec<u8> {
+    /// The frame's pieces, header first; the builder is empty again.
+    pub fn finish(&mut self) -> Pieces {
+        self.cut();
+        let mut pieces = Vec::with_capacity(self.pieces.len() + 1);
+        let hasher = std::mem::take(&mut self.hasher);
+        pieces.push(header(self.pieces_bytes, hasher.digest()));
+        pieces.append(&mut self.pieces);
+        self.pieces_bytes = 0;
         self.messages = 0;
-        seal(std::mem::take(&mut self.frame))
+        pieces
     }
+
+    /// Makes what was gathered a piece.
+    fn cut(&mut self) {
+        if !self.gathered.is_empty() {
+            let gathered = Bytes::from(std::mem::take(&mut self.gathered));
+            self.add_piece(gathered);
+        }
+    }
+
+    fn add_piece(&mut self, piece: Bytes) {
+        self.hasher.update(&piece);
+        self.pieces_bytes += piece.len();
+        self.pieces.push(piece);
+    }
+}
+
+/// Protobuf-encodes `message` at the end of `out`.
+fn write_message(message: &impl protobuf::Message, out: &mut Vec<u8>) {
+    message
+        .write_to_vec(out)
+        .expect("encoding a raft message into memory cannot fail");
+}
+
+/// Bytes of `value` as a protobuf varint.
+fn varint_len(value: usize) -> usize {
+    let bits = usize::BITS - (value | 1).leading_zeros();
+    bits.div_ceil(7) as usize
+}
+
+/// Appends `value` as a protobuf varint.
+fn push_varint(out: &mut Vec<u8>, mut value: usize) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
 }
 
 /// Reads a frame header: the body's length (checked against the maximum) and checksum.
@@ -451,7 +572,8 @@ mod tests {
         message
     }
 
-    fn body_of(frame: &[u8]) -> (Bytes, u64) {
+    fn body_of(pieces: &Pieces) -> (Bytes, u64) {
+        let frame = pieces.concat();
         let header: &[u8; FRAME_HEADER_BYTES] = frame[..FRAME_HEADER_BYTES].try_into().unwrap();
         let (len, checksum) = decode_frame_header(header).unwrap();
         assert_eq!(len, frame.len() - FRAME_HEADER_BYTES);
@@ -559,11 +681,11 @@ mod tests {
     #[test]
     fn a_corrupted_frame_is_refused() {
         let mut builder = FrameBuilder::default();
-        builder.push(0, &message(2, 3, b"payload".to_vec()));
-        let mut frame = builder.finish();
+        builder.push(0, message(2, 3, b"payload".to_vec()));
+        let mut frame = builder.finish().concat();
         let last = frame.len() - 1;
         frame[last] ^= 1;
-        let (body, checksum) = body_of(&frame);
+        let (body, checksum) = body_of(&vec![Bytes::from(frame)]);
         assert_eq!(decode_frame_body(&body, checksum), Err(WireError::Checksum));
         let oversized = ((FRAME_BYTES_MAX + 1) as u32).to_le_bytes();
         let mut header = [0u8; FRAME_HEADER_BYTES];
@@ -575,11 +697,18 @@ mod tests {
     }
 
     #[test]
-    fn a_large_entry_shares_the_frame_and_a_small_one_is_copied() {
+    fn a_large_entry_is_sent_and_received_without_a_copy_and_a_small_one_is_copied() {
         let mut builder = FrameBuilder::default();
-        builder.push(1, &message(2, 3, vec![7; 10_000]));
-        builder.push(4, &message(2, 3, b"small".to_vec()));
-        let (body, checksum) = body_of(&builder.finish());
+        let sent = message(2, 3, vec![7; 10_000]);
+        let batch = sent.entries[0].data.clone();
+        builder.push(1, sent);
+        builder.push(4, message(2, 3, b"small".to_vec()));
+        let pieces = builder.finish();
+        assert!(
+            pieces.iter().any(|piece| piece.as_ptr() == batch.as_ptr()),
+            "the large entry goes out from where it lies"
+        );
+        let (body, checksum) = body_of(&pieces);
         let frame = body.as_ptr_range();
         let messages = decode_frame_body(&body, checksum).unwrap();
         let inside = |data: &Bytes| frame.contains(&data.as_ptr());
@@ -607,18 +736,52 @@ mod tests {
         #[test]
         fn frames_round_trip(
             messages in prop::collection::vec(
-                (0u64..5, 1u64..10, 0u64..100, prop::collection::vec(any::<u8>(), 0..300)),
+                (
+                    0u64..5,
+                    (1u64..10, 0u64..100, any::<u64>(), any::<bool>()),
+                    prop::collection::vec(
+                        (
+                            prop_oneof![0usize..300, 4090usize..4100, 5000usize..70_000],
+                            prop::collection::vec(any::<u8>(), 0..60),
+                            any::<u64>(),
+                        ),
+                        0..4,
+                    ),
+                ),
                 1..8,
             )
         ) {
             let mut builder = FrameBuilder::default();
             let sent: Vec<(u64, Message)> = messages
                 .into_iter()
-                .map(|(group, to, term, data)| (group, message(to, term, data)))
+                .map(|(group, (to, term, commit, reject), entries)| {
+                    let mut message = message(to, term, Vec::new());
+                    message.commit = commit;
+                    message.reject = reject;
+                    message.context = Bytes::from_static(b"ctx");
+                    message.entries = entries
+                        .into_iter()
+                        .map(|(len, context, index)| Entry {
+                            index,
+                            term,
+                            data: Bytes::from(vec![index as u8; len]),
+                            context: Bytes::from(context),
+                            ..Entry::default()
+                        })
+                        .collect::<Vec<_>>()
+                        .into();
+                    (group, message)
+                })
                 .collect();
             for (group, message) in &sent {
-                builder.push(*group, message);
+                builder.push(*group, message.clone());
             }
+            let large = sent
+                .iter()
+                .flat_map(|(_, message)| message.entries.iter())
+                .filter(|entry| entry.data.len() >= SHARED_DATA_MIN)
+                .count();
+            prop_assert_eq!(builder.pieces(), 1 + 2 * large);
             let frame = builder.finish();
             prop_assert!(builder.is_empty());
             let (body, checksum) = body_of(&frame);

@@ -19,7 +19,7 @@ use raft::eraftpb::Message;
 use super::group::{GroupInput, OffsetProposal, Proposal, ReplicaError};
 use crate::{
     transport::Outboxes,
-    wire::{ForwardedOffset, ForwardedSend, SendOutcome, encode_offset, encode_send},
+    wire::{ForwardedOffset, ForwardedSend, Pieces, SendOutcome, encode_offset, encode_send},
 };
 
 /// The partition groups of this node, by group id, the peers' outboxes, and the sends this
@@ -174,7 +174,7 @@ impl PartitionRouter {
     }
 
     /// Queues an encoded frame for a peer; false when dropped.
-    pub fn send_frame(&self, to: u64, frame: Vec<u8>) -> bool {
+    pub fn send_frame(&self, to: u64, frame: Pieces) -> bool {
         self.outboxes
             .get()
             .is_some_and(|outboxes| outboxes.send_frame(to, frame))
@@ -227,7 +227,7 @@ impl PartitionRouter {
         &self,
         leader: u64,
         wait: Duration,
-        frame: impl FnOnce(u64) -> Vec<u8>,
+        frame: impl FnOnce(u64) -> Pieces,
     ) -> SendOutcome {
         let call = self.next_call.fetch_add(1, Ordering::Relaxed);
         let (slot, outcome) = oneshot::channel();
