@@ -46,7 +46,8 @@ pub const HANDSHAKE_FIXED_BYTES: usize = 8 + 2 + 8 + 8 + 2 + 2 + 2 + 8 + 1;
 pub type Pieces = Vec<Bytes>;
 /// Entry data at least this large is written from where it lies, not copied into the frame.
 const SHARED_DATA_MIN: usize = 4096;
-/// Pieces in one frame at most (a vectored write takes at most 1,024).
+/// A frame is cut once it has about this many pieces (a message with many large entries can
+/// add more; the writer splits its writes at IOV_MAX anyway).
 pub const FRAME_PIECES_MAX: usize = 512;
 /// Protobuf key of `eraftpb.Message.entries` (field 7, length-delimited).
 const ENTRIES_KEY: u8 = 7 << 3 | 2;
@@ -371,8 +372,7 @@ impl FrameBuilder {
         self.pieces_bytes + self.gathered.len()
     }
 
-    /// Pieces so far (a frame stays under [`FRAME_PIECES_MAX`] if cut once this reaches
-    /// `FRAME_PIECES_MAX - 2`: a message adds at most two per large entry, one entry each).
+    /// Pieces so far, the header included.
     pub fn pieces(&self) -> usize {
         self.pieces.len() + 1
     }
@@ -519,9 +519,9 @@ pub fn decode_frame_body(body: &Bytes, checksum: u64) -> Result<Vec<(u64, Messag
 }
 
 /// Raft messages; an entry's data (or context) shares the frame's memory only when it is at
-/// least half of the frame, and is copied otherwise: a small entry kept in memory (the group's window, the
-/// tail cache) never holds a large frame alive, so what those count is at least half of what
-/// they hold.
+/// least half of the frame, and is copied otherwise: a small entry kept in memory (the
+/// group's window, the tail cache) never holds a large frame alive, so what those count is at
+/// least half of what they hold.
 fn decode_raft(mut rest: Bytes) -> Result<Vec<(u64, Message)>, WireError> {
     let shared_min = rest.len() / 2;
     let mut messages = Vec::new();
