@@ -33,7 +33,7 @@ use crate::{
     wire::{
         FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_PIECES_MAX, Frame, FrameBuilder,
         HANDSHAKE_FIXED_BYTES, Handshake, MAGIC, METADATA_GROUP, Pieces, SendOutcome, WireError,
-        decode_frame, decode_frame_header, encode_outcome,
+        decode_frame, decode_frame_header, encode_keepalive, encode_outcome,
     },
 };
 
@@ -150,7 +150,8 @@ async fn dial_loop(
                 }
                 failures = 0;
                 wait = REDIAL_MS_MIN;
-                match write_loop(stream, &handshake, &queued).await {
+                let keepalive = view.settings.election_timeout() / 4;
+                match write_loop(stream, &handshake, &queued, keepalive).await {
                     Ok(()) => return,
                     Err(error) => {
                         tracing::info!(peer = handshake.to, %address, %error, "replication connection to peer lost");
@@ -173,15 +174,27 @@ async fn dial_loop(
 }
 
 /// Writes the handshake and then frames of whatever is queued; `Ok` once the outbox closed.
+/// After `keepalive` with nothing to send it writes an empty frame, so the peer hears from
+/// this node even when no group of theirs has anything to say (two followers of the metadata
+/// group, no partitions): GetClusterMetadata's status comes from what each node heard.
 async fn write_loop(
     mut stream: TcpStream,
     handshake: &Handshake,
     queued: &Queued,
+    keepalive: Duration,
 ) -> std::io::Result<()> {
     let BufResult(written, _) = stream.write_all(handshake.encode()).await;
     written?;
     let mut builder = FrameBuilder::default();
-    while let Ok(first) = queued.recv_async().await {
+    loop {
+        let first = match compio::time::timeout(keepalive, queued.recv_async()).await {
+            Ok(Ok(first)) => first,
+            Ok(Err(_)) => return Ok(()),
+            Err(_) => {
+                write_pieces(&mut stream, encode_keepalive()).await?;
+                continue;
+            }
+        };
         let mut next = Some(first);
         while let Some(outgoing) = next.take() {
             match outgoing {
@@ -201,7 +214,6 @@ async fn write_loop(
             write_pieces(&mut stream, builder.finish()).await?;
         }
     }
-    Ok(())
 }
 
 /// Writes a frame's pieces, at most `IOVECS_MAX` per vectored write (more is EINVAL).

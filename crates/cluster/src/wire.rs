@@ -9,7 +9,7 @@
 //!   | cluster id length u8 | cluster id                                   (integers LE)
 //! frame:
 //!   [body length u32][xxh3-64 of body u64][body]
-//!   body: kind u8 = 1 (Raft messages), then per message:
+//!   body: kind u8 = 1 (Raft messages; none at all is a keepalive), then per message:
 //!         group u64 | length u32 | raft-rs `eraftpb.Message`, protobuf-encoded (its
 //!         entries after its other fields, and an entry's data after its other fields: any
 //!         order is valid protobuf, and a large entry's data goes out from where it lies)
@@ -190,6 +190,12 @@ pub fn encode_outcome(call: u64, outcome: SendOutcome) -> Pieces {
         body.extend_from_slice(&value.to_le_bytes());
     }
     vec![Bytes::from(seal(body))]
+}
+
+/// A frame of no Raft messages: what a connection with nothing to send writes now and then,
+/// so that its peer hears from this node.
+pub fn encode_keepalive() -> Pieces {
+    vec![Bytes::from(seal(open(KIND_RAFT, 0)))]
 }
 
 /// A frame of `kind` being written: room for its header, then the kind, with capacity for
@@ -676,6 +682,12 @@ mod tests {
         let fixed: &[u8; HANDSHAKE_FIXED_BYTES] =
             newer[..HANDSHAKE_FIXED_BYTES].try_into().unwrap();
         assert_eq!(Handshake::decode_fixed(fixed), Err(WireError::Version(9)));
+    }
+
+    #[test]
+    fn a_keepalive_is_a_frame_of_no_messages() {
+        let (body, checksum) = body_of(&encode_keepalive());
+        assert_eq!(decode_frame(&body, checksum), Ok(Frame::Raft(Vec::new())));
     }
 
     #[test]

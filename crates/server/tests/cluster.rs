@@ -1128,6 +1128,34 @@ fn partition_leader_on(cluster: &Cluster, index: usize) -> Option<usize> {
     node.checked_sub(1)
 }
 
+/// The nodes node `index` reports healthy in GetClusterMetadata, by name.
+fn healthy_on(cluster: &Cluster, index: usize) -> Vec<String> {
+    let roster = cluster_metadata(&mut cluster.connect(index));
+    roster
+        .nodes
+        .into_iter()
+        .filter(|node| node.status == NODE_STATUS_HEALTHY)
+        .map(|node| node.name)
+        .collect()
+}
+
+/// GetClusterMetadata's status: with no partition at all (the followers of the metadata group
+/// hear from each other only through keepalives), every node reports every running node
+/// healthy, and a killed one unreachable.
+#[test]
+fn every_node_reports_the_running_nodes_healthy_and_a_dead_one_unreachable() {
+    let mut cluster = Cluster::start(3);
+    raw::create_stream(&mut cluster.connect(0), "metadata-only");
+    let all = ["galgo-node-1", "galgo-node-2", "galgo-node-3"];
+    for node in 0..3 {
+        wait_for(|| (healthy_on(&cluster, node) == all).then_some(()));
+    }
+    cluster.nodes[2].kill();
+    for node in 0..2 {
+        wait_for(|| (healthy_on(&cluster, node) == all[..2]).then_some(()));
+    }
+}
+
 /// Sends one message with `id` to partition 0 through node `index`, until acknowledged.
 fn send_with_id(cluster: &Cluster, index: usize, topic: (u32, u32), id: u128, payload: &str) {
     wait_for(|| {
