@@ -82,6 +82,12 @@ pub enum Command {
     /// Server statistics: version, uptime, resources, counts.
     #[command(after_help = "Examples:\n  galgo stats\n  galgo stats -o json | jq .messages_count")]
     Stats,
+    /// The cluster's nodes: addresses, role (the metadata leader) and status, as the node
+    /// connected to sees them; a single node lists itself.
+    #[command(
+        after_help = "Examples:\n  galgo cluster\n  galgo --url iggy://iggy:iggy@10.0.0.2:8090 cluster -o json"
+    )]
+    Cluster,
     /// Connected clients.
     #[command(subcommand)]
     Client(ClientCommand),

@@ -76,6 +76,7 @@ async fn dispatch(
         Command::Ping(args) => system::ping(client, args).await,
         Command::Me => system::me(client).await,
         Command::Stats => system::stats(client).await,
+        Command::Cluster => system::cluster(client).await,
         Command::Client(command) => system::client_command(client, command).await,
         Command::Stream(command) => streams::run(client, command).await,
         Command::Topic(command) => topics::run(client, command).await,

@@ -43,6 +43,16 @@ fn system_commands() {
     let stats = galgo.json(&["stats"]);
     assert!(!stats["server_version"].as_str().unwrap().is_empty());
     assert!(galgo.ok(&["stats"]).contains("uptime"));
+    // A single node lists itself, leading and healthy, at the address the CLI reached.
+    let cluster = galgo.json(&["cluster"]);
+    assert_eq!(cluster["name"], "single-node", "{cluster}");
+    let node = &cluster["nodes"][0];
+    assert_eq!(node["tcp_port"], galgo.server.addr.port(), "{cluster}");
+    assert_eq!(
+        (&node["role"], &node["status"]),
+        (&"leader".into(), &"healthy".into())
+    );
+    assert!(galgo.ok(&["cluster"]).contains("leader"));
     let clients = galgo.json(&["client", "list"]);
     assert!(!clients.as_array().unwrap().is_empty(), "{clients}");
     let id = clients[0]["client_id"].as_u64().unwrap().to_string();
@@ -1094,6 +1104,7 @@ const SUBCOMMANDS: &[&[&str]] = &[
     &["ping"],
     &["me"],
     &["stats"],
+    &["cluster"],
     &["client", "list"],
     &["client", "get"],
     &["stream", "list"],

@@ -1,8 +1,10 @@
-//! System calls: Ping, GetStats, GetMe, GetClient and GetClients.
+//! System calls: Ping, GetStats, GetMe, GetClient, GetClients and GetClusterMetadata.
 
 use galgo_protocol::Command;
 use galgo_protocol::CommandCode;
-use galgo_protocol::command::system::{ClientInfo, ClientSummary, GetClient, Stats};
+use galgo_protocol::command::system::{
+    ClientInfo, ClientSummary, ClusterMetadata, GetClient, Stats,
+};
 
 use crate::client::{Client, decoded};
 use crate::error::ClientError;
@@ -17,6 +19,19 @@ impl Client {
     pub async fn get_stats(&mut self) -> Result<Stats, ClientError> {
         let bytes = self.request(CommandCode::GetStats, |_| {}).await?;
         decoded(CommandCode::GetStats, &bytes, Stats::decode)
+    }
+
+    /// GetClusterMetadata: the cluster's name and nodes, each with its advertised addresses,
+    /// role and status (a single node names itself).
+    pub async fn get_cluster_metadata(&mut self) -> Result<ClusterMetadata, ClientError> {
+        let bytes = self
+            .request(CommandCode::GetClusterMetadata, |_| {})
+            .await?;
+        decoded(
+            CommandCode::GetClusterMetadata,
+            &bytes,
+            ClusterMetadata::decode,
+        )
     }
 
     /// GetMe: this connection's own client record.

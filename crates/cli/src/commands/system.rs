@@ -1,12 +1,12 @@
-//! `galgo ping`, `galgo me`, `galgo stats` and `galgo client …`.
+//! `galgo ping`, `galgo me`, `galgo stats`, `galgo cluster` and `galgo client …`.
 
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use galgo_client::Client;
 use galgo_protocol::command::system::{
-    ClientInfo, ClientSummary, Stats, TRANSPORT_HTTP, TRANSPORT_QUIC, TRANSPORT_TCP,
-    TRANSPORT_WEBSOCKET,
+    ClientInfo, ClientSummary, ClusterMetadata, NODE_ROLE_FOLLOWER, NODE_ROLE_LEADER, Stats,
+    TRANSPORT_HTTP, TRANSPORT_QUIC, TRANSPORT_TCP, TRANSPORT_WEBSOCKET,
 };
 use serde_json::{Value, json};
 
@@ -59,6 +59,76 @@ pub async fn stats(client: &mut Client) -> CliResult<Report> {
         human: Human::Fields(stats_fields(&stats)),
         json: stats_json(&stats),
     })
+}
+
+/// `galgo cluster`: the nodes as the server knows them (GetClusterMetadata).
+pub async fn cluster(client: &mut Client) -> CliResult<Report> {
+    let metadata = client.get_cluster_metadata().await?;
+    Ok(cluster_report(&metadata))
+}
+
+fn cluster_report(metadata: &ClusterMetadata) -> Report {
+    let port = |port: u16| match port {
+        0 => "-".to_owned(),
+        port => port.to_string(),
+    };
+    let rows = metadata
+        .nodes
+        .iter()
+        .map(|node| {
+            vec![
+                node.name.clone(),
+                node.ip.clone(),
+                port(node.tcp_port),
+                port(node.websocket_port),
+                role_name(node.role).to_owned(),
+                status_name(node.status).to_owned(),
+            ]
+        })
+        .collect();
+    let nodes = metadata
+        .nodes
+        .iter()
+        .map(|node| {
+            json!({
+                "name": node.name,
+                "ip": node.ip,
+                "tcp_port": node.tcp_port,
+                "websocket_port": node.websocket_port,
+                "http_port": node.http_port,
+                "quic_port": node.quic_port,
+                "role": role_name(node.role),
+                "status": status_name(node.status),
+            })
+        })
+        .collect();
+    Report {
+        human: Human::Table {
+            header: vec!["node", "ip", "tcp", "websocket", "role", "status"],
+            rows,
+        },
+        json: json!({ "name": metadata.name, "nodes": Value::Array(nodes) }),
+    }
+}
+
+fn role_name(role: u8) -> &'static str {
+    match role {
+        NODE_ROLE_LEADER => "leader",
+        NODE_ROLE_FOLLOWER => "follower",
+        _ => "unknown",
+    }
+}
+
+/// The protocol's node statuses (PROTOCOL.md, GetClusterMetadata).
+fn status_name(status: u8) -> &'static str {
+    match status {
+        0 => "healthy",
+        1 => "starting",
+        2 => "stopping",
+        3 => "unreachable",
+        4 => "maintenance",
+        _ => "unknown",
+    }
 }
 
 fn stats_fields(stats: &Stats) -> Vec<(&'static str, String)> {
