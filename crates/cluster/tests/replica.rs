@@ -13,7 +13,7 @@ use std::{
 use bytes::BytesMut;
 use galgo_cluster::{
     Ack,
-    replica::{GroupConfig, GroupHandle, ReplicaError, Sink, start_group},
+    replica::{GroupConfig, GroupHandle, ReplicaError, Sink, groups_ticked_here, start_group},
 };
 use galgo_protocol::message::{MessageIter, encode_message};
 use galgo_storage::{
@@ -244,6 +244,24 @@ async fn wait_until(what: &str, condition: impl Fn() -> bool) {
         assert!(started.elapsed() < WAIT, "timed out waiting: {what}");
         compio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The groups of a thread share one ticker, which lets go of a group once it stopped.
+#[compio::test]
+async fn one_ticker_ticks_the_groups_of_a_thread_and_forgets_stopped_ones() {
+    let mut replicas = Replicas::start(Ack::Majority).await;
+    assert_eq!(groups_ticked_here(), 3);
+    let leader = replicas.wait_leader(&NODES).await;
+    let follower = NODES.into_iter().find(|&node| node != leader).unwrap();
+    replicas.stop_node(follower).await;
+    wait_until("the stopped group is no longer ticked", || {
+        groups_ticked_here() == 2
+    })
+    .await;
+    // A restarted group is ticked again, and the three store a batch.
+    replicas.start_node(follower).await;
+    assert_eq!(groups_ticked_here(), 3);
+    replicas.propose_stored(&NODES, "after", 1, 10).await;
 }
 
 #[compio::test]

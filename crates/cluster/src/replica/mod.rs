@@ -9,7 +9,7 @@ mod storage;
 
 pub use group::{
     GroupConfig, GroupHandle, GroupInput, GroupView, OffsetProposal, Proposal, ReplicaError, Sink,
-    start_group,
+    groups_ticked_here, start_group,
 };
 
 pub use router::{PartitionRouter, ProposalOutcome};
