@@ -264,6 +264,18 @@ async fn one_ticker_ticks_the_groups_of_a_thread_and_forgets_stopped_ones() {
     replicas.propose_stored(&NODES, "after", 1, 10).await;
 }
 
+/// A runtime made after another on the same thread (tests on one thread) gets a ticker of
+/// its own: the first one's went with its runtime.
+#[test]
+fn groups_of_a_later_runtime_on_the_same_thread_are_ticked() {
+    for _ in 0..2 {
+        compio::runtime::Runtime::new().unwrap().block_on(async {
+            let replicas = Replicas::start(Ack::Majority).await;
+            replicas.wait_leader(&NODES).await;
+        });
+    }
+}
+
 #[compio::test]
 async fn three_replicas_hold_the_same_committed_batches() {
     let replicas = Replicas::start(Ack::Majority).await;

@@ -696,10 +696,16 @@ async fn read_batch(log: &PartitionLog, meta: &EntryMeta) -> Result<Bytes, Strin
     Ok(out.freeze())
 }
 
+/// The groups of one tick period on this shard, and whether their ticker runs.
+#[derive(Default)]
+struct Ticked {
+    groups: Vec<flume::Sender<GroupInput>>,
+    ticker_running: bool,
+}
+
 thread_local! {
-    /// The input queues of this shard's groups, by tick period: what its tickers tick.
-    static TICKED: RefCell<HashMap<Duration, Vec<flume::Sender<GroupInput>>>> =
-        RefCell::new(HashMap::new());
+    /// This shard's groups, by tick period: what its tickers tick.
+    static TICKED: RefCell<HashMap<Duration, Ticked>> = RefCell::new(HashMap::new());
 }
 
 /// Ticks a group with every other group of this shard (thread): one timer per shard rather
@@ -707,13 +713,14 @@ thread_local! {
 /// (300 idle partitions cost a node 10% of a core, mostly in wake-ups, with a timer each).
 /// A group whose queue is full skips that tick; a stopped one is dropped from the list.
 fn tick_with_the_shard(inputs: flume::Sender<GroupInput>, every: Duration) {
-    let first = TICKED.with(|ticked| {
+    let start = TICKED.with(|ticked| {
         let mut ticked = ticked.borrow_mut();
-        let groups = ticked.entry(every).or_default();
-        groups.push(inputs);
-        groups.len() == 1
+        let ticked = ticked.entry(every).or_default();
+        ticked.groups.retain(|group| !group.is_disconnected());
+        ticked.groups.push(inputs);
+        !std::mem::replace(&mut ticked.ticker_running, true)
     });
-    if first {
+    if start {
         compio::runtime::spawn(shard_ticker(every)).detach();
     }
 }
@@ -721,25 +728,46 @@ fn tick_with_the_shard(inputs: flume::Sender<GroupInput>, every: Duration) {
 /// How many groups this shard (thread) ticks: the running ones, and a stopped one until the
 /// tick after it stopped.
 pub fn groups_ticked_here() -> usize {
-    TICKED.with(|ticked| ticked.borrow().values().map(Vec::len).sum())
+    TICKED.with(|ticked| {
+        ticked
+            .borrow()
+            .values()
+            .map(|ticked| ticked.groups.len())
+            .sum()
+    })
 }
 
 /// Ticks this shard's groups of period `every` until none is left.
 async fn shard_ticker(every: Duration) {
+    // However the ticker ends (its runtime dropped with it included), the next group of its
+    // period starts another.
+    struct Running(Duration);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = TICKED.try_with(|ticked| {
+                if let Ok(mut ticked) = ticked.try_borrow_mut()
+                    && let Some(ticked) = ticked.get_mut(&self.0)
+                {
+                    ticked.ticker_running = false;
+                }
+            });
+        }
+    }
+    let _running = Running(every);
     loop {
         compio::time::sleep(every).await;
         let any_left = TICKED.with(|ticked| {
             let mut ticked = ticked.borrow_mut();
-            let Some(groups) = ticked.get_mut(&every) else {
+            let Some(period) = ticked.get_mut(&every) else {
                 return false;
             };
-            groups.retain(|inputs| {
+            period.groups.retain(|inputs| {
                 !matches!(
                     inputs.try_send(GroupInput::Tick),
                     Err(flume::TrySendError::Disconnected(_))
                 )
             });
-            if groups.is_empty() {
+            if period.groups.is_empty() {
                 ticked.remove(&every);
                 return false;
             }
