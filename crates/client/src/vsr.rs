@@ -8,7 +8,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use galgo_protocol::{
     CommandCode, ErrorCode, Request,
     command::users::LoginResponse,
-    message::{ID_AT, MessageView},
+    message::{ID_AT, MessageView, OFFSET_AT},
     vsr::{
         bodies,
         header::{
@@ -85,7 +85,7 @@ fn fresh_client_id() -> u128 {
 pub(crate) fn mint_ids(block: &mut [u8]) {
     let mut at = 0;
     while let Some(size) = MessageView::parse(&block[at..]).map(|message| message.size()) {
-        let id = &mut block[at + ID_AT..at + ID_AT + 16];
+        let id = &mut block[at + ID_AT..at + OFFSET_AT];
         if id.iter().all(|&byte| byte == 0) {
             id.copy_from_slice(&uuid::Uuid::new_v4().as_u128().to_le_bytes());
         }

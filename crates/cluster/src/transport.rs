@@ -39,6 +39,9 @@ use crate::{
 
 /// Messages queued per peer before new ones are dropped.
 const OUTBOX_MESSAGES_MAX: usize = 4096;
+/// A connection with nothing to send writes a keepalive after this fraction of an election
+/// timeout: 4 gives its peer four chances to hear from it within one.
+const KEEPALIVES_PER_ELECTION_TIMEOUT: u32 = 4;
 /// Buffers one vectored write takes at most (IOV_MAX on Linux).
 const IOVECS_MAX: usize = 1024;
 /// Frames are cut at about this many bytes.
@@ -150,7 +153,7 @@ async fn dial_loop(
                 }
                 failures = 0;
                 wait = REDIAL_MS_MIN;
-                let keepalive = view.settings.election_timeout() / 4;
+                let keepalive = view.settings.election_timeout() / KEEPALIVES_PER_ELECTION_TIMEOUT;
                 match write_loop(stream, &handshake, &queued, keepalive).await {
                     Ok(()) => return,
                     Err(error) => {

@@ -28,7 +28,7 @@
 
 use bytes::Bytes;
 use protobuf::Message as _;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Entry, Message};
 use thiserror::Error;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -327,42 +327,38 @@ impl FrameBuilder {
         if self.messages == 0 {
             self.gathered.push(KIND_RAFT);
         }
-        let mut entries = std::mem::take(&mut message.entries).into_vec();
-        let shared: Vec<Bytes> = entries
-            .iter_mut()
-            .map(|entry| {
-                if entry.data.len() >= SHARED_DATA_MIN {
+        // Per entry: its large data, taken out to go as a piece of its own (empty when it
+        // stays inline), and its encoded length: its other fields, then the data's key,
+        // length and bytes.
+        let entries: Vec<(Entry, Bytes, usize)> = std::mem::take(&mut message.entries)
+            .into_iter()
+            .map(|mut entry| {
+                let data = if entry.data.len() >= SHARED_DATA_MIN {
                     std::mem::take(&mut entry.data)
                 } else {
                     Bytes::new()
-                }
-            })
-            .collect();
-        // Each entry's length: its other fields, then its data's key, length and bytes.
-        let lengths: Vec<usize> = entries
-            .iter()
-            .zip(&shared)
-            .map(|(entry, data)| {
+                };
                 let rest = entry.compute_size() as usize;
-                match data.len() {
+                let len = match data.len() {
                     0 => rest,
                     len => rest + 1 + varint_len(len) + len,
-                }
+                };
+                (entry, data, len)
             })
             .collect();
         let encoded = message.compute_size() as usize
-            + lengths
+            + entries
                 .iter()
-                .map(|&len| 1 + varint_len(len) + len)
+                .map(|&(_, _, len)| 1 + varint_len(len) + len)
                 .sum::<usize>();
         self.gathered.extend_from_slice(&group.to_le_bytes());
         self.gathered
             .extend_from_slice(&(encoded as u32).to_le_bytes());
         write_message(&message, &mut self.gathered);
-        for ((entry, data), len) in entries.iter().zip(shared).zip(lengths) {
+        for (entry, data, len) in entries {
             self.gathered.push(ENTRIES_KEY);
             push_varint(&mut self.gathered, len);
-            write_message(entry, &mut self.gathered);
+            write_message(&entry, &mut self.gathered);
             if !data.is_empty() {
                 self.gathered.push(DATA_KEY);
                 push_varint(&mut self.gathered, data.len());
@@ -560,7 +556,7 @@ fn decode_raft(mut rest: Bytes) -> Result<Vec<(u64, Message)>, WireError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use raft::eraftpb::{Entry, MessageType};
+    use raft::eraftpb::MessageType;
 
     fn message(to: u64, term: u64, data: Vec<u8>) -> Message {
         let mut message = Message::default();

@@ -19,7 +19,10 @@ use galgo_cluster::{
 use galgo_metadata::{GroupId, GroupKey, MetadataError, Need, PartitionKey, ShardId, TopicKey};
 use galgo_protocol::{
     Consumer, ErrorCode, Identifier, Partitioning, PollingStrategy,
-    command::messages::{FlushUnsavedBuffer, PollMessages, PolledMessagesHeader, SendMessages},
+    command::messages::{
+        FlushUnsavedBuffer, POLLED_MESSAGES_HEADER_BYTES, PollMessages, PolledMessagesHeader,
+        SendMessages,
+    },
     consumer_key,
     partitioning::partition_for_key,
     vsr::batch::KeptRecord,
@@ -542,7 +545,7 @@ fn reply_parts(
     head: PolledMessagesHeader,
     polled: Option<galgo_storage::Polled>,
 ) -> (Vec<Bytes>, Vec<KeptRecord>) {
-    let mut header = BytesMut::with_capacity(16);
+    let mut header = BytesMut::with_capacity(POLLED_MESSAGES_HEADER_BYTES);
     head.encode(&mut header);
     let mut chunks = vec![header.freeze()];
     let Some(polled) = polled else {
