@@ -10,6 +10,7 @@
 use std::{
     cell::Cell,
     collections::HashMap,
+    io,
     net::SocketAddr,
     rc::Rc,
     sync::Arc,
@@ -54,6 +55,13 @@ const REDIAL_MS_MAX: u64 = 1_000;
 pub const FORWARDED_SEND_WAIT: Duration = Duration::from_secs(10);
 /// A dialer that sends nothing useful within this long is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long start-up waits for the replication address to come free. A run killed a moment
+/// ago still holds its listener for some milliseconds after it is reaped: the kernel closes
+/// the files of an io_uring instance's pending requests from a worker, after the process
+/// ended (7–8 ms measured here), and SO_REUSEADDR does not cover a listening socket.
+const BIND_WAIT: Duration = Duration::from_secs(10);
+/// Between two attempts within [`BIND_WAIT`].
+const BIND_RETRY: Duration = Duration::from_millis(20);
 
 /// What an outbox queues.
 pub enum Outgoing {
@@ -185,7 +193,7 @@ async fn write_loop(
     handshake: &Handshake,
     queued: &Queued,
     keepalive: Duration,
-) -> std::io::Result<()> {
+) -> io::Result<()> {
     let BufResult(written, _) = stream.write_all(handshake.encode()).await;
     written?;
     let mut builder = FrameBuilder::default();
@@ -220,7 +228,7 @@ async fn write_loop(
 }
 
 /// Writes a frame's pieces, at most `IOVECS_MAX` per vectored write (more is EINVAL).
-async fn write_pieces(stream: &mut TcpStream, mut pieces: Pieces) -> std::io::Result<()> {
+async fn write_pieces(stream: &mut TcpStream, mut pieces: Pieces) -> io::Result<()> {
     while !pieces.is_empty() {
         let rest = pieces.split_off(pieces.len().min(IOVECS_MAX));
         let BufResult(written, _) = stream.write_vectored_all(pieces).await;
@@ -230,6 +238,24 @@ async fn write_pieces(stream: &mut TcpStream, mut pieces: Pieces) -> std::io::Re
     Ok(())
 }
 
+/// Binds `address`, waiting up to [`BIND_WAIT`] while it is in use (see there).
+async fn bind_when_free(address: SocketAddr) -> io::Result<TcpListener> {
+    let started = Instant::now();
+    loop {
+        match TcpListener::bind(address).await {
+            Err(error)
+                if error.kind() == io::ErrorKind::AddrInUse && started.elapsed() < BIND_WAIT =>
+            {
+                if started.elapsed() < BIND_RETRY {
+                    tracing::info!(%address, "replication address still in use; waiting for it");
+                }
+                compio::time::sleep(BIND_RETRY).await;
+            }
+            bound => return bound,
+        }
+    }
+}
+
 /// Binds the replication listener and accepts peers on this runtime until it stops.
 pub async fn listen(
     view: Arc<ClusterView>,
@@ -237,7 +263,7 @@ pub async fn listen(
     disks: Rc<Disks>,
 ) -> Result<(), String> {
     let address = view.settings.replication_address;
-    let listener = TcpListener::bind(address)
+    let listener = bind_when_free(address)
         .await
         .map_err(|error| format!("cannot bind cluster.replication_address {address}: {error}"))?;
     let bound = listener.local_addr().map_or(address, |bound| bound);
@@ -337,7 +363,7 @@ async fn read_peer(
         let BufResult(read, returned) = stream.read_exact(header).await;
         header = returned;
         if let Err(error) = read {
-            return if error.kind() == std::io::ErrorKind::UnexpectedEof {
+            return if error.kind() == io::ErrorKind::UnexpectedEof {
                 Ok(from)
             } else {
                 Err(error.to_string())
