@@ -33,7 +33,7 @@ use crate::{
     proposal::MetadataProposal,
     send_reports::SendReports,
     settings::{ELECTION_TICKS, HEARTBEAT_TICKS},
-    transport::{self, Outboxes},
+    transport::{self, CallServer, Outboxes},
     view::ClusterView,
     wire::METADATA_GROUP,
 };
@@ -128,12 +128,14 @@ impl std::fmt::Debug for MetadataGroup {
 
 impl MetadataGroup {
     /// Opens the group's log at `path`, applies what it holds up to its commit (with
-    /// `replaying` set), binds the replication listener and starts the driver and its tick on
-    /// this runtime (shard 0's); [`MetadataGroup::connect_peers`] then dials the peers.
+    /// `replaying` set), binds the replication listener (its peers' calls served by `calls`)
+    /// and starts the driver and its tick on this runtime (shard 0's);
+    /// [`MetadataGroup::connect_peers`] then dials the peers.
     pub async fn start(
         view: Arc<ClusterView>,
         path: PathBuf,
         applier: Rc<dyn Applier>,
+        calls: Rc<dyn CallServer>,
     ) -> Result<Rc<MetadataGroup>, String> {
         let settings = &view.settings;
         // The disk ids live beside the log (GroupLog::open makes the directory).
@@ -171,7 +173,7 @@ impl MetadataGroup {
         let node = RawNode::new(&config, storage, &logger).map_err(|error| error.to_string())?;
         let (inputs, queued) = flume::bounded(INPUTS_MAX);
         let disks = Rc::new(Disks::open(&log_dir).await?);
-        transport::listen(view.clone(), inputs.clone(), disks.clone()).await?;
+        transport::listen(view.clone(), inputs.clone(), disks.clone(), calls).await?;
         let (outboxes, dialers) = transport::outboxes(&view, disks.own());
         view.partitions.set_outboxes(outboxes.clone());
         let waiters = Rc::new(RefCell::new(HashMap::new()));

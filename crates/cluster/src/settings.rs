@@ -118,6 +118,35 @@ impl ClusterSettings {
         ids
     }
 
+    /// The replicas of partition group `group` with `factor` of them (0, or more than the
+    /// nodes: every node): consecutive node ids from a start the group id picks, so that
+    /// groups spread evenly over the nodes; the first is the preferred leader. Every node
+    /// derives the same set from what the metadata entry replicated (the partition's key and
+    /// creation time make the group id, the topic holds the factor), and the roster is fixed
+    /// (docs/architecture.md, "Partition groups").
+    pub fn replicas(&self, group: u64, factor: u8) -> Vec<u64> {
+        let voters = self.voters();
+        let count = voters.len();
+        if count == 0 {
+            return voters;
+        }
+        let factor = match usize::from(factor) {
+            0 => count,
+            factor => factor.min(count),
+        };
+        let start = (group % count as u64) as usize;
+        (0..factor).map(|i| voters[(start + i) % count]).collect()
+    }
+
+    /// The replication factor of a topic created with `asked` (0: not set): min(3, nodes).
+    /// More than the nodes is an error for the caller to report.
+    pub fn default_factor(&self, asked: u8) -> u8 {
+        match asked {
+            0 => u8::try_from(self.peers.len().min(3)).unwrap_or(3),
+            asked => asked,
+        }
+    }
+
     /// How long a follower waits for a leader before it campaigns, at most.
     pub fn election_timeout(&self) -> Duration {
         self.tick * (2 * ELECTION_TICKS) as u32
@@ -167,5 +196,34 @@ mod tests {
         assert!(short.validate().is_err());
         short.member_timeout = short.election_timeout();
         assert!(short.validate().is_ok());
+    }
+
+    #[test]
+    fn replica_sets_spread_over_the_nodes_and_start_at_the_group() {
+        let five = settings(1, &[5, 1, 4, 2, 3]);
+        assert_eq!(five.replicas(7, 3), [3, 4, 5]);
+        assert_eq!(five.replicas(9, 2), [5, 1]);
+        assert_eq!(five.replicas(10, 0), [1, 2, 3, 4, 5]);
+        assert_eq!(five.replicas(10, 9), [1, 2, 3, 4, 5]);
+        // Over many groups each node holds about as many replicas, and leads as many first.
+        let (mut held, mut first) = ([0_u32; 6], [0_u32; 6]);
+        for group in 0..1_000_u64 {
+            let replicas = five.replicas(group.wrapping_mul(0x9e37_79b9_7f4a_7c15), 3);
+            first[replicas[0] as usize] += 1;
+            for node in replicas {
+                held[node as usize] += 1;
+            }
+        }
+        assert!(
+            held[1..].iter().all(|&n| (540..=660).contains(&n)),
+            "{held:?}"
+        );
+        assert!(
+            first[1..].iter().all(|&n| (160..=240).contains(&n)),
+            "{first:?}"
+        );
+        assert_eq!(five.default_factor(0), 3);
+        assert_eq!(settings(1, &[1, 2]).default_factor(0), 2);
+        assert_eq!(five.default_factor(4), 4);
     }
 }

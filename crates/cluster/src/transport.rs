@@ -10,8 +10,10 @@
 use std::{
     cell::Cell,
     collections::HashMap,
+    future::Future,
     io,
     net::SocketAddr,
+    pin::Pin,
     rc::Rc,
     sync::Arc,
     time::{Duration, Instant},
@@ -34,7 +36,7 @@ use crate::{
     wire::{
         FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_PIECES_MAX, Frame, FrameBuilder,
         HANDSHAKE_FIXED_BYTES, Handshake, MAGIC, METADATA_GROUP, Pieces, SendOutcome, WireError,
-        decode_frame, decode_frame_header, encode_keepalive, encode_outcome,
+        decode_frame, decode_frame_header, encode_answer, encode_keepalive, encode_outcome,
     },
 };
 
@@ -256,11 +258,20 @@ async fn bind_when_free(address: SocketAddr) -> io::Result<TcpListener> {
     }
 }
 
+/// What this node's server answers to its peers' calls (galgo-server's remote partition
+/// calls: a node that holds no replica of a partition reaches one through them). Served on
+/// the runtime of the replication listener, each call in a task of its own.
+pub trait CallServer {
+    /// The answer to a call with `body` from node `from`.
+    fn serve(&self, from: u64, body: Bytes) -> Pin<Box<dyn Future<Output = Pieces>>>;
+}
+
 /// Binds the replication listener and accepts peers on this runtime until it stops.
 pub async fn listen(
     view: Arc<ClusterView>,
     inputs: flume::Sender<Input>,
     disks: Rc<Disks>,
+    calls: Rc<dyn CallServer>,
 ) -> Result<(), String> {
     let address = view.settings.replication_address;
     let listener = bind_when_free(address)
@@ -276,7 +287,7 @@ pub async fn listen(
                     let task = serve_peer(
                         stream,
                         peer,
-                        (view.clone(), disks.clone()),
+                        (view.clone(), disks.clone(), calls.clone()),
                         inputs.clone(),
                         refusals.clone(),
                     );
@@ -296,12 +307,12 @@ pub async fn listen(
 async fn serve_peer(
     stream: TcpStream,
     address: SocketAddr,
-    (view, disks): (Arc<ClusterView>, Rc<Disks>),
+    (view, disks, calls): (Arc<ClusterView>, Rc<Disks>, Rc<dyn CallServer>),
     inputs: flume::Sender<Input>,
     refusals: Rc<RefusalLog>,
 ) {
     let _ = stream.set_nodelay(true);
-    match read_peer(stream, &view, &disks, &inputs).await {
+    match read_peer(stream, (&view, &disks, &calls), &inputs).await {
         Ok(from) => tracing::debug!(%address, peer = from, "replication connection closed by peer"),
         Err(why) => refusals.log(address, &why),
     }
@@ -347,8 +358,7 @@ impl RefusalLog {
 /// sends something wrong (`Err` saying what).
 async fn read_peer(
     mut stream: TcpStream,
-    view: &Arc<ClusterView>,
-    disks: &Disks,
+    (view, disks, calls): (&Arc<ClusterView>, &Disks, &Rc<dyn CallServer>),
     inputs: &flume::Sender<Input>,
 ) -> Result<u64, String> {
     let handshake = compio::time::timeout(HANDSHAKE_TIMEOUT, read_handshake(&mut stream))
@@ -379,23 +389,8 @@ async fn read_peer(
         let frame =
             decode_frame(&Bytes::from(body), checksum).map_err(|error| error.to_string())?;
         view.heard_from(from);
-        let messages = match frame {
-            Frame::Raft(messages) => messages,
-            Frame::Send(send) => {
-                let call = send.call;
-                serve_forwarded(view, from, call, view.partitions.propose_forwarded(send));
-                continue;
-            }
-            Frame::Offset(write) => {
-                let call = write.call;
-                let pending = view.partitions.propose_forwarded_offset(write);
-                serve_forwarded(view, from, call, pending);
-                continue;
-            }
-            Frame::Outcome(call, outcome) => {
-                view.partitions.complete(call, outcome);
-                continue;
-            }
+        let Some(messages) = serve_frame(frame, from, view, calls) else {
+            continue;
         };
         for (group, message) in messages {
             if message.from != from || message.to != view.node_id() {
@@ -409,6 +404,48 @@ async fn read_peer(
             } else if inputs.send_async(Input::Message(message)).await.is_err() {
                 return Ok(from);
             }
+        }
+    }
+}
+
+/// Serves a frame that is not Raft messages (a forwarded send or offset write, an outcome, a
+/// call or an answer); the Raft messages of one that is.
+fn serve_frame(
+    frame: Frame,
+    from: u64,
+    view: &Arc<ClusterView>,
+    calls: &Rc<dyn CallServer>,
+) -> Option<Vec<(u64, Message)>> {
+    match frame {
+        Frame::Raft(messages) => Some(messages),
+        Frame::Send(send) => {
+            let call = send.call;
+            serve_forwarded(view, from, call, view.partitions.propose_forwarded(send));
+            None
+        }
+        Frame::Offset(write) => {
+            let call = write.call;
+            let pending = view.partitions.propose_forwarded_offset(write);
+            serve_forwarded(view, from, call, pending);
+            None
+        }
+        Frame::Outcome(call, outcome) => {
+            view.partitions.complete(call, outcome);
+            None
+        }
+        Frame::Call(call, body) => {
+            let (view, answer) = (view.clone(), calls.serve(from, body));
+            compio::runtime::spawn(async move {
+                let answer = answer.await;
+                view.partitions
+                    .send_frame(from, encode_answer(call, answer));
+            })
+            .detach();
+            None
+        }
+        Frame::Answer(call, answer) => {
+            view.partitions.answered(call, answer);
+            None
         }
     }
 }

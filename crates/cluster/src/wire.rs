@@ -34,8 +34,9 @@ use xxhash_rust::xxh3::Xxh3;
 
 /// What every replication connection starts with.
 pub const MAGIC: &[u8; 8] = b"galgoRPL";
-/// The protocol version this build speaks (2: the handshake carries the disk id).
-pub const VERSION: u16 = 2;
+/// The protocol version this build speaks (2: the handshake carries the disk id; 3: calls and
+/// answers between the nodes' servers).
+pub const VERSION: u16 = 3;
 /// Size of a frame's header.
 pub const FRAME_HEADER_BYTES: usize = 12;
 /// Largest frame body accepted.
@@ -61,6 +62,13 @@ const KIND_SEND: u8 = 2;
 const KIND_OUTCOME: u8 = 3;
 /// Frame kind: a forwarded consumer offset write.
 const KIND_OFFSET: u8 = 4;
+/// Frame kind: a call to the peer's server (galgo-server's remote partition calls), opaque
+/// here.
+const KIND_CALL: u8 = 5;
+/// Frame kind: the answer to a call, opaque here.
+const KIND_ANSWER: u8 = 6;
+/// Bytes of a call's or an answer's fixed part, kind included.
+const CALL_FIXED_BYTES: usize = 1 + 8;
 /// Bytes of an outcome body, kind included.
 const OUTCOME_BYTES: usize = 1 + 8 + 1 + 8 + 8 + 8;
 /// Bytes of a forwarded offset write's body, kind included.
@@ -123,6 +131,10 @@ pub enum Frame {
     Outcome(u64, SendOutcome),
     /// A forwarded consumer offset write.
     Offset(ForwardedOffset),
+    /// A call to this node's server: its number and body.
+    Call(u64, Bytes),
+    /// The answer to a call this node made: the call's number and the answer's body.
+    Answer(u64, Bytes),
 }
 
 /// A frame of one forwarded send, header included; the messages are a piece of their own.
@@ -141,6 +153,36 @@ pub fn encode_send(send: &ForwardedSend) -> Pieces {
         Bytes::from(fixed),
         send.messages.clone(),
     ]
+}
+
+/// A frame of a call (`KIND_CALL`) or an answer (`KIND_ANSWER`): the fixed part, then
+/// `body`'s pieces as they are.
+fn encode_opaque(kind: u8, call: u64, body: Pieces) -> Pieces {
+    let mut fixed = Vec::with_capacity(CALL_FIXED_BYTES);
+    fixed.push(kind);
+    fixed.extend_from_slice(&call.to_le_bytes());
+    let mut hasher = Xxh3::new();
+    hasher.update(&fixed);
+    let mut len = fixed.len();
+    for piece in &body {
+        hasher.update(piece);
+        len += piece.len();
+    }
+    let mut pieces = Vec::with_capacity(body.len() + 2);
+    pieces.push(header(len, hasher.digest()));
+    pieces.push(Bytes::from(fixed));
+    pieces.extend(body.into_iter().filter(|piece| !piece.is_empty()));
+    pieces
+}
+
+/// A frame of a call to a peer's server, numbered `call`; its body is the server's.
+pub fn encode_call(call: u64, body: Pieces) -> Pieces {
+    encode_opaque(KIND_CALL, call, body)
+}
+
+/// A frame answering call `call`.
+pub fn encode_answer(call: u64, body: Pieces) -> Pieces {
+    encode_opaque(KIND_ANSWER, call, body)
 }
 
 /// A frame header: the body's length and checksum.
@@ -484,6 +526,17 @@ pub fn decode_frame(body: &Bytes, checksum: u64) -> Result<Frame, WireError> {
             Ok(Frame::Outcome(u64_at(0), outcome))
         }
         KIND_OFFSET => decode_offset(body).map(Frame::Offset),
+        KIND_CALL | KIND_ANSWER => {
+            if body.len() < CALL_FIXED_BYTES {
+                return Err(WireError::Malformed("truncated call or answer"));
+            }
+            let (call, opaque) = (u64_at(0), body.slice(CALL_FIXED_BYTES..));
+            Ok(if kind == KIND_CALL {
+                Frame::Call(call, opaque)
+            } else {
+                Frame::Answer(call, opaque)
+            })
+        }
         _ => Err(WireError::Malformed("unknown frame kind")),
     }
 }
@@ -625,6 +678,32 @@ mod tests {
             assert!(decode_sealed(&bad).is_err(), "an unknown status");
             assert!(decode_sealed(&bad[..20]).is_err());
         }
+    }
+
+    #[test]
+    fn calls_and_answers_carry_their_pieces_whole() {
+        let body = vec![
+            Bytes::from_static(b"head"),
+            Bytes::new(),
+            Bytes::from(vec![7u8; 5000]),
+        ];
+        let expected = Bytes::from(body.concat());
+        let (frame, checksum) = body_of(&encode_call(11, body.clone()));
+        assert_eq!(
+            decode_frame(&frame, checksum),
+            Ok(Frame::Call(11, expected.clone()))
+        );
+        let (frame, checksum) = body_of(&encode_answer(12, body));
+        assert_eq!(
+            decode_frame(&frame, checksum),
+            Ok(Frame::Answer(12, expected))
+        );
+        let (frame, checksum) = body_of(&encode_answer(13, Vec::new()));
+        assert_eq!(
+            decode_frame(&frame, checksum),
+            Ok(Frame::Answer(13, Bytes::new()))
+        );
+        assert!(decode_sealed(&frame[..5]).is_err(), "a truncated call");
     }
 
     #[test]

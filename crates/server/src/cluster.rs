@@ -14,7 +14,9 @@ use galgo_cluster::{
     replica::{GroupConfig, GroupView, Sink, start_group},
     wire::METADATA_GROUP,
 };
-use galgo_metadata::{Metadata, PartitionKey, ROOT_USER_ID, ShardId, TopicKey};
+use galgo_metadata::{
+    Change, Metadata, PartitionKey, PartitionsChange, ROOT_USER_ID, ShardId, TopicChange, TopicKey,
+};
 use galgo_storage::StorageError;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -48,10 +50,12 @@ impl Applier for ReplicatedMetadata {
             let change = proposal.change;
             // At start-up the partitions are opened once the whole log is applied, keeping
             // what their files hold; only a change committed while serving makes new ones.
+            // Only what this node holds a replica of has a log here.
             let created = if replaying {
                 Vec::new()
             } else {
-                partitions_created_by(&shard0.metadata.borrow(), &change)
+                let metadata = shard0.metadata.borrow();
+                created_here(shard0, &metadata, &change)
             };
             if let Err(error) = on_owners(shard0, created.clone(), PartitionOp::OpenFresh).await {
                 tracing::error!(%error, "cannot open a partition a committed change created");
@@ -88,7 +92,8 @@ impl Applier for ReplicatedMetadata {
             let (created, removed) = if replaying {
                 (Vec::new(), Vec::new())
             } else {
-                partitions_changed(&shard0.metadata.borrow(), &restored)
+                let (created, removed) = partitions_changed(&shard0.metadata.borrow(), &restored);
+                (held_here(shard0, &restored, created), removed)
             };
             // Removed first: a partition id the snapshot reuses (a new creation time) names
             // the same directory as the partition it replaces.
@@ -176,13 +181,16 @@ pub async fn join(shard0: &Rc<Shard>, view: Arc<ClusterView>) -> Result<(), Stri
         shard0: shard0.clone(),
         root_created: seed.root_created.clone(),
     });
-    let group = MetadataGroup::start(view, seed.data_dir.join(GROUP_LOG), applier).await?;
-    let owned: Vec<_> = shard0
-        .metadata
-        .borrow()
-        .partitions()
-        .map(|(key, partition)| (key, partition.owner))
-        .collect();
+    let calls = Rc::new(handler::RemoteCalls::new(shard0.clone()));
+    let group = MetadataGroup::start(view, seed.data_dir.join(GROUP_LOG), applier, calls).await?;
+    let owned: Vec<_> = {
+        let metadata = shard0.metadata.borrow();
+        let all = metadata
+            .partitions()
+            .map(|(key, partition)| (key, partition.owner))
+            .collect();
+        held_here(shard0, &metadata, all)
+    };
     on_owners(shard0, owned, PartitionOp::Open)
         .await
         .map_err(|error| format!("cannot open the partitions: {error}"))?;
@@ -350,42 +358,126 @@ pub fn hold_retention(shard: &Shard, key: PartitionKey) {
     }
 }
 
+/// Where a partition is replicated: its group and the nodes holding its replicas, the first
+/// the preferred leader (docs/architecture.md, "Partition groups").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The partition's Raft group.
+    pub group: u64,
+    /// The nodes holding a replica.
+    pub replicas: Vec<u64>,
+}
+
+impl Placement {
+    /// Whether `node` holds a replica.
+    pub fn on(&self, node: u64) -> bool {
+        self.replicas.contains(&node)
+    }
+}
+
+/// The placement of partition `key` as `metadata` has it: the same on every node, derived
+/// from what the metadata entries replicated (the partition's creation time, the topic's
+/// replication factor) and the fixed roster. `None` when `metadata` has no such partition.
+pub fn placement(metadata: &Metadata, view: &ClusterView, key: PartitionKey) -> Option<Placement> {
+    let topic = metadata
+        .topic_by_key(TopicKey {
+            stream: key.stream,
+            topic: key.topic,
+        })
+        .ok()?;
+    let partition = topic.partitions.get(key.partition.0 as usize)?;
+    let group = group_id(key, partition.created_at_us);
+    Some(Placement {
+        group,
+        replicas: view
+            .settings
+            .replicas(group, topic.settings.replication_factor),
+    })
+}
+
+/// The partitions `change` creates (applied to `metadata`, which has not got them yet) that
+/// this node holds a replica of.
+fn created_here(
+    shard: &Shard,
+    metadata: &Metadata,
+    change: &Change,
+) -> Vec<(PartitionKey, ShardId)> {
+    let created = partitions_created_by(metadata, change);
+    let Some(view) = shard.state().seed.cluster.as_deref() else {
+        return created;
+    };
+    let (created_at_us, factor) = match change {
+        Change::Topic(TopicChange::Create(new)) => {
+            (new.created_at_us, new.settings.replication_factor)
+        }
+        Change::Partitions(PartitionsChange::Create {
+            stream_id,
+            topic_id,
+            created_at_us,
+            ..
+        }) => {
+            let topic = TopicKey {
+                stream: *stream_id,
+                topic: *topic_id,
+            };
+            let Ok(topic) = metadata.topic_by_key(topic) else {
+                return Vec::new();
+            };
+            (*created_at_us, topic.settings.replication_factor)
+        }
+        _ => return Vec::new(),
+    };
+    created
+        .into_iter()
+        .filter(|&(key, _)| {
+            let group = group_id(key, created_at_us);
+            view.settings
+                .replicas(group, factor)
+                .contains(&view.node_id())
+        })
+        .collect()
+}
+
+/// Of `partitions` (as `metadata` has them), those this node holds a replica of: all of them
+/// on a single node.
+pub fn held_here(
+    shard: &Shard,
+    metadata: &Metadata,
+    partitions: Vec<(PartitionKey, ShardId)>,
+) -> Vec<(PartitionKey, ShardId)> {
+    let Some(view) = shard.state().seed.cluster.as_deref() else {
+        return partitions;
+    };
+    partitions
+        .into_iter()
+        .filter(|&(key, _)| {
+            placement(metadata, view, key).is_some_and(|placed| placed.on(view.node_id()))
+        })
+        .collect()
+}
+
 /// On a cluster node, starts the Raft group of a partition this shard owns, once its log is
-/// open: every node is a replica (the replication factor is the node count in this
-/// version), and the preferred leader, the replica that campaigns first, rotates with the
-/// group id so that leaders spread over the nodes.
+/// open (only a node holding a replica opens one); the preferred leader, the replica that
+/// campaigns first, rotates with the group id so that leaders spread over the nodes.
 pub async fn start_replica(shard: &Rc<Shard>, key: PartitionKey) -> Result<(), StorageError> {
     let Some(view) = shard.state().seed.cluster.clone() else {
         return Ok(());
     };
-    let created_at_us = {
-        let metadata = shard.metadata.borrow();
-        let topic = TopicKey {
-            stream: key.stream,
-            topic: key.topic,
-        };
-        let Some(partition) = metadata
-            .topic_by_key(topic)
-            .ok()
-            .and_then(|topic| topic.partitions.get(key.partition.0 as usize))
-        else {
-            return Ok(());
-        };
-        partition.created_at_us
+    let Some(placed) = placement(&shard.metadata.borrow(), &view, key) else {
+        return Ok(());
     };
     let Some(log) = shard.partition(&key) else {
         return Ok(());
     };
-    let group = group_id(key, created_at_us);
-    let voters = view.settings.voters();
     let config = GroupConfig {
-        group,
+        group: placed.group,
         node_id: view.node_id(),
-        preferred_leader: voters[(group % voters.len() as u64) as usize],
-        voters,
+        preferred_leader: placed.replicas[0],
+        voters: placed.replicas,
         ack: view.settings.ack,
         tick: view.settings.tick,
     };
+    let group = config.group;
     let router = view.clone();
     let sink: Sink = Rc::new(move |group, message| router.partitions.send(group, message));
     let handle = start_group(config, &shard.partition_dir(&key), log, sink)

@@ -147,7 +147,13 @@ pub struct Context {
     /// A cluster node: the partition groups of the partitions this shard owns, with their
     /// group ids.
     replicas: RefCell<HashMap<PartitionKey, (u64, GroupHandle)>>,
+    /// A cluster node: the leader this shard last heard of, by group, of partitions this node
+    /// holds no replica of (where its sends go first).
+    remote_leaders: RefCell<HashMap<u64, u64>>,
 }
+
+/// Leader hints a shard keeps at most; past it they are forgotten and heard again.
+const REMOTE_LEADERS_MAX: usize = 1 << 16;
 
 /// The bits below a 0.9 session number's shard part: each shard numbers its sessions in its
 /// own range, so no counter is shared between shards.
@@ -170,6 +176,7 @@ impl Context {
             sessions_opened: Cell::new(0),
             metadata_group: OnceCell::new(),
             replicas: RefCell::default(),
+            remote_leaders: RefCell::default(),
         }
     }
 
@@ -209,6 +216,21 @@ impl Context {
     /// A partition group started on this shard.
     pub fn add_replica(&self, key: PartitionKey, group: u64, handle: GroupHandle) {
         self.replicas.borrow_mut().insert(key, (group, handle));
+    }
+
+    /// The leader this shard last heard of for group `group`, of a partition this node holds
+    /// no replica of.
+    pub fn remote_leader(&self, group: u64) -> Option<u64> {
+        self.remote_leaders.borrow().get(&group).copied()
+    }
+
+    /// Notes the leader of such a group.
+    pub fn set_remote_leader(&self, group: u64, leader: u64) {
+        let mut leaders = self.remote_leaders.borrow_mut();
+        if leaders.len() >= REMOTE_LEADERS_MAX && !leaders.contains_key(&group) {
+            leaders.clear();
+        }
+        leaders.insert(group, leader);
     }
 
     /// Forgets a partition's group; returns its id and handle.

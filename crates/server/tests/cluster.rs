@@ -1401,37 +1401,207 @@ fn clients_of_two_nodes_from_one_address_are_two_members() {
     }
 }
 
-#[test]
-fn a_topic_reports_the_replication_factor_the_cluster_gives_it() {
-    const GET_TOPIC: u32 = 300;
-    const INVALID_REPLICATION_FACTOR: u32 = 2018;
-    let cluster = Cluster::start(3);
+const GET_TOPIC: u32 = 300;
+const UPDATE_TOPIC: u32 = 304;
+const INVALID_REPLICATION_FACTOR: u32 = 2018;
+
+/// The nodes (indices) holding files of a partition.
+fn holders(cluster: &Cluster, topic: (u32, u32), partition: u32) -> Vec<usize> {
+    let dir = format!(
+        "streams/{}/topics/{}/partitions/{partition}",
+        topic.0, topic.1
+    );
+    (0..cluster.nodes.len())
+        .filter(|&node| cluster.nodes[node].data_dir.join(&dir).exists())
+        .collect()
+}
+
+/// A single consumer's offset target on `partition`.
+fn partition_target(consumer: u32, topic: (u32, u32), partition: u32) -> Vec<u8> {
+    let mut target = offset_target(consumer, topic);
+    let at = target.len() - 4;
+    target[at..].copy_from_slice(&partition.to_le_bytes());
+    target
+}
+
+/// Creates topics in a new stream: one with no factor set (min(3, nodes)), one asking more
+/// than the nodes (refused), and `partitions` partitions with a factor of 2, which every node
+/// reports; returns the last and its GetTopic payload.
+fn topic_of_factor_two(cluster: &Cluster, partitions: u32) -> ((u32, u32), Vec<u8>) {
     let stream = raw::create_stream(&mut cluster.connect(0), "factors");
     let stream_id = raw::id_numeric(stream);
     // CreateTopic: stream | partitions u32 | compression u8 | expiry u64 | max size u64 |
     // replication factor u8 | name; the TopicHeader has the factor at byte 33.
     let factor_at = stream_id.len() + 4 + 1 + 8 + 8;
-    let mut asked_one = raw::create_topic_payload(&stream_id, "one", 1);
-    asked_one[factor_at] = 1;
-    let created = cluster
-        .connect(0)
-        .request(code::CREATE_TOPIC, &asked_one)
-        .ok();
-    assert_eq!(created[33], 3, "every node holds every partition");
-    let topic = u32::from_le_bytes(created[0..4].try_into().expect("id"));
-    let mut get = stream_id.clone();
-    get.extend(raw::id_numeric(topic));
-    wait_for(|| {
-        let reply = cluster.connect(1).request(GET_TOPIC, &get);
-        (reply.status == 0).then(|| reply.ok()[33])
-    });
-    assert_eq!(cluster.connect(1).request(GET_TOPIC, &get).ok()[33], 3);
+    let unset = raw::create_topic_payload(&stream_id, "unset", 1);
+    let created = cluster.connect(0).request(code::CREATE_TOPIC, &unset).ok();
+    assert_eq!(created[33], 3, "not set: min(3, nodes)");
     let mut asked_four = raw::create_topic_payload(&stream_id, "four", 1);
     asked_four[factor_at] = 4;
     cluster
         .connect(0)
         .request(code::CREATE_TOPIC, &asked_four)
         .assert_error(INVALID_REPLICATION_FACTOR);
+    let mut asked_two = raw::create_topic_payload(&stream_id, "two", partitions);
+    asked_two[factor_at] = 2;
+    let created = cluster
+        .connect(1)
+        .request(code::CREATE_TOPIC, &asked_two)
+        .ok();
+    assert_eq!(created[33], 2);
+    let topic = (
+        stream,
+        u32::from_le_bytes(created[0..4].try_into().expect("id")),
+    );
+    let mut get = stream_id.clone();
+    get.extend(raw::id_numeric(topic.1));
+    for node in 0..3 {
+        let factor = wait_for(|| {
+            let reply = cluster.connect(node).request(GET_TOPIC, &get);
+            (reply.status == 0).then(|| reply.ok()[33])
+        });
+        assert_eq!(factor, 2, "node {node} reports the factor");
+    }
+    // The factor stays what the topic was created with: UpdateTopic is stream | topic |
+    // compression u8 | expiry u64 | max size u64 | factor u8 | name.
+    let mut update = get.clone();
+    update.push(1);
+    update.extend_from_slice(&[0; 16]);
+    update.push(3);
+    update.push(3);
+    update.extend_from_slice(b"two");
+    cluster
+        .connect(2)
+        .request(UPDATE_TOPIC, &update)
+        .assert_error(INVALID_REPLICATION_FACTOR);
+    (topic, get)
+}
+
+/// Consumer 7's offsets on `partition` through node 1, which holds no replica of it (five
+/// messages or more): stored, read, polled after with auto-commit, refused past the end,
+/// deleted.
+fn offsets_through_a_node_without_a_replica(cluster: &Cluster, topic: (u32, u32), partition: u32) {
+    let target = partition_target(7, topic, partition);
+    let mut store = target.clone();
+    store.extend_from_slice(&1u64.to_le_bytes());
+    cluster
+        .connect(0)
+        .request(STORE_CONSUMER_OFFSET, &store)
+        .ok();
+    let reply = cluster
+        .connect(0)
+        .request(GET_CONSUMER_OFFSET, &target)
+        .ok();
+    assert_eq!(reply.len(), 20);
+    assert_eq!(u64::from_le_bytes(reply[4..12].try_into().expect("8")), 5);
+    assert_eq!(u64::from_le_bytes(reply[12..20].try_into().expect("8")), 1);
+    let mut next = target.clone();
+    next.push(5); // Next
+    next.extend_from_slice(&0u64.to_le_bytes());
+    next.extend_from_slice(&2u32.to_le_bytes());
+    next.push(1); // auto-commit
+    for expected in [[2, 3], [4, 5]] {
+        let reply = cluster.connect(0).request(code::POLL_MESSAGES, &next).ok();
+        let offsets: Vec<u64> = raw::decode_polled(&reply)
+            .messages
+            .into_iter()
+            .map(|(offset, _)| offset)
+            .collect();
+        assert_eq!(offsets, expected);
+    }
+    let mut past = target.clone();
+    past.extend_from_slice(&6u64.to_le_bytes());
+    cluster
+        .connect(0)
+        .request(STORE_CONSUMER_OFFSET, &past)
+        .assert_error(4100);
+    cluster
+        .connect(0)
+        .request(DELETE_CONSUMER_OFFSET, &target)
+        .ok();
+    let reply = cluster
+        .connect(0)
+        .request(GET_CONSUMER_OFFSET, &target)
+        .ok();
+    assert!(reply.is_empty(), "deleted: {reply:?}");
+}
+
+#[test]
+fn a_topic_with_fewer_replicas_than_nodes_is_served_through_every_node() {
+    const PARTITIONS: u32 = 6;
+    let mut cluster = Cluster::start(3);
+    let (topic, get) = topic_of_factor_two(&cluster, PARTITIONS);
+    // Each partition has files on two nodes, and every node lacks some.
+    let placed: Vec<Vec<usize>> = (0..PARTITIONS)
+        .map(|partition| {
+            wait_for(|| {
+                let held = holders(&cluster, topic, partition);
+                (held.len() == 2).then_some(held)
+            })
+        })
+        .collect();
+    for node in 0..3 {
+        assert!(
+            placed.iter().any(|held| !held.contains(&node)),
+            "node {node} holds every partition: {placed:?}"
+        );
+    }
+    // Sends through every node to every partition, read back through every node.
+    let mut history: Vec<Vec<(String, Sent)>> = vec![Vec::new(); PARTITIONS as usize];
+    for round in 0..2 {
+        for (partition, sent) in history.iter_mut().enumerate() {
+            for node in 0..3 {
+                let payload = format!("p{partition}-n{node}-r{round}");
+                let partition = partition as u32;
+                wait_for(|| {
+                    (send_one(&cluster, node, topic, partition, &payload) == Sent::Acknowledged)
+                        .then_some(())
+                });
+                sent.push((payload, Sent::Acknowledged));
+            }
+        }
+    }
+    check_partitions(&cluster, &[0, 1, 2], topic, &history);
+    for (partition, held) in placed.iter().enumerate() {
+        assert_eq!(holders(&cluster, topic, partition as u32), *held);
+    }
+    // Figures through every node count every partition's messages (byte 42 of the header).
+    let messages = u64::from(PARTITIONS) * 6;
+    for node in 0..3 {
+        wait_for(|| {
+            let reply = cluster.connect(node).request(GET_TOPIC, &get).ok();
+            (u64::from_le_bytes(reply[42..50].try_into().expect("8")) == messages).then_some(())
+        });
+    }
+    let (partition, held) = placed
+        .iter()
+        .enumerate()
+        .find(|(_, held)| !held.contains(&0))
+        .map(|(partition, held)| (partition as u32, held.clone()))
+        .expect("node 1 lacks a partition");
+    offsets_through_a_node_without_a_replica(&cluster, topic, partition);
+    // With one of its replicas down, the partition is still read through node 1 from the
+    // other (committed messages only, and all of them).
+    cluster.nodes[held[0]].kill();
+    let expected: Vec<String> = history[partition as usize]
+        .iter()
+        .map(|(payload, _)| payload.clone())
+        .collect();
+    wait_for(|| {
+        let poll = raw::poll_payload(topic.0, topic.1, partition, 0, 100);
+        let reply = cluster.connect(0).request(code::POLL_MESSAGES, &poll);
+        if reply.status != 0 {
+            // 58 while node 1 still takes the dead replica for a live one.
+            assert_eq!(reply.status, TRANSIENT_NOT_ACCEPTED);
+            return None;
+        }
+        let payloads: Vec<String> = raw::decode_polled(&reply.ok())
+            .messages
+            .into_iter()
+            .map(|(_, payload)| String::from_utf8(payload).expect("utf-8"))
+            .collect();
+        (payloads == expected).then_some(())
+    });
 }
 
 #[test]

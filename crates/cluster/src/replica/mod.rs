@@ -12,7 +12,7 @@ pub use group::{
     groups_ticked_here, start_group,
 };
 
-pub use router::{PartitionRouter, ProposalOutcome};
+pub use router::{CallError, PartitionRouter, ProposalOutcome};
 pub use storage::{
     ENTRY_CONTEXT_BYTES, EntryMeta, Fetch, PartitionStorage, SnapshotContent, decode_snapshot,
 };

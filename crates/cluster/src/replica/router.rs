@@ -19,7 +19,10 @@ use raft::eraftpb::Message;
 use super::group::{GroupInput, OffsetProposal, Proposal, ReplicaError};
 use crate::{
     transport::Outboxes,
-    wire::{ForwardedOffset, ForwardedSend, Pieces, SendOutcome, encode_offset, encode_send},
+    wire::{
+        ForwardedOffset, ForwardedSend, Pieces, SendOutcome, encode_call, encode_offset,
+        encode_send,
+    },
 };
 
 /// The partition groups of this node, by group id, the peers' outboxes, and the sends this
@@ -29,7 +32,18 @@ pub struct PartitionRouter {
     groups: Mutex<Groups>,
     outboxes: OnceLock<Outboxes>,
     calls: Mutex<HashMap<u64, oneshot::Sender<SendOutcome>>>,
+    /// Calls to peers' servers waiting for their answers.
+    answers: Mutex<HashMap<u64, oneshot::Sender<Bytes>>>,
     next_call: AtomicU64,
+}
+
+/// Why a call to a peer's server has no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// It was not sent: no connection to the peer, or its outbox is full.
+    NotSent,
+    /// No answer came in time (the call may have been served).
+    NoAnswer,
 }
 
 /// Groups held for a group that does not run here yet, at most.
@@ -58,6 +72,7 @@ struct ForgetCall<'a> {
 impl Drop for ForgetCall<'_> {
     fn drop(&mut self) {
         self.router.lock_calls().remove(&self.call);
+        self.router.lock_answers().remove(&self.call);
     }
 }
 
@@ -244,6 +259,29 @@ impl PartitionRouter {
         }
     }
 
+    /// Calls `to`'s server with `body` (galgo-server's remote partition calls) and waits at
+    /// most `wait` for its answer.
+    pub async fn call(&self, to: u64, body: Pieces, wait: Duration) -> Result<Bytes, CallError> {
+        let call = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let (slot, answer) = oneshot::channel();
+        self.lock_answers().insert(call, slot);
+        let _forget = ForgetCall { router: self, call };
+        if !self.send_frame(to, encode_call(call, body)) {
+            return Err(CallError::NotSent);
+        }
+        match compio::time::timeout(wait, answer).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) | Err(_) => Err(CallError::NoAnswer),
+        }
+    }
+
+    /// The answer to a call this node made arrived.
+    pub fn answered(&self, call: u64, answer: Bytes) {
+        if let Some(slot) = self.lock_answers().remove(&call) {
+            let _ = slot.send(answer);
+        }
+    }
+
     /// A forwarded send's outcome arrived.
     pub fn complete(&self, call: u64, outcome: SendOutcome) {
         if let Some(slot) = self.lock_calls().remove(&call) {
@@ -303,6 +341,10 @@ impl PartitionRouter {
     fn lock(&self) -> std::sync::MutexGuard<'_, Groups> {
         // A panic while holding the lock leaves a map that is still whole.
         self.groups.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_answers(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Bytes>>> {
+        self.answers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_calls(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<SendOutcome>>> {

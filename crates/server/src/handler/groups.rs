@@ -16,7 +16,7 @@ use galgo_metadata::{
     Topic, TopicKey,
 };
 use galgo_protocol::{
-    Identifier,
+    ErrorCode, Identifier,
     command::groups::{
         CreateConsumerGroup, DeleteConsumerGroup, GetConsumerGroup, GetConsumerGroups,
         GroupAssignment, GroupDetails, GroupHeader, GroupMember, JoinConsumerGroup,
@@ -30,6 +30,7 @@ use super::{
     messages::replicated_offset,
     metadata_change::{change_metadata, commit_on_shard0},
     partition_calls::by_owner,
+    remote,
 };
 use crate::{
     config::ConsumerGroupConfig,
@@ -285,6 +286,22 @@ async fn forget_group_offsets(
     group: u32,
 ) -> Result<(), CommandError> {
     let owner_key = OffsetOwner::Group(group);
+    let (remote, partitions): (Vec<_>, Vec<_>) = partitions
+        .into_iter()
+        .partition(|&(key, _)| remote::placement(shard, key).is_some());
+    for (key, _) in remote {
+        // Best effort, as below; a replica node serves the delete through the group.
+        let Some(placed) = remote::placement(shard, key) else {
+            continue;
+        };
+        match remote::write_offset(&placed, key, owner_key, None).await {
+            Ok(()) | Err(CommandError::Protocol(ErrorCode::ConsumerOffsetNotFound)) => {}
+            Err(error) => {
+                tracing::warn!(partition = %key, group, %error,
+                    "a deleted group's offset could not be removed");
+            }
+        }
+    }
     for (owner, keys) in by_owner(partitions) {
         shard
             .call(owner, move |shard| async move {

@@ -29,7 +29,9 @@ use galgo_protocol::{
 };
 use galgo_storage::{AppendReceipt, OffsetOwner, PartitionLog};
 
-use super::{Appended, Outcome, Reply, groups::after_group_commit, partition_calls::on_partition};
+use super::{
+    Appended, Outcome, Reply, groups::after_group_commit, partition_calls::on_partition, remote,
+};
 use crate::{
     context::Shard,
     context::{Context, now_us},
@@ -95,6 +97,15 @@ pub async fn send(
         _ => send.bytes_before_block() as u64,
     };
     let (messages, count, frames) = (send.messages, send.messages_count, send.frames);
+    if let Some(remote) = remote::placement(shard, key) {
+        let receipt = remote::send(shard, &remote, messages, count).await?;
+        return Ok(Reply::appended(Appended {
+            stream_id: topic.stream.0,
+            topic_id: topic.topic.0,
+            partition_id: key.partition.0,
+            base_offset: receipt.first_offset,
+        }));
+    }
     let base_offset = on_partition(shard, key, owner, move |owner, log| async move {
         let bytes = messages.len() as u64;
         // The owner's clock stamps the batch, so timestamps follow offsets per partition;
@@ -177,22 +188,25 @@ async fn replicated_send(
         SendOutcome::Stored {
             first_offset,
             last_offset,
-        } => {
-            // The leader dropped the messages whose ids a committed batch had (when
-            // deduplicating): the rest are the offsets it answered.
-            let stored = last_offset.wrapping_add(1).wrapping_sub(first_offset);
-            let stored = u32::try_from(stored).unwrap_or(count).min(count);
-            Ok(AppendReceipt {
-                first_offset,
-                last_offset,
-                duplicates_count: count - stored,
-            })
-        }
+        } => Ok(stored_receipt(first_offset, last_offset, count)),
         SendOutcome::NotLeader(_) | SendOutcome::NotStored => {
             Err(ErrorCode::TransientNotAccepted.into())
         }
         SendOutcome::Invalid => Err(ErrorCode::InvalidMessagesCount.into()),
         SendOutcome::Unknown => Err(ErrorCode::TransientNotCommitted.into()),
+    }
+}
+
+/// The receipt of `count` messages a leader stored at `first_offset..=last_offset`: it
+/// dropped those whose ids a committed batch had (when deduplicating), the rest are the
+/// offsets it answered.
+pub(super) fn stored_receipt(first_offset: u64, last_offset: u64, count: u32) -> AppendReceipt {
+    let stored = last_offset.wrapping_add(1).wrapping_sub(first_offset);
+    let stored = u32::try_from(stored).unwrap_or(count).min(count);
+    AppendReceipt {
+        first_offset,
+        last_offset,
+        duplicates_count: count - stored,
     }
 }
 
@@ -282,14 +296,56 @@ pub async fn poll(
         &poll,
         context,
     );
-    let polled = on_partition(shard, key, owner, move |owner, log| async move {
-        let replica = owner.state().serving_replica(&key)?;
-        let polled = poll_partition_waiting(&owner, &log, replica.as_ref(), read).await?;
-        polled.count_out(&owner, key);
-        Ok(polled)
-    })
-    .await?;
+    let polled = poll_on(shard, owner, read, None).await?;
     Ok(Reply::polled(polled.chunks, polled.kept))
+}
+
+/// Runs a poll where its partition is served: on the shard that owns it, or, on a cluster
+/// node that holds no replica of it, on a replica node (`remote::poll`). `group`: the
+/// consumer group a member polls for.
+async fn poll_on(
+    shard: &Rc<Shard>,
+    owner: ShardId,
+    read: PartitionRead,
+    group: Option<GroupKey>,
+) -> Result<Polled, CommandError> {
+    if let Some(remote) = remote::placement(shard, read.key) {
+        return remote::poll(&remote, read).await;
+    }
+    shard
+        .call(owner, move |shard| async move {
+            poll_owned(&shard, read, group).await
+        })
+        .await?
+}
+
+/// A poll of a partition this shard owns. A group member's: the owner remembers the last
+/// offset it served the group (a pending revocation waits for the commit of it), and an
+/// auto-commit may complete one.
+pub(super) async fn poll_owned(
+    shard: &Rc<Shard>,
+    read: PartitionRead,
+    group: Option<GroupKey>,
+) -> Result<Polled, CommandError> {
+    let key = read.key;
+    let log = shard
+        .partition(&key)
+        .ok_or(CommandError::Protocol(ErrorCode::PartitionNotFound))?;
+    let replica = shard.state().serving_replica(&key)?;
+    let polled = poll_partition_waiting(shard, &log, replica.as_ref(), read).await?;
+    polled.count_out(shard, key);
+    if let Some(group) = group
+        && let Some(last_returned) = polled.last_returned
+    {
+        shard
+            .state()
+            .groups
+            .record_served(key, group.group.0, last_returned);
+        if read.auto_commit {
+            after_group_commit(shard, group, key.partition.0).await?;
+        }
+    }
+    Ok(polled)
 }
 
 /// The partition a member's poll reads: the given one if the member owns it, otherwise the
@@ -320,8 +376,7 @@ fn group_partition(
     Ok((key, partition))
 }
 
-/// PollMessages as a group member. The owner remembers the last offset it served the group
-/// (a pending revocation waits for the commit of it), and an auto-commit may complete one.
+/// PollMessages as a group member ([`poll_owned`] says what the owner remembers).
 async fn poll_group(
     shard: &Rc<Shard>,
     context: &Context,
@@ -344,22 +399,7 @@ async fn poll_group(
     let (key, owner) = locate(shard, topic, partition)?;
     session.note_partition_owner(owner);
     let read = PartitionRead::new(key, OffsetOwner::Group(group.group.0), poll, context);
-    let polled = on_partition(shard, key, owner, move |shard, log| async move {
-        let replica = shard.state().serving_replica(&key)?;
-        let polled = poll_partition_waiting(&shard, &log, replica.as_ref(), read).await?;
-        polled.count_out(&shard, key);
-        if let Some(last_returned) = polled.last_returned {
-            shard
-                .state()
-                .groups
-                .record_served(key, group.group.0, last_returned);
-            if read.auto_commit {
-                after_group_commit(&shard, group, partition).await?;
-            }
-        }
-        Ok(polled)
-    })
-    .await?;
+    let polled = poll_on(shard, owner, read, Some(group)).await?;
     Ok(Reply::polled(polled.chunks, polled.kept))
 }
 
@@ -378,15 +418,15 @@ fn no_partition_reply(partition_id: u32) -> Reply {
 }
 
 /// What a poll of one partition returned.
-struct Polled {
+pub(super) struct Polled {
     /// The response: header, then the stored messages as they are.
-    chunks: Vec<Bytes>,
+    pub chunks: Vec<Bytes>,
     /// Frames kept for some of those chunks (galgo_storage::Polled::kept), indexing `chunks`.
-    kept: Vec<KeptRecord>,
+    pub kept: Vec<KeptRecord>,
     /// The offset of the last message returned, if any.
-    last_returned: Option<u64>,
+    pub last_returned: Option<u64>,
     /// Messages returned.
-    messages_count: u32,
+    pub messages_count: u32,
 }
 
 impl Polled {
@@ -399,15 +439,15 @@ impl Polled {
 }
 
 /// What a poll reads from one partition, sent to its owner.
-#[derive(Clone, Copy, Debug)]
-struct PartitionRead {
-    key: PartitionKey,
-    consumer: OffsetOwner,
-    strategy: PollingStrategy,
-    count: u32,
-    auto_commit: bool,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PartitionRead {
+    pub key: PartitionKey,
+    pub consumer: OffsetOwner,
+    pub strategy: PollingStrategy,
+    pub count: u32,
+    pub auto_commit: bool,
     /// How long to wait for messages when there are none (0: answer at once).
-    wait: Duration,
+    pub wait: Duration,
 }
 
 impl PartitionRead {
@@ -612,12 +652,30 @@ fn commit_proposed(
 pub async fn flush(shard: &Rc<Shard>, topic: TopicKey, flush: FlushUnsavedBuffer) -> Outcome {
     let (key, owner) = locate(shard, topic, flush.partition_id)?;
     let fsync = flush.fsync;
-    on_partition(shard, key, owner, move |_, log| async move {
-        log.flush(fsync).await?;
-        Ok(())
-    })
-    .await?;
+    match remote::placement(shard, key) {
+        Some(remote) => remote::flush(&remote, key, fsync).await?,
+        None => {
+            shard
+                .call(owner, move |shard| async move {
+                    flush_owned(&shard, key, fsync).await
+                })
+                .await??;
+        }
+    }
     Ok(Reply::empty())
+}
+
+/// FlushUnsavedBuffer on the partition's owner.
+pub(super) async fn flush_owned(
+    shard: &Shard,
+    key: PartitionKey,
+    fsync: bool,
+) -> Result<(), CommandError> {
+    let log = shard
+        .partition(&key)
+        .ok_or(CommandError::Protocol(ErrorCode::PartitionNotFound))?;
+    log.flush(fsync).await?;
+    Ok(())
 }
 
 topic_handlers! {

@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use galgo_metadata::{GroupKey, MetadataError, Need, TopicKey};
+use galgo_metadata::{GroupKey, MetadataError, Need, PartitionKey, TopicKey};
 use galgo_protocol::{
     Consumer, ErrorCode,
     command::offsets::{
@@ -18,7 +18,7 @@ use super::{
     Outcome, Reply,
     groups::after_group_commit,
     messages::{locate, replicated_offset},
-    partition_calls::on_partition,
+    remote,
 };
 use crate::{
     context::{Context, Shard},
@@ -99,28 +99,49 @@ pub async fn get(shard: &Rc<Shard>, topic: Option<TopicKey>, get: GetConsumerOff
     let Ok(resolved) = resolve_for_read(shard, topic, &get.target) else {
         return Ok(Reply::empty());
     };
-    let (owner_key, partition) = (resolved.owner_key, resolved.partition);
-    let Ok((key, owner)) = locate(shard, topic, partition) else {
+    let owner_key = resolved.owner_key;
+    let Ok((key, owner)) = locate(shard, topic, resolved.partition) else {
         return Ok(Reply::empty());
     };
-    let info = on_partition(shard, key, owner, move |shard, log| async move {
-        // What an auto-commit poll proposed here counts as stored until it settles.
-        let proposed = shard.state().proposed_offsets.get(key, owner_key);
-        Ok(proposed
-            .or_else(|| log.stored_offset(owner_key))
-            .map(|stored_offset| ConsumerOffsetInfo {
-                partition_id: partition,
-                current_offset: log.last_offset().unwrap_or(0),
-                stored_offset,
-            }))
-    })
-    .await
-    .ok()
-    .flatten();
-    Ok(match info {
+    let info = match remote::placement(shard, key) {
+        Some(remote) => remote::get_offset(&remote, key, owner_key).await,
+        None => shard
+            .call(owner, move |shard| async move {
+                get_owned(&shard, key, owner_key)
+            })
+            .await
+            .map_err(CommandError::from)
+            .and_then(|info| info),
+    };
+    Ok(match info.ok().flatten() {
         Some(info) => Reply::encoded(|out| info.encode(out)),
         None => Reply::empty(),
     })
+}
+
+/// GetConsumerOffset on the partition's owner; `None` when nothing is stored. A replicated
+/// partition's current offset is its last committed one.
+pub(super) fn get_owned(
+    shard: &Shard,
+    key: PartitionKey,
+    owner_key: OffsetOwner,
+) -> Result<Option<ConsumerOffsetInfo>, CommandError> {
+    let log = shard
+        .partition(&key)
+        .ok_or(CommandError::Protocol(ErrorCode::PartitionNotFound))?;
+    let current_offset = match shard.state().replica(&key) {
+        Some(replica) => replica.view().high_watermark().saturating_sub(1),
+        None => log.last_offset().unwrap_or(0),
+    };
+    // What an auto-commit poll proposed here counts as stored until it settles.
+    let proposed = shard.state().proposed_offsets.get(key, owner_key);
+    Ok(proposed
+        .or_else(|| log.stored_offset(owner_key))
+        .map(|stored_offset| ConsumerOffsetInfo {
+            partition_id: key.partition.0,
+            current_offset,
+            stored_offset,
+        }))
 }
 
 /// StoreConsumerOffset: the offset must not pass the partition's last offset. A group's
@@ -133,27 +154,19 @@ pub async fn store(
     store: StoreConsumerOffset,
 ) -> Outcome {
     let resolved = resolve_for_write(shard, context, session, topic, &store.target)?;
-    let (owner_key, partition, group) = (resolved.owner_key, resolved.partition, resolved.group);
-    let (key, owner) = locate(shard, topic, partition)?;
-    let offset = store.offset;
-    on_partition(shard, key, owner, move |shard, log| async move {
-        match shard.state().serving_replica(&key)? {
-            // The leader checks the offset against what it committed.
-            Some(replica) => {
-                shard.state().proposed_offsets.forget(key, owner_key);
-                replicated_offset(&shard, &replica, owner_key, Some(offset)).await?;
-            }
-            None => match log.last_offset() {
-                Some(last) if offset <= last => log.store_offset(owner_key, offset).await?,
-                _ => return Err(ErrorCode::InvalidOffset.into()),
-            },
+    let (owner_key, group) = (resolved.owner_key, resolved.group);
+    let (key, owner) = locate(shard, topic, resolved.partition)?;
+    let offset = Some(store.offset);
+    match remote::placement(shard, key) {
+        Some(remote) => remote::write_offset(&remote, key, owner_key, offset).await?,
+        None => {
+            shard
+                .call(owner, move |shard| async move {
+                    write_owned(&shard, key, owner_key, offset, group).await
+                })
+                .await??;
         }
-        if let Some(group) = group {
-            after_group_commit(&shard, group, partition).await?;
-        }
-        Ok(())
-    })
-    .await?;
+    }
     Ok(Reply::empty())
 }
 
@@ -166,21 +179,56 @@ pub async fn delete(
     delete: DeleteConsumerOffset,
 ) -> Outcome {
     let resolved = resolve_for_write(shard, context, session, topic, &delete.target)?;
-    let (owner_key, partition) = (resolved.owner_key, resolved.partition);
-    let (key, owner) = locate(shard, topic, partition)?;
-    on_partition(shard, key, owner, move |shard, log| async move {
-        if let Some(replica) = shard.state().serving_replica(&key)? {
-            shard.state().proposed_offsets.forget(key, owner_key);
-            return replicated_offset(&shard, &replica, owner_key, None).await;
+    let owner_key = resolved.owner_key;
+    let (key, owner) = locate(shard, topic, resolved.partition)?;
+    match remote::placement(shard, key) {
+        Some(remote) => remote::write_offset(&remote, key, owner_key, None).await?,
+        None => {
+            shard
+                .call(owner, move |shard| async move {
+                    write_owned(&shard, key, owner_key, None, None).await
+                })
+                .await??;
         }
-        if log.delete_offset(owner_key).await? {
-            Ok(())
-        } else {
-            Err(ErrorCode::ConsumerOffsetNotFound.into())
-        }
-    })
-    .await?;
+    }
     Ok(Reply::empty())
+}
+
+/// Stores (`Some`) or deletes (`None`) an offset on the partition's owner: through its group
+/// on a cluster node (the leader checks the offset against what it committed), otherwise
+/// checked against the log's last offset here. A delete of nothing stored is 3021. `group`:
+/// the consumer group whose commit this is, which may complete a pending revocation.
+pub(super) async fn write_owned(
+    shard: &Rc<Shard>,
+    key: PartitionKey,
+    owner_key: OffsetOwner,
+    offset: Option<u64>,
+    group: Option<GroupKey>,
+) -> Result<(), CommandError> {
+    let log = shard
+        .partition(&key)
+        .ok_or(CommandError::Protocol(ErrorCode::PartitionNotFound))?;
+    match (shard.state().serving_replica(&key)?, offset) {
+        (Some(replica), _) => {
+            shard.state().proposed_offsets.forget(key, owner_key);
+            replicated_offset(shard, &replica, owner_key, offset).await?;
+        }
+        (None, Some(offset)) => match log.last_offset() {
+            Some(last) if offset <= last => log.store_offset(owner_key, offset).await?,
+            _ => return Err(ErrorCode::InvalidOffset.into()),
+        },
+        (None, None) => {
+            if !log.delete_offset(owner_key).await? {
+                return Err(ErrorCode::ConsumerOffsetNotFound.into());
+            }
+        }
+    }
+    if let Some(group) = group
+        && offset.is_some()
+    {
+        after_group_commit(shard, group, key.partition.0).await?;
+    }
+    Ok(())
 }
 
 topic_handlers! {

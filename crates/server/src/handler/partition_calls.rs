@@ -7,6 +7,7 @@ use galgo_metadata::{PartitionKey, ShardId};
 use galgo_protocol::ErrorCode;
 use galgo_storage::{PartitionLog, PartitionStats, StorageError};
 
+use super::remote;
 use crate::{context::Shard, error::CommandError};
 
 /// What statistics need of one partition.
@@ -40,29 +41,55 @@ where
         .await?
 }
 
-/// Figures of many partitions, gathered with one call per owning shard.
+/// Figures of many partitions, gathered with one call per owning shard; on a cluster node,
+/// those of the partitions it holds no replica of with one call per replica node asked
+/// (`remote::figures`, missing when it does not answer).
 pub async fn gather_figures(
     shard: &Rc<Shard>,
     partitions: Vec<(PartitionKey, ShardId)>,
 ) -> Result<BTreeMap<PartitionKey, PartitionFigures>, CommandError> {
     let mut figures = BTreeMap::new();
-    for (owner, keys) in by_owner(partitions) {
+    let (remote, partitions): (Vec<_>, Vec<_>) = partitions
+        .into_iter()
+        .map(|(key, owner)| (key, owner, remote::placement(shard, key)))
+        .partition(|(_, _, remote)| remote.is_some());
+    for (owner, keys) in by_owner(
+        partitions
+            .into_iter()
+            .map(|(key, owner, _)| (key, owner))
+            .collect(),
+    ) {
         let gathered = shard
-            .call(owner, move |shard| async move {
-                keys.into_iter()
-                    .filter_map(|key| {
-                        let mut figures = figures_of(&*shard.partition(&key)?);
-                        if let Some(group) = shard.state().replica(&key) {
-                            committed_only(&mut figures, group.view().high_watermark());
-                        }
-                        Some((key, figures))
-                    })
-                    .collect::<Vec<_>>()
-            })
+            .call(
+                owner,
+                move |shard| async move { figures_owned(&shard, keys) },
+            )
             .await?;
         figures.extend(gathered);
     }
+    let remote = remote
+        .into_iter()
+        .filter_map(|(key, _, remote)| Some((key, remote?)))
+        .collect();
+    figures.extend(remote::figures(remote).await);
     Ok(figures)
+}
+
+/// The figures of those of `keys` this shard owns a log of: a replicated partition's as
+/// clients may read it (committed messages only).
+pub(super) fn figures_owned(
+    shard: &Shard,
+    keys: Vec<PartitionKey>,
+) -> Vec<(PartitionKey, PartitionFigures)> {
+    keys.into_iter()
+        .filter_map(|key| {
+            let mut figures = figures_of(&*shard.partition(&key)?);
+            if let Some(group) = shard.state().replica(&key) {
+                committed_only(&mut figures, group.view().high_watermark());
+            }
+            Some((key, figures))
+        })
+        .collect()
 }
 
 /// A partition's figures, read on its owner.

@@ -156,18 +156,22 @@ fn settings(
 }
 
 /// The replication factor a topic gets for `asked` (0: not set): on a single node what was
-/// asked, as Iggy keeps it; on a cluster node the node count, the only factor this version
-/// places (every node holds every partition), so that GetTopic says what is true. More than
-/// the node count cannot be met and is refused (2018 InvalidReplicationFactor).
+/// asked, as Iggy keeps it; on a cluster node what was asked, min(3, nodes) when not set. More
+/// than the node count cannot be met and is refused (2018 InvalidReplicationFactor).
 fn replication_factor(shard: &Shard, asked: u8) -> Result<u8, CommandError> {
     let Some(view) = shard.state().seed.cluster.as_ref() else {
         return Ok(asked);
     };
     let nodes = u8::try_from(view.settings.peers.len()).unwrap_or(u8::MAX);
     if asked > nodes {
+        tracing::info!(
+            asked,
+            nodes,
+            "a replication factor above the node count refused"
+        );
         return Err(ErrorCode::InvalidReplicationFactor.into());
     }
-    Ok(nodes)
+    Ok(view.settings.default_factor(asked))
 }
 
 /// CreateTopic: answers the new topic with its (empty) partitions.
@@ -204,6 +208,20 @@ pub async fn update(shard: &Rc<Shard>, update: UpdateTopic) -> Outcome {
         0 => 0,
         asked => replication_factor(shard, asked)?,
     };
+    // A cluster node does not move replicas: a topic keeps the factor it was created with.
+    if asked != 0 && shard.state().seed.cluster.is_some() {
+        let metadata = shard.metadata.borrow();
+        let current = metadata.resolve_topic(&update.stream, &update.topic)?;
+        let current = metadata.topic_by_key(current)?.settings.replication_factor;
+        if asked != current {
+            tracing::info!(
+                asked,
+                current,
+                "a change of a topic's replication factor refused"
+            );
+            return Err(ErrorCode::InvalidReplicationFactor.into());
+        }
+    }
     change_metadata(shard, move |metadata| {
         let current = metadata.resolve_topic(&update.stream, &update.topic)?;
         let current = metadata.topic_by_key(current)?.settings;
