@@ -1961,6 +1961,23 @@ impl History {
     }
 }
 
+/// Creates a topic of `partitions` with replication factor `factor` (0: not set) through
+/// node 1; its id.
+fn create_topic_of_factor(
+    cluster: &Cluster,
+    stream: u32,
+    name: &str,
+    partitions: u32,
+    factor: u8,
+) -> u32 {
+    let stream_id = raw::id_numeric(stream);
+    let mut create = raw::create_topic_payload(&stream_id, name, partitions);
+    // stream | partitions u32 | compression u8 | expiry u64 | max size u64 | factor u8 | name
+    create[stream_id.len() + 4 + 1 + 8 + 8] = factor;
+    let created = cluster.connect(0).request(code::CREATE_TOPIC, &create).ok();
+    u32::from_le_bytes(created[0..4].try_into().expect("id"))
+}
+
 /// The nemesis's stream for messages, outside its metadata history.
 const MESSAGES_STREAM: &str = "nemesis-messages";
 
@@ -1981,8 +1998,9 @@ const NEMESIS_CONFIG: &str = "tick_ms = 50\nmetadata_snapshot_entries = 16\n";
 /// random nodes, the faulty one included; then everything heals. The history is checked at
 /// the end, and again after every node restarted: every acknowledged stream is on every node,
 /// every stream on a node was asked for (a refused one may be there: its outcome was unknown),
-/// and all nodes list the same streams. `NEMESIS_SEED` replays a run; scripts/cluster-nemesis.sh
-/// runs a long one.
+/// and all nodes list the same streams. `NEMESIS_SEED` replays a run; `NEMESIS_FACTOR` sets
+/// the messages topic's replication factor (2: each node reaches a third of the partitions
+/// through the others); scripts/cluster-nemesis.sh runs a long one.
 #[test]
 #[ignore = "long and randomized: run by scripts/cluster-nemesis.sh"]
 fn nemesis() {
@@ -1994,7 +2012,11 @@ fn nemesis() {
         .ok()
         .and_then(|steps| steps.parse().ok())
         .unwrap_or(12);
-    println!("nemesis seed {seed}, {steps} steps");
+    let factor: u8 = std::env::var("NEMESIS_FACTOR")
+        .ok()
+        .and_then(|factor| factor.parse().ok())
+        .unwrap_or(0);
+    println!("nemesis seed {seed}, {steps} steps, replication factor {factor} (0: default)");
     // Odd and non-zero, and distinct for neighbouring seeds.
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     // Compacting every 16 entries: a node away for a few steps comes back to a snapshot.
@@ -2006,7 +2028,7 @@ fn nemesis() {
     let stream = raw::create_stream(&mut cluster.connect(0), MESSAGES_STREAM);
     let topic = (
         stream,
-        raw::create_topic(&mut cluster.connect(0), stream, "events", 3),
+        create_topic_of_factor(&cluster, stream, "events", 3, factor),
     );
     let mut traffic = Traffic::new(topic);
     for step in 0..steps {

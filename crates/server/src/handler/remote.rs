@@ -98,22 +98,30 @@ impl Remote {
 
     /// Calls the first replica node that takes the call; the answer's body after its status.
     /// A node that cannot be reached, or answers 58 (its replica cannot serve now), passes
-    /// the call to the next. No answer in time is `unanswered` (for a write: it may have
-    /// happened).
+    /// the call to the next, and so does one that gives no answer to a call that `repeats`
+    /// (a read with no effect: a node just died, and this one has not noticed yet), waited
+    /// for two election timeouts beyond `wait`. Any other call unanswered after [`CALL_WAIT`]
+    /// beyond `wait` is `unanswered` (a write: it may have happened).
     async fn call(
         &self,
         body: Bytes,
-        wait: Duration,
+        (wait, repeats): (Duration, bool),
         unanswered: ErrorCode,
     ) -> Result<Bytes, CommandError> {
+        let patience = if repeats {
+            2 * self.cluster.settings.election_timeout()
+        } else {
+            CALL_WAIT
+        };
         for target in self.targets() {
             let answer = self
                 .cluster
                 .partitions
-                .call(target, vec![body.clone()], wait)
+                .call(target, vec![body.clone()], wait + patience)
                 .await;
             match answer.map(answer_status) {
                 Err(CallError::NotSent) => {}
+                Err(CallError::NoAnswer) if repeats => {}
                 Err(CallError::NoAnswer) => return Err(unanswered.into()),
                 Ok(Err(ErrorCode::TransientNotAccepted)) => {}
                 Ok(result) => return Ok(result?),
@@ -122,6 +130,11 @@ impl Remote {
         Err(ErrorCode::TransientNotAccepted.into())
     }
 }
+
+/// A call that reads only: repeated on the next replica when unanswered.
+const READ: (Duration, bool) = (Duration::ZERO, true);
+/// A call that writes: not repeated.
+const WRITE: (Duration, bool) = (Duration::ZERO, false);
 
 /// An answer's status and the body after it.
 fn answer_status(mut answer: Bytes) -> Result<Bytes, ErrorCode> {
@@ -237,9 +250,14 @@ pub(super) async fn poll(remote: &Remote, read: PartitionRead) -> Result<Polled,
     body.put_u32_le(read.count);
     body.put_u8(u8::from(read.auto_commit));
     body.put_u32_le(u32::try_from(read.wait.as_millis()).unwrap_or(u32::MAX));
-    let wait = read.wait + CALL_WAIT;
+    // An auto-commit poll unanswered may have moved the offset past what nobody received:
+    // not repeated elsewhere, so the consumer is not given the messages after them.
     let mut answer = remote
-        .call(body.freeze(), wait, ErrorCode::TransientNotAccepted)
+        .call(
+            body.freeze(),
+            (read.wait, !read.auto_commit),
+            ErrorCode::TransientNotCommitted,
+        )
         .await?;
     if answer.len() < 4 + 1 + 8 {
         return Err(ErrorCode::TransientNotAccepted.into());
@@ -264,7 +282,7 @@ pub(super) async fn get_offset(
     let mut body = remote.call_head(OP_GET_OFFSET, key);
     put_owner(&mut body, owner);
     let mut answer = remote
-        .call(body.freeze(), CALL_WAIT, ErrorCode::TransientNotAccepted)
+        .call(body.freeze(), READ, ErrorCode::TransientNotAccepted)
         .await?;
     if answer.len() < 1 + 8 + 8 {
         return Err(ErrorCode::TransientNotAccepted.into());
@@ -291,7 +309,7 @@ pub(super) async fn write_offset(
     body.put_u8(u8::from(offset.is_some()));
     body.put_u64_le(offset.unwrap_or(0));
     remote
-        .call(body.freeze(), CALL_WAIT, ErrorCode::TransientNotCommitted)
+        .call(body.freeze(), WRITE, ErrorCode::TransientNotCommitted)
         .await?;
     Ok(())
 }
@@ -305,7 +323,7 @@ pub(super) async fn flush(
     let mut body = remote.call_head(OP_FLUSH, key);
     body.put_u8(u8::from(fsync));
     remote
-        .call(body.freeze(), CALL_WAIT, ErrorCode::TransientNotCommitted)
+        .call(body.freeze(), WRITE, ErrorCode::TransientNotCommitted)
         .await?;
     Ok(())
 }
@@ -319,7 +337,7 @@ pub(super) async fn delete_segments(
     let mut body = remote.call_head(OP_DELETE_SEGMENTS, key);
     body.put_u32_le(count);
     remote
-        .call(body.freeze(), CALL_WAIT, ErrorCode::TransientNotCommitted)
+        .call(body.freeze(), WRITE, ErrorCode::TransientNotCommitted)
         .await?;
     Ok(())
 }
@@ -329,7 +347,8 @@ pub(super) async fn delete_segments(
 const FIGURES_BYTES: usize = 1 + 8 + 8 + 4 + 8;
 
 /// The figures of remote partitions: one call per replica node asked (each partition's first
-/// target), bounded like any call. A node that does not answer leaves its partitions out.
+/// target), bounded by two election timeouts. A node that does not answer in time leaves its
+/// partitions out.
 pub(super) async fn figures(
     remote: Vec<(PartitionKey, Remote)>,
 ) -> BTreeMap<PartitionKey, PartitionFigures> {
@@ -350,7 +369,11 @@ pub(super) async fn figures(
         let cluster = &partitions[0].1.cluster;
         let answer = cluster
             .partitions
-            .call(target, vec![body.freeze()], CALL_WAIT)
+            .call(
+                target,
+                vec![body.freeze()],
+                2 * cluster.settings.election_timeout(),
+            )
             .await;
         let Ok(Ok(mut answer)) = answer.map(answer_status) else {
             tracing::debug!(node = target, "a replica node gave no partition figures");
