@@ -13,7 +13,7 @@ use std::{
 use bytes::BytesMut;
 use galgo_cluster::{
     Ack,
-    replica::{GroupConfig, GroupHandle, ReplicaError, Sink, groups_ticked_here, start_group},
+    replica::{GroupConfig, GroupHandle, ReplicaError, Sink, groups_driven_here, start_group},
 };
 use galgo_protocol::message::{MessageIter, encode_message};
 use galgo_storage::{
@@ -246,28 +246,28 @@ async fn wait_until(what: &str, condition: impl Fn() -> bool) {
     }
 }
 
-/// The groups of a thread share one ticker, which lets go of a group once it stopped.
+/// The groups of a thread share one driver, which lets go of a group once it stopped.
 #[compio::test]
-async fn one_ticker_ticks_the_groups_of_a_thread_and_forgets_stopped_ones() {
+async fn one_driver_runs_the_groups_of_a_thread_and_forgets_stopped_ones() {
     let mut replicas = Replicas::start(Ack::Majority).await;
-    assert_eq!(groups_ticked_here(), 3);
+    assert_eq!(groups_driven_here(), 3);
     let leader = replicas.wait_leader(&NODES).await;
     let follower = NODES.into_iter().find(|&node| node != leader).unwrap();
     replicas.stop_node(follower).await;
-    wait_until("the stopped group is no longer ticked", || {
-        groups_ticked_here() == 2
+    wait_until("the stopped group is no longer driven", || {
+        groups_driven_here() == 2
     })
     .await;
-    // A restarted group is ticked again, and the three store a batch.
+    // A restarted group is driven again, and the three store a batch.
     replicas.start_node(follower).await;
-    assert_eq!(groups_ticked_here(), 3);
+    assert_eq!(groups_driven_here(), 3);
     replicas.propose_stored(&NODES, "after", 1, 10).await;
 }
 
-/// A runtime made after another on the same thread (tests on one thread) gets a ticker of
+/// A runtime made after another on the same thread (tests on one thread) gets a driver of
 /// its own: the first one's went with its runtime.
 #[test]
-fn groups_of_a_later_runtime_on_the_same_thread_are_ticked() {
+fn groups_of_a_later_runtime_on_the_same_thread_are_driven() {
     for _ in 0..2 {
         compio::runtime::Runtime::new().unwrap().block_on(async {
             let replicas = Replicas::start(Ack::Majority).await;

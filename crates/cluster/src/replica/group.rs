@@ -17,21 +17,25 @@
 //! * Nothing reads above the high watermark: the log holds uncommitted batches (it is the
 //!   Raft log), and the server bounds polls by [`GroupView::high_watermark`].
 //!
-//! This first version runs one task per group (ticked by one timer per shard) and persists
-//! each group's Ready on its own; the shard-wide raft pass with one persistence round for all
-//! groups (docs/architecture.md, "Driving groups on a shard") is not built.
+//! **One driver per shard** (thread) runs every group of that shard, as TiKV's batch system
+//! runs its regions: a group has no task, timer or queue of its own. The driver takes what
+//! the shard's groups were sent from one queue (each input tagged with its group), ticks them
+//! all from one timer, and after each batch of inputs runs a **round**: every group touched
+//! handles its Ready, the rounds' writes and fdatasyncs of all of them side by side, and the
+//! next batch gathers meanwhile. A group's Ready is persisted before its round ends (the
+//! asynchronous `advance_append_async` pipeline of the design is not built).
 
 use std::{
     cell::{Cell, RefCell},
     collections::HashMap,
     path::{Path, PathBuf},
     rc::Rc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
-use futures_util::future::join;
+use futures_util::future::{join, join_all};
 use galgo_protocol::message::{self, MessageView};
 use galgo_storage::{
     AppendReceipt, FsyncMode, LogStart, OffsetOwner, PartitionLog, RaftRecord, RaftRecords,
@@ -50,10 +54,11 @@ use crate::{
     settings::{Ack, ELECTION_TICKS, HEARTBEAT_TICKS},
 };
 
-/// Inputs queued for a group before new messages are dropped (Raft resends).
-const INPUTS_MAX: usize = 4096;
-/// Inputs handled before the group looks at its `Ready`.
-const INPUTS_PER_PASS: usize = 256;
+/// Inputs queued for a shard's groups before new messages are dropped (Raft resends) and
+/// forwarded proposals refused.
+const INPUTS_MAX: usize = 16_384;
+/// Inputs a driver handles before its round.
+const INPUTS_PER_ROUND: usize = 1024;
 /// Largest append message.
 const MESSAGE_BYTES_MAX: u64 = 1 << 20;
 /// Append messages in flight per follower.
@@ -76,6 +81,8 @@ pub enum GroupInput {
     ProposeOffset(OffsetProposal),
     /// The tick.
     Tick,
+    /// The group was handed to its shard's driver (wakes the driver to take it).
+    Started,
     /// Stop the group (the partition is closed or deleted).
     Stop,
 }
@@ -285,10 +292,46 @@ impl GroupView {
     }
 }
 
+/// Where a group's inputs go: its shard's queue, tagged with the group's slot in its driver
+/// (not its group id: replicas of one group on one thread, as in tests, are distinct groups
+/// of the driver).
+#[derive(Clone, Debug)]
+pub struct GroupInbox {
+    slot: u64,
+    queue: flume::Sender<(u64, GroupInput)>,
+}
+
+/// An input was not queued: the shard's queue is full, or its driver is gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotQueued;
+
+impl GroupInbox {
+    /// Queues `input` if there is room.
+    pub fn try_send(&self, input: GroupInput) -> Result<(), NotQueued> {
+        self.queue
+            .try_send((self.slot, input))
+            .map_err(|_| NotQueued)
+    }
+
+    /// Queues `input`, waiting for room.
+    pub async fn send_async(&self, input: GroupInput) -> Result<(), NotQueued> {
+        self.queue
+            .send_async((self.slot, input))
+            .await
+            .map_err(|_| NotQueued)
+    }
+
+    /// An inbox for slot `slot` on `queue` (tests of what routes inputs).
+    #[cfg(test)]
+    pub(crate) fn new(slot: u64, queue: flume::Sender<(u64, GroupInput)>) -> Self {
+        Self { slot, queue }
+    }
+}
+
 /// A running group: what the shard sends it.
 #[derive(Clone)]
 pub struct GroupHandle {
-    inputs: flume::Sender<GroupInput>,
+    inputs: GroupInbox,
     view: Rc<GroupView>,
 }
 
@@ -358,12 +401,13 @@ impl GroupHandle {
         self.ask(GroupInput::ProposeOffset(proposal), outcome).await
     }
 
-    /// The group's input queue, for the router to hand it peers' messages.
-    pub fn inputs(&self) -> flume::Sender<GroupInput> {
+    /// The group's inbox, for the router to hand it peers' messages.
+    pub fn inputs(&self) -> GroupInbox {
         self.inputs.clone()
     }
 
-    /// Stops the group: its task ends at its next pass, without handling what is queued.
+    /// Stops the group: its driver lets go of it at its next round, without handling what is
+    /// queued for it.
     pub fn stop(&self) {
         self.view.stop_requested.set(true);
         let _ = self.inputs.try_send(GroupInput::Stop);
@@ -374,7 +418,7 @@ impl GroupHandle {
 pub type Sink = Rc<dyn Fn(u64, Message) -> bool>;
 
 /// Opens the group of the partition whose log is `log` and whose directory is `dir`, and
-/// starts its task and tick on this runtime (the partition's shard).
+/// hands it to this runtime's (the partition's shard's) driver.
 pub async fn start_group(
     config: GroupConfig,
     dir: &Path,
@@ -423,7 +467,6 @@ pub async fn start_group(
     });
     // Nothing above the durably committed entries is ever removed by retention.
     log.set_retention_end(opened.storage.rl().end_offset_at(opened.saved.commit));
-    let (inputs, queued) = flume::bounded(INPUTS_MAX);
     let group = Group {
         config: config.clone(),
         node,
@@ -442,8 +485,7 @@ pub async fn start_group(
         leading_ticks: 0,
         dir: dir.to_path_buf(),
     };
-    compio::runtime::spawn(group.run(queued)).detach();
-    tick_with_the_shard(inputs.clone(), config.tick);
+    let inputs = drive_on_this_shard(group);
     Ok(GroupHandle { inputs, view })
 }
 
@@ -696,84 +738,139 @@ async fn read_batch(log: &PartitionLog, meta: &EntryMeta) -> Result<Bytes, Strin
     Ok(out.freeze())
 }
 
-/// The groups of one tick period on this shard, and whether their ticker runs.
-#[derive(Default)]
-struct Ticked {
-    groups: Vec<flume::Sender<GroupInput>>,
-    ticker_running: bool,
+/// A shard's driver, as the groups it runs and the shard's code reach it.
+struct ShardDriver {
+    queue: flume::Sender<(u64, GroupInput)>,
+    /// Groups opened and not taken by the driver yet, with their slots (a `Started` input
+    /// follows each).
+    starting: RefCell<Vec<(u64, Group)>>,
+    /// The next group's slot.
+    next_slot: Cell<u64>,
+    /// The groups it runs.
+    driven: Cell<usize>,
 }
 
 thread_local! {
-    /// This shard's groups, by tick period: what its tickers tick.
-    static TICKED: RefCell<HashMap<Duration, Ticked>> = RefCell::new(HashMap::new());
+    /// This shard's (thread's) drivers, by tick period.
+    static DRIVERS: RefCell<HashMap<Duration, Rc<ShardDriver>>> = RefCell::new(HashMap::new());
 }
 
-/// Ticks a group with every other group of this shard (thread): one timer per shard rather
-/// than one per group, so a shard of many idle groups wakes once a tick, not once per group
-/// (300 idle partitions cost a node 10% of a core, mostly in wake-ups, with a timer each).
-/// A group whose queue is full skips that tick; a stopped one is dropped from the list.
-fn tick_with_the_shard(inputs: flume::Sender<GroupInput>, every: Duration) {
-    let start = TICKED.with(|ticked| {
-        let mut ticked = ticked.borrow_mut();
-        let ticked = ticked.entry(every).or_default();
-        ticked.groups.retain(|group| !group.is_disconnected());
-        ticked.groups.push(inputs);
-        !std::mem::replace(&mut ticked.ticker_running, true)
+/// Hands `group` to this shard's driver of its tick period, starting the driver when there is
+/// none (or the runtime it ran on is gone); the group's inbox.
+fn drive_on_this_shard(group: Group) -> GroupInbox {
+    let every = group.config.tick;
+    let driver = DRIVERS.with(|drivers| {
+        let mut drivers = drivers.borrow_mut();
+        if let Some(driver) = drivers.get(&every) {
+            return driver.clone();
+        }
+        let (queue, queued) = flume::bounded(INPUTS_MAX);
+        let driver = Rc::new(ShardDriver {
+            queue,
+            starting: RefCell::new(Vec::new()),
+            next_slot: Cell::new(0),
+            driven: Cell::new(0),
+        });
+        drivers.insert(every, driver.clone());
+        compio::runtime::spawn(drive(driver.clone(), queued, every)).detach();
+        driver
     });
-    if start {
-        compio::runtime::spawn(shard_ticker(every)).detach();
-    }
+    let slot = driver.next_slot.replace(driver.next_slot.get() + 1);
+    driver.starting.borrow_mut().push((slot, group));
+    let inbox = GroupInbox {
+        slot,
+        queue: driver.queue.clone(),
+    };
+    // Wakes the driver to take it; a full queue leaves that to its next tick.
+    let _ = inbox.try_send(GroupInput::Started);
+    inbox
 }
 
-/// How many groups this shard (thread) ticks: the running ones, and a stopped one until the
-/// tick after it stopped.
-pub fn groups_ticked_here() -> usize {
-    TICKED.with(|ticked| {
-        ticked
+/// How many groups this shard's (thread's) drivers run.
+pub fn groups_driven_here() -> usize {
+    DRIVERS.with(|drivers| {
+        drivers
             .borrow()
             .values()
-            .map(|ticked| ticked.groups.len())
+            .map(|driver| driver.driven.get() + driver.starting.borrow().len())
             .sum()
     })
 }
 
-/// Ticks this shard's groups of period `every` until none is left.
-async fn shard_ticker(every: Duration) {
-    // However the ticker ends (its runtime dropped with it included), the next group of its
+/// Runs this shard's groups of tick period `every` until none is left: takes a batch of
+/// inputs (or the tick), then runs the round of the groups they touched.
+async fn drive(
+    driver: Rc<ShardDriver>,
+    queued: flume::Receiver<(u64, GroupInput)>,
+    every: Duration,
+) {
+    // However the driver ends (its runtime dropped with it included), the next group of its
     // period starts another.
     struct Running(Duration);
     impl Drop for Running {
         fn drop(&mut self) {
-            let _ = TICKED.try_with(|ticked| {
-                if let Ok(mut ticked) = ticked.try_borrow_mut()
-                    && let Some(ticked) = ticked.get_mut(&self.0)
-                {
-                    ticked.ticker_running = false;
+            let _ = DRIVERS.try_with(|drivers| {
+                if let Ok(mut drivers) = drivers.try_borrow_mut() {
+                    drivers.remove(&self.0);
                 }
             });
         }
     }
     let _running = Running(every);
+    let mut groups: HashMap<u64, Group> = HashMap::new();
+    let mut next_tick = Instant::now() + every;
     loop {
-        compio::time::sleep(every).await;
-        let any_left = TICKED.with(|ticked| {
-            let mut ticked = ticked.borrow_mut();
-            let Some(period) = ticked.get_mut(&every) else {
-                return false;
-            };
-            period.groups.retain(|inputs| {
-                !matches!(
-                    inputs.try_send(GroupInput::Tick),
-                    Err(flume::TrySendError::Disconnected(_))
-                )
-            });
-            if period.groups.is_empty() {
-                ticked.remove(&every);
-                return false;
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        let first = match compio::time::timeout(wait, queued.recv_async()).await {
+            Ok(Ok(input)) => Some(input),
+            Ok(Err(_)) => return,
+            Err(_) => None,
+        };
+        groups.extend(driver.starting.borrow_mut().drain(..));
+        let mut touched: HashMap<u64, bool> = HashMap::new();
+        if Instant::now() >= next_tick {
+            next_tick = Instant::now() + every;
+            for (&id, group) in &mut groups {
+                touched.insert(id, group.handle(GroupInput::Tick));
             }
-            true
-        });
-        if !any_left {
+        }
+        let inputs = first
+            .into_iter()
+            .chain(std::iter::from_fn(|| queued.try_recv().ok()))
+            .take(INPUTS_PER_ROUND);
+        for (id, input) in inputs {
+            let Some(group) = groups.get_mut(&id) else {
+                continue;
+            };
+            let stop = touched.entry(id).or_default();
+            if group.view.stop_requested.get() {
+                *stop = true;
+            } else if !*stop {
+                *stop = group.handle(input);
+            }
+        }
+        let round = groups
+            .iter_mut()
+            .filter_map(|(id, group)| Some((*id, group.round(*touched.get(id)?))));
+        let round: Vec<_> = round
+            .map(|(id, round)| async move { (id, round.await) })
+            .collect();
+        for (id, stop) in join_all(round).await {
+            if stop && let Some(group) = groups.remove(&id) {
+                group.finish();
+            }
+        }
+        driver.driven.set(groups.len());
+        if groups.is_empty() && driver.starting.borrow().is_empty() {
+            // Nothing left to drive: the next group starts another driver.
+            DRIVERS.with(|drivers| drivers.borrow_mut().remove(&every));
+            let dropped = queued
+                .drain()
+                .filter(|(_, input)| !matches!(input, GroupInput::Tick | GroupInput::Started))
+                .count();
+            if dropped > 0 {
+                tracing::debug!(dropped, "inputs for stopped groups dropped");
+            }
             return;
         }
     }
@@ -890,47 +987,43 @@ struct Group {
 }
 
 impl Group {
-    async fn run(mut self, queued: flume::Receiver<GroupInput>) {
-        while let Ok(input) = queued.recv_async().await {
-            if self.view.stop_requested.get() {
-                break;
-            }
-            let mut stop = self.handle(input);
-            for _ in 1..INPUTS_PER_PASS {
-                let Ok(input) = queued.try_recv() else {
-                    break;
-                };
-                stop |= self.handle(input);
-            }
-            if let Err(error) = self.on_ready().await {
-                // The log cannot be written: nothing more is promised from this replica.
-                tracing::error!(group = self.config.group, dir = %self.dir.display(), %error,
-                    "partition group stopped: its log cannot be written");
-                stop = true;
-            }
-            if self.ticks >= COMMIT_SAVE_TICKS
-                && let Err(error) = self.save_commit()
-            {
-                tracing::error!(group = self.config.group, %error,
-                    "partition group stopped: its raft_state cannot be written");
-                stop = true;
-            }
-            if std::mem::take(&mut self.follow_retention)
-                && let Err(error) = self.follow_retention().await
-            {
-                tracing::error!(group = self.config.group, %error,
-                    "partition group stopped: its log start cannot be moved");
-                stop = true;
-            }
-            self.reports.report(&mut self.node);
-            if self.view.leader.replace(self.node.raft.leader_id) != self.node.raft.leader_id {
-                self.view.committed.notify(usize::MAX);
-            }
-            self.view.term.set(self.node.raft.term);
-            if stop {
-                break;
-            }
+    /// The group's part of its driver's round, after the inputs of the batch were handled
+    /// (`stop`: one asked it to stop): its Ready, a moved commit saved now and then, its log
+    /// start following retention; true when the group stops.
+    async fn round(&mut self, mut stop: bool) -> bool {
+        if stop {
+            return true;
         }
+        if let Err(error) = self.on_ready().await {
+            // The log cannot be written: nothing more is promised from this replica.
+            tracing::error!(group = self.config.group, dir = %self.dir.display(), %error,
+                "partition group stopped: its log cannot be written");
+            stop = true;
+        }
+        if self.ticks >= COMMIT_SAVE_TICKS
+            && let Err(error) = self.save_commit()
+        {
+            tracing::error!(group = self.config.group, %error,
+                "partition group stopped: its raft_state cannot be written");
+            stop = true;
+        }
+        if std::mem::take(&mut self.follow_retention)
+            && let Err(error) = self.follow_retention().await
+        {
+            tracing::error!(group = self.config.group, %error,
+                "partition group stopped: its log start cannot be moved");
+            stop = true;
+        }
+        self.reports.report(&mut self.node);
+        if self.view.leader.replace(self.node.raft.leader_id) != self.node.raft.leader_id {
+            self.view.committed.notify(usize::MAX);
+        }
+        self.view.term.set(self.node.raft.term);
+        stop
+    }
+
+    /// The group stopped: what waits for it learns so.
+    fn finish(mut self) {
         for (index, pending) in self.pending.drain() {
             pending.settle(index, Err(ReplicaError::Stopped));
         }
@@ -966,6 +1059,7 @@ impl Group {
                     self.hand_back_leadership();
                 }
             }
+            GroupInput::Started => {}
             GroupInput::Stop => return true,
         }
         false

@@ -8,8 +8,8 @@ mod router;
 mod storage;
 
 pub use group::{
-    GroupConfig, GroupHandle, GroupInput, GroupView, OffsetProposal, Proposal, ReplicaError, Sink,
-    groups_ticked_here, start_group,
+    GroupConfig, GroupHandle, GroupInbox, GroupInput, GroupView, NotQueued, OffsetProposal,
+    Proposal, ReplicaError, Sink, groups_driven_here, start_group,
 };
 
 pub use router::{CallError, PartitionRouter, ProposalOutcome};

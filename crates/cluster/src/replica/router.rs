@@ -16,7 +16,7 @@ use futures_channel::oneshot;
 use galgo_storage::{AppendReceipt, OffsetOwner};
 use raft::eraftpb::Message;
 
-use super::group::{GroupInput, OffsetProposal, Proposal, ReplicaError};
+use super::group::{GroupInbox, GroupInput, OffsetProposal, Proposal, ReplicaError};
 use crate::{
     transport::Outboxes,
     wire::{
@@ -56,7 +56,7 @@ const EARLY_TTL: Duration = Duration::from_secs(5);
 /// The running groups, and messages for groups about to start here.
 #[derive(Default)]
 struct Groups {
-    running: HashMap<u64, flume::Sender<GroupInput>>,
+    running: HashMap<u64, GroupInbox>,
     /// A new partition's group starts on each node as that node applies the change creating
     /// it; the first node's vote request would otherwise be dropped by the others and the
     /// group wait a whole election timeout for its first leader.
@@ -132,7 +132,7 @@ impl std::fmt::Debug for PartitionRouter {
 impl PartitionRouter {
     /// A group started on one of this node's shards: it gets what peers sent it shortly
     /// before.
-    pub fn register(&self, group: u64, inputs: flume::Sender<GroupInput>) {
+    pub fn register(&self, group: u64, inputs: GroupInbox) {
         let mut groups = self.lock();
         if let Some((since, early)) = groups.early.remove(&group)
             && since.elapsed() < EARLY_TTL
@@ -330,7 +330,7 @@ impl PartitionRouter {
     }
 
     /// The input queue of `group`, running here; "not leader" (of nothing known) otherwise.
-    fn running(&self, group: u64) -> Result<flume::Sender<GroupInput>, SendOutcome> {
+    fn running(&self, group: u64) -> Result<GroupInbox, SendOutcome> {
         self.lock()
             .running
             .get(&group)
@@ -363,10 +363,10 @@ mod tests {
         }
     }
 
-    fn delivered(queued: &flume::Receiver<GroupInput>) -> Vec<u64> {
+    fn delivered(queued: &flume::Receiver<(u64, GroupInput)>) -> Vec<u64> {
         queued
             .try_iter()
-            .filter_map(|input| match input {
+            .filter_map(|(_, input)| match input {
                 GroupInput::Message(message) => Some(message.to),
                 _ => None,
             })
@@ -380,7 +380,7 @@ mod tests {
             router.deliver(7, message(to));
         }
         let (inputs, queued) = flume::unbounded();
-        router.register(7, inputs);
+        router.register(7, GroupInbox::new(7, inputs));
         let early = delivered(&queued);
         assert_eq!(early, (0..EARLY_MESSAGES_MAX as u64).collect::<Vec<_>>());
         router.deliver(7, message(99));
