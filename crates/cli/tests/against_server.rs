@@ -189,6 +189,35 @@ fn streams_topics_partitions_and_segments() {
     galgo.fails(&["topic", "create", "s", "t", "--expiry", "soon"], 2);
 }
 
+#[test]
+fn a_topic_gets_the_replication_factor_asked_or_the_servers() {
+    let galgo = Galgo::start();
+    // Not given: the server's default (1 on a single node).
+    galgo.ok(&["stream", "create", "factors"]);
+    let unset = galgo.json(&["topic", "create", "factors", "unset"]);
+    assert_eq!(unset["replication_factor"], 1);
+    let two = galgo.json(&[
+        "topic",
+        "create",
+        "factors",
+        "two",
+        "--replication-factor",
+        "2",
+    ]);
+    assert_eq!(two["replication_factor"], 2);
+    galgo.fails(
+        &[
+            "topic",
+            "create",
+            "factors",
+            "none",
+            "--replication-factor",
+            "0",
+        ],
+        2,
+    );
+}
+
 fn payloads(polled: &Value) -> Vec<&str> {
     polled["messages"]
         .as_array()

@@ -13,7 +13,8 @@ use crate::error::ClientError;
 
 impl Client {
     /// CreateTopic with `partitions_count` partitions, no compression, messages that never
-    /// expire and no size limit.
+    /// expire, no size limit and the server's replication factor (min(3, nodes) on a
+    /// cluster).
     pub async fn create_topic(
         &mut self,
         stream: &Identifier,
@@ -26,7 +27,7 @@ impl Client {
             compression: CompressionAlgorithm::None,
             message_expiry_us: EXPIRY_NEVER,
             max_topic_size_bytes: TOPIC_SIZE_UNLIMITED,
-            replication_factor: 1,
+            replication_factor: 0,
             name: name.into(),
         };
         self.create_topic_with(&request).await

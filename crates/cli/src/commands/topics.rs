@@ -108,6 +108,10 @@ pub enum TopicCommand {
         /// How many partitions (1 to 1000).
         #[arg(long, default_value_t = 1)]
         partitions: u32,
+        /// On a cluster, how many nodes hold each partition (at most the node count; not
+        /// given: the server's default, min(3, nodes)). Fixed once the topic exists.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+        replication_factor: Option<u8>,
         #[command(flatten)]
         settings: TopicSettings,
     },
@@ -162,6 +166,7 @@ pub async fn run(client: &mut Client, command: TopicCommand) -> CliResult<Report
             stream,
             name,
             partitions,
+            replication_factor,
             settings,
         } => {
             let request = CreateTopic {
@@ -172,7 +177,8 @@ pub async fn run(client: &mut Client, command: TopicCommand) -> CliResult<Report
                     .map_or(CompressionAlgorithm::None, Into::into),
                 message_expiry_us: settings.expiry.unwrap_or(EXPIRY_SERVER_DEFAULT),
                 max_topic_size_bytes: settings.max_size.unwrap_or(TOPIC_SIZE_SERVER_DEFAULT),
-                replication_factor: 1,
+                // 0: not set, the server's default (as the Iggy SDKs send it).
+                replication_factor: replication_factor.unwrap_or(0),
                 name: name.clone(),
             };
             let created = client.create_topic_with(&request).await?;
