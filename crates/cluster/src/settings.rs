@@ -138,6 +138,22 @@ impl ClusterSettings {
         (0..factor).map(|i| voters[(start + i) % count]).collect()
     }
 
+    /// Whether `node` is one of [`ClusterSettings::replicas`]`(group, factor)`, found without
+    /// building the set (what every send and poll through a node asks).
+    pub fn holds(&self, group: u64, factor: u8, node: u64) -> bool {
+        let count = self.peers.len();
+        if count == 0 || self.peer(node).is_none() {
+            return false;
+        }
+        let factor = match usize::from(factor) {
+            0 => count,
+            factor => factor.min(count),
+        };
+        let rank = self.peers.iter().filter(|peer| peer.id < node).count();
+        let start = (group % count as u64) as usize;
+        (rank + count - start) % count < factor
+    }
+
     /// The replication factor of a topic created with `asked` (0: not set): min(3, nodes).
     /// More than the nodes is an error for the caller to report.
     pub fn default_factor(&self, asked: u8) -> u8 {
@@ -222,6 +238,18 @@ mod tests {
             first[1..].iter().all(|&n| (160..=240).contains(&n)),
             "{first:?}"
         );
+        for group in 0..20 {
+            for factor in 0..7 {
+                let replicas = five.replicas(group, factor);
+                for node in 0..7 {
+                    assert_eq!(
+                        five.holds(group, factor, node),
+                        replicas.contains(&node),
+                        "group {group} factor {factor} node {node}"
+                    );
+                }
+            }
+        }
         assert_eq!(five.default_factor(0), 3);
         assert_eq!(settings(1, &[1, 2]).default_factor(0), 2);
         assert_eq!(five.default_factor(4), 4);

@@ -375,10 +375,15 @@ impl Placement {
     }
 }
 
-/// The placement of partition `key` as `metadata` has it: the same on every node, derived
-/// from what the metadata entries replicated (the partition's creation time, the topic's
-/// replication factor) and the fixed roster. `None` when `metadata` has no such partition.
-pub fn placement(metadata: &Metadata, view: &ClusterView, key: PartitionKey) -> Option<Placement> {
+/// Whether this node holds a replica of partition `key` as `metadata` has it (`None`: no such
+/// partition), without building its replica set.
+pub fn held(metadata: &Metadata, view: &ClusterView, key: PartitionKey) -> Option<bool> {
+    let (group, factor) = group_and_factor(metadata, key)?;
+    Some(view.settings.holds(group, factor, view.node_id()))
+}
+
+/// A partition's group id and its topic's replication factor.
+fn group_and_factor(metadata: &Metadata, key: PartitionKey) -> Option<(u64, u8)> {
     let topic = metadata
         .topic_by_key(TopicKey {
             stream: key.stream,
@@ -386,12 +391,20 @@ pub fn placement(metadata: &Metadata, view: &ClusterView, key: PartitionKey) -> 
         })
         .ok()?;
     let partition = topic.partitions.get(key.partition.0 as usize)?;
-    let group = group_id(key, partition.created_at_us);
+    Some((
+        group_id(key, partition.created_at_us),
+        topic.settings.replication_factor,
+    ))
+}
+
+/// The placement of partition `key` as `metadata` has it: the same on every node, derived
+/// from what the metadata entries replicated (the partition's creation time, the topic's
+/// replication factor) and the fixed roster. `None` when `metadata` has no such partition.
+pub fn placement(metadata: &Metadata, view: &ClusterView, key: PartitionKey) -> Option<Placement> {
+    let (group, factor) = group_and_factor(metadata, key)?;
     Some(Placement {
         group,
-        replicas: view
-            .settings
-            .replicas(group, topic.settings.replication_factor),
+        replicas: view.settings.replicas(group, factor),
     })
 }
 
@@ -431,9 +444,7 @@ fn created_here(
         .into_iter()
         .filter(|&(key, _)| {
             let group = group_id(key, created_at_us);
-            view.settings
-                .replicas(group, factor)
-                .contains(&view.node_id())
+            view.settings.holds(group, factor, view.node_id())
         })
         .collect()
 }
@@ -450,9 +461,7 @@ pub fn held_here(
     };
     partitions
         .into_iter()
-        .filter(|&(key, _)| {
-            placement(metadata, view, key).is_some_and(|placed| placed.on(view.node_id()))
-        })
+        .filter(|&(key, _)| held(metadata, view, key) == Some(true))
         .collect()
 }
 

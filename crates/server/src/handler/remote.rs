@@ -41,7 +41,7 @@ use super::{
     segments::delete_owned,
 };
 use crate::{
-    cluster::{Placement, placement as placement_in},
+    cluster::{Placement, held, placement as placement_in},
     context::Shard,
     error::CommandError,
 };
@@ -70,9 +70,16 @@ pub struct Remote {
 
 /// The partition `key` as a remote one, when this is a cluster node holding no replica of it.
 pub fn placement(shard: &Shard, key: PartitionKey) -> Option<Remote> {
-    let cluster = shard.state().seed.cluster.clone()?;
-    let placed = placement_in(&shard.metadata.borrow(), &cluster, key)?;
-    (!placed.on(cluster.node_id())).then_some(Remote { cluster, placed })
+    let cluster = shard.state().seed.cluster.as_ref()?;
+    let metadata = shard.metadata.borrow();
+    if held(&metadata, cluster, key)? {
+        return None;
+    }
+    let placed = placement_in(&metadata, cluster, key)?;
+    Some(Remote {
+        cluster: cluster.clone(),
+        placed,
+    })
 }
 
 impl Remote {
