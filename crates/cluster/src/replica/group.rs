@@ -35,7 +35,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
-use futures_util::future::{join, join_all};
+use futures_util::future::{Either, join, join_all, select};
 use galgo_protocol::message::{self, MessageView};
 use galgo_storage::{
     AppendReceipt, FsyncMode, LogStart, OffsetOwner, PartitionLog, RaftRecord, RaftRecords,
@@ -738,6 +738,29 @@ async fn read_batch(log: &PartitionLog, meta: &EntryMeta) -> Result<Bytes, Strin
     Ok(out.freeze())
 }
 
+/// The round of the `touched` groups (with whether an input asked each to stop): those with
+/// nothing to write or read at once, the others side by side. The groups that stop.
+async fn run_round(groups: &mut HashMap<u64, Group>, touched: &HashMap<u64, bool>) -> Vec<u64> {
+    let mut stopped = Vec::new();
+    let mut rounds = Vec::new();
+    for (&id, group) in groups.iter_mut() {
+        let Some(&stop) = touched.get(&id) else {
+            continue;
+        };
+        match group.round_at_once(stop) {
+            Some(true) => stopped.push(id),
+            Some(false) => {}
+            None => rounds.push(async move { (id, group.round(false).await) }),
+        }
+    }
+    for (id, stop) in join_all(rounds).await {
+        if stop {
+            stopped.push(id);
+        }
+    }
+    stopped
+}
+
 /// A shard's driver, as the groups it runs and the shard's code reach it.
 struct ShardDriver {
     queue: flume::Sender<(u64, GroupInput)>,
@@ -819,17 +842,19 @@ async fn drive(
     let _running = Running(every);
     let mut groups: HashMap<u64, Group> = HashMap::new();
     let mut next_tick = Instant::now() + every;
+    // One timer per tick, not one per batch of inputs.
+    let mut tick = Box::pin(compio::time::sleep_until(next_tick));
     loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        let first = match compio::time::timeout(wait, queued.recv_async()).await {
-            Ok(Ok(input)) => Some(input),
-            Ok(Err(_)) => return,
-            Err(_) => None,
+        let first = match select(queued.recv_async(), tick.as_mut()).await {
+            Either::Left((Ok(input), _)) => Some(input),
+            Either::Left((Err(_), _)) => return,
+            Either::Right(((), _)) => None,
         };
         groups.extend(driver.starting.borrow_mut().drain(..));
         let mut touched: HashMap<u64, bool> = HashMap::new();
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + every;
+            tick = Box::pin(compio::time::sleep_until(next_tick));
             for (&id, group) in &mut groups {
                 touched.insert(id, group.handle(GroupInput::Tick));
             }
@@ -849,14 +874,8 @@ async fn drive(
                 *stop = group.handle(input);
             }
         }
-        let round = groups
-            .iter_mut()
-            .filter_map(|(id, group)| Some((*id, group.round(*touched.get(id)?))));
-        let round: Vec<_> = round
-            .map(|(id, round)| async move { (id, round.await) })
-            .collect();
-        for (id, stop) in join_all(round).await {
-            if stop && let Some(group) = groups.remove(&id) {
+        for id in run_round(&mut groups, &touched).await {
+            if let Some(group) = groups.remove(&id) {
                 group.finish();
             }
         }
@@ -990,30 +1009,66 @@ impl Group {
     /// The group's part of its driver's round, after the inputs of the batch were handled
     /// (`stop`: one asked it to stop): its Ready, a moved commit saved now and then, its log
     /// start following retention; true when the group stops.
-    async fn round(&mut self, mut stop: bool) -> bool {
+    async fn round(&mut self, stop: bool) -> bool {
         if stop {
             return true;
         }
+        let mut stop = false;
         if let Err(error) = self.on_ready().await {
             // The log cannot be written: nothing more is promised from this replica.
             tracing::error!(group = self.config.group, dir = %self.dir.display(), %error,
                 "partition group stopped: its log cannot be written");
             stop = true;
         }
-        if self.ticks >= COMMIT_SAVE_TICKS
-            && let Err(error) = self.save_commit()
-        {
+        stop |= self.save_commit_now_and_then();
+        if std::mem::take(&mut self.follow_retention) {
+            self.follow_durable_commit();
+            if let Err(error) = self.follow_retention().await {
+                tracing::error!(group = self.config.group, %error,
+                    "partition group stopped: its log start cannot be moved");
+                stop = true;
+            }
+        }
+        self.end_round(stop)
+    }
+
+    /// The round of a group with nothing to write or read, done at once with no future
+    /// (most groups of an idle shard at each tick); `None` when it has something.
+    fn round_at_once(&mut self, stop: bool) -> Option<bool> {
+        if stop {
+            return Some(true);
+        }
+        if self.node.has_ready() || self.storage.rl().has_fetches() {
+            return None;
+        }
+        if self.follow_retention {
+            self.follow_durable_commit();
+            if self.log.first_offset() > self.storage.rl().log_start.offset {
+                return None;
+            }
+            self.follow_retention = false;
+        }
+        let stop = self.save_commit_now_and_then();
+        Some(self.end_round(stop))
+    }
+
+    /// Saves a moved commit once an election timeout of ticks passed; true when the group
+    /// must stop (its `raft_state` cannot be written).
+    fn save_commit_now_and_then(&mut self) -> bool {
+        if self.ticks < COMMIT_SAVE_TICKS {
+            return false;
+        }
+        let saved = self.save_commit();
+        if let Err(error) = &saved {
             tracing::error!(group = self.config.group, %error,
                 "partition group stopped: its raft_state cannot be written");
-            stop = true;
         }
-        if std::mem::take(&mut self.follow_retention)
-            && let Err(error) = self.follow_retention().await
-        {
-            tracing::error!(group = self.config.group, %error,
-                "partition group stopped: its log start cannot be moved");
-            stop = true;
-        }
+        saved.is_err()
+    }
+
+    /// What every round ends with: raft-rs hears how the sends went, the view follows the
+    /// leader and the term.
+    fn end_round(&mut self, stop: bool) -> bool {
         self.reports.report(&mut self.node);
         if self.view.leader.replace(self.node.raft.leader_id) != self.node.raft.leader_id {
             self.view.committed.notify(usize::MAX);
@@ -1302,13 +1357,20 @@ impl Group {
     /// Follows the partition log's retention: the Raft log starts after the last entry whose
     /// messages are all gone (never past the durably committed entries), and the retention
     /// end follows the durable commit. Followers behind the new start get a snapshot.
-    async fn follow_retention(&mut self) -> Result<(), String> {
+    /// Retention may remove what the group durably committed: its end follows the saved
+    /// commit.
+    fn follow_durable_commit(&mut self) {
         let durable_commit = self.saver.durable_commit.get();
         if durable_commit != self.retention_commit {
             self.retention_commit = durable_commit;
             let end = self.storage.rl().end_offset_at(durable_commit);
             self.log.set_retention_end(end);
         }
+    }
+
+    /// The log start follows what retention removed ([`Group::follow_durable_commit`] first).
+    async fn follow_retention(&mut self) -> Result<(), String> {
+        let durable_commit = self.saver.durable_commit.get();
         let first_offset = self.log.first_offset();
         if first_offset <= self.storage.rl().log_start.offset {
             return Ok(());

@@ -449,6 +449,11 @@ impl Core {
         self.window_start = start;
     }
 
+    /// Whether `entries` queued reads.
+    pub fn has_fetches(&self) -> bool {
+        !self.fetches.is_empty()
+    }
+
     /// Takes the reads `entries` queued.
     pub fn take_fetches(&mut self) -> Vec<Fetch> {
         std::mem::take(&mut self.fetches)
