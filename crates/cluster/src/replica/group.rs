@@ -856,7 +856,9 @@ async fn drive(
             next_tick = Instant::now() + every;
             tick = Box::pin(compio::time::sleep_until(next_tick));
             for (&id, group) in &mut groups {
-                touched.insert(id, group.handle(GroupInput::Tick));
+                // A stop whose input found the queue full is seen at the next tick.
+                let stop = group.view.stop_requested.get() || group.handle(GroupInput::Tick);
+                touched.insert(id, stop);
             }
         }
         let inputs = first
