@@ -1604,6 +1604,66 @@ fn a_topic_with_fewer_replicas_than_nodes_is_served_through_every_node() {
 }
 
 #[test]
+fn a_group_member_reads_every_partition_once_through_a_node_holding_none_of_them() {
+    let cluster = Cluster::start(3);
+    let stream = raw::create_stream(&mut cluster.connect(0), "remote-group");
+    // Factor 1: each partition on one node, so node 1 reaches at least two of three by calls.
+    let topic = (stream, create_topic_of_factor(&cluster, stream, "t", 3, 1));
+    let mut sent = std::collections::BTreeSet::new();
+    for partition in 0..3 {
+        for k in 0..4 {
+            let payload = format!("p{partition}-m{k}");
+            wait_for(|| {
+                (send_one(&cluster, k % 3, topic, partition, &payload) == Sent::Acknowledged)
+                    .then_some(())
+            });
+            sent.insert((partition, u64::from(k as u32), payload));
+        }
+    }
+    let mut scope = raw::id_numeric(topic.0);
+    scope.extend(raw::id_numeric(topic.1));
+    let mut create = scope.clone();
+    create.extend(raw::str8(b"g"));
+    cluster
+        .connect(0)
+        .request(CREATE_CONSUMER_GROUP, &create)
+        .ok();
+    let mut member = cluster.connect(0);
+    let mut join = scope.clone();
+    join.extend(raw::id_named("g"));
+    member.request(JOIN_CONSUMER_GROUP, &join).ok();
+    // Next with auto-commit, 3 at a time, the partition left to the server (round robin).
+    let mut poll = vec![2];
+    poll.extend(raw::id_named("g"));
+    poll.extend(scope.clone());
+    poll.push(0);
+    poll.extend_from_slice(&0u32.to_le_bytes());
+    poll.push(5);
+    poll.extend_from_slice(&0u64.to_le_bytes());
+    poll.extend_from_slice(&3u32.to_le_bytes());
+    poll.push(1);
+    let mut read = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let polled = raw::decode_polled(&member.request(code::POLL_MESSAGES, &poll).ok());
+        for (offset, payload) in polled.messages {
+            let payload = String::from_utf8(payload).expect("utf-8");
+            let first = read.insert((polled.partition_id, offset, payload.clone()));
+            assert!(first, "{payload} read twice");
+        }
+    }
+    assert_eq!(read, sent, "every message once");
+    // Each partition's commit is where the member stopped, through the node it came through.
+    for partition in 0..3u32 {
+        let mut target = group_target("g", topic);
+        let at = target.len() - 4;
+        target[at..].copy_from_slice(&partition.to_le_bytes());
+        let reply = member.request(GET_CONSUMER_OFFSET, &target).ok();
+        assert_eq!(reply.len(), 20, "partition {partition}");
+        assert_eq!(u64::from_le_bytes(reply[12..20].try_into().expect("8")), 3);
+    }
+}
+
+#[test]
 fn a_node_that_cannot_write_its_raft_log_takes_no_part_and_the_others_go_on() {
     // Node 3's files may not grow past 64 KiB: its metadata Raft log fills up first (only
     // streams are created, no partition files).
