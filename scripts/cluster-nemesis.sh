@@ -18,5 +18,5 @@ RUNS=${RUNS:-1}
 for run in $(seq 0 $((RUNS - 1))); do
   NEMESIS_SEED=$((SEED + run)) NEMESIS_STEPS=$STEPS NEMESIS_FACTOR=${FACTOR:-0} \
     cargo test --locked -p galgo-server --test cluster -- --ignored --nocapture --exact nemesis 2>&1 |
-    grep -E '^(nemesis seed|step |[0-9]+ acknowledged|messages:|reads:|metadata snapshots:|test result)|panicked|disagree|missing|never asked|stored twice|refused but stored|in the order'
+    grep -E '^(nemesis seed|step |[0-9]+ acknowledged|messages:|reads:|metadata snapshots:|test result)|panicked|disagree|missing|never asked|stored twice|refused but stored|in the order|was given|was read as|did not get there'
 done

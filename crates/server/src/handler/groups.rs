@@ -29,6 +29,7 @@ use super::{
     Outcome, Reply,
     messages::replicated_offset,
     metadata_change::{change_metadata, commit_on_shard0},
+    offsets::write_offset,
     partition_calls::by_owner,
     remote,
 };
@@ -289,12 +290,9 @@ async fn forget_group_offsets(
     let (remote, partitions): (Vec<_>, Vec<_>) = partitions
         .into_iter()
         .partition(|&(key, _)| remote::placement(shard, key).is_some());
-    for (key, _) in remote {
+    for (key, owner) in remote {
         // Best effort, as below; a replica node serves the delete through the group.
-        let Some(placed) = remote::placement(shard, key) else {
-            continue;
-        };
-        match remote::write_offset(&placed, key, owner_key, None).await {
+        match write_offset(shard, (key, owner), owner_key, None, None).await {
             Ok(()) | Err(CommandError::Protocol(ErrorCode::ConsumerOffsetNotFound)) => {}
             Err(error) => {
                 tracing::warn!(partition = %key, group, %error,

@@ -309,12 +309,13 @@ async fn poll_on(
     read: PartitionRead,
     group: Option<GroupKey>,
 ) -> Result<Polled, CommandError> {
-    if let Some(remote) = remote::placement(shard, read.key) {
-        return remote::poll(&remote, read).await;
-    }
+    let remote = remote::placement(shard, read.key);
     shard
         .call(owner, move |shard| async move {
-            poll_owned(&shard, read, group).await
+            match remote {
+                Some(remote) => remote::poll(&shard, &remote, read).await,
+                None => poll_owned(&shard, read, group).await,
+            }
         })
         .await?
 }

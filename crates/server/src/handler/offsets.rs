@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use galgo_metadata::{GroupKey, MetadataError, Need, PartitionKey, TopicKey};
+use galgo_metadata::{GroupKey, MetadataError, Need, PartitionKey, ShardId, TopicKey};
 use galgo_protocol::{
     Consumer, ErrorCode,
     command::offsets::{
@@ -103,29 +103,36 @@ pub async fn get(shard: &Rc<Shard>, topic: Option<TopicKey>, get: GetConsumerOff
     let Ok((key, owner)) = locate(shard, topic, resolved.partition) else {
         return Ok(Reply::empty());
     };
-    let info = match remote::placement(shard, key) {
-        Some(remote) => remote::get_offset(&remote, key, owner_key).await,
-        None => shard
-            .call(owner, move |shard| async move {
-                get_owned(&shard, key, owner_key)
-            })
-            .await
-            .map_err(CommandError::from)
-            .and_then(|info| info),
-    };
+    let remote = remote::placement(shard, key);
+    let info = shard
+        .call(owner, move |shard| async move {
+            match remote {
+                Some(remote) => remote::get_offset(&shard, &remote, key, owner_key).await,
+                None => get_owned(&shard, key, owner_key).map(|(current_offset, stored)| {
+                    stored.map(|stored_offset| ConsumerOffsetInfo {
+                        partition_id: key.partition.0,
+                        current_offset,
+                        stored_offset,
+                    })
+                }),
+            }
+        })
+        .await
+        .map_err(CommandError::from)
+        .and_then(|info| info);
     Ok(match info.ok().flatten() {
         Some(info) => Reply::encoded(|out| info.encode(out)),
         None => Reply::empty(),
     })
 }
 
-/// GetConsumerOffset on the partition's owner; `None` when nothing is stored. A replicated
-/// partition's current offset is its last committed one.
+/// GetConsumerOffset on the partition's owner: the current offset (a replicated partition's
+/// last committed one), and the stored one if any.
 pub(super) fn get_owned(
     shard: &Shard,
     key: PartitionKey,
     owner_key: OffsetOwner,
-) -> Result<Option<ConsumerOffsetInfo>, CommandError> {
+) -> Result<(u64, Option<u64>), CommandError> {
     let log = shard
         .partition(&key)
         .ok_or(CommandError::Protocol(ErrorCode::PartitionNotFound))?;
@@ -135,13 +142,10 @@ pub(super) fn get_owned(
     };
     // What an auto-commit poll proposed here counts as stored until it settles.
     let proposed = shard.state().proposed_offsets.get(key, owner_key);
-    Ok(proposed
-        .or_else(|| log.stored_offset(owner_key))
-        .map(|stored_offset| ConsumerOffsetInfo {
-            partition_id: key.partition.0,
-            current_offset,
-            stored_offset,
-        }))
+    Ok((
+        current_offset,
+        proposed.or_else(|| log.stored_offset(owner_key)),
+    ))
 }
 
 /// StoreConsumerOffset: the offset must not pass the partition's last offset. A group's
@@ -156,17 +160,7 @@ pub async fn store(
     let resolved = resolve_for_write(shard, context, session, topic, &store.target)?;
     let (owner_key, group) = (resolved.owner_key, resolved.group);
     let (key, owner) = locate(shard, topic, resolved.partition)?;
-    let offset = Some(store.offset);
-    match remote::placement(shard, key) {
-        Some(remote) => remote::write_offset(&remote, key, owner_key, offset).await?,
-        None => {
-            shard
-                .call(owner, move |shard| async move {
-                    write_owned(&shard, key, owner_key, offset, group).await
-                })
-                .await??;
-        }
-    }
+    write_offset(shard, (key, owner), owner_key, Some(store.offset), group).await?;
     Ok(Reply::empty())
 }
 
@@ -181,17 +175,29 @@ pub async fn delete(
     let resolved = resolve_for_write(shard, context, session, topic, &delete.target)?;
     let owner_key = resolved.owner_key;
     let (key, owner) = locate(shard, topic, resolved.partition)?;
-    match remote::placement(shard, key) {
-        Some(remote) => remote::write_offset(&remote, key, owner_key, None).await?,
-        None => {
-            shard
-                .call(owner, move |shard| async move {
-                    write_owned(&shard, key, owner_key, None, None).await
-                })
-                .await??;
-        }
-    }
+    write_offset(shard, (key, owner), owner_key, None, None).await?;
     Ok(Reply::empty())
+}
+
+/// Stores (`Some`) or deletes (`None`) an offset from the partition's owner shard: through a
+/// replica node when this node holds none ([`remote::write_offset`]), else
+/// [`write_owned`].
+pub(super) async fn write_offset(
+    shard: &Rc<Shard>,
+    (key, owner): (PartitionKey, ShardId),
+    owner_key: OffsetOwner,
+    offset: Option<u64>,
+    group: Option<GroupKey>,
+) -> Result<(), CommandError> {
+    let remote = remote::placement(shard, key);
+    shard
+        .call(owner, move |shard| async move {
+            match remote {
+                Some(remote) => remote::write_offset(&shard, &remote, key, owner_key, offset).await,
+                None => write_owned(&shard, key, owner_key, offset, group).await,
+            }
+        })
+        .await?
 }
 
 /// Stores (`Some`) or deletes (`None`) an offset on the partition's owner: through its group

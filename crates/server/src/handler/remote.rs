@@ -62,7 +62,7 @@ const OP_FIGURES: u8 = 6;
 const STATUS_OK: u32 = 0;
 
 /// A partition this node holds no replica of, and where it is replicated.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Remote {
     cluster: Arc<ClusterView>,
     placed: Placement,
@@ -249,21 +249,37 @@ pub(super) async fn send(
     Err(ErrorCode::TransientNotAccepted.into())
 }
 
-/// A poll, run whole on a replica node ([`poll_owned`] there).
-pub(super) async fn poll(remote: &Remote, read: PartitionRead) -> Result<Polled, CommandError> {
-    let mut body = remote.call_head(OP_POLL, read.key);
-    put_owner(&mut body, read.consumer);
-    read.strategy.encode(&mut body);
+/// A poll, run on a replica node ([`poll_owned`] there), from this node's shard owning the
+/// partition. An auto-commit poll is sent as a plain one and its offset proposed from here
+/// once answered, as a replica answers one once its offset is proposed: until that write
+/// settles the offset stands in for the stored one on this shard (crate::proposed_offsets),
+/// so the consumer's next Next poll here goes on after it. A poll whose answer is lost
+/// therefore commits nothing (its messages come again), and is repeated on the next replica
+/// like any read.
+pub(super) async fn poll(
+    shard: &Rc<Shard>,
+    remote: &Remote,
+    read: PartitionRead,
+) -> Result<Polled, CommandError> {
+    let (key, consumer) = (read.key, read.consumer);
+    let strategy = match (
+        read.strategy,
+        shard.state().proposed_offsets.get(key, consumer),
+    ) {
+        (PollingStrategy::Next, Some(proposed)) => PollingStrategy::Offset(proposed + 1),
+        (strategy, _) => strategy,
+    };
+    let mut body = remote.call_head(OP_POLL, key);
+    put_owner(&mut body, consumer);
+    strategy.encode(&mut body);
     body.put_u32_le(read.count);
-    body.put_u8(u8::from(read.auto_commit));
+    body.put_u8(0);
     body.put_u32_le(u32::try_from(read.wait.as_millis()).unwrap_or(u32::MAX));
-    // An auto-commit poll unanswered may have moved the offset past what nobody received:
-    // not repeated elsewhere, so the consumer is not given the messages after them.
     let mut answer = remote
         .call(
             body.freeze(),
-            (read.wait, !read.auto_commit),
-            ErrorCode::TransientNotCommitted,
+            (read.wait, true),
+            ErrorCode::TransientNotAccepted,
         )
         .await?;
     if answer.len() < 4 + 1 + 8 {
@@ -272,40 +288,87 @@ pub(super) async fn poll(remote: &Remote, read: PartitionRead) -> Result<Polled,
     let messages_count = answer.get_u32_le();
     let returned = answer.get_u8() == 1;
     let last = answer.get_u64_le();
+    let last_returned = returned.then_some(last);
+    if read.auto_commit
+        && let Some(last) = last_returned
+    {
+        commit_proposed(shard, remote.clone(), key, consumer, last);
+    }
     Ok(Polled {
         chunks: vec![answer],
         kept: Vec::new(),
-        last_returned: returned.then_some(last),
+        last_returned,
         messages_count,
     })
 }
 
-/// GetConsumerOffset, run on a replica node.
+/// An auto-commit of a remote partition: `offset` is proposed through a replica node in the
+/// background and stands in for the stored one on this shard until that settles (applied
+/// there, or failed: then the messages after the stored offset come again).
+fn commit_proposed(
+    shard: &Rc<Shard>,
+    remote: Remote,
+    key: PartitionKey,
+    owner: OffsetOwner,
+    offset: u64,
+) {
+    shard.state().proposed_offsets.propose(key, owner, offset);
+    let shard = shard.clone();
+    compio::runtime::spawn(async move {
+        let committed = write_offset_call(&remote, key, owner, Some(offset)).await;
+        shard.state().proposed_offsets.settle(key, owner, offset);
+        if let Err(error) = committed {
+            tracing::debug!(partition = %key, ?owner, offset, %error,
+                "an auto-commit did not commit: the messages after the stored offset come again");
+        }
+    })
+    .detach();
+}
+
+/// GetConsumerOffset, run on a replica node, from this node's shard owning the partition:
+/// an offset an auto-commit poll proposed here counts as stored until it settles.
 pub(super) async fn get_offset(
+    shard: &Shard,
     remote: &Remote,
     key: PartitionKey,
     owner: OffsetOwner,
 ) -> Result<Option<ConsumerOffsetInfo>, CommandError> {
+    let proposed = shard.state().proposed_offsets.get(key, owner);
     let mut body = remote.call_head(OP_GET_OFFSET, key);
     put_owner(&mut body, owner);
     let mut answer = remote
         .call(body.freeze(), READ, ErrorCode::TransientNotAccepted)
         .await?;
-    if answer.len() < 1 + 8 + 8 {
+    if answer.len() < 8 + 1 + 8 {
         return Err(ErrorCode::TransientNotAccepted.into());
     }
+    let current_offset = answer.get_u64_le();
     let stored = answer.get_u8() == 1;
-    let (current_offset, stored_offset) = (answer.get_u64_le(), answer.get_u64_le());
-    Ok(stored.then_some(ConsumerOffsetInfo {
-        partition_id: key.partition.0,
-        current_offset,
-        stored_offset,
-    }))
+    let stored_offset = answer.get_u64_le();
+    Ok(proposed
+        .or(stored.then_some(stored_offset))
+        .map(|stored_offset| ConsumerOffsetInfo {
+            partition_id: key.partition.0,
+            current_offset,
+            stored_offset,
+        }))
 }
 
-/// StoreConsumerOffset (`Some`) or DeleteConsumerOffset (`None`), run on a replica node,
-/// which answers once it applied the write: the next poll it serves starts after it.
+/// StoreConsumerOffset (`Some`) or DeleteConsumerOffset (`None`), run on a replica node (which
+/// answers once it applied the write: the next poll it serves starts after it), from this
+/// node's shard owning the partition, whose proposed offset for `owner` it replaces.
 pub(super) async fn write_offset(
+    shard: &Shard,
+    remote: &Remote,
+    key: PartitionKey,
+    owner: OffsetOwner,
+    offset: Option<u64>,
+) -> Result<(), CommandError> {
+    shard.state().proposed_offsets.forget(key, owner);
+    write_offset_call(remote, key, owner, offset).await
+}
+
+async fn write_offset_call(
     remote: &Remote,
     key: PartitionKey,
     owner: OffsetOwner,
@@ -493,16 +556,14 @@ async fn serve(shard0: &Rc<Shard>, body: &[u8]) -> Result<Pieces, CommandError> 
         OP_POLL => return serve_poll(shard0, owner, key, &mut reader).await,
         OP_GET_OFFSET => {
             let owner_key = read_owner(&mut reader)?;
-            let info = shard0
+            let (current, stored) = shard0
                 .call(owner, move |shard| async move {
                     get_owned(&shard, key, owner_key)
                 })
                 .await??;
-            head.put_u8(u8::from(info.is_some()));
-            let (current, stored) =
-                info.map_or((0, 0), |info| (info.current_offset, info.stored_offset));
             head.put_u64_le(current);
-            head.put_u64_le(stored);
+            head.put_u8(u8::from(stored.is_some()));
+            head.put_u64_le(stored.unwrap_or(0));
         }
         OP_WRITE_OFFSET => {
             let owner_key = read_owner(&mut reader)?;
