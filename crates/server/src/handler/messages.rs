@@ -561,7 +561,9 @@ async fn poll_partition(
     if auto_commit && let Some(last_returned) = last_returned {
         match replica {
             Some((group, _)) => {
-                commit_proposed(shard, group.clone(), key, consumer, last_returned);
+                let commit =
+                    commit_replicated(shard.clone(), group.clone(), key, consumer, last_returned);
+                commit_proposed(shard, key, consumer, last_returned, commit);
             }
             None => log.store_offset(consumer, last_returned).await?,
         }
@@ -611,42 +613,54 @@ fn next_offset(shard: &Shard, log: &PartitionLog, key: PartitionKey, consumer: O
         .map_or(log.first_offset(), |stored| stored + 1)
 }
 
-/// A cluster node's auto-commit: the poll is answered now, and `offset` is proposed to the
-/// partition's group in the background (forwarded to its leader like any offset). Until the
-/// proposal settles the offset stands in for the stored one on this node
-/// (crate::proposed_offsets), so the consumer's next Next poll here goes on after it. Once
-/// it is applied, a pending revocation of the partition in the group may complete; if it
-/// fails, the stored offset is what it was and the messages after it are delivered again
-/// (at least once), as after a crash before the commit.
-fn commit_proposed(
+/// A cluster node's auto-commit: the poll is answered now, and `offset` is written by
+/// `commit` in the background (proposed to the partition's group, forwarded to its leader
+/// like any offset; from a node holding no replica, through a replica node). Until it
+/// settles the offset stands in for the stored one on this shard (crate::proposed_offsets),
+/// so the consumer's next Next poll here goes on after it. If it fails, the stored offset
+/// is what it was and the messages after it are delivered again (at least once), as after a
+/// crash before the commit.
+pub(super) fn commit_proposed(
     shard: &Rc<Shard>,
-    group: GroupHandle,
     key: PartitionKey,
     owner: OffsetOwner,
     offset: u64,
+    commit: impl Future<Output = Result<(), CommandError>> + 'static,
 ) {
     shard.state().proposed_offsets.propose(key, owner, offset);
     let shard = shard.clone();
     compio::runtime::spawn(async move {
-        let committed = replicated_offset(&shard, &group, owner, Some(offset)).await;
+        let committed = commit.await;
         shard.state().proposed_offsets.settle(key, owner, offset);
-        let settled = match (committed, owner) {
-            (Ok(()), OffsetOwner::Group(id)) => {
-                let group = GroupKey {
-                    stream: key.stream,
-                    topic: key.topic,
-                    group: GroupId(id),
-                };
-                after_group_commit(&shard, group, key.partition.0).await
-            }
-            (result, _) => result,
-        };
-        if let Err(error) = settled {
+        if let Err(error) = committed {
             tracing::debug!(partition = %key, ?owner, offset, %error,
                 "an auto-commit did not commit: the messages after the stored offset come again");
         }
     })
     .detach();
+}
+
+/// The auto-commit of a partition this node holds a replica of: through its group, and once
+/// applied, a pending revocation of the partition in the group may complete.
+async fn commit_replicated(
+    shard: Rc<Shard>,
+    group: GroupHandle,
+    key: PartitionKey,
+    owner: OffsetOwner,
+    offset: u64,
+) -> Result<(), CommandError> {
+    replicated_offset(&shard, &group, owner, Some(offset)).await?;
+    match owner {
+        OffsetOwner::Group(id) => {
+            let group = GroupKey {
+                stream: key.stream,
+                topic: key.topic,
+                group: GroupId(id),
+            };
+            after_group_commit(&shard, group, key.partition.0).await
+        }
+        OffsetOwner::Consumer(_) => Ok(()),
+    }
 }
 
 /// FlushUnsavedBuffer: writes the partition's journal out, and fsyncs it when asked.

@@ -53,20 +53,11 @@ pub async fn gather_figures(
         .into_iter()
         .map(|(key, owner)| (key, owner, remote::placement(shard, key)))
         .partition(|(_, _, remote)| remote.is_some());
-    for (owner, keys) in by_owner(
-        partitions
-            .into_iter()
-            .map(|(key, owner, _)| (key, owner))
-            .collect(),
-    ) {
-        let gathered = shard
-            .call(
-                owner,
-                move |shard| async move { figures_owned(&shard, keys) },
-            )
-            .await?;
-        figures.extend(gathered);
-    }
+    let held = partitions
+        .into_iter()
+        .map(|(key, owner, _)| (key, owner))
+        .collect();
+    figures.extend(figures_here(shard, held).await?);
     let remote = remote
         .into_iter()
         .filter_map(|(key, _, remote)| Some((key, remote?)))
@@ -75,12 +66,27 @@ pub async fn gather_figures(
     Ok(figures)
 }
 
+/// The figures of partitions this node holds a log of, with one call per owning shard.
+pub(super) async fn figures_here(
+    shard: &Rc<Shard>,
+    partitions: Vec<(PartitionKey, ShardId)>,
+) -> Result<BTreeMap<PartitionKey, PartitionFigures>, CommandError> {
+    let mut figures = BTreeMap::new();
+    for (owner, keys) in by_owner(partitions) {
+        let gathered = shard
+            .call(
+                owner,
+                move |shard| async move { figures_owned(&shard, keys) },
+            )
+            .await?;
+        figures.extend(gathered);
+    }
+    Ok(figures)
+}
+
 /// The figures of those of `keys` this shard owns a log of: a replicated partition's as
 /// clients may read it (committed messages only).
-pub(super) fn figures_owned(
-    shard: &Shard,
-    keys: Vec<PartitionKey>,
-) -> Vec<(PartitionKey, PartitionFigures)> {
+fn figures_owned(shard: &Shard, keys: Vec<PartitionKey>) -> Vec<(PartitionKey, PartitionFigures)> {
     keys.into_iter()
         .filter_map(|key| {
             let mut figures = figures_of(&*shard.partition(&key)?);

@@ -35,9 +35,9 @@ use galgo_protocol::{ErrorCode, PollingStrategy, Reader, command::offsets::Consu
 use galgo_storage::{AppendReceipt, OffsetOwner, PartitionStats};
 
 use super::{
-    messages::{PartitionRead, Polled, flush_owned, poll_owned, stored_receipt},
+    messages::{PartitionRead, Polled, commit_proposed, flush_owned, poll_owned, stored_receipt},
     offsets::{get_owned, write_owned},
-    partition_calls::{PartitionFigures, by_owner, figures_owned},
+    partition_calls::{PartitionFigures, figures_here},
     segments::delete_owned,
 };
 use crate::{
@@ -143,6 +143,15 @@ const READ: (Duration, bool) = (Duration::ZERO, true);
 /// A call that writes: not repeated.
 const WRITE: (Duration, bool) = (Duration::ZERO, false);
 
+impl Remote {
+    /// A call that writes, answered by its status alone.
+    async fn write(&self, body: BytesMut) -> Result<(), CommandError> {
+        self.call(body.freeze(), WRITE, ErrorCode::TransientNotCommitted)
+            .await
+            .map(drop)
+    }
+}
+
 /// An answer's status and the body after it.
 fn answer_status(mut answer: Bytes) -> Result<Bytes, ErrorCode> {
     if answer.len() < 4 {
@@ -153,6 +162,9 @@ fn answer_status(mut answer: Bytes) -> Result<Bytes, ErrorCode> {
         code => Err(ErrorCode::from_u32(code).unwrap_or(ErrorCode::Error)),
     }
 }
+
+/// Bytes of a partition in a call: group u64, stream u32, topic u32, partition u32.
+const PARTITION_BYTES: usize = 8 + 4 + 4 + 4;
 
 fn put_partition(out: &mut BytesMut, group: u64, key: PartitionKey) {
     out.put_u64_le(group);
@@ -292,7 +304,9 @@ pub(super) async fn poll(
     if read.auto_commit
         && let Some(last) = last_returned
     {
-        commit_proposed(shard, remote.clone(), key, consumer, last);
+        let remote = remote.clone();
+        let commit = async move { write_offset_call(&remote, key, consumer, Some(last)).await };
+        commit_proposed(shard, key, consumer, last, commit);
     }
     Ok(Polled {
         chunks: vec![answer],
@@ -300,29 +314,6 @@ pub(super) async fn poll(
         last_returned,
         messages_count,
     })
-}
-
-/// An auto-commit of a remote partition: `offset` is proposed through a replica node in the
-/// background and stands in for the stored one on this shard until that settles (applied
-/// there, or failed: then the messages after the stored offset come again).
-fn commit_proposed(
-    shard: &Rc<Shard>,
-    remote: Remote,
-    key: PartitionKey,
-    owner: OffsetOwner,
-    offset: u64,
-) {
-    shard.state().proposed_offsets.propose(key, owner, offset);
-    let shard = shard.clone();
-    compio::runtime::spawn(async move {
-        let committed = write_offset_call(&remote, key, owner, Some(offset)).await;
-        shard.state().proposed_offsets.settle(key, owner, offset);
-        if let Err(error) = committed {
-            tracing::debug!(partition = %key, ?owner, offset, %error,
-                "an auto-commit did not commit: the messages after the stored offset come again");
-        }
-    })
-    .detach();
 }
 
 /// GetConsumerOffset, run on a replica node, from this node's shard owning the partition:
@@ -378,10 +369,7 @@ async fn write_offset_call(
     put_owner(&mut body, owner);
     body.put_u8(u8::from(offset.is_some()));
     body.put_u64_le(offset.unwrap_or(0));
-    remote
-        .call(body.freeze(), WRITE, ErrorCode::TransientNotCommitted)
-        .await?;
-    Ok(())
+    remote.write(body).await
 }
 
 /// FlushUnsavedBuffer, run on a replica node.
@@ -392,10 +380,7 @@ pub(super) async fn flush(
 ) -> Result<(), CommandError> {
     let mut body = remote.call_head(OP_FLUSH, key);
     body.put_u8(u8::from(fsync));
-    remote
-        .call(body.freeze(), WRITE, ErrorCode::TransientNotCommitted)
-        .await?;
-    Ok(())
+    remote.write(body).await
 }
 
 /// DeleteSegments, run on a replica node (its own segments, as on a replica node itself).
@@ -406,10 +391,7 @@ pub(super) async fn delete_segments(
 ) -> Result<(), CommandError> {
     let mut body = remote.call_head(OP_DELETE_SEGMENTS, key);
     body.put_u32_le(count);
-    remote
-        .call(body.freeze(), WRITE, ErrorCode::TransientNotCommitted)
-        .await?;
-    Ok(())
+    remote.write(body).await
 }
 
 /// Bytes of one partition's figures in an answer: held flag, messages, bytes, segments,
@@ -430,7 +412,7 @@ pub(super) async fn figures(
     }
     let mut figures = BTreeMap::new();
     for (target, partitions) in by_target {
-        let mut body = BytesMut::with_capacity(5 + partitions.len() * 20);
+        let mut body = BytesMut::with_capacity(5 + partitions.len() * PARTITION_BYTES);
         body.put_u8(OP_FIGURES);
         body.put_u32_le(partitions.len() as u32);
         for (key, partition) in &partitions {
@@ -643,7 +625,7 @@ async fn serve_figures(
     reader: &mut Reader<'_>,
 ) -> Result<Pieces, CommandError> {
     let count = reader.u32()? as usize;
-    if count > reader.remaining() / 20 {
+    if count > reader.remaining() / PARTITION_BYTES {
         return Err(ErrorCode::InvalidCommand.into());
     }
     let mut asked = Vec::with_capacity(count);
@@ -655,16 +637,7 @@ async fn serve_figures(
         .iter()
         .filter_map(|&(key, owner)| Some((key, owner?)))
         .collect();
-    let mut gathered = BTreeMap::new();
-    for (owner, keys) in by_owner(held) {
-        let figures = shard0
-            .call(
-                owner,
-                move |shard| async move { figures_owned(&shard, keys) },
-            )
-            .await?;
-        gathered.extend(figures);
-    }
+    let gathered = figures_here(shard0, held).await?;
     let mut answer = BytesMut::with_capacity(4 + count * FIGURES_BYTES);
     answer.put_u32_le(STATUS_OK);
     for (key, _) in asked {
