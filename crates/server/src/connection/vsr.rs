@@ -126,7 +126,7 @@ impl<S: galgo_transport::ByteStream> Connection<S> {
             if let Err(ended) = self.fill(size as usize).await {
                 return ended;
             }
-            let mut frame = self.buffer.split_to(size as usize);
+            let mut frame = super::take_frame(&mut self.buffer, size as usize);
             let body = frame.split_off(HEADER_BYTES);
             let reply = match decoded {
                 Ok(header) => answer(shard, context, session, header, body).await,
