@@ -63,6 +63,7 @@ pub use consumer_offsets::{ClampedOffset, OffsetOwner};
 pub use deduplication::DeduplicationConfig;
 pub use disk::replace_file;
 pub use error::StorageError;
+pub use journal::BATCH_OVERHEAD_BYTES;
 pub use metadata_log::{METADATA_RECORD_BYTES_MAX, METADATA_RECORD_HEADER_BYTES, MetadataLog};
 pub use partition_log::{
     AppendReceipt, IoCounters, JOURNAL_BACKLOG_FACTOR, POLL_BYTES_MAX, PartitionLog,
