@@ -40,12 +40,13 @@ use crate::{
 
 /// Initial size of a connection's read buffer; it grows to hold the largest frame it sees.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
-/// Frames shorter than this are copied out of the read buffer; longer ones are split off it
-/// without a copy. A frame split off keeps the buffer's whole allocation alive for as long as
-/// it lives, and a sent batch lives in the journal and the tail cache: a 200-byte batch split
-/// off would keep 64 KiB allocated (and at least a page resident) and make the next read
-/// allocate a fresh buffer. A copy of less than half a buffer costs less than that allocation.
-const FRAME_COPY_BELOW: usize = READ_BUFFER_BYTES / 2;
+/// Frames shorter than a read buffer are copied out of it; longer ones are split off it
+/// without a copy. A frame split off keeps the allocation it was read into alive for as long
+/// as it lives, and a sent batch lives on in the journal and the tail cache: a 200-byte batch
+/// split off a 64 KiB buffer kept all of it (and at least one resident page), and the next
+/// read allocated a fresh buffer. A frame of a buffer's size or more is read into an
+/// allocation of exactly its size (`grow_for`), so splitting it off wastes nothing.
+const FRAME_COPY_BELOW: usize = READ_BUFFER_BYTES;
 /// The bytes that tell a 0.9 connection from a 0.8 one: four zeros, or a 0.8 length.
 const GENERATION_PROBE_BYTES: usize = 4;
 
@@ -402,8 +403,7 @@ impl<S: ByteStream> Connection<S> {
         if self.buffer.len() >= wanted {
             return Ok(());
         }
-        self.buffer
-            .reserve(wanted.max(READ_BUFFER_BYTES) - self.buffer.len());
+        grow_for(&mut self.buffer, wanted);
         while self.buffer.len() < wanted {
             let buffer = std::mem::take(&mut self.buffer);
             let BufResult(read, buffer) = self.stream.read(buffer).await;
@@ -440,6 +440,20 @@ impl<S: ByteStream> Connection<S> {
                 "the client did not read its response in time",
             )),
         }
+    }
+}
+
+/// Makes room in a read buffer for a frame of `wanted` bytes: a buffer's worth at least,
+/// reclaiming the buffer's own allocation when it can; a frame longer than a buffer gets an
+/// allocation of exactly its size (growing the buffer could double it), since it will be
+/// split off and may live on in the tail cache.
+fn grow_for(buffer: &mut BytesMut, wanted: usize) {
+    if wanted <= READ_BUFFER_BYTES {
+        buffer.reserve(READ_BUFFER_BYTES.saturating_sub(buffer.len()));
+    } else if buffer.capacity() < wanted {
+        let mut exact = BytesMut::with_capacity(wanted);
+        exact.extend_from_slice(buffer);
+        *buffer = exact;
     }
 }
 
@@ -546,5 +560,23 @@ mod tests {
         assert_eq!(long.len(), FRAME_COPY_BELOW);
         assert_eq!(&buffer[..], &[9; 10][..]);
         drop(short);
+    }
+
+    #[test]
+    fn a_frame_longer_than_a_buffer_gets_an_allocation_of_its_size() {
+        let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+        buffer.extend_from_slice(&[1; 100]);
+        let wanted = READ_BUFFER_BYTES + 4096;
+        grow_for(&mut buffer, wanted);
+        assert_eq!(buffer.capacity(), wanted, "not doubled");
+        assert_eq!(&buffer[..], &[1; 100][..], "what was read is kept");
+        // A short frame reclaims the buffer's own room.
+        let mut buffer = BytesMut::with_capacity(READ_BUFFER_BYTES);
+        let start = buffer.as_ptr();
+        buffer.extend_from_slice(&[2; 1000]);
+        let _ = take_frame(&mut buffer, 1000);
+        grow_for(&mut buffer, 8);
+        assert_eq!(buffer.as_ptr(), start);
+        assert!(buffer.capacity() >= READ_BUFFER_BYTES);
     }
 }
