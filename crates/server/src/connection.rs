@@ -452,8 +452,37 @@ fn grow_for(buffer: &mut BytesMut, wanted: usize) {
         buffer.reserve(READ_BUFFER_BYTES.saturating_sub(buffer.len()));
     } else if buffer.capacity() < wanted {
         let mut exact = BytesMut::with_capacity(wanted);
+        prefault(&mut exact, wanted);
         exact.extend_from_slice(buffer);
         *buffer = exact;
+    }
+}
+
+/// Faults in the pages of a fresh buffer about to be filled with `len` bytes, in one
+/// `madvise(MADV_POPULATE_WRITE)` instead of a page fault per 4 KiB as the receive copies
+/// into it. A large frame's buffer is fresh memory as long as the tail cache is filling (the
+/// batches before it are still held), and those faults were 40% of the server's CPU in a 1 GB
+/// producer run; populating them at once made that run 9% faster (six alternated pairs).
+/// Pages already present are left as they are; a kernel without it (before 5.14) refuses
+/// the advice, which changes nothing.
+fn prefault(buffer: &mut BytesMut, len: usize) {
+    const PAGE_BYTES: usize = 4096;
+    let start = buffer.as_mut_ptr() as usize;
+    let (first, end) = (
+        start.next_multiple_of(PAGE_BYTES),
+        (start + len) & !(PAGE_BYTES - 1),
+    );
+    if end > first {
+        // SAFETY: [first, end) lies within the buffer's allocation (capacity >= len), which it
+        // owns; MADV_POPULATE_WRITE only faults its pages in, it neither moves nor changes
+        // any byte of them.
+        unsafe {
+            libc::madvise(
+                first as *mut libc::c_void,
+                end - first,
+                libc::MADV_POPULATE_WRITE,
+            );
+        }
     }
 }
 
