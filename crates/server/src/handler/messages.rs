@@ -670,27 +670,13 @@ pub async fn flush(shard: &Rc<Shard>, topic: TopicKey, flush: FlushUnsavedBuffer
     match remote::placement(shard, key) {
         Some(remote) => remote::flush(&remote, key, fsync).await?,
         None => {
-            shard
-                .call(owner, move |shard| async move {
-                    flush_owned(&shard, key, fsync).await
-                })
-                .await??;
+            on_partition(shard, key, owner, move |_, log| async move {
+                Ok(log.flush(fsync).await?)
+            })
+            .await?
         }
     }
     Ok(Reply::empty())
-}
-
-/// FlushUnsavedBuffer on the partition's owner.
-pub(super) async fn flush_owned(
-    shard: &Shard,
-    key: PartitionKey,
-    fsync: bool,
-) -> Result<(), CommandError> {
-    let log = shard
-        .partition(&key)
-        .ok_or(CommandError::Protocol(ErrorCode::PartitionNotFound))?;
-    log.flush(fsync).await?;
-    Ok(())
 }
 
 topic_handlers! {

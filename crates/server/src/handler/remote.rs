@@ -35,10 +35,10 @@ use galgo_protocol::{ErrorCode, PollingStrategy, Reader, command::offsets::Consu
 use galgo_storage::{AppendReceipt, OffsetOwner, PartitionStats};
 
 use super::{
-    messages::{PartitionRead, Polled, commit_proposed, flush_owned, poll_owned, stored_receipt},
+    messages::{PartitionRead, Polled, commit_proposed, poll_owned, stored_receipt},
     offsets::{get_owned, write_owned},
-    partition_calls::{PartitionFigures, figures_here},
-    segments::delete_owned,
+    partition_calls::{PartitionFigures, figures_here, on_partition},
+    segments::delete_from,
 };
 use crate::{
     cluster::{Placement, held, placement as placement_in},
@@ -560,19 +560,17 @@ async fn serve(shard0: &Rc<Shard>, body: &[u8]) -> Result<Pieces, CommandError> 
         }
         OP_FLUSH => {
             let fsync = reader.u8()? == 1;
-            shard0
-                .call(owner, move |shard| async move {
-                    flush_owned(&shard, key, fsync).await
-                })
-                .await??;
+            on_partition(shard0, key, owner, move |_, log| async move {
+                Ok(log.flush(fsync).await?)
+            })
+            .await?;
         }
         OP_DELETE_SEGMENTS => {
             let count = reader.u32()?;
-            shard0
-                .call(owner, move |shard| async move {
-                    delete_owned(&shard, key, count).await
-                })
-                .await??;
+            on_partition(shard0, key, owner, move |shard, log| async move {
+                delete_from(&shard, key, &log, count).await
+            })
+            .await?;
         }
         _ => return Err(ErrorCode::InvalidCommand.into()),
     }

@@ -3,9 +3,10 @@
 use std::rc::Rc;
 
 use galgo_metadata::{Need, PartitionKey, TopicKey};
-use galgo_protocol::{ErrorCode, command::topics::DeleteSegments};
+use galgo_protocol::command::topics::DeleteSegments;
+use galgo_storage::PartitionLog;
 
-use super::{Outcome, Reply, messages::locate, remote};
+use super::{Outcome, Reply, messages::locate, partition_calls::on_partition, remote};
 use crate::{context::Shard, error::CommandError};
 
 /// Deletes up to `segments_count` of the partition's oldest sealed segments, never the active
@@ -17,26 +18,23 @@ pub async fn delete(shard: &Rc<Shard>, topic: TopicKey, delete: DeleteSegments) 
     match remote::placement(shard, key) {
         Some(remote) => remote::delete_segments(&remote, key, count).await?,
         None => {
-            shard
-                .call(owner, move |shard| async move {
-                    delete_owned(&shard, key, count).await
-                })
-                .await??;
+            on_partition(shard, key, owner, move |shard, log| async move {
+                delete_from(&shard, key, &log, count).await
+            })
+            .await?
         }
     }
     Ok(Reply::empty())
 }
 
-/// DeleteSegments on the partition's owner (a cluster node: this replica's segments, as
-/// retention removes them on each replica).
-pub(super) async fn delete_owned(
+/// DeleteSegments on the partition's owner, with its log (a cluster node: this replica's
+/// segments, as retention removes them on each replica).
+pub(super) async fn delete_from(
     shard: &Shard,
     key: PartitionKey,
+    log: &PartitionLog,
     count: u32,
 ) -> Result<(), CommandError> {
-    let log = shard
-        .partition(&key)
-        .ok_or(CommandError::Protocol(ErrorCode::PartitionNotFound))?;
     let end_offset_max = log.min_stored_offset().unwrap_or(u64::MAX);
     let removed = log.remove_oldest_segments(count, end_offset_max).await?;
     tracing::info!(shard = shard.id().0, partition = %key, asked = count,
