@@ -371,7 +371,7 @@ for side, run, phase, kb in csv.reader(open(f"{out}/rss.tsv"), delimiter="\t"):
     rss[(run, phase)] = kb
 def mb(run, phase):
     kb = rss.get((run, phase), "?")
-    return f"{int(kb) / 1024:.0f} MB" if kb.isdigit() else kb
+    return f"{int(kb) / 1024:.0f} MiB" if kb.isdigit() else kb
 print("| round | Iggy after start | Iggy after 10 GB | galgo after start | galgo after 10 GB |")
 print("|---|---|---|---|---|")
 for r in range(1, rounds + 1):
